@@ -1,0 +1,256 @@
+//! The master's bounded backlog: every record sent to the backup and not yet
+//! acknowledged, in the order made. It is the retransmission buffer, and after a
+//! link blip it is what lets the backup resume without a new bulk. When it is
+//! full, the stream using most of it is dropped and re-bulked (the caller's
+//! policy), so a busy application never costs a quiet one its backlog.
+//!
+//! Layout: a byte array of entries `[header | payload]`, appended at `end`,
+//! consumed at `start`; compacted in place when the tail is reached.
+
+/// Header: stream u8, flags u8, len u16, seq u64, change u64 (little endian).
+pub(crate) const HEADER: usize = 20;
+const DEAD: u8 = 0x80;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Begin,
+    Bulk,
+    Change,
+    End,
+}
+
+impl Kind {
+    fn to_bits(self) -> u8 {
+        match self {
+            Kind::Begin => 0,
+            Kind::Bulk => 1,
+            Kind::Change => 2,
+            Kind::End => 3,
+        }
+    }
+    fn from_bits(b: u8) -> Kind {
+        match b & 3 {
+            0 => Kind::Begin,
+            1 => Kind::Bulk,
+            2 => Kind::Change,
+            _ => Kind::End,
+        }
+    }
+}
+
+/// A view of one stored entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    pub next: usize,
+    pub stream: u8,
+    pub kind: Kind,
+    pub dead: bool,
+    pub seq: u64,
+    /// Change id for dynamic items; for `Begin`, the last change the bulk covers.
+    pub change: u64,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug)]
+pub(crate) struct Backlog<const N: usize> {
+    buf: [u8; N],
+    start: usize,
+    end: usize,
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+impl<const N: usize> Backlog<N> {
+    pub(crate) const fn new() -> Self {
+        Backlog { buf: [0; N], start: 0, end: 0 }
+    }
+
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+    pub(crate) fn used(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// The entry at `off`, if `off` is an entry boundary before `end`.
+    pub(crate) fn get(&self, off: usize) -> Option<Entry<'_>> {
+        if off + HEADER > self.end {
+            return None;
+        }
+        let h = &self.buf[off..off + HEADER];
+        let len = u16::from_le_bytes([h[2], h[3]]) as usize;
+        let next = off + HEADER + len;
+        Some(Entry {
+            next,
+            stream: h[0],
+            kind: Kind::from_bits(h[1]),
+            dead: h[1] & DEAD != 0,
+            seq: u64_at(h, 4),
+            change: u64_at(h, 12),
+            data: &self.buf[off + HEADER..next],
+        })
+    }
+
+    /// Room for a payload of up to `max` bytes, compacting if needed.
+    /// Offsets in `keep` are remapped by any compaction.
+    pub(crate) fn reserve(
+        &mut self,
+        max: usize,
+        live: impl Fn(u8, u64) -> bool,
+        keep: &mut [&mut usize],
+    ) -> Option<&mut [u8]> {
+        let need = HEADER + max.min(u16::MAX as usize);
+        if self.end + need > N {
+            self.compact(&live, keep);
+        }
+        if self.end + need > N {
+            return None;
+        }
+        Some(&mut self.buf[self.end + HEADER..self.end + need])
+    }
+
+    /// Store an entry whose payload (`len` bytes) was written into the space
+    /// [`reserve`](Self::reserve) returned. Returns its offset.
+    pub(crate) fn commit(&mut self, stream: u8, kind: Kind, seq: u64, change: u64, len: usize) -> usize {
+        let off = self.end;
+        let h = &mut self.buf[off..off + HEADER];
+        h[0] = stream;
+        h[1] = kind.to_bits();
+        h[2..4].copy_from_slice(&(len as u16).to_le_bytes());
+        h[4..12].copy_from_slice(&seq.to_le_bytes());
+        h[12..20].copy_from_slice(&change.to_le_bytes());
+        self.end = off + HEADER + len;
+        off
+    }
+
+    /// Mark every entry of `stream` dead (its epoch ended).
+    pub(crate) fn kill_stream(&mut self, stream: u8) {
+        let mut off = self.start;
+        while let Some(e) = self.get(off) {
+            let (next, mine) = (e.next, e.stream == stream);
+            if mine {
+                self.buf[off + 1] |= DEAD;
+            }
+            off = next;
+        }
+    }
+
+    /// Bytes held by live entries of each stream (for the overflow policy).
+    pub(crate) fn usage(&self, live: impl Fn(u8, u64) -> bool, out: &mut [usize]) {
+        out.iter_mut().for_each(|u| *u = 0);
+        let mut off = self.start;
+        while let Some(e) = self.get(off) {
+            if !e.dead && live(e.stream, e.seq) {
+                if let Some(u) = out.get_mut(e.stream as usize) {
+                    *u += e.next - off;
+                }
+            }
+            off = e.next;
+        }
+    }
+
+    /// Drop entries at the front that are acknowledged or dead.
+    pub(crate) fn trim(&mut self, live: impl Fn(u8, u64) -> bool) {
+        while let Some(e) = self.get(self.start) {
+            if !e.dead && live(e.stream, e.seq) {
+                break;
+            }
+            self.start = e.next;
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Forget everything.
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Move live entries to the front, preserving order. An offset in `keep`
+    /// moves to where the first live entry at or after it went.
+    fn compact(&mut self, live: &impl Fn(u8, u64) -> bool, keep: &mut [&mut usize]) {
+        let mut read = self.start;
+        let mut write = 0;
+        let mut moved: [bool; 4] = [false; 4];
+        while let Some(e) = self.get(read) {
+            let next = e.next;
+            let alive = !e.dead && live(e.stream, e.seq);
+            for (k, m) in keep.iter_mut().zip(moved.iter_mut()) {
+                if !*m && **k <= read {
+                    **k = write;
+                    *m = true;
+                }
+            }
+            if alive {
+                self.buf.copy_within(read..next, write);
+                write += next - read;
+            }
+            read = next;
+        }
+        for (k, m) in keep.iter_mut().zip(moved.iter()) {
+            if !*m {
+                **k = write;
+            }
+        }
+        self.start = 0;
+        self.end = write;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push<const N: usize>(b: &mut Backlog<N>, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
+        let slot = b.reserve(data.len(), |_, _| true, &mut [])?;
+        slot[..data.len()].copy_from_slice(data);
+        Some(b.commit(stream, Kind::Change, seq, seq, data.len()))
+    }
+
+    #[test]
+    fn append_read_trim() {
+        let mut b = Backlog::<256>::new();
+        let o1 = push(&mut b, 1, 1, b"abc").unwrap();
+        let o2 = push(&mut b, 2, 1, b"de").unwrap();
+        let e = b.get(o1).unwrap();
+        assert_eq!((e.stream, e.seq, e.data, e.next), (1, 1, &b"abc"[..], o2));
+        b.trim(|s, _| s != 1);
+        assert_eq!(b.start(), o2);
+        b.trim(|_, _| false);
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn compaction_keeps_live_entries_in_order_and_remaps_cursor() {
+        let mut b = Backlog::<128>::new();
+        for seq in 1..=4 {
+            push(&mut b, (seq % 2) as u8, seq, &[seq as u8; 8]).unwrap();
+        }
+        // Stream 1 acked through seq 3: only stream 0's entries (2, 4) stay live.
+        let live = |s: u8, q: u64| !(s == 1 && q <= 3);
+        let mut cursor = b.get(b.start()).unwrap().next; // at seq 2
+        let slot = b.reserve(40, live, &mut [&mut cursor]).unwrap();
+        slot[0] = 9;
+        b.commit(1, Kind::Change, 5, 5, 1);
+        let e = b.get(cursor).unwrap();
+        assert_eq!(e.seq, 2);
+        let e2 = b.get(e.next).unwrap();
+        assert_eq!(e2.seq, 4);
+        assert_eq!(b.get(e2.next).unwrap().seq, 5);
+    }
+
+    #[test]
+    fn full_is_refused_not_overwritten() {
+        let mut b = Backlog::<64>::new();
+        push(&mut b, 0, 1, &[0; 30]).unwrap();
+        assert!(push(&mut b, 0, 2, &[0; 30]).is_none());
+        assert_eq!(b.get(0).unwrap().seq, 1);
+    }
+}

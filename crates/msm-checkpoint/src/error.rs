@@ -1,0 +1,111 @@
+//! Errors the engine returns to its callers. Each names what was at fault.
+
+use core::fmt;
+
+use crate::role::Term;
+use crate::status::SyncState;
+use crate::wire::WireError;
+
+/// A frame was refused. Counted in the node's status; the node's state is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    Wire(WireError),
+    /// The frame claims to come from this node's own slot (looped back, or two
+    /// modules configured with one slot).
+    OwnSlot,
+    /// From a master of an older term (invariant 5: a stale master is refused).
+    StaleTerm { got: Term, ours: Term },
+    /// A stream id this node does not have.
+    UnknownStream(u8),
+    /// A record list that does not decode, although the CRC matched.
+    BadRecord,
+}
+
+impl From<WireError> for FrameError {
+    fn from(e: WireError) -> Self {
+        FrameError::Wire(e)
+    }
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Wire(e) => write!(f, "{e}"),
+            FrameError::OwnSlot => f.write_str("frame claims this node's own slot"),
+            FrameError::StaleTerm { got, ours } => {
+                write!(f, "frame from stale term {got} (current term {ours})")
+            }
+            FrameError::UnknownStream(s) => write!(f, "unknown stream id {s}"),
+            FrameError::BadRecord => f.write_str("record list does not decode"),
+        }
+    }
+}
+
+/// An application or operator call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Only the master records changes.
+    NotMaster,
+    /// `run msm-failover` is draining the backlog; changes wait for the new master.
+    HandoverInProgress,
+    UnknownApp,
+    /// A record must fit in one frame.
+    RecordTooLarge { len: usize, max: usize },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotMaster => f.write_str("this node is not the master"),
+            Error::HandoverInProgress => f.write_str("failover in progress"),
+            Error::UnknownApp => f.write_str("unknown application"),
+            Error::RecordTooLarge { len, max } => {
+                write!(f, "record of {len} bytes exceeds the {max}-byte limit")
+            }
+        }
+    }
+}
+
+/// `run msm-failover` refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailoverError {
+    NotMaster,
+    NoBackup,
+    /// Not without `force`: the backup would lose state.
+    NotInSync(SyncState),
+    AlreadyInProgress,
+}
+
+impl fmt::Display for FailoverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailoverError::NotMaster => f.write_str("this node is not the master"),
+            FailoverError::NoBackup => f.write_str("there is no backup to take over"),
+            FailoverError::NotInSync(s) => {
+                write!(f, "backup is not in sync ({s}); use 'run msm-failover force' to override")
+            }
+            FailoverError::AlreadyInProgress => f.write_str("a failover is already in progress"),
+        }
+    }
+}
+
+/// A node configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    ZeroHeartbeat,
+    ZeroMissCount,
+    /// `max_frame` outside 128..=65535.
+    MaxFrame(usize),
+    Apps(crate::app::RegisterError),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroHeartbeat => f.write_str("heartbeat interval must be non-zero"),
+            ConfigError::ZeroMissCount => f.write_str("heartbeat miss count must be at least 1"),
+            ConfigError::MaxFrame(n) => write!(f, "max frame {n} outside 128..=65535"),
+            ConfigError::Apps(e) => write!(f, "{e}"),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Who is who in the chassis: slots, roles, terms and the election rank.
+
+use core::fmt;
+
+/// Maximum number of management modules in one chassis (slots A..D).
+pub const MAX_NODES: usize = 4;
+
+/// A management-module slot. Slot 0 is "A".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Slot(u8);
+
+impl Slot {
+    pub const A: Slot = Slot(0);
+    pub const B: Slot = Slot(1);
+
+    /// `None` for an index outside the chassis.
+    pub const fn new(index: u8) -> Option<Slot> {
+        if (index as usize) < MAX_NODES { Some(Slot(index)) } else { None }
+    }
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+    pub const fn raw(self) -> u8 {
+        self.0
+    }
+    /// 'A', 'B', ...
+    pub const fn letter(self) -> char {
+        (b'A' + self.0) as char
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MSM-{}", self.letter())
+    }
+}
+
+/// Node states as XOS names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// Booting: listening for a master, or electing one.
+    Init,
+    Master,
+    /// Receives checkpoints and takes over when the master is lost.
+    Backup,
+    /// A third or fourth module: follows the master, holds no checkpointed state.
+    Standby,
+}
+
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Init => "INIT",
+            Role::Master => "MASTER",
+            Role::Backup => "BACKUP",
+            Role::Standby => "STANDBY",
+        }
+    }
+    pub(crate) const fn to_wire(self) -> u8 {
+        match self {
+            Role::Init => 0,
+            Role::Master => 1,
+            Role::Backup => 2,
+            Role::Standby => 3,
+        }
+    }
+    pub(crate) const fn from_wire(v: u8) -> Option<Role> {
+        match v {
+            0 => Some(Role::Init),
+            1 => Some(Role::Master),
+            2 => Some(Role::Backup),
+            3 => Some(Role::Standby),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mastership epoch. The low byte names the slot that claimed it, so two
+/// modules can never claim the same term (invariant 5 by construction); the
+/// high bits count changes of master. Zero means "no master yet".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Term(u64);
+
+impl Term {
+    pub const NONE: Term = Term(0);
+
+    pub const fn from_raw(raw: u64) -> Term {
+        Term(raw)
+    }
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+    /// How many changes of master this term is.
+    pub const fn count(self) -> u64 {
+        self.0 >> 8
+    }
+    /// The slot that claimed the term.
+    pub const fn owner(self) -> Option<Slot> {
+        if self.0 == 0 { None } else { Slot::new((self.0 & 0xff) as u8) }
+    }
+    /// The term `slot` claims when it becomes master after `self`.
+    pub const fn next(self, slot: Slot) -> Term {
+        Term(((self.count() + 1) << 8) | slot.0 as u64)
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.owner() {
+            Some(s) => write!(f, "{}.{}", self.count(), s.letter()),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Election rank: lower priority value wins, then better health, then the
+/// lower slot (A before B). Smaller rank wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Rank {
+    priority: u8,
+    sickness: u8,
+    slot: u8,
+}
+
+impl Rank {
+    pub(crate) const fn new(priority: u8, health: u8, slot: Slot) -> Rank {
+        Rank { priority, sickness: u8::MAX - health, slot: slot.0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_of_different_slots_never_collide_and_increase() {
+        let t1 = Term::NONE.next(Slot::A);
+        let t2 = t1.next(Slot::B);
+        let t2a = t1.next(Slot::A);
+        assert!(t2 > t1 && t2a > t1);
+        assert_ne!(t2, t2a);
+        assert_eq!(t2.owner(), Some(Slot::B));
+        assert_eq!(t2.count(), 2);
+    }
+
+    #[test]
+    fn rank_orders_priority_then_health_then_slot() {
+        assert!(Rank::new(0, 10, Slot::B) < Rank::new(1, 99, Slot::A));
+        assert!(Rank::new(1, 99, Slot::B) < Rank::new(1, 10, Slot::A));
+        assert!(Rank::new(1, 10, Slot::A) < Rank::new(1, 10, Slot::B));
+    }
+}

@@ -1,0 +1,203 @@
+//! Per-stream state: what the master has sent and had acknowledged, and what
+//! the backup has applied. A node keeps both halves: roles change.
+
+use crate::host::HostError;
+
+/// Config-stream and application digests: CRC-64/XZ over every item in order.
+static CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+
+/// A running digest over a stream's items.
+#[derive(Clone)]
+pub(crate) struct Digest(crc::Digest<'static, u64>);
+
+impl Digest {
+    pub(crate) fn new() -> Self {
+        Digest(CRC64.digest())
+    }
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    /// The digest so far; the running state continues.
+    pub(crate) fn value(&self) -> u64 {
+        self.0.clone().finalize()
+    }
+}
+
+impl core::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Digest({:016x})", self.value())
+    }
+}
+
+/// Where a stream is on the master, in the order it goes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Phase {
+    /// No backup session.
+    Off,
+    /// Waiting for the streams it depends on to finish their bulk.
+    Waiting,
+    /// Bulk records are being read from the host and sent.
+    Bulk,
+    /// The last bulk record is sent; waiting for its acknowledgement.
+    Ending,
+    /// Bulk done; every change goes out as a dynamic checkpoint.
+    Synced,
+    /// The backup cannot take this stream (schema or protocol mismatch).
+    Blocked,
+    /// The host failed to produce a record; not in sync until re-bulked.
+    Failed,
+}
+
+impl Phase {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Phase::Off => "OFF",
+            Phase::Waiting => "WAIT",
+            Phase::Bulk | Phase::Ending => "BULK",
+            Phase::Synced => "OK",
+            Phase::Blocked => "MISMATCH",
+            Phase::Failed => "ERROR",
+        }
+    }
+}
+
+/// The backup's schema for a stream differs from the master's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Mismatch {
+    pub ours: u16,
+    /// `None`: the backup has no application of that name.
+    pub theirs: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Tx {
+    pub phase: Phase,
+    pub epoch: u32,
+    /// Next sequence number to assign; sequence numbers start at 1 per epoch.
+    pub next_seq: u64,
+    pub acked: u64,
+    /// Sequence number of this epoch's `End`, once appended.
+    pub end_seq: Option<u64>,
+    pub cursor: u64,
+    /// Changes are appended to the backlog (a bulk has begun in this session).
+    pub recording: bool,
+    pub digest: Digest,
+    /// Change ids handed out so far.
+    pub changes: u64,
+    /// Changes up to this id are inside the current bulk.
+    pub covers: u64,
+    pub max_acked_change: u64,
+    /// Every change up to this id is on the current backup.
+    pub checkpointed: u64,
+    pub bulk_sent: u64,
+    pub bulk_total: u64,
+    pub mismatch: Option<Mismatch>,
+    pub failure: Option<HostError>,
+    pub rebulks: u32,
+}
+
+impl Tx {
+    pub(crate) fn new() -> Self {
+        Tx {
+            phase: Phase::Off,
+            epoch: 0,
+            next_seq: 1,
+            acked: 0,
+            end_seq: None,
+            cursor: 0,
+            recording: false,
+            digest: Digest::new(),
+            changes: 0,
+            covers: 0,
+            max_acked_change: 0,
+            checkpointed: 0,
+            bulk_sent: 0,
+            bulk_total: 0,
+            mismatch: None,
+            failure: None,
+            rebulks: 0,
+        }
+    }
+
+    /// Start a new epoch that will begin with a bulk once dependencies allow.
+    pub(crate) fn restart(&mut self) {
+        self.phase = Phase::Waiting;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.next_seq = 1;
+        self.acked = 0;
+        self.end_seq = None;
+        self.cursor = 0;
+        self.recording = false;
+        self.digest = Digest::new();
+        self.max_acked_change = 0;
+        self.bulk_sent = 0;
+        self.bulk_total = 0;
+        self.failure = None;
+    }
+
+    /// Forget the session (no backup any more); change ids continue.
+    pub(crate) fn stop(&mut self) {
+        let (changes, epoch) = (self.changes, self.epoch);
+        *self = Tx::new();
+        self.changes = changes;
+        self.epoch = epoch;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Rx {
+    /// Term and epoch of the records held.
+    pub term: u64,
+    pub epoch: u32,
+    pub applied: u64,
+    pub in_bulk: bool,
+    /// A bulk of this epoch completed: the state is whole.
+    pub complete: bool,
+    pub digest: Digest,
+    pub ack_due: bool,
+    pub gap: bool,
+    pub resync_due: bool,
+    pub bulk_rcvd: u64,
+    pub bulk_total: u64,
+}
+
+impl Rx {
+    pub(crate) fn new() -> Self {
+        Rx {
+            term: 0,
+            epoch: 0,
+            applied: 0,
+            in_bulk: false,
+            complete: false,
+            digest: Digest::new(),
+            ack_due: false,
+            gap: false,
+            resync_due: false,
+            bulk_rcvd: 0,
+            bulk_total: 0,
+        }
+    }
+}
+
+/// Frame and error counters of one stream, for `show checkpoint-data`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub tx: u64,
+    pub rx: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StreamState {
+    pub tx: Tx,
+    pub rx: Rx,
+    pub counters: Counters,
+}
+
+impl StreamState {
+    pub(crate) fn new() -> Self {
+        StreamState { tx: Tx::new(), rx: Rx::new(), counters: Counters::default() }
+    }
+}

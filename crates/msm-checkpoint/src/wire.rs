@@ -1,0 +1,337 @@
+//! The backplane wire format, version 1. See `docs/wire-protocol.md`.
+//!
+//! ```text
+//! +-------+---------+------+----+------------------------+--------------+-----------+
+//! | magic | version | from | to | postcard (term, Body)  | tail records | CRC-32C LE |
+//! |  u8   |   u8    |  u8  | u8 |                        | (postcard)   |   4 bytes  |
+//! +-------+---------+------+----+------------------------+--------------+-----------+
+//! ```
+//! The four-byte prefix never changes between versions, so a peer speaking
+//! another version is recognised and named rather than misparsed. The CRC
+//! protects the frame end to end on any link (datagram or byte stream).
+//! Decoding any byte string gives a frame or a [`WireError`], never a panic.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// First byte of every frame.
+pub const MAGIC: u8 = 0xC5;
+/// `to` value addressing every module.
+pub const BROADCAST: u8 = 0xFF;
+/// Bytes before the postcard body: magic, version, from, to.
+pub const PREFIX_LEN: usize = 4;
+/// Bytes of the trailing CRC-32C.
+pub const CRC_LEN: usize = 4;
+/// No valid frame is shorter: prefix, a term and a body tag, CRC.
+pub const MIN_FRAME: usize = PREFIX_LEN + 2 + CRC_LEN;
+/// "No backup chosen" in a heartbeat.
+pub const NO_SLOT: u8 = 0xFF;
+
+pub(crate) const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// Why a byte string is not a frame we can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WireError {
+    /// Shorter than the smallest frame, or a record cut short.
+    Truncated,
+    /// First byte is not [`MAGIC`]: not one of our frames.
+    BadMagic(u8),
+    /// A peer speaking another protocol version (named so status can say who).
+    UnsupportedVersion { from: u8, got: u8 },
+    /// The CRC-32C does not match: corrupted on the link.
+    BadCrc,
+    /// The CRC matched but the contents do not decode.
+    Malformed,
+    /// A slot number outside the chassis.
+    BadSlot(u8),
+    /// The output buffer cannot hold the frame.
+    BufferTooSmall,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Truncated => f.write_str("frame truncated"),
+            WireError::BadMagic(m) => write!(f, "bad magic byte 0x{m:02x}"),
+            WireError::UnsupportedVersion { from, got } => {
+                write!(f, "slot {from} speaks protocol v{got}, this node speaks v{PROTOCOL_VERSION}")
+            }
+            WireError::BadCrc => f.write_str("CRC-32C mismatch"),
+            WireError::Malformed => f.write_str("malformed frame body"),
+            WireError::BadSlot(s) => write!(f, "slot {s} is outside the chassis"),
+            WireError::BufferTooSmall => f.write_str("output buffer too small for frame"),
+        }
+    }
+}
+
+/// A config-stream digest at a point of the stream, for the backup to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DigestMark {
+    pub epoch: u32,
+    pub seq: u64,
+    pub digest: u64,
+}
+
+/// Sent by every module every heartbeat interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub role: u8,
+    pub priority: u8,
+    pub health: u8,
+    /// The master's chosen backup, or [`NO_SLOT`].
+    pub backup: u8,
+    /// The master's view: its backup is in sync.
+    pub in_sync: bool,
+    /// Boot counter of the sender; a restart is a new incarnation.
+    pub incarnation: u32,
+    /// Master only: where its active-config stream is, with its digest.
+    pub config: DigestMark,
+}
+
+/// Message bodies. Variants are only ever appended; a new field or a
+/// changed meaning is a new [`PROTOCOL_VERSION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    Heartbeat(Heartbeat),
+    /// Backup to master: "I follow you"; tail: one [`StreamHello`] per stream.
+    /// `total` is the backup's stream count; a long table spans several hellos.
+    Hello { incarnation: u32, hello_id: u32, total: u8 },
+    /// Master to backup: every part of the hello arrived; stop repeating it.
+    HelloAck { incarnation: u32, hello_id: u32 },
+    /// Master to backup: records `first_seq..` of one stream; tail: [`Record`]s.
+    Data { stream: u8, epoch: u32, first_seq: u64 },
+    /// Backup to master: everything of `stream` up to `seq` is applied.
+    /// `gap` says a later frame arrived first, asking for a prompt resend.
+    Ack { stream: u8, epoch: u32, seq: u64, gap: bool },
+    /// Backup to master: this stream's state is unusable, send a new bulk.
+    Resync { stream: u8, epoch: u32, reason: u8 },
+    /// Master to backup: take over now (`run msm-failover`).
+    Handover { force: bool },
+}
+
+/// One stream as the backup has it, so the master can resume or re-bulk it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHello<'a> {
+    /// The backup's id for the stream: data and acks use it.
+    pub id: u8,
+    pub name: &'a str,
+    pub schema: u16,
+    /// Term of the master whose records the backup holds (0: nothing).
+    pub term: u64,
+    pub epoch: u32,
+    /// Last sequence number applied.
+    pub seq: u64,
+    /// The stream's bulk completed at least once in that epoch.
+    pub complete: bool,
+}
+
+/// A record in a data frame. Sequence numbers are implicit: `first_seq`, +1 each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record<'a> {
+    /// A bulk transfer starts; `total` items are expected (for progress only).
+    Begin { total: u64 },
+    /// Part of the bulk: one application record, or a chunk of a config.
+    Bulk(&'a [u8]),
+    /// A later change: one application record, or one configuration line.
+    Change(&'a [u8]),
+    /// The bulk transfer ends; `digest` covers every item since `Begin`.
+    End { digest: u64 },
+}
+
+/// A decoded frame, borrowing from the input bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub from: u8,
+    pub to: u8,
+    pub term: u64,
+    pub body: Body,
+    /// Records or hello entries, decoded with [`take`].
+    pub tail: &'a [u8],
+}
+
+/// Decode one frame. Checks magic, version, CRC, slots, then the body.
+pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
+    if bytes.len() < MIN_FRAME {
+        return Err(WireError::Truncated);
+    }
+    if bytes[0] != MAGIC {
+        return Err(WireError::BadMagic(bytes[0]));
+    }
+    if bytes[1] != PROTOCOL_VERSION {
+        return Err(WireError::UnsupportedVersion { from: bytes[2], got: bytes[1] });
+    }
+    let (content, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if CRC32C.checksum(content) != want {
+        return Err(WireError::BadCrc);
+    }
+    let (from, to) = (content[2], content[3]);
+    if from as usize >= crate::role::MAX_NODES {
+        return Err(WireError::BadSlot(from));
+    }
+    if to != BROADCAST && to as usize >= crate::role::MAX_NODES {
+        return Err(WireError::BadSlot(to));
+    }
+    let ((term, body), tail): ((u64, Body), &[u8]) =
+        postcard::take_from_bytes(&content[PREFIX_LEN..]).map_err(|_| WireError::Malformed)?;
+    Ok(Frame { from, to, term, body, tail })
+}
+
+/// Take the next item of a tail, advancing it.
+pub fn take<'a, T: Deserialize<'a>>(tail: &mut &'a [u8]) -> Result<T, WireError> {
+    let (v, rest) = postcard::take_from_bytes(tail).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => WireError::Truncated,
+        _ => WireError::Malformed,
+    })?;
+    *tail = rest;
+    Ok(v)
+}
+
+/// Writes one frame into a caller's buffer: prefix and body, then tail items,
+/// then [`FrameWriter::finish`] appends the CRC.
+#[derive(Debug)]
+pub struct FrameWriter<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> FrameWriter<'b> {
+    pub fn new(
+        buf: &'b mut [u8],
+        from: u8,
+        to: u8,
+        term: u64,
+        body: &Body,
+    ) -> Result<Self, WireError> {
+        if buf.len() < MIN_FRAME {
+            return Err(WireError::BufferTooSmall);
+        }
+        buf[..PREFIX_LEN].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
+        let mut w = FrameWriter { buf, len: PREFIX_LEN };
+        w.push(&(term, body))?;
+        Ok(w)
+    }
+
+    /// Append one tail item; on `BufferTooSmall` the frame is unchanged.
+    pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), WireError> {
+        let end = self.buf.len() - CRC_LEN;
+        let room = self.buf.get_mut(self.len..end).ok_or(WireError::BufferTooSmall)?;
+        let used = postcard::to_slice(item, room).map_err(|_| WireError::BufferTooSmall)?.len();
+        self.len += used;
+        Ok(())
+    }
+
+    /// Bytes still free for tail items.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - CRC_LEN - self.len
+    }
+
+    /// Append the CRC; returns the frame length.
+    pub fn finish(self) -> usize {
+        let crc = CRC32C.checksum(&self.buf[..self.len]);
+        self.buf[self.len..self.len + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+        self.len + CRC_LEN
+    }
+}
+
+/// Bytes postcard uses for `v` as a varint.
+pub const fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Bytes a record with a payload of `len` bytes takes in a tail
+/// (variant tag, length varint, bytes), for packing without trial encoding.
+pub const fn bytes_record_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// Worst-case bytes of a data frame without its records.
+pub const DATA_OVERHEAD: usize = PREFIX_LEN + 10 + 1 + 1 + 5 + 10 + CRC_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(buf: &mut [u8]) -> usize {
+        let mut w = FrameWriter::new(
+            buf,
+            0,
+            1,
+            0x105,
+            &Body::Data { stream: 3, epoch: 2, first_seq: 7 },
+        )
+        .unwrap();
+        w.push(&Record::Begin { total: 2 }).unwrap();
+        w.push(&Record::Bulk(b"vlan 10")).unwrap();
+        w.push(&Record::End { digest: 99 }).unwrap();
+        w.finish()
+    }
+
+    #[test]
+    fn round_trip_with_records() {
+        let mut buf = [0u8; 128];
+        let n = sample(&mut buf);
+        let f = decode(&buf[..n]).unwrap();
+        assert_eq!((f.from, f.to, f.term), (0, 1, 0x105));
+        assert_eq!(f.body, Body::Data { stream: 3, epoch: 2, first_seq: 7 });
+        let mut tail = f.tail;
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Begin { total: 2 });
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Bulk(b"vlan 10"));
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::End { digest: 99 });
+        assert!(tail.is_empty());
+    }
+
+    #[test]
+    fn garbage_frames_rejected_by_name() {
+        let mut buf = [0u8; 128];
+        let n = sample(&mut buf);
+        assert_eq!(decode(&buf[..3]), Err(WireError::Truncated));
+        let mut bad = buf;
+        bad[0] = 0x00;
+        assert_eq!(decode(&bad[..n]), Err(WireError::BadMagic(0)));
+        let mut bad = buf;
+        bad[1] = 9;
+        assert_eq!(decode(&bad[..n]), Err(WireError::UnsupportedVersion { from: 0, got: 9 }));
+        for i in PREFIX_LEN..n {
+            let mut bad = buf;
+            bad[i] ^= 0x40;
+            assert_eq!(decode(&bad[..n]), Err(WireError::BadCrc), "flip at byte {i}");
+        }
+    }
+
+    #[test]
+    fn crc_valid_but_malformed_body_is_named() {
+        let mut buf = [0xEEu8; 32];
+        buf[..PREFIX_LEN].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, 0, 1]);
+        let crc = CRC32C.checksum(&buf[..28]);
+        buf[28..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&buf), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn record_len_matches_postcard() {
+        for len in [0usize, 1, 127, 128, 300, 16_384] {
+            let data = [7u8; 16_384];
+            let mut buf = [0u8; 16_400];
+            let n = postcard::to_slice(&Record::Change(&data[..len]), &mut buf).unwrap().len();
+            assert_eq!(n, bytes_record_len(len), "len {len}");
+        }
+    }
+
+    #[test]
+    fn full_buffer_leaves_frame_intact() {
+        let mut buf = [0u8; 24];
+        let mut w = FrameWriter::new(&mut buf, 0, 1, 1, &Body::Handover { force: false }).unwrap();
+        assert_eq!(w.push(&Record::Bulk(&[0u8; 64])), Err(WireError::BufferTooSmall));
+        let n = w.finish();
+        assert_eq!(decode(&buf[..n]).unwrap().body, Body::Handover { force: false });
+    }
+}

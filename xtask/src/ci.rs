@@ -1,0 +1,137 @@
+//! `cargo xtask ci`: the whole pipeline, in order, stopping at the first
+//! failing step. `.ci/run` is just this.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::{cmd, cross, sim};
+
+/// Seeds swept (with faults) by CI.
+const CI_SEEDS: &str = "0..2000";
+
+#[derive(Debug)]
+struct Step {
+    name: &'static str,
+    what: &'static str,
+    run: fn() -> Result<()>,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "fmt",
+        what: "cargo fmt --all -- --check",
+        run: fmt,
+    },
+    Step {
+        name: "clippy",
+        what: "cargo clippy --workspace --all-targets -- -D warnings",
+        run: clippy,
+    },
+    Step {
+        name: "test",
+        what: "cargo test --workspace",
+        run: test,
+    },
+    Step {
+        name: "sim",
+        what: "simulator sweep with faults, seeds 0..2000",
+        run: sim_sweep,
+    },
+    Step {
+        name: "cross",
+        what: "no_std crates for thumbv7m-none-eabi, core only",
+        run: cross::run,
+    },
+];
+
+fn fmt() -> Result<()> {
+    cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+fn clippy() -> Result<()> {
+    cmd::run(cmd::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn test() -> Result<()> {
+    crate::test(&[])
+}
+
+fn sim_sweep() -> Result<()> {
+    sim::run(&sim::SimArgs::sweep(CI_SEEDS))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration),
+    Skipped,
+}
+
+/// Runs [`STEPS`] in order; prints a summary table whatever happens.
+pub(crate) fn run() -> Result<()> {
+    let total = Instant::now();
+    let mut outcomes = vec![Outcome::Skipped; STEPS.len()];
+    let mut failure = None;
+    for (i, (step, outcome)) in STEPS.iter().zip(&mut outcomes).enumerate() {
+        println!(
+            "\n==> ci [{}/{}] {}: {}",
+            i + 1,
+            STEPS.len(),
+            step.name,
+            step.what
+        );
+        let start = Instant::now();
+        let result = (step.run)();
+        let elapsed = start.elapsed();
+        match result {
+            Ok(()) => {
+                println!("<== ci {} ok ({:.1} s)", step.name, elapsed.as_secs_f64());
+                *outcome = Outcome::Passed(elapsed);
+            }
+            Err(err) => {
+                eprintln!(
+                    "<== ci {} FAILED ({:.1} s): {err:#}",
+                    step.name,
+                    elapsed.as_secs_f64()
+                );
+                *outcome = Outcome::Failed(elapsed);
+                failure = Some((step, err));
+                break;
+            }
+        }
+    }
+    print_summary(&outcomes, total.elapsed());
+    match failure {
+        None => Ok(()),
+        Some((step, err)) => {
+            Err(err.context(format!("ci failed at step `{}` ({})", step.name, step.what)))
+        }
+    }
+}
+
+fn print_summary(outcomes: &[Outcome], total: Duration) {
+    println!("\nci summary");
+    println!("  {:<8} {:<8} {:>9}", "step", "status", "time");
+    for (step, outcome) in STEPS.iter().zip(outcomes) {
+        let (status, time) = match outcome {
+            Outcome::Passed(d) => ("ok", format!("{:.1} s", d.as_secs_f64())),
+            Outcome::Failed(d) => ("FAILED", format!("{:.1} s", d.as_secs_f64())),
+            Outcome::Skipped => ("skipped", "-".to_owned()),
+        };
+        println!("  {:<8} {status:<8} {time:>9}", step.name);
+    }
+    println!(
+        "  {:<8} {:<8} {:>9}",
+        "total",
+        "",
+        format!("{:.1} s", total.as_secs_f64())
+    );
+}

@@ -1,0 +1,100 @@
+//! Project automation, run as `cargo xtask <flow>` (alias in `.cargo/config.toml`).
+//!
+//! Every flow only orchestrates: it runs child commands (mostly `cargo`) from
+//! the workspace root with inherited stdio, echoes each command before running
+//! it, and turns a failure into an error that names the command. The exit
+//! status of a failed child (e.g. msm-sim reporting a failing seed) becomes the
+//! exit status of the xtask.
+
+mod ci;
+mod cmd;
+mod cross;
+mod sim;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Project automation for the msm-ha workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    flow: Flow,
+}
+
+// More flows will join here (`emu`, `qemu`, `build --board`, `size`) as the
+// boards land; each gets its own module like `cross` and `ci`.
+#[derive(Debug, Subcommand)]
+enum Flow {
+    /// Run the host test suite: `cargo test --workspace [ARGS]`.
+    ///
+    /// ARGS go to `cargo test` unchanged; arguments for the test binaries go
+    /// after a second `--`, e.g. `cargo xtask test -- -- --nocapture`.
+    Test(PassThrough),
+    /// Run the deterministic chassis simulator (sweep a seed range, or replay one seed).
+    Sim(sim::SimArgs),
+    /// Run the narrated demo scenario of the simulator.
+    Demo,
+    /// Run the simulator benchmarks: `msm-sim bench [ARGS]`.
+    Bench(PassThrough),
+    /// Build every no_std crate for `thumbv7m-none-eabi` (with `core` only: proves they are allocation-free).
+    Cross,
+    /// The full CI pipeline: fmt, clippy, test, simulator sweep, cross.
+    Ci,
+}
+
+#[derive(Debug, Args)]
+struct PassThrough {
+    /// Extra arguments, passed through unchanged.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.flow) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(cmd::exit_code_of(&err))
+        }
+    }
+}
+
+fn run(flow: Flow) -> Result<()> {
+    match flow {
+        Flow::Test(pass) => test(&pass.args),
+        Flow::Sim(args) => sim::run(&args),
+        Flow::Demo => sim::demo(),
+        Flow::Bench(pass) => sim::bench(&pass.args),
+        Flow::Cross => cross::run(),
+        Flow::Ci => ci::run(),
+    }
+}
+
+/// `cargo test --workspace [ARGS]`.
+pub(crate) fn test(args: &[String]) -> Result<()> {
+    let mut c = cmd::cargo();
+    c.args(["test", "--workspace"]).args(args);
+    cmd::run(&mut c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -216,7 +216,9 @@ mod tests {
         let mut r = AppRegistry::<4>::new();
         r.register("fdb", 1, &["vlan"]).unwrap();
         let e = r.validate().unwrap_err();
-        assert_eq!(e.to_string(), "application 'fdb' depends on unknown application 'vlan'");
+        let mut text: heapless::String<80> = heapless::String::new();
+        core::fmt::write(&mut text, format_args!("{e}")).unwrap();
+        assert_eq!(text, "application 'fdb' depends on unknown application 'vlan'");
     }
 
     #[test]

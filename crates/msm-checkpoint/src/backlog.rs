@@ -5,7 +5,9 @@
 //! policy), so a busy application never costs a quiet one its backlog.
 //!
 //! Layout: a byte array of entries `[header | payload]`, appended at `end`,
-//! consumed at `start`; compacted in place when the tail is reached.
+//! consumed at `start`; compacted in place when the tail is reached. The send
+//! cursor (next entry to transmit) lives here too, so every move of the
+//! entries keeps it on an entry boundary.
 
 /// Header: stream u8, flags u8, len u16, seq u64, change u64 (little endian).
 pub(crate) const HEADER: usize = 20;
@@ -56,6 +58,7 @@ pub(crate) struct Backlog<const N: usize> {
     buf: [u8; N],
     start: usize,
     end: usize,
+    send: usize,
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -66,7 +69,22 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl<const N: usize> Backlog<N> {
     pub(crate) const fn new() -> Self {
-        Backlog { buf: [0; N], start: 0, end: 0 }
+        Backlog { buf: [0; N], start: 0, end: 0, send: 0 }
+    }
+
+    /// Offset of the next entry to transmit (may be dead; skip those).
+    pub(crate) fn send_cursor(&self) -> usize {
+        self.send
+    }
+
+    /// Move the send cursor to `off`, an entry boundary returned by [`get`](Self::get).
+    pub(crate) fn set_send_cursor(&mut self, off: usize) {
+        self.send = off.clamp(self.start, self.end);
+    }
+
+    /// Retransmit everything unacknowledged: back to the oldest entry.
+    pub(crate) fn rewind(&mut self) {
+        self.send = self.start;
     }
 
     pub(crate) fn start(&self) -> usize {
@@ -78,12 +96,15 @@ impl<const N: usize> Backlog<N> {
 
     /// The entry at `off`, if `off` is an entry boundary before `end`.
     pub(crate) fn get(&self, off: usize) -> Option<Entry<'_>> {
-        if off + HEADER > self.end {
+        if off < self.start || off + HEADER > self.end {
             return None;
         }
         let h = &self.buf[off..off + HEADER];
         let len = u16::from_le_bytes([h[2], h[3]]) as usize;
         let next = off + HEADER + len;
+        if next > self.end {
+            return None;
+        }
         Some(Entry {
             next,
             stream: h[0],
@@ -96,16 +117,10 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Room for a payload of up to `max` bytes, compacting if needed.
-    /// Offsets in `keep` are remapped by any compaction.
-    pub(crate) fn reserve(
-        &mut self,
-        max: usize,
-        live: impl Fn(u8, u64) -> bool,
-        keep: &mut [&mut usize],
-    ) -> Option<&mut [u8]> {
+    pub(crate) fn reserve(&mut self, max: usize, live: impl Fn(u8, u64) -> bool) -> Option<&mut [u8]> {
         let need = HEADER + max.min(u16::MAX as usize);
         if self.end + need > N {
-            self.compact(&live, keep);
+            self.compact(&live);
         }
         if self.end + need > N {
             return None;
@@ -162,8 +177,9 @@ impl<const N: usize> Backlog<N> {
             self.start = e.next;
         }
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.clear();
+        } else if self.send < self.start {
+            self.send = self.start;
         }
     }
 
@@ -171,22 +187,20 @@ impl<const N: usize> Backlog<N> {
     pub(crate) fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
+        self.send = 0;
     }
 
-    /// Move live entries to the front, preserving order. An offset in `keep`
+    /// Move live entries to the front, preserving order. The send cursor
     /// moves to where the first live entry at or after it went.
-    fn compact(&mut self, live: &impl Fn(u8, u64) -> bool, keep: &mut [&mut usize]) {
+    fn compact(&mut self, live: &impl Fn(u8, u64) -> bool) {
         let mut read = self.start;
         let mut write = 0;
-        let mut moved: [bool; 4] = [false; 4];
+        let mut send = None;
         while let Some(e) = self.get(read) {
             let next = e.next;
             let alive = !e.dead && live(e.stream, e.seq);
-            for (k, m) in keep.iter_mut().zip(moved.iter_mut()) {
-                if !*m && **k <= read {
-                    **k = write;
-                    *m = true;
-                }
+            if send.is_none() && self.send <= read {
+                send = Some(write);
             }
             if alive {
                 self.buf.copy_within(read..next, write);
@@ -194,11 +208,7 @@ impl<const N: usize> Backlog<N> {
             }
             read = next;
         }
-        for (k, m) in keep.iter_mut().zip(moved.iter()) {
-            if !*m {
-                **k = write;
-            }
-        }
+        self.send = send.unwrap_or(write);
         self.start = 0;
         self.end = write;
     }
@@ -209,7 +219,7 @@ mod tests {
     use super::*;
 
     fn push<const N: usize>(b: &mut Backlog<N>, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
-        let slot = b.reserve(data.len(), |_, _| true, &mut [])?;
+        let slot = b.reserve(data.len(), |_, _| true)?;
         slot[..data.len()].copy_from_slice(data);
         Some(b.commit(stream, Kind::Change, seq, seq, data.len()))
     }
@@ -235,11 +245,11 @@ mod tests {
         }
         // Stream 1 acked through seq 3: only stream 0's entries (2, 4) stay live.
         let live = |s: u8, q: u64| !(s == 1 && q <= 3);
-        let mut cursor = b.get(b.start()).unwrap().next; // at seq 2
-        let slot = b.reserve(40, live, &mut [&mut cursor]).unwrap();
+        b.set_send_cursor(b.get(b.start()).unwrap().next); // at seq 2
+        let slot = b.reserve(40, live).unwrap();
         slot[0] = 9;
         b.commit(1, Kind::Change, 5, 5, 1);
-        let e = b.get(cursor).unwrap();
+        let e = b.get(b.send_cursor()).unwrap();
         assert_eq!(e.seq, 2);
         let e2 = b.get(e.next).unwrap();
         assert_eq!(e2.seq, 4);

@@ -17,6 +17,10 @@ use core::fmt;
 pub struct AppId(pub(crate) u8);
 
 impl AppId {
+    /// The application registered `index`-th (as returned by `AppRegistry::register`).
+    pub const fn new(index: u8) -> AppId {
+        AppId(index)
+    }
     pub const fn index(self) -> usize {
         self.0 as usize
     }

@@ -162,7 +162,6 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     hello_ack_due: bool,
     /// Backup's stream id for each of our streams (`NO_SLOT`: none).
     peer_sid: [u8; 32],
-    send_at: usize,
     in_flight: Vec<InFlight, WINDOW>,
     rto: Duration,
     rto_at: Option<Instant>,
@@ -221,7 +220,6 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             attached: false,
             hello_ack_due: false,
             peer_sid: [NO_SLOT; 32],
-            send_at: 0,
             in_flight: Vec::new(),
             rto,
             rto_at: None,
@@ -764,11 +762,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 if want != self.role {
                     self.role = want;
                     if want == Role::Backup {
-                        self.hello_id = self.hello_id.wrapping_add(1);
-                        self.hello_acked = false;
-                        self.next_hello = now;
+                        self.new_hello(now);
                     }
                     self.push_event(Event::RoleChanged { role: want, term: self.term });
+                } else if want == Role::Backup && self.hello_acked && hb.session != self.hello_id {
+                    // The master dropped our session (it lost us for a while): say hello again.
+                    self.new_hello(now);
                 }
                 self.master_config = Some(hb.config);
                 self.compare_config_digest();
@@ -789,6 +788,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             self.choose_backup(now);
         }
+    }
+
+    fn new_hello(&mut self, now: Instant) {
+        self.hello_id = self.hello_id.wrapping_add(1).max(1);
+        self.hello_acked = false;
+        self.hello_part = 0;
+        self.next_hello = now;
     }
 
     fn follow<H: Host>(&mut self, now: Instant, master: Slot, term: Term, host: &mut H) {
@@ -905,7 +911,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.attached = false;
         self.in_flight.clear();
         self.rto_at = None;
-        self.send_at = self.backlog.start();
+        self.backlog.rewind();
         if forget {
             self.session = None;
         }
@@ -968,7 +974,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 }
             }
             self.attached = true;
-            self.send_at = self.backlog.start();
+            self.backlog.rewind();
             self.rto = self.cfg.rto;
             self.push_event(Event::BackupAttached(from));
         }
@@ -1085,9 +1091,6 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.in_flight.retain(|f| !(f.sid == sidb && f.last_seq <= seq));
         let acked = self.acked_table();
         self.backlog.trim(|s, q| q > acked[s as usize]);
-        if self.send_at < self.backlog.start() {
-            self.send_at = self.backlog.start();
-        }
         if synced {
             self.push_event(Event::StreamSynced(Self::stream_of(sid)));
         }
@@ -1103,7 +1106,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn go_back(&mut self) {
-        self.send_at = self.backlog.start();
+        self.backlog.rewind();
         self.in_flight.clear();
         self.rto_at = None;
         self.retransmits += 1;
@@ -1174,6 +1177,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 break;
             }
             self.st_mut(sid).rx.applied = seq;
+            if sid == ACTIVE {
+                self.compare_config_digest();
+            }
             seq += 1;
         }
         Ok(())
@@ -1228,12 +1234,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
         };
         match res {
-            Ok(()) => {
-                if sid == ACTIVE {
-                    self.compare_config_digest();
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
                 warn!("host refused a record");
                 let _ = e;
@@ -1360,6 +1361,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             health: self.cfg.health,
             backup: self.backup.map_or(NO_SLOT, |s| s.raw()),
             in_sync: self.role == Role::Master && self.in_sync,
+            session: match self.session {
+                Some(s) if self.attached && self.role == Role::Master => s.hello_id,
+                _ => 0,
+            },
             incarnation: self.cfg.incarnation,
             config,
         };
@@ -1447,14 +1452,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.start_ready_bulks(host);
         loop {
             let acked = self.acked_table();
-            let mut off = self.send_at;
+            let mut off = self.backlog.send_cursor();
             while let Some(e) = self.backlog.get(off) {
                 if !e.dead && e.seq > acked[e.stream as usize] {
                     break;
                 }
                 off = e.next;
             }
-            self.send_at = off;
+            self.backlog.set_send_cursor(off);
             if self.backlog.get(off).is_some() {
                 return self.pack(now, backup, off, buf);
             }
@@ -1506,8 +1511,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         loop {
             let acked = self.acked_table();
             let live = |s: u8, q: u64| q > acked[s as usize];
-            let mut hi = 0usize;
-            if let Some(slot) = self.backlog.reserve(data.len(), live, &mut [&mut self.send_at, &mut hi]) {
+            if let Some(slot) = self.backlog.reserve(data.len(), live) {
                 slot[..data.len()].copy_from_slice(data);
                 let tx = &mut self.st_mut(sid).tx;
                 let seq = tx.next_seq;
@@ -1572,9 +1576,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         while budget > 0 && self.st(sid).tx.phase == Phase::Bulk {
             let acked = self.acked_table();
             let live = |s: u8, q: u64| q > acked[s as usize];
-            let mut hi = 0usize;
             let mut cursor = self.st(sid).tx.cursor;
-            let Some(slot) = self.backlog.reserve(max, live, &mut [&mut self.send_at, &mut hi]) else {
+            let Some(slot) = self.backlog.reserve(max, live) else {
                 break; // full of unacknowledged records: wait for acks
             };
             match host.bulk_read(stream, &mut cursor, slot) {
@@ -1652,7 +1655,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             cur = e.next;
         }
         let last_seq = last?;
-        self.send_at = cur;
+        self.backlog.set_send_cursor(cur);
         let _ = self.in_flight.push(InFlight { sid: sid as u8, last_seq });
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rto);

@@ -85,6 +85,9 @@ pub struct Heartbeat {
     pub backup: u8,
     /// The master's view: its backup is in sync.
     pub in_sync: bool,
+    /// Master: the hello id of the backup session it is sending to, 0 if none.
+    /// A backup that sees another id says hello again.
+    pub session: u32,
     /// Boot counter of the sender; a restart is a new incarnation.
     pub incarnation: u32,
     /// Master only: where its active-config stream is, with its digest.

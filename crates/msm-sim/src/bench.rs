@@ -1,0 +1,1 @@
+pub fn run(_r: u64) -> anyhow::Result<()> { Ok(()) }

@@ -1,0 +1,263 @@
+//! Invariant checkers, run at every step of the simulator. Numbers follow
+//! `docs/architecture.md`:
+//! 1. the backup applies only changes the master made, in order per application;
+//! 2. every change the master reported checkpointed is on the backup at takeover;
+//! 3. no application's bulk starts before its dependencies finished theirs;
+//! 5. two masters never act in one term; a node never follows an older term;
+//! 6. corrupt frames never reach state (no garbage record is ever applied).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use msm_checkpoint::{ItemKind, Term};
+
+use crate::host::{Seen, SimStream};
+use crate::record::{Op, Rec, Stamp};
+
+/// The first invariant violation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invariant {}: {}", self.invariant, self.message)
+    }
+}
+
+fn fail(invariant: u8, message: String) -> Result<(), Violation> {
+    Err(Violation { invariant, message })
+}
+
+/// One node's mastership: its state when it became master, then its changes.
+#[derive(Debug, Clone, Default)]
+pub struct MasterLog {
+    pub term: Term,
+    pub initial: Vec<BTreeMap<u32, Stamp>>,
+    /// Per application: (change id, record).
+    pub changes: Vec<Vec<(u64, Rec)>>,
+}
+
+impl MasterLog {
+    /// The application's state right after change `upto`.
+    pub fn state_at(&self, app: usize, upto: u64) -> BTreeMap<u32, Stamp> {
+        let mut m = self.initial[app].clone();
+        for (id, r) in &self.changes[app] {
+            if *id > upto {
+                break;
+            }
+            match r.op {
+                Op::Set => m.insert(r.key, r.stamp),
+                Op::Delete => m.remove(&r.key),
+            };
+        }
+        m
+    }
+}
+
+/// What the master last reported as checkpointed, and to whom.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub master: usize,
+    pub term: Term,
+    pub backup: usize,
+    pub checkpointed: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// Every record any master made, by stamp.
+    made: HashMap<Stamp, (usize, Rec)>,
+    /// Per node: its current mastership, if any.
+    pub logs: HashMap<usize, MasterLog>,
+    pub last_report: Option<Report>,
+    /// Per node: streams whose bulk completed under the current master.
+    ended: HashMap<usize, HashSet<SimStream>>,
+    /// Per (node, term followed, app): last dynamic stamp applied.
+    last_dynamic: HashMap<(usize, Term, usize), Stamp>,
+    /// Term -> the node that acted as master in it.
+    term_owner: HashMap<Term, usize>,
+    /// Per node: highest term followed since boot.
+    followed: HashMap<usize, Term>,
+    /// App -> direct dependencies (app indexes).
+    pub deps: Vec<Vec<usize>>,
+    pub takeovers_checked: u64,
+    pub bulks_checked: u64,
+    pub records_checked: u64,
+}
+
+impl Checker {
+    pub fn new(deps: Vec<Vec<usize>>) -> Self {
+        Checker { deps, ..Default::default() }
+    }
+
+    /// A master made a change.
+    pub fn made(&mut self, node: usize, app: usize, id: u64, rec: Rec) {
+        self.made.insert(rec.stamp, (app, rec));
+        if let Some(log) = self.logs.get_mut(&node) {
+            log.changes[app].push((id, rec));
+        }
+    }
+
+    /// A node became master with this state.
+    pub fn mastership(&mut self, node: usize, term: Term, state: &[BTreeMap<u32, Stamp>]) {
+        let apps = state.len();
+        self.logs.insert(node, MasterLog { term, initial: state.to_vec(), changes: vec![Vec::new(); apps] });
+    }
+
+    pub fn rebooted(&mut self, node: usize) {
+        self.logs.remove(&node);
+        self.ended.remove(&node);
+        self.followed.remove(&node);
+    }
+
+    /// The node started following a (new) master: its bulks start over.
+    pub fn following(&mut self, node: usize) {
+        self.ended.remove(&node);
+    }
+
+    /// What the node's host saw during one step, with the term it followed.
+    pub fn seen(&mut self, node: usize, term: Term, seen: &[Seen]) -> Result<(), Violation> {
+        for s in seen {
+            match s {
+                Seen::BulkBegin(stream) => {
+                    self.bulks_checked += 1;
+                    let ended = self.ended.entry(node).or_default();
+                    let need: Vec<SimStream> = match stream {
+                        SimStream::Saved => vec![],
+                        SimStream::Active => vec![SimStream::Saved],
+                        SimStream::App(a) => {
+                            let mut v = vec![SimStream::Active];
+                            v.extend(self.deps[*a].iter().map(|&d| SimStream::App(d)));
+                            v
+                        }
+                    };
+                    for d in need {
+                        if !ended.contains(&d) {
+                            return fail(3, format!("node {node}: bulk of {stream:?} began before {d:?} finished"));
+                        }
+                    }
+                }
+                Seen::BulkEnd(stream) => {
+                    self.ended.entry(node).or_default().insert(*stream);
+                }
+                Seen::Garbage { app } => {
+                    return fail(6, format!("node {node}: an undecodable record reached app {app}"));
+                }
+                Seen::Applied { app, kind, rec } => {
+                    self.records_checked += 1;
+                    match self.made.get(&rec.stamp) {
+                        Some((a, r)) if *a == *app && (r.key == rec.key) => {
+                            // A bulk carries the current value as a Set; a change carries its own op.
+                            if *kind == ItemKind::Dynamic && r.op != rec.op {
+                                return fail(1, format!("node {node}: change {} applied with wrong op", rec.stamp));
+                            }
+                            if *kind == ItemKind::Bulk && (r.op != Op::Set || rec.op != Op::Set) {
+                                return fail(1, format!("node {node}: bulk record {} is not a live value", rec.stamp));
+                            }
+                        }
+                        _ => {
+                            return fail(
+                                1,
+                                format!("node {node}: applied {rec:?} to app {app}, which no master made"),
+                            );
+                        }
+                    }
+                    if *kind == ItemKind::Dynamic {
+                        let last = self.last_dynamic.entry((node, term, *app)).or_insert(0);
+                        if rec.stamp <= *last {
+                            return fail(
+                                1,
+                                format!(
+                                    "node {node}: app {app} change {} applied after {} (out of order)",
+                                    rec.stamp, *last
+                                ),
+                            );
+                        }
+                        *last = rec.stamp;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-step role checks: one node per term; terms followed never decrease.
+    pub fn roles(&mut self, node: usize, slot: u8, is_master: bool, term: Term) -> Result<(), Violation> {
+        if is_master {
+            if term.owner().map(|s| s.raw()) != Some(slot) {
+                return fail(5, format!("node {node} is master in term {term} claimed by another slot"));
+            }
+            match self.term_owner.insert(term, node) {
+                Some(other) if other != node => {
+                    return fail(5, format!("nodes {other} and {node} both acted as master in term {term}"));
+                }
+                _ => {}
+            }
+        }
+        let f = self.followed.entry(node).or_insert(term);
+        if term < *f {
+            return fail(5, format!("node {node} went back from term {} to {term}", *f));
+        }
+        *f = term;
+        Ok(())
+    }
+
+    /// `node` just took over from the master it backed up: everything that
+    /// master reported as checkpointed must be in its state.
+    pub fn takeover(
+        &mut self,
+        node: usize,
+        followed: Term,
+        state: &[BTreeMap<u32, Stamp>],
+    ) -> Result<(), Violation> {
+        let Some(rep) = self.last_report.clone() else { return Ok(()) };
+        if rep.backup != node || rep.term != followed {
+            return Ok(());
+        }
+        let Some(log) = self.logs.get(&rep.master) else { return Ok(()) };
+        if log.term != rep.term {
+            return Ok(());
+        }
+        self.takeovers_checked += 1;
+        for (app, &upto) in rep.checkpointed.iter().enumerate() {
+            if upto == 0 {
+                continue;
+            }
+            let want = log.state_at(app, upto);
+            let have = &state[app];
+            for (k, s) in &want {
+                match have.get(k) {
+                    Some(h) if h >= s => {}
+                    other => {
+                        return fail(
+                            2,
+                            format!(
+                                "node {node} took over without app {app} key {k} = {s} (has {other:?}); \
+                                 master reported changes up to id {upto} as checkpointed"
+                            ),
+                        );
+                    }
+                }
+            }
+            // Deletions up to `upto` must not be undone by an older value.
+            for (id, r) in &log.changes[app] {
+                if *id > upto {
+                    break;
+                }
+                if r.op == Op::Delete && !want.contains_key(&r.key) {
+                    if let Some(h) = have.get(&r.key) {
+                        if *h < r.stamp {
+                            return fail(
+                                2,
+                                format!("node {node} took over with app {app} key {} deleted at {} still at {h}", r.key, r.stamp),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

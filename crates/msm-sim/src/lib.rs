@@ -1,0 +1,13 @@
+//! A seeded, deterministic simulator of MSM chassis for tests, the demo and
+//! benchmarks: virtual time, a faulty backplane, crashes, and invariant
+//! checkers after every step. A failing seed prints the command that replays it.
+
+pub mod check;
+pub mod host;
+pub mod link;
+pub mod record;
+pub mod scenario;
+pub mod sim;
+
+pub use scenario::{run, Failure};
+pub use sim::{Sim, SimConfig};

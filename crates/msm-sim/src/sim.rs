@@ -1,0 +1,581 @@
+//! The deterministic simulator: N nodes, virtual time, a link model, crashes,
+//! and the invariant checkers after every step. Everything random comes from
+//! one seeded PCG, so a seed replays exactly.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use msm_checkpoint::{
+    AppId, AppRegistry, Config, Event, Instant, Node, Role, Slot, Stream, SyncState, Term,
+};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use crate::check::{Checker, Report, Violation};
+use crate::host::{SimHost, SimStream};
+use crate::link::{self, LinkFaults, Partition};
+use crate::record::{Op, Rec, Stamp};
+
+/// Capacities used in the simulator: small on purpose, so windows fill and
+/// backlogs overflow.
+pub const APPS: usize = 8;
+pub const WINDOW: usize = 16;
+pub const BACKLOG: usize = 8 * 1024;
+pub type SimNode = Node<APPS, WINDOW, BACKLOG>;
+
+/// One application of the simulated chassis.
+#[derive(Debug, Clone)]
+pub struct AppDef {
+    pub name: String,
+    pub schema: u16,
+    pub deps: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: usize,
+    pub apps: Vec<AppDef>,
+    /// Registration order per node (a permutation of app indexes); `None`: in order.
+    pub order: Option<Vec<usize>>,
+    /// Per node schema overrides: (node, app, schema).
+    pub schema_overrides: Vec<(usize, usize, u16)>,
+    pub heartbeat: Duration,
+    pub miss_count: u8,
+    pub max_frame: usize,
+    pub link: LinkFaults,
+    pub saved_config: Vec<u8>,
+    /// Node i boots at i * this.
+    pub boot_gap: Duration,
+}
+
+impl SimConfig {
+    /// The XOS-like demo chain: devmgr <- cfgmgr <- vlan <- {fdb, stp, ospf}.
+    pub fn chassis(nodes: usize) -> SimConfig {
+        let app = |name: &str, deps: &[usize]| AppDef { name: name.into(), schema: 1, deps: deps.to_vec() };
+        SimConfig {
+            nodes,
+            apps: vec![
+                app("devmgr", &[]),
+                app("cfgmgr", &[0]),
+                app("vlan", &[1]),
+                app("fdb", &[2]),
+                app("stp", &[2]),
+                app("ospf", &[2]),
+            ],
+            order: None,
+            schema_overrides: vec![],
+            heartbeat: Duration::from_millis(10),
+            miss_count: 3,
+            max_frame: 1024,
+            link: LinkFaults::NONE,
+            saved_config: default_config(),
+            boot_gap: Duration::from_millis(0),
+        }
+    }
+}
+
+pub fn default_config() -> Vec<u8> {
+    let mut c = String::from("# saved by msm-sim\nconfigure snmp sysName chassis\n");
+    for v in 1..=40 {
+        c.push_str(&format!("create vlan v{v}\nconfigure vlan v{v} tag {v}\n"));
+    }
+    c.into_bytes()
+}
+
+#[derive(Debug)]
+pub struct NodeState {
+    pub engine: Option<Box<SimNode>>,
+    pub host: SimHost,
+    pub incarnation: u32,
+    pub events: Vec<(u64, Event)>,
+    /// The term followed at the end of the previous step (for takeover checks).
+    followed: Term,
+    pub bulk_begins: std::collections::HashMap<SimStream, usize>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Delivery {
+    at: u64,
+    seq: u64,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+/// Statistics of one run.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub frames: u64,
+    pub changes: u64,
+    pub takeovers: u64,
+    pub takeovers_checked: u64,
+    pub bulks_checked: u64,
+    pub records_checked: u64,
+    pub frame_errors: u64,
+}
+
+pub struct Sim {
+    pub cfg: SimConfig,
+    pub now: u64,
+    pub rng: Pcg64Mcg,
+    pub nodes: Vec<NodeState>,
+    queue: BinaryHeap<Reverse<Delivery>>,
+    seq: u64,
+    pub link: LinkFaults,
+    pub partitions: Vec<Partition>,
+    pub checker: Checker,
+    next_stamp: Stamp,
+    pub trace: bool,
+    /// Also print every frame delivered (very verbose).
+    pub trace_frames: bool,
+    pub stats: Stats,
+    violation: Option<Violation>,
+    /// App index -> the AppId each node registered it under.
+    ids: Vec<Vec<AppId>>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sim(t={}us, {} nodes)", self.now, self.nodes.len())
+    }
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig, seed: u64) -> Sim {
+        let deps = cfg.apps.iter().map(|a| a.deps.clone()).collect();
+        let n = cfg.nodes;
+        let mut sim = Sim {
+            link: cfg.link,
+            now: 0,
+            rng: Pcg64Mcg::seed_from_u64(seed),
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            partitions: Vec::new(),
+            checker: Checker::new(deps),
+            next_stamp: 1,
+            trace: false,
+            trace_frames: std::env::var_os("MSM_SIM_FRAMES").is_some(),
+            stats: Stats::default(),
+            violation: None,
+            ids: Vec::new(),
+            cfg,
+        };
+        for i in 0..n {
+            sim.nodes.push(NodeState {
+                engine: None,
+                host: SimHost::new(sim.cfg.apps.len(), sim.cfg.saved_config.clone()),
+                incarnation: 0,
+                events: Vec::new(),
+                followed: Term::NONE,
+                bulk_begins: Default::default(),
+            });
+            sim.ids.push(Vec::new());
+            if sim.cfg.boot_gap.is_zero() || i == 0 {
+                sim.boot(i);
+            }
+        }
+        sim
+    }
+
+    fn log(&self, node: Option<usize>, msg: std::fmt::Arguments<'_>) {
+        if self.trace {
+            let who = node.map_or("-".to_string(), |i| slot(i).letter().to_string());
+            println!("[{:>9.3} ms] {who}: {msg}", self.now as f64 / 1000.0);
+        }
+    }
+
+    fn instant(&self) -> Instant {
+        Instant::from_micros(self.now)
+    }
+
+    /// Power on node `i` (again): RAM state lost, flash kept.
+    pub fn boot(&mut self, i: usize) {
+        let order: Vec<usize> = self.cfg.order.clone().unwrap_or_else(|| (0..self.cfg.apps.len()).collect());
+        let mut reg = AppRegistry::<APPS>::new();
+        let mut ids = vec![AppId::new(0); self.cfg.apps.len()];
+        for &a in &order {
+            let def = &self.cfg.apps[a];
+            let schema = self
+                .cfg
+                .schema_overrides
+                .iter()
+                .find(|(n, ap, _)| *n == i && *ap == a)
+                .map_or(def.schema, |o| o.2);
+            let deps: Vec<&str> = def.deps.iter().map(|&d| self.cfg.apps[d].name.as_str()).collect();
+            match reg.register(&def.name, schema, &deps) {
+                Ok(id) => ids[a] = id,
+                Err(e) => panic!("sim app table invalid: {e}"),
+            }
+        }
+        let mut map = vec![0usize; self.cfg.apps.len()];
+        for (a, id) in ids.iter().enumerate() {
+            map[id.index()] = a;
+        }
+        let st = &mut self.nodes[i];
+        st.incarnation += 1;
+        st.host.reboot(map);
+        let mut c = Config::new(slot(i));
+        c.heartbeat_interval = self.cfg.heartbeat;
+        c.miss_count = self.cfg.miss_count;
+        c.max_frame = self.cfg.max_frame;
+        c.incarnation = st.incarnation;
+        c.rto = self.cfg.heartbeat.min(Duration::from_millis(5));
+        c.rto_max = self.cfg.heartbeat * 2;
+        c.handover_timeout = self.cfg.heartbeat * 50;
+        let node = match SimNode::new(c, reg, Instant::from_micros(self.now)) {
+            Ok(n) => n,
+            Err(e) => panic!("sim node config invalid: {e}"),
+        };
+        st.engine = Some(Box::new(node));
+        st.followed = Term::NONE;
+        self.ids[i] = ids;
+        self.checker.rebooted(i);
+        self.log(Some(i), format_args!("boot (incarnation {})", self.nodes[i].incarnation));
+        self.flush(i);
+    }
+
+    /// Node `i` loses power: RAM and in-flight frames to it are gone.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].engine = None;
+        self.log(Some(i), format_args!("CRASH"));
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].engine.is_some()
+    }
+
+    pub fn engine(&self, i: usize) -> Option<&SimNode> {
+        self.nodes[i].engine.as_deref()
+    }
+
+    pub fn engine_mut(&mut self, i: usize) -> Option<&mut SimNode> {
+        self.nodes[i].engine.as_deref_mut()
+    }
+
+    pub fn app_id(&self, node: usize, app: usize) -> AppId {
+        self.ids[node][app]
+    }
+
+    /// Cut the link between `a` and `b` for `d`.
+    pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
+        let until_us = self.now + d.as_micros() as u64;
+        self.partitions.push(Partition { a, b, until_us });
+        self.log(None, format_args!("PARTITION {} | {} for {:?}", slot(a).letter(), slot(b).letter(), d));
+    }
+
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.engine(i).is_some_and(|n| n.role() == Role::Master)).collect()
+    }
+
+    /// The one master, if exactly one node is master.
+    pub fn master(&self) -> Option<usize> {
+        match self.masters().as_slice() {
+            [m] => Some(*m),
+            _ => None,
+        }
+    }
+
+    pub fn backup(&self) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.engine(i).is_some_and(|n| n.role() == Role::Backup))
+    }
+
+    /// The master changes one key of `app`. Returns the change id.
+    pub fn change(&mut self, app: usize, key: u32, op: Op) -> Option<u64> {
+        let m = self.master()?;
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        let rec = Rec { op, key, stamp };
+        let now = self.instant();
+        let id = self.ids[m][app];
+        let st = &mut self.nodes[m];
+        let engine = st.engine.as_deref_mut()?;
+        let cid = engine.record_change(now, id, &rec.to_vec()).ok()?;
+        st.host.set(app, rec);
+        self.checker.made(m, app, cid, rec);
+        self.stats.changes += 1;
+        self.flush(m);
+        Some(cid)
+    }
+
+    /// A random change on a random application.
+    pub fn random_change(&mut self, keys: u32) {
+        if self.cfg.apps.is_empty() {
+            return;
+        }
+        let app = self.rng.random_range(0..self.cfg.apps.len());
+        let key = self.rng.random_range(0..keys);
+        let op = if self.rng.random_bool(0.8) { Op::Set } else { Op::Delete };
+        self.change(app, key, op);
+    }
+
+    /// The operator changes the master's active configuration.
+    pub fn config_change(&mut self, line: &str) -> Option<u64> {
+        let m = self.master()?;
+        let now = self.instant();
+        let st = &mut self.nodes[m];
+        let id = st.engine.as_deref_mut()?.config_change(now, line.as_bytes()).ok()?;
+        st.host.active_config.extend_from_slice(line.as_bytes());
+        self.log(Some(m), format_args!("configure: {}", line.trim_end()));
+        self.flush(m);
+        Some(id)
+    }
+
+    /// `save` on the master.
+    pub fn save(&mut self) {
+        let Some(m) = self.master() else { return };
+        let now = self.instant();
+        let st = &mut self.nodes[m];
+        st.host.saved_config = st.host.active_config.clone();
+        if let Some(e) = st.engine.as_deref_mut() {
+            e.config_saved(now);
+        }
+        self.log(Some(m), format_args!("save ({} bytes)", self.nodes[m].host.saved_config.len()));
+        self.flush(m);
+    }
+
+    /// `run msm-failover [force]` on the master.
+    pub fn failover(&mut self, force: bool) -> Result<(), String> {
+        let m = self.master().ok_or("no single master")?;
+        let now = self.instant();
+        let r = self.nodes[m].engine.as_deref_mut().ok_or("master down")?.failover(now, force);
+        self.log(Some(m), format_args!("run msm-failover{}: {:?}", if force { " force" } else { "" }, r));
+        self.flush(m);
+        r.map_err(|e| e.to_string())
+    }
+
+    /// Deliver a raw frame to node `i` now, as if from the backplane.
+    pub fn inject(&mut self, i: usize, bytes: &[u8]) {
+        let now = self.instant();
+        let st = &mut self.nodes[i];
+        if let Some(e) = st.engine.as_deref_mut() {
+            if e.handle_frame(now, bytes, &mut st.host).is_err() {
+                self.stats.frame_errors += 1;
+            }
+        }
+        self.after(i);
+    }
+
+    /// Run until virtual time `t_us`. Stops early at an invariant violation.
+    pub fn run_until(&mut self, t_us: u64) -> Result<(), Violation> {
+        loop {
+            if let Some(v) = &self.violation {
+                return Err(v.clone());
+            }
+            let mut next = self.queue.peek().map(|d| d.0.at);
+            for st in &self.nodes {
+                if let Some(e) = &st.engine {
+                    if let Some(t) = e.poll_timeout() {
+                        let t = t.as_micros().max(self.now);
+                        next = Some(next.map_or(t, |n| n.min(t)));
+                    }
+                }
+            }
+            let Some(next) = next.filter(|&n| n <= t_us) else {
+                self.now = self.now.max(t_us);
+                return Ok(());
+            };
+            self.now = next;
+            self.partitions.retain(|p| p.until_us > next);
+            while self.queue.peek().is_some_and(|d| d.0.at <= next) {
+                let Some(Reverse(d)) = self.queue.pop() else { break };
+                self.stats.frames += 1;
+                if self.trace_frames {
+                    let f = msm_checkpoint::wire::decode(&d.bytes);
+                    self.log(Some(d.to), format_args!("<- {:?}", f.map(|f| (f.from, f.term, f.body))));
+                }
+                let now = self.instant();
+                let st = &mut self.nodes[d.to];
+                if let Some(e) = st.engine.as_deref_mut() {
+                    if e.handle_frame(now, &d.bytes, &mut st.host).is_err() {
+                        self.stats.frame_errors += 1;
+                    }
+                    self.after(d.to);
+                }
+            }
+            for i in 0..self.nodes.len() {
+                let now = self.instant();
+                let st = &mut self.nodes[i];
+                if let Some(e) = st.engine.as_deref_mut() {
+                    if e.poll_timeout().is_some_and(|t| t <= now) {
+                        e.handle_timeout(now, &mut st.host);
+                        self.after(i);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) -> Result<(), Violation> {
+        self.run_until(self.now + d.as_micros() as u64)
+    }
+
+    /// After node `i` handled something: events, checks, transmissions.
+    fn after(&mut self, i: usize) {
+        self.drain_events(i);
+        self.check(i);
+        self.flush(i);
+    }
+
+    fn drain_events(&mut self, i: usize) {
+        loop {
+            let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) else { break };
+            self.log(Some(i), format_args!("{ev:?}"));
+            self.nodes[i].events.push((self.now, ev));
+            match ev {
+                Event::Promoted { term, .. } => {
+                    self.stats.takeovers += 1;
+                    let followed = self.nodes[i].followed;
+                    let state = self.nodes[i].host.apps.clone();
+                    if let Err(v) = self.checker.takeover(i, followed, &state) {
+                        self.violation.get_or_insert(v);
+                    }
+                    self.checker.mastership(i, term, &state);
+                }
+                Event::RoleChanged { role: Role::Standby, .. } => self.checker.following(i),
+                _ => {}
+            }
+        }
+    }
+
+    fn check(&mut self, i: usize) {
+        let Some((role, term, slot_raw)) =
+            self.nodes[i].engine.as_deref().map(|e| (e.role(), e.term(), e.slot().raw()))
+        else {
+            return;
+        };
+        let seen = std::mem::take(&mut self.nodes[i].host.seen);
+        for s in &seen {
+            if let crate::host::Seen::BulkBegin(st) = s {
+                *self.nodes[i].bulk_begins.entry(*st).or_default() += 1;
+            }
+        }
+        let r = self
+            .checker
+            .seen(i, term, &seen)
+            .and_then(|()| self.checker.roles(i, slot_raw, role == Role::Master, term));
+        if let Err(v) = r {
+            self.violation.get_or_insert(v);
+        }
+        if role == Role::Master {
+            let Some(e) = self.engine(i) else { return };
+            if let Some(b) = e.switch_status().backup {
+                let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
+                self.checker.last_report = Some(Report { master: i, term, backup: b.index(), checkpointed });
+            }
+        }
+        self.nodes[i].followed = term;
+    }
+
+    /// Send everything node `i` has to send.
+    fn flush(&mut self, i: usize) {
+        let mut buf = vec![0u8; self.cfg.max_frame];
+        loop {
+            let now = self.instant();
+            let st = &mut self.nodes[i];
+            let Some(e) = st.engine.as_deref_mut() else { return };
+            let Some(n) = e.poll_transmit(now, &mut st.host, &mut buf) else { break };
+            let frame = &buf[..n];
+            for to in 0..self.nodes.len() {
+                if to == i || self.cut(i, to) {
+                    continue;
+                }
+                let f = self.link;
+                let mut out = Vec::new();
+                link::transmit(&mut self.rng, &f, self.now, frame, |at, b| out.push((at, b)));
+                for (at, bytes) in out {
+                    self.seq += 1;
+                    self.queue.push(Reverse(Delivery { at, seq: self.seq, to, bytes }));
+                }
+            }
+        }
+        // Anything sent may have changed state worth checking (bulk reads).
+        let seen = std::mem::take(&mut self.nodes[i].host.seen);
+        if !seen.is_empty() {
+            let term = self.engine(i).map_or(Term::NONE, |e| e.term());
+            if let Err(v) = self.checker.seen(i, term, &seen) {
+                self.violation.get_or_insert(v);
+            }
+        }
+    }
+
+    fn cut(&self, a: usize, b: usize) -> bool {
+        self.partitions.iter().any(|p| (p.a == a && p.b == b) || (p.a == b && p.b == a))
+    }
+
+    /// After a quiet period: one master, its backup in sync, identical state.
+    pub fn check_converged(&self) -> Result<(), Violation> {
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
+        let masters = self.masters();
+        let [m] = masters.as_slice() else {
+            return Err(Violation { invariant: 0, message: format!("{} masters after quiet period", masters.len()) });
+        };
+        if up.len() < 2 {
+            return Ok(());
+        }
+        let me = self.engine(*m).ok_or_else(|| Violation { invariant: 0, message: "master down".into() })?;
+        if me.sync_state() != SyncState::InSync {
+            return Err(Violation {
+                invariant: 0,
+                message: format!("backup not in sync after quiet period: {}", me.sync_state()),
+            });
+        }
+        let b = self.backup().ok_or_else(|| Violation { invariant: 0, message: "no backup".into() })?;
+        let (hm, hb) = (&self.nodes[*m].host, &self.nodes[b].host);
+        for a in 0..self.cfg.apps.len() {
+            if hm.apps[a] != hb.apps[a] {
+                let diff: Vec<_> = hm.apps[a]
+                    .iter()
+                    .filter(|(k, v)| hb.apps[a].get(k) != Some(v))
+                    .take(3)
+                    .collect();
+                return Err(Violation {
+                    invariant: 0,
+                    message: format!(
+                        "app {} differs after quiet period: master {} keys, backup {} keys, e.g. {diff:?}",
+                        self.cfg.apps[a].name,
+                        hm.apps[a].len(),
+                        hb.apps[a].len()
+                    ),
+                });
+            }
+        }
+        if hm.active_config != hb.active_config {
+            return Err(Violation { invariant: 0, message: "active configs differ after quiet period".into() });
+        }
+        if hm.saved_config != hb.saved_config {
+            return Err(Violation { invariant: 0, message: "saved configs differ after quiet period".into() });
+        }
+        Ok(())
+    }
+
+    pub fn finish_stats(&mut self) -> Stats {
+        self.stats.takeovers_checked = self.checker.takeovers_checked;
+        self.stats.bulks_checked = self.checker.bulks_checked;
+        self.stats.records_checked = self.checker.records_checked;
+        self.stats.clone()
+    }
+
+    /// Bulk-begin records seen by node `i`'s host so far, per stream (from events).
+    pub fn events_of(&self, i: usize) -> &[(u64, Event)] {
+        &self.nodes[i].events
+    }
+
+    /// The state of `app` on node `i`.
+    pub fn state(&self, i: usize, app: usize) -> &BTreeMap<u32, Stamp> {
+        &self.nodes[i].host.apps[app]
+    }
+
+    pub fn stream_of(&self, i: usize, app: usize) -> Stream {
+        Stream::App(self.ids[i][app])
+    }
+
+    /// Bulk transfers of `stream` that node `i`'s host began (as a backup).
+    pub fn bulk_begins(&self, i: usize, stream: SimStream) -> usize {
+        self.nodes[i].bulk_begins.get(&stream).copied().unwrap_or(0)
+    }
+}
+
+pub fn slot(i: usize) -> Slot {
+    Slot::new(i as u8).unwrap_or(Slot::A)
+}

@@ -270,8 +270,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.backlog.used()
     }
 
+    /// Master: the module the checkpoint session is with (it may be briefly
+    /// unreachable); the one [`checkpointed`](Self::checkpointed) speaks of.
+    pub fn checkpoint_peer(&self) -> Option<Slot> {
+        self.session.map(|s| s.slot)
+    }
+
     /// Master: every change of `app` with an id up to the returned one is
-    /// applied on the current backup (0: none yet).
+    /// applied on the [`checkpoint_peer`](Self::checkpoint_peer) (0: none yet).
     pub fn checkpointed(&self, app: AppId) -> u64 {
         self.app_streams.get(app.index()).map_or(0, |s| s.tx.checkpointed)
     }
@@ -398,7 +404,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             t = earliest(t, Some(self.next_hello));
         }
         if let Some(h) = &self.handover {
-            t = earliest(t, Some(h.deadline.min(h.next_send)));
+            // Resends wait for the drain; an acknowledgement wakes the board anyway.
+            let resend = (h.force || self.drained()).then_some(h.next_send);
+            t = earliest(t, earliest(Some(h.deadline), resend));
         }
         t
     }
@@ -782,9 +790,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             return;
         }
         if self.role == Role::Master {
-            if self.backup == Some(from) && restarted {
-                self.detach(false);
-                self.backup = None;
+            if restarted && self.session.is_some_and(|s| s.slot == from) {
+                // The backup rebooted: everything checkpointed to it is gone with its RAM.
+                self.forget_backup();
             }
             self.choose_backup(now);
         }
@@ -900,9 +908,23 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             .min()
             .map(|(_, s)| s);
         if best.is_some() && best != self.backup {
+            if self.session.is_some_and(|s| Some(s.slot) != best) {
+                // Another module becomes backup: what the old one held is not there.
+                self.forget_backup();
+            }
             self.backup = best;
             self.next_heartbeat = now;
         }
+    }
+
+    /// End the checkpoint session: nothing is on a backup any more.
+    fn forget_backup(&mut self) {
+        self.detach(true);
+        self.backup = None;
+        for sid in 0..self.n_streams() {
+            self.st_mut(sid).tx.stop();
+        }
+        self.backlog.clear();
     }
 
     /// Stop sending to the backup. With `forget`, the session ends too and the
@@ -1139,11 +1161,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             return Ok(()); // an old epoch, retransmitted late
         }
         if rx.term != term.raw() || epoch > rx.epoch {
-            if first_seq != 1 {
-                // The start of this epoch was lost; ask for it.
-                rx.gap = true;
-                return Ok(());
-            }
+            // A new master or a new bulk: what we hold belongs to an older epoch.
+            // (If this is not the epoch's first frame, the gap logic below asks for it.)
             if rx.in_bulk {
                 rx.in_bulk = false;
                 host.bulk_abort(Self::stream_of(sid));
@@ -1386,7 +1405,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 st.counters.tx += 1;
                 return Some(n);
             }
-            if rx.ack_due {
+            if rx.ack_due && rx.term == self.term.raw() {
                 let body = Body::Ack { stream: sid as u8, epoch: rx.epoch, seq: rx.applied, gap: rx.gap };
                 let n = self.writer(buf, master, &body)?.finish();
                 let st = self.st_mut(sid);

@@ -62,6 +62,8 @@ pub struct Report {
     pub master: usize,
     pub term: Term,
     pub backup: usize,
+    /// The backup's boot count then: a reboot since loses what it held.
+    pub incarnation: u32,
     pub checkpointed: Vec<u64>,
 }
 
@@ -72,8 +74,8 @@ pub struct Checker {
     /// Per node: its current mastership, if any.
     pub logs: HashMap<usize, MasterLog>,
     pub last_report: Option<Report>,
-    /// Per node: streams whose bulk completed under the current master.
-    ended: HashMap<usize, HashSet<SimStream>>,
+    /// Per (node, master term): streams whose bulk completed.
+    ended: HashMap<(usize, Term), HashSet<SimStream>>,
     /// Per (node, term followed, app): last dynamic stamp applied.
     last_dynamic: HashMap<(usize, Term, usize), Stamp>,
     /// Term -> the node that acted as master in it.
@@ -108,13 +110,8 @@ impl Checker {
 
     pub fn rebooted(&mut self, node: usize) {
         self.logs.remove(&node);
-        self.ended.remove(&node);
+        self.ended.retain(|(n, _), _| *n != node);
         self.followed.remove(&node);
-    }
-
-    /// The node started following a (new) master: its bulks start over.
-    pub fn following(&mut self, node: usize) {
-        self.ended.remove(&node);
     }
 
     /// What the node's host saw during one step, with the term it followed.
@@ -123,7 +120,7 @@ impl Checker {
             match s {
                 Seen::BulkBegin(stream) => {
                     self.bulks_checked += 1;
-                    let ended = self.ended.entry(node).or_default();
+                    let ended = self.ended.entry((node, term)).or_default();
                     let need: Vec<SimStream> = match stream {
                         SimStream::Saved => vec![],
                         SimStream::Active => vec![SimStream::Saved],
@@ -140,7 +137,7 @@ impl Checker {
                     }
                 }
                 Seen::BulkEnd(stream) => {
-                    self.ended.entry(node).or_default().insert(*stream);
+                    self.ended.entry((node, term)).or_default().insert(*stream);
                 }
                 Seen::Garbage { app } => {
                     return fail(6, format!("node {node}: an undecodable record reached app {app}"));
@@ -209,11 +206,12 @@ impl Checker {
     pub fn takeover(
         &mut self,
         node: usize,
+        incarnation: u32,
         followed: Term,
         state: &[BTreeMap<u32, Stamp>],
     ) -> Result<(), Violation> {
         let Some(rep) = self.last_report.clone() else { return Ok(()) };
-        if rep.backup != node || rep.term != followed {
+        if rep.backup != node || rep.term != followed || rep.incarnation != incarnation {
             return Ok(());
         }
         let Some(log) = self.logs.get(&rep.master) else { return Ok(()) };
@@ -228,8 +226,12 @@ impl Checker {
             let want = log.state_at(app, upto);
             let have = &state[app];
             for (k, s) in &want {
+                // Newer than the checkpoint is fine: a later change (or its delete) got through too.
+                let deleted_later =
+                    log.changes[app].iter().any(|(id, r)| *id > upto && r.key == *k && r.op == Op::Delete);
                 match have.get(k) {
                     Some(h) if h >= s => {}
+                    None if deleted_later => {}
                     other => {
                         return fail(
                             2,

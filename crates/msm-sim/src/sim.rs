@@ -294,6 +294,9 @@ impl Sim {
         st.host.set(app, rec);
         self.checker.made(m, app, cid, rec);
         self.stats.changes += 1;
+        if self.trace_frames {
+            self.log(Some(m), format_args!("change app{app} {rec:?} id {cid}"));
+        }
         self.flush(m);
         Some(cid)
     }
@@ -358,9 +361,22 @@ impl Sim {
 
     /// Run until virtual time `t_us`. Stops early at an invariant violation.
     pub fn run_until(&mut self, t_us: u64) -> Result<(), Violation> {
+        let mut spins = 0u32;
+        let mut last = self.now;
         loop {
             if let Some(v) = &self.violation {
                 return Err(v.clone());
+            }
+            if self.now == last {
+                spins += 1;
+                if spins > 10_000 {
+                    return Err(Violation {
+                        invariant: 0,
+                        message: format!("livelock: no progress of time at {} us", self.now),
+                    });
+                }
+            } else {
+                (spins, last) = (0, self.now);
             }
             let mut next = self.queue.peek().map(|d| d.0.at);
             for st in &self.nodes {
@@ -427,12 +443,12 @@ impl Sim {
                     self.stats.takeovers += 1;
                     let followed = self.nodes[i].followed;
                     let state = self.nodes[i].host.apps.clone();
-                    if let Err(v) = self.checker.takeover(i, followed, &state) {
+                    let inc = self.nodes[i].incarnation;
+                    if let Err(v) = self.checker.takeover(i, inc, followed, &state) {
                         self.violation.get_or_insert(v);
                     }
                     self.checker.mastership(i, term, &state);
                 }
-                Event::RoleChanged { role: Role::Standby, .. } => self.checker.following(i),
                 _ => {}
             }
         }
@@ -449,6 +465,9 @@ impl Sim {
             if let crate::host::Seen::BulkBegin(st) = s {
                 *self.nodes[i].bulk_begins.entry(*st).or_default() += 1;
             }
+            if self.trace_frames {
+                self.log(Some(i), format_args!("host {s:?}"));
+            }
         }
         let r = self
             .checker
@@ -459,10 +478,10 @@ impl Sim {
         }
         if role == Role::Master {
             let Some(e) = self.engine(i) else { return };
-            if let Some(b) = e.switch_status().backup {
+            self.checker.last_report = e.checkpoint_peer().map(|b| {
                 let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
-                self.checker.last_report = Some(Report { master: i, term, backup: b.index(), checkpointed });
-            }
+                Report { master: i, term, backup: b.index(), incarnation: self.nodes[b.index()].incarnation, checkpointed }
+            });
         }
         self.nodes[i].followed = term;
     }
@@ -470,7 +489,7 @@ impl Sim {
     /// Send everything node `i` has to send.
     fn flush(&mut self, i: usize) {
         let mut buf = vec![0u8; self.cfg.max_frame];
-        loop {
+        for _ in 0..100_000 {
             let now = self.instant();
             let st = &mut self.nodes[i];
             let Some(e) = st.engine.as_deref_mut() else { return };

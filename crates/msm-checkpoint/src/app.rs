@@ -16,14 +16,27 @@ pub const MAX_APPS: usize = 30;
 /// Why an application table was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegisterError {
-    TooManyApps { capacity: usize },
-    NameTooLong { name: String<MAX_NAME> },
+    TooManyApps {
+        capacity: usize,
+    },
+    NameTooLong {
+        name: String<MAX_NAME>,
+    },
     EmptyName,
-    DuplicateName { name: String<MAX_NAME> },
-    TooManyDependencies { app: String<MAX_NAME> },
-    UnknownDependency { app: String<MAX_NAME>, dependency: String<MAX_NAME> },
+    DuplicateName {
+        name: String<MAX_NAME>,
+    },
+    TooManyDependencies {
+        app: String<MAX_NAME>,
+    },
+    UnknownDependency {
+        app: String<MAX_NAME>,
+        dependency: String<MAX_NAME>,
+    },
     /// `app` is part of a dependency cycle.
-    DependencyCycle { app: String<MAX_NAME> },
+    DependencyCycle {
+        app: String<MAX_NAME>,
+    },
 }
 
 impl fmt::Display for RegisterError {
@@ -33,7 +46,10 @@ impl fmt::Display for RegisterError {
                 write!(f, "too many applications (capacity {capacity})")
             }
             RegisterError::NameTooLong { name } => {
-                write!(f, "application name '{name}...' longer than {MAX_NAME} bytes")
+                write!(
+                    f,
+                    "application name '{name}...' longer than {MAX_NAME} bytes"
+                )
             }
             RegisterError::EmptyName => f.write_str("empty application name"),
             RegisterError::DuplicateName { name } => {
@@ -43,7 +59,10 @@ impl fmt::Display for RegisterError {
                 write!(f, "application '{app}' has too many dependencies")
             }
             RegisterError::UnknownDependency { app, dependency } => {
-                write!(f, "application '{app}' depends on unknown application '{dependency}'")
+                write!(
+                    f,
+                    "application '{app}' depends on unknown application '{dependency}'"
+                )
             }
             RegisterError::DependencyCycle { app } => {
                 write!(f, "application '{app}' is part of a dependency cycle")
@@ -98,7 +117,10 @@ impl<const APPS: usize> AppRegistry<APPS> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::FITS;
-        AppRegistry { apps: Vec::new(), dep_names: Vec::new() }
+        AppRegistry {
+            apps: Vec::new(),
+            dep_names: Vec::new(),
+        }
     }
 
     /// Register `name` with its schema version and the names it depends on.
@@ -119,7 +141,11 @@ impl<const APPS: usize> AppRegistry<APPS> {
         }
         let id = AppId(self.apps.len() as u8);
         self.apps
-            .push(AppSpec { name: n, schema, deps: 0 })
+            .push(AppSpec {
+                name: n,
+                schema,
+                deps: 0,
+            })
             .map_err(|_| RegisterError::TooManyApps { capacity: APPS })?;
         // Same length as `apps`, so this cannot fail after the push above.
         let _ = self.dep_names.push(deps);
@@ -133,14 +159,19 @@ impl<const APPS: usize> AppRegistry<APPS> {
         self.apps.is_empty()
     }
     pub fn find(&self, name: &str) -> Option<AppId> {
-        self.apps.iter().position(|a| a.name == name).map(|i| AppId(i as u8))
+        self.apps
+            .iter()
+            .position(|a| a.name == name)
+            .map(|i| AppId(i as u8))
     }
     pub fn spec(&self, id: AppId) -> Option<&AppSpec> {
         self.apps.get(id.index())
     }
     /// Does `app` directly depend on `dep`?
     pub fn depends_on(&self, app: AppId, dep: AppId) -> bool {
-        self.apps.get(app.index()).is_some_and(|a| a.deps & (1 << dep.0) != 0)
+        self.apps
+            .get(app.index())
+            .is_some_and(|a| a.deps & (1 << dep.0) != 0)
     }
 
     /// Resolve dependency names and refuse unknown names and cycles.
@@ -174,7 +205,9 @@ impl<const APPS: usize> AppRegistry<APPS> {
             }
         }
         match (0..n).find(|i| done & (1 << i) == 0) {
-            Some(i) => Err(RegisterError::DependencyCycle { app: self.apps[i].name.clone() }),
+            Some(i) => Err(RegisterError::DependencyCycle {
+                app: self.apps[i].name.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -201,14 +234,22 @@ mod tests {
         r.register("vlan", 1, &["stp"]).unwrap();
         r.register("stp", 1, &["vlan"]).unwrap();
         let e = r.validate().unwrap_err();
-        assert_eq!(e, RegisterError::DependencyCycle { app: String::try_from("vlan").unwrap() });
+        assert_eq!(
+            e,
+            RegisterError::DependencyCycle {
+                app: String::try_from("vlan").unwrap()
+            }
+        );
     }
 
     #[test]
     fn self_dependency_is_a_cycle() {
         let mut r = AppRegistry::<2>::new();
         r.register("ospf", 1, &["ospf"]).unwrap();
-        assert!(matches!(r.validate(), Err(RegisterError::DependencyCycle { .. })));
+        assert!(matches!(
+            r.validate(),
+            Err(RegisterError::DependencyCycle { .. })
+        ));
     }
 
     #[test]
@@ -218,17 +259,25 @@ mod tests {
         let e = r.validate().unwrap_err();
         let mut text: heapless::String<80> = heapless::String::new();
         core::fmt::write(&mut text, format_args!("{e}")).unwrap();
-        assert_eq!(text, "application 'fdb' depends on unknown application 'vlan'");
+        assert_eq!(
+            text,
+            "application 'fdb' depends on unknown application 'vlan'"
+        );
     }
 
     #[test]
     fn capacity_names_and_duplicates() {
         let mut r = AppRegistry::<1>::new();
         r.register("a", 1, &[]).unwrap();
-        assert_eq!(r.register("b", 1, &[]), Err(RegisterError::TooManyApps { capacity: 1 }));
+        assert_eq!(
+            r.register("b", 1, &[]),
+            Err(RegisterError::TooManyApps { capacity: 1 })
+        );
         assert_eq!(
             r.register("a", 1, &[]),
-            Err(RegisterError::DuplicateName { name: String::try_from("a").unwrap() })
+            Err(RegisterError::DuplicateName {
+                name: String::try_from("a").unwrap()
+            })
         );
         assert!(matches!(
             r.register("a-very-long-application-name", 1, &[]),

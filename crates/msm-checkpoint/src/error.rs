@@ -14,7 +14,10 @@ pub enum FrameError {
     /// modules configured with one slot).
     OwnSlot,
     /// From a master of an older term (invariant 5: a stale master is refused).
-    StaleTerm { got: Term, ours: Term },
+    StaleTerm {
+        got: Term,
+        ours: Term,
+    },
     /// A stream id this node does not have.
     UnknownStream(u8),
     /// A record list that does not decode, although the CRC matched.
@@ -50,7 +53,10 @@ pub enum Error {
     HandoverInProgress,
     UnknownApp,
     /// A record must fit in one frame.
-    RecordTooLarge { len: usize, max: usize },
+    RecordTooLarge {
+        len: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -82,7 +88,10 @@ impl fmt::Display for FailoverError {
             FailoverError::NotMaster => f.write_str("this node is not the master"),
             FailoverError::NoBackup => f.write_str("there is no backup to take over"),
             FailoverError::NotInSync(s) => {
-                write!(f, "backup is not in sync ({s}); use 'run msm-failover force' to override")
+                write!(
+                    f,
+                    "backup is not in sync ({s}); use 'run msm-failover force' to override"
+                )
             }
             FailoverError::AlreadyInProgress => f.write_str("a failover is already in progress"),
         }

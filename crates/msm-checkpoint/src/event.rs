@@ -29,19 +29,31 @@ pub enum RebulkReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event {
-    RoleChanged { role: Role, term: Term },
+    RoleChanged {
+        role: Role,
+        term: Term,
+    },
     /// This node became master. The board starts its applications with the
     /// checkpointed state and runs `config`.
-    Promoted { term: Term, config: ConfigChoice, in_sync: bool },
+    Promoted {
+        term: Term,
+        config: ConfigChoice,
+        in_sync: bool,
+    },
     /// A master saw a higher term and stepped down; a fresh bulk follows.
-    SteppedDown { term: Term },
+    SteppedDown {
+        term: Term,
+    },
     PeerUp(Slot),
     PeerLost(Slot),
     /// Master: a backup said hello and its checkpoint session began.
     BackupAttached(Slot),
     /// A stream's bulk transfer completed (master: acknowledged; backup: applied).
     StreamSynced(Stream),
-    Rebulk { stream: Stream, reason: RebulkReason },
+    Rebulk {
+        stream: Stream,
+        reason: RebulkReason,
+    },
     /// The backup became, or stopped being, in sync.
     InSync(bool),
     /// The backup's copy of the active configuration differs from the master's.

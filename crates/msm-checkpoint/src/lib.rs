@@ -33,7 +33,7 @@ pub use error::{ConfigError, Error, FailoverError, FrameError};
 pub use event::{ConfigChoice, Event, RebulkReason};
 pub use host::{AppId, Host, HostError, ItemKind, Stream};
 pub use node::{Config, Node};
-pub use role::{Role, Slot, Term, MAX_NODES};
+pub use role::{MAX_NODES, Role, Slot, Term};
 pub use status::{StreamStatus, SwitchStatus, SyncState};
 pub use stream::{Counters, Mismatch, Phase};
 pub use time::Instant;

@@ -19,13 +19,13 @@ use crate::backlog::{Backlog, Kind};
 use crate::error::{ConfigError, Error, FailoverError, FrameError};
 use crate::event::{ConfigChoice, Event, RebulkReason};
 use crate::host::{AppId, Host, ItemKind, Stream};
-use crate::role::{Rank, Role, Slot, Term, MAX_NODES};
+use crate::role::{MAX_NODES, Rank, Role, Slot, Term};
 use crate::status::{FrameErrors, Name, PeerStatus, StreamStatus, SwitchStatus, SyncState};
 use crate::stream::{Digest, Mismatch, Phase, StreamState};
-use crate::time::{earliest, Instant};
+use crate::time::{Instant, earliest};
 use crate::wire::{
-    self, Body, DigestMark, Frame, FrameWriter, Heartbeat, Record, StreamHello, WireError,
-    BROADCAST, NO_SLOT,
+    self, BROADCAST, Body, DigestMark, Frame, FrameWriter, Heartbeat, NO_SLOT, Record, StreamHello,
+    WireError,
 };
 
 const SAVED: usize = 0;
@@ -186,7 +186,11 @@ fn name(s: &str) -> Name {
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
     /// A node in INIT. `apps` is validated here: unknown dependencies and
     /// cycles are refused by name.
-    pub fn new(cfg: Config, mut apps: AppRegistry<APPS>, now: Instant) -> Result<Self, ConfigError> {
+    pub fn new(
+        cfg: Config,
+        mut apps: AppRegistry<APPS>,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         if cfg.heartbeat_interval.is_zero() {
             return Err(ConfigError::ZeroHeartbeat);
         }
@@ -279,7 +283,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     /// Master: every change of `app` with an id up to the returned one is
     /// applied on the [`checkpoint_peer`](Self::checkpoint_peer) (0: none yet).
     pub fn checkpointed(&self, app: AppId) -> u64 {
-        self.app_streams.get(app.index()).map_or(0, |s| s.tx.checkpointed)
+        self.app_streams
+            .get(app.index())
+            .map_or(0, |s| s.tx.checkpointed)
     }
 
     /// Master: the same for configuration changes.
@@ -298,7 +304,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn st(&self, sid: usize) -> &StreamState {
-        if sid < CONFIG_STREAMS { &self.cfg_streams[sid] } else { &self.app_streams[sid - CONFIG_STREAMS] }
+        if sid < CONFIG_STREAMS {
+            &self.cfg_streams[sid]
+        } else {
+            &self.app_streams[sid - CONFIG_STREAMS]
+        }
     }
 
     fn st_mut(&mut self, sid: usize) -> &mut StreamState {
@@ -329,7 +339,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         match sid {
             SAVED => SAVED_NAME,
             ACTIVE => ACTIVE_NAME,
-            n => self.apps.apps.get(n - CONFIG_STREAMS).map_or("?", |a| a.name.as_str()),
+            n => self
+                .apps
+                .apps
+                .get(n - CONFIG_STREAMS)
+                .map_or("?", |a| a.name.as_str()),
         }
     }
 
@@ -337,7 +351,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if sid < CONFIG_STREAMS {
             CONFIG_SCHEMA
         } else {
-            self.apps.apps.get(sid - CONFIG_STREAMS).map_or(0, |a| a.schema)
+            self.apps
+                .apps
+                .get(sid - CONFIG_STREAMS)
+                .map_or(0, |a| a.schema)
         }
     }
 
@@ -347,13 +364,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             SAVED => 0,
             ACTIVE => 1 << SAVED,
             n => {
-                (1 << ACTIVE) | (self.apps.apps.get(n - CONFIG_STREAMS).map_or(0, |a| a.deps) << CONFIG_STREAMS)
+                (1 << ACTIVE)
+                    | (self.apps.apps.get(n - CONFIG_STREAMS).map_or(0, |a| a.deps)
+                        << CONFIG_STREAMS)
             }
         }
     }
 
     fn synced_mask(&self) -> u32 {
-        (0..self.n_streams()).filter(|&i| self.st(i).tx.phase == Phase::Synced).fold(0, |m, i| m | 1 << i)
+        (0..self.n_streams())
+            .filter(|&i| self.st(i).tx.phase == Phase::Synced)
+            .fold(0, |m, i| m | 1 << i)
     }
 
     fn acked_table(&self) -> [u64; 32] {
@@ -455,7 +476,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         let max = self.max_record();
         if record.len() > max {
-            return Err(Error::RecordTooLarge { len: record.len(), max });
+            return Err(Error::RecordTooLarge {
+                len: record.len(),
+                max,
+            });
         }
         let tx = &mut self.st_mut(sid).tx;
         tx.changes += 1;
@@ -484,7 +508,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             return Err(FailoverError::NotInSync(sync));
         }
         info!("failover requested");
-        self.handover = Some(Handover { force, deadline: now + self.cfg.handover_timeout, next_send: now });
+        self.handover = Some(Handover {
+            force,
+            deadline: now + self.cfg.handover_timeout,
+            next_send: now,
+        });
         Ok(())
     }
 
@@ -503,7 +531,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         for p in self.peers.iter().enumerate() {
             if let (Some(v), Some(s)) = (p.1.version, Slot::new(p.0 as u8)) {
                 if p.1.alive {
-                    return SyncState::ProtocolMismatch { slot: s, version: v };
+                    return SyncState::ProtocolMismatch {
+                        slot: s,
+                        version: v,
+                    };
                 }
             }
         }
@@ -517,15 +548,26 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             let tx = &self.st(sid).tx;
             match tx.phase {
                 Phase::Synced => {}
-                Phase::Blocked => return SyncState::VersionMismatch { stream: name(self.stream_name(sid)) },
-                Phase::Failed => return SyncState::Failed { stream: name(self.stream_name(sid)) },
+                Phase::Blocked => {
+                    return SyncState::VersionMismatch {
+                        stream: name(self.stream_name(sid)),
+                    };
+                }
+                Phase::Failed => {
+                    return SyncState::Failed {
+                        stream: name(self.stream_name(sid)),
+                    };
+                }
                 _ => {
                     let percent = if tx.bulk_total == 0 {
                         0
                     } else {
                         ((tx.bulk_sent.min(tx.bulk_total) * 100) / tx.bulk_total) as u8
                     };
-                    return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
+                    return SyncState::Syncing {
+                        stream: name(self.stream_name(sid)),
+                        percent,
+                    };
                 }
             }
         }
@@ -541,10 +583,20 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 } else {
                     ((rx.bulk_rcvd.min(rx.bulk_total) * 100) / rx.bulk_total) as u8
                 };
-                return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
+                return SyncState::Syncing {
+                    stream: name(self.stream_name(sid)),
+                    percent,
+                };
             }
         }
-        if self.master_in_sync { SyncState::InSync } else { SyncState::Syncing { stream: name("master"), percent: 99 } }
+        if self.master_in_sync {
+            SyncState::InSync
+        } else {
+            SyncState::Syncing {
+                stream: name("master"),
+                percent: 99,
+            }
+        }
     }
 
     /// The redundancy part of `show switch`.
@@ -621,14 +673,21 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     /// The row of one process, by name, for `show checkpoint-data <process>`.
     pub fn process_status(&self, process: &str) -> Option<StreamStatus> {
-        (0..self.n_streams()).find(|&i| self.stream_name(i) == process).and_then(|i| self.stream_status(i))
+        (0..self.n_streams())
+            .find(|&i| self.stream_name(i) == process)
+            .and_then(|i| self.stream_status(i))
     }
 
     // ------------------------------------------------------------------ input
 
     /// Handle one received frame. Refused frames return why and change nothing
     /// but counters (and, for a stale master, nothing at all).
-    pub fn handle_frame<H: Host>(&mut self, now: Instant, bytes: &[u8], host: &mut H) -> Result<(), FrameError> {
+    pub fn handle_frame<H: Host>(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        host: &mut H,
+    ) -> Result<(), FrameError> {
         let f = match wire::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
@@ -637,7 +696,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     WireError::Malformed | WireError::Truncated => self.errors.malformed += 1,
                     WireError::UnsupportedVersion { from, got } => {
                         self.errors.version += 1;
-                        if let Some(p) = self.peers.get_mut(from as usize) {
+                        let other = from != self.cfg.slot.raw();
+                        if let Some(p) = self.peers.get_mut(from as usize).filter(|_| other) {
                             p.known = true;
                             p.alive = true;
                             p.last_heard = now;
@@ -677,18 +737,32 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.on_heartbeat(now, from, term, &hb, host);
                 Ok(())
             }
-            Body::Hello { incarnation, hello_id, total } => {
-                self.on_hello(now, from, term, incarnation, hello_id, total, f.tail)
-            }
-            Body::HelloAck { incarnation, hello_id } => {
+            Body::Hello {
+                incarnation,
+                hello_id,
+                total,
+            } => self.on_hello(now, from, term, incarnation, hello_id, total, f.tail),
+            Body::HelloAck {
+                incarnation,
+                hello_id,
+            } => {
                 self.check_from_master(from, term)?;
                 if incarnation == self.cfg.incarnation && hello_id == self.hello_id {
                     self.hello_acked = true;
                 }
                 Ok(())
             }
-            Body::Data { stream, epoch, first_seq } => self.on_data(from, term, stream, epoch, first_seq, f, host),
-            Body::Ack { stream, epoch, seq, gap } => self.on_ack(now, from, term, stream, epoch, seq, gap),
+            Body::Data {
+                stream,
+                epoch,
+                first_seq,
+            } => self.on_data(from, term, stream, epoch, first_seq, f, host),
+            Body::Ack {
+                stream,
+                epoch,
+                seq,
+                gap,
+            } => self.on_ack(now, from, term, stream, epoch, seq, gap),
             Body::Resync { stream, epoch, .. } => {
                 self.check_from_backup(from, term)?;
                 let sid = self.local_sid(stream)?;
@@ -718,22 +792,38 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     fn check_from_master(&self, from: Slot, term: Term) -> Result<(), FrameError> {
         if term < self.term {
-            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+            return Err(FrameError::StaleTerm {
+                got: term,
+                ours: self.term,
+            });
         }
         if self.role == Role::Master || self.master != Some(from) || term != self.term {
-            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+            return Err(FrameError::StaleTerm {
+                got: term,
+                ours: self.term,
+            });
         }
         Ok(())
     }
 
     fn check_from_backup(&self, from: Slot, term: Term) -> Result<(), FrameError> {
         if self.role != Role::Master || term != self.term || self.backup != Some(from) {
-            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+            return Err(FrameError::StaleTerm {
+                got: term,
+                ours: self.term,
+            });
         }
         Ok(())
     }
 
-    fn on_heartbeat<H: Host>(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat, host: &mut H) {
+    fn on_heartbeat<H: Host>(
+        &mut self,
+        now: Instant,
+        from: Slot,
+        term: Term,
+        hb: &Heartbeat,
+        host: &mut H,
+    ) {
         let role = Role::from_wire(hb.role).unwrap_or(Role::Init);
         let p = &mut self.peers[from.index()];
         let restarted = p.incarnation != hb.incarnation;
@@ -766,13 +856,20 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             if self.master == Some(from) {
                 self.master_in_sync = hb.in_sync;
-                let want = if hb.backup == self.cfg.slot.raw() { Role::Backup } else { Role::Standby };
+                let want = if hb.backup == self.cfg.slot.raw() {
+                    Role::Backup
+                } else {
+                    Role::Standby
+                };
                 if want != self.role {
                     self.role = want;
                     if want == Role::Backup {
                         self.new_hello(now);
                     }
-                    self.push_event(Event::RoleChanged { role: want, term: self.term });
+                    self.push_event(Event::RoleChanged {
+                        role: want,
+                        term: self.term,
+                    });
                 } else if want == Role::Backup && self.hello_acked && hb.session != self.hello_id {
                     // The master dropped our session (it lost us for a while): say hello again.
                     self.new_hello(now);
@@ -817,7 +914,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.hello_acked = false;
         self.next_hello = now;
         self.next_heartbeat = now;
-        self.push_event(Event::RoleChanged { role: Role::Standby, term });
+        self.push_event(Event::RoleChanged {
+            role: Role::Standby,
+            term,
+        });
     }
 
     fn abort_rx_bulks<H: Host>(&mut self, host: &mut H) {
@@ -842,7 +942,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         self.backlog.clear();
         self.in_sync = false;
-        self.push_event(Event::SteppedDown { term: self.max_term });
+        self.push_event(Event::SteppedDown {
+            term: self.max_term,
+        });
     }
 
     fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
@@ -854,7 +956,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.role = Role::Init;
                 self.master = None;
                 self.election_at = Some(now + self.detect());
-                self.push_event(Event::RoleChanged { role: Role::Init, term: self.term });
+                self.push_event(Event::RoleChanged {
+                    role: Role::Init,
+                    term: self.term,
+                });
             }
         }
     }
@@ -885,8 +990,15 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.in_flight.clear();
         self.next_heartbeat = now;
         info!("promoted to master");
-        self.push_event(Event::RoleChanged { role: Role::Master, term });
-        self.push_event(Event::Promoted { term, config, in_sync });
+        self.push_event(Event::RoleChanged {
+            role: Role::Master,
+            term,
+        });
+        self.push_event(Event::Promoted {
+            term,
+            config,
+            in_sync,
+        });
         self.choose_backup(now);
     }
 
@@ -904,7 +1016,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             .iter()
             .enumerate()
             .filter(|(_, p)| p.alive && p.version.is_none() && p.role != Role::Master)
-            .filter_map(|(i, p)| Slot::new(i as u8).map(|s| (Rank::new(p.priority, p.health, s), s)))
+            .filter_map(|(i, p)| {
+                Slot::new(i as u8).map(|s| (Rank::new(p.priority, p.health, s), s))
+            })
             .min()
             .map(|(_, s)| s);
         if best.is_some() && best != self.backup {
@@ -959,7 +1073,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             None => true,
         };
         if fresh {
-            let same_backup = self.session.is_some_and(|s| s.slot == from && s.incarnation == incarnation);
+            let same_backup = self
+                .session
+                .is_some_and(|s| s.slot == from && s.incarnation == incarnation);
             debug!("new hello");
             if !same_backup {
                 for sid in 0..self.n_streams() {
@@ -969,9 +1085,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             self.detach(false);
             self.peer_sid = [NO_SLOT; 32];
-            self.session = Some(Session { slot: from, incarnation, hello_id, seen: 0, total: total.min(32) });
+            self.session = Some(Session {
+                slot: from,
+                incarnation,
+                hello_id,
+                seen: 0,
+                total: total.min(32),
+            });
         }
-        let Some(mut session) = self.session else { return Ok(()) };
+        let Some(mut session) = self.session else {
+            return Ok(());
+        };
         while !tail.is_empty() {
             let h: StreamHello<'_> = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
             let Some(sid) = (0..self.n_streams()).find(|&i| self.stream_name(i) == h.name) else {
@@ -1016,7 +1140,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             let tx = &mut self.st_mut(sid).tx;
             tx.phase = Phase::Blocked;
             tx.recording = false;
-            tx.mismatch = Some(Mismatch { ours, theirs: Some(h.schema) });
+            tx.mismatch = Some(Mismatch {
+                ours,
+                theirs: Some(h.schema),
+            });
             return;
         }
         let tx = &self.st(sid).tx;
@@ -1043,7 +1170,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn local_sid(&self, peer_id: u8) -> Result<usize, FrameError> {
-        (0..self.n_streams()).find(|&i| self.peer_sid[i] == peer_id).ok_or(FrameError::UnknownStream(peer_id))
+        (0..self.n_streams())
+            .find(|&i| self.peer_sid[i] == peer_id)
+            .ok_or(FrameError::UnknownStream(peer_id))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1073,7 +1202,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if seq > self.st(sid).tx.acked {
             self.acknowledge(sid, seq);
             self.rto = self.cfg.rto;
-            self.rto_at = if self.in_flight.is_empty() { None } else { Some(now + self.rto) };
+            self.rto_at = if self.in_flight.is_empty() {
+                None
+            } else {
+                Some(now + self.rto)
+            };
         }
         if gap && now >= self.gap_resend_after {
             // The backup saw a hole: resend from the oldest unacknowledged record now.
@@ -1110,7 +1243,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             tx.checkpointed = tx.checkpointed.max(tx.covers).max(tx.max_acked_change);
         }
         let sidb = sid as u8;
-        self.in_flight.retain(|f| !(f.sid == sidb && f.last_seq <= seq));
+        self.in_flight
+            .retain(|f| !(f.sid == sidb && f.last_seq <= seq));
         let acked = self.acked_table();
         self.backlog.trim(|s, q| q > acked[s as usize]);
         if synced {
@@ -1120,7 +1254,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn update_in_sync(&mut self) {
-        let now_in_sync = self.role == Role::Master && self.master_sync_state() == SyncState::InSync;
+        let now_in_sync =
+            self.role == Role::Master && self.master_sync_state() == SyncState::InSync;
         if now_in_sync != self.in_sync {
             self.in_sync = now_in_sync;
             self.push_event(Event::InSync(now_in_sync));
@@ -1204,7 +1339,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         Ok(())
     }
 
-    fn apply_record<H: Host>(&mut self, sid: usize, rec: Record<'_>, host: &mut H) -> Result<(), ()> {
+    fn apply_record<H: Host>(
+        &mut self,
+        sid: usize,
+        rec: Record<'_>,
+        host: &mut H,
+    ) -> Result<(), ()> {
         let stream = Self::stream_of(sid);
         let res = match rec {
             Record::Begin { total } => {
@@ -1219,7 +1359,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 r
             }
             Record::Bulk(b) | Record::Change(b) => {
-                let kind = if matches!(rec, Record::Bulk(_)) { ItemKind::Bulk } else { ItemKind::Dynamic };
+                let kind = if matches!(rec, Record::Bulk(_)) {
+                    ItemKind::Bulk
+                } else {
+                    ItemKind::Dynamic
+                };
                 let r = host.apply(stream, kind, b);
                 if r.is_ok() {
                     let rx = &mut self.st_mut(sid).rx;
@@ -1295,7 +1439,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 continue;
             }
             self.peers[i].alive = false;
-            let Some(slot) = Slot::new(i as u8) else { continue };
+            let Some(slot) = Slot::new(i as u8) else {
+                continue;
+            };
             if self.master == Some(slot) && self.role != Role::Master {
                 self.master_lost(now, host);
             } else {
@@ -1349,7 +1495,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     /// The next frame to send, written into `buf`; `None` when nothing is due.
     /// Call until `None` after every input.
-    pub fn poll_transmit<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
+    pub fn poll_transmit<H: Host>(
+        &mut self,
+        now: Instant,
+        host: &mut H,
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let max = buf.len().min(self.cfg.max_frame);
         let buf = &mut buf[..max];
         if now >= self.next_heartbeat {
@@ -1370,7 +1521,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn heartbeat(&mut self, buf: &mut [u8]) -> Option<usize> {
         let a = &self.cfg_streams[ACTIVE].tx;
         let config = if self.role == Role::Master && a.recording {
-            DigestMark { epoch: a.epoch, seq: a.next_seq - 1, digest: a.digest.value() }
+            DigestMark {
+                epoch: a.epoch,
+                seq: a.next_seq - 1,
+                digest: a.digest.value(),
+            }
         } else {
             DigestMark::default()
         };
@@ -1398,7 +1553,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         for sid in 0..self.n_streams() {
             let rx = &self.st(sid).rx;
             if rx.resync_due && rx.term == self.term.raw() {
-                let body = Body::Resync { stream: sid as u8, epoch: rx.epoch, reason: 0 };
+                let body = Body::Resync {
+                    stream: sid as u8,
+                    epoch: rx.epoch,
+                    reason: 0,
+                };
                 let n = self.writer(buf, master, &body)?.finish();
                 let st = self.st_mut(sid);
                 st.rx.resync_due = false;
@@ -1406,7 +1565,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 return Some(n);
             }
             if rx.ack_due && rx.term == self.term.raw() {
-                let body = Body::Ack { stream: sid as u8, epoch: rx.epoch, seq: rx.applied, gap: rx.gap };
+                let body = Body::Ack {
+                    stream: sid as u8,
+                    epoch: rx.epoch,
+                    seq: rx.applied,
+                    gap: rx.gap,
+                };
                 let n = self.writer(buf, master, &body)?.finish();
                 let st = self.st_mut(sid);
                 st.rx.ack_due = false;
@@ -1423,7 +1587,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn hello(&mut self, now: Instant, master: u8, buf: &mut [u8]) -> Option<usize> {
         let n = self.n_streams();
         let start = self.hello_part.min(n);
-        let body = Body::Hello { incarnation: self.cfg.incarnation, hello_id: self.hello_id, total: n as u8 };
+        let body = Body::Hello {
+            incarnation: self.cfg.incarnation,
+            hello_id: self.hello_id,
+            total: n as u8,
+        };
         let mut w = self.writer(buf, master, &body)?;
         let mut sid = start;
         while sid < n {
@@ -1451,18 +1619,32 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         Some(w.finish())
     }
 
-    fn transmit_master<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
+    fn transmit_master<H: Host>(
+        &mut self,
+        now: Instant,
+        host: &mut H,
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let backup = self.backup?;
         if self.hello_ack_due {
             let s = self.session?;
             self.hello_ack_due = false;
-            let body = Body::HelloAck { incarnation: s.incarnation, hello_id: s.hello_id };
+            let body = Body::HelloAck {
+                incarnation: s.incarnation,
+                hello_id: s.hello_id,
+            };
             return Some(self.writer(buf, backup.raw(), &body)?.finish());
         }
         if let Some(h) = self.handover {
             if now >= h.next_send && (h.force || self.drained()) {
-                self.handover = Some(Handover { next_send: now + self.cfg.heartbeat_interval, ..h });
-                return Some(self.writer(buf, backup.raw(), &Body::Handover { force: h.force })?.finish());
+                self.handover = Some(Handover {
+                    next_send: now + self.cfg.heartbeat_interval,
+                    ..h
+                });
+                return Some(
+                    self.writer(buf, backup.raw(), &Body::Handover { force: h.force })?
+                        .finish(),
+                );
             }
         }
         if !self.attached || self.in_flight.is_full() {
@@ -1540,7 +1722,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     Kind::End => tx.end_seq = Some(seq),
                     Kind::Begin => {}
                 }
-                self.backlog.commit(sid as u8, kind, seq, change, data.len());
+                self.backlog
+                    .commit(sid as u8, kind, seq, change, data.len());
                 return true;
             }
             let mut usage = [0usize; 32];
@@ -1573,7 +1756,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if off {
             tx.phase = Phase::Off;
         }
-        self.push_event(Event::Rebulk { stream: Self::stream_of(sid), reason });
+        self.push_event(Event::Rebulk {
+            stream: Self::stream_of(sid),
+            reason,
+        });
         self.update_in_sync();
     }
 
@@ -1622,7 +1808,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 res @ (Ok(Some(_)) | Err(_)) => {
                     let st = self.st_mut(sid);
                     st.tx.phase = Phase::Failed;
-                    st.tx.failure = Some(res.err().unwrap_or(crate::host::HostError::RecordTooLarge));
+                    st.tx.failure =
+                        Some(res.err().unwrap_or(crate::host::HostError::RecordTooLarge));
                     st.counters.errors += 1;
                     self.update_in_sync();
                     break;
@@ -1645,9 +1832,20 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let sid = first.stream as usize;
         let peer = self.peer_sid[sid];
         let tx = &self.st(sid).tx;
-        let body = Body::Data { stream: peer, epoch: tx.epoch, first_seq: first.seq };
+        let body = Body::Data {
+            stream: peer,
+            epoch: tx.epoch,
+            first_seq: first.seq,
+        };
         let acked = self.acked_table();
-        let mut w = FrameWriter::new(buf, self.cfg.slot.raw(), backup.raw(), self.term.raw(), &body).ok()?;
+        let mut w = FrameWriter::new(
+            buf,
+            self.cfg.slot.raw(),
+            backup.raw(),
+            self.term.raw(),
+            &body,
+        )
+        .ok()?;
         let mut cur = off;
         let mut expect = first.seq;
         let mut last = None;
@@ -1659,12 +1857,20 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             if e.stream as usize != sid || e.seq != expect {
                 break;
             }
-            let word = |d: &[u8]| d.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            let word = |d: &[u8]| {
+                d.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_le_bytes)
+            };
             let rec = match e.kind {
-                Kind::Begin => Record::Begin { total: word(e.data) },
+                Kind::Begin => Record::Begin {
+                    total: word(e.data),
+                },
                 Kind::Bulk => Record::Bulk(e.data),
                 Kind::Change => Record::Change(e.data),
-                Kind::End => Record::End { digest: word(e.data) },
+                Kind::End => Record::End {
+                    digest: word(e.data),
+                },
             };
             if w.push(&rec).is_err() {
                 break;
@@ -1675,7 +1881,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         let last_seq = last?;
         self.backlog.set_send_cursor(cur);
-        let _ = self.in_flight.push(InFlight { sid: sid as u8, last_seq });
+        let _ = self.in_flight.push(InFlight {
+            sid: sid as u8,
+            last_seq,
+        });
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rto);
         }

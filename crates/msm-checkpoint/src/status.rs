@@ -4,7 +4,7 @@
 use core::fmt::{self, Write};
 
 use crate::app::MAX_NAME;
-use crate::role::{Role, Slot, Term, MAX_NODES};
+use crate::role::{MAX_NODES, Role, Slot, Term};
 use crate::stream::{Counters, Mismatch, Phase};
 use heapless::String;
 
@@ -20,13 +20,23 @@ pub enum SyncState {
     /// This node is master and its backup stopped answering.
     BackupLost,
     /// Which stream is still in its bulk transfer, and how far (percent).
-    Syncing { stream: Name, percent: u8 },
+    Syncing {
+        stream: Name,
+        percent: u8,
+    },
     /// A stream the backup cannot take.
-    VersionMismatch { stream: Name },
+    VersionMismatch {
+        stream: Name,
+    },
     /// The peer speaks another protocol version.
-    ProtocolMismatch { slot: Slot, version: u8 },
+    ProtocolMismatch {
+        slot: Slot,
+        version: u8,
+    },
     /// A stream failed on one side and waits for a new bulk.
-    Failed { stream: Name },
+    Failed {
+        stream: Name,
+    },
     /// Backup: the configured master is not known yet.
     NoMaster,
 }
@@ -133,15 +143,27 @@ pub fn state_label(role: Role, sync: &SyncState, out: &mut impl Write) -> fmt::R
 
 /// Render the redundancy part of `show switch`, one line per slot.
 pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
-    writeln!(out, "{:<10} {:<28} {:<6} {:<8} {:<8}", "Node", "Current State", "Term", "Priority", "Health")?;
+    writeln!(
+        out,
+        "{:<10} {:<28} {:<6} {:<8} {:<8}",
+        "Node", "Current State", "Term", "Priority", "Health"
+    )?;
     for i in 0..MAX_NODES {
         if i == s.slot.index() {
-            switch_line(out, s.slot, s.role, &s.sync, s.term, s.priority, s.health, true)?;
+            switch_line(
+                out, s.slot, s.role, &s.sync, s.term, s.priority, s.health, true,
+            )?;
         } else if let Some(p) = &s.peers[i] {
             let role = if p.alive { p.role } else { Role::Init };
-            let sync = if p.alive && p.role == Role::Backup { s.sync.clone() } else { SyncState::NoMaster };
+            let sync = if p.alive && p.role == Role::Backup {
+                s.sync.clone()
+            } else {
+                SyncState::NoMaster
+            };
             if p.alive {
-                switch_line(out, p.slot, role, &sync, p.term, p.priority, p.health, false)?;
+                switch_line(
+                    out, p.slot, role, &sync, p.term, p.priority, p.health, false,
+                )?;
             } else {
                 writeln!(out, "{:<10} {:<28}", DisplaySlot(p.slot, false), "DOWN")?;
             }

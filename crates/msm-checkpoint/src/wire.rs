@@ -6,8 +6,9 @@
 //! |  u8   |   u8    |  u8  | u8 |                        | (postcard)   |   4 bytes  |
 //! +-------+---------+------+----+------------------------+--------------+-----------+
 //! ```
-//! The four-byte prefix never changes between versions, so a peer speaking
-//! another version is recognised and named rather than misparsed. The CRC
+//! The four-byte prefix and the CRC trailer never change between versions,
+//! so a peer speaking another version is recognised and named rather than
+//! misparsed. The CRC
 //! protects the frame end to end on any link (datagram or byte stream).
 //! Decoding any byte string gives a frame or a [`WireError`], never a panic.
 
@@ -57,7 +58,10 @@ impl fmt::Display for WireError {
             WireError::Truncated => f.write_str("frame truncated"),
             WireError::BadMagic(m) => write!(f, "bad magic byte 0x{m:02x}"),
             WireError::UnsupportedVersion { from, got } => {
-                write!(f, "slot {from} speaks protocol v{got}, this node speaks v{PROTOCOL_VERSION}")
+                write!(
+                    f,
+                    "slot {from} speaks protocol v{got}, this node speaks v{PROTOCOL_VERSION}"
+                )
             }
             WireError::BadCrc => f.write_str("CRC-32C mismatch"),
             WireError::Malformed => f.write_str("malformed frame body"),
@@ -101,18 +105,40 @@ pub enum Body {
     Heartbeat(Heartbeat),
     /// Backup to master: "I follow you"; tail: one [`StreamHello`] per stream.
     /// `total` is the backup's stream count; a long table spans several hellos.
-    Hello { incarnation: u32, hello_id: u32, total: u8 },
+    Hello {
+        incarnation: u32,
+        hello_id: u32,
+        total: u8,
+    },
     /// Master to backup: every part of the hello arrived; stop repeating it.
-    HelloAck { incarnation: u32, hello_id: u32 },
+    HelloAck {
+        incarnation: u32,
+        hello_id: u32,
+    },
     /// Master to backup: records `first_seq..` of one stream; tail: [`Record`]s.
-    Data { stream: u8, epoch: u32, first_seq: u64 },
+    Data {
+        stream: u8,
+        epoch: u32,
+        first_seq: u64,
+    },
     /// Backup to master: everything of `stream` up to `seq` is applied.
     /// `gap` says a later frame arrived first, asking for a prompt resend.
-    Ack { stream: u8, epoch: u32, seq: u64, gap: bool },
+    Ack {
+        stream: u8,
+        epoch: u32,
+        seq: u64,
+        gap: bool,
+    },
     /// Backup to master: this stream's state is unusable, send a new bulk.
-    Resync { stream: u8, epoch: u32, reason: u8 },
+    Resync {
+        stream: u8,
+        epoch: u32,
+        reason: u8,
+    },
     /// Master to backup: take over now (`run msm-failover`).
-    Handover { force: bool },
+    Handover {
+        force: bool,
+    },
 }
 
 /// One stream as the backup has it, so the master can resume or re-bulk it.
@@ -163,13 +189,17 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
     if bytes[0] != MAGIC {
         return Err(WireError::BadMagic(bytes[0]));
     }
-    if bytes[1] != PROTOCOL_VERSION {
-        return Err(WireError::UnsupportedVersion { from: bytes[2], got: bytes[1] });
-    }
+    // The CRC before the version: a corrupted byte must not pass for a peer's version.
     let (content, crc) = bytes.split_at(bytes.len() - CRC_LEN);
     let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if CRC32C.checksum(content) != want {
         return Err(WireError::BadCrc);
+    }
+    if bytes[1] != PROTOCOL_VERSION {
+        return Err(WireError::UnsupportedVersion {
+            from: bytes[2],
+            got: bytes[1],
+        });
     }
     let (from, to) = (content[2], content[3]);
     if from as usize >= crate::role::MAX_NODES {
@@ -180,7 +210,13 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
     }
     let ((term, body), tail): ((u64, Body), &[u8]) =
         postcard::take_from_bytes(&content[PREFIX_LEN..]).map_err(|_| WireError::Malformed)?;
-    Ok(Frame { from, to, term, body, tail })
+    Ok(Frame {
+        from,
+        to,
+        term,
+        body,
+        tail,
+    })
 }
 
 /// Take the next item of a tail, advancing it.
@@ -213,7 +249,10 @@ impl<'b> FrameWriter<'b> {
             return Err(WireError::BufferTooSmall);
         }
         buf[..PREFIX_LEN].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
-        let mut w = FrameWriter { buf, len: PREFIX_LEN };
+        let mut w = FrameWriter {
+            buf,
+            len: PREFIX_LEN,
+        };
         w.push(&(term, body))?;
         Ok(w)
     }
@@ -221,8 +260,13 @@ impl<'b> FrameWriter<'b> {
     /// Append one tail item; on `BufferTooSmall` the frame is unchanged.
     pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), WireError> {
         let end = self.buf.len() - CRC_LEN;
-        let room = self.buf.get_mut(self.len..end).ok_or(WireError::BufferTooSmall)?;
-        let used = postcard::to_slice(item, room).map_err(|_| WireError::BufferTooSmall)?.len();
+        let room = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(WireError::BufferTooSmall)?;
+        let used = postcard::to_slice(item, room)
+            .map_err(|_| WireError::BufferTooSmall)?
+            .len();
         self.len += used;
         Ok(())
     }
@@ -269,7 +313,11 @@ mod tests {
             0,
             1,
             0x105,
-            &Body::Data { stream: 3, epoch: 2, first_seq: 7 },
+            &Body::Data {
+                stream: 3,
+                epoch: 2,
+                first_seq: 7,
+            },
         )
         .unwrap();
         w.push(&Record::Begin { total: 2 }).unwrap();
@@ -284,11 +332,27 @@ mod tests {
         let n = sample(&mut buf);
         let f = decode(&buf[..n]).unwrap();
         assert_eq!((f.from, f.to, f.term), (0, 1, 0x105));
-        assert_eq!(f.body, Body::Data { stream: 3, epoch: 2, first_seq: 7 });
+        assert_eq!(
+            f.body,
+            Body::Data {
+                stream: 3,
+                epoch: 2,
+                first_seq: 7
+            }
+        );
         let mut tail = f.tail;
-        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Begin { total: 2 });
-        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Bulk(b"vlan 10"));
-        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::End { digest: 99 });
+        assert_eq!(
+            take::<Record<'_>>(&mut tail).unwrap(),
+            Record::Begin { total: 2 }
+        );
+        assert_eq!(
+            take::<Record<'_>>(&mut tail).unwrap(),
+            Record::Bulk(b"vlan 10")
+        );
+        assert_eq!(
+            take::<Record<'_>>(&mut tail).unwrap(),
+            Record::End { digest: 99 }
+        );
         assert!(tail.is_empty());
     }
 
@@ -302,11 +366,25 @@ mod tests {
         assert_eq!(decode(&bad[..n]), Err(WireError::BadMagic(0)));
         let mut bad = buf;
         bad[1] = 9;
-        assert_eq!(decode(&bad[..n]), Err(WireError::UnsupportedVersion { from: 0, got: 9 }));
-        for i in PREFIX_LEN..n {
+        assert_eq!(
+            decode(&bad[..n]),
+            Err(WireError::BadCrc),
+            "a corrupted version byte is corruption"
+        );
+        let crc = CRC32C.checksum(&bad[..n - CRC_LEN]);
+        bad[n - CRC_LEN..n].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(&bad[..n]),
+            Err(WireError::UnsupportedVersion { from: 0, got: 9 })
+        );
+        for i in 1..n {
             let mut bad = buf;
             bad[i] ^= 0x40;
-            assert_eq!(decode(&bad[..n]), Err(WireError::BadCrc), "flip at byte {i}");
+            assert_eq!(
+                decode(&bad[..n]),
+                Err(WireError::BadCrc),
+                "flip at byte {i}"
+            );
         }
     }
 
@@ -324,7 +402,9 @@ mod tests {
         for len in [0usize, 1, 127, 128, 300, 16_384] {
             let data = [7u8; 16_384];
             let mut buf = [0u8; 16_400];
-            let n = postcard::to_slice(&Record::Change(&data[..len]), &mut buf).unwrap().len();
+            let n = postcard::to_slice(&Record::Change(&data[..len]), &mut buf)
+                .unwrap()
+                .len();
             assert_eq!(n, bytes_record_len(len), "len {len}");
         }
     }
@@ -333,8 +413,14 @@ mod tests {
     fn full_buffer_leaves_frame_intact() {
         let mut buf = [0u8; 24];
         let mut w = FrameWriter::new(&mut buf, 0, 1, 1, &Body::Handover { force: false }).unwrap();
-        assert_eq!(w.push(&Record::Bulk(&[0u8; 64])), Err(WireError::BufferTooSmall));
+        assert_eq!(
+            w.push(&Record::Bulk(&[0u8; 64])),
+            Err(WireError::BufferTooSmall)
+        );
         let n = w.finish();
-        assert_eq!(decode(&buf[..n]).unwrap().body, Body::Handover { force: false });
+        assert_eq!(
+            decode(&buf[..n]).unwrap().body,
+            Body::Handover { force: false }
+        );
     }
 }

@@ -1,1 +1,3 @@
-pub fn run(_r: u64) -> anyhow::Result<()> { Ok(()) }
+pub fn run(_r: u64) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -91,7 +91,10 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(deps: Vec<Vec<usize>>) -> Self {
-        Checker { deps, ..Default::default() }
+        Checker {
+            deps,
+            ..Default::default()
+        }
     }
 
     /// A master made a change.
@@ -105,7 +108,14 @@ impl Checker {
     /// A node became master with this state.
     pub fn mastership(&mut self, node: usize, term: Term, state: &[BTreeMap<u32, Stamp>]) {
         let apps = state.len();
-        self.logs.insert(node, MasterLog { term, initial: state.to_vec(), changes: vec![Vec::new(); apps] });
+        self.logs.insert(
+            node,
+            MasterLog {
+                term,
+                initial: state.to_vec(),
+                changes: vec![Vec::new(); apps],
+            },
+        );
     }
 
     pub fn rebooted(&mut self, node: usize) {
@@ -132,7 +142,12 @@ impl Checker {
                     };
                     for d in need {
                         if !ended.contains(&d) {
-                            return fail(3, format!("node {node}: bulk of {stream:?} began before {d:?} finished"));
+                            return fail(
+                                3,
+                                format!(
+                                    "node {node}: bulk of {stream:?} began before {d:?} finished"
+                                ),
+                            );
                         }
                     }
                 }
@@ -140,7 +155,10 @@ impl Checker {
                     self.ended.entry((node, term)).or_default().insert(*stream);
                 }
                 Seen::Garbage { app } => {
-                    return fail(6, format!("node {node}: an undecodable record reached app {app}"));
+                    return fail(
+                        6,
+                        format!("node {node}: an undecodable record reached app {app}"),
+                    );
                 }
                 Seen::Applied { app, kind, rec } => {
                     self.records_checked += 1;
@@ -148,16 +166,30 @@ impl Checker {
                         Some((a, r)) if *a == *app && (r.key == rec.key) => {
                             // A bulk carries the current value as a Set; a change carries its own op.
                             if *kind == ItemKind::Dynamic && r.op != rec.op {
-                                return fail(1, format!("node {node}: change {} applied with wrong op", rec.stamp));
+                                return fail(
+                                    1,
+                                    format!(
+                                        "node {node}: change {} applied with wrong op",
+                                        rec.stamp
+                                    ),
+                                );
                             }
                             if *kind == ItemKind::Bulk && (r.op != Op::Set || rec.op != Op::Set) {
-                                return fail(1, format!("node {node}: bulk record {} is not a live value", rec.stamp));
+                                return fail(
+                                    1,
+                                    format!(
+                                        "node {node}: bulk record {} is not a live value",
+                                        rec.stamp
+                                    ),
+                                );
                             }
                         }
                         _ => {
                             return fail(
                                 1,
-                                format!("node {node}: applied {rec:?} to app {app}, which no master made"),
+                                format!(
+                                    "node {node}: applied {rec:?} to app {app}, which no master made"
+                                ),
                             );
                         }
                     }
@@ -181,21 +213,36 @@ impl Checker {
     }
 
     /// Per-step role checks: one node per term; terms followed never decrease.
-    pub fn roles(&mut self, node: usize, slot: u8, is_master: bool, term: Term) -> Result<(), Violation> {
+    pub fn roles(
+        &mut self,
+        node: usize,
+        slot: u8,
+        is_master: bool,
+        term: Term,
+    ) -> Result<(), Violation> {
         if is_master {
             if term.owner().map(|s| s.raw()) != Some(slot) {
-                return fail(5, format!("node {node} is master in term {term} claimed by another slot"));
+                return fail(
+                    5,
+                    format!("node {node} is master in term {term} claimed by another slot"),
+                );
             }
             match self.term_owner.insert(term, node) {
                 Some(other) if other != node => {
-                    return fail(5, format!("nodes {other} and {node} both acted as master in term {term}"));
+                    return fail(
+                        5,
+                        format!("nodes {other} and {node} both acted as master in term {term}"),
+                    );
                 }
                 _ => {}
             }
         }
         let f = self.followed.entry(node).or_insert(term);
         if term < *f {
-            return fail(5, format!("node {node} went back from term {} to {term}", *f));
+            return fail(
+                5,
+                format!("node {node} went back from term {} to {term}", *f),
+            );
         }
         *f = term;
         Ok(())
@@ -210,11 +257,15 @@ impl Checker {
         followed: Term,
         state: &[BTreeMap<u32, Stamp>],
     ) -> Result<(), Violation> {
-        let Some(rep) = self.last_report.clone() else { return Ok(()) };
+        let Some(rep) = self.last_report.clone() else {
+            return Ok(());
+        };
         if rep.backup != node || rep.term != followed || rep.incarnation != incarnation {
             return Ok(());
         }
-        let Some(log) = self.logs.get(&rep.master) else { return Ok(()) };
+        let Some(log) = self.logs.get(&rep.master) else {
+            return Ok(());
+        };
         if log.term != rep.term {
             return Ok(());
         }
@@ -227,8 +278,9 @@ impl Checker {
             let have = &state[app];
             for (k, s) in &want {
                 // Newer than the checkpoint is fine: a later change (or its delete) got through too.
-                let deleted_later =
-                    log.changes[app].iter().any(|(id, r)| *id > upto && r.key == *k && r.op == Op::Delete);
+                let deleted_later = log.changes[app]
+                    .iter()
+                    .any(|(id, r)| *id > upto && r.key == *k && r.op == Op::Delete);
                 match have.get(k) {
                     Some(h) if h >= s => {}
                     None if deleted_later => {}
@@ -253,7 +305,10 @@ impl Checker {
                         if *h < r.stamp {
                             return fail(
                                 2,
-                                format!("node {node} took over with app {app} key {} deleted at {} still at {h}", r.key, r.stamp),
+                                format!(
+                                    "node {node} took over with app {app} key {} deleted at {} still at {h}",
+                                    r.key, r.stamp
+                                ),
                             );
                         }
                     }

@@ -9,5 +9,5 @@ pub mod record;
 pub mod scenario;
 pub mod sim;
 
-pub use scenario::{run, Failure};
+pub use scenario::{Failure, run};
 pub use sim::{Sim, SimConfig};

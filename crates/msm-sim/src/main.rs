@@ -1,11 +1,11 @@
 //! `msm-sim`: seed sweeps, single-seed replays, the narrated demo, benchmarks.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant as WallClock;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -52,9 +52,17 @@ enum Cmd {
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let (a, b) = s.split_once("..").with_context(|| format!("seed range '{s}' is not A..B"))?;
-    let a: u64 = a.trim().parse().with_context(|| format!("bad range start '{a}'"))?;
-    let b: u64 = b.trim().parse().with_context(|| format!("bad range end '{b}'"))?;
+    let (a, b) = s
+        .split_once("..")
+        .with_context(|| format!("seed range '{s}' is not A..B"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .with_context(|| format!("bad range start '{a}'"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .with_context(|| format!("bad range end '{b}'"))?;
     if b <= a {
         bail!("seed range '{s}' is empty");
     }
@@ -63,7 +71,9 @@ fn parse_range(s: &str) -> Result<(u64, u64)> {
 
 fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
     let (a, b) = parse_range(seeds)?;
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     let next = AtomicU64::new(a);
     let failed = AtomicBool::new(false);
     let first_failure: Mutex<Option<msm_sim::Failure>> = Mutex::new(None);
@@ -90,7 +100,10 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 seed,
                                 faults,
                                 at_us: 0,
-                                violation: msm_sim::check::Violation { invariant: 6, message: format!("panic: {msg}") },
+                                violation: msm_sim::check::Violation {
+                                    invariant: 6,
+                                    message: format!("panic: {msg}"),
+                                },
                             })
                         }
                     };
@@ -132,7 +145,13 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
     );
     println!(
         "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes)",
-        t.frames, t.frame_errors, t.changes, t.records_checked, t.bulks_checked, t.takeovers, t.takeovers_checked
+        t.frames,
+        t.frame_errors,
+        t.changes,
+        t.records_checked,
+        t.bulks_checked,
+        t.takeovers,
+        t.takeovers_checked
     );
     Ok(true)
 }
@@ -140,8 +159,16 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Sweep { seeds, no_faults, jobs } => sweep(&seeds, !no_faults, jobs),
-        Cmd::Replay { seed, no_faults, trace } => match msm_sim::run(seed, !no_faults, trace) {
+        Cmd::Sweep {
+            seeds,
+            no_faults,
+            jobs,
+        } => sweep(&seeds, !no_faults, jobs),
+        Cmd::Replay {
+            seed,
+            no_faults,
+            trace,
+        } => match msm_sim::run(seed, !no_faults, trace) {
             Ok(st) => {
                 println!("seed {seed} passed: {st:?}");
                 Ok(true)

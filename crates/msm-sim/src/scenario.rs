@@ -12,7 +12,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::check::Violation;
 use crate::link::LinkFaults;
-use crate::sim::{AppDef, Sim, SimConfig, Stats, APPS};
+use crate::sim::{APPS, AppDef, Sim, SimConfig, Stats};
 
 /// A failed seed, printed with the command that replays it.
 #[derive(Debug, Clone)]
@@ -42,7 +42,11 @@ pub fn random_apps(rng: &mut Pcg64Mcg, n: usize) -> Vec<AppDef> {
     (0..n)
         .map(|i| {
             let deps = (0..i).filter(|_| rng.random_bool(0.35)).collect();
-            AppDef { name: format!("app{i}"), schema: 1, deps }
+            AppDef {
+                name: format!("app{i}"),
+                schema: 1,
+                deps,
+            }
         })
         .collect()
 }
@@ -68,9 +72,17 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let cfg = random_config(&mut rng, faults);
     let mut sim = Sim::new(cfg, seed ^ 0x5eed);
     sim.trace = trace;
-    let wrap = |sim: &Sim, v: Violation| Failure { seed, faults, at_us: sim.now, violation: v };
+    let wrap = |sim: &Sim, v: Violation| Failure {
+        seed,
+        faults,
+        at_us: sim.now,
+        violation: v,
+    };
     if trace {
-        println!("seed {seed}: {} nodes, apps {:?}", sim.cfg.nodes, sim.cfg.apps);
+        println!(
+            "seed {seed}: {} nodes, apps {:?}",
+            sim.cfg.nodes, sim.cfg.apps
+        );
     }
 
     let hb_us = sim.cfg.heartbeat.as_micros() as u64;
@@ -80,7 +92,10 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let mut t = 0u64;
     // Boot the rest of the chassis on schedule.
     let gap = sim.cfg.boot_gap.as_micros() as u64;
-    let mut to_boot: Vec<(u64, usize)> = (1..sim.nodes.len()).filter(|_| gap > 0).map(|i| (i as u64 * gap, i)).collect();
+    let mut to_boot: Vec<(u64, usize)> = (1..sim.nodes.len())
+        .filter(|_| gap > 0)
+        .map(|i| (i as u64 * gap, i))
+        .collect();
     let mut restarts: Vec<(u64, usize)> = Vec::new();
     while t < end_us {
         t += rng.random_range(churn_gap / 2..=churn_gap);
@@ -93,7 +108,11 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
                 true
             }
         });
-        let due: Vec<usize> = restarts.iter().filter(|(at, _)| *at <= t).map(|x| x.1).collect();
+        let due: Vec<usize> = restarts
+            .iter()
+            .filter(|(at, _)| *at <= t)
+            .map(|x| x.1)
+            .collect();
         restarts.retain(|(at, _)| *at > t);
         for i in due {
             sim.boot(i);
@@ -101,7 +120,11 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
         sim.random_change(keys);
         let roll: f64 = rng.random();
         if roll < 0.02 {
-            let line = format!("configure vlan v{} add ports {}\n", rng.random_range(1..40), rng.random_range(1..48));
+            let line = format!(
+                "configure vlan v{} add ports {}\n",
+                rng.random_range(1..40),
+                rng.random_range(1..48)
+            );
             sim.config_change(&line);
         } else if roll < 0.025 {
             sim.save();
@@ -123,7 +146,11 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
                 let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
                 if a != b {
                     // Short (below failure detection) or long.
-                    let d = if rng.random_bool(0.7) { rng.random_range(hb_us / 2..2 * hb_us) } else { rng.random_range(4 * hb_us..30 * hb_us) };
+                    let d = if rng.random_bool(0.7) {
+                        rng.random_range(hb_us / 2..2 * hb_us)
+                    } else {
+                        rng.random_range(4 * hb_us..30 * hb_us)
+                    };
                     sim.partition(a, b, Duration::from_micros(d));
                 }
             } else if r < 0.0045 {
@@ -138,8 +165,15 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
             sim.boot(i);
         }
     }
-    sim.link = LinkFaults { drop: 0.0, duplicate: 0.0, reorder: 0.0, corrupt: 0.0, ..sim.link };
-    sim.run_for(Duration::from_millis(800)).map_err(|v| wrap(&sim, v))?;
+    sim.link = LinkFaults {
+        drop: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        corrupt: 0.0,
+        ..sim.link
+    };
+    sim.run_for(Duration::from_millis(800))
+        .map_err(|v| wrap(&sim, v))?;
     sim.check_converged().map_err(|v| wrap(&sim, v))?;
     Ok(sim.finish_stats())
 }

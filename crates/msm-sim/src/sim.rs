@@ -52,7 +52,11 @@ pub struct SimConfig {
 impl SimConfig {
     /// The XOS-like demo chain: devmgr <- cfgmgr <- vlan <- {fdb, stp, ospf}.
     pub fn chassis(nodes: usize) -> SimConfig {
-        let app = |name: &str, deps: &[usize]| AppDef { name: name.into(), schema: 1, deps: deps.to_vec() };
+        let app = |name: &str, deps: &[usize]| AppDef {
+            name: name.into(),
+            schema: 1,
+            deps: deps.to_vec(),
+        };
         SimConfig {
             nodes,
             apps: vec![
@@ -191,7 +195,11 @@ impl Sim {
 
     /// Power on node `i` (again): RAM state lost, flash kept.
     pub fn boot(&mut self, i: usize) {
-        let order: Vec<usize> = self.cfg.order.clone().unwrap_or_else(|| (0..self.cfg.apps.len()).collect());
+        let order: Vec<usize> = self
+            .cfg
+            .order
+            .clone()
+            .unwrap_or_else(|| (0..self.cfg.apps.len()).collect());
         let mut reg = AppRegistry::<APPS>::new();
         let mut ids = vec![AppId::new(0); self.cfg.apps.len()];
         for &a in &order {
@@ -202,7 +210,11 @@ impl Sim {
                 .iter()
                 .find(|(n, ap, _)| *n == i && *ap == a)
                 .map_or(def.schema, |o| o.2);
-            let deps: Vec<&str> = def.deps.iter().map(|&d| self.cfg.apps[d].name.as_str()).collect();
+            let deps: Vec<&str> = def
+                .deps
+                .iter()
+                .map(|&d| self.cfg.apps[d].name.as_str())
+                .collect();
             match reg.register(&def.name, schema, &deps) {
                 Ok(id) => ids[a] = id,
                 Err(e) => panic!("sim app table invalid: {e}"),
@@ -231,7 +243,10 @@ impl Sim {
         st.followed = Term::NONE;
         self.ids[i] = ids;
         self.checker.rebooted(i);
-        self.log(Some(i), format_args!("boot (incarnation {})", self.nodes[i].incarnation));
+        self.log(
+            Some(i),
+            format_args!("boot (incarnation {})", self.nodes[i].incarnation),
+        );
         self.flush(i);
     }
 
@@ -261,11 +276,21 @@ impl Sim {
     pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
         let until_us = self.now + d.as_micros() as u64;
         self.partitions.push(Partition { a, b, until_us });
-        self.log(None, format_args!("PARTITION {} | {} for {:?}", slot(a).letter(), slot(b).letter(), d));
+        self.log(
+            None,
+            format_args!(
+                "PARTITION {} | {} for {:?}",
+                slot(a).letter(),
+                slot(b).letter(),
+                d
+            ),
+        );
     }
 
     pub fn masters(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.engine(i).is_some_and(|n| n.role() == Role::Master)).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.engine(i).is_some_and(|n| n.role() == Role::Master))
+            .collect()
     }
 
     /// The one master, if exactly one node is master.
@@ -308,7 +333,11 @@ impl Sim {
         }
         let app = self.rng.random_range(0..self.cfg.apps.len());
         let key = self.rng.random_range(0..keys);
-        let op = if self.rng.random_bool(0.8) { Op::Set } else { Op::Delete };
+        let op = if self.rng.random_bool(0.8) {
+            Op::Set
+        } else {
+            Op::Delete
+        };
         self.change(app, key, op);
     }
 
@@ -317,7 +346,11 @@ impl Sim {
         let m = self.master()?;
         let now = self.instant();
         let st = &mut self.nodes[m];
-        let id = st.engine.as_deref_mut()?.config_change(now, line.as_bytes()).ok()?;
+        let id = st
+            .engine
+            .as_deref_mut()?
+            .config_change(now, line.as_bytes())
+            .ok()?;
         st.host.active_config.extend_from_slice(line.as_bytes());
         self.log(Some(m), format_args!("configure: {}", line.trim_end()));
         self.flush(m);
@@ -333,7 +366,10 @@ impl Sim {
         if let Some(e) = st.engine.as_deref_mut() {
             e.config_saved(now);
         }
-        self.log(Some(m), format_args!("save ({} bytes)", self.nodes[m].host.saved_config.len()));
+        self.log(
+            Some(m),
+            format_args!("save ({} bytes)", self.nodes[m].host.saved_config.len()),
+        );
         self.flush(m);
     }
 
@@ -341,8 +377,19 @@ impl Sim {
     pub fn failover(&mut self, force: bool) -> Result<(), String> {
         let m = self.master().ok_or("no single master")?;
         let now = self.instant();
-        let r = self.nodes[m].engine.as_deref_mut().ok_or("master down")?.failover(now, force);
-        self.log(Some(m), format_args!("run msm-failover{}: {:?}", if force { " force" } else { "" }, r));
+        let r = self.nodes[m]
+            .engine
+            .as_deref_mut()
+            .ok_or("master down")?
+            .failover(now, force);
+        self.log(
+            Some(m),
+            format_args!(
+                "run msm-failover{}: {:?}",
+                if force { " force" } else { "" },
+                r
+            ),
+        );
         self.flush(m);
         r.map_err(|e| e.to_string())
     }
@@ -394,11 +441,16 @@ impl Sim {
             self.now = next;
             self.partitions.retain(|p| p.until_us > next);
             while self.queue.peek().is_some_and(|d| d.0.at <= next) {
-                let Some(Reverse(d)) = self.queue.pop() else { break };
+                let Some(Reverse(d)) = self.queue.pop() else {
+                    break;
+                };
                 self.stats.frames += 1;
                 if self.trace_frames {
                     let f = msm_checkpoint::wire::decode(&d.bytes);
-                    self.log(Some(d.to), format_args!("<- {:?}", f.map(|f| (f.from, f.term, f.body))));
+                    self.log(
+                        Some(d.to),
+                        format_args!("<- {:?}", f.map(|f| (f.from, f.term, f.body))),
+                    );
                 }
                 let now = self.instant();
                 let st = &mut self.nodes[d.to];
@@ -426,6 +478,31 @@ impl Sim {
         self.run_until(self.now + d.as_micros() as u64)
     }
 
+    /// Run until `cond` holds (checked every 100 us of virtual time), at most `limit`.
+    pub fn run_until_cond(
+        &mut self,
+        limit: Duration,
+        mut cond: impl FnMut(&Sim) -> bool,
+    ) -> Result<bool, Violation> {
+        let end = self.now + limit.as_micros() as u64;
+        while self.now < end {
+            if cond(self) {
+                return Ok(true);
+            }
+            self.run_until((self.now + 100).min(end))?;
+        }
+        Ok(cond(self))
+    }
+
+    /// Run until there is one master whose backup is in sync.
+    pub fn run_until_in_sync(&mut self, limit: Duration) -> Result<bool, Violation> {
+        self.run_until_cond(limit, |s| {
+            s.master()
+                .and_then(|m| s.engine(m))
+                .is_some_and(|e| e.sync_state() == SyncState::InSync)
+        })
+    }
+
     /// After node `i` handled something: events, checks, transmissions.
     fn after(&mut self, i: usize) {
         self.drain_events(i);
@@ -435,7 +512,13 @@ impl Sim {
 
     fn drain_events(&mut self, i: usize) {
         loop {
-            let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) else { break };
+            let Some(ev) = self.nodes[i]
+                .engine
+                .as_deref_mut()
+                .and_then(|e| e.poll_event())
+            else {
+                break;
+            };
             self.log(Some(i), format_args!("{ev:?}"));
             self.nodes[i].events.push((self.now, ev));
             match ev {
@@ -455,8 +538,10 @@ impl Sim {
     }
 
     fn check(&mut self, i: usize) {
-        let Some((role, term, slot_raw)) =
-            self.nodes[i].engine.as_deref().map(|e| (e.role(), e.term(), e.slot().raw()))
+        let Some((role, term, slot_raw)) = self.nodes[i]
+            .engine
+            .as_deref()
+            .map(|e| (e.role(), e.term(), e.slot().raw()))
         else {
             return;
         };
@@ -479,8 +564,16 @@ impl Sim {
         if role == Role::Master {
             let Some(e) = self.engine(i) else { return };
             self.checker.last_report = e.checkpoint_peer().map(|b| {
-                let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
-                Report { master: i, term, backup: b.index(), incarnation: self.nodes[b.index()].incarnation, checkpointed }
+                let checkpointed = (0..self.cfg.apps.len())
+                    .map(|a| e.checkpointed(self.ids[i][a]))
+                    .collect();
+                Report {
+                    master: i,
+                    term,
+                    backup: b.index(),
+                    incarnation: self.nodes[b.index()].incarnation,
+                    checkpointed,
+                }
             });
         }
         self.nodes[i].followed = term;
@@ -492,8 +585,12 @@ impl Sim {
         for _ in 0..100_000 {
             let now = self.instant();
             let st = &mut self.nodes[i];
-            let Some(e) = st.engine.as_deref_mut() else { return };
-            let Some(n) = e.poll_transmit(now, &mut st.host, &mut buf) else { break };
+            let Some(e) = st.engine.as_deref_mut() else {
+                return;
+            };
+            let Some(n) = e.poll_transmit(now, &mut st.host, &mut buf) else {
+                break;
+            };
             let frame = &buf[..n];
             for to in 0..self.nodes.len() {
                 if to == i || self.cut(i, to) {
@@ -501,10 +598,17 @@ impl Sim {
                 }
                 let f = self.link;
                 let mut out = Vec::new();
-                link::transmit(&mut self.rng, &f, self.now, frame, |at, b| out.push((at, b)));
+                link::transmit(&mut self.rng, &f, self.now, frame, |at, b| {
+                    out.push((at, b))
+                });
                 for (at, bytes) in out {
                     self.seq += 1;
-                    self.queue.push(Reverse(Delivery { at, seq: self.seq, to, bytes }));
+                    self.queue.push(Reverse(Delivery {
+                        at,
+                        seq: self.seq,
+                        to,
+                        bytes,
+                    }));
                 }
             }
         }
@@ -519,7 +623,9 @@ impl Sim {
     }
 
     fn cut(&self, a: usize, b: usize) -> bool {
-        self.partitions.iter().any(|p| (p.a == a && p.b == b) || (p.a == b && p.b == a))
+        self.partitions
+            .iter()
+            .any(|p| (p.a == a && p.b == b) || (p.a == b && p.b == a))
     }
 
     /// After a quiet period: one master, its backup in sync, identical state.
@@ -527,19 +633,28 @@ impl Sim {
         let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
         let masters = self.masters();
         let [m] = masters.as_slice() else {
-            return Err(Violation { invariant: 0, message: format!("{} masters after quiet period", masters.len()) });
+            return Err(Violation {
+                invariant: 0,
+                message: format!("{} masters after quiet period", masters.len()),
+            });
         };
         if up.len() < 2 {
             return Ok(());
         }
-        let me = self.engine(*m).ok_or_else(|| Violation { invariant: 0, message: "master down".into() })?;
+        let me = self.engine(*m).ok_or_else(|| Violation {
+            invariant: 0,
+            message: "master down".into(),
+        })?;
         if me.sync_state() != SyncState::InSync {
             return Err(Violation {
                 invariant: 0,
                 message: format!("backup not in sync after quiet period: {}", me.sync_state()),
             });
         }
-        let b = self.backup().ok_or_else(|| Violation { invariant: 0, message: "no backup".into() })?;
+        let b = self.backup().ok_or_else(|| Violation {
+            invariant: 0,
+            message: "no backup".into(),
+        })?;
         let (hm, hb) = (&self.nodes[*m].host, &self.nodes[b].host);
         for a in 0..self.cfg.apps.len() {
             if hm.apps[a] != hb.apps[a] {
@@ -560,10 +675,16 @@ impl Sim {
             }
         }
         if hm.active_config != hb.active_config {
-            return Err(Violation { invariant: 0, message: "active configs differ after quiet period".into() });
+            return Err(Violation {
+                invariant: 0,
+                message: "active configs differ after quiet period".into(),
+            });
         }
         if hm.saved_config != hb.saved_config {
-            return Err(Violation { invariant: 0, message: "saved configs differ after quiet period".into() });
+            return Err(Violation {
+                invariant: 0,
+                message: "saved configs differ after quiet period".into(),
+            });
         }
         Ok(())
     }

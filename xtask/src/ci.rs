@@ -18,31 +18,11 @@ struct Step {
 }
 
 const STEPS: &[Step] = &[
-    Step {
-        name: "fmt",
-        what: "cargo fmt --all -- --check",
-        run: fmt,
-    },
-    Step {
-        name: "clippy",
-        what: "cargo clippy --workspace --all-targets -- -D warnings",
-        run: clippy,
-    },
-    Step {
-        name: "test",
-        what: "cargo test --workspace",
-        run: test,
-    },
-    Step {
-        name: "sim",
-        what: "simulator sweep with faults, seeds 0..2000",
-        run: sim_sweep,
-    },
-    Step {
-        name: "cross",
-        what: "no_std crates for thumbv7m-none-eabi, core only",
-        run: cross::run,
-    },
+    Step { name: "fmt", what: "cargo fmt --all -- --check", run: fmt },
+    Step { name: "clippy", what: "cargo clippy --workspace --all-targets -- -D warnings", run: clippy },
+    Step { name: "test", what: "cargo test --workspace", run: test },
+    Step { name: "sim", what: "simulator sweep with faults, seeds 0..2000", run: sim_sweep },
+    Step { name: "cross", what: "no_std crates for thumbv7m-none-eabi, core only", run: cross::run },
 ];
 
 fn fmt() -> Result<()> {
@@ -50,14 +30,7 @@ fn fmt() -> Result<()> {
 }
 
 fn clippy() -> Result<()> {
-    cmd::run(cmd::cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))
+    cmd::run(cmd::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
 }
 
 fn test() -> Result<()> {
@@ -81,13 +54,7 @@ pub(crate) fn run() -> Result<()> {
     let mut outcomes = vec![Outcome::Skipped; STEPS.len()];
     let mut failure = None;
     for (i, (step, outcome)) in STEPS.iter().zip(&mut outcomes).enumerate() {
-        println!(
-            "\n==> ci [{}/{}] {}: {}",
-            i + 1,
-            STEPS.len(),
-            step.name,
-            step.what
-        );
+        println!("\n==> ci [{}/{}] {}: {}", i + 1, STEPS.len(), step.name, step.what);
         let start = Instant::now();
         let result = (step.run)();
         let elapsed = start.elapsed();
@@ -97,11 +64,7 @@ pub(crate) fn run() -> Result<()> {
                 *outcome = Outcome::Passed(elapsed);
             }
             Err(err) => {
-                eprintln!(
-                    "<== ci {} FAILED ({:.1} s): {err:#}",
-                    step.name,
-                    elapsed.as_secs_f64()
-                );
+                eprintln!("<== ci {} FAILED ({:.1} s): {err:#}", step.name, elapsed.as_secs_f64());
                 *outcome = Outcome::Failed(elapsed);
                 failure = Some((step, err));
                 break;
@@ -111,9 +74,7 @@ pub(crate) fn run() -> Result<()> {
     print_summary(&outcomes, total.elapsed());
     match failure {
         None => Ok(()),
-        Some((step, err)) => {
-            Err(err.context(format!("ci failed at step `{}` ({})", step.name, step.what)))
-        }
+        Some((step, err)) => Err(err.context(format!("ci failed at step `{}` ({})", step.name, step.what))),
     }
 }
 
@@ -128,10 +89,5 @@ fn print_summary(outcomes: &[Outcome], total: Duration) {
         };
         println!("  {:<8} {status:<8} {time:>9}", step.name);
     }
-    println!(
-        "  {:<8} {:<8} {:>9}",
-        "total",
-        "",
-        format!("{:.1} s", total.as_secs_f64())
-    );
+    println!("  {:<8} {:<8} {:>9}", "total", "", format!("{:.1} s", total.as_secs_f64()));
 }

@@ -16,9 +16,7 @@ pub(crate) const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 /// The workspace root: the parent of this crate's manifest directory.
 pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+    manifest_dir.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
 }
 
 /// The cargo that runs us (`$CARGO`, set by `cargo run`), else `cargo` from `PATH`.
@@ -36,9 +34,7 @@ pub(crate) fn cargo() -> Command {
     let mut c = Command::new(cargo_path());
     c.current_dir(workspace_root());
     if std::env::var_os("RUSTC").is_some_and(|r| Path::new(&r) == Path::new(DEBIAN_RUSTC)) {
-        eprintln!(
-            "note: ignoring RUSTC={DEBIAN_RUSTC} (Debian's compiler is for `cargo xtask cross` only)"
-        );
+        eprintln!("note: ignoring RUSTC={DEBIAN_RUSTC} (Debian's compiler is for `cargo xtask cross` only)");
         c.env_remove("RUSTC").env_remove("RUSTC_BOOTSTRAP");
     }
     c
@@ -77,18 +73,8 @@ pub(crate) fn exit_code_of(err: &anyhow::Error) -> u8 {
 pub(crate) fn run(c: &mut Command) -> Result<()> {
     let shown = display(c);
     eprintln!("$ {shown}");
-    let status = c
-        .status()
-        .with_context(|| format!("failed to start `{shown}`"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(CommandFailed {
-            command: shown,
-            code: status.code(),
-        }
-        .into())
-    }
+    let status = c.status().with_context(|| format!("failed to start `{shown}`"))?;
+    if status.success() { Ok(()) } else { Err(CommandFailed { command: shown, code: status.code() }.into()) }
 }
 
 /// Runs `c` quietly and returns its trimmed stdout; fails unless it exits with 0.
@@ -100,11 +86,7 @@ pub(crate) fn output(c: &mut Command) -> Result<String> {
         .output()
         .with_context(|| format!("failed to start `{shown}`"))?;
     if !out.status.success() {
-        return Err(CommandFailed {
-            command: shown,
-            code: out.status.code(),
-        }
-        .into());
+        return Err(CommandFailed { command: shown, code: out.status.code() }.into());
     }
     String::from_utf8(out.stdout)
         .map(|s| s.trim().to_owned())
@@ -125,28 +107,16 @@ pub(crate) fn exists(program: &str) -> bool {
 /// The command as a copy-pasteable shell line: variables it sets, the program
 /// (`cargo` when it is the cargo we run), then the arguments.
 pub(crate) fn display(c: &Command) -> String {
-    let mut parts: Vec<String> = c
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| format!("{}={}", quote(k), quote(v))))
-        .collect();
+    let mut parts: Vec<String> =
+        c.get_envs().filter_map(|(k, v)| v.map(|v| format!("{}={}", quote(k), quote(v)))).collect();
     let program = c.get_program();
-    parts.push(if Path::new(program) == cargo_path() {
-        "cargo".to_owned()
-    } else {
-        quote(program)
-    });
+    parts.push(if Path::new(program) == cargo_path() { "cargo".to_owned() } else { quote(program) });
     parts.extend(c.get_args().map(quote));
     parts.join(" ")
 }
 
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
-    if plain {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain { s.into_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }

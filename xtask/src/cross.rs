@@ -72,12 +72,8 @@ pub(crate) fn run() -> Result<()> {
     for krate in NO_STD_CRATES {
         let start = Instant::now();
         let mut c = build_command(&toolchain, krate);
-        cmd::run(&mut c)
-            .with_context(|| format!("cross build of `{krate}` for {TARGET} failed"))?;
-        println!(
-            "cross: {krate} built for {TARGET} ({:.1} s)",
-            start.elapsed().as_secs_f64()
-        );
+        cmd::run(&mut c).with_context(|| format!("cross build of `{krate}` for {TARGET} failed"))?;
+        println!("cross: {krate} built for {TARGET} ({:.1} s)", start.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -92,10 +88,7 @@ fn build_command(toolchain: &Toolchain, krate: &str) -> Command {
         Toolchain::Debian { linker, .. } => {
             // Not `cmd::cargo()`: that one may strip RUSTC, here it must be Debian's.
             let mut c = Command::new(cmd::cargo_path());
-            let linker_var = format!(
-                "CARGO_TARGET_{}_LINKER",
-                TARGET.to_uppercase().replace('-', "_")
-            );
+            let linker_var = format!("CARGO_TARGET_{}_LINKER", TARGET.to_uppercase().replace('-', "_"));
             c.current_dir(cmd::workspace_root())
                 // Env overrides config, so these win over anything inherited.
                 .env("RUSTC", DEBIAN_RUSTC)
@@ -119,8 +112,7 @@ fn build_command(toolchain: &Toolchain, krate: &str) -> Command {
 /// `target/cross` (under `$CARGO_TARGET_DIR` when that is set).
 fn cross_target_dir() -> PathBuf {
     let root = cmd::workspace_root();
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
     base.join("cross")
 }
 
@@ -140,18 +132,14 @@ fn detect() -> Result<Toolchain> {
             })?
         }
     };
-    Ok(Toolchain::Debian {
-        version,
-        linker: rustup_lld()?,
-    })
+    Ok(Toolchain::Debian { version, linker: rustup_lld()? })
 }
 
 /// Whether rustup (if any) lists the target as installed for the toolchain
 /// that runs in the workspace.
 fn rustup_has_target() -> bool {
     let mut c = Command::new("rustup");
-    c.args(["target", "list", "--installed"])
-        .current_dir(cmd::workspace_root());
+    c.args(["target", "list", "--installed"]).current_dir(cmd::workspace_root());
     cmd::output(&mut c).is_ok_and(|out| out.lines().any(|l| l.trim() == TARGET))
 }
 
@@ -160,8 +148,7 @@ fn rustup_has_target() -> bool {
 fn debian_rustc() -> Result<String, String> {
     let mut c = Command::new(DEBIAN_RUSTC);
     c.arg("--version");
-    let version =
-        cmd::output(&mut c).map_err(|e| format!("{DEBIAN_RUSTC} is not usable ({e:#})"))?;
+    let version = cmd::output(&mut c).map_err(|e| format!("{DEBIAN_RUSTC} is not usable ({e:#})"))?;
     match parse_version(&version) {
         Some(v) if v >= MIN_RUSTC => {}
         Some(_) => {
@@ -171,9 +158,7 @@ fn debian_rustc() -> Result<String, String> {
             ));
         }
         None => {
-            return Err(format!(
-                "cannot parse `{DEBIAN_RUSTC} --version`: `{version}`"
-            ));
+            return Err(format!("cannot parse `{DEBIAN_RUSTC} --version`: `{version}`"));
         }
     }
     if !Path::new(DEBIAN_LIBRARY_SRC).join("core").is_dir() {
@@ -200,11 +185,7 @@ fn install_debian_packages(missing: &str) -> Result<()> {
     let is_root = cmd::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0");
     let has_apt = cmd::exists("apt-get");
     if !(is_root && has_apt) {
-        let why_not = if has_apt {
-            "not running as root"
-        } else {
-            "apt-get not found"
-        };
+        let why_not = if has_apt { "not running as root" } else { "apt-get not found" };
         bail!(
             "cannot build for {TARGET}: rustup has no {TARGET} target and the Debian fallback \
              is incomplete: {missing}.\n\
@@ -261,14 +242,9 @@ fn rustup_lld() -> Result<PathBuf> {
 fn lld_of(rustc: &Path) -> Result<PathBuf> {
     let sysroot = cmd::output(Command::new(rustc).args(["--print", "sysroot"]))?;
     let verbose = cmd::output(Command::new(rustc).arg("-vV"))?;
-    let host = verbose
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .context("`rustc -vV` printed no host line")?;
-    Ok(Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(host.trim())
-        .join("bin/rust-lld"))
+    let host =
+        verbose.lines().find_map(|l| l.strip_prefix("host: ")).context("`rustc -vV` printed no host line")?;
+    Ok(Path::new(&sysroot).join("lib/rustlib").join(host.trim()).join("bin/rust-lld"))
 }
 
 #[cfg(test)]
@@ -282,10 +258,7 @@ mod tests {
             Some((1, 96))
         );
         assert_eq!(parse_version("rustc 1.63.0"), Some((1, 63)));
-        assert_eq!(
-            parse_version("rustc 1.97.0-nightly (abc 2026-06-01)"),
-            Some((1, 97))
-        );
+        assert_eq!(parse_version("rustc 1.97.0-nightly (abc 2026-06-01)"), Some((1, 97)));
         assert_eq!(parse_version("garbage"), None);
         assert!(parse_version("rustc 1.84.1").is_some_and(|v| v < MIN_RUSTC));
     }

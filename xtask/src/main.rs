@@ -51,11 +51,7 @@ enum Flow {
 #[derive(Debug, Args)]
 struct PassThrough {
     /// Extra arguments, passed through unchanged.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     args: Vec<String>,
 }
 

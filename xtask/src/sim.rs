@@ -34,10 +34,7 @@ pub(crate) struct SimArgs {
 impl SimArgs {
     /// A sweep over `seeds` with faults on: what CI runs.
     pub(crate) fn sweep(seeds: &str) -> Self {
-        Self {
-            seeds: Some(seeds.to_owned()),
-            ..Self::default()
-        }
+        Self { seeds: Some(seeds.to_owned()), ..Self::default() }
     }
 }
 
@@ -79,7 +76,6 @@ pub(crate) fn bench(extra: &[String]) -> Result<()> {
 /// `cargo run --release -q -p msm-sim -- ARGS`.
 fn msm_sim(sim_args: &[String]) -> Result<()> {
     let mut c = cmd::cargo();
-    c.args(["run", "--release", "-q", "-p", "msm-sim", "--"])
-        .args(sim_args);
+    c.args(["run", "--release", "-q", "-p", "msm-sim", "--"]).args(sim_args);
     cmd::run(&mut c)
 }

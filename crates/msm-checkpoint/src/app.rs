@@ -46,10 +46,7 @@ impl fmt::Display for RegisterError {
                 write!(f, "too many applications (capacity {capacity})")
             }
             RegisterError::NameTooLong { name } => {
-                write!(
-                    f,
-                    "application name '{name}...' longer than {MAX_NAME} bytes"
-                )
+                write!(f, "application name '{name}...' longer than {MAX_NAME} bytes")
             }
             RegisterError::EmptyName => f.write_str("empty application name"),
             RegisterError::DuplicateName { name } => {
@@ -59,10 +56,7 @@ impl fmt::Display for RegisterError {
                 write!(f, "application '{app}' has too many dependencies")
             }
             RegisterError::UnknownDependency { app, dependency } => {
-                write!(
-                    f,
-                    "application '{app}' depends on unknown application '{dependency}'"
-                )
+                write!(f, "application '{app}' depends on unknown application '{dependency}'")
             }
             RegisterError::DependencyCycle { app } => {
                 write!(f, "application '{app}' is part of a dependency cycle")
@@ -117,35 +111,22 @@ impl<const APPS: usize> AppRegistry<APPS> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::FITS;
-        AppRegistry {
-            apps: Vec::new(),
-            dep_names: Vec::new(),
-        }
+        AppRegistry { apps: Vec::new(), dep_names: Vec::new() }
     }
 
     /// Register `name` with its schema version and the names it depends on.
-    pub fn register(
-        &mut self,
-        name: &str,
-        schema: u16,
-        depends_on: &[&str],
-    ) -> Result<AppId, RegisterError> {
+    pub fn register(&mut self, name: &str, schema: u16, depends_on: &[&str]) -> Result<AppId, RegisterError> {
         let n = name_of(name)?;
         if self.apps.iter().any(|a| a.name == n) {
             return Err(RegisterError::DuplicateName { name: n });
         }
         let mut deps = Vec::new();
         for d in depends_on {
-            deps.push(name_of(d)?)
-                .map_err(|_| RegisterError::TooManyDependencies { app: n.clone() })?;
+            deps.push(name_of(d)?).map_err(|_| RegisterError::TooManyDependencies { app: n.clone() })?;
         }
         let id = AppId(self.apps.len() as u8);
         self.apps
-            .push(AppSpec {
-                name: n,
-                schema,
-                deps: 0,
-            })
+            .push(AppSpec { name: n, schema, deps: 0 })
             .map_err(|_| RegisterError::TooManyApps { capacity: APPS })?;
         // Same length as `apps`, so this cannot fail after the push above.
         let _ = self.dep_names.push(deps);
@@ -159,19 +140,14 @@ impl<const APPS: usize> AppRegistry<APPS> {
         self.apps.is_empty()
     }
     pub fn find(&self, name: &str) -> Option<AppId> {
-        self.apps
-            .iter()
-            .position(|a| a.name == name)
-            .map(|i| AppId(i as u8))
+        self.apps.iter().position(|a| a.name == name).map(|i| AppId(i as u8))
     }
     pub fn spec(&self, id: AppId) -> Option<&AppSpec> {
         self.apps.get(id.index())
     }
     /// Does `app` directly depend on `dep`?
     pub fn depends_on(&self, app: AppId, dep: AppId) -> bool {
-        self.apps
-            .get(app.index())
-            .is_some_and(|a| a.deps & (1 << dep.0) != 0)
+        self.apps.get(app.index()).is_some_and(|a| a.deps & (1 << dep.0) != 0)
     }
 
     /// Resolve dependency names and refuse unknown names and cycles.
@@ -180,10 +156,7 @@ impl<const APPS: usize> AppRegistry<APPS> {
             let mut set = 0u32;
             for d in names {
                 let j = self.apps.iter().position(|a| a.name == *d).ok_or_else(|| {
-                    RegisterError::UnknownDependency {
-                        app: self.apps[i].name.clone(),
-                        dependency: d.clone(),
-                    }
+                    RegisterError::UnknownDependency { app: self.apps[i].name.clone(), dependency: d.clone() }
                 })?;
                 set |= 1 << j;
             }
@@ -205,9 +178,7 @@ impl<const APPS: usize> AppRegistry<APPS> {
             }
         }
         match (0..n).find(|i| done & (1 << i) == 0) {
-            Some(i) => Err(RegisterError::DependencyCycle {
-                app: self.apps[i].name.clone(),
-            }),
+            Some(i) => Err(RegisterError::DependencyCycle { app: self.apps[i].name.clone() }),
             None => Ok(()),
         }
     }
@@ -234,22 +205,14 @@ mod tests {
         r.register("vlan", 1, &["stp"]).unwrap();
         r.register("stp", 1, &["vlan"]).unwrap();
         let e = r.validate().unwrap_err();
-        assert_eq!(
-            e,
-            RegisterError::DependencyCycle {
-                app: String::try_from("vlan").unwrap()
-            }
-        );
+        assert_eq!(e, RegisterError::DependencyCycle { app: String::try_from("vlan").unwrap() });
     }
 
     #[test]
     fn self_dependency_is_a_cycle() {
         let mut r = AppRegistry::<2>::new();
         r.register("ospf", 1, &["ospf"]).unwrap();
-        assert!(matches!(
-            r.validate(),
-            Err(RegisterError::DependencyCycle { .. })
-        ));
+        assert!(matches!(r.validate(), Err(RegisterError::DependencyCycle { .. })));
     }
 
     #[test]
@@ -259,25 +222,17 @@ mod tests {
         let e = r.validate().unwrap_err();
         let mut text: heapless::String<80> = heapless::String::new();
         core::fmt::write(&mut text, format_args!("{e}")).unwrap();
-        assert_eq!(
-            text,
-            "application 'fdb' depends on unknown application 'vlan'"
-        );
+        assert_eq!(text, "application 'fdb' depends on unknown application 'vlan'");
     }
 
     #[test]
     fn capacity_names_and_duplicates() {
         let mut r = AppRegistry::<1>::new();
         r.register("a", 1, &[]).unwrap();
-        assert_eq!(
-            r.register("b", 1, &[]),
-            Err(RegisterError::TooManyApps { capacity: 1 })
-        );
+        assert_eq!(r.register("b", 1, &[]), Err(RegisterError::TooManyApps { capacity: 1 }));
         assert_eq!(
             r.register("a", 1, &[]),
-            Err(RegisterError::DuplicateName {
-                name: String::try_from("a").unwrap()
-            })
+            Err(RegisterError::DuplicateName { name: String::try_from("a").unwrap() })
         );
         assert!(matches!(
             r.register("a-very-long-application-name", 1, &[]),

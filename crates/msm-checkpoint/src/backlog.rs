@@ -69,12 +69,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl<const N: usize> Backlog<N> {
     pub(crate) const fn new() -> Self {
-        Backlog {
-            buf: [0; N],
-            start: 0,
-            end: 0,
-            send: 0,
-        }
+        Backlog { buf: [0; N], start: 0, end: 0, send: 0 }
     }
 
     /// Offset of the next entry to transmit (may be dead; skip those).
@@ -122,11 +117,7 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Room for a payload of up to `max` bytes, compacting if needed.
-    pub(crate) fn reserve(
-        &mut self,
-        max: usize,
-        live: impl Fn(u8, u64) -> bool,
-    ) -> Option<&mut [u8]> {
+    pub(crate) fn reserve(&mut self, max: usize, live: impl Fn(u8, u64) -> bool) -> Option<&mut [u8]> {
         let need = HEADER + max.min(u16::MAX as usize);
         if self.end + need > N {
             self.compact(&live);
@@ -139,14 +130,7 @@ impl<const N: usize> Backlog<N> {
 
     /// Store an entry whose payload (`len` bytes) was written into the space
     /// [`reserve`](Self::reserve) returned. Returns its offset.
-    pub(crate) fn commit(
-        &mut self,
-        stream: u8,
-        kind: Kind,
-        seq: u64,
-        change: u64,
-        len: usize,
-    ) -> usize {
+    pub(crate) fn commit(&mut self, stream: u8, kind: Kind, seq: u64, change: u64, len: usize) -> usize {
         let off = self.end;
         let h = &mut self.buf[off..off + HEADER];
         h[0] = stream;
@@ -234,12 +218,7 @@ impl<const N: usize> Backlog<N> {
 mod tests {
     use super::*;
 
-    fn push<const N: usize>(
-        b: &mut Backlog<N>,
-        stream: u8,
-        seq: u64,
-        data: &[u8],
-    ) -> Option<usize> {
+    fn push<const N: usize>(b: &mut Backlog<N>, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
         let slot = b.reserve(data.len(), |_, _| true)?;
         slot[..data.len()].copy_from_slice(data);
         Some(b.commit(stream, Kind::Change, seq, seq, data.len()))

@@ -88,10 +88,7 @@ impl fmt::Display for FailoverError {
             FailoverError::NotMaster => f.write_str("this node is not the master"),
             FailoverError::NoBackup => f.write_str("there is no backup to take over"),
             FailoverError::NotInSync(s) => {
-                write!(
-                    f,
-                    "backup is not in sync ({s}); use 'run msm-failover force' to override"
-                )
+                write!(f, "backup is not in sync ({s}); use 'run msm-failover force' to override")
             }
             FailoverError::AlreadyInProgress => f.write_str("a failover is already in progress"),
         }

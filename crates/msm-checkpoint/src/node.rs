@@ -24,8 +24,7 @@ use crate::status::{FrameErrors, Name, PeerStatus, StreamStatus, SwitchStatus, S
 use crate::stream::{Digest, Mismatch, Phase, StreamState};
 use crate::time::{Instant, earliest};
 use crate::wire::{
-    self, BROADCAST, Body, DigestMark, Frame, FrameWriter, Heartbeat, NO_SLOT, Record, StreamHello,
-    WireError,
+    self, AckItem, BROADCAST, Body, DigestMark, FrameWriter, Heartbeat, NO_SLOT, Record, StreamHello, WireError,
 };
 
 const SAVED: usize = 0;
@@ -186,11 +185,7 @@ fn name(s: &str) -> Name {
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
     /// A node in INIT. `apps` is validated here: unknown dependencies and
     /// cycles are refused by name.
-    pub fn new(
-        cfg: Config,
-        mut apps: AppRegistry<APPS>,
-        now: Instant,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(cfg: Config, mut apps: AppRegistry<APPS>, now: Instant) -> Result<Self, ConfigError> {
         if cfg.heartbeat_interval.is_zero() {
             return Err(ConfigError::ZeroHeartbeat);
         }
@@ -283,9 +278,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     /// Master: every change of `app` with an id up to the returned one is
     /// applied on the [`checkpoint_peer`](Self::checkpoint_peer) (0: none yet).
     pub fn checkpointed(&self, app: AppId) -> u64 {
-        self.app_streams
-            .get(app.index())
-            .map_or(0, |s| s.tx.checkpointed)
+        self.app_streams.get(app.index()).map_or(0, |s| s.tx.checkpointed)
     }
 
     /// Master: the same for configuration changes.
@@ -304,11 +297,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn st(&self, sid: usize) -> &StreamState {
-        if sid < CONFIG_STREAMS {
-            &self.cfg_streams[sid]
-        } else {
-            &self.app_streams[sid - CONFIG_STREAMS]
-        }
+        if sid < CONFIG_STREAMS { &self.cfg_streams[sid] } else { &self.app_streams[sid - CONFIG_STREAMS] }
     }
 
     fn st_mut(&mut self, sid: usize) -> &mut StreamState {
@@ -339,11 +328,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         match sid {
             SAVED => SAVED_NAME,
             ACTIVE => ACTIVE_NAME,
-            n => self
-                .apps
-                .apps
-                .get(n - CONFIG_STREAMS)
-                .map_or("?", |a| a.name.as_str()),
+            n => self.apps.apps.get(n - CONFIG_STREAMS).map_or("?", |a| a.name.as_str()),
         }
     }
 
@@ -351,10 +336,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if sid < CONFIG_STREAMS {
             CONFIG_SCHEMA
         } else {
-            self.apps
-                .apps
-                .get(sid - CONFIG_STREAMS)
-                .map_or(0, |a| a.schema)
+            self.apps.apps.get(sid - CONFIG_STREAMS).map_or(0, |a| a.schema)
         }
     }
 
@@ -365,16 +347,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             ACTIVE => 1 << SAVED,
             n => {
                 (1 << ACTIVE)
-                    | (self.apps.apps.get(n - CONFIG_STREAMS).map_or(0, |a| a.deps)
-                        << CONFIG_STREAMS)
+                    | (self.apps.apps.get(n - CONFIG_STREAMS).map_or(0, |a| a.deps) << CONFIG_STREAMS)
             }
         }
     }
 
     fn synced_mask(&self) -> u32 {
-        (0..self.n_streams())
-            .filter(|&i| self.st(i).tx.phase == Phase::Synced)
-            .fold(0, |m, i| m | 1 << i)
+        (0..self.n_streams()).filter(|&i| self.st(i).tx.phase == Phase::Synced).fold(0, |m, i| m | 1 << i)
     }
 
     fn acked_table(&self) -> [u64; 32] {
@@ -476,10 +455,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         let max = self.max_record();
         if record.len() > max {
-            return Err(Error::RecordTooLarge {
-                len: record.len(),
-                max,
-            });
+            return Err(Error::RecordTooLarge { len: record.len(), max });
         }
         let tx = &mut self.st_mut(sid).tx;
         tx.changes += 1;
@@ -508,11 +484,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             return Err(FailoverError::NotInSync(sync));
         }
         info!("failover requested");
-        self.handover = Some(Handover {
-            force,
-            deadline: now + self.cfg.handover_timeout,
-            next_send: now,
-        });
+        self.handover = Some(Handover { force, deadline: now + self.cfg.handover_timeout, next_send: now });
         Ok(())
     }
 
@@ -531,10 +503,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         for p in self.peers.iter().enumerate() {
             if let (Some(v), Some(s)) = (p.1.version, Slot::new(p.0 as u8)) {
                 if p.1.alive {
-                    return SyncState::ProtocolMismatch {
-                        slot: s,
-                        version: v,
-                    };
+                    return SyncState::ProtocolMismatch { slot: s, version: v };
                 }
             }
         }
@@ -549,14 +518,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             match tx.phase {
                 Phase::Synced => {}
                 Phase::Blocked => {
-                    return SyncState::VersionMismatch {
-                        stream: name(self.stream_name(sid)),
-                    };
+                    return SyncState::VersionMismatch { stream: name(self.stream_name(sid)) };
                 }
                 Phase::Failed => {
-                    return SyncState::Failed {
-                        stream: name(self.stream_name(sid)),
-                    };
+                    return SyncState::Failed { stream: name(self.stream_name(sid)) };
                 }
                 _ => {
                     let percent = if tx.bulk_total == 0 {
@@ -564,10 +529,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     } else {
                         ((tx.bulk_sent.min(tx.bulk_total) * 100) / tx.bulk_total) as u8
                     };
-                    return SyncState::Syncing {
-                        stream: name(self.stream_name(sid)),
-                        percent,
-                    };
+                    return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
                 }
             }
         }
@@ -583,19 +545,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 } else {
                     ((rx.bulk_rcvd.min(rx.bulk_total) * 100) / rx.bulk_total) as u8
                 };
-                return SyncState::Syncing {
-                    stream: name(self.stream_name(sid)),
-                    percent,
-                };
+                return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
             }
         }
         if self.master_in_sync {
             SyncState::InSync
         } else {
-            SyncState::Syncing {
-                stream: name("master"),
-                percent: 99,
-            }
+            SyncState::Syncing { stream: name("master"), percent: 99 }
         }
     }
 
@@ -673,9 +629,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     /// The row of one process, by name, for `show checkpoint-data <process>`.
     pub fn process_status(&self, process: &str) -> Option<StreamStatus> {
-        (0..self.n_streams())
-            .find(|&i| self.stream_name(i) == process)
-            .and_then(|i| self.stream_status(i))
+        (0..self.n_streams()).find(|&i| self.stream_name(i) == process).and_then(|i| self.stream_status(i))
     }
 
     // ------------------------------------------------------------------ input
@@ -737,32 +691,18 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.on_heartbeat(now, from, term, &hb, host);
                 Ok(())
             }
-            Body::Hello {
-                incarnation,
-                hello_id,
-                total,
-            } => self.on_hello(now, from, term, incarnation, hello_id, total, f.tail),
-            Body::HelloAck {
-                incarnation,
-                hello_id,
-            } => {
+            Body::Hello { incarnation, hello_id, total } => {
+                self.on_hello(now, from, term, incarnation, hello_id, total, f.tail)
+            }
+            Body::HelloAck { incarnation, hello_id } => {
                 self.check_from_master(from, term)?;
                 if incarnation == self.cfg.incarnation && hello_id == self.hello_id {
                     self.hello_acked = true;
                 }
                 Ok(())
             }
-            Body::Data {
-                stream,
-                epoch,
-                first_seq,
-            } => self.on_data(from, term, stream, epoch, first_seq, f, host),
-            Body::Ack {
-                stream,
-                epoch,
-                seq,
-                gap,
-            } => self.on_ack(now, from, term, stream, epoch, seq, gap),
+            Body::Data => self.on_data(from, term, f.tail, host),
+            Body::Ack => self.on_acks(now, from, term, f.tail),
             Body::Resync { stream, epoch, .. } => {
                 self.check_from_backup(from, term)?;
                 let sid = self.local_sid(stream)?;
@@ -792,38 +732,22 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     fn check_from_master(&self, from: Slot, term: Term) -> Result<(), FrameError> {
         if term < self.term {
-            return Err(FrameError::StaleTerm {
-                got: term,
-                ours: self.term,
-            });
+            return Err(FrameError::StaleTerm { got: term, ours: self.term });
         }
         if self.role == Role::Master || self.master != Some(from) || term != self.term {
-            return Err(FrameError::StaleTerm {
-                got: term,
-                ours: self.term,
-            });
+            return Err(FrameError::StaleTerm { got: term, ours: self.term });
         }
         Ok(())
     }
 
     fn check_from_backup(&self, from: Slot, term: Term) -> Result<(), FrameError> {
         if self.role != Role::Master || term != self.term || self.backup != Some(from) {
-            return Err(FrameError::StaleTerm {
-                got: term,
-                ours: self.term,
-            });
+            return Err(FrameError::StaleTerm { got: term, ours: self.term });
         }
         Ok(())
     }
 
-    fn on_heartbeat<H: Host>(
-        &mut self,
-        now: Instant,
-        from: Slot,
-        term: Term,
-        hb: &Heartbeat,
-        host: &mut H,
-    ) {
+    fn on_heartbeat<H: Host>(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat, host: &mut H) {
         let role = Role::from_wire(hb.role).unwrap_or(Role::Init);
         let p = &mut self.peers[from.index()];
         let restarted = p.incarnation != hb.incarnation;
@@ -856,20 +780,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             if self.master == Some(from) {
                 self.master_in_sync = hb.in_sync;
-                let want = if hb.backup == self.cfg.slot.raw() {
-                    Role::Backup
-                } else {
-                    Role::Standby
-                };
+                let want = if hb.backup == self.cfg.slot.raw() { Role::Backup } else { Role::Standby };
                 if want != self.role {
                     self.role = want;
                     if want == Role::Backup {
                         self.new_hello(now);
                     }
-                    self.push_event(Event::RoleChanged {
-                        role: want,
-                        term: self.term,
-                    });
+                    self.push_event(Event::RoleChanged { role: want, term: self.term });
                 } else if want == Role::Backup && self.hello_acked && hb.session != self.hello_id {
                     // The master dropped our session (it lost us for a while): say hello again.
                     self.new_hello(now);
@@ -914,10 +831,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.hello_acked = false;
         self.next_hello = now;
         self.next_heartbeat = now;
-        self.push_event(Event::RoleChanged {
-            role: Role::Standby,
-            term,
-        });
+        self.push_event(Event::RoleChanged { role: Role::Standby, term });
     }
 
     fn abort_rx_bulks<H: Host>(&mut self, host: &mut H) {
@@ -942,9 +856,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         self.backlog.clear();
         self.in_sync = false;
-        self.push_event(Event::SteppedDown {
-            term: self.max_term,
-        });
+        self.push_event(Event::SteppedDown { term: self.max_term });
     }
 
     fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
@@ -956,10 +868,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.role = Role::Init;
                 self.master = None;
                 self.election_at = Some(now + self.detect());
-                self.push_event(Event::RoleChanged {
-                    role: Role::Init,
-                    term: self.term,
-                });
+                self.push_event(Event::RoleChanged { role: Role::Init, term: self.term });
             }
         }
     }
@@ -990,15 +899,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.in_flight.clear();
         self.next_heartbeat = now;
         info!("promoted to master");
-        self.push_event(Event::RoleChanged {
-            role: Role::Master,
-            term,
-        });
-        self.push_event(Event::Promoted {
-            term,
-            config,
-            in_sync,
-        });
+        self.push_event(Event::RoleChanged { role: Role::Master, term });
+        self.push_event(Event::Promoted { term, config, in_sync });
         self.choose_backup(now);
     }
 
@@ -1016,9 +918,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             .iter()
             .enumerate()
             .filter(|(_, p)| p.alive && p.version.is_none() && p.role != Role::Master)
-            .filter_map(|(i, p)| {
-                Slot::new(i as u8).map(|s| (Rank::new(p.priority, p.health, s), s))
-            })
+            .filter_map(|(i, p)| Slot::new(i as u8).map(|s| (Rank::new(p.priority, p.health, s), s)))
             .min()
             .map(|(_, s)| s);
         if best.is_some() && best != self.backup {
@@ -1073,9 +973,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             None => true,
         };
         if fresh {
-            let same_backup = self
-                .session
-                .is_some_and(|s| s.slot == from && s.incarnation == incarnation);
+            let same_backup = self.session.is_some_and(|s| s.slot == from && s.incarnation == incarnation);
             debug!("new hello");
             if !same_backup {
                 for sid in 0..self.n_streams() {
@@ -1085,13 +983,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             self.detach(false);
             self.peer_sid = [NO_SLOT; 32];
-            self.session = Some(Session {
-                slot: from,
-                incarnation,
-                hello_id,
-                seen: 0,
-                total: total.min(32),
-            });
+            self.session = Some(Session { slot: from, incarnation, hello_id, seen: 0, total: total.min(32) });
         }
         let Some(mut session) = self.session else {
             return Ok(());
@@ -1140,10 +1032,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             let tx = &mut self.st_mut(sid).tx;
             tx.phase = Phase::Blocked;
             tx.recording = false;
-            tx.mismatch = Some(Mismatch {
-                ours,
-                theirs: Some(h.schema),
-            });
+            tx.mismatch = Some(Mismatch { ours, theirs: Some(h.schema) });
             return;
         }
         let tx = &self.st(sid).tx;
@@ -1170,43 +1059,36 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn local_sid(&self, peer_id: u8) -> Result<usize, FrameError> {
-        (0..self.n_streams())
-            .find(|&i| self.peer_sid[i] == peer_id)
-            .ok_or(FrameError::UnknownStream(peer_id))
+        (0..self.n_streams()).find(|&i| self.peer_sid[i] == peer_id).ok_or(FrameError::UnknownStream(peer_id))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_ack(
-        &mut self,
-        now: Instant,
-        from: Slot,
-        term: Term,
-        stream: u8,
-        epoch: u32,
-        seq: u64,
-        gap: bool,
-    ) -> Result<(), FrameError> {
+    fn on_acks(&mut self, now: Instant, from: Slot, term: Term, mut tail: &[u8]) -> Result<(), FrameError> {
         self.check_from_backup(from, term)?;
         if !self.attached {
             return Ok(());
         }
-        let sid = self.local_sid(stream)?;
-        let tx = &self.st(sid).tx;
-        if tx.epoch != epoch {
-            return Ok(()); // for an epoch already replaced: harmless
+        let mut gap = false;
+        let mut progress = false;
+        while !tail.is_empty() {
+            let a: AckItem = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
+            let sid = self.local_sid(a.stream)?;
+            let tx = &self.st(sid).tx;
+            if tx.epoch != a.epoch {
+                continue; // for an epoch already replaced: harmless
+            }
+            if a.seq >= tx.next_seq {
+                return Err(FrameError::BadRecord);
+            }
+            self.st_mut(sid).counters.rx += 1;
+            gap |= a.gap;
+            if a.seq > self.st(sid).tx.acked {
+                self.acknowledge(sid, a.seq);
+                progress = true;
+            }
         }
-        if seq >= tx.next_seq {
-            return Err(FrameError::BadRecord);
-        }
-        self.st_mut(sid).counters.rx += 1;
-        if seq > self.st(sid).tx.acked {
-            self.acknowledge(sid, seq);
+        if progress {
             self.rto = self.cfg.rto;
-            self.rto_at = if self.in_flight.is_empty() {
-                None
-            } else {
-                Some(now + self.rto)
-            };
+            self.rto_at = if self.in_flight.is_empty() { None } else { Some(now + self.rto) };
         }
         if gap && now >= self.gap_resend_after {
             // The backup saw a hole: resend from the oldest unacknowledged record now.
@@ -1243,8 +1125,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             tx.checkpointed = tx.checkpointed.max(tx.covers).max(tx.max_acked_change);
         }
         let sidb = sid as u8;
-        self.in_flight
-            .retain(|f| !(f.sid == sidb && f.last_seq <= seq));
+        self.in_flight.retain(|f| !(f.sid == sidb && f.last_seq <= seq));
         let acked = self.acked_table();
         self.backlog.trim(|s, q| q > acked[s as usize]);
         if synced {
@@ -1254,8 +1135,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn update_in_sync(&mut self) {
-        let now_in_sync =
-            self.role == Role::Master && self.master_sync_state() == SyncState::InSync;
+        let now_in_sync = self.role == Role::Master && self.master_sync_state() == SyncState::InSync;
         if now_in_sync != self.in_sync {
             self.in_sync = now_in_sync;
             self.push_event(Event::InSync(now_in_sync));
@@ -1269,35 +1149,69 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.retransmits += 1;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_data<H: Host>(
-        &mut self,
-        from: Slot,
-        term: Term,
-        stream: u8,
-        epoch: u32,
-        first_seq: u64,
-        f: Frame<'_>,
-        host: &mut H,
-    ) -> Result<(), FrameError> {
+    fn on_data<H: Host>(&mut self, from: Slot, term: Term, mut tail: &[u8], host: &mut H) -> Result<(), FrameError> {
         self.check_from_master(from, term)?;
         if self.role != Role::Backup {
             return Ok(());
         }
-        let sid = stream as usize;
-        if sid >= self.n_streams() {
-            return Err(FrameError::UnknownStream(stream));
+        // The current run: stream, next sequence number, and whether to skip the rest of it.
+        let mut run: Option<(usize, u64, bool)> = None;
+        while !tail.is_empty() {
+            let Ok(rec) = wire::take::<Record<'_>>(&mut tail) else {
+                if let Some((sid, _, _)) = run {
+                    self.st_mut(sid).counters.errors += 1;
+                }
+                return Err(FrameError::BadRecord);
+            };
+            if let Record::Run { stream, epoch, first_seq } = rec {
+                let sid = stream as usize;
+                if sid >= self.n_streams() {
+                    return Err(FrameError::UnknownStream(stream));
+                }
+                let skip = !self.start_run(sid, term, epoch, host);
+                run = Some((sid, first_seq, skip));
+                continue;
+            }
+            let Some((sid, seq, skip)) = run.as_mut() else { return Err(FrameError::BadRecord) };
+            let sid = *sid;
+            let this = *seq;
+            *seq += 1;
+            if *skip {
+                continue;
+            }
+            let applied = self.st(sid).rx.applied;
+            if this <= applied {
+                continue;
+            }
+            if this > applied + 1 {
+                self.st_mut(sid).rx.gap = true;
+                *skip = true;
+                continue;
+            }
+            if let Err(()) = self.apply_record(sid, rec, host) {
+                *skip = true;
+                continue;
+            }
+            self.st_mut(sid).rx.applied = this;
+            if sid == ACTIVE {
+                self.compare_config_digest();
+            }
         }
+        Ok(())
+    }
+
+    /// A run of `sid` records in `epoch` starts. False: the run is stale, skip it.
+    fn start_run<H: Host>(&mut self, sid: usize, term: Term, epoch: u32, host: &mut H) -> bool {
         let st = self.st_mut(sid);
         st.counters.rx += 1;
         st.rx.ack_due = true;
         let rx = &mut st.rx;
         if rx.term == term.raw() && epoch < rx.epoch {
-            return Ok(()); // an old epoch, retransmitted late
+            return false; // an old epoch, retransmitted late
         }
         if rx.term != term.raw() || epoch > rx.epoch {
             // A new master or a new bulk: what we hold belongs to an older epoch.
-            // (If this is not the epoch's first frame, the gap logic below asks for it.)
+            // (If this is not the epoch's first record, the gap logic asks for it.)
             if rx.in_bulk {
                 rx.in_bulk = false;
                 host.bulk_abort(Self::stream_of(sid));
@@ -1308,43 +1222,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             rx.complete = false;
             rx.digest = Digest::new();
         }
-        let mut tail = f.tail;
-        let mut seq = first_seq;
-        while !tail.is_empty() {
-            let rec: Record<'_> = match wire::take(&mut tail) {
-                Ok(r) => r,
-                Err(_) => {
-                    self.st_mut(sid).counters.errors += 1;
-                    return Err(FrameError::BadRecord);
-                }
-            };
-            let applied = self.st(sid).rx.applied;
-            if seq <= applied {
-                seq += 1;
-                continue;
-            }
-            if seq > applied + 1 {
-                self.st_mut(sid).rx.gap = true;
-                break;
-            }
-            if let Err(()) = self.apply_record(sid, rec, host) {
-                break;
-            }
-            self.st_mut(sid).rx.applied = seq;
-            if sid == ACTIVE {
-                self.compare_config_digest();
-            }
-            seq += 1;
-        }
-        Ok(())
+        true
     }
 
-    fn apply_record<H: Host>(
-        &mut self,
-        sid: usize,
-        rec: Record<'_>,
-        host: &mut H,
-    ) -> Result<(), ()> {
+    fn apply_record<H: Host>(&mut self, sid: usize, rec: Record<'_>, host: &mut H) -> Result<(), ()> {
         let stream = Self::stream_of(sid);
         let res = match rec {
             Record::Begin { total } => {
@@ -1359,11 +1240,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 r
             }
             Record::Bulk(b) | Record::Change(b) => {
-                let kind = if matches!(rec, Record::Bulk(_)) {
-                    ItemKind::Bulk
-                } else {
-                    ItemKind::Dynamic
-                };
+                let kind = if matches!(rec, Record::Bulk(_)) { ItemKind::Bulk } else { ItemKind::Dynamic };
                 let r = host.apply(stream, kind, b);
                 if r.is_ok() {
                     let rx = &mut self.st_mut(sid).rx;
@@ -1374,6 +1251,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 }
                 r
             }
+            Record::Run { .. } => Ok(()), // handled by on_data
             Record::End { digest } => {
                 let ours = self.st(sid).rx.digest.value();
                 if ours != digest || !self.st(sid).rx.in_bulk {
@@ -1495,12 +1373,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     /// The next frame to send, written into `buf`; `None` when nothing is due.
     /// Call until `None` after every input.
-    pub fn poll_transmit<H: Host>(
-        &mut self,
-        now: Instant,
-        host: &mut H,
-        buf: &mut [u8],
-    ) -> Option<usize> {
+    pub fn poll_transmit<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
         let max = buf.len().min(self.cfg.max_frame);
         let buf = &mut buf[..max];
         if now >= self.next_heartbeat {
@@ -1521,11 +1394,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn heartbeat(&mut self, buf: &mut [u8]) -> Option<usize> {
         let a = &self.cfg_streams[ACTIVE].tx;
         let config = if self.role == Role::Master && a.recording {
-            DigestMark {
-                epoch: a.epoch,
-                seq: a.next_seq - 1,
-                digest: a.digest.value(),
-            }
+            DigestMark { epoch: a.epoch, seq: a.next_seq - 1, digest: a.digest.value() }
         } else {
             DigestMark::default()
         };
@@ -1553,33 +1422,39 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         for sid in 0..self.n_streams() {
             let rx = &self.st(sid).rx;
             if rx.resync_due && rx.term == self.term.raw() {
-                let body = Body::Resync {
-                    stream: sid as u8,
-                    epoch: rx.epoch,
-                    reason: 0,
-                };
+                let body = Body::Resync { stream: sid as u8, epoch: rx.epoch, reason: 0 };
                 let n = self.writer(buf, master, &body)?.finish();
                 let st = self.st_mut(sid);
                 st.rx.resync_due = false;
                 st.counters.tx += 1;
                 return Some(n);
             }
-            if rx.ack_due && rx.term == self.term.raw() {
-                let body = Body::Ack {
-                    stream: sid as u8,
-                    epoch: rx.epoch,
-                    seq: rx.applied,
-                    gap: rx.gap,
-                };
-                let n = self.writer(buf, master, &body)?.finish();
-                let st = self.st_mut(sid);
-                st.rx.ack_due = false;
-                st.rx.gap = false;
-                st.counters.tx += 1;
-                return Some(n);
-            }
         }
-        None
+        self.acks(master, buf)
+    }
+
+    /// One frame acknowledging every stream with news.
+    fn acks(&mut self, master: u8, buf: &mut [u8]) -> Option<usize> {
+        let term = self.term.raw();
+        if !(0..self.n_streams()).any(|i| self.st(i).rx.ack_due && self.st(i).rx.term == term) {
+            return None;
+        }
+        let mut w = self.writer(buf, master, &Body::Ack)?;
+        for sid in 0..self.n_streams() {
+            let rx = &self.st(sid).rx;
+            if !(rx.ack_due && rx.term == term) {
+                continue;
+            }
+            let item = AckItem { stream: sid as u8, epoch: rx.epoch, seq: rx.applied, gap: rx.gap };
+            if w.push(&item).is_err() {
+                break; // the rest go in the next frame
+            }
+            let st = self.st_mut(sid);
+            st.rx.ack_due = false;
+            st.rx.gap = false;
+            st.counters.tx += 1;
+        }
+        Some(w.finish())
     }
 
     /// Hello in as many frames as the stream table needs; all parts go out
@@ -1587,11 +1462,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn hello(&mut self, now: Instant, master: u8, buf: &mut [u8]) -> Option<usize> {
         let n = self.n_streams();
         let start = self.hello_part.min(n);
-        let body = Body::Hello {
-            incarnation: self.cfg.incarnation,
-            hello_id: self.hello_id,
-            total: n as u8,
-        };
+        let body = Body::Hello { incarnation: self.cfg.incarnation, hello_id: self.hello_id, total: n as u8 };
         let mut w = self.writer(buf, master, &body)?;
         let mut sid = start;
         while sid < n {
@@ -1619,32 +1490,18 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         Some(w.finish())
     }
 
-    fn transmit_master<H: Host>(
-        &mut self,
-        now: Instant,
-        host: &mut H,
-        buf: &mut [u8],
-    ) -> Option<usize> {
+    fn transmit_master<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
         let backup = self.backup?;
         if self.hello_ack_due {
             let s = self.session?;
             self.hello_ack_due = false;
-            let body = Body::HelloAck {
-                incarnation: s.incarnation,
-                hello_id: s.hello_id,
-            };
+            let body = Body::HelloAck { incarnation: s.incarnation, hello_id: s.hello_id };
             return Some(self.writer(buf, backup.raw(), &body)?.finish());
         }
         if let Some(h) = self.handover {
             if now >= h.next_send && (h.force || self.drained()) {
-                self.handover = Some(Handover {
-                    next_send: now + self.cfg.heartbeat_interval,
-                    ..h
-                });
-                return Some(
-                    self.writer(buf, backup.raw(), &Body::Handover { force: h.force })?
-                        .finish(),
-                );
+                self.handover = Some(Handover { next_send: now + self.cfg.heartbeat_interval, ..h });
+                return Some(self.writer(buf, backup.raw(), &Body::Handover { force: h.force })?.finish());
             }
         }
         if !self.attached || self.in_flight.is_full() {
@@ -1722,15 +1579,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     Kind::End => tx.end_seq = Some(seq),
                     Kind::Begin => {}
                 }
-                self.backlog
-                    .commit(sid as u8, kind, seq, change, data.len());
+                self.backlog.commit(sid as u8, kind, seq, change, data.len());
                 return true;
             }
             let mut usage = [0usize; 32];
             self.backlog.usage(live, &mut usage);
-            let victim = (0..self.n_streams())
-                .max_by_key(|&i| (usage[i], i == sid))
-                .unwrap_or(sid);
+            let victim = (0..self.n_streams()).max_by_key(|&i| (usage[i], i == sid)).unwrap_or(sid);
             if usage[victim] == 0 {
                 // Cannot happen for records within max_record and a backlog of
                 // at least a few frames; drop to a re-bulk rather than lose order.
@@ -1756,10 +1610,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if off {
             tx.phase = Phase::Off;
         }
-        self.push_event(Event::Rebulk {
-            stream: Self::stream_of(sid),
-            reason,
-        });
+        self.push_event(Event::Rebulk { stream: Self::stream_of(sid), reason });
         self.update_in_sync();
     }
 
@@ -1767,9 +1618,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     /// worth, round-robin over streams in bulk. False when there is nothing.
     fn pull_bulk<H: Host>(&mut self, host: &mut H) -> bool {
         let n = self.n_streams();
-        let Some(sid) = (0..n)
-            .map(|k| (self.bulk_rr + k) % n)
-            .find(|&i| self.st(i).tx.phase == Phase::Bulk)
+        let Some(sid) = (0..n).map(|k| (self.bulk_rr + k) % n).find(|&i| self.st(i).tx.phase == Phase::Bulk)
         else {
             return false;
         };
@@ -1808,8 +1657,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 res @ (Ok(Some(_)) | Err(_)) => {
                     let st = self.st_mut(sid);
                     st.tx.phase = Phase::Failed;
-                    st.tx.failure =
-                        Some(res.err().unwrap_or(crate::host::HostError::RecordTooLarge));
+                    st.tx.failure = Some(res.err().unwrap_or(crate::host::HostError::RecordTooLarge));
                     st.counters.errors += 1;
                     self.update_in_sync();
                     break;
@@ -1827,68 +1675,64 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         any
     }
 
+    /// Fill one data frame from the send cursor: consecutive records of each
+    /// stream form a run; a frame carries as many runs as fit and the window allows.
     fn pack(&mut self, now: Instant, backup: Slot, off: usize, buf: &mut [u8]) -> Option<usize> {
-        let first = self.backlog.get(off)?;
-        let sid = first.stream as usize;
-        let peer = self.peer_sid[sid];
-        let tx = &self.st(sid).tx;
-        let body = Body::Data {
-            stream: peer,
-            epoch: tx.epoch,
-            first_seq: first.seq,
-        };
         let acked = self.acked_table();
-        let mut w = FrameWriter::new(
-            buf,
-            self.cfg.slot.raw(),
-            backup.raw(),
-            self.term.raw(),
-            &body,
-        )
-        .ok()?;
+        let mut w = FrameWriter::new(buf, self.cfg.slot.raw(), backup.raw(), self.term.raw(), &Body::Data).ok()?;
+        let mut runs: Vec<InFlight, WINDOW> = Vec::new();
+        let room = WINDOW - self.in_flight.len();
         let mut cur = off;
-        let mut expect = first.seq;
-        let mut last = None;
+        let mut expect = 0u64;
         while let Some(e) = self.backlog.get(cur) {
-            if e.dead || e.seq <= acked[e.stream as usize] {
+            let sid = e.stream as usize;
+            if e.dead || e.seq <= acked[sid] {
                 cur = e.next;
                 continue;
             }
-            if e.stream as usize != sid || e.seq != expect {
-                break;
-            }
-            let word = |d: &[u8]| {
-                d.get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_le_bytes)
-            };
+            let word = |d: &[u8]| d.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
             let rec = match e.kind {
-                Kind::Begin => Record::Begin {
-                    total: word(e.data),
-                },
+                Kind::Begin => Record::Begin { total: word(e.data) },
                 Kind::Bulk => Record::Bulk(e.data),
                 Kind::Change => Record::Change(e.data),
-                Kind::End => Record::End {
-                    digest: word(e.data),
-                },
+                Kind::End => Record::End { digest: word(e.data) },
             };
+            let same_run = runs.last().is_some_and(|r| r.sid == e.stream && expect == e.seq);
+            if !same_run {
+                let need = wire::RUN_LEN + wire::bytes_record_len(e.data.len());
+                if runs.len() >= room || w.remaining() < need {
+                    break;
+                }
+                let epoch = if sid < CONFIG_STREAMS {
+                    self.cfg_streams[sid].tx.epoch
+                } else {
+                    self.app_streams[sid - CONFIG_STREAMS].tx.epoch
+                };
+                let run = Record::Run { stream: self.peer_sid[sid], epoch, first_seq: e.seq };
+                if w.push(&run).is_err() || runs.push(InFlight { sid: e.stream, last_seq: e.seq }).is_err() {
+                    break;
+                }
+            }
             if w.push(&rec).is_err() {
                 break;
             }
-            last = Some(e.seq);
-            expect += 1;
+            if let Some(r) = runs.last_mut() {
+                r.last_seq = e.seq;
+            }
+            expect = e.seq + 1;
             cur = e.next;
         }
-        let last_seq = last?;
+        if runs.is_empty() {
+            return None;
+        }
         self.backlog.set_send_cursor(cur);
-        let _ = self.in_flight.push(InFlight {
-            sid: sid as u8,
-            last_seq,
-        });
+        for r in &runs {
+            let _ = self.in_flight.push(*r);
+            self.st_mut(r.sid as usize).counters.tx += 1;
+        }
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rto);
         }
-        self.st_mut(sid).counters.tx += 1;
         Some(w.finish())
     }
 }

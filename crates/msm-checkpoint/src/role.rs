@@ -16,11 +16,7 @@ impl Slot {
 
     /// `None` for an index outside the chassis.
     pub const fn new(index: u8) -> Option<Slot> {
-        if (index as usize) < MAX_NODES {
-            Some(Slot(index))
-        } else {
-            None
-        }
+        if (index as usize) < MAX_NODES { Some(Slot(index)) } else { None }
     }
     pub const fn index(self) -> usize {
         self.0 as usize
@@ -109,11 +105,7 @@ impl Term {
     }
     /// The slot that claimed the term.
     pub const fn owner(self) -> Option<Slot> {
-        if self.0 == 0 {
-            None
-        } else {
-            Slot::new((self.0 & 0xff) as u8)
-        }
+        if self.0 == 0 { None } else { Slot::new((self.0 & 0xff) as u8) }
     }
     /// The term `slot` claims when it becomes master after `self`.
     pub const fn next(self, slot: Slot) -> Term {
@@ -141,11 +133,7 @@ pub(crate) struct Rank {
 
 impl Rank {
     pub(crate) const fn new(priority: u8, health: u8, slot: Slot) -> Rank {
-        Rank {
-            priority,
-            sickness: u8::MAX - health,
-            slot: slot.0,
-        }
+        Rank { priority, sickness: u8::MAX - health, slot: slot.0 }
     }
 }
 

@@ -143,27 +143,15 @@ pub fn state_label(role: Role, sync: &SyncState, out: &mut impl Write) -> fmt::R
 
 /// Render the redundancy part of `show switch`, one line per slot.
 pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
-    writeln!(
-        out,
-        "{:<10} {:<28} {:<6} {:<8} {:<8}",
-        "Node", "Current State", "Term", "Priority", "Health"
-    )?;
+    writeln!(out, "{:<10} {:<28} {:<6} {:<8} {:<8}", "Node", "Current State", "Term", "Priority", "Health")?;
     for i in 0..MAX_NODES {
         if i == s.slot.index() {
-            switch_line(
-                out, s.slot, s.role, &s.sync, s.term, s.priority, s.health, true,
-            )?;
+            switch_line(out, s.slot, s.role, &s.sync, s.term, s.priority, s.health, true)?;
         } else if let Some(p) = &s.peers[i] {
             let role = if p.alive { p.role } else { Role::Init };
-            let sync = if p.alive && p.role == Role::Backup {
-                s.sync.clone()
-            } else {
-                SyncState::NoMaster
-            };
+            let sync = if p.alive && p.role == Role::Backup { s.sync.clone() } else { SyncState::NoMaster };
             if p.alive {
-                switch_line(
-                    out, p.slot, role, &sync, p.term, p.priority, p.health, false,
-                )?;
+                switch_line(out, p.slot, role, &sync, p.term, p.priority, p.health, false)?;
             } else {
                 writeln!(out, "{:<10} {:<28}", DisplaySlot(p.slot, false), "DOWN")?;
             }

@@ -198,10 +198,6 @@ pub(crate) struct StreamState {
 
 impl StreamState {
     pub(crate) fn new() -> Self {
-        StreamState {
-            tx: Tx::new(),
-            rx: Rx::new(),
-            counters: Counters::default(),
-        }
+        StreamState { tx: Tx::new(), rx: Rx::new(), counters: Counters::default() }
     }
 }

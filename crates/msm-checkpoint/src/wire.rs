@@ -58,10 +58,7 @@ impl fmt::Display for WireError {
             WireError::Truncated => f.write_str("frame truncated"),
             WireError::BadMagic(m) => write!(f, "bad magic byte 0x{m:02x}"),
             WireError::UnsupportedVersion { from, got } => {
-                write!(
-                    f,
-                    "slot {from} speaks protocol v{got}, this node speaks v{PROTOCOL_VERSION}"
-                )
+                write!(f, "slot {from} speaks protocol v{got}, this node speaks v{PROTOCOL_VERSION}")
             }
             WireError::BadCrc => f.write_str("CRC-32C mismatch"),
             WireError::Malformed => f.write_str("malformed frame body"),
@@ -115,20 +112,11 @@ pub enum Body {
         incarnation: u32,
         hello_id: u32,
     },
-    /// Master to backup: records `first_seq..` of one stream; tail: [`Record`]s.
-    Data {
-        stream: u8,
-        epoch: u32,
-        first_seq: u64,
-    },
-    /// Backup to master: everything of `stream` up to `seq` is applied.
-    /// `gap` says a later frame arrived first, asking for a prompt resend.
-    Ack {
-        stream: u8,
-        epoch: u32,
-        seq: u64,
-        gap: bool,
-    },
+    /// Master to backup: checkpoint records; tail: runs, each a [`Record::Run`]
+    /// followed by consecutive records of that stream.
+    Data,
+    /// Backup to master: tail: one [`AckItem`] per stream with news.
+    Ack,
     /// Backup to master: this stream's state is unusable, send a new bulk.
     Resync {
         stream: u8,
@@ -157,7 +145,18 @@ pub struct StreamHello<'a> {
     pub complete: bool,
 }
 
-/// A record in a data frame. Sequence numbers are implicit: `first_seq`, +1 each.
+/// "Everything of `stream` (the backup's id) up to `seq` in `epoch` is
+/// applied." `gap` says a later record arrived first: resend promptly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckItem {
+    pub stream: u8,
+    pub epoch: u32,
+    pub seq: u64,
+    pub gap: bool,
+}
+
+/// An item of a data frame's tail. A run header names the stream; the
+/// records after it have sequence numbers `first_seq`, `first_seq + 1`, ...
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record<'a> {
     /// A bulk transfer starts; `total` items are expected (for progress only).
@@ -168,6 +167,8 @@ pub enum Record<'a> {
     Change(&'a [u8]),
     /// The bulk transfer ends; `digest` covers every item since `Begin`.
     End { digest: u64 },
+    /// The following records belong to `stream` (the backup's id) in `epoch`.
+    Run { stream: u8, epoch: u32, first_seq: u64 },
 }
 
 /// A decoded frame, borrowing from the input bytes.
@@ -196,10 +197,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
         return Err(WireError::BadCrc);
     }
     if bytes[1] != PROTOCOL_VERSION {
-        return Err(WireError::UnsupportedVersion {
-            from: bytes[2],
-            got: bytes[1],
-        });
+        return Err(WireError::UnsupportedVersion { from: bytes[2], got: bytes[1] });
     }
     let (from, to) = (content[2], content[3]);
     if from as usize >= crate::role::MAX_NODES {
@@ -210,13 +208,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
     }
     let ((term, body), tail): ((u64, Body), &[u8]) =
         postcard::take_from_bytes(&content[PREFIX_LEN..]).map_err(|_| WireError::Malformed)?;
-    Ok(Frame {
-        from,
-        to,
-        term,
-        body,
-        tail,
-    })
+    Ok(Frame { from, to, term, body, tail })
 }
 
 /// Take the next item of a tail, advancing it.
@@ -238,21 +230,12 @@ pub struct FrameWriter<'b> {
 }
 
 impl<'b> FrameWriter<'b> {
-    pub fn new(
-        buf: &'b mut [u8],
-        from: u8,
-        to: u8,
-        term: u64,
-        body: &Body,
-    ) -> Result<Self, WireError> {
+    pub fn new(buf: &'b mut [u8], from: u8, to: u8, term: u64, body: &Body) -> Result<Self, WireError> {
         if buf.len() < MIN_FRAME {
             return Err(WireError::BufferTooSmall);
         }
         buf[..PREFIX_LEN].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
-        let mut w = FrameWriter {
-            buf,
-            len: PREFIX_LEN,
-        };
+        let mut w = FrameWriter { buf, len: PREFIX_LEN };
         w.push(&(term, body))?;
         Ok(w)
     }
@@ -260,13 +243,8 @@ impl<'b> FrameWriter<'b> {
     /// Append one tail item; on `BufferTooSmall` the frame is unchanged.
     pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), WireError> {
         let end = self.buf.len() - CRC_LEN;
-        let room = self
-            .buf
-            .get_mut(self.len..end)
-            .ok_or(WireError::BufferTooSmall)?;
-        let used = postcard::to_slice(item, room)
-            .map_err(|_| WireError::BufferTooSmall)?
-            .len();
+        let room = self.buf.get_mut(self.len..end).ok_or(WireError::BufferTooSmall)?;
+        let used = postcard::to_slice(item, room).map_err(|_| WireError::BufferTooSmall)?.len();
         self.len += used;
         Ok(())
     }
@@ -300,26 +278,18 @@ pub const fn bytes_record_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
-/// Worst-case bytes of a data frame without its records.
-pub const DATA_OVERHEAD: usize = PREFIX_LEN + 10 + 1 + 1 + 5 + 10 + CRC_LEN;
+/// Worst-case bytes of a run header in a data frame's tail.
+pub const RUN_LEN: usize = 1 + 1 + 5 + 10;
+/// Worst-case bytes of a data frame with one run, without its records.
+pub const DATA_OVERHEAD: usize = PREFIX_LEN + 10 + 1 + RUN_LEN + CRC_LEN;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample(buf: &mut [u8]) -> usize {
-        let mut w = FrameWriter::new(
-            buf,
-            0,
-            1,
-            0x105,
-            &Body::Data {
-                stream: 3,
-                epoch: 2,
-                first_seq: 7,
-            },
-        )
-        .unwrap();
+        let mut w = FrameWriter::new(buf, 0, 1, 0x105, &Body::Data).unwrap();
+        w.push(&Record::Run { stream: 3, epoch: 2, first_seq: 7 }).unwrap();
         w.push(&Record::Begin { total: 2 }).unwrap();
         w.push(&Record::Bulk(b"vlan 10")).unwrap();
         w.push(&Record::End { digest: 99 }).unwrap();
@@ -332,27 +302,12 @@ mod tests {
         let n = sample(&mut buf);
         let f = decode(&buf[..n]).unwrap();
         assert_eq!((f.from, f.to, f.term), (0, 1, 0x105));
-        assert_eq!(
-            f.body,
-            Body::Data {
-                stream: 3,
-                epoch: 2,
-                first_seq: 7
-            }
-        );
+        assert_eq!(f.body, Body::Data);
         let mut tail = f.tail;
-        assert_eq!(
-            take::<Record<'_>>(&mut tail).unwrap(),
-            Record::Begin { total: 2 }
-        );
-        assert_eq!(
-            take::<Record<'_>>(&mut tail).unwrap(),
-            Record::Bulk(b"vlan 10")
-        );
-        assert_eq!(
-            take::<Record<'_>>(&mut tail).unwrap(),
-            Record::End { digest: 99 }
-        );
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Run { stream: 3, epoch: 2, first_seq: 7 });
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Begin { total: 2 });
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Bulk(b"vlan 10"));
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::End { digest: 99 });
         assert!(tail.is_empty());
     }
 
@@ -366,25 +321,14 @@ mod tests {
         assert_eq!(decode(&bad[..n]), Err(WireError::BadMagic(0)));
         let mut bad = buf;
         bad[1] = 9;
-        assert_eq!(
-            decode(&bad[..n]),
-            Err(WireError::BadCrc),
-            "a corrupted version byte is corruption"
-        );
+        assert_eq!(decode(&bad[..n]), Err(WireError::BadCrc), "a corrupted version byte is corruption");
         let crc = CRC32C.checksum(&bad[..n - CRC_LEN]);
         bad[n - CRC_LEN..n].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            decode(&bad[..n]),
-            Err(WireError::UnsupportedVersion { from: 0, got: 9 })
-        );
+        assert_eq!(decode(&bad[..n]), Err(WireError::UnsupportedVersion { from: 0, got: 9 }));
         for i in 1..n {
             let mut bad = buf;
             bad[i] ^= 0x40;
-            assert_eq!(
-                decode(&bad[..n]),
-                Err(WireError::BadCrc),
-                "flip at byte {i}"
-            );
+            assert_eq!(decode(&bad[..n]), Err(WireError::BadCrc), "flip at byte {i}");
         }
     }
 
@@ -402,9 +346,7 @@ mod tests {
         for len in [0usize, 1, 127, 128, 300, 16_384] {
             let data = [7u8; 16_384];
             let mut buf = [0u8; 16_400];
-            let n = postcard::to_slice(&Record::Change(&data[..len]), &mut buf)
-                .unwrap()
-                .len();
+            let n = postcard::to_slice(&Record::Change(&data[..len]), &mut buf).unwrap().len();
             assert_eq!(n, bytes_record_len(len), "len {len}");
         }
     }
@@ -413,14 +355,8 @@ mod tests {
     fn full_buffer_leaves_frame_intact() {
         let mut buf = [0u8; 24];
         let mut w = FrameWriter::new(&mut buf, 0, 1, 1, &Body::Handover { force: false }).unwrap();
-        assert_eq!(
-            w.push(&Record::Bulk(&[0u8; 64])),
-            Err(WireError::BufferTooSmall)
-        );
+        assert_eq!(w.push(&Record::Bulk(&[0u8; 64])), Err(WireError::BufferTooSmall));
         let n = w.finish();
-        assert_eq!(
-            decode(&buf[..n]).unwrap().body,
-            Body::Handover { force: false }
-        );
+        assert_eq!(decode(&buf[..n]).unwrap().body, Body::Handover { force: false });
     }
 }

@@ -20,6 +20,8 @@ pub struct Violation {
     pub message: String,
 }
 
+impl std::error::Error for Violation {}
+
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "invariant {}: {}", self.invariant, self.message)
@@ -91,10 +93,7 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(deps: Vec<Vec<usize>>) -> Self {
-        Checker {
-            deps,
-            ..Default::default()
-        }
+        Checker { deps, ..Default::default() }
     }
 
     /// A master made a change.
@@ -108,14 +107,7 @@ impl Checker {
     /// A node became master with this state.
     pub fn mastership(&mut self, node: usize, term: Term, state: &[BTreeMap<u32, Stamp>]) {
         let apps = state.len();
-        self.logs.insert(
-            node,
-            MasterLog {
-                term,
-                initial: state.to_vec(),
-                changes: vec![Vec::new(); apps],
-            },
-        );
+        self.logs.insert(node, MasterLog { term, initial: state.to_vec(), changes: vec![Vec::new(); apps] });
     }
 
     pub fn rebooted(&mut self, node: usize) {
@@ -144,9 +136,7 @@ impl Checker {
                         if !ended.contains(&d) {
                             return fail(
                                 3,
-                                format!(
-                                    "node {node}: bulk of {stream:?} began before {d:?} finished"
-                                ),
+                                format!("node {node}: bulk of {stream:?} began before {d:?} finished"),
                             );
                         }
                     }
@@ -155,10 +145,7 @@ impl Checker {
                     self.ended.entry((node, term)).or_default().insert(*stream);
                 }
                 Seen::Garbage { app } => {
-                    return fail(
-                        6,
-                        format!("node {node}: an undecodable record reached app {app}"),
-                    );
+                    return fail(6, format!("node {node}: an undecodable record reached app {app}"));
                 }
                 Seen::Applied { app, kind, rec } => {
                     self.records_checked += 1;
@@ -168,28 +155,20 @@ impl Checker {
                             if *kind == ItemKind::Dynamic && r.op != rec.op {
                                 return fail(
                                     1,
-                                    format!(
-                                        "node {node}: change {} applied with wrong op",
-                                        rec.stamp
-                                    ),
+                                    format!("node {node}: change {} applied with wrong op", rec.stamp),
                                 );
                             }
                             if *kind == ItemKind::Bulk && (r.op != Op::Set || rec.op != Op::Set) {
                                 return fail(
                                     1,
-                                    format!(
-                                        "node {node}: bulk record {} is not a live value",
-                                        rec.stamp
-                                    ),
+                                    format!("node {node}: bulk record {} is not a live value", rec.stamp),
                                 );
                             }
                         }
                         _ => {
                             return fail(
                                 1,
-                                format!(
-                                    "node {node}: applied {rec:?} to app {app}, which no master made"
-                                ),
+                                format!("node {node}: applied {rec:?} to app {app}, which no master made"),
                             );
                         }
                     }
@@ -213,36 +192,21 @@ impl Checker {
     }
 
     /// Per-step role checks: one node per term; terms followed never decrease.
-    pub fn roles(
-        &mut self,
-        node: usize,
-        slot: u8,
-        is_master: bool,
-        term: Term,
-    ) -> Result<(), Violation> {
+    pub fn roles(&mut self, node: usize, slot: u8, is_master: bool, term: Term) -> Result<(), Violation> {
         if is_master {
             if term.owner().map(|s| s.raw()) != Some(slot) {
-                return fail(
-                    5,
-                    format!("node {node} is master in term {term} claimed by another slot"),
-                );
+                return fail(5, format!("node {node} is master in term {term} claimed by another slot"));
             }
             match self.term_owner.insert(term, node) {
                 Some(other) if other != node => {
-                    return fail(
-                        5,
-                        format!("nodes {other} and {node} both acted as master in term {term}"),
-                    );
+                    return fail(5, format!("nodes {other} and {node} both acted as master in term {term}"));
                 }
                 _ => {}
             }
         }
         let f = self.followed.entry(node).or_insert(term);
         if term < *f {
-            return fail(
-                5,
-                format!("node {node} went back from term {} to {term}", *f),
-            );
+            return fail(5, format!("node {node} went back from term {} to {term}", *f));
         }
         *f = term;
         Ok(())
@@ -278,9 +242,8 @@ impl Checker {
             let have = &state[app];
             for (k, s) in &want {
                 // Newer than the checkpoint is fine: a later change (or its delete) got through too.
-                let deleted_later = log.changes[app]
-                    .iter()
-                    .any(|(id, r)| *id > upto && r.key == *k && r.op == Op::Delete);
+                let deleted_later =
+                    log.changes[app].iter().any(|(id, r)| *id > upto && r.key == *k && r.op == Op::Delete);
                 match have.get(k) {
                     Some(h) if h >= s => {}
                     None if deleted_later => {}

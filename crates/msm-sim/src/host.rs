@@ -98,11 +98,7 @@ impl SimHost {
         len.div_ceil(CHUNK) as u64
     }
 
-    fn read_chunk(
-        src: &[u8],
-        cursor: &mut u64,
-        buf: &mut [u8],
-    ) -> Result<Option<usize>, HostError> {
+    fn read_chunk(src: &[u8], cursor: &mut u64, buf: &mut [u8]) -> Result<Option<usize>, HostError> {
         let at = *cursor as usize;
         if at >= src.len() {
             return Ok(None);
@@ -128,11 +124,7 @@ impl Host for SimHost {
                 self.snapshot_active = self.active_config.clone();
                 Self::chunks(self.snapshot_active.len())
             }
-            Stream::App(a) => self
-                .idx(a)
-                .ok()
-                .and_then(|i| self.apps.get(i))
-                .map_or(0, |m| m.len() as u64),
+            Stream::App(a) => self.idx(a).ok().and_then(|i| self.apps.get(i)).map_or(0, |m| m.len() as u64),
         }
     }
 
@@ -147,20 +139,12 @@ impl Host for SimHost {
             Stream::ActiveConfig => Self::read_chunk(&self.snapshot_active, cursor, buf),
             Stream::App(a) => {
                 let map = self.apps.get(self.idx(a)?).ok_or(HostError::BadRecord)?;
-                let Some((&key, &stamp)) = map
-                    .range(*cursor as u32..)
-                    .next()
-                    .filter(|_| *cursor <= u32::MAX as u64)
+                let Some((&key, &stamp)) =
+                    map.range(*cursor as u32..).next().filter(|_| *cursor <= u32::MAX as u64)
                 else {
                     return Ok(None);
                 };
-                let n = Rec {
-                    op: Op::Set,
-                    key,
-                    stamp,
-                }
-                .encode(buf)
-                .ok_or(HostError::RecordTooLarge)?;
+                let n = Rec { op: Op::Set, key, stamp }.encode(buf).ok_or(HostError::RecordTooLarge)?;
                 *cursor = key as u64 + 1;
                 Ok(Some(n))
             }
@@ -183,10 +167,7 @@ impl Host for SimHost {
     fn apply(&mut self, stream: Stream, kind: ItemKind, item: &[u8]) -> Result<(), HostError> {
         match stream {
             Stream::SavedConfig => {
-                self.staged_saved
-                    .as_mut()
-                    .ok_or(HostError::BadRecord)?
-                    .extend_from_slice(item);
+                self.staged_saved.as_mut().ok_or(HostError::BadRecord)?.extend_from_slice(item);
             }
             Stream::ActiveConfig => match (&mut self.staged_active, kind) {
                 (Some((copy, _)), ItemKind::Bulk) => copy.extend_from_slice(item),
@@ -228,11 +209,8 @@ impl Host for SimHost {
             }
             Stream::App(a) => {
                 let app = self.idx(a)?;
-                let refreshed = self
-                    .refresh
-                    .get_mut(app)
-                    .and_then(Option::take)
-                    .ok_or(HostError::BadRecord)?;
+                let refreshed =
+                    self.refresh.get_mut(app).and_then(Option::take).ok_or(HostError::BadRecord)?;
                 self.apps[app].retain(|k, _| refreshed.contains(k));
             }
         }

@@ -19,14 +19,8 @@ pub struct LinkFaults {
 }
 
 impl LinkFaults {
-    pub const NONE: LinkFaults = LinkFaults {
-        drop: 0.0,
-        duplicate: 0.0,
-        reorder: 0.0,
-        corrupt: 0.0,
-        delay_us: 100,
-        jitter_us: 0,
-    };
+    pub const NONE: LinkFaults =
+        LinkFaults { drop: 0.0, duplicate: 0.0, reorder: 0.0, corrupt: 0.0, delay_us: 100, jitter_us: 0 };
 
     pub fn random(rng: &mut Pcg64Mcg) -> LinkFaults {
         LinkFaults {
@@ -66,12 +60,7 @@ pub fn transmit(
             let i = rng.random_range(0..b.len());
             b[i] ^= 1 << rng.random_range(0..8);
         }
-        let mut delay = f.delay_us
-            + if f.jitter_us > 0 {
-                rng.random_range(0..=f.jitter_us)
-            } else {
-                0
-            };
+        let mut delay = f.delay_us + if f.jitter_us > 0 { rng.random_range(0..=f.jitter_us) } else { 0 };
         if rng.random_bool(f.reorder) {
             delay += rng.random_range(100..3000);
         }

@@ -52,17 +52,9 @@ enum Cmd {
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let (a, b) = s
-        .split_once("..")
-        .with_context(|| format!("seed range '{s}' is not A..B"))?;
-    let a: u64 = a
-        .trim()
-        .parse()
-        .with_context(|| format!("bad range start '{a}'"))?;
-    let b: u64 = b
-        .trim()
-        .parse()
-        .with_context(|| format!("bad range end '{b}'"))?;
+    let (a, b) = s.split_once("..").with_context(|| format!("seed range '{s}' is not A..B"))?;
+    let a: u64 = a.trim().parse().with_context(|| format!("bad range start '{a}'"))?;
+    let b: u64 = b.trim().parse().with_context(|| format!("bad range end '{b}'"))?;
     if b <= a {
         bail!("seed range '{s}' is empty");
     }
@@ -71,9 +63,7 @@ fn parse_range(s: &str) -> Result<(u64, u64)> {
 
 fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
     let (a, b) = parse_range(seeds)?;
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let next = AtomicU64::new(a);
     let failed = AtomicBool::new(false);
     let first_failure: Mutex<Option<msm_sim::Failure>> = Mutex::new(None);
@@ -159,16 +149,8 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Sweep {
-            seeds,
-            no_faults,
-            jobs,
-        } => sweep(&seeds, !no_faults, jobs),
-        Cmd::Replay {
-            seed,
-            no_faults,
-            trace,
-        } => match msm_sim::run(seed, !no_faults, trace) {
+        Cmd::Sweep { seeds, no_faults, jobs } => sweep(&seeds, !no_faults, jobs),
+        Cmd::Replay { seed, no_faults, trace } => match msm_sim::run(seed, !no_faults, trace) {
             Ok(st) => {
                 println!("seed {seed} passed: {st:?}");
                 Ok(true)

@@ -77,11 +77,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_tamper_detection() {
-        let r = Rec {
-            op: Op::Set,
-            key: 7,
-            stamp: 99,
-        };
+        let r = Rec { op: Op::Set, key: 7, stamp: 99 };
         let mut b = r.to_vec();
         assert_eq!(Rec::decode(&b), Some(r));
         b[20] ^= 1;

@@ -42,11 +42,7 @@ pub fn random_apps(rng: &mut Pcg64Mcg, n: usize) -> Vec<AppDef> {
     (0..n)
         .map(|i| {
             let deps = (0..i).filter(|_| rng.random_bool(0.35)).collect();
-            AppDef {
-                name: format!("app{i}"),
-                schema: 1,
-                deps,
-            }
+            AppDef { name: format!("app{i}"), schema: 1, deps }
         })
         .collect()
 }
@@ -72,17 +68,9 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let cfg = random_config(&mut rng, faults);
     let mut sim = Sim::new(cfg, seed ^ 0x5eed);
     sim.trace = trace;
-    let wrap = |sim: &Sim, v: Violation| Failure {
-        seed,
-        faults,
-        at_us: sim.now,
-        violation: v,
-    };
+    let wrap = |sim: &Sim, v: Violation| Failure { seed, faults, at_us: sim.now, violation: v };
     if trace {
-        println!(
-            "seed {seed}: {} nodes, apps {:?}",
-            sim.cfg.nodes, sim.cfg.apps
-        );
+        println!("seed {seed}: {} nodes, apps {:?}", sim.cfg.nodes, sim.cfg.apps);
     }
 
     let hb_us = sim.cfg.heartbeat.as_micros() as u64;
@@ -92,10 +80,8 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let mut t = 0u64;
     // Boot the rest of the chassis on schedule.
     let gap = sim.cfg.boot_gap.as_micros() as u64;
-    let mut to_boot: Vec<(u64, usize)> = (1..sim.nodes.len())
-        .filter(|_| gap > 0)
-        .map(|i| (i as u64 * gap, i))
-        .collect();
+    let mut to_boot: Vec<(u64, usize)> =
+        (1..sim.nodes.len()).filter(|_| gap > 0).map(|i| (i as u64 * gap, i)).collect();
     let mut restarts: Vec<(u64, usize)> = Vec::new();
     while t < end_us {
         t += rng.random_range(churn_gap / 2..=churn_gap);
@@ -108,11 +94,7 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
                 true
             }
         });
-        let due: Vec<usize> = restarts
-            .iter()
-            .filter(|(at, _)| *at <= t)
-            .map(|x| x.1)
-            .collect();
+        let due: Vec<usize> = restarts.iter().filter(|(at, _)| *at <= t).map(|x| x.1).collect();
         restarts.retain(|(at, _)| *at > t);
         for i in due {
             sim.boot(i);
@@ -165,15 +147,8 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
             sim.boot(i);
         }
     }
-    sim.link = LinkFaults {
-        drop: 0.0,
-        duplicate: 0.0,
-        reorder: 0.0,
-        corrupt: 0.0,
-        ..sim.link
-    };
-    sim.run_for(Duration::from_millis(800))
-        .map_err(|v| wrap(&sim, v))?;
+    sim.link = LinkFaults { drop: 0.0, duplicate: 0.0, reorder: 0.0, corrupt: 0.0, ..sim.link };
+    sim.run_for(Duration::from_millis(800)).map_err(|v| wrap(&sim, v))?;
     sim.check_converged().map_err(|v| wrap(&sim, v))?;
     Ok(sim.finish_stats())
 }

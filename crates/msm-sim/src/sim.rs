@@ -6,9 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
-use msm_checkpoint::{
-    AppId, AppRegistry, Config, Event, Instant, Node, Role, Slot, Stream, SyncState, Term,
-};
+use msm_checkpoint::{AppId, AppRegistry, Config, Event, Instant, Node, Role, Slot, Stream, SyncState, Term};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -52,11 +50,7 @@ pub struct SimConfig {
 impl SimConfig {
     /// The XOS-like demo chain: devmgr <- cfgmgr <- vlan <- {fdb, stp, ospf}.
     pub fn chassis(nodes: usize) -> SimConfig {
-        let app = |name: &str, deps: &[usize]| AppDef {
-            name: name.into(),
-            schema: 1,
-            deps: deps.to_vec(),
-        };
+        let app = |name: &str, deps: &[usize]| AppDef { name: name.into(), schema: 1, deps: deps.to_vec() };
         SimConfig {
             nodes,
             apps: vec![
@@ -136,7 +130,11 @@ pub struct Sim {
     violation: Option<Violation>,
     /// App index -> the AppId each node registered it under.
     ids: Vec<Vec<AppId>>,
+    steps: u64,
 }
+
+/// Simulator steps one run may take: a deterministic guard against livelock.
+pub const STEP_BUDGET: u64 = 5_000_000;
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +161,7 @@ impl Sim {
             stats: Stats::default(),
             violation: None,
             ids: Vec::new(),
+            steps: 0,
             cfg,
         };
         for i in 0..n {
@@ -195,11 +194,7 @@ impl Sim {
 
     /// Power on node `i` (again): RAM state lost, flash kept.
     pub fn boot(&mut self, i: usize) {
-        let order: Vec<usize> = self
-            .cfg
-            .order
-            .clone()
-            .unwrap_or_else(|| (0..self.cfg.apps.len()).collect());
+        let order: Vec<usize> = self.cfg.order.clone().unwrap_or_else(|| (0..self.cfg.apps.len()).collect());
         let mut reg = AppRegistry::<APPS>::new();
         let mut ids = vec![AppId::new(0); self.cfg.apps.len()];
         for &a in &order {
@@ -210,11 +205,7 @@ impl Sim {
                 .iter()
                 .find(|(n, ap, _)| *n == i && *ap == a)
                 .map_or(def.schema, |o| o.2);
-            let deps: Vec<&str> = def
-                .deps
-                .iter()
-                .map(|&d| self.cfg.apps[d].name.as_str())
-                .collect();
+            let deps: Vec<&str> = def.deps.iter().map(|&d| self.cfg.apps[d].name.as_str()).collect();
             match reg.register(&def.name, schema, &deps) {
                 Ok(id) => ids[a] = id,
                 Err(e) => panic!("sim app table invalid: {e}"),
@@ -243,10 +234,7 @@ impl Sim {
         st.followed = Term::NONE;
         self.ids[i] = ids;
         self.checker.rebooted(i);
-        self.log(
-            Some(i),
-            format_args!("boot (incarnation {})", self.nodes[i].incarnation),
-        );
+        self.log(Some(i), format_args!("boot (incarnation {})", self.nodes[i].incarnation));
         self.flush(i);
     }
 
@@ -276,21 +264,11 @@ impl Sim {
     pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
         let until_us = self.now + d.as_micros() as u64;
         self.partitions.push(Partition { a, b, until_us });
-        self.log(
-            None,
-            format_args!(
-                "PARTITION {} | {} for {:?}",
-                slot(a).letter(),
-                slot(b).letter(),
-                d
-            ),
-        );
+        self.log(None, format_args!("PARTITION {} | {} for {:?}", slot(a).letter(), slot(b).letter(), d));
     }
 
     pub fn masters(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.engine(i).is_some_and(|n| n.role() == Role::Master))
-            .collect()
+        (0..self.nodes.len()).filter(|&i| self.engine(i).is_some_and(|n| n.role() == Role::Master)).collect()
     }
 
     /// The one master, if exactly one node is master.
@@ -333,11 +311,7 @@ impl Sim {
         }
         let app = self.rng.random_range(0..self.cfg.apps.len());
         let key = self.rng.random_range(0..keys);
-        let op = if self.rng.random_bool(0.8) {
-            Op::Set
-        } else {
-            Op::Delete
-        };
+        let op = if self.rng.random_bool(0.8) { Op::Set } else { Op::Delete };
         self.change(app, key, op);
     }
 
@@ -346,11 +320,7 @@ impl Sim {
         let m = self.master()?;
         let now = self.instant();
         let st = &mut self.nodes[m];
-        let id = st
-            .engine
-            .as_deref_mut()?
-            .config_change(now, line.as_bytes())
-            .ok()?;
+        let id = st.engine.as_deref_mut()?.config_change(now, line.as_bytes()).ok()?;
         st.host.active_config.extend_from_slice(line.as_bytes());
         self.log(Some(m), format_args!("configure: {}", line.trim_end()));
         self.flush(m);
@@ -366,10 +336,7 @@ impl Sim {
         if let Some(e) = st.engine.as_deref_mut() {
             e.config_saved(now);
         }
-        self.log(
-            Some(m),
-            format_args!("save ({} bytes)", self.nodes[m].host.saved_config.len()),
-        );
+        self.log(Some(m), format_args!("save ({} bytes)", self.nodes[m].host.saved_config.len()));
         self.flush(m);
     }
 
@@ -377,19 +344,8 @@ impl Sim {
     pub fn failover(&mut self, force: bool) -> Result<(), String> {
         let m = self.master().ok_or("no single master")?;
         let now = self.instant();
-        let r = self.nodes[m]
-            .engine
-            .as_deref_mut()
-            .ok_or("master down")?
-            .failover(now, force);
-        self.log(
-            Some(m),
-            format_args!(
-                "run msm-failover{}: {:?}",
-                if force { " force" } else { "" },
-                r
-            ),
-        );
+        let r = self.nodes[m].engine.as_deref_mut().ok_or("master down")?.failover(now, force);
+        self.log(Some(m), format_args!("run msm-failover{}: {:?}", if force { " force" } else { "" }, r));
         self.flush(m);
         r.map_err(|e| e.to_string())
     }
@@ -413,6 +369,13 @@ impl Sim {
         loop {
             if let Some(v) = &self.violation {
                 return Err(v.clone());
+            }
+            self.steps += 1;
+            if self.steps > STEP_BUDGET {
+                return Err(Violation {
+                    invariant: 0,
+                    message: format!("step budget of {STEP_BUDGET} exceeded at {} us (livelock?)", self.now),
+                });
             }
             if self.now == last {
                 spins += 1;
@@ -447,10 +410,7 @@ impl Sim {
                 self.stats.frames += 1;
                 if self.trace_frames {
                     let f = msm_checkpoint::wire::decode(&d.bytes);
-                    self.log(
-                        Some(d.to),
-                        format_args!("<- {:?}", f.map(|f| (f.from, f.term, f.body))),
-                    );
+                    self.log(Some(d.to), format_args!("<- {:?}", f.map(|f| (f.from, f.term, f.body))));
                 }
                 let now = self.instant();
                 let st = &mut self.nodes[d.to];
@@ -497,9 +457,7 @@ impl Sim {
     /// Run until there is one master whose backup is in sync.
     pub fn run_until_in_sync(&mut self, limit: Duration) -> Result<bool, Violation> {
         self.run_until_cond(limit, |s| {
-            s.master()
-                .and_then(|m| s.engine(m))
-                .is_some_and(|e| e.sync_state() == SyncState::InSync)
+            s.master().and_then(|m| s.engine(m)).is_some_and(|e| e.sync_state() == SyncState::InSync)
         })
     }
 
@@ -512,11 +470,7 @@ impl Sim {
 
     fn drain_events(&mut self, i: usize) {
         loop {
-            let Some(ev) = self.nodes[i]
-                .engine
-                .as_deref_mut()
-                .and_then(|e| e.poll_event())
-            else {
+            let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) else {
                 break;
             };
             self.log(Some(i), format_args!("{ev:?}"));
@@ -538,10 +492,8 @@ impl Sim {
     }
 
     fn check(&mut self, i: usize) {
-        let Some((role, term, slot_raw)) = self.nodes[i]
-            .engine
-            .as_deref()
-            .map(|e| (e.role(), e.term(), e.slot().raw()))
+        let Some((role, term, slot_raw)) =
+            self.nodes[i].engine.as_deref().map(|e| (e.role(), e.term(), e.slot().raw()))
         else {
             return;
         };
@@ -564,9 +516,7 @@ impl Sim {
         if role == Role::Master {
             let Some(e) = self.engine(i) else { return };
             self.checker.last_report = e.checkpoint_peer().map(|b| {
-                let checkpointed = (0..self.cfg.apps.len())
-                    .map(|a| e.checkpointed(self.ids[i][a]))
-                    .collect();
+                let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
                 Report {
                     master: i,
                     term,
@@ -598,17 +548,10 @@ impl Sim {
                 }
                 let f = self.link;
                 let mut out = Vec::new();
-                link::transmit(&mut self.rng, &f, self.now, frame, |at, b| {
-                    out.push((at, b))
-                });
+                link::transmit(&mut self.rng, &f, self.now, frame, |at, b| out.push((at, b)));
                 for (at, bytes) in out {
                     self.seq += 1;
-                    self.queue.push(Reverse(Delivery {
-                        at,
-                        seq: self.seq,
-                        to,
-                        bytes,
-                    }));
+                    self.queue.push(Reverse(Delivery { at, seq: self.seq, to, bytes }));
                 }
             }
         }
@@ -623,9 +566,7 @@ impl Sim {
     }
 
     fn cut(&self, a: usize, b: usize) -> bool {
-        self.partitions
-            .iter()
-            .any(|p| (p.a == a && p.b == b) || (p.a == b && p.b == a))
+        self.partitions.iter().any(|p| (p.a == a && p.b == b) || (p.a == b && p.b == a))
     }
 
     /// After a quiet period: one master, its backup in sync, identical state.
@@ -641,28 +582,19 @@ impl Sim {
         if up.len() < 2 {
             return Ok(());
         }
-        let me = self.engine(*m).ok_or_else(|| Violation {
-            invariant: 0,
-            message: "master down".into(),
-        })?;
+        let me = self.engine(*m).ok_or_else(|| Violation { invariant: 0, message: "master down".into() })?;
         if me.sync_state() != SyncState::InSync {
             return Err(Violation {
                 invariant: 0,
                 message: format!("backup not in sync after quiet period: {}", me.sync_state()),
             });
         }
-        let b = self.backup().ok_or_else(|| Violation {
-            invariant: 0,
-            message: "no backup".into(),
-        })?;
+        let b = self.backup().ok_or_else(|| Violation { invariant: 0, message: "no backup".into() })?;
         let (hm, hb) = (&self.nodes[*m].host, &self.nodes[b].host);
         for a in 0..self.cfg.apps.len() {
             if hm.apps[a] != hb.apps[a] {
-                let diff: Vec<_> = hm.apps[a]
-                    .iter()
-                    .filter(|(k, v)| hb.apps[a].get(k) != Some(v))
-                    .take(3)
-                    .collect();
+                let diff: Vec<_> =
+                    hm.apps[a].iter().filter(|(k, v)| hb.apps[a].get(k) != Some(v)).take(3).collect();
                 return Err(Violation {
                     invariant: 0,
                     message: format!(

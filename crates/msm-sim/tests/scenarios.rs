@@ -20,10 +20,7 @@ const MS: Duration = Duration::from_millis(1);
 
 fn synced(cfg: SimConfig, seed: u64) -> Sim {
     let mut sim = Sim::new(cfg, seed);
-    assert!(
-        sim.run_until_in_sync(Duration::from_secs(2)).unwrap(),
-        "seed {seed}: chassis never got in sync"
-    );
+    assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "seed {seed}: chassis never got in sync");
     sim
 }
 
@@ -32,11 +29,7 @@ fn churn(sim: &mut Sim, for_: Duration, every: Duration, apps: &[usize], keys: u
     while sim.now < end {
         let app = apps[sim.rng.random_range(0..apps.len())];
         let key = sim.rng.random_range(0..keys);
-        let op = if sim.rng.random_bool(0.8) {
-            Op::Set
-        } else {
-            Op::Delete
-        };
+        let op = if sim.rng.random_bool(0.8) { Op::Set } else { Op::Delete };
         sim.change(app, key, op);
         sim.run_for(every).unwrap();
     }
@@ -64,8 +57,7 @@ fn dependency_order_respected_under_random_dags() {
         let mut booted = false;
         let mut t = Duration::ZERO;
         while t < deadline {
-            sim.run_for(MS)
-                .unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+            sim.run_for(MS).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
             if !booted && sim.now >= 5_000 {
                 sim.boot(B);
                 booted = true;
@@ -86,29 +78,18 @@ fn dependency_order_respected_under_random_dags() {
         // The simulator drained `seen` into its checker; use the per-node bulk counts
         // and the checker's verdict, then check the order explicitly from events.
         let ev = sim.events_of(B);
-        let synced_at = |s: msm_checkpoint::Stream| {
-            ev.iter()
-                .find(|(_, e)| *e == Event::StreamSynced(s))
-                .map(|x| x.0)
-        };
+        let synced_at =
+            |s: msm_checkpoint::Stream| ev.iter().find(|(_, e)| *e == Event::StreamSynced(s)).map(|x| x.0);
         for a in 0..6 {
             let s = sim.stream_of(B, a);
-            let Some(done) = synced_at(s) else {
-                panic!("seed {seed}: app{a} never finished its bulk")
-            };
+            let Some(done) = synced_at(s) else { panic!("seed {seed}: app{a} never finished its bulk") };
             for &d in &sim.cfg.apps[a].deps {
                 let dep_done = synced_at(sim.stream_of(B, d)).unwrap_or(u64::MAX);
-                assert!(
-                    dep_done <= done,
-                    "seed {seed}: app{a} finished before its dependency app{d}"
-                );
+                assert!(dep_done <= done, "seed {seed}: app{a} finished before its dependency app{d}");
             }
             assert!(total_bulks(&sim, B, SimStream::App(a)) >= 1, "seed {seed}");
         }
-        assert!(
-            sim.checker.bulks_checked >= 8,
-            "seed {seed}: checker saw no bulk starts"
-        );
+        assert!(sim.checker.bulks_checked >= 8, "seed {seed}: checker saw no bulk starts");
         let _ = history;
     }
 }
@@ -128,20 +109,11 @@ fn no_acknowledged_change_lost_across_master_crash() {
         };
         let mut sim = synced(cfg, seed);
         let crash_after = Duration::from_micros(sim.rng.random_range(5_000..40_000));
-        churn(
-            &mut sim,
-            crash_after,
-            Duration::from_micros(150),
-            &[0, 1, 2, 3, 4, 5],
-            100,
-        );
+        churn(&mut sim, crash_after, Duration::from_micros(150), &[0, 1, 2, 3, 4, 5], 100);
         let m = sim.master().unwrap();
         let e = sim.engine(m).unwrap();
         let reported: u64 = (0..6).map(|a| e.checkpointed(sim.app_id(m, a))).sum();
-        assert!(
-            reported > 0,
-            "seed {seed}: nothing was checkpointed before the crash"
-        );
+        assert!(reported > 0, "seed {seed}: nothing was checkpointed before the crash");
         sim.crash(m);
         let other = 1 - m;
         let became = sim
@@ -150,24 +122,13 @@ fn no_acknowledged_change_lost_across_master_crash() {
             })
             .unwrap_or_else(|v| panic!("seed {seed}: {v}"));
         assert!(became, "seed {seed}: backup did not take over");
-        let promoted = sim.events_of(other).iter().any(|(_, e)| {
-            matches!(
-                e,
-                Event::Promoted {
-                    config: ConfigChoice::MastersActive,
-                    ..
-                }
-            )
-        });
-        assert!(
-            promoted,
-            "seed {seed}: backup did not use the master's active config"
-        );
+        let promoted = sim
+            .events_of(other)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Promoted { config: ConfigChoice::MastersActive, .. }));
+        assert!(promoted, "seed {seed}: backup did not use the master's active config");
         checked = sim.checker.takeovers_checked;
-        assert!(
-            checked >= 1,
-            "seed {seed}: takeover was not checked for lost changes"
-        );
+        assert!(checked >= 1, "seed {seed}: takeover was not checked for lost changes");
     }
     assert!(checked >= 1);
 }
@@ -189,21 +150,14 @@ fn stale_term_master_refused() {
 
     // A frame of the stale master: data in its old term.
     let mut buf = [0u8; 256];
-    let body = Body::Data {
-        stream: 2,
-        epoch: 1,
-        first_seq: 1,
-    };
+    let body = Body::Data;
     let mut w = FrameWriter::new(&mut buf, 0, 1, old_term.raw(), &body).unwrap();
+    w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 1 }).unwrap();
     w.push(&Record::Begin { total: 1 }).unwrap();
     let n = w.finish();
     let now = msm_checkpoint::Instant::from_micros(sim.now);
     let node = &mut sim.nodes[B];
-    let r = node
-        .engine
-        .as_deref_mut()
-        .unwrap()
-        .handle_frame(now, &buf[..n], &mut node.host);
+    let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &buf[..n], &mut node.host);
     assert!(matches!(r, Err(FrameError::StaleTerm { .. })), "got {r:?}");
     assert_eq!(sim.state(B, 0), &before);
 
@@ -211,11 +165,7 @@ fn stale_term_master_refused() {
     sim.run_for(Duration::from_millis(60)).unwrap();
     assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
     assert_eq!(sim.master(), Some(B));
-    assert!(
-        sim.events_of(A)
-            .iter()
-            .any(|(_, e)| matches!(e, Event::SteppedDown { .. }))
-    );
+    assert!(sim.events_of(A).iter().any(|(_, e)| matches!(e, Event::SteppedDown { .. })));
     assert!(sim.engine(B).unwrap().switch_status().errors.stale_term >= 1);
     sim.check_converged().unwrap();
 }
@@ -224,13 +174,7 @@ fn stale_term_master_refused() {
 fn partial_resync_after_short_partition_sends_no_bulk() {
     for seed in 0..20u64 {
         let mut sim = synced(SimConfig::chassis(2), seed);
-        churn(
-            &mut sim,
-            Duration::from_millis(10),
-            Duration::from_micros(300),
-            &[3, 4],
-            200,
-        );
+        churn(&mut sim, Duration::from_millis(10), Duration::from_micros(300), &[3, 4], 200);
         let before: Vec<usize> = [SimStream::Saved, SimStream::Active]
             .into_iter()
             .chain((0..6).map(SimStream::App))
@@ -239,34 +183,18 @@ fn partial_resync_after_short_partition_sends_no_bulk() {
         let retransmits = sim.engine(A).unwrap().retransmits();
         // Shorter than failure detection (3 x 10 ms): no failover, the backlog covers it.
         sim.partition(A, B, Duration::from_millis(20));
-        churn(
-            &mut sim,
-            Duration::from_millis(20),
-            Duration::from_micros(500),
-            &[3, 4, 5],
-            200,
-        );
-        assert!(
-            sim.run_until_in_sync(Duration::from_millis(500)).unwrap(),
-            "seed {seed}"
-        );
+        churn(&mut sim, Duration::from_millis(20), Duration::from_micros(500), &[3, 4, 5], 200);
+        assert!(sim.run_until_in_sync(Duration::from_millis(500)).unwrap(), "seed {seed}");
         sim.run_for(Duration::from_millis(50)).unwrap();
         let after: Vec<usize> = [SimStream::Saved, SimStream::Active]
             .into_iter()
             .chain((0..6).map(SimStream::App))
             .map(|s| total_bulks(&sim, B, s))
             .collect();
-        assert_eq!(
-            before, after,
-            "seed {seed}: a bulk was sent after a short partition"
-        );
+        assert_eq!(before, after, "seed {seed}: a bulk was sent after a short partition");
         assert_eq!(sim.master(), Some(A), "seed {seed}");
-        assert!(
-            sim.engine(A).unwrap().retransmits() > retransmits,
-            "seed {seed}: nothing was resent"
-        );
-        sim.check_converged()
-            .unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+        assert!(sim.engine(A).unwrap().retransmits() > retransmits, "seed {seed}: nothing was resent");
+        sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
     }
 }
 
@@ -278,43 +206,23 @@ fn long_partition_falls_back_to_bulk_for_affected_apps_only() {
         let mut sim = synced(cfg, seed);
         sim.change(4, 1, Op::Set); // stp: one quiet change
         sim.run_for(Duration::from_millis(5)).unwrap();
-        let quiet_before: Vec<usize> = [0, 1, 2, 4, 5]
-            .iter()
-            .map(|&a| total_bulks(&sim, B, SimStream::App(a)))
-            .collect();
+        let quiet_before: Vec<usize> =
+            [0, 1, 2, 4, 5].iter().map(|&a| total_bulks(&sim, B, SimStream::App(a))).collect();
         let fdb_before = total_bulks(&sim, B, SimStream::App(3));
         sim.partition(A, B, Duration::from_millis(150));
         sim.change(4, 2, Op::Set); // stp changes during the partition, covered by the backlog
         // fdb learns thousands of MACs: far more than the 8 KiB backlog holds.
-        churn(
-            &mut sim,
-            Duration::from_millis(100),
-            Duration::from_micros(50),
-            &[3],
-            5000,
-        );
+        churn(&mut sim, Duration::from_millis(100), Duration::from_micros(50), &[3], 5000);
         sim.change(4, 3, Op::Delete);
-        assert!(
-            sim.run_until_in_sync(Duration::from_secs(1)).unwrap(),
-            "seed {seed}"
-        );
+        assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap(), "seed {seed}");
         assert_eq!(sim.master(), Some(A), "seed {seed}: failover happened");
-        let quiet_after: Vec<usize> = [0, 1, 2, 4, 5]
-            .iter()
-            .map(|&a| total_bulks(&sim, B, SimStream::App(a)))
-            .collect();
-        assert_eq!(
-            quiet_before, quiet_after,
-            "seed {seed}: an unaffected application was re-bulked"
-        );
-        assert!(
-            total_bulks(&sim, B, SimStream::App(3)) > fdb_before,
-            "seed {seed}: fdb was not re-bulked"
-        );
+        let quiet_after: Vec<usize> =
+            [0, 1, 2, 4, 5].iter().map(|&a| total_bulks(&sim, B, SimStream::App(a))).collect();
+        assert_eq!(quiet_before, quiet_after, "seed {seed}: an unaffected application was re-bulked");
+        assert!(total_bulks(&sim, B, SimStream::App(3)) > fdb_before, "seed {seed}: fdb was not re-bulked");
         let fdb = sim.engine(A).unwrap().process_status("fdb").unwrap();
         assert!(fdb.rebulks >= 1);
-        sim.check_converged()
-            .unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+        sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
     }
 }
 
@@ -346,42 +254,25 @@ fn config_change_during_backup_startup_is_not_lost() {
             lines.push(line);
             sim.run_for(Duration::from_micros(700)).unwrap();
         }
-        assert!(
-            sim.run_until_in_sync(Duration::from_secs(2)).unwrap(),
-            "seed {seed}"
-        );
-        let (ma, bk) = (
-            &sim.nodes[A].host.active_config,
-            &sim.nodes[B].host.active_config,
-        );
+        assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "seed {seed}");
+        let (ma, bk) = (&sim.nodes[A].host.active_config, &sim.nodes[B].host.active_config);
         assert_eq!(ma, bk, "seed {seed}: active configs differ");
         let text = String::from_utf8_lossy(bk);
         for l in &lines {
-            assert!(
-                text.contains(l.as_str()),
-                "seed {seed}: lost '{}'",
-                l.trim_end()
-            );
+            assert!(text.contains(l.as_str()), "seed {seed}: lost '{}'", l.trim_end());
         }
         // The backup's flash has the master's saved config.
-        assert_eq!(
-            sim.nodes[A].host.saved_config,
-            sim.nodes[B].host.saved_config
-        );
+        assert_eq!(sim.nodes[A].host.saved_config, sim.nodes[B].host.saved_config);
         // And after a failover the new master runs the master's active config.
         sim.crash(A);
         sim.run_for(Duration::from_millis(50)).unwrap();
         assert_eq!(sim.master(), Some(B));
-        assert!(sim.events_of(B).iter().any(|(_, e)| matches!(
-            e,
-            Event::Promoted {
-                config: ConfigChoice::MastersActive,
-                ..
-            }
-        )));
         assert!(
-            String::from_utf8_lossy(&sim.nodes[B].host.active_config).contains(lines[39].as_str())
+            sim.events_of(B)
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Promoted { config: ConfigChoice::MastersActive, .. }))
         );
+        assert!(String::from_utf8_lossy(&sim.nodes[B].host.active_config).contains(lines[39].as_str()));
     }
 }
 
@@ -403,35 +294,21 @@ fn failover_before_sync_uses_own_saved_config() {
     sim.crash(A);
     sim.run_for(Duration::from_millis(60)).unwrap();
     assert_eq!(sim.master(), Some(B));
-    assert!(sim.events_of(B).iter().any(|(_, e)| matches!(
-        e,
-        Event::Promoted {
-            config: ConfigChoice::OwnSaved,
-            in_sync: false,
-            ..
-        }
-    )));
+    assert!(
+        sim.events_of(B).iter().any(|(_, e)| matches!(
+            e,
+            Event::Promoted { config: ConfigChoice::OwnSaved, in_sync: false, .. }
+        ))
+    );
 }
 
 #[test]
 fn graceful_failover_hands_over_with_every_change() {
     let mut sim = synced(SimConfig::chassis(2), 3);
-    churn(
-        &mut sim,
-        Duration::from_millis(20),
-        Duration::from_micros(200),
-        &[0, 2, 3],
-        100,
-    );
+    churn(&mut sim, Duration::from_millis(20), Duration::from_micros(200), &[0, 2, 3], 100);
     sim.failover(false).unwrap();
-    assert!(
-        sim.change(3, 1, Op::Set).is_none(),
-        "changes are refused while handing over"
-    );
-    assert!(
-        sim.run_until_cond(Duration::from_millis(200), |s| s.master() == Some(B))
-            .unwrap()
-    );
+    assert!(sim.change(3, 1, Op::Set).is_none(), "changes are refused while handing over");
+    assert!(sim.run_until_cond(Duration::from_millis(200), |s| s.master() == Some(B)).unwrap());
     assert_eq!(sim.checker.takeovers_checked, 1);
     assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
     assert_eq!(sim.backup(), Some(A));
@@ -446,43 +323,19 @@ fn version_mismatch_reported_by_name() {
     sim.run_for(Duration::from_millis(300)).unwrap();
     let e = sim.engine(A).unwrap();
     let sync = e.sync_state();
-    assert_eq!(
-        sync,
-        SyncState::VersionMismatch {
-            stream: "ospf".try_into().unwrap()
-        }
-    );
+    assert_eq!(sync, SyncState::VersionMismatch { stream: "ospf".try_into().unwrap() });
     let row = e.process_status("ospf").unwrap();
     assert_eq!(row.phase, Phase::Blocked);
-    assert_eq!(
-        row.mismatch,
-        Some(msm_checkpoint::Mismatch {
-            ours: 1,
-            theirs: Some(2)
-        })
-    );
+    assert_eq!(row.mismatch, Some(msm_checkpoint::Mismatch { ours: 1, theirs: Some(2) }));
     let mut text = String::new();
-    msm_checkpoint::status::render_checkpoint(
-        e.checkpoint_status().collect::<Vec<_>>().iter(),
-        &mut text,
-    )
-    .unwrap();
+    msm_checkpoint::status::render_checkpoint(e.checkpoint_status().collect::<Vec<_>>().iter(), &mut text)
+        .unwrap();
     assert!(
-        text.contains("ospf")
-            && text.contains("MISMATCH")
-            && text.contains("schema 1 here, 2 on peer"),
+        text.contains("ospf") && text.contains("MISMATCH") && text.contains("schema 1 here, 2 on peer"),
         "{text}"
     );
-    assert_eq!(
-        e.process_status("vlan").unwrap().phase,
-        Phase::Synced,
-        "other apps still checkpoint"
-    );
-    assert!(
-        sim.failover(false)
-            .unwrap_err()
-            .contains("version mismatch: ospf")
-    );
+    assert_eq!(e.process_status("vlan").unwrap().phase, Phase::Synced, "other apps still checkpoint");
+    assert!(sim.failover(false).unwrap_err().contains("version mismatch: ospf"));
 }
 
 #[test]
@@ -490,26 +343,14 @@ fn protocol_version_mismatch_is_named() {
     let mut sim = Sim::new(SimConfig::chassis(2), 2);
     sim.run_for(Duration::from_millis(100)).unwrap();
     let mut buf = [0u8; 64];
-    let n = FrameWriter::new(&mut buf, 1, 0xFF, 0, &Body::Handover { force: false })
-        .unwrap()
-        .finish();
+    let n = FrameWriter::new(&mut buf, 1, 0xFF, 0, &Body::Handover { force: false }).unwrap().finish();
     buf[1] = 2; // a v2 peer in slot B: same prefix and CRC trailer, another version
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..n - 4]);
     buf[n - 4..n].copy_from_slice(&crc.to_le_bytes());
     let now = msm_checkpoint::Instant::from_micros(sim.now);
     let node = &mut sim.nodes[A];
-    let r = node
-        .engine
-        .as_deref_mut()
-        .unwrap()
-        .handle_frame(now, &buf[..n], &mut node.host);
-    assert_eq!(
-        r,
-        Err(FrameError::Wire(wire::WireError::UnsupportedVersion {
-            from: 1,
-            got: 2
-        }))
-    );
+    let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &buf[..n], &mut node.host);
+    assert_eq!(r, Err(FrameError::Wire(wire::WireError::UnsupportedVersion { from: 1, got: 2 })));
     let s = sim.engine(A).unwrap().sync_state();
     assert_eq!(s.to_string(), "MSM-B speaks protocol v2");
 }
@@ -517,13 +358,7 @@ fn protocol_version_mismatch_is_named() {
 #[test]
 fn garbage_frames_rejected() {
     let mut sim = synced(SimConfig::chassis(2), 11);
-    churn(
-        &mut sim,
-        Duration::from_millis(5),
-        Duration::from_micros(300),
-        &[0, 1, 2],
-        50,
-    );
+    churn(&mut sim, Duration::from_millis(5), Duration::from_micros(300), &[0, 1, 2], 50);
     sim.run_for(Duration::from_millis(20)).unwrap();
     let mut rng = Pcg64Mcg::seed_from_u64(0xbad);
     // A real frame to mutate.
@@ -533,27 +368,19 @@ fn garbage_frames_rejected() {
         0,
         1,
         sim.engine(B).unwrap().term().raw(),
-        &Body::Data {
-            stream: 2,
-            epoch: 1,
-            first_seq: 99,
-        },
+        &Body::Data,
     )
     .unwrap();
+    w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 99 }).unwrap();
     w.push(&Record::Change(&[1, 2, 3])).unwrap();
     let rn = w.finish();
-    let states = |sim: &Sim| {
-        (0..6)
-            .map(|a| (sim.state(A, a).clone(), sim.state(B, a).clone()))
-            .collect::<Vec<_>>()
-    };
+    let states =
+        |sim: &Sim| (0..6).map(|a| (sim.state(A, a).clone(), sim.state(B, a).clone())).collect::<Vec<_>>();
     let before = states(&sim);
     let mut refused = 0;
     for i in 0..20_000 {
         let bytes: Vec<u8> = match i % 4 {
-            0 => (0..rng.random_range(0..300))
-                .map(|_| rng.random())
-                .collect(),
+            0 => (0..rng.random_range(0..300)).map(|_| rng.random()).collect(),
             1 => real[..rng.random_range(0..rn)].to_vec(),
             2 => {
                 let mut b = real[..rn].to_vec();
@@ -570,13 +397,7 @@ fn garbage_frames_rejected() {
         let to = if i % 2 == 0 { A } else { B };
         let now = msm_checkpoint::Instant::from_micros(sim.now);
         let node = &mut sim.nodes[to];
-        if node
-            .engine
-            .as_deref_mut()
-            .unwrap()
-            .handle_frame(now, &bytes, &mut node.host)
-            .is_err()
-        {
+        if node.engine.as_deref_mut().unwrap().handle_frame(now, &bytes, &mut node.host).is_err() {
             refused += 1;
         }
     }
@@ -585,10 +406,7 @@ fn garbage_frames_rejected() {
     sim.run_for(Duration::from_millis(20)).unwrap();
     assert_eq!(sim.engine(A).unwrap().sync_state(), SyncState::InSync);
     let e = sim.engine(B).unwrap().switch_status().errors;
-    assert!(
-        e.bad_crc > 0 && e.malformed + e.other + e.version > 0,
-        "{e:?}"
-    );
+    assert!(e.bad_crc > 0 && e.malformed + e.other + e.version > 0, "{e:?}");
 }
 
 #[test]
@@ -598,21 +416,12 @@ fn bad_registrations_are_refused_by_name() {
     r.register("vlan", 1, &["stp"]).unwrap();
     r.register("stp", 1, &["vlan"]).unwrap();
     let e = Node::<4, 8, 1024>::new(Config::new(Slot::A), r, Instant::ZERO).unwrap_err();
-    assert!(matches!(
-        e,
-        ConfigError::Apps(RegisterError::DependencyCycle { .. })
-    ));
-    assert_eq!(
-        e.to_string(),
-        "application 'vlan' is part of a dependency cycle"
-    );
+    assert!(matches!(e, ConfigError::Apps(RegisterError::DependencyCycle { .. })));
+    assert_eq!(e.to_string(), "application 'vlan' is part of a dependency cycle");
     let mut r = AppRegistry::<4>::new();
     r.register("fdb", 1, &["vlan"]).unwrap();
     let e = Node::<4, 8, 1024>::new(Config::new(Slot::A), r, Instant::ZERO).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "application 'fdb' depends on unknown application 'vlan'"
-    );
+    assert_eq!(e.to_string(), "application 'fdb' depends on unknown application 'vlan'");
 }
 
 #[test]

@@ -4,11 +4,13 @@
 use crate::host::HostError;
 
 /// Config-stream and application digests: CRC-64/XZ over every item in order.
-static CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+use crate::wire::CrcImpl;
+
+static CRC64: crc::Crc<u64, CrcImpl> = crc::Crc::<u64, CrcImpl>::new(&crc::CRC_64_XZ);
 
 /// A running digest over a stream's items.
 #[derive(Clone)]
-pub(crate) struct Digest(crc::Digest<'static, u64>);
+pub(crate) struct Digest(crc::Digest<'static, u64, CrcImpl>);
 
 impl Digest {
     pub(crate) fn new() -> Self {

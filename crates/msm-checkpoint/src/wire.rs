@@ -30,7 +30,12 @@ pub const MIN_FRAME: usize = PREFIX_LEN + 2 + CRC_LEN;
 /// "No backup chosen" in a heartbeat.
 pub const NO_SLOT: u8 = 0xFF;
 
-pub(crate) const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+#[cfg(not(feature = "fast-crc"))]
+pub(crate) type CrcImpl = crc::Table<1>;
+#[cfg(feature = "fast-crc")]
+pub(crate) type CrcImpl = crc::Table<16>;
+
+pub(crate) static CRC32C: crc::Crc<u32, CrcImpl> = crc::Crc::<u32, CrcImpl>::new(&crc::CRC_32_ISCSI);
 
 /// Why a byte string is not a frame we can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

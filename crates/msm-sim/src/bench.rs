@@ -159,8 +159,15 @@ pub fn run(records: u64) -> Result<()> {
     println!(
         "core benchmark: {records} dynamic records through two in-memory nodes (16 apps, window 64, backlog 64 KiB)"
     );
-    let base = baseline_run(records);
-    let (eng, frames) = engine_run(records)?;
+    // Best of three, alternating, so both see the same machine conditions.
+    let (mut base, mut eng, mut frames) = (0f64, 0f64, 0u64);
+    for _ in 0..3 {
+        base = base.max(baseline_run(records));
+        let (e, f) = engine_run(records)?;
+        if e > eng {
+            (eng, frames) = (e, f);
+        }
+    }
     println!("  baseline (encode, queue, apply; no protocol): {:>12.0} records/s", base);
     println!(
         "  checkpoint engine, acknowledged end to end:  {:>12.0} records/s  ({} frames, {:.1} records/frame)",

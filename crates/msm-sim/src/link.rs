@@ -43,12 +43,15 @@ pub struct Partition {
 }
 
 /// What happens to one frame on one link: zero, one or two deliveries.
+/// A link is FIFO (serial lines and stream sockets are) unless the reorder
+/// fault strikes: `deliver` gets `(at, bytes, overtakeable)` and the caller
+/// keeps FIFO order for deliveries that are not marked overtakeable.
 pub fn transmit(
     rng: &mut Pcg64Mcg,
     f: &LinkFaults,
     now_us: u64,
     bytes: &[u8],
-    mut deliver: impl FnMut(u64, Vec<u8>),
+    mut deliver: impl FnMut(u64, Vec<u8>, bool),
 ) {
     if rng.random_bool(f.drop) {
         return;
@@ -61,9 +64,10 @@ pub fn transmit(
             b[i] ^= 1 << rng.random_range(0..8);
         }
         let mut delay = f.delay_us + if f.jitter_us > 0 { rng.random_range(0..=f.jitter_us) } else { 0 };
-        if rng.random_bool(f.reorder) {
+        let reorder = rng.random_bool(f.reorder);
+        if reorder {
             delay += rng.random_range(100..3000);
         }
-        deliver(now_us + delay, b);
+        deliver(now_us + delay, b, reorder);
     }
 }

@@ -131,6 +131,8 @@ pub struct Sim {
     /// App index -> the AppId each node registered it under.
     ids: Vec<Vec<AppId>>,
     steps: u64,
+    /// Per directed link: the latest in-order delivery time (links are FIFO).
+    fifo: Vec<u64>,
 }
 
 /// Simulator steps one run may take: a deterministic guard against livelock.
@@ -162,6 +164,7 @@ impl Sim {
             violation: None,
             ids: Vec::new(),
             steps: 0,
+            fifo: vec![0; n * n],
             cfg,
         };
         for i in 0..n {
@@ -548,8 +551,13 @@ impl Sim {
                 }
                 let f = self.link;
                 let mut out = Vec::new();
-                link::transmit(&mut self.rng, &f, self.now, frame, |at, b| out.push((at, b)));
-                for (at, bytes) in out {
+                link::transmit(&mut self.rng, &f, self.now, frame, |at, b, r| out.push((at, b, r)));
+                for (at, bytes, overtake) in out {
+                    let last = &mut self.fifo[i * self.nodes.len() + to];
+                    let at = if overtake { at } else { at.max(*last) };
+                    if !overtake {
+                        *last = at;
+                    }
                     self.seq += 1;
                     self.queue.push(Reverse(Delivery { at, seq: self.seq, to, bytes }));
                 }

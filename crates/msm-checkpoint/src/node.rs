@@ -24,7 +24,8 @@ use crate::status::{FrameErrors, Name, PeerStatus, StreamStatus, SwitchStatus, S
 use crate::stream::{Digest, Mismatch, Phase, StreamState};
 use crate::time::{Instant, earliest};
 use crate::wire::{
-    self, AckItem, BROADCAST, Body, DigestMark, FrameWriter, Heartbeat, NO_SLOT, Record, StreamHello, WireError,
+    self, AckItem, BROADCAST, Body, DigestMark, FrameWriter, Heartbeat, NO_SLOT, Record, StreamHello,
+    WireError,
 };
 
 const SAVED: usize = 0;
@@ -176,6 +177,11 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     events_dropped: u32,
     errors: FrameErrors,
     retransmits: u64,
+}
+
+/// `part` of `total` in percent, 0 for an empty total.
+pub(crate) fn percent(part: u64, total: u64) -> u8 {
+    (part.min(total).saturating_mul(100)).checked_div(total).map_or(0, |p| p as u8)
 }
 
 fn name(s: &str) -> Name {
@@ -524,11 +530,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     return SyncState::Failed { stream: name(self.stream_name(sid)) };
                 }
                 _ => {
-                    let percent = if tx.bulk_total == 0 {
-                        0
-                    } else {
-                        ((tx.bulk_sent.min(tx.bulk_total) * 100) / tx.bulk_total) as u8
-                    };
+                    let percent = percent(tx.bulk_sent, tx.bulk_total);
                     return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
                 }
             }
@@ -540,11 +542,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         for sid in 0..self.n_streams() {
             let rx = &self.st(sid).rx;
             if !(rx.complete && rx.term == self.term.raw()) {
-                let percent = if rx.bulk_total == 0 {
-                    0
-                } else {
-                    ((rx.bulk_rcvd.min(rx.bulk_total) * 100) / rx.bulk_total) as u8
-                };
+                let percent = percent(rx.bulk_rcvd, rx.bulk_total);
                 return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
             }
         }
@@ -1149,7 +1147,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.retransmits += 1;
     }
 
-    fn on_data<H: Host>(&mut self, from: Slot, term: Term, mut tail: &[u8], host: &mut H) -> Result<(), FrameError> {
+    fn on_data<H: Host>(
+        &mut self,
+        from: Slot,
+        term: Term,
+        mut tail: &[u8],
+        host: &mut H,
+    ) -> Result<(), FrameError> {
         self.check_from_master(from, term)?;
         if self.role != Role::Backup {
             return Ok(());
@@ -1679,7 +1683,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     /// stream form a run; a frame carries as many runs as fit and the window allows.
     fn pack(&mut self, now: Instant, backup: Slot, off: usize, buf: &mut [u8]) -> Option<usize> {
         let acked = self.acked_table();
-        let mut w = FrameWriter::new(buf, self.cfg.slot.raw(), backup.raw(), self.term.raw(), &Body::Data).ok()?;
+        let mut w =
+            FrameWriter::new(buf, self.cfg.slot.raw(), backup.raw(), self.term.raw(), &Body::Data).ok()?;
         let mut runs: Vec<InFlight, WINDOW> = Vec::new();
         let room = WINDOW - self.in_flight.len();
         let mut cur = off;

@@ -85,8 +85,7 @@ impl StreamStatus {
     pub fn percent(&self) -> u8 {
         match self.phase {
             Phase::Synced => 100,
-            _ if self.total == 0 => 0,
-            _ => ((self.sent.min(self.total) * 100) / self.total) as u8,
+            _ => crate::node::percent(self.sent, self.total),
         }
     }
 }
@@ -194,8 +193,8 @@ pub fn render_checkpoint<'a>(
 ) -> fmt::Result {
     writeln!(
         out,
-        "{:<16} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8}  {}",
-        "Process", "Tx", "Rx", "Errors", "Sent", "Total", "% Chkpt", "Status"
+        "{:<16} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8}  Status",
+        "Process", "Tx", "Rx", "Errors", "Sent", "Total", "% Chkpt"
     )?;
     for r in rows {
         write!(

@@ -26,7 +26,7 @@ fn ms(sim: &Sim) -> String {
 fn show_switch(sim: &Sim, node: usize) -> Result<()> {
     let e = sim.engine(node).context("node is down")?;
     let host = &sim.nodes[node].host;
-    println!("* {}.{} # show switch", "MSM", e.slot().letter());
+    println!("* MSM.{} # show switch", e.slot().letter());
     let mut out = String::new();
     render_switch(&e.switch_status(), &mut out)?;
     print!("{out}");

@@ -211,7 +211,11 @@ impl Sim {
             let deps: Vec<&str> = def.deps.iter().map(|&d| self.cfg.apps[d].name.as_str()).collect();
             match reg.register(&def.name, schema, &deps) {
                 Ok(id) => ids[a] = id,
-                Err(e) => panic!("sim app table invalid: {e}"),
+                Err(e) => {
+                    self.violation
+                        .get_or_insert(Violation { invariant: 0, message: format!("app table: {e}") });
+                    return;
+                }
             }
         }
         let mut map = vec![0usize; self.cfg.apps.len()];
@@ -231,7 +235,11 @@ impl Sim {
         c.handover_timeout = self.cfg.heartbeat * 50;
         let node = match SimNode::new(c, reg, Instant::from_micros(self.now)) {
             Ok(n) => n,
-            Err(e) => panic!("sim node config invalid: {e}"),
+            Err(e) => {
+                self.violation
+                    .get_or_insert(Violation { invariant: 0, message: format!("node config: {e}") });
+                return;
+            }
         };
         st.engine = Some(Box::new(node));
         st.followed = Term::NONE;
@@ -472,24 +480,18 @@ impl Sim {
     }
 
     fn drain_events(&mut self, i: usize) {
-        loop {
-            let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) else {
-                break;
-            };
+        while let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) {
             self.log(Some(i), format_args!("{ev:?}"));
             self.nodes[i].events.push((self.now, ev));
-            match ev {
-                Event::Promoted { term, .. } => {
-                    self.stats.takeovers += 1;
-                    let followed = self.nodes[i].followed;
-                    let state = self.nodes[i].host.apps.clone();
-                    let inc = self.nodes[i].incarnation;
-                    if let Err(v) = self.checker.takeover(i, inc, followed, &state) {
-                        self.violation.get_or_insert(v);
-                    }
-                    self.checker.mastership(i, term, &state);
+            if let Event::Promoted { term, .. } = ev {
+                self.stats.takeovers += 1;
+                let followed = self.nodes[i].followed;
+                let state = self.nodes[i].host.apps.clone();
+                let inc = self.nodes[i].incarnation;
+                if let Err(v) = self.checker.takeover(i, inc, followed, &state) {
+                    self.violation.get_or_insert(v);
                 }
-                _ => {}
+                self.checker.mastership(i, term, &state);
             }
         }
     }

@@ -30,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::{self, DEBIAN_RUSTC};
 
 /// The `no_std` crates of the workspace, all built by `cargo xtask cross`.
-pub(crate) const NO_STD_CRATES: &[&str] = &["msm-checkpoint"];
+pub(crate) const NO_STD_CRATES: &[&str] = &["msm-checkpoint", "msm-flash", "msm-backplane"];
 
 /// Cortex-M3 (QEMU `lm3s6965evb`), the smallest target the firmware supports.
 pub(crate) const TARGET: &str = "thumbv7m-none-eabi";

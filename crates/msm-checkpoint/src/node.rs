@@ -406,8 +406,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if !self.in_flight.is_empty() {
             t = earliest(t, self.rto_at);
         }
-        if self.role == Role::Backup && !self.hello_acked {
-            t = earliest(t, Some(self.next_hello));
+        if self.role == Role::Backup {
+            if !self.hello_acked {
+                t = earliest(t, Some(self.next_hello));
+            }
+            for sid in 0..self.n_streams() {
+                let rx = &self.st(sid).rx;
+                if rx.term == self.term.raw() {
+                    t = earliest(t, rx.resync_at);
+                }
+            }
         }
         if let Some(h) = &self.handover {
             // Resends wait for the drain; an acknowledgement wakes the board anyway.
@@ -840,7 +848,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 host.bulk_abort(Self::stream_of(sid));
             }
             rx.ack_due = false;
-            rx.resync_due = false;
+            rx.resync_at = None;
         }
     }
 
@@ -1225,6 +1233,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             rx.applied = 0;
             rx.complete = false;
             rx.digest = Digest::new();
+            rx.resync_at = None;
         }
         true
     }
@@ -1292,7 +1301,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn fail_rx(&mut self, sid: usize) {
         let st = self.st_mut(sid);
         st.counters.errors += 1;
-        st.rx.resync_due = true;
+        st.rx.resync_at = Some(Instant::ZERO);
         st.rx.complete = false;
     }
 
@@ -1303,7 +1312,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if rx.term != self.term.raw() || rx.epoch != m.epoch || rx.applied != m.seq || m.seq == 0 {
             return;
         }
-        if rx.digest.value() != m.digest && !self.cfg_streams[ACTIVE].rx.resync_due {
+        if rx.digest.value() != m.digest && self.cfg_streams[ACTIVE].rx.resync_at.is_none() {
             warn!("active config digest differs from the master's");
             self.fail_rx(ACTIVE);
             self.push_event(Event::ConfigDigestMismatch);
@@ -1425,11 +1434,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         for sid in 0..self.n_streams() {
             let rx = &self.st(sid).rx;
-            if rx.resync_due && rx.term == self.term.raw() {
+            if rx.resync_at.is_some_and(|t| now >= t) && rx.term == self.term.raw() {
                 let body = Body::Resync { stream: sid as u8, epoch: rx.epoch, reason: 0 };
                 let n = self.writer(buf, master, &body)?.finish();
+                let again = now + self.cfg.heartbeat_interval;
                 let st = self.st_mut(sid);
-                st.rx.resync_due = false;
+                st.rx.resync_at = Some(again);
                 st.counters.tx += 1;
                 return Some(n);
             }

@@ -160,7 +160,9 @@ pub(crate) struct Rx {
     pub digest: Digest,
     pub ack_due: bool,
     pub gap: bool,
-    pub resync_due: bool,
+    /// The state is unusable until a new bulk: ask the master (again at this
+    /// time, until a new epoch begins; a Resync can be lost like any frame).
+    pub resync_at: Option<crate::time::Instant>,
     pub bulk_rcvd: u64,
     pub bulk_total: u64,
 }
@@ -176,7 +178,7 @@ impl Rx {
             digest: Digest::new(),
             ack_due: false,
             gap: false,
-            resync_due: false,
+            resync_at: None,
             bulk_rcvd: 0,
             bulk_total: 0,
         }

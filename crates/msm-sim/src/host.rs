@@ -54,6 +54,9 @@ pub struct SimHost {
     pub seen: Vec<Seen>,
     /// AppId index -> simulator app index.
     pub map: Vec<usize>,
+    /// Fault injection: refuse every n-th application record (table full).
+    pub refuse_every: Option<u64>,
+    applies: u64,
 }
 
 impl SimHost {
@@ -70,8 +73,10 @@ impl SimHost {
     /// A reboot: RAM is gone, flash stays; the node boots its saved config.
     pub fn reboot(&mut self, map: Vec<usize>) {
         let saved = std::mem::take(&mut self.saved_config);
+        let refuse = self.refuse_every;
         *self = SimHost::new(self.apps.len(), saved);
         self.map = map;
+        self.refuse_every = refuse;
     }
 
     fn idx(&self, a: msm_checkpoint::AppId) -> Result<usize, HostError> {
@@ -177,6 +182,10 @@ impl Host for SimHost {
             },
             Stream::App(a) => {
                 let app = self.idx(a)?;
+                self.applies += 1;
+                if self.refuse_every.is_some_and(|n| self.applies % n == 0) {
+                    return Err(HostError::Full);
+                }
                 let Some(rec) = Rec::decode(item) else {
                     self.seen.push(Seen::Garbage { app });
                     return Err(HostError::BadRecord);

@@ -68,6 +68,13 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let cfg = random_config(&mut rng, faults);
     let mut sim = Sim::new(cfg, seed ^ 0x5eed);
     sim.trace = trace;
+    if faults && rng.random_bool(0.3) {
+        // Backup hosts that sometimes cannot store a record: the stream must re-bulk.
+        let n = rng.random_range(200..5000);
+        for node in &mut sim.nodes {
+            node.host.refuse_every = Some(n);
+        }
+    }
     let wrap = |sim: &Sim, v: Violation| Failure { seed, faults, at_us: sim.now, violation: v };
     if trace {
         println!("seed {seed}: {} nodes, apps {:?}", sim.cfg.nodes, sim.cfg.apps);
@@ -148,6 +155,9 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
         }
     }
     sim.link = LinkFaults { drop: 0.0, duplicate: 0.0, reorder: 0.0, corrupt: 0.0, ..sim.link };
+    for node in &mut sim.nodes {
+        node.host.refuse_every = None;
+    }
     sim.run_for(Duration::from_millis(800)).map_err(|v| wrap(&sim, v))?;
     sim.check_converged().map_err(|v| wrap(&sim, v))?;
     Ok(sim.finish_stats())

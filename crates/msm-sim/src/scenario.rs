@@ -70,14 +70,17 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     sim.trace = trace;
     if faults && rng.random_bool(0.3) {
         // Backup hosts that sometimes cannot store a record: the stream must re-bulk.
-        let n = rng.random_range(200..5000);
+        let n = rng.random_range(50..800);
         for node in &mut sim.nodes {
             node.host.refuse_every = Some(n);
         }
     }
     let wrap = |sim: &Sim, v: Violation| Failure { seed, faults, at_us: sim.now, violation: v };
     if trace {
-        println!("seed {seed}: {} nodes, apps {:?}", sim.cfg.nodes, sim.cfg.apps);
+        println!(
+            "seed {seed}: {} nodes, apps {:?}, link {:?}, backup refuses every {:?} records",
+            sim.cfg.nodes, sim.cfg.apps, sim.link, sim.nodes[0].host.refuse_every
+        );
     }
 
     let hb_us = sim.cfg.heartbeat.as_micros() as u64;

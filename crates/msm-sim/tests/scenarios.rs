@@ -428,3 +428,22 @@ fn oversized_record_is_refused_without_loss() {
     );
     assert_eq!(e.sync_state(), SyncState::InSync);
 }
+
+#[test]
+fn backup_host_refusing_a_record_gets_a_fresh_bulk() {
+    let mut sim = synced(SimConfig::chassis(2), 9);
+    sim.nodes[B].host.refuse_every = Some(40);
+    churn(&mut sim, Duration::from_millis(30), Duration::from_micros(200), &[3], 300);
+    sim.nodes[B].host.refuse_every = None;
+    assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+    let rebulks = sim
+        .events_of(A)
+        .iter()
+        .filter(|(_, e)| {
+            matches!(e, Event::Rebulk { reason: msm_checkpoint::RebulkReason::BackupRequest, .. })
+        })
+        .count();
+    assert!(rebulks >= 1, "no re-bulk after the backup refused records");
+    assert!(sim.engine(B).unwrap().process_status("fdb").unwrap().counters.errors >= 1);
+    sim.check_converged().unwrap();
+}

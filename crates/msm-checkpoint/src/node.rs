@@ -557,7 +557,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if self.master_in_sync {
             SyncState::InSync
         } else {
-            SyncState::Syncing { stream: name("master"), percent: 99 }
+            SyncState::AwaitingMaster
         }
     }
 

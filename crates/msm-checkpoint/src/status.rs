@@ -39,6 +39,9 @@ pub enum SyncState {
     },
     /// Backup: the configured master is not known yet.
     NoMaster,
+    /// Backup: every stream is complete here, but the master does not yet
+    /// count this backup as in sync (a stream it is re-sending, a mismatch).
+    AwaitingMaster,
 }
 
 impl fmt::Display for SyncState {
@@ -56,6 +59,7 @@ impl fmt::Display for SyncState {
             }
             SyncState::Failed { stream } => write!(f, "{stream} failed"),
             SyncState::NoMaster => f.write_str("no master"),
+            SyncState::AwaitingMaster => f.write_str("waiting for the master"),
         }
     }
 }

@@ -1,0 +1,203 @@
+//! The demo applications of the emulated chassis, with XOS-like names and the
+//! dependency graph `devmgr <- cfgmgr <- vlan <- {fdb, stp, ospf}`. Each holds
+//! real state in an ordered table; a record is one key's full state, so
+//! applying it twice, or after a newer bulk read, is harmless.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use msm_checkpoint::HostError;
+
+/// Name, schema version and dependencies of every application, in registration order.
+pub const APPS: [(&str, u16, &[&str]); 6] = [
+    ("devmgr", 1, &[]),
+    ("cfgmgr", 1, &["devmgr"]),
+    ("vlan", 1, &["cfgmgr"]),
+    ("fdb", 1, &["vlan"]),
+    ("stp", 1, &["vlan"]),
+    ("ospf", 1, &["vlan"]),
+];
+
+pub const DEVMGR: usize = 0;
+pub const CFGMGR: usize = 1;
+pub const VLAN: usize = 2;
+pub const FDB: usize = 3;
+pub const STP: usize = 4;
+pub const OSPF: usize = 5;
+
+/// A change to one key: its new value, or its removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Set(u64, Vec<u8>),
+    Delete(u64),
+}
+
+impl Change {
+    pub fn key(&self) -> u64 {
+        match self {
+            Change::Set(k, _) | Change::Delete(k) => *k,
+        }
+    }
+
+    /// Wire form: op (1 set, 0 delete), key (u64 LE), value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + 32);
+        match self {
+            Change::Set(k, v) => {
+                out.push(1);
+                out.extend_from_slice(&k.to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            Change::Delete(k) => {
+                out.push(0);
+                out.extend_from_slice(&k.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Change, HostError> {
+        let (&op, rest) = b.split_first().ok_or(HostError::BadRecord)?;
+        let key =
+            u64::from_le_bytes(rest.get(..8).and_then(|k| k.try_into().ok()).ok_or(HostError::BadRecord)?);
+        match op {
+            1 => Ok(Change::Set(key, rest[8..].to_vec())),
+            0 if rest.len() == 8 => Ok(Change::Delete(key)),
+            _ => Err(HostError::BadRecord),
+        }
+    }
+}
+
+/// One application's state: an ordered table (the bulk cursor is "next key").
+#[derive(Debug, Default, Clone)]
+pub struct Table {
+    pub rows: BTreeMap<u64, Vec<u8>>,
+    /// Keys refreshed by the bulk in progress (backup side).
+    refresh: Option<BTreeSet<u64>>,
+}
+
+impl Table {
+    pub fn apply(&mut self, c: Change) {
+        if let Some(r) = &mut self.refresh {
+            r.insert(c.key());
+        }
+        match c {
+            Change::Set(k, v) => {
+                self.rows.insert(k, v);
+            }
+            Change::Delete(k) => {
+                self.rows.remove(&k);
+            }
+        }
+    }
+
+    pub fn begin_refresh(&mut self) {
+        self.refresh = Some(BTreeSet::new());
+    }
+
+    /// End of a bulk: drop what it did not mention.
+    pub fn end_refresh(&mut self) {
+        if let Some(r) = self.refresh.take() {
+            self.rows.retain(|k, _| r.contains(k));
+        }
+    }
+
+    pub fn abort_refresh(&mut self) {
+        self.refresh = None;
+    }
+
+    /// The record for the first key at or after `cursor`, and the next cursor.
+    pub fn read_from(&self, cursor: u64) -> Option<(Change, u64)> {
+        let (&k, v) = self.rows.range(cursor..).next()?;
+        Some((Change::Set(k, v.clone()), k.saturating_add(1)))
+    }
+
+    /// An order-independent digest of the table, for comparing two nodes.
+    pub fn digest(&self) -> u64 {
+        let crc = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+        let mut d = crc.digest();
+        for (k, v) in &self.rows {
+            d.update(&k.to_le_bytes());
+            d.update(&(v.len() as u32).to_le_bytes());
+            d.update(v);
+        }
+        d.finalize()
+    }
+}
+
+/// A MAC address as a key (48 bits).
+pub fn mac_key(mac: [u8; 6]) -> u64 {
+    mac.iter().fold(0u64, |k, b| (k << 8) | u64::from(*b))
+}
+
+fn mac_text(k: u64) -> String {
+    let b = k.to_be_bytes();
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
+}
+
+/// One row as an operator reads it, per application.
+pub fn describe(app: usize, key: u64, value: &[u8]) -> String {
+    let u16_at = |i: usize| value.get(i..i + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let mut s = String::new();
+    let _ = match app {
+        DEVMGR => write!(s, "slot {key}: {}", String::from_utf8_lossy(value)),
+        CFGMGR => write!(s, "object {key}: {}", String::from_utf8_lossy(value)),
+        VLAN => write!(s, "vlan tag {key}: {}", String::from_utf8_lossy(value)),
+        FDB => write!(s, "{} vlan {} port {}", mac_text(key), u16_at(0), u16_at(2)),
+        STP => write!(
+            s,
+            "port {key}: {}",
+            match value.first() {
+                Some(0) => "disabled",
+                Some(1) => "blocking",
+                Some(2) => "learning",
+                Some(3) => "forwarding",
+                _ => "?",
+            }
+        ),
+        OSPF => {
+            let b = key.to_be_bytes();
+            write!(
+                s,
+                "{}.{}.{}.{}/{} via port {} metric {}",
+                b[3],
+                b[4],
+                b[5],
+                b[6],
+                b[7],
+                u16_at(0),
+                u16_at(2)
+            )
+        }
+        _ => write!(s, "{key}"),
+    };
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_round_trip_and_bad_records() {
+        let c = Change::Set(7, b"abc".to_vec());
+        assert_eq!(Change::decode(&c.encode()), Ok(c));
+        let d = Change::Delete(9);
+        assert_eq!(Change::decode(&d.encode()), Ok(d));
+        assert_eq!(Change::decode(&[]), Err(HostError::BadRecord));
+        assert_eq!(Change::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]), Err(HostError::BadRecord));
+        assert_eq!(Change::decode(&[0, 1, 2]), Err(HostError::BadRecord));
+    }
+
+    #[test]
+    fn refresh_sweeps_keys_the_bulk_did_not_mention() {
+        let mut t = Table::default();
+        t.apply(Change::Set(1, vec![1]));
+        t.apply(Change::Set(2, vec![2]));
+        t.begin_refresh();
+        t.apply(Change::Set(2, vec![3]));
+        t.end_refresh();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.rows[&2], vec![3]);
+    }
+}

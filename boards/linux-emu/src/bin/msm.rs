@@ -1,0 +1,138 @@
+//! `msm`: the operator CLI, shaped like ExtremeXOS. Talks to a running node
+//! over its control socket.
+//!
+//! ```text
+//! msm --node /tmp/chassis/A.ctl show switch
+//! msm --node A.ctl configure "create vlan v10 tag 10" "configure vlan v10 add ports 1-4"
+//! msm --node A.ctl save primary
+//! msm --node A.ctl run msm-failover force
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use msm_linux_emu::control::{Request, Response, Which};
+
+#[derive(Parser)]
+#[command(name = "msm", about = "Operator CLI of an emulated MSM")]
+struct Cli {
+    /// The node's control socket.
+    #[arg(long, env = "MSM_NODE")]
+    node: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// show switch | checkpoint-data [process] | node | configuration | app <name> [--rows]
+    Show {
+        #[command(subcommand)]
+        what: Show,
+    },
+    /// Apply configuration lines, e.g. "create vlan v10 tag 10".
+    Configure {
+        #[arg(required = true)]
+        lines: Vec<String>,
+    },
+    /// Save the active configuration (to the selected file by default).
+    Save { which: Option<Which> },
+    /// Select the configuration used at the next boot: use configuration primary|secondary.
+    Use {
+        #[arg(value_parser = ["configuration"])]
+        _configuration: String,
+        which: Which,
+    },
+    /// Reboot the node; refused while there are unsaved changes unless --force.
+    Reboot {
+        #[arg(long)]
+        force: bool,
+    },
+    /// run msm-failover [force]
+    Run {
+        #[arg(value_parser = ["msm-failover"])]
+        _what: String,
+        #[arg(value_parser = ["force"])]
+        force: Option<String>,
+    },
+    /// Set the state-change workload (changes per second).
+    Churn { rate: u32 },
+}
+
+#[derive(Subcommand)]
+enum Show {
+    Switch,
+    CheckpointData {
+        process: Option<String>,
+    },
+    Node,
+    Configuration,
+    App {
+        name: String,
+        #[arg(long)]
+        rows: bool,
+    },
+}
+
+fn request(cmd: Cmd) -> Request {
+    match cmd {
+        Cmd::Show { what } => match what {
+            Show::Switch => Request::ShowSwitch,
+            Show::CheckpointData { process } => Request::ShowCheckpointData { process },
+            Show::Node => Request::ShowNode,
+            Show::Configuration => Request::ShowConfiguration,
+            Show::App { name, rows } => Request::ShowApp { app: name, rows },
+        },
+        Cmd::Configure { lines } => Request::Configure { lines },
+        Cmd::Save { which } => Request::Save { which },
+        Cmd::Use { which, .. } => Request::UseConfiguration { which },
+        Cmd::Reboot { force } => Request::Reboot { force },
+        Cmd::Run { force, .. } => Request::Failover { force: force.is_some() },
+        Cmd::Churn { rate } => Request::Churn { rate },
+    }
+}
+
+/// Send one request, read one response.
+fn call(node: &PathBuf, req: &Request) -> Result<Response, String> {
+    let mut s =
+        UnixStream::connect(node).map_err(|e| format!("cannot reach node at {}: {e}", node.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| format!("sending to {}: {e}", node.display()))?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp).map_err(|e| format!("reading from {}: {e}", node.display()))?;
+    serde_json::from_str(&resp).map_err(|e| format!("bad response from node: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match call(&cli.node, &request(cli.cmd)) {
+        Ok(Response::Ok { text, json }) => {
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            } else {
+                print!("{text}");
+                if !text.ends_with('\n') && !text.is_empty() {
+                    println!();
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Error { message }) => {
+            eprintln!("Error: {message}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("msm: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The board's side of checkpointing ([`msm_checkpoint::Host`]): the six
+//! applications' tables, the running configuration, and the saved
+//! configuration in flash (through [`SavedStore`]).
+
+use msm_checkpoint::{Host, HostError, ItemKind, Stream};
+
+use crate::apps::{APPS, Change, Table};
+use crate::config::RunningConfig;
+
+/// Config bytes per checkpoint record.
+pub const CHUNK: usize = 512;
+
+/// Where the saved configuration lives: streamed in and out, never whole in RAM
+/// on the backup's receiving side.
+pub trait SavedStore {
+    /// Length of the selected saved configuration (0 if none).
+    fn saved_len(&mut self) -> usize;
+    /// Read the selected saved configuration at `offset`.
+    fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> Result<usize, HostError>;
+    /// A new saved configuration arrives from the master: replace atomically at `commit`.
+    fn begin_save(&mut self) -> Result<(), HostError>;
+    fn write_save(&mut self, chunk: &[u8]) -> Result<(), HostError>;
+    fn commit_save(&mut self) -> Result<(), HostError>;
+    fn abort_save(&mut self);
+}
+
+/// The board state of one MSM.
+#[derive(Debug)]
+pub struct ChassisHost<S> {
+    pub tables: Vec<Table>,
+    pub running: RunningConfig,
+    pub flash: S,
+    /// Master: the texts being bulk-transferred (stable while the bulk runs).
+    active_snapshot: Vec<u8>,
+    /// Backup: the active configuration being received, and changes that came during it.
+    staged_active: Option<(Vec<u8>, Vec<String>)>,
+    /// Backup: a complete copy of the master's active configuration arrived.
+    pub have_masters_active: bool,
+    /// Backup: records refused (bad bytes) since boot.
+    pub refused: u64,
+}
+
+impl<S: SavedStore> ChassisHost<S> {
+    pub fn new(flash: S, running: RunningConfig) -> Self {
+        ChassisHost {
+            tables: vec![Table::default(); APPS.len()],
+            running,
+            flash,
+            active_snapshot: Vec::new(),
+            staged_active: None,
+            have_masters_active: false,
+            refused: 0,
+        }
+    }
+}
+
+impl<S: SavedStore> Host for ChassisHost<S> {
+    fn bulk_start(&mut self, stream: Stream) -> u64 {
+        match stream {
+            Stream::SavedConfig => self.flash.saved_len().div_ceil(CHUNK) as u64,
+            Stream::ActiveConfig => {
+                self.active_snapshot = self.running.to_text().into_bytes();
+                self.active_snapshot.len().div_ceil(CHUNK) as u64
+            }
+            Stream::App(a) => self.tables.get(a.index()).map_or(0, |t| t.rows.len() as u64),
+        }
+    }
+
+    fn bulk_read(
+        &mut self,
+        stream: Stream,
+        cursor: &mut u64,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, HostError> {
+        let at = *cursor as usize;
+        match stream {
+            Stream::SavedConfig => {
+                let want = CHUNK.min(buf.len());
+                let n = self.flash.read_saved(at, &mut buf[..want])?;
+                *cursor += n as u64;
+                Ok((n > 0).then_some(n))
+            }
+            Stream::ActiveConfig => {
+                let src = &self.active_snapshot;
+                if at >= src.len() {
+                    return Ok(None);
+                }
+                let n = CHUNK.min(buf.len()).min(src.len() - at);
+                buf[..n].copy_from_slice(&src[at..at + n]);
+                *cursor += n as u64;
+                Ok(Some(n))
+            }
+            Stream::App(a) => {
+                let t = self.tables.get(a.index()).ok_or(HostError::BadRecord)?;
+                let Some((rec, next)) = t.read_from(*cursor) else { return Ok(None) };
+                let bytes = rec.encode();
+                let out = buf.get_mut(..bytes.len()).ok_or(HostError::RecordTooLarge)?;
+                out.copy_from_slice(&bytes);
+                *cursor = next;
+                Ok(Some(bytes.len()))
+            }
+        }
+    }
+
+    fn bulk_begin(&mut self, stream: Stream, _total: u64) -> Result<(), HostError> {
+        match stream {
+            Stream::SavedConfig => self.flash.begin_save(),
+            Stream::ActiveConfig => {
+                self.staged_active = Some((Vec::new(), Vec::new()));
+                Ok(())
+            }
+            Stream::App(a) => {
+                self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.begin_refresh();
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, stream: Stream, kind: ItemKind, item: &[u8]) -> Result<(), HostError> {
+        match stream {
+            Stream::SavedConfig => self.flash.write_save(item),
+            Stream::ActiveConfig => {
+                let text = || std::str::from_utf8(item).map(str::to_string).map_err(|_| HostError::BadRecord);
+                match (&mut self.staged_active, kind) {
+                    (Some((copy, _)), ItemKind::Bulk) => copy.extend_from_slice(item),
+                    (Some((_, pending)), ItemKind::Dynamic) => pending.push(text()?),
+                    (None, ItemKind::Dynamic) => {
+                        let line = text()?;
+                        if self.running.apply(&line).is_err() {
+                            self.refused += 1;
+                            return Err(HostError::BadRecord);
+                        }
+                    }
+                    (None, ItemKind::Bulk) => return Err(HostError::BadRecord),
+                }
+                Ok(())
+            }
+            Stream::App(a) => {
+                let c = Change::decode(item).inspect_err(|_| self.refused += 1)?;
+                self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.apply(c);
+                Ok(())
+            }
+        }
+    }
+
+    fn bulk_end(&mut self, stream: Stream) -> Result<(), HostError> {
+        match stream {
+            Stream::SavedConfig => self.flash.commit_save(),
+            Stream::ActiveConfig => {
+                let (copy, pending) = self.staged_active.take().ok_or(HostError::BadRecord)?;
+                let text = String::from_utf8(copy).map_err(|_| HostError::BadRecord)?;
+                let mut running = RunningConfig::parse(&text).map_err(|_| HostError::BadRecord)?;
+                for line in pending {
+                    running.apply(&line).map_err(|_| HostError::BadRecord)?;
+                }
+                self.running = running;
+                self.have_masters_active = true;
+                Ok(())
+            }
+            Stream::App(a) => {
+                self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.end_refresh();
+                Ok(())
+            }
+        }
+    }
+
+    fn bulk_abort(&mut self, stream: Stream) {
+        match stream {
+            Stream::SavedConfig => self.flash.abort_save(),
+            Stream::ActiveConfig => self.staged_active = None,
+            Stream::App(a) => {
+                if let Some(t) = self.tables.get_mut(a.index()) {
+                    t.abort_refresh();
+                }
+            }
+        }
+    }
+}

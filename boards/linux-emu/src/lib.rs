@@ -6,3 +6,4 @@ pub mod churn;
 pub mod config;
 pub mod control;
 pub mod host;
+pub mod journal;

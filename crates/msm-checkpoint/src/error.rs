@@ -20,6 +20,11 @@ pub enum FrameError {
     },
     /// A stream id this node does not have.
     UnknownStream(u8),
+    /// A message this node does not take from that sender in its role (a
+    /// hello from a standby, data from a module that is not our master).
+    Unexpected {
+        from: crate::role::Slot,
+    },
     /// A record list that does not decode, although the CRC matched.
     BadRecord,
 }
@@ -39,6 +44,7 @@ impl fmt::Display for FrameError {
                 write!(f, "frame from stale term {got} (current term {ours})")
             }
             FrameError::UnknownStream(s) => write!(f, "unknown stream id {s}"),
+            FrameError::Unexpected { from } => write!(f, "unexpected message from {from} in this role"),
             FrameError::BadRecord => f.write_str("record list does not decode"),
         }
     }

@@ -134,7 +134,9 @@ struct Handover {
 }
 
 /// One management module's checkpoint engine. `APPS` applications, at most
-/// `WINDOW` data frames unacknowledged, `BACKLOG` bytes of unacknowledged records.
+/// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
+/// a data frame; a frame carries one or more), `BACKLOG` bytes of
+/// unacknowledged records.
 #[derive(Debug)]
 pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     cfg: Config,
@@ -554,11 +556,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 return SyncState::Syncing { stream: name(self.stream_name(sid)), percent };
             }
         }
-        if self.master_in_sync {
-            SyncState::InSync
-        } else {
-            SyncState::AwaitingMaster
-        }
+        if self.master_in_sync { SyncState::InSync } else { SyncState::AwaitingMaster }
     }
 
     /// The redundancy part of `show switch`.
@@ -640,8 +638,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     // ------------------------------------------------------------------ input
 
-    /// Handle one received frame. Refused frames return why and change nothing
-    /// but counters (and, for a stale master, nothing at all).
+    /// Handle one received frame. A frame that does not decode changes only
+    /// counters. A decoded frame refused for its term or sender still shows
+    /// the sender alive and its term seen (that is how a stale master learns
+    /// to step down), but changes no checkpointed state.
     pub fn handle_frame<H: Host>(
         &mut self,
         now: Instant,
@@ -741,14 +741,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             return Err(FrameError::StaleTerm { got: term, ours: self.term });
         }
         if self.role == Role::Master || self.master != Some(from) || term != self.term {
-            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+            return Err(FrameError::Unexpected { from });
         }
         Ok(())
     }
 
     fn check_from_backup(&self, from: Slot, term: Term) -> Result<(), FrameError> {
-        if self.role != Role::Master || term != self.term || self.backup != Some(from) {
+        if term < self.term {
             return Err(FrameError::StaleTerm { got: term, ours: self.term });
+        }
+        if self.role != Role::Master || term != self.term || self.backup != Some(from) {
+            return Err(FrameError::Unexpected { from });
         }
         Ok(())
     }
@@ -996,13 +999,15 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         };
         while !tail.is_empty() {
             let h: StreamHello<'_> = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
-            let Some(sid) = (0..self.n_streams()).find(|&i| self.stream_name(i) == h.name) else {
-                continue;
-            };
             if h.id >= 32 || session.seen & (1 << h.id) != 0 {
                 continue;
             }
+            // Counted even when we have no such application: the backup's extra
+            // streams simply get nothing, and the hello still completes.
             session.seen |= 1 << h.id;
+            let Some(sid) = (0..self.n_streams()).find(|&i| self.stream_name(i) == h.name) else {
+                continue;
+            };
             self.peer_sid[sid] = h.id;
             self.plan_stream(sid, &h);
         }
@@ -1385,7 +1390,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     // ---------------------------------------------------------------- output
 
     /// The next frame to send, written into `buf`; `None` when nothing is due.
-    /// Call until `None` after every input.
+    /// Call until `None` after every input. `buf` must hold `max_frame` bytes:
+    /// with less, what does not fit waits (it is never split or truncated).
     pub fn poll_transmit<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
         let max = buf.len().min(self.cfg.max_frame);
         let buf = &mut buf[..max];
@@ -1494,6 +1500,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 break;
             }
             sid += 1;
+        }
+        if sid == start && start < n {
+            return None; // not even one entry fits: the buffer is smaller than max_frame
         }
         if sid >= n {
             self.hello_part = 0;
@@ -1714,7 +1723,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             };
             let same_run = runs.last().is_some_and(|r| r.sid == e.stream && expect == e.seq);
             if !same_run {
-                let need = wire::RUN_LEN + wire::bytes_record_len(e.data.len());
+                // Begin/End carry a u64 as a varint: up to 11 bytes with the tag.
+                let need = wire::RUN_LEN + wire::bytes_record_len(e.data.len()).max(11);
                 if runs.len() >= room || w.remaining() < need {
                     break;
                 }

@@ -85,7 +85,9 @@ impl fmt::Display for Role {
 
 /// A mastership epoch. The low byte names the slot that claimed it, so two
 /// modules can never claim the same term (invariant 5 by construction); the
-/// high bits count changes of master. Zero means "no master yet".
+/// high bits count changes of master. Zero means "no master yet". The low
+/// byte holds `0xFF - slot`, so when two masters of the same count meet after
+/// a partition, slot A's term is the higher one, as in the election rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Term(u64);
@@ -105,11 +107,11 @@ impl Term {
     }
     /// The slot that claimed the term.
     pub const fn owner(self) -> Option<Slot> {
-        if self.0 == 0 { None } else { Slot::new((self.0 & 0xff) as u8) }
+        if self.0 == 0 { None } else { Slot::new(0xff - (self.0 & 0xff) as u8) }
     }
     /// The term `slot` claims when it becomes master after `self`.
     pub const fn next(self, slot: Slot) -> Term {
-        Term(((self.count() + 1) << 8) | slot.0 as u64)
+        Term(((self.count() + 1) << 8) | (0xff - slot.0) as u64)
     }
 }
 
@@ -150,6 +152,7 @@ mod tests {
         assert_ne!(t2, t2a);
         assert_eq!(t2.owner(), Some(Slot::B));
         assert_eq!(t2.count(), 2);
+        assert!(t2a > t2, "same count: slot A's term wins, as in the election");
     }
 
     #[test]

@@ -1,0 +1,728 @@
+//! The config store: XOS `save` semantics on NOR flash.
+//!
+//! One [`ConfigStore`] owns a region (usually a [`Partition`](crate::Partition)) for one config,
+//! `primary.cfg` or `secondary.cfg`. The region is a ring of erase blocks; each save appends a
+//! record starting on the erase block after the current config's record, erasing blocks just
+//! before it programs them and never touching the blocks of the current config. A record is
+//! `header | data | trailer | commit marker`; the commit marker is programmed last, after a
+//! [`Durable::sync`], so a power cut at any byte of a save leaves the old config or the new one,
+//! never neither and never a mix. [`ConfigStore::mount`] finds the newest committed record whose
+//! CRC-32C matches; it only reads, so a cut during mount is harmless. The format is in
+//! `docs/flash-format.md`.
+//!
+//! Saves and reads are streamed: [`ConfigStore::begin_save`] (length, time, software version),
+//! [`ConfigStore::write`] any number of chunks, [`ConfigStore::commit`]; [`ConfigStore::read`]
+//! reads at an offset into the caller's buffer. RAM use is a few hundred bytes whatever the config
+//! size.
+//!
+//! Requirements on the flash: `READ_SIZE` 1, `WRITE_SIZE` a power of two up to
+//! [`MAX_WRITE_SIZE`], `ERASE_SIZE` a multiple of `WRITE_SIZE` and at least 128 bytes, at least
+//! two erase blocks in the region. The largest config a save can take is the region minus the
+//! blocks of the current config minus 96 bytes of record overhead ([`ConfigStore::max_len`]), so
+//! size the region to at least twice the largest config; more blocks spread wear further.
+
+use core::fmt;
+
+use crc::Digest;
+use embedded_storage::nor_flash::NorFlash;
+
+use crate::CRC32C;
+use crate::durable::Durable;
+use crate::error::{CorruptReason, Error};
+
+/// On-flash format version written in every record header.
+pub const FORMAT_VERSION: u8 = 1;
+/// Largest `WRITE_SIZE` supported.
+pub const MAX_WRITE_SIZE: usize = 64;
+/// Bytes of software version kept per record (UTF-8, longer strings are cut at a char boundary).
+pub const SW_VERSION_LEN: usize = 32;
+
+const MAGIC: [u8; 4] = *b"MSMc";
+const HEADER_LEN: u32 = 64;
+const TRAILER_LEN: u32 = 16;
+const COMMIT: [u8; 8] = *b"COMMIT:)";
+/// Chunk used to stream data through the CRC when verifying.
+const SCAN_CHUNK: usize = 256;
+
+/// Which config a store holds (XOS `primary.cfg` / `secondary.cfg`). Written in each record so a
+/// region mixed up with the other one is detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfigName {
+    /// `primary.cfg`
+    Primary = 1,
+    /// `secondary.cfg`
+    Secondary = 2,
+}
+
+impl ConfigName {
+    /// The XOS file name.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Primary => "primary.cfg",
+            Self::Secondary => "secondary.cfg",
+        }
+    }
+
+    /// From the code stored on flash.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Primary),
+            2 => Some(Self::Secondary),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller tells a save besides the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaveInfo<'a> {
+    /// Time of the save, seconds since the Unix epoch (the store has no clock).
+    pub saved_at: u64,
+    /// Software version that saves ("16.2.5.4"); cut to [`SW_VERSION_LEN`] bytes.
+    pub sw_version: &'a str,
+}
+
+/// A committed config as recorded on flash (what `show switch` prints).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConfigInfo {
+    /// Which config.
+    pub name: ConfigName,
+    /// Increases by at least one with every save in this region.
+    pub generation: u32,
+    /// Length of the config in bytes.
+    pub len: u32,
+    /// CRC-32C of the config bytes.
+    pub crc: u32,
+    /// Time of the save, seconds since the Unix epoch, as given by the caller.
+    pub saved_at: u64,
+    /// Erase block (index in the region) where the record starts.
+    pub block: u32,
+    sw_version: [u8; SW_VERSION_LEN],
+}
+
+impl ConfigInfo {
+    /// Software version that saved the config.
+    pub fn sw_version(&self) -> &str {
+        let end = self.sw_version.iter().position(|b| *b == 0).unwrap_or(SW_VERSION_LEN);
+        let bytes = &self.sw_version[..end];
+        match core::str::from_utf8(bytes) {
+            Ok(s) => s,
+            // Valid on save; a damaged byte can only come from a record whose CRCs still match,
+            // which a CRC collision would take. Show the valid prefix rather than fail.
+            Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+        }
+    }
+}
+
+impl fmt::Debug for ConfigInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigInfo")
+            .field("name", &self.name)
+            .field("generation", &self.generation)
+            .field("len", &self.len)
+            .field("crc", &format_args!("{:#010x}", self.crc))
+            .field("saved_at", &self.saved_at)
+            .field("block", &self.block)
+            .field("sw_version", &self.sw_version())
+            .finish()
+    }
+}
+
+/// What [`ConfigStore::mount`] found besides the current config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountReport {
+    /// Committed records with matching header, trailer and data CRCs (the current one and older
+    /// ones not yet overwritten). Older records are only counted when their data was checked,
+    /// which happens only when a newer one failed.
+    pub valid_records: u32,
+    /// Records with a valid header and no (complete) commit marker: saves interrupted by a power
+    /// cut or a crash. Harmless: the next save reuses their blocks.
+    pub torn_records: u32,
+    /// Damaged records (see [`CorruptReason`]).
+    pub corrupt_records: u32,
+    /// The first damaged record seen: a `DataCrc` one (a committed config was lost) in preference
+    /// to others.
+    pub first_corrupt: Option<(u32, CorruptReason)>,
+}
+
+impl MountReport {
+    fn note_corrupt(&mut self, block: u32, reason: CorruptReason) {
+        self.corrupt_records += 1;
+        match self.first_corrupt {
+            None => self.first_corrupt = Some((block, reason)),
+            Some((_, r)) if r != CorruptReason::DataCrc && reason == CorruptReason::DataCrc => {
+                self.first_corrupt = Some((block, reason))
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Region geometry, fixed at mount.
+#[derive(Debug, Clone, Copy)]
+struct Geo {
+    block_size: u32,
+    blocks: u32,
+    write_size: u32,
+}
+
+impl Geo {
+    fn region(&self) -> u32 {
+        self.block_size * self.blocks
+    }
+    fn align(&self, n: u32) -> u64 {
+        u64::from(n).div_ceil(u64::from(self.write_size)) * u64::from(self.write_size)
+    }
+    fn trailer_len(&self) -> u32 {
+        TRAILER_LEN.max(self.write_size)
+    }
+    fn commit_len(&self) -> u32 {
+        (COMMIT.len() as u32).max(self.write_size)
+    }
+    fn overhead(&self) -> u32 {
+        HEADER_LEN + self.trailer_len() + self.commit_len()
+    }
+    /// Record bytes for `len` bytes of data (u64: `len` may come from a damaged header).
+    fn footprint(&self, len: u32) -> u64 {
+        u64::from(self.overhead()) + self.align(len)
+    }
+    /// Erase blocks a record of `len` bytes spans.
+    fn blocks_for(&self, len: u32) -> u64 {
+        self.footprint(len).div_ceil(u64::from(self.block_size))
+    }
+    /// Region offset of byte `rel` of the record starting at `block` (wraps at the region end).
+    fn at(&self, block: u32, rel: u64) -> u32 {
+        ((u64::from(block) * u64::from(self.block_size) + rel) % u64::from(self.region())) as u32
+    }
+}
+
+/// Record header fields.
+#[derive(Clone, Copy)]
+struct Header {
+    generation: u32,
+    len: u32,
+    saved_at: u64,
+    sw_version: [u8; SW_VERSION_LEN],
+}
+
+impl Header {
+    fn encode(&self, name: ConfigName, geo: &Geo) -> [u8; HEADER_LEN as usize] {
+        let mut h = [0xFF; HEADER_LEN as usize];
+        h[0..4].copy_from_slice(&MAGIC);
+        h[4] = FORMAT_VERSION;
+        h[5] = name as u8;
+        h[6..8].copy_from_slice(&(geo.write_size as u16).to_le_bytes());
+        h[8..12].copy_from_slice(&self.generation.to_le_bytes());
+        h[12..16].copy_from_slice(&self.len.to_le_bytes());
+        h[16..24].copy_from_slice(&self.saved_at.to_le_bytes());
+        h[24..56].copy_from_slice(&self.sw_version);
+        h[56..60].copy_from_slice(&geo.block_size.to_le_bytes());
+        let crc = CRC32C.checksum(&h[..60]);
+        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// What one block start holds.
+enum Probe {
+    /// Erased, or not a record header (data of a record spanning blocks, garbage).
+    Nothing,
+    Damaged(CorruptReason),
+    Uncommitted(Header),
+    Committed(Header, u32),
+}
+
+/// A save in progress.
+struct Save {
+    info: ConfigInfo,
+    header_crc: u32,
+    written: u32,
+    /// Next record-relative offset to program (always `WRITE_SIZE`-aligned).
+    pos: u64,
+    /// Record-relative offset up to which blocks have been erased for this save.
+    erased_to: u64,
+    pending: [u8; MAX_WRITE_SIZE],
+    pending_len: usize,
+    digest: Digest<'static, u32>,
+}
+
+impl fmt::Debug for Save {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Save")
+            .field("info", &self.info)
+            .field("written", &self.written)
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A power-fail-safe store of one config; see the module docs.
+#[derive(Debug)]
+pub struct ConfigStore<F> {
+    flash: F,
+    name: ConfigName,
+    geo: Geo,
+    current: Option<ConfigInfo>,
+    report: MountReport,
+    next_block: u32,
+    next_gen: u64,
+    save: Option<Save>,
+}
+
+impl<F: NorFlash + Durable> ConfigStore<F> {
+    /// Mount the store of config `name` on `flash` (its whole capacity is the region): find the
+    /// newest committed record whose CRCs match. Never writes. Fails only on a flash error or an
+    /// unsuitable geometry; corrupt or torn records are counted in [`report`](Self::report).
+    pub fn mount(mut flash: F, name: ConfigName) -> Result<Self, Error<F::Error>> {
+        let geo = check_geometry::<F>(flash.capacity())?;
+        let (current, report, next_gen) = recover(&mut flash, name, &geo)?;
+        let next_block = match &current {
+            Some(c) => ((u64::from(c.block) + geo.blocks_for(c.len)) % u64::from(geo.blocks)) as u32,
+            None => 0,
+        };
+        match &current {
+            Some(c) => info!(
+                "config store {}: generation {}, {} bytes at block {}",
+                name.file_name(),
+                c.generation,
+                c.len,
+                c.block
+            ),
+            None => info!("config store {}: no valid config", name.file_name()),
+        }
+        if let Some((block, reason)) = report.first_corrupt {
+            warn!(
+                "config store {}: {} corrupt record(s), first at block {}: {}",
+                name.file_name(),
+                report.corrupt_records,
+                block,
+                reason
+            );
+        }
+        Ok(Self { flash, name, geo, current, report, next_block, next_gen, save: None })
+    }
+
+    /// Which config this store holds.
+    pub fn name(&self) -> ConfigName {
+        self.name
+    }
+
+    /// The current config, if any survived.
+    pub fn current(&self) -> Option<&ConfigInfo> {
+        self.current.as_ref()
+    }
+
+    /// What the mount found.
+    pub fn report(&self) -> &MountReport {
+        &self.report
+    }
+
+    /// Bytes the next record may use: the blocks not holding the current record.
+    fn free_bytes(&self) -> u64 {
+        let used = self.current.map_or(0, |c| self.geo.blocks_for(c.len));
+        u64::from(self.geo.blocks).saturating_sub(used) * u64::from(self.geo.block_size)
+    }
+
+    /// Largest config the next save can take without touching the current one (0 also when not
+    /// even an empty config fits: then every save is refused with `TooLarge`).
+    pub fn max_len(&self) -> u32 {
+        let max = self.free_bytes().saturating_sub(u64::from(self.geo.overhead()));
+        // Round down to WRITE_SIZE so that the padded data fits too.
+        let max = max / u64::from(self.geo.write_size) * u64::from(self.geo.write_size);
+        u32::try_from(max).unwrap_or(u32::MAX)
+    }
+
+    /// The current config's info, or the named error saying why there is none.
+    pub fn current_or_err(&self) -> Result<&ConfigInfo, Error<F::Error>> {
+        match (&self.current, self.report.first_corrupt) {
+            (Some(c), _) => Ok(c),
+            (None, Some((block, reason))) => Err(Error::Corrupt { block, reason }),
+            (None, None) => Err(Error::NoValidConfig),
+        }
+    }
+
+    /// Read the current config from `offset` into `buf`; returns the bytes read (0 at the end).
+    pub fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<usize, Error<F::Error>> {
+        let cur = *self.current_or_err()?;
+        if offset >= cur.len {
+            return Ok(0);
+        }
+        let n = buf.len().min((cur.len - offset) as usize);
+        read_ring(
+            &mut self.flash,
+            &self.geo,
+            cur.block,
+            u64::from(HEADER_LEN) + u64::from(offset),
+            &mut buf[..n],
+        )?;
+        Ok(n)
+    }
+
+    /// Re-read the current config and check its CRC-32C (for example before sending it to the
+    /// backup).
+    pub fn verify(&mut self) -> Result<(), Error<F::Error>> {
+        let cur = *self.current_or_err()?;
+        if data_crc(&mut self.flash, &self.geo, cur.block, cur.len)? == cur.crc {
+            Ok(())
+        } else {
+            Err(Error::Corrupt { block: cur.block, reason: CorruptReason::DataCrc })
+        }
+    }
+
+    /// Start saving a config of exactly `len` bytes. Erases the first block of the new record and
+    /// programs its header; the current config stays readable until [`commit`](Self::commit).
+    pub fn begin_save(&mut self, len: u32, info: &SaveInfo<'_>) -> Result<(), Error<F::Error>> {
+        if self.save.is_some() {
+            return Err(Error::SaveInProgress);
+        }
+        let max = self.max_len();
+        if len > max || self.geo.footprint(len) > self.free_bytes() {
+            return Err(Error::TooLarge { len, max });
+        }
+        let generation = u32::try_from(self.next_gen).map_err(|_| Error::GenerationExhausted)?;
+        // A failed save still used its generation: the next one must outrank its header.
+        self.next_gen += 1;
+        let mut sw_version = [0; SW_VERSION_LEN];
+        let mut cut = info.sw_version.len().min(SW_VERSION_LEN);
+        while !info.sw_version.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        sw_version[..cut].copy_from_slice(&info.sw_version.as_bytes()[..cut]);
+        let header = Header { generation, len, saved_at: info.saved_at, sw_version };
+        let bytes = header.encode(self.name, &self.geo);
+        let header_crc = le32(&bytes, 60);
+        let mut save = Save {
+            info: ConfigInfo {
+                name: self.name,
+                generation,
+                len,
+                crc: 0,
+                saved_at: info.saved_at,
+                block: self.next_block,
+                sw_version,
+            },
+            header_crc,
+            written: 0,
+            pos: 0,
+            erased_to: 0,
+            pending: [0xFF; MAX_WRITE_SIZE],
+            pending_len: 0,
+            digest: CRC32C.digest(),
+        };
+        debug!("config store: save generation {} of {} bytes at block {}", generation, len, self.next_block);
+        program(&mut self.flash, &self.geo, &mut save, &bytes)?;
+        self.save = Some(save);
+        Ok(())
+    }
+
+    /// Append `chunk` to the save in progress. Any error abandons the save (the current config is
+    /// untouched; begin again).
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), Error<F::Error>> {
+        let Some(mut save) = self.save.take() else {
+            return Err(Error::NoSaveInProgress);
+        };
+        let len = save.info.len;
+        if u64::from(save.written) + chunk.len() as u64 > u64::from(len) {
+            return Err(Error::Overflow { len });
+        }
+        save.digest.update(chunk);
+        save.written += chunk.len() as u32;
+        let w = self.geo.write_size as usize;
+        let mut rest = chunk;
+        if save.pending_len > 0 {
+            let take = (w - save.pending_len).min(rest.len());
+            save.pending[save.pending_len..save.pending_len + take].copy_from_slice(&rest[..take]);
+            save.pending_len += take;
+            rest = &rest[take..];
+            if save.pending_len == w {
+                let word = save.pending;
+                program(&mut self.flash, &self.geo, &mut save, &word[..w])?;
+                save.pending_len = 0;
+            }
+        }
+        if !rest.is_empty() {
+            let bulk = rest.len() / w * w;
+            program(&mut self.flash, &self.geo, &mut save, &rest[..bulk])?;
+            let tail = &rest[bulk..];
+            save.pending[..tail.len()].copy_from_slice(tail);
+            save.pending_len = tail.len();
+        }
+        self.save = Some(save);
+        Ok(())
+    }
+
+    /// Finish the save: pad and program the last word, read the data back and check its CRC,
+    /// program the trailer, sync, program the commit marker, sync. When this returns `Ok` the new
+    /// config is current (and durable); on any error the previous config stays current.
+    pub fn commit(&mut self) -> Result<&ConfigInfo, Error<F::Error>> {
+        let Some(mut save) = self.save.take() else {
+            return Err(Error::NoSaveInProgress);
+        };
+        let geo = self.geo;
+        let len = save.info.len;
+        if save.written != len {
+            return Err(Error::LengthMismatch { len, written: save.written });
+        }
+        let w = geo.write_size as usize;
+        if save.pending_len > 0 {
+            let mut word = save.pending;
+            word[save.pending_len..w].fill(0xFF);
+            program(&mut self.flash, &geo, &mut save, &word[..w])?;
+        }
+        let crc = save.digest.clone().finalize();
+        if data_crc(&mut self.flash, &geo, save.info.block, len)? != crc {
+            warn!("config store: read-back of the new record at block {} failed", save.info.block);
+            return Err(Error::VerifyFailed { block: save.info.block });
+        }
+        let mut trailer = [0xFF; MAX_WRITE_SIZE];
+        trailer[0..4].copy_from_slice(&crc.to_le_bytes());
+        trailer[4..8].copy_from_slice(&len.to_le_bytes());
+        trailer[8..12].copy_from_slice(&save.info.generation.to_le_bytes());
+        let tcrc = trailer_crc(&trailer, save.header_crc);
+        trailer[12..16].copy_from_slice(&tcrc.to_le_bytes());
+        program(&mut self.flash, &geo, &mut save, &trailer[..geo.trailer_len() as usize])?;
+        // Data and trailer must be on the medium before the marker that makes them current.
+        self.flash.sync()?;
+        let mut marker = [0; MAX_WRITE_SIZE];
+        for (i, b) in marker.iter_mut().enumerate() {
+            *b = COMMIT[i % COMMIT.len()];
+        }
+        program(&mut self.flash, &geo, &mut save, &marker[..geo.commit_len() as usize])?;
+        self.flash.sync()?;
+        save.info.crc = crc;
+        let info = save.info;
+        self.next_block = ((u64::from(info.block) + geo.blocks_for(len)) % u64::from(geo.blocks)) as u32;
+        self.report.valid_records += 1;
+        debug!("config store: committed generation {}", info.generation);
+        Ok(self.current.insert(info))
+    }
+
+    /// Abandon the save in progress, if any. Nothing on flash needs undoing: the record has no
+    /// commit marker, and the next save erases its blocks.
+    pub fn abort_save(&mut self) {
+        self.save = None;
+    }
+
+    /// True between `begin_save` and the end of `commit` (or an error).
+    pub fn save_in_progress(&self) -> bool {
+        self.save.is_some()
+    }
+
+    /// `begin_save`, one `write`, `commit`.
+    pub fn save(&mut self, data: &[u8], info: &SaveInfo<'_>) -> Result<&ConfigInfo, Error<F::Error>> {
+        let len =
+            u32::try_from(data.len()).map_err(|_| Error::TooLarge { len: u32::MAX, max: self.max_len() })?;
+        self.begin_save(len, info)?;
+        self.write(data)?;
+        self.commit()
+    }
+
+    /// The flash below.
+    pub fn flash(&mut self) -> &mut F {
+        &mut self.flash
+    }
+
+    /// Unmount: give the flash back (a save in progress is abandoned).
+    pub fn into_inner(self) -> F {
+        self.flash
+    }
+}
+
+fn check_geometry<F: NorFlash>(capacity: usize) -> Result<Geo, Error<F::Error>> {
+    let bad = |reason| Err(Error::Geometry { reason });
+    if F::READ_SIZE != 1 {
+        return bad("READ_SIZE must be 1");
+    }
+    if !F::WRITE_SIZE.is_power_of_two() || F::WRITE_SIZE > MAX_WRITE_SIZE {
+        return bad("WRITE_SIZE must be a power of two up to 64");
+    }
+    if F::ERASE_SIZE < 128 || F::ERASE_SIZE % F::WRITE_SIZE != 0 {
+        return bad("ERASE_SIZE must be a multiple of WRITE_SIZE and at least 128");
+    }
+    let Ok(capacity) = u32::try_from(capacity) else {
+        return bad("region larger than 4 GiB");
+    };
+    let block_size = F::ERASE_SIZE as u32;
+    if capacity % block_size != 0 {
+        return bad("region size must be a multiple of ERASE_SIZE");
+    }
+    let blocks = capacity / block_size;
+    if blocks < 2 {
+        return bad("region must have at least two erase blocks");
+    }
+    Ok(Geo { block_size, blocks, write_size: F::WRITE_SIZE as u32 })
+}
+
+fn trailer_crc(trailer: &[u8], header_crc: u32) -> u32 {
+    let mut d = CRC32C.digest();
+    d.update(&trailer[..12]);
+    d.update(&header_crc.to_le_bytes());
+    d.finalize()
+}
+
+/// Read `buf.len()` bytes at byte `rel` of the record starting at `block`, across the region end.
+fn read_ring<F: NorFlash>(
+    flash: &mut F,
+    geo: &Geo,
+    block: u32,
+    rel: u64,
+    buf: &mut [u8],
+) -> Result<(), F::Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = geo.at(block, rel + done as u64);
+        let n = (buf.len() - done).min((geo.region() - at) as usize);
+        flash.read(at, &mut buf[done..done + n])?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// CRC-32C of the `len` data bytes of the record starting at `block`.
+fn data_crc<F: NorFlash>(flash: &mut F, geo: &Geo, block: u32, len: u32) -> Result<u32, F::Error> {
+    let mut digest = CRC32C.digest();
+    let mut buf = [0; SCAN_CHUNK];
+    let mut off = 0u32;
+    while off < len {
+        let n = (len - off).min(SCAN_CHUNK as u32) as usize;
+        read_ring(flash, geo, block, u64::from(HEADER_LEN) + u64::from(off), &mut buf[..n])?;
+        digest.update(&buf[..n]);
+        off += n as u32;
+    }
+    Ok(digest.finalize())
+}
+
+/// Program `bytes` (a multiple of `WRITE_SIZE`) at the save's position, erasing each block of the
+/// record just before its first byte is programmed. Never crosses a block boundary in one write,
+/// so never the region end either.
+fn program<F: NorFlash>(flash: &mut F, geo: &Geo, save: &mut Save, bytes: &[u8]) -> Result<(), F::Error> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if save.pos >= save.erased_to {
+            let from = geo.at(save.info.block, save.erased_to);
+            flash.erase(from, from + geo.block_size)?;
+            save.erased_to += u64::from(geo.block_size);
+        }
+        let n = rest.len().min((save.erased_to - save.pos) as usize);
+        flash.write(geo.at(save.info.block, save.pos), &rest[..n])?;
+        save.pos += n as u64;
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+/// Look at the start of `block`.
+fn probe<F: NorFlash>(flash: &mut F, name: ConfigName, geo: &Geo, block: u32) -> Result<Probe, F::Error> {
+    let mut h = [0; HEADER_LEN as usize];
+    read_ring(flash, geo, block, 0, &mut h)?;
+    if h[0..4] != MAGIC {
+        return Ok(Probe::Nothing);
+    }
+    let crc = le32(&h, 60);
+    if CRC32C.checksum(&h[..60]) != crc {
+        return Ok(Probe::Damaged(CorruptReason::HeaderCrc));
+    }
+    if h[4] != FORMAT_VERSION {
+        return Ok(Probe::Damaged(CorruptReason::UnsupportedVersion(h[4])));
+    }
+    if ConfigName::from_code(h[5]) != Some(name) {
+        return Ok(Probe::Damaged(CorruptReason::WrongName));
+    }
+    if u32::from(u16::from_le_bytes([h[6], h[7]])) != geo.write_size || le32(&h, 56) != geo.block_size {
+        return Ok(Probe::Damaged(CorruptReason::WrongGeometry));
+    }
+    let mut sw_version = [0; SW_VERSION_LEN];
+    sw_version.copy_from_slice(&h[24..56]);
+    let header = Header { generation: le32(&h, 8), len: le32(&h, 12), saved_at: le64(&h, 16), sw_version };
+    if geo.footprint(header.len) > u64::from(geo.region()) {
+        return Ok(Probe::Damaged(CorruptReason::BadLength));
+    }
+    let trailer_at = u64::from(HEADER_LEN) + geo.align(header.len);
+    let mut marker = [0; MAX_WRITE_SIZE];
+    let marker = &mut marker[..geo.commit_len() as usize];
+    read_ring(flash, geo, block, trailer_at + u64::from(geo.trailer_len()), marker)?;
+    if marker.iter().enumerate().any(|(i, b)| *b != COMMIT[i % COMMIT.len()]) {
+        return Ok(Probe::Uncommitted(header));
+    }
+    let mut t = [0; TRAILER_LEN as usize];
+    read_ring(flash, geo, block, trailer_at, &mut t)?;
+    if trailer_crc(&t, crc) != le32(&t, 12) || le32(&t, 4) != header.len || le32(&t, 8) != header.generation {
+        return Ok(Probe::Damaged(CorruptReason::TrailerCrc));
+    }
+    Ok(Probe::Committed(header, le32(&t, 0)))
+}
+
+/// Find the newest committed record whose data matches its CRC. Returns it, the report and the
+/// generation for the next save (above every valid header seen, committed or not).
+fn recover<F: NorFlash>(
+    flash: &mut F,
+    name: ConfigName,
+    geo: &Geo,
+) -> Result<(Option<ConfigInfo>, MountReport, u64), Error<F::Error>> {
+    let mut report = MountReport::default();
+    let mut max_gen: Option<u32> = None;
+    // Only records older than `limit` are candidates: raised each time the newest fails its CRC.
+    let mut limit: Option<u32> = None;
+    let mut first_pass = true;
+    let current = loop {
+        let mut best: Option<(u32, Header, u32)> = None;
+        for block in 0..geo.blocks {
+            let header = match probe(flash, name, geo, block)? {
+                Probe::Nothing => continue,
+                Probe::Damaged(reason) => {
+                    if first_pass {
+                        report.note_corrupt(block, reason);
+                    }
+                    continue;
+                }
+                Probe::Uncommitted(h) => {
+                    if first_pass {
+                        report.torn_records += 1;
+                    }
+                    max_gen = max_gen.max(Some(h.generation));
+                    continue;
+                }
+                Probe::Committed(h, data_crc) => {
+                    max_gen = max_gen.max(Some(h.generation));
+                    (h, data_crc)
+                }
+            };
+            let (h, data_crc) = header;
+            let eligible = limit.is_none_or(|l| h.generation < l);
+            if eligible && best.is_none_or(|(_, b, _)| h.generation > b.generation) {
+                best = Some((block, h, data_crc));
+            }
+        }
+        first_pass = false;
+        let Some((block, h, crc)) = best else { break None };
+        if data_crc(flash, geo, block, h.len)? == crc {
+            report.valid_records += 1;
+            break Some(ConfigInfo {
+                name,
+                generation: h.generation,
+                len: h.len,
+                crc,
+                saved_at: h.saved_at,
+                block,
+                sw_version: h.sw_version,
+            });
+        }
+        report.note_corrupt(block, CorruptReason::DataCrc);
+        limit = Some(h.generation);
+    };
+    let next_gen = max_gen.map_or(1, |g| u64::from(g) + 1);
+    Ok((current, report, next_gen))
+}

@@ -67,10 +67,25 @@ pub(crate) fn demo() -> Result<()> {
 }
 
 /// `msm-sim bench [ARGS]`.
+/// Benchmarks of the other crates, each a `harness = false` bench target:
+/// (package, bench, features).
+const CRATE_BENCHES: &[(&str, &str, &str)] =
+    &[("msm-backplane-linux", "backplane", ""), ("msm-flash", "flash", "mock")];
+
+/// The core benchmark (through msm-sim, extra args go to it), then every crate's.
 pub(crate) fn bench(extra: &[String]) -> Result<()> {
     let mut sim_args = vec!["bench".to_owned()];
     sim_args.extend(extra.iter().cloned());
-    msm_sim(&sim_args)
+    msm_sim(&sim_args)?;
+    for (package, bench, features) in CRATE_BENCHES {
+        let mut c = cmd::cargo();
+        c.args(["bench", "-q", "-p", package, "--bench", bench]);
+        if !features.is_empty() {
+            c.args(["--features", features]);
+        }
+        cmd::run(&mut c)?;
+    }
+    Ok(())
 }
 
 /// `cargo run --release -q -p msm-sim -- ARGS`.

@@ -13,11 +13,12 @@ pub const CHUNK: usize = 512;
 /// Where the saved configuration lives: streamed in and out, never whole in RAM
 /// on the backup's receiving side.
 pub trait SavedStore {
-    /// Length of the selected saved configuration (0 if none).
+    /// Bytes of the saved-config stream (as read by `read_saved`).
     fn saved_len(&mut self) -> usize;
-    /// Read the selected saved configuration at `offset`.
+    /// Read the saved-config stream at `offset`; 0 at its end.
     fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> Result<usize, HostError>;
-    /// A new saved configuration arrives from the master: replace atomically at `commit`.
+    /// A new saved configuration arrives from the master (the items
+    /// `read_saved` produced on the master): replace atomically at `commit`.
     fn begin_save(&mut self) -> Result<(), HostError>;
     fn write_save(&mut self, chunk: &[u8]) -> Result<(), HostError>;
     fn commit_save(&mut self) -> Result<(), HostError>;
@@ -57,7 +58,7 @@ impl<S: SavedStore> ChassisHost<S> {
 impl<S: SavedStore> Host for ChassisHost<S> {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         match stream {
-            Stream::SavedConfig => self.flash.saved_len().div_ceil(CHUNK) as u64,
+            Stream::SavedConfig => self.flash.saved_len().div_ceil(CHUNK) as u64 + 1,
             Stream::ActiveConfig => {
                 self.active_snapshot = self.running.to_text().into_bytes();
                 self.active_snapshot.len().div_ceil(CHUNK) as u64
@@ -75,6 +76,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
         let at = *cursor as usize;
         match stream {
             Stream::SavedConfig => {
+                // The store's own framing: an 8-byte length first, then chunks.
                 let want = CHUNK.min(buf.len());
                 let n = self.flash.read_saved(at, &mut buf[..want])?;
                 *cursor += n as u64;

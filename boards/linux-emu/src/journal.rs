@@ -41,7 +41,11 @@ impl Journal {
                 }
                 ["change", app, id, key, "del"] => {
                     let a = num(app)? as usize;
-                    j.changes.get_mut(a).ok_or_else(bad)?.push(JournalChange { id: num(id)?, key: num(key)?, value: None });
+                    j.changes.get_mut(a).ok_or_else(bad)?.push(JournalChange {
+                        id: num(id)?,
+                        key: num(key)?,
+                        value: None,
+                    });
                 }
                 ["checkpointed", app, id, peer] => {
                     let a = num(app)? as usize;
@@ -75,9 +79,10 @@ impl Journal {
                 }
             }
             for (key, i) in last {
-                let ok = changes[i..].iter().filter(|c| c.key == key).any(|c| {
-                    state[app].get(&key).map(String::as_str) == c.value.as_deref()
-                });
+                let ok = changes[i..]
+                    .iter()
+                    .filter(|c| c.key == key)
+                    .any(|c| state[app].get(&key).map(String::as_str) == c.value.as_deref());
                 if !ok {
                     return Err(format!(
                         "{}: key {key} should be {:?} (change #{}, reported checkpointed up to #{upto}) but is {:?}",

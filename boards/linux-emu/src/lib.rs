@@ -2,8 +2,12 @@
 //! checkpoint engine to file-backed flash and a socket or pty backplane.
 
 pub mod apps;
+pub mod backplane;
+pub mod chassis;
 pub mod churn;
 pub mod config;
 pub mod control;
+pub mod flash;
 pub mod host;
 pub mod journal;
+pub mod node;

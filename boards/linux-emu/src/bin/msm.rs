@@ -8,11 +8,8 @@
 //! msm --node A.ctl run msm-failover force
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use msm_linux_emu::control::{Request, Response, Which};
@@ -99,22 +96,9 @@ fn request(cmd: Cmd) -> Request {
     }
 }
 
-/// Send one request, read one response.
-fn call(node: &PathBuf, req: &Request) -> Result<Response, String> {
-    let mut s =
-        UnixStream::connect(node).map_err(|e| format!("cannot reach node at {}: {e}", node.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(|e| format!("sending to {}: {e}", node.display()))?;
-    let mut resp = String::new();
-    BufReader::new(s).read_line(&mut resp).map_err(|e| format!("reading from {}: {e}", node.display()))?;
-    serde_json::from_str(&resp).map_err(|e| format!("bad response from node: {e}"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match call(&cli.node, &request(cli.cmd)) {
+    match msm_linux_emu::chassis::call(&cli.node, &request(cli.cmd)) {
         Ok(Response::Ok { text, json }) => {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
@@ -131,7 +115,7 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("msm: {e}");
+            eprintln!("msm: {e:#}");
             ExitCode::from(2)
         }
     }

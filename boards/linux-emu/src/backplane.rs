@@ -1,0 +1,135 @@
+//! The backplane of an emulated MSM, chosen by a `--backplane` spec:
+//!
+//! - `unix:<own path>:<peer path>` (default in `cargo xtask emu`): Unix
+//!   datagram sockets by path; a peer that is down or restarting is a lost
+//!   frame, not an error, so nodes can come and go.
+//! - `udp:<bind addr>,<peer addr>`: UDP datagrams.
+//! - `serial:<device>`: a serial port or a pty (e.g. the one QEMU prints for
+//!   a board's UART), COBS/CRC-32C framed.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+
+use msm_backplane::link::{ErrorType, Link};
+use msm_backplane_linux::{Datagram, DatagramLink, Error, SerialLink, UdpLink};
+
+/// A Unix datagram socket bound to its own path, sending to the peer's path.
+#[derive(Debug)]
+pub struct PathDatagram {
+    sock: UnixDatagram,
+    peer: PathBuf,
+}
+
+impl AsFd for PathDatagram {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl Datagram for PathDatagram {
+    /// A peer not bound yet (down, restarting) loses the frame, like a cable
+    /// to an empty slot.
+    const REFUSED_IS_LOSS: bool = true;
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.send_to(buf, &self.peer).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => io::Error::from(io::ErrorKind::ConnectionRefused),
+            _ => e,
+        })
+    }
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.recv(buf)
+    }
+}
+
+#[derive(Debug)]
+pub enum Backplane {
+    Unix(DatagramLink<PathDatagram>),
+    Udp(UdpLink),
+    Serial(SerialLink),
+}
+
+impl Backplane {
+    /// Open the backplane described by `spec`.
+    pub fn open(spec: &str, max_frame: usize) -> Result<Backplane, String> {
+        let bad = |why: &str| format!("backplane '{spec}': {why}");
+        let (kind, rest) = spec.split_once(':').ok_or_else(|| bad("expected unix:, udp: or serial:"))?;
+        match kind {
+            "unix" => {
+                let (own, peer) =
+                    rest.split_once(':').ok_or_else(|| bad("expected unix:<own path>:<peer path>"))?;
+                let _ = std::fs::remove_file(own);
+                let sock = UnixDatagram::bind(own).map_err(|e| bad(&format!("bind {own}: {e}")))?;
+                let link = DatagramLink::new(PathDatagram { sock, peer: PathBuf::from(peer) }, max_frame)
+                    .map_err(|e| bad(&e.to_string()))?;
+                Ok(Backplane::Unix(link))
+            }
+            "udp" => {
+                let (own, peer) =
+                    rest.split_once(',').ok_or_else(|| bad("expected udp:<bind addr>,<peer addr>"))?;
+                let own = own.parse().map_err(|_| bad(&format!("'{own}' is not an address")))?;
+                let peer = peer.parse().map_err(|_| bad(&format!("'{peer}' is not an address")))?;
+                UdpLink::bind_connect(own, peer, max_frame)
+                    .map(Backplane::Udp)
+                    .map_err(|e| bad(&e.to_string()))
+            }
+            "serial" => msm_backplane_linux::open_serial(rest, 115_200, max_frame)
+                .map(Backplane::Serial)
+                .map_err(|e| bad(&e.to_string())),
+            _ => Err(bad("expected unix:, udp: or serial:")),
+        }
+    }
+}
+
+impl AsFd for Backplane {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Backplane::Unix(l) => l.as_fd(),
+            Backplane::Udp(l) => l.as_fd(),
+            Backplane::Serial(l) => l.as_fd(),
+        }
+    }
+}
+
+impl ErrorType for Backplane {
+    type Error = Error;
+}
+
+impl Link for Backplane {
+    fn max_frame(&self) -> usize {
+        match self {
+            Backplane::Unix(l) => l.max_frame(),
+            Backplane::Udp(l) => l.max_frame(),
+            Backplane::Serial(l) => l.max_frame(),
+        }
+    }
+    fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        match self {
+            Backplane::Unix(l) => l.send(frame),
+            Backplane::Udp(l) => l.send(frame),
+            Backplane::Serial(l) => l.send(frame),
+        }
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        match self {
+            Backplane::Unix(l) => l.recv(buf),
+            Backplane::Udp(l) => l.recv(buf),
+            Backplane::Serial(l) => l.recv(buf),
+        }
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        match self {
+            Backplane::Unix(l) => l.flush(),
+            Backplane::Udp(l) => l.flush(),
+            Backplane::Serial(l) => l.flush(),
+        }
+    }
+    fn tx_pending(&self) -> bool {
+        match self {
+            Backplane::Unix(l) => l.tx_pending(),
+            Backplane::Udp(l) => l.tx_pending(),
+            Backplane::Serial(l) => l.tx_pending(),
+        }
+    }
+}

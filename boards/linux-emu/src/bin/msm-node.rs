@@ -1,0 +1,249 @@
+//! `msm-node`: one management module as a Linux process.
+//!
+//! Exit codes: 0 stopped by SIGTERM/SIGINT, 1 bad arguments or start-up
+//! failure, 2 flash image unusable (in use by another process, wrong size,
+//! corrupt beyond recovery), 3 the operator asked for a reboot.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use msm_backplane::link::Link;
+use msm_checkpoint::Slot;
+use msm_linux_emu::backplane::Backplane;
+use msm_linux_emu::control::{Response, parse_request};
+use msm_linux_emu::flash::BoardFlash;
+use msm_linux_emu::node::{Board, Exit, Options};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+#[derive(Parser, Debug)]
+#[command(name = "msm-node", about = "One emulated MSM (management module)")]
+struct Args {
+    /// Slot: A or B.
+    #[arg(long, value_parser = ["A", "B"])]
+    slot: String,
+    /// Election priority (lower wins); default: from the saved configuration or flash settings.
+    #[arg(long)]
+    priority: Option<u8>,
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Heartbeats missed before the peer is declared lost.
+    #[arg(long, default_value_t = 3)]
+    miss: u8,
+    /// The flash image (created, 4 MiB, if missing).
+    #[arg(long)]
+    flash: PathBuf,
+    /// The control socket for the `msm` CLI.
+    #[arg(long)]
+    control: PathBuf,
+    /// unix:<own>:<peer> | udp:<bind>,<peer> | serial:<device>
+    #[arg(long)]
+    backplane: String,
+    /// State changes per second while master.
+    #[arg(long, default_value_t = 0)]
+    churn: u32,
+    /// MAC table entries a fresh master starts with.
+    #[arg(long, default_value_t = 1000)]
+    fdb: u32,
+    /// Append the change journal here (for verifying takeovers).
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 4096)]
+    max_frame: usize,
+    /// Throttle the backplane to this many bytes per second (emulates a slow serial link).
+    #[arg(long)]
+    link_rate: Option<u64>,
+}
+
+/// A control client being served: its request bytes so far.
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = std::env::var("MSM_LOG").unwrap_or_else(|_| "info".into());
+    log_init(&level);
+    // Block the stop signals before any thread exists: they are read from a signalfd.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    if let Err(e) = mask.thread_block() {
+        eprintln!("msm-node: blocking signals: {e}");
+        return ExitCode::from(1);
+    }
+    // The engine holds its backlog inline: give the loop a stack for it.
+    let worker = std::thread::Builder::new().stack_size(64 << 20).spawn(move || run(args, mask));
+    let result = match worker.map(|h| h.join()) {
+        Ok(Ok(r)) => r,
+        _ => Err((1, anyhow::anyhow!("node thread failed"))),
+    };
+    match result {
+        Ok(Some(Exit::Reboot)) => ExitCode::from(3),
+        Ok(None) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("msm-node: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// A minimal `log` backend to stderr (timestamps in ms since start).
+fn log_init(level: &str) {
+    struct Stderr(std::time::Instant);
+    impl log::Log for Stderr {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                eprintln!("[{:>9.3}] {:<5} {}", self.0.elapsed().as_secs_f64() * 1000.0, r.level(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let max = level.parse().unwrap_or(log::LevelFilter::Info);
+    if log::set_boxed_logger(Box::new(Stderr(std::time::Instant::now()))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
+    let start = |e: anyhow::Error| (1u8, e);
+    let slot =
+        Slot::new(if args.slot == "A" { 0 } else { 1 }).ok_or_else(|| start(anyhow::anyhow!("bad slot")))?;
+    let flash = BoardFlash::open(&args.flash).map_err(|e| (2, e))?;
+    let link = Backplane::open(&args.backplane, args.max_frame).map_err(|e| start(anyhow::anyhow!(e)))?;
+    let journal = match &args.journal {
+        Some(p) => {
+            let mut f = OpenOptions::new().create(true).append(true).open(p).map_err(|e| start(e.into()))?;
+            let _ = writeln!(f, "boot {}", flash.boot_count());
+            Some(f)
+        }
+        None => None,
+    };
+    let opts = Options {
+        slot,
+        priority: args.priority,
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(1)),
+        miss_count: args.miss.max(1),
+        churn: args.churn,
+        fdb: args.fdb,
+        seed: args.seed ^ u64::from(slot.raw()),
+        max_frame: args.max_frame,
+        link_rate: args.link_rate,
+    };
+    let mut board = Board::new(opts, flash, link, journal).map_err(start)?;
+    let _ = std::fs::remove_file(&args.control);
+    let listener = UnixListener::bind(&args.control)
+        .map_err(|e| start(anyhow::anyhow!("control socket {}: {e}", args.control.display())))?;
+    listener.set_nonblocking(true).map_err(|e| start(e.into()))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK).map_err(|e| start(e.into()))?;
+    log::info!(
+        "{} up: flash {}, backplane {}, control {}",
+        slot,
+        args.flash.display(),
+        args.backplane,
+        args.control.display()
+    );
+
+    let mut clients: Vec<Client> = Vec::new();
+    loop {
+        board.pump();
+        if let Some(exit) = board.exit {
+            let _ = std::fs::remove_file(&args.control);
+            return Ok(Some(exit));
+        }
+        // Sleep until a frame, a request, a signal, or the engine's next deadline.
+        let timeout = board
+            .next_wakeup()
+            .map(|t| {
+                let now = board.now();
+                Duration::from_micros(t.as_micros().saturating_sub(now.as_micros()))
+            })
+            .unwrap_or(Duration::from_millis(100));
+        let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let (link_ready, listener_ready, signal_ready, client_ready) = {
+            let mut fds = vec![
+                PollFd::new(
+                    board.link.as_fd(),
+                    PollFlags::POLLIN
+                        | if board.link.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() },
+                ),
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            ];
+            fds.extend(clients.iter().map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)));
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err((1, e.into())),
+            }
+            let r = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (r(&fds[0]), r(&fds[1]), r(&fds[2]), fds[3..].iter().map(r).collect::<Vec<_>>())
+        };
+        let _ = link_ready; // pump() drains the link every round
+        if signal_ready {
+            if let Ok(Some(sig)) = signals.read_signal() {
+                log::info!("{slot}: signal {}, shutting down", sig.ssi_signo);
+                let _ = std::fs::remove_file(&args.control);
+                return Ok(None);
+            }
+        }
+        if listener_ready {
+            while let Ok((stream, _)) = listener.accept() {
+                if stream.set_nonblocking(true).is_ok() {
+                    clients.push(Client { stream, buf: Vec::new() });
+                }
+            }
+        }
+        let mut done = Vec::new();
+        for (i, ready) in client_ready.iter().enumerate() {
+            if !*ready {
+                continue;
+            }
+            let c = &mut clients[i];
+            let mut chunk = [0u8; 4096];
+            match c.stream.read(&mut chunk) {
+                Ok(0) => done.push(i),
+                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => done.push(i),
+            }
+            let c = &mut clients[i];
+            if c.buf.len() > 1 << 20 {
+                let _ = reply(&mut c.stream, &Response::error("request larger than 1 MiB"));
+                done.push(i);
+            } else if let Some(end) = c.buf.iter().position(|b| *b == b'\n') {
+                let line = String::from_utf8_lossy(&c.buf[..end]).into_owned();
+                let resp = match parse_request(&line) {
+                    Ok(req) => board.handle(req),
+                    Err(e) => Response::error(e),
+                };
+                let _ = reply(&mut clients[i].stream, &resp);
+                done.push(i);
+            }
+        }
+        done.sort_unstable();
+        done.dedup();
+        for i in done.into_iter().rev() {
+            clients.swap_remove(i);
+        }
+    }
+}
+
+fn reply(s: &mut UnixStream, r: &Response) -> std::io::Result<()> {
+    let _ = s.set_nonblocking(false);
+    let mut line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())
+}

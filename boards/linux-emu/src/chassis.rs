@@ -1,0 +1,207 @@
+//! Orchestrating a chassis of node processes from outside: start, kill,
+//! restart, ask over the control socket, and wait for a condition with a
+//! deadline (never a fixed sleep). Used by `msm-chassis` (the `cargo xtask
+//! emu` demo) and by the system tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::control::{Request, Response};
+
+/// A chassis in a directory: per slot a flash image, a control socket, a
+/// backplane socket and a journal.
+#[derive(Debug)]
+pub struct Chassis {
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub children: [Option<Child>; 2],
+    /// Extra flags every node gets (heartbeat, churn...).
+    pub common: Vec<String>,
+}
+
+pub fn slot_index(slot: char) -> usize {
+    if slot == 'A' { 0 } else { 1 }
+}
+
+impl Chassis {
+    /// `bin`: the directory holding `msm-node`.
+    pub fn new(dir: impl Into<PathBuf>, bin: impl Into<PathBuf>) -> Chassis {
+        Chassis { dir: dir.into(), bin: bin.into(), children: [None, None], common: Vec::new() }
+    }
+
+    /// Where the binaries of this build are, next to the running executable
+    /// (target/<profile>/, also from target/<profile>/deps/ for tests).
+    pub fn bin_dir() -> Result<PathBuf> {
+        let exe = std::env::current_exe()?;
+        let mut dir = exe.parent().context("executable has no directory")?.to_path_buf();
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        Ok(dir)
+    }
+
+    pub fn path(&self, slot: char, ext: &str) -> PathBuf {
+        self.dir.join(format!("{slot}.{ext}"))
+    }
+
+    /// The backplane of `slot`: a Unix datagram socket to the other slot's.
+    pub fn backplane(&self, slot: char) -> String {
+        let other = if slot == 'A' { 'B' } else { 'A' };
+        format!("unix:{}:{}", self.path(slot, "sock").display(), self.path(other, "sock").display())
+    }
+
+    /// Start node `slot` with the chassis' common flags and `extra`.
+    pub fn start(&mut self, slot: char, extra: &[&str]) -> Result<()> {
+        let i = slot_index(slot);
+        if self.children[i].is_some() {
+            bail!("MSM-{slot} is already running");
+        }
+        let _ = std::fs::remove_file(self.path(slot, "ctl"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path(slot, "log"))?;
+        let mut cmd = Command::new(self.bin.join("msm-node"));
+        cmd.arg("--slot")
+            .arg(slot.to_string())
+            .arg("--flash")
+            .arg(self.path(slot, "img"))
+            .arg("--control")
+            .arg(self.path(slot, "ctl"))
+            .arg("--backplane")
+            .arg(self.backplane(slot))
+            .arg("--journal")
+            .arg(self.path(slot, "journal"))
+            .args(&self.common)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child =
+            cmd.spawn().with_context(|| format!("starting {}", self.bin.join("msm-node").display()))?;
+        self.children[i] = Some(child);
+        let ctl = self.path(slot, "ctl");
+        self.wait(&format!("MSM-{slot} control socket"), Duration::from_secs(10), |c| {
+            Ok(ctl.exists() && c.call(slot, &Request::ShowNode).is_ok())
+        })
+    }
+
+    /// SIGKILL: the process dies mid-whatever, like a power loss.
+    pub fn kill(&mut self, slot: char) -> Result<()> {
+        let mut child =
+            self.children[slot_index(slot)].take().with_context(|| format!("MSM-{slot} is not running"))?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, slot: char) -> Result<ExitStatus> {
+        let mut child =
+            self.children[slot_index(slot)].take().with_context(|| format!("MSM-{slot} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("MSM-{slot} did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The exit status, if node `slot` has exited on its own.
+    pub fn exited(&mut self, slot: char) -> Result<Option<ExitStatus>> {
+        let i = slot_index(slot);
+        let Some(child) = self.children[i].as_mut() else { return Ok(None) };
+        let st = child.try_wait()?;
+        if st.is_some() {
+            self.children[i] = None;
+        }
+        Ok(st)
+    }
+
+    /// One request to node `slot`.
+    pub fn call(&self, slot: char, req: &Request) -> Result<Response> {
+        call(&self.path(slot, "ctl"), req)
+    }
+
+    /// A request that must succeed; its JSON.
+    pub fn ask(&self, slot: char, req: &Request) -> Result<Value> {
+        match self.call(slot, req)? {
+            Response::Ok { json, .. } => Ok(json),
+            Response::Error { message } => Err(anyhow!("MSM-{slot}: {message}")),
+        }
+    }
+
+    /// A request that must succeed; its text.
+    pub fn text(&self, slot: char, req: &Request) -> Result<String> {
+        match self.call(slot, req)? {
+            Response::Ok { text, .. } => Ok(text),
+            Response::Error { message } => Err(anyhow!("MSM-{slot}: {message}")),
+        }
+    }
+
+    pub fn role(&self, slot: char) -> Option<String> {
+        let j = self.ask(slot, &Request::ShowSwitch).ok()?;
+        j["role"].as_str().map(str::to_string)
+    }
+
+    pub fn in_sync(&self, slot: char) -> bool {
+        self.ask(slot, &Request::ShowSwitch).is_ok_and(|j| j["in_sync"] == Value::Bool(true))
+    }
+
+    /// Poll `cond` every 2 ms until it holds; fail naming `what` at the deadline.
+    pub fn wait(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut cond: impl FnMut(&Chassis) -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut last_err = None;
+        loop {
+            match cond(self) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => last_err = Some(e),
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!(
+                    "timed out after {limit:?} waiting for {what}{}",
+                    last_err.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Chassis {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One request over a control socket.
+pub fn call(path: &Path, req: &Request) -> Result<Response> {
+    let mut s = UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp)?;
+    serde_json::from_str(&resp).with_context(|| format!("bad response {resp:?}"))
+}

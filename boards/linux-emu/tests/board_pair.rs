@@ -1,0 +1,76 @@
+//! Two boards in one process over a Unix datagram socket pair: the board
+//! logic (flash, config, applications, control requests) without process
+//! management. Real time, waits with deadlines.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use msm_backplane_linux::{UnixDatagramLink, unix_datagram_pair};
+use msm_checkpoint::{Role, Slot};
+use msm_linux_emu::control::{Request, Response, Which};
+use msm_linux_emu::flash::BoardFlash;
+use msm_linux_emu::node::{Board, Options};
+
+fn opts(slot: u8) -> Options {
+    Options {
+        slot: Slot::new(slot).unwrap(),
+        priority: None,
+        heartbeat: Duration::from_millis(10),
+        miss_count: 3,
+        churn: 0,
+        fdb: 200,
+        seed: 1,
+        max_frame: 4096,
+        link_rate: None,
+    }
+}
+
+fn pair(dir: &std::path::Path) -> (Board<UnixDatagramLink>, Board<UnixDatagramLink>) {
+    let (la, lb) = unix_datagram_pair(4096).unwrap();
+    let a = Board::new(opts(0), BoardFlash::open(&dir.join("a.img")).unwrap(), la, None).unwrap();
+    let b = Board::new(opts(1), BoardFlash::open(&dir.join("b.img")).unwrap(), lb, None).unwrap();
+    (a, b)
+}
+
+fn run_until(
+    a: &mut Board<UnixDatagramLink>,
+    b: &mut Board<UnixDatagramLink>,
+    what: &str,
+    mut cond: impl FnMut(&mut Board<UnixDatagramLink>, &mut Board<UnixDatagramLink>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond(a, b) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        a.pump();
+        b.pump();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn ok(r: Response) -> serde_json::Value {
+    match r {
+        Response::Ok { json, .. } => json,
+        Response::Error { message } => panic!("{message}"),
+    }
+}
+
+#[test]
+fn saved_and_active_config_reach_the_backup_then_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = pair(dir.path());
+    run_until(&mut a, &mut b, "in sync", |a, _| ok(a.handle(Request::ShowSwitch))["in_sync"] == true);
+    assert_eq!(a.engine.role(), Role::Master);
+    ok(a.handle(Request::Configure {
+        lines: vec!["create vlan v10 tag 10".into(), "configure vlan v10 add ports 1-4".into()],
+    }));
+    ok(a.handle(Request::Save { which: None }));
+    let saved = a.host.flash.load(Which::Primary).unwrap().unwrap();
+    run_until(&mut a, &mut b, "saved config on the backup", |_, b| {
+        b.host.flash.load(Which::Primary).unwrap().as_deref() == Some(saved.as_str())
+    });
+    ok(a.handle(Request::Configure { lines: vec!["configure vlan v10 add ports 9".into()] }));
+    run_until(&mut a, &mut b, "active config on the backup", |a, b| a.host.running == b.host.running);
+    assert!(b.host.running.to_text().contains("configure vlan v10 add ports 1-4,9"));
+    let r = b.handle(Request::Configure { lines: vec!["create vlan v11".into()] });
+    assert!(matches!(r, Response::Error { message } if message.contains("made on the master")));
+}

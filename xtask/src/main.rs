@@ -9,6 +9,7 @@
 mod ci;
 mod cmd;
 mod cross;
+mod emu;
 mod sim;
 
 use std::process::ExitCode;
@@ -27,8 +28,8 @@ struct Cli {
     flow: Flow,
 }
 
-// More flows will join here (`emu`, `qemu`, `build --board`, `size`) as the
-// boards land; each gets its own module like `cross` and `ci`.
+// More flows will join here (`qemu`, `build --board`, `size`) as the MCU
+// board lands; each gets its own module like `cross` and `ci`.
 #[derive(Debug, Subcommand)]
 enum Flow {
     /// Run the host test suite: `cargo test --workspace [ARGS]`.
@@ -40,6 +41,9 @@ enum Flow {
     Sim(sim::SimArgs),
     /// Run the narrated demo scenario of the simulator.
     Demo,
+    /// A two-MSM chassis of real processes: sync, checkpoint, kill the master,
+    /// takeover, resync. ARGS go to msm-chassis (e.g. `--interactive`, `--dir D`).
+    Emu(PassThrough),
     /// Run the simulator benchmarks: `msm-sim bench [ARGS]`.
     Bench(PassThrough),
     /// Build every no_std crate for `thumbv7m-none-eabi` (with `core` only: proves they are allocation-free).
@@ -71,6 +75,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Test(pass) => test(&pass.args),
         Flow::Sim(args) => sim::run(&args),
         Flow::Demo => sim::demo(),
+        Flow::Emu(pass) => emu::run(&pass.args),
         Flow::Bench(pass) => sim::bench(&pass.args),
         Flow::Cross => cross::run(),
         Flow::Ci => ci::run(),

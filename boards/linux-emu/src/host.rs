@@ -42,9 +42,10 @@ pub struct ChassisHost<S> {
 }
 
 impl<S: SavedStore> ChassisHost<S> {
-    pub fn new(flash: S, running: RunningConfig) -> Self {
+    /// `apps`: how many applications run (tables are indexed by `AppId`).
+    pub fn new(flash: S, running: RunningConfig, apps: usize) -> Self {
         ChassisHost {
-            tables: vec![Table::default(); APPS.len()],
+            tables: vec![Table::default(); apps.min(APPS.len())],
             running,
             flash,
             active_snapshot: Vec::new(),

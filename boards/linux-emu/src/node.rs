@@ -38,6 +38,9 @@ pub struct Options {
     /// Throttle sends to this many bytes per second (a slow serial
     /// backplane); `None`: as fast as the link takes them.
     pub link_rate: Option<u64>,
+    /// Run only these applications (by name; `None`: all). Both MSMs of a
+    /// chassis run the same set; a small MCU peer runs few.
+    pub apps: Option<Vec<String>>,
 }
 
 /// Why the node wants to stop.
@@ -66,16 +69,14 @@ pub struct Board<L: Link> {
     /// Send budget of the throttle, in bytes, and when it was last topped up.
     tokens: f64,
     refilled: Instant,
+    /// Per application of [`APPS`]: its id in the engine, if it runs here.
+    ids: [Option<AppId>; APPS.len()],
 }
 
 impl<L: Link> std::fmt::Debug for Board<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Board({})", self.engine.slot())
     }
-}
-
-fn app_id(i: usize) -> AppId {
-    AppId::new(i as u8)
 }
 
 /// Key of a VLAN in the vlan application's table (stable across nodes).
@@ -121,9 +122,20 @@ impl<L: Link> Board<L> {
             None => crate::config::factory_default(),
         };
         let mut reg = AppRegistry::<8>::new();
-        for (name, schema, deps) in APPS {
-            reg.register(name, schema, deps).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut ids = [None; APPS.len()];
+        let wanted = |n: &str| opts.apps.as_ref().is_none_or(|list| list.iter().any(|a| a == n));
+        if let Some(list) = &opts.apps {
+            if let Some(bad) = list.iter().find(|a| !APPS.iter().any(|(n, _, _)| n == *a)) {
+                anyhow::bail!("no application named '{bad}' (have: devmgr, cfgmgr, vlan, fdb, stp, ospf)");
+            }
         }
+        for (i, (name, schema, deps)) in APPS.into_iter().enumerate() {
+            if wanted(name) {
+                let deps: Vec<&str> = deps.iter().copied().filter(|d| wanted(d)).collect();
+                ids[i] = Some(reg.register(name, schema, &deps).map_err(|e| anyhow::anyhow!("{e}"))?);
+            }
+        }
+        let running_apps = reg.len();
         let mut c = Config::new(opts.slot);
         c.priority =
             opts.priority.or(running.priority[opts.slot.index().min(1)]).or(flash.priority()).unwrap_or(0);
@@ -137,7 +149,7 @@ impl<L: Link> Board<L> {
         let max_frame = engine.config().max_frame;
         Ok(Board {
             engine,
-            host: ChassisHost::new(flash, running),
+            host: ChassisHost::new(flash, running, running_apps),
             link,
             churn: Churn::new(opts.seed, opts.churn, 50_000),
             clock: std::time::Instant::now(),
@@ -151,6 +163,7 @@ impl<L: Link> Board<L> {
             booted,
             tokens: 0.0,
             refilled: Instant::ZERO,
+            ids,
         })
     }
 
@@ -278,14 +291,15 @@ impl<L: Link> Board<L> {
     /// The master changes one key of one application.
     pub fn change(&mut self, app: usize, c: Change) {
         let now = self.now();
+        let Some(id) = self.ids.get(app).copied().flatten() else { return };
         let bytes = c.encode();
-        match self.engine.record_change(now, app_id(app), &bytes) {
-            Ok(id) => {
+        match self.engine.record_change(now, id, &bytes) {
+            Ok(change) => {
                 let line = match &c {
-                    Change::Set(k, v) => format!("change {app} {id} {k} set {}", hex(v)),
-                    Change::Delete(k) => format!("change {app} {id} {k} del"),
+                    Change::Set(k, v) => format!("change {app} {change} {k} set {}", hex(v)),
+                    Change::Delete(k) => format!("change {app} {change} {k} del"),
                 };
-                self.host.tables[app].apply(c);
+                self.host.tables[id.index()].apply(c);
                 self.journal_line(&line);
             }
             Err(e) => log::debug!("change refused: {e}"),
@@ -304,7 +318,8 @@ impl<L: Link> Board<L> {
             return;
         }
         for app in 0..APPS.len() {
-            let c = self.engine.checkpointed(app_id(app));
+            let Some(id) = self.ids[app] else { continue };
+            let c = self.engine.checkpointed(id);
             if c != self.last_checkpointed[app] {
                 self.last_checkpointed[app] = c;
                 let peer = self.engine.checkpoint_peer().map_or('-', |s| s.letter());
@@ -548,7 +563,10 @@ impl<L: Link> Board<L> {
                 "no application named '{app}' (have: devmgr, cfgmgr, vlan, fdb, stp, ospf)"
             ));
         };
-        let table = &self.host.tables[i];
+        let Some(id) = self.ids[i] else {
+            return Response::error(format!("application '{app}' does not run on this node"));
+        };
+        let table = &self.host.tables[id.index()];
         let mut t = format!("{app}: {} entries, digest {:016x}\n", table.rows.len(), table.digest());
         let mut entries = Vec::new();
         if rows {

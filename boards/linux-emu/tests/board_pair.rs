@@ -22,6 +22,7 @@ fn opts(slot: u8) -> Options {
         seed: 1,
         max_frame: 4096,
         link_rate: None,
+        apps: None,
     }
 }
 

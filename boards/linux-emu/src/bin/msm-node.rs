@@ -62,6 +62,9 @@ struct Args {
     /// Throttle the backplane to this many bytes per second (emulates a slow serial link).
     #[arg(long)]
     link_rate: Option<u64>,
+    /// Run only these applications, comma-separated (e.g. devmgr,vlan for an MCU peer).
+    #[arg(long, value_delimiter = ',')]
+    apps: Option<Vec<String>>,
 }
 
 /// A control client being served: its request bytes so far.
@@ -142,6 +145,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         seed: args.seed ^ u64::from(slot.raw()),
         max_frame: args.max_frame,
         link_rate: args.link_rate,
+        apps: args.apps.clone(),
     };
     let mut board = Board::new(opts, flash, link, journal).map_err(start)?;
     let _ = std::fs::remove_file(&args.control);

@@ -142,7 +142,7 @@ pub fn describe(app: usize, key: u64, value: &[u8]) -> String {
     let _ = match app {
         DEVMGR => write!(s, "slot {key}: {}", String::from_utf8_lossy(value)),
         CFGMGR => write!(s, "object {key}: {}", String::from_utf8_lossy(value)),
-        VLAN => write!(s, "vlan tag {key}: {}", String::from_utf8_lossy(value)),
+        VLAN => write!(s, "vlan {}", String::from_utf8_lossy(value)),
         FDB => write!(s, "{} vlan {} port {}", mac_text(key), u16_at(0), u16_at(2)),
         STP => write!(
             s,

@@ -67,7 +67,8 @@ fn parse_ports(s: &str) -> Result<BTreeSet<u16>, String> {
     Ok(out)
 }
 
-fn port_list(p: &BTreeSet<u16>) -> String {
+/// "1-4,7": a port set as XOS prints it.
+pub fn port_list(p: &BTreeSet<u16>) -> String {
     let mut out = String::new();
     let v: Vec<u16> = p.iter().copied().collect();
     let mut i = 0;

@@ -422,10 +422,11 @@ impl<L: Link> Board<L> {
                 Effect::Vlan(name) => {
                     let key = vlan_key(&name);
                     let c = match self.host.running.vlans.get(&name) {
-                        Some(v) => Change::Set(
-                            key,
-                            format!("{name} tag {:?} ports {:?}", v.tag, v.ports).into_bytes(),
-                        ),
+                        Some(v) => {
+                            let tag = v.tag.map_or("untagged".to_string(), |t| format!("tag {t}"));
+                            let ports = crate::config::port_list(&v.ports);
+                            Change::Set(key, format!("{name} {tag} ports {ports}").into_bytes())
+                        }
                         None => Change::Delete(key),
                     };
                     self.change(VLAN, c);

@@ -1,0 +1,133 @@
+//! The two demo applications the firmware runs, `devmgr <- vlan`, with the
+//! same names, schema versions and record format as the Linux emulation
+//! (`boards/linux-emu/src/apps.rs`): a record is op (1 set, 0 delete), key
+//! (u64 LE), value. State lives in fixed-capacity tables sorted by key, so
+//! the bulk cursor is "next key".
+
+use heapless::Vec;
+use msm_checkpoint::HostError;
+
+/// Name, schema and dependencies, in registration order (a subset of the
+/// Linux board's APPS: run the Linux peer with `--apps devmgr,vlan`).
+pub const APPS: [(&str, u16, &[&str]); 2] = [("devmgr", 1, &[]), ("vlan", 1, &["devmgr"])];
+
+/// Longest value of one key (a VLAN's description is the longest).
+pub const VALUE: usize = 96;
+/// Keys per application.
+pub const ROWS: usize = 32;
+
+/// One key's change, borrowed from the record bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    Set(u64, &'a [u8]),
+    Delete(u64),
+}
+
+impl<'a> Change<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<Change<'a>, HostError> {
+        let (&op, rest) = b.split_first().ok_or(HostError::BadRecord)?;
+        let key_bytes: [u8; 8] = rest.get(..8).and_then(|k| k.try_into().ok()).ok_or(HostError::BadRecord)?;
+        let key = u64::from_le_bytes(key_bytes);
+        let value = rest.get(8..).unwrap_or(&[]);
+        match op {
+            1 => Ok(Change::Set(key, value)),
+            0 if value.is_empty() => Ok(Change::Delete(key)),
+            _ => Err(HostError::BadRecord),
+        }
+    }
+
+    pub fn key(&self) -> u64 {
+        match self {
+            Change::Set(k, _) | Change::Delete(k) => *k,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Row {
+    key: u64,
+    value: Vec<u8, VALUE>,
+    /// Refreshed by the bulk in progress (backup side, mark and sweep).
+    seen: bool,
+}
+
+/// One application's table.
+#[derive(Debug, Default)]
+pub struct Table {
+    rows: Vec<Row, ROWS>,
+    refreshing: bool,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn apply(&mut self, c: Change<'_>) -> Result<(), HostError> {
+        let pos = self.rows.binary_search_by_key(&c.key(), |r| r.key);
+        match (c, pos) {
+            (Change::Set(_, v), Ok(i)) => {
+                let row = self.rows.get_mut(i).ok_or(HostError::Full)?;
+                row.value = Vec::from_slice(v).map_err(|_| HostError::Full)?;
+                row.seen = true;
+            }
+            (Change::Set(k, v), Err(i)) => {
+                let value = Vec::from_slice(v).map_err(|_| HostError::Full)?;
+                self.rows.insert(i, Row { key: k, value, seen: true }).map_err(|_| HostError::Full)?;
+            }
+            (Change::Delete(_), Ok(i)) => {
+                self.rows.remove(i);
+            }
+            (Change::Delete(_), Err(_)) => {}
+        }
+        Ok(())
+    }
+
+    pub fn begin_refresh(&mut self) {
+        self.refreshing = true;
+        for r in self.rows.iter_mut() {
+            r.seen = false;
+        }
+    }
+
+    /// End of a bulk: drop what it did not mention. Returns the rows dropped.
+    pub fn end_refresh(&mut self) -> usize {
+        if !core::mem::take(&mut self.refreshing) {
+            return 0;
+        }
+        let before = self.rows.len();
+        self.rows.retain(|r| r.seen);
+        before - self.rows.len()
+    }
+
+    pub fn abort_refresh(&mut self) {
+        self.refreshing = false;
+    }
+
+    /// Encodes the record of the first key at or after `cursor` into `buf`;
+    /// returns its length and the next cursor.
+    pub fn read_from(&self, cursor: u64, buf: &mut [u8]) -> Result<Option<(usize, u64)>, HostError> {
+        let i = match self.rows.binary_search_by_key(&cursor, |r| r.key) {
+            Ok(i) | Err(i) => i,
+        };
+        let Some(row) = self.rows.get(i) else { return Ok(None) };
+        let len = 9 + row.value.len();
+        let out = buf.get_mut(..len).ok_or(HostError::RecordTooLarge)?;
+        out[0] = 1;
+        out[1..9].copy_from_slice(&row.key.to_le_bytes());
+        out[9..].copy_from_slice(&row.value);
+        Ok(Some((len, row.key.saturating_add(1))))
+    }
+
+    /// The same order-independent digest as the Linux board's `Table::digest`.
+    pub fn digest(&self) -> u64 {
+        let crc = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+        let mut d = crc.digest();
+        for r in &self.rows {
+            d.update(&r.key.to_le_bytes());
+            d.update(&(r.value.len() as u32).to_le_bytes());
+            d.update(&r.value);
+        }
+        d.finalize()
+    }
+}

@@ -1,0 +1,189 @@
+//! The firmware's [`Host`]: configuration held in RAM (the saved one is also
+//! written to the SD card by the main loop), and the two applications'
+//! tables. Every backup-side step is logged: the interop test reads these
+//! lines to check dependency order.
+
+use heapless::Vec;
+use msm_checkpoint::{AppId, Host, HostError, ItemKind, Stream};
+
+use crate::apps::{APPS, Change, Table};
+use crate::log;
+
+/// Bytes of configuration text held per buffer.
+pub const CONFIG: usize = 2048;
+/// Largest chunk of configuration sent per bulk item.
+const CHUNK: usize = 200;
+
+#[derive(Debug, Default)]
+pub struct Board {
+    /// The saved configuration (what the SD card holds).
+    pub saved: Vec<u8, CONFIG>,
+    saved_staged: Option<Vec<u8, CONFIG>>,
+    /// Set when a new saved configuration was committed; the main loop
+    /// writes it to storage and clears it.
+    pub saved_dirty: bool,
+    /// The active configuration text.
+    pub active: Vec<u8, CONFIG>,
+    active_staged: Option<Vec<u8, CONFIG>>,
+    /// Changes received while the active-config bulk runs, appended at its end.
+    active_pending: Vec<u8, 512>,
+    /// Master side: the stable view of a config stream under bulk.
+    pub tables: [Table; APPS.len()],
+    /// Records applied, per application (for the status line).
+    pub applied: [u32; APPS.len()],
+}
+
+pub fn name(stream: Stream) -> &'static str {
+    match stream {
+        Stream::SavedConfig => "saved-config",
+        Stream::ActiveConfig => "active-config",
+        Stream::App(id) => APPS.get(id.index()).map_or("?", |a| a.0),
+    }
+}
+
+fn push_all<const N: usize>(dst: &mut Vec<u8, N>, src: &[u8]) -> Result<(), HostError> {
+    dst.extend_from_slice(src).map_err(|_| HostError::Full)
+}
+
+impl Board {
+    fn table(&mut self, id: AppId) -> Result<&mut Table, HostError> {
+        self.tables.get_mut(id.index()).ok_or(HostError::BadRecord)
+    }
+
+    fn config_bytes(&self, stream: Stream) -> &[u8] {
+        match stream {
+            Stream::SavedConfig => &self.saved,
+            _ => &self.active,
+        }
+    }
+}
+
+impl Host for Board {
+    fn bulk_start(&mut self, stream: Stream) -> u64 {
+        match stream {
+            Stream::SavedConfig | Stream::ActiveConfig => self.config_bytes(stream).len().div_ceil(CHUNK) as u64,
+            Stream::App(id) => self.tables.get(id.index()).map_or(0, |t| t.len() as u64),
+        }
+    }
+
+    fn bulk_read(&mut self, stream: Stream, cursor: &mut u64, buf: &mut [u8]) -> Result<Option<usize>, HostError> {
+        match stream {
+            Stream::SavedConfig | Stream::ActiveConfig => {
+                let bytes = self.config_bytes(stream);
+                let start = usize::try_from(*cursor).unwrap_or(usize::MAX).min(bytes.len());
+                let rest = &bytes[start..];
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                let n = rest.len().min(CHUNK).min(buf.len());
+                if n == 0 {
+                    return Err(HostError::RecordTooLarge);
+                }
+                buf[..n].copy_from_slice(&rest[..n]);
+                *cursor += n as u64;
+                Ok(Some(n))
+            }
+            Stream::App(id) => {
+                let t = self.tables.get(id.index()).ok_or(HostError::BadRecord)?;
+                match t.read_from(*cursor, buf)? {
+                    Some((n, next)) => {
+                        *cursor = next;
+                        Ok(Some(n))
+                    }
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn bulk_begin(&mut self, stream: Stream, total: u64) -> Result<(), HostError> {
+        log!("bulk-begin {} total={}", name(stream), total);
+        match stream {
+            Stream::SavedConfig => self.saved_staged = Some(Vec::new()),
+            Stream::ActiveConfig => {
+                self.active_staged = Some(Vec::new());
+                self.active_pending.clear();
+            }
+            Stream::App(id) => self.table(id)?.begin_refresh(),
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, stream: Stream, kind: ItemKind, item: &[u8]) -> Result<(), HostError> {
+        let kind_name = match kind {
+            ItemKind::Bulk => "bulk",
+            ItemKind::Dynamic => "dynamic",
+        };
+        match stream {
+            Stream::SavedConfig => {
+                let staged = self.saved_staged.as_mut().ok_or(HostError::BadRecord)?;
+                push_all(staged, item)
+            }
+            Stream::ActiveConfig => match (kind, self.active_staged.as_mut()) {
+                (ItemKind::Bulk, Some(staged)) => push_all(staged, item),
+                (ItemKind::Bulk, None) => Err(HostError::BadRecord),
+                (ItemKind::Dynamic, Some(_)) => push_all(&mut self.active_pending, item),
+                (ItemKind::Dynamic, None) => {
+                    log!("config {}", core::str::from_utf8(item).unwrap_or("<not utf-8>").trim_end());
+                    push_all(&mut self.active, item)
+                }
+            },
+            Stream::App(id) => {
+                let change = Change::decode(item)?;
+                let app = name(stream);
+                self.table(id)?.apply(change)?;
+                if let Some(n) = self.applied.get_mut(id.index()) {
+                    *n = n.wrapping_add(1);
+                }
+                match change {
+                    Change::Set(k, v) => log!(
+                        "apply {app} {kind_name} key={k} set {}",
+                        core::str::from_utf8(v).unwrap_or("<binary>")
+                    ),
+                    Change::Delete(k) => log!("apply {app} {kind_name} key={k} delete"),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn bulk_end(&mut self, stream: Stream) -> Result<(), HostError> {
+        match stream {
+            Stream::SavedConfig => {
+                self.saved = self.saved_staged.take().ok_or(HostError::BadRecord)?;
+                self.saved_dirty = true;
+                log!("bulk-end saved-config bytes={}", self.saved.len());
+            }
+            Stream::ActiveConfig => {
+                let mut staged = self.active_staged.take().ok_or(HostError::BadRecord)?;
+                push_all(&mut staged, &self.active_pending)?;
+                self.active_pending.clear();
+                self.active = staged;
+                log!("bulk-end active-config bytes={}", self.active.len());
+            }
+            Stream::App(id) => {
+                let t = self.table(id)?;
+                let dropped = t.end_refresh();
+                let (rows, digest) = (t.len(), t.digest());
+                log!("bulk-end {} rows={rows} dropped={dropped} digest={digest:016x}", name(stream));
+            }
+        }
+        Ok(())
+    }
+
+    fn bulk_abort(&mut self, stream: Stream) {
+        log!("bulk-abort {}", name(stream));
+        match stream {
+            Stream::SavedConfig => self.saved_staged = None,
+            Stream::ActiveConfig => {
+                self.active_staged = None;
+                self.active_pending.clear();
+            }
+            Stream::App(id) => {
+                if let Ok(t) = self.table(id) {
+                    t.abort_refresh();
+                }
+            }
+        }
+    }
+}

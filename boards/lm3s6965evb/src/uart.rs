@@ -1,0 +1,185 @@
+//! A small register-level driver for the LM3S6965's PL011-like UARTs.
+//!
+//! [`Console`] (UART0) writes logs by polling. [`Uart1`] is the backplane: its
+//! receive interrupt drains the 16-byte hardware FIFO into a heapless ring,
+//! so no byte is lost while the main loop is busy, and it implements the
+//! `embedded-io` traits the `msm-backplane` UART link is written against.
+
+use core::cell::RefCell;
+use core::convert::Infallible;
+
+use critical_section::Mutex;
+use heapless::Deque;
+use lm3s6965::interrupt;
+
+use crate::regs::{self, SYSCTL_RCGC1};
+
+const UART0: usize = 0x4000_C000;
+const UART1: usize = 0x4000_D000;
+
+const DR: usize = 0x000;
+const FR: usize = 0x018;
+const IBRD: usize = 0x024;
+const FBRD: usize = 0x028;
+const LCRH: usize = 0x02C;
+const CTL: usize = 0x030;
+const IM: usize = 0x038;
+const ICR: usize = 0x044;
+
+const FR_RXFE: u32 = 1 << 4;
+const FR_TXFF: u32 = 1 << 5;
+const IM_RX: u32 = 1 << 4;
+const IM_RT: u32 = 1 << 6;
+
+/// Receive ring of the backplane UART: 2 KiB, several maximum frames.
+pub const RX_RING: usize = 2048;
+
+struct RxState {
+    ring: Deque<u8, RX_RING>,
+    /// Bytes dropped because the ring was full (never expected: the main
+    /// loop drains it far faster than 46 KiB/s).
+    overruns: u32,
+}
+
+static RX: Mutex<RefCell<RxState>> = Mutex::new(RefCell::new(RxState { ring: Deque::new(), overruns: 0 }));
+
+fn init(base: usize, clock_bit: u32) {
+    regs::set_bits(SYSCTL_RCGC1, clock_bit);
+    regs::write(base + CTL, 0);
+    // 115200 baud at 12 MHz (QEMU ignores it; real silicon does not).
+    regs::write(base + IBRD, 6);
+    regs::write(base + FBRD, 33);
+    regs::write(base + LCRH, 0x70); // 8N1, FIFOs on
+    regs::write(base + CTL, 0x301); // enable, TX, RX
+}
+
+fn put(base: usize, byte: u8) {
+    while regs::read(base + FR) & FR_TXFF != 0 {}
+    regs::write(base + DR, u32::from(byte));
+}
+
+/// UART0: the console, for logs. Writes block until the FIFO takes the byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Console;
+
+impl Console {
+    pub fn init() -> Console {
+        init(UART0, 1 << 0);
+        Console
+    }
+}
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                put(UART0, b'\r');
+            }
+            put(UART0, b);
+        }
+        Ok(())
+    }
+}
+
+/// UART1: the backplane.
+#[derive(Debug)]
+pub struct Uart1 {
+    _private: (),
+}
+
+impl Uart1 {
+    /// Configures UART1 and unmasks its receive interrupts.
+    pub fn init() -> Uart1 {
+        init(UART1, 1 << 1);
+        regs::write(UART1 + ICR, 0x7FF);
+        regs::write(UART1 + IM, IM_RX | IM_RT);
+        // SAFETY-free: unmasking in the NVIC is `unsafe` in cortex-m only
+        // because it can break critical sections; ours are interrupt-free ones.
+        crate::unmask(lm3s6965::Interrupt::UART1);
+        Uart1 { _private: () }
+    }
+
+    /// Bytes the receive ring had to drop.
+    pub fn overruns(&self) -> u32 {
+        critical_section::with(|cs| RX.borrow_ref(cs).overruns)
+    }
+}
+
+#[interrupt]
+fn UART1() {
+    critical_section::with(|cs| {
+        let mut rx = RX.borrow_ref_mut(cs);
+        while regs::read(UART1 + FR) & FR_RXFE == 0 {
+            // Low 8 bits are data; the error bits above are ignored (CRC catches damage).
+            let byte = (regs::read(UART1 + DR) & 0xFF) as u8;
+            if rx.ring.push_back(byte).is_err() {
+                rx.overruns = rx.overruns.wrapping_add(1);
+            }
+        }
+        regs::write(UART1 + ICR, IM_RX | IM_RT);
+    });
+}
+
+impl embedded_io::ErrorType for Uart1 {
+    type Error = Infallible;
+}
+
+impl embedded_io::ReadReady for Uart1 {
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(critical_section::with(|cs| !RX.borrow_ref(cs).ring.is_empty()))
+    }
+}
+
+impl embedded_io::Read for Uart1 {
+    /// Blocks (sleeping) until at least one byte is there, as `Read` requires.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = critical_section::with(|cs| {
+                let mut rx = RX.borrow_ref_mut(cs);
+                let mut n = 0;
+                for slot in buf.iter_mut() {
+                    match rx.ring.pop_front() {
+                        Some(b) => {
+                            *slot = b;
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                n
+            });
+            if n > 0 {
+                return Ok(n);
+            }
+            cortex_m::asm::wfi();
+        }
+    }
+}
+
+impl embedded_io::WriteReady for Uart1 {
+    fn write_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(regs::read(UART1 + FR) & FR_TXFF == 0)
+    }
+}
+
+impl embedded_io::Write for Uart1 {
+    /// Writes what the transmit FIFO takes now (at least one byte: waits for room).
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        let mut n = 0;
+        for &b in buf {
+            if n > 0 && regs::read(UART1 + FR) & FR_TXFF != 0 {
+                break;
+            }
+            put(UART1, b);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}

@@ -69,8 +69,11 @@ pub(crate) fn demo() -> Result<()> {
 /// `msm-sim bench [ARGS]`.
 /// Benchmarks of the other crates, each a `harness = false` bench target:
 /// (package, bench, features).
-const CRATE_BENCHES: &[(&str, &str, &str)] =
-    &[("msm-backplane-linux", "backplane", ""), ("msm-flash", "flash", "mock")];
+const CRATE_BENCHES: &[(&str, &str, &str)] = &[
+    ("msm-backplane-linux", "backplane", ""),
+    ("msm-flash", "flash", "mock"),
+    ("msm-linux-emu", "chassis", ""),
+];
 
 /// The core benchmark (through msm-sim, extra args go to it), then every crate's.
 pub(crate) fn bench(extra: &[String]) -> Result<()> {

@@ -208,7 +208,7 @@ impl<L: Link> Board<L> {
         }
         if self.engine.role() == Role::Master {
             for (app, c) in self.churn.due(now.as_micros()) {
-                self.change(app, c);
+                let _ = self.change(app, c);
             }
         }
         self.transmit();
@@ -280,7 +280,7 @@ impl<L: Link> Board<L> {
                 if !in_sync && self.host.tables.iter().all(|t| t.rows.is_empty()) {
                     // A fresh chassis: the applications start with their initial state.
                     for (app, c) in self.churn.initial(self.opts.fdb) {
-                        self.change(app, c);
+                        let _ = self.change(app, c);
                     }
                 }
                 self.journal_line(&format!("promoted {config:?} in_sync={in_sync}"));
@@ -288,10 +288,15 @@ impl<L: Link> Board<L> {
         }
     }
 
-    /// The master changes one key of one application.
-    pub fn change(&mut self, app: usize, c: Change) {
+    /// Every change of application `app` (index in [`APPS`]) up to this id is on the backup.
+    pub fn checkpointed(&self, app: usize) -> u64 {
+        self.ids.get(app).copied().flatten().map_or(0, |id| self.engine.checkpointed(id))
+    }
+
+    /// The master changes one key of one application; the change id, if it was taken.
+    pub fn change(&mut self, app: usize, c: Change) -> Option<u64> {
         let now = self.now();
-        let Some(id) = self.ids.get(app).copied().flatten() else { return };
+        let id = self.ids.get(app).copied().flatten()?;
         let bytes = c.encode();
         match self.engine.record_change(now, id, &bytes) {
             Ok(change) => {
@@ -301,8 +306,12 @@ impl<L: Link> Board<L> {
                 };
                 self.host.tables[id.index()].apply(c);
                 self.journal_line(&line);
+                Some(change)
             }
-            Err(e) => log::debug!("change refused: {e}"),
+            Err(e) => {
+                log::debug!("change refused: {e}");
+                None
+            }
         }
     }
 
@@ -429,7 +438,7 @@ impl<L: Link> Board<L> {
                         }
                         None => Change::Delete(key),
                     };
-                    self.change(VLAN, c);
+                    let _ = self.change(VLAN, c);
                 }
                 Effect::Priority(slot, p) if slot == self.engine.slot().index() => {
                     self.engine.set_priority(p);

@@ -16,7 +16,7 @@ const TICKS_PER_MS: u32 = CORE_HZ / 1000;
 static MS_LO: AtomicU32 = AtomicU32::new(0);
 static MS_HI: AtomicU32 = AtomicU32::new(0);
 
-#[derive(Debug)]
+/// SysTick, owned.
 pub struct Clock {
     syst: SYST,
 }

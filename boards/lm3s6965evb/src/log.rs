@@ -2,21 +2,21 @@
 //! format is what `tests/qemu_interop.rs` and the expected-output check read.
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::uart::Console;
 
-/// Microseconds of the last timestamp (so the panic handler can stamp too).
-static NOW_US: AtomicU64 = AtomicU64::new(0);
+/// Milliseconds of the last timestamp (so the panic handler can stamp too).
+static NOW_MS: AtomicU32 = AtomicU32::new(0);
 
 pub fn set_now(us: u64) {
-    NOW_US.store(us, Ordering::Relaxed);
+    NOW_MS.store((us / 1000) as u32, Ordering::Relaxed);
 }
 
 pub fn line(args: core::fmt::Arguments<'_>) {
-    let us = NOW_US.load(Ordering::Relaxed);
+    let ms = NOW_MS.load(Ordering::Relaxed);
     let mut c = Console;
-    let _ = write!(c, "[{:>6}.{:03}] ", us / 1_000_000, (us / 1000) % 1000);
+    let _ = write!(c, "[{:>6}.{:03}] ", ms / 1000, ms % 1000);
     let _ = c.write_fmt(args);
     let _ = c.write_str("\n");
 }

@@ -283,6 +283,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.session.map(|s| s.slot)
     }
 
+    /// Master: the boot count (incarnation) of that peer when its session began.
+    /// A peer that rebooted since holds none of it, though the master may not
+    /// have heard of the reboot yet.
+    pub fn checkpoint_peer_incarnation(&self) -> Option<u32> {
+        self.session.map(|s| s.incarnation)
+    }
+
     /// Master: every change of `app` with an id up to the returned one is
     /// applied on the [`checkpoint_peer`](Self::checkpoint_peer) (0: none yet).
     pub fn checkpointed(&self, app: AppId) -> u64 {

@@ -526,7 +526,7 @@ impl Sim {
                     master: i,
                     term,
                     backup: b.index(),
-                    incarnation: self.nodes[b.index()].incarnation,
+                    incarnation: e.checkpoint_peer_incarnation().unwrap_or(0),
                     checkpointed,
                 }
             });

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::{cmd, cross, sim};
+use crate::{cmd, cross, qemu, sim};
 
 /// Seeds swept (with faults) by CI.
 const CI_SEEDS: &str = "0..2000";
@@ -23,6 +23,11 @@ const STEPS: &[Step] = &[
     Step { name: "test", what: "cargo test --workspace", run: test },
     Step { name: "sim", what: "simulator sweep with faults, seeds 0..2000", run: sim_sweep },
     Step { name: "cross", what: "no_std crates for thumbv7m-none-eabi, core only", run: cross::run },
+    Step {
+        name: "qemu",
+        what: "lm3s6965evb firmware in QEMU with a Linux node over a serial backplane",
+        run: qemu::interop,
+    },
 ];
 
 fn fmt() -> Result<()> {

@@ -46,7 +46,7 @@ const MIN_RUSTC: (u32, u32) = (1, 85);
 
 /// How the cross build gets its target libraries.
 #[derive(Debug)]
-enum Toolchain {
+pub(crate) enum Toolchain {
     /// rustup has the target installed: a plain cargo build.
     Rustup,
     /// Debian's rustc building `core` from source.
@@ -110,13 +110,13 @@ fn build_command(toolchain: &Toolchain, krate: &str) -> Command {
 }
 
 /// `target/cross` (under `$CARGO_TARGET_DIR` when that is set).
-fn cross_target_dir() -> PathBuf {
+pub(crate) fn cross_target_dir() -> PathBuf {
     let root = cmd::workspace_root();
     let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
     base.join("cross")
 }
 
-fn detect() -> Result<Toolchain> {
+pub(crate) fn detect() -> Result<Toolchain> {
     if rustup_has_target() {
         return Ok(Toolchain::Rustup);
     }

@@ -6,11 +6,14 @@
 //! status of a failed child (e.g. msm-sim reporting a failing seed) becomes the
 //! exit status of the xtask.
 
+mod board;
 mod ci;
 mod cmd;
 mod cross;
 mod emu;
+mod qemu;
 mod sim;
+mod size;
 
 use std::process::ExitCode;
 
@@ -28,8 +31,8 @@ struct Cli {
     flow: Flow,
 }
 
-// More flows will join here (`qemu`, `build --board`, `size`) as the MCU
-// board lands; each gets its own module like `cross` and `ci`.
+// Each flow with more than a few lines gets its own module (`cross`, `board`,
+// `qemu`, `size`, `ci`).
 #[derive(Debug, Subcommand)]
 enum Flow {
     /// Run the host test suite: `cargo test --workspace [ARGS]`.
@@ -48,7 +51,21 @@ enum Flow {
     Bench(PassThrough),
     /// Build every no_std crate for `thumbv7m-none-eabi` (with `core` only: proves they are allocation-free).
     Cross,
-    /// The full CI pipeline: fmt, clippy, test, simulator sweep, cross.
+    /// Build the firmware of an MCU board (the cross toolchain found or installed as for `cross`).
+    Build {
+        /// The board: lm3s6965evb.
+        #[arg(long)]
+        board: String,
+    },
+    /// Build the lm3s6965evb firmware and run it in QEMU: UART0 logs here,
+    /// UART1 (backplane) on a pty, SD card on an image file.
+    Qemu(qemu::QemuArgs),
+    /// The interoperation test: a Linux node and the firmware in QEMU form
+    /// one chassis over a serial backplane (installs qemu-system-arm if needed).
+    QemuTest,
+    /// Text, data and bss of the lm3s6965evb firmware, split by crate (core, link, flash store, board).
+    Size,
+    /// The full CI pipeline: fmt, clippy, test, simulator sweep, cross, qemu.
     Ci,
 }
 
@@ -78,6 +95,10 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Emu(pass) => emu::run(&pass.args),
         Flow::Bench(pass) => sim::bench(&pass.args),
         Flow::Cross => cross::run(),
+        Flow::Build { board } => board::build(&board::find(&board)?).map(drop),
+        Flow::Qemu(args) => qemu::run(&args),
+        Flow::QemuTest => qemu::interop(),
+        Flow::Size => size::run(),
         Flow::Ci => ci::run(),
     }
 }

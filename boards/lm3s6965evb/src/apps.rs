@@ -1,4 +1,4 @@
-//! The two demo applications the firmware runs, `devmgr <- vlan`, with the
+//! The demo applications the firmware runs, `devmgr <- cfgmgr <- vlan`, with the
 //! same names, schema versions and record format as the Linux emulation
 //! (`boards/linux-emu/src/apps.rs`): a record is op (1 set, 0 delete), key
 //! (u64 LE), value. State lives in fixed-capacity tables sorted by key, so
@@ -8,13 +8,18 @@ use heapless::Vec;
 use msm_checkpoint::HostError;
 
 /// Name, schema and dependencies, in registration order (a subset of the
-/// Linux board's APPS: run the Linux peer with `--apps devmgr,vlan`).
-pub const APPS: [(&str, u16, &[&str]); 2] = [("devmgr", 1, &[]), ("vlan", 1, &["devmgr"])];
+/// Linux board's APPS: run the Linux peer with `--apps devmgr,cfgmgr,vlan`;
+/// the Linux node drops dependencies on applications it does not run, so the
+/// chain must be complete on both sides for the bulk order to be the same).
+pub const APPS: [(&str, u16, &[&str]); 3] =
+    [("devmgr", 1, &[]), ("cfgmgr", 1, &["devmgr"]), ("vlan", 1, &["cfgmgr"])];
 
-/// Longest value of one key (a VLAN's description is the longest).
-pub const VALUE: usize = 96;
-/// Keys per application.
-pub const ROWS: usize = 32;
+/// Longest value of one key: a VLAN with a dozen ports; longer values are
+/// refused as `HostError::Full` (the master then retries with a new bulk).
+pub const VALUE: usize = 80;
+/// Keys per application (the Linux chassis has 8 modules, 16..64 config
+/// objects and a handful of VLANs in its demo).
+pub const ROWS: usize = 64;
 
 /// One key's change, borrowed from the record bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,10 @@ pub struct Table {
 }
 
 impl Table {
+    pub const fn new() -> Table {
+        Table { rows: Vec::new(), refreshing: false }
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -81,6 +90,11 @@ impl Table {
             (Change::Delete(_), Err(_)) => {}
         }
         Ok(())
+    }
+
+    /// Every row, in key order.
+    pub fn rows(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.rows.iter().map(|r| (r.key, r.value.as_slice()))
     }
 
     pub fn begin_refresh(&mut self) {
@@ -129,5 +143,18 @@ impl Table {
             d.update(&r.value);
         }
         d.finalize()
+    }
+}
+
+/// Bytes as lowercase hex, as the Linux board's journal and `show app` print them.
+#[derive(Debug, Clone, Copy)]
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }

@@ -18,7 +18,8 @@ static MS_HI: AtomicU32 = AtomicU32::new(0);
 
 /// SysTick, owned.
 pub struct Clock {
-    syst: SYST,
+    /// Owned so nothing else reprograms it.
+    _syst: SYST,
 }
 
 impl Clock {
@@ -28,42 +29,43 @@ impl Clock {
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
-        Clock { syst }
-    }
-
-    fn ms(&self) -> u64 {
-        loop {
-            let hi = MS_HI.load(Ordering::Acquire);
-            let lo = MS_LO.load(Ordering::Acquire);
-            if MS_HI.load(Ordering::Acquire) == hi {
-                return (u64::from(hi) << 32) | u64::from(lo);
-            }
-        }
+        Clock { _syst: syst }
     }
 
     /// Now, in microseconds since boot.
     pub fn now(&self) -> Instant {
-        loop {
-            let before = self.ms();
-            let val = SYST::get_current();
-            // A wrap between the two reads, or one whose interrupt is still
-            // pending (COUNTFLAG is not usable: reading it clears it for the
-            // handler too), shows as a changed millisecond count: read again.
-            let pending = cortex_m::peripheral::SCB::is_pendst_pending();
-            if self.ms() == before && !pending {
-                let sub_us = (TICKS_PER_MS - 1).saturating_sub(val) / (TICKS_PER_MS / 1000);
-                return Instant::from_micros(before * 1000 + u64::from(sub_us));
-            }
-            if pending && self.ms() == before {
-                // Interrupts are masked (e.g. called from a critical section):
-                // account for the pending tick ourselves.
-                return Instant::from_micros((before + 1) * 1000);
-            }
+        now()
+    }
+}
+
+fn ms() -> u64 {
+    loop {
+        let hi = MS_HI.load(Ordering::Acquire);
+        let lo = MS_LO.load(Ordering::Acquire);
+        if MS_HI.load(Ordering::Acquire) == hi {
+            return (u64::from(hi) << 32) | u64::from(lo);
         }
     }
+}
 
-    pub fn syst(&self) -> &SYST {
-        &self.syst
+/// Now, in microseconds since boot (SysTick must be started).
+pub fn now() -> Instant {
+    loop {
+        let before = ms();
+        let val = SYST::get_current();
+        // A wrap between the two reads, or one whose interrupt is still
+        // pending (COUNTFLAG is not usable: reading it clears it for the
+        // handler too), shows as a changed millisecond count: read again.
+        let pending = cortex_m::peripheral::SCB::is_pendst_pending();
+        if ms() == before && !pending {
+            let sub_us = (TICKS_PER_MS - 1).saturating_sub(val) / (TICKS_PER_MS / 1000);
+            return Instant::from_micros(before * 1000 + u64::from(sub_us));
+        }
+        if pending && ms() == before {
+            // Interrupts are masked (e.g. called from a critical section):
+            // account for the pending tick ourselves.
+            return Instant::from_micros((before + 1) * 1000);
+        }
     }
 }
 

@@ -14,17 +14,21 @@ pub const CONFIG: usize = 2048;
 /// Largest chunk of configuration sent per bulk item.
 const CHUNK: usize = 200;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Board {
     /// The saved configuration (what the SD card holds).
     pub saved: Vec<u8, CONFIG>,
-    saved_staged: Option<Vec<u8, CONFIG>>,
+    saved_staged: Vec<u8, CONFIG>,
+    /// A saved-config bulk is in progress (`saved_staged` collects it).
+    saved_staging: bool,
     /// Set when a new saved configuration was committed; the main loop
     /// writes it to storage and clears it.
     pub saved_dirty: bool,
     /// The active configuration text.
     pub active: Vec<u8, CONFIG>,
-    active_staged: Option<Vec<u8, CONFIG>>,
+    active_staged: Vec<u8, CONFIG>,
+    /// An active-config bulk is in progress (`active_staged` collects it).
+    active_staging: bool,
     /// Changes received while the active-config bulk runs, appended at its end.
     active_pending: Vec<u8, 512>,
     /// Master side: the stable view of a config stream under bulk.
@@ -46,6 +50,32 @@ fn push_all<const N: usize>(dst: &mut Vec<u8, N>, src: &[u8]) -> Result<(), Host
 }
 
 impl Board {
+    /// Empty (const, so it can live in a `static` instead of on the stack).
+    pub const fn new() -> Board {
+        Board {
+            saved: Vec::new(),
+            saved_staged: Vec::new(),
+            saved_staging: false,
+            saved_dirty: false,
+            active: Vec::new(),
+            active_staged: Vec::new(),
+            active_staging: false,
+            active_pending: Vec::new(),
+            tables: [Table::new(), Table::new(), Table::new()],
+            applied: [0; APPS.len()],
+        }
+    }
+
+    /// A node that takes over without the master's active configuration
+    /// runs its own saved one (the text after the store's 8-byte length).
+    pub fn run_saved(&mut self) {
+        self.active.clear();
+        let text = self.saved.get(8..).unwrap_or(&[]);
+        if self.active.extend_from_slice(text).is_err() {
+            log!("saved configuration larger than the active buffer: not run");
+        }
+    }
+
     fn table(&mut self, id: AppId) -> Result<&mut Table, HostError> {
         self.tables.get_mut(id.index()).ok_or(HostError::BadRecord)
     }
@@ -61,12 +91,19 @@ impl Board {
 impl Host for Board {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         match stream {
-            Stream::SavedConfig | Stream::ActiveConfig => self.config_bytes(stream).len().div_ceil(CHUNK) as u64,
+            Stream::SavedConfig | Stream::ActiveConfig => {
+                self.config_bytes(stream).len().div_ceil(CHUNK) as u64
+            }
             Stream::App(id) => self.tables.get(id.index()).map_or(0, |t| t.len() as u64),
         }
     }
 
-    fn bulk_read(&mut self, stream: Stream, cursor: &mut u64, buf: &mut [u8]) -> Result<Option<usize>, HostError> {
+    fn bulk_read(
+        &mut self,
+        stream: Stream,
+        cursor: &mut u64,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, HostError> {
         match stream {
             Stream::SavedConfig | Stream::ActiveConfig => {
                 let bytes = self.config_bytes(stream);
@@ -99,9 +136,13 @@ impl Host for Board {
     fn bulk_begin(&mut self, stream: Stream, total: u64) -> Result<(), HostError> {
         log!("bulk-begin {} total={}", name(stream), total);
         match stream {
-            Stream::SavedConfig => self.saved_staged = Some(Vec::new()),
+            Stream::SavedConfig => {
+                self.saved_staged.clear();
+                self.saved_staging = true;
+            }
             Stream::ActiveConfig => {
-                self.active_staged = Some(Vec::new());
+                self.active_staged.clear();
+                self.active_staging = true;
                 self.active_pending.clear();
             }
             Stream::App(id) => self.table(id)?.begin_refresh(),
@@ -116,14 +157,16 @@ impl Host for Board {
         };
         match stream {
             Stream::SavedConfig => {
-                let staged = self.saved_staged.as_mut().ok_or(HostError::BadRecord)?;
-                push_all(staged, item)
+                if !self.saved_staging {
+                    return Err(HostError::BadRecord);
+                }
+                push_all(&mut self.saved_staged, item)
             }
-            Stream::ActiveConfig => match (kind, self.active_staged.as_mut()) {
-                (ItemKind::Bulk, Some(staged)) => push_all(staged, item),
-                (ItemKind::Bulk, None) => Err(HostError::BadRecord),
-                (ItemKind::Dynamic, Some(_)) => push_all(&mut self.active_pending, item),
-                (ItemKind::Dynamic, None) => {
+            Stream::ActiveConfig => match (kind, self.active_staging) {
+                (ItemKind::Bulk, true) => push_all(&mut self.active_staged, item),
+                (ItemKind::Bulk, false) => Err(HostError::BadRecord),
+                (ItemKind::Dynamic, true) => push_all(&mut self.active_pending, item),
+                (ItemKind::Dynamic, false) => {
                     log!("config {}", core::str::from_utf8(item).unwrap_or("<not utf-8>").trim_end());
                     push_all(&mut self.active, item)
                 }
@@ -150,15 +193,22 @@ impl Host for Board {
     fn bulk_end(&mut self, stream: Stream) -> Result<(), HostError> {
         match stream {
             Stream::SavedConfig => {
-                self.saved = self.saved_staged.take().ok_or(HostError::BadRecord)?;
+                if !core::mem::take(&mut self.saved_staging) {
+                    return Err(HostError::BadRecord);
+                }
+                core::mem::swap(&mut self.saved, &mut self.saved_staged);
+                self.saved_staged.clear();
                 self.saved_dirty = true;
                 log!("bulk-end saved-config bytes={}", self.saved.len());
             }
             Stream::ActiveConfig => {
-                let mut staged = self.active_staged.take().ok_or(HostError::BadRecord)?;
-                push_all(&mut staged, &self.active_pending)?;
+                if !core::mem::take(&mut self.active_staging) {
+                    return Err(HostError::BadRecord);
+                }
+                push_all(&mut self.active_staged, &self.active_pending)?;
                 self.active_pending.clear();
-                self.active = staged;
+                core::mem::swap(&mut self.active, &mut self.active_staged);
+                self.active_staged.clear();
                 log!("bulk-end active-config bytes={}", self.active.len());
             }
             Stream::App(id) => {
@@ -174,9 +224,13 @@ impl Host for Board {
     fn bulk_abort(&mut self, stream: Stream) {
         log!("bulk-abort {}", name(stream));
         match stream {
-            Stream::SavedConfig => self.saved_staged = None,
+            Stream::SavedConfig => {
+                self.saved_staging = false;
+                self.saved_staged.clear();
+            }
             Stream::ActiveConfig => {
-                self.active_staged = None;
+                self.active_staging = false;
+                self.active_staged.clear();
                 self.active_pending.clear();
             }
             Stream::App(id) => {

@@ -1,6 +1,6 @@
 //! MSM firmware for the TI Stellaris LM3S6965 evaluation board, as QEMU's
 //! `lm3s6965evb` machine emulates it: the `msm-checkpoint` engine with the
-//! `devmgr <- vlan` applications, UART1 as the backplane (`msm-backplane`'s
+//! `devmgr <- cfgmgr <- vlan` applications, UART1 as the backplane (`msm-backplane`'s
 //! UART link over an interrupt-fed PL011 driver), UART0 for logs, SysTick for
 //! time, and the saved configuration on the SD card (SSI0) through
 //! `msm-flash`'s config store.
@@ -16,15 +16,18 @@ mod clock;
 mod host;
 mod log;
 mod regs;
+mod sd;
+mod storage;
 mod uart;
 
 use core::convert::Infallible;
+use core::mem::MaybeUninit;
 use core::time::Duration;
 
 use cortex_m_rt::entry;
 use msm_backplane::link::Link;
 use msm_backplane::uart::{UartError, UartLink};
-use msm_checkpoint::{AppRegistry, Config, Event, Node, Role, Slot};
+use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
 
 use crate::apps::APPS;
 use crate::host::Board;
@@ -49,16 +52,25 @@ pub(crate) fn unmask(irq: lm3s6965::Interrupt) {
     unsafe { cortex_m::peripheral::NVIC::unmask(irq) }
 }
 
+/// Everything large lives in statics (`&'static mut` from cortex-m-rt's
+/// entry), not on the 64 KiB RAM's stack.
 struct Statics {
-    engine: Engine,
-    board: Board,
-    link: Backplane,
-    rx: [u8; MAX_FRAME],
-    tx: [u8; MAX_FRAME],
+    engine: &'static mut Engine,
+    board: &'static mut Board,
+    link: &'static mut Backplane,
+    rx: &'static mut [u8; MAX_FRAME],
+    tx: &'static mut [u8; MAX_FRAME],
 }
 
 #[entry]
 fn main() -> ! {
+    static mut BOARD: Board = Board::new();
+    // MaybeUninit, not Option: a `None` with a niche is not all zeros and
+    // would put 8 KiB in .data (flash and RAM); these go to .bss.
+    static mut ENGINE: MaybeUninit<Engine> = MaybeUninit::uninit();
+    static mut LINK: MaybeUninit<Backplane> = MaybeUninit::uninit();
+    static mut RX_FRAME: [u8; MAX_FRAME] = [0; MAX_FRAME];
+    static mut TX_FRAME: [u8; MAX_FRAME] = [0; MAX_FRAME];
     let _console = uart::Console::init();
     log!("msm-lm3s6965evb {} booting", env!("CARGO_PKG_VERSION"));
     let Some(core) = cortex_m::Peripherals::take() else {
@@ -67,6 +79,9 @@ fn main() -> ! {
     };
     let clock = clock::Clock::start(core.SYST);
     let uart1 = uart::Uart1::init();
+    let board: &'static mut Board = BOARD;
+    let mut incarnation = 0;
+    let mut store = storage::mount(board, &mut incarnation);
 
     let mut reg = AppRegistry::<{ APPS.len() }>::new();
     for (name, schema, deps) in APPS {
@@ -83,54 +98,53 @@ fn main() -> ! {
     cfg.miss_count = 3;
     cfg.rto = Duration::from_millis(50);
     cfg.rto_max = Duration::from_millis(400);
+    cfg.incarnation = incarnation;
 
     // Wait for the chassis link (any byte), then start the engine.
-    let mut link = Backplane::new(uart1);
+    let link: &'static mut Backplane = LINK.write(Backplane::new(uart1));
     let start = clock.now();
     loop {
         let now = clock.now();
         if embedded_io::ReadReady::read_ready(link.inner_mut()).unwrap_or(false) {
-            log::set_now(now.as_micros());
             log!("backplane up after {} ms", now.saturating_since(start).as_millis());
             break;
         }
         if now.saturating_since(start) >= Duration::from_millis(LINK_WAIT_MS) {
-            log::set_now(now.as_micros());
             log!("backplane silent for {LINK_WAIT_MS} ms: starting alone");
             break;
         }
         cortex_m::asm::wfi();
     }
 
-    let engine = match Engine::new(cfg, reg, clock.now()) {
-        Ok(e) => e,
+    let engine: &'static mut Engine = match Engine::new(cfg, reg, clock.now()) {
+        Ok(e) => ENGINE.write(e),
         Err(e) => {
             log!("fatal: engine configuration refused: {e}");
             fatal()
         }
     };
     log!(
-        "node {slot} up: apps devmgr <- vlan, max frame {MAX_FRAME}, heartbeat 100 ms x 3, engine {} bytes",
+        "node {slot} up: incarnation {incarnation}, apps devmgr <- cfgmgr <- vlan, max frame {MAX_FRAME}, \
+         heartbeat 100 ms x 3, engine {} bytes",
         core::mem::size_of::<Engine>()
     );
-    let mut s = Statics { engine, board: Board::default(), link, rx: [0; MAX_FRAME], tx: [0; MAX_FRAME] };
-    run(&clock, &mut s)
+    let mut s = Statics { engine, board, link, rx: RX_FRAME, tx: TX_FRAME };
+    run(&clock, &mut s, &mut store)
 }
 
-fn run(clock: &clock::Clock, s: &mut Statics) -> ! {
+fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>) -> ! {
     let mut pending: Option<usize> = None;
     let mut last_bad = 0u64;
     loop {
         let now = clock.now();
-        log::set_now(now.as_micros());
         let mut busy = false;
 
         // Receive every complete frame.
         loop {
-            match s.link.recv(&mut s.rx) {
+            match s.link.recv(&mut s.rx[..]) {
                 Ok(Some(n)) => {
                     busy = true;
-                    if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], &mut s.board) {
+                    if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], s.board) {
                         log!("frame refused: {e}");
                     }
                 }
@@ -141,21 +155,25 @@ fn run(clock: &clock::Clock, s: &mut Statics) -> ! {
                 }
             }
         }
-        let bad = framing_errors(&s.link);
+        let bad = framing_errors(s.link);
         if bad != last_bad {
-            log!("backplane: {} damaged frame(s) dropped so far", bad);
+            log!(
+                "backplane: {} damaged frame(s) dropped so far, {} byte(s) lost at the receive ring",
+                bad,
+                s.link.inner().overruns()
+            );
             last_bad = bad;
         }
 
         if s.engine.poll_timeout().is_some_and(|t| t <= now) {
-            s.engine.handle_timeout(now, &mut s.board);
+            s.engine.handle_timeout(now, s.board);
         }
 
         // Transmit: one frame may wait for room in the link's buffer.
         loop {
             let n = match pending.take() {
                 Some(n) => n,
-                None => match s.engine.poll_transmit(now, &mut s.board, &mut s.tx) {
+                None => match s.engine.poll_transmit(now, s.board, &mut s.tx[..]) {
                     Some(n) => n,
                     None => break,
                 },
@@ -174,11 +192,11 @@ fn run(clock: &clock::Clock, s: &mut Statics) -> ! {
 
         while let Some(ev) = s.engine.poll_event() {
             busy = true;
-            report(&s.engine, &s.board, ev);
+            report(s.engine, s.board, ev);
         }
         if s.board.saved_dirty {
             s.board.saved_dirty = false;
-            log!("saved configuration: {} bytes (held in RAM)", s.board.saved.len());
+            storage::save(store, &s.board.saved);
         }
 
         if !busy && pending.is_none() && !s.link.tx_pending() {
@@ -197,14 +215,21 @@ fn log_send_error(e: UartError<Infallible>) {
     log!("backplane send error: {e}");
 }
 
-fn report(engine: &Engine, board: &Board, ev: Event) {
+fn report(engine: &Engine, board: &mut Board, ev: Event) {
     match ev {
         Event::RoleChanged { role, term } => log!("role {role} term {term}"),
         Event::Promoted { term, config, in_sync } => {
             log!("promoted to MASTER term {term} config {config:?} in_sync {in_sync}");
+            if config == ConfigChoice::OwnSaved {
+                board.run_saved();
+            }
             for (i, (name, _, _)) in APPS.iter().enumerate() {
                 if let Some(t) = board.tables.get(i) {
                     log!("app {name} rows={} digest={:016x}", t.len(), t.digest());
+                    // Every row, so a takeover can be checked against the old master's journal.
+                    for (key, value) in t.rows() {
+                        log!("row {name} {key} {}", apps::Hex(value));
+                    }
                 }
             }
             log!("active configuration: {} bytes", board.active.len());

@@ -93,8 +93,6 @@ impl Uart1 {
         init(UART1, 1 << 1);
         regs::write(UART1 + ICR, 0x7FF);
         regs::write(UART1 + IM, IM_RX | IM_RT);
-        // SAFETY-free: unmasking in the NVIC is `unsafe` in cortex-m only
-        // because it can break critical sections; ours are interrupt-free ones.
         crate::unmask(lm3s6965::Interrupt::UART1);
         Uart1 { _private: () }
     }

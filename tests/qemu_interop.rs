@@ -1,0 +1,367 @@
+//! The firmware of `boards/lm3s6965evb` under QEMU and a Linux `msm-node`
+//! form one chassis over a serial backplane: QEMU's UART1 is a pty that the
+//! Linux node opens with its serial driver.
+//!
+//! Run through `cargo xtask qemu-test` (CI does), which installs
+//! qemu-system-arm if needed, builds the firmware and passes its ELF in
+//! `MSM_FIRMWARE`. Without that variable, or without qemu-system-arm, the
+//! test prints why and passes without running.
+//!
+//! Every wait has a deadline; nothing sleeps to let things happen.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use std::collections::BTreeMap;
+
+use msm_linux_emu::apps::APPS as LINUX_APPS;
+use msm_linux_emu::chassis::{Chassis, call};
+use msm_linux_emu::control::{Request, Response};
+use msm_linux_emu::journal::Journal;
+use rand::{Rng, SeedableRng};
+
+/// Kills QEMU or the node when the test ends, passed or not.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn firmware() -> Option<PathBuf> {
+    let Some(elf) = std::env::var_os("MSM_FIRMWARE").map(PathBuf::from) else {
+        eprintln!(
+            "SKIPPED qemu_interop: MSM_FIRMWARE is not set; run `cargo xtask qemu-test` \
+             (installs qemu-system-arm, builds the firmware, runs this test)"
+        );
+        return None;
+    };
+    assert!(elf.is_file(), "MSM_FIRMWARE={} is not a file", elf.display());
+    let qemu = Command::new("qemu-system-arm").arg("--version").stdout(Stdio::null()).status();
+    if !qemu.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "SKIPPED qemu_interop: qemu-system-arm is not installed \
+             (`apt-get install -y qemu-system-arm`, or run `cargo xtask qemu-test` as root)"
+        );
+        return None;
+    }
+    Some(elf)
+}
+
+/// The node binaries of this build, built here if `cargo test` did not.
+fn bin_dir() -> PathBuf {
+    let dir = Chassis::bin_dir().unwrap();
+    if !dir.join("msm-node").exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.args(["build", "-p", "msm-linux-emu", "--bins"]);
+        if dir.ends_with("release") {
+            c.arg("--release");
+        }
+        assert!(c.status().unwrap().success(), "building the node binaries failed");
+    }
+    dir
+}
+
+/// QEMU running the firmware: UART0 to `log`, UART1 to a pty (returned).
+fn start_qemu(elf: &Path, log: &Path, sd: &Path) -> (Proc, String) {
+    let _ = std::fs::remove_file(log);
+    let mut child = Command::new("qemu-system-arm")
+        .args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .args(["-serial", "pty", "-serial", "null"])
+        .arg("-drive")
+        .arg(format!("if=sd,format=raw,file={}", sd.display()))
+        .arg("-kernel")
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting qemu-system-arm");
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                eprintln!("qemu: {line}");
+                if let Some(pty) = line.split_whitespace().find(|w| w.starts_with("/dev/pts/")) {
+                    let _ = tx.send(pty.to_string());
+                }
+            }
+        });
+    }
+    let pty = rx.recv_timeout(Duration::from_secs(10)).expect("QEMU did not name its UART1 pty within 10 s");
+    (Proc(child), pty)
+}
+
+/// The firmware's log so far, one entry per line, without timestamps.
+fn log_lines(log: &Path) -> Vec<String> {
+    let text = std::fs::read(log).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_string())
+        .collect()
+}
+
+/// Waits until the log has a line for which `pred` holds; returns its index.
+fn wait_log(log: &Path, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> usize {
+    wait_log_from(log, 0, what, limit, pred)
+}
+
+/// As [`wait_log`], for lines from index `from` on.
+fn wait_log_from(log: &Path, from: usize, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines = log_lines(log);
+        if let Some(i) = lines.iter().skip(from).position(|l| pred(l)) {
+            return from + i;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {limit:?} waiting for the firmware to log {what}; its log:\n{}",
+                lines.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for `n` dynamic vlan records of VLAN `name` (one per configuration
+/// line; the value's text is the Linux board's to choose, and the journal
+/// check at takeover covers it).
+fn wait_records(log: &Path, name: &str, n: usize) {
+    let prefix = "apply vlan dynamic ";
+    let set = format!(" set {name} ");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = log_lines(log);
+        if lines.iter().filter(|l| l.starts_with(prefix) && l.contains(&set)).count() >= n {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {n} dynamic records of vlan {name}; the firmware's log:\n{}",
+                lines.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn index_of(lines: &[String], line: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.starts_with(line))
+        .unwrap_or_else(|| panic!("no `{line}` in\n{}", lines.join("\n")))
+}
+
+fn ask(ctl: &Path, req: &Request) -> serde_json::Value {
+    match call(ctl, req).unwrap() {
+        Response::Ok { json, .. } => json,
+        Response::Error { message } => panic!("{req:?}: {message}"),
+    }
+}
+
+fn wait_ctl(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn linux_master_and_qemu_firmware_form_one_chassis() {
+    let Some(elf) = firmware() else { return };
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("uart0.log");
+    let sd = dir.path().join("sd.img");
+    std::fs::File::create(&sd).unwrap().set_len(4 << 20).unwrap();
+
+    let (qemu, pty) = start_qemu(&elf, &log, &sd);
+    wait_log(&log, "its boot banner", Duration::from_secs(10), |l| l.contains("booting"));
+    let boot = started.elapsed();
+
+    // The Linux master, on QEMU's pty.
+    let ctl = dir.path().join("A.ctl");
+    let node_log = std::fs::File::create(dir.path().join("A.log")).unwrap();
+    let node = Command::new(bin_dir().join("msm-node"))
+        .args(["--slot", "A", "--heartbeat-ms", "100", "--miss", "3", "--max-frame", "512"])
+        .args(["--apps", "devmgr,cfgmgr,vlan"])
+        .arg("--flash")
+        .arg(dir.path().join("A.img"))
+        .arg("--control")
+        .arg(&ctl)
+        .arg("--journal")
+        .arg(dir.path().join("A.journal"))
+        .arg("--backplane")
+        .arg(format!("serial:{pty}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(node_log)
+        .spawn()
+        .unwrap();
+    let mut node = Proc(node);
+    wait_ctl("the Linux node to be MASTER", Duration::from_secs(10), || {
+        call(&ctl, &Request::ShowSwitch).is_ok_and(|r| match r {
+            Response::Ok { json, .. } => json["role"] == "MASTER",
+            Response::Error { .. } => false,
+        })
+    });
+
+    // The firmware follows as BACKUP and receives config, then every app in dependency order.
+    wait_log(&log, "role BACKUP", Duration::from_secs(10), |l| l.starts_with("role BACKUP"));
+    wait_log(&log, "vlan synced", Duration::from_secs(10), |l| l == "synced vlan");
+    let lines = log_lines(&log);
+    let order = [
+        "bulk-end saved-config",
+        "bulk-end active-config",
+        "bulk-begin devmgr",
+        "bulk-end devmgr",
+        "bulk-begin cfgmgr",
+        "bulk-end cfgmgr",
+        "bulk-begin vlan",
+        "bulk-end vlan",
+    ];
+    let at: Vec<usize> = order.iter().map(|l| index_of(&lines, l)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "bulk out of dependency order: {order:?} at {at:?}");
+    let bulk_devmgr = lines.iter().filter(|l| l.starts_with("apply devmgr bulk")).count();
+    let bulk_cfgmgr = lines.iter().filter(|l| l.starts_with("apply cfgmgr bulk")).count();
+    assert_eq!((bulk_devmgr, bulk_cfgmgr), (8, 16), "bulk records of devmgr and cfgmgr");
+    let synced_at = started.elapsed();
+
+    // Dynamic checkpoint: configuration changes make vlan records; the save
+    // sends the saved configuration again.
+    let configure = |lines: &[&str]| {
+        ask(&ctl, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect() });
+    };
+    configure(&["create vlan v10 tag 10", "configure vlan v10 add ports 1-4"]);
+    wait_records(&log, "v10", 2);
+    let before_save = log_lines(&log).len();
+    ask(&ctl, &Request::Save { which: None });
+    wait_log_from(&log, before_save, "the saved configuration", Duration::from_secs(5), |l| {
+        l == "synced saved-config"
+    });
+    // ... and it lands in the SD card's config store.
+    let stored = wait_log_from(&log, before_save, "the config stored on SD", Duration::from_secs(5), |l| {
+        l.starts_with("sd: primary.cfg generation")
+    });
+    let stored = log_lines(&log)[stored].clone();
+    assert!(stored.contains(" stored, ") && !stored.contains(" 8 bytes"), "{stored}");
+
+    // A garbage burst on the line: damaged frames are dropped, the session survives.
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(6);
+    let garbage: Vec<u8> = (0..300).map(|_| rng.random()).collect();
+    let mut line = std::fs::OpenOptions::new().write(true).open(&pty).unwrap();
+    line.write_all(&garbage).unwrap();
+    line.flush().unwrap();
+    drop(line);
+    wait_log(&log, "damaged frames counted", Duration::from_secs(5), |l| {
+        l.contains("damaged frame(s) dropped")
+    });
+    configure(&["create vlan v20 tag 20", "configure vlan v20 add ports 5"]);
+    wait_records(&log, "v20", 2);
+    // The receive interrupt kept up: no byte was dropped at the ring.
+    for l in log_lines(&log).iter().filter(|l| l.contains("lost at the receive ring")) {
+        assert!(l.ends_with(", 0 byte(s) lost at the receive ring"), "{l}");
+    }
+    let roles = log_lines(&log).iter().filter(|l| l.starts_with("role ")).count();
+    assert_eq!(roles, 2, "the firmware changed role during the garbage burst (STANDBY, BACKUP only)");
+
+    // Changes keep coming while the master dies: the Linux workload changes
+    // devmgr and cfgmgr rows (its other applications do not run here).
+    let before_churn = log_lines(&log).len();
+    ask(&ctl, &Request::Churn { rate: 2000 });
+    wait_log_from(&log, before_churn, "dynamic records under churn", Duration::from_secs(10), |_| {
+        log_lines(&log)[before_churn..]
+            .iter()
+            .filter(|l| l.starts_with("apply devmgr dynamic") || l.starts_with("apply cfgmgr dynamic"))
+            .count()
+            >= 20
+    });
+
+    // Kill the Linux master: the firmware promotes within its detection time.
+    let killed = Instant::now();
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    let promoted =
+        wait_log(&log, "promotion", Duration::from_secs(5), |l| l.starts_with("promoted to MASTER"));
+    let takeover = killed.elapsed();
+    assert!(takeover < Duration::from_millis(1000), "takeover took {takeover:?} (detection is 300 ms)");
+    wait_log(&log, "the vlan table after promotion", Duration::from_secs(2), |l| {
+        l.starts_with("app vlan rows=")
+    });
+    wait_log_from(&log, promoted, "the end of the table dump", Duration::from_secs(2), |l| {
+        l.starts_with("active configuration:")
+    });
+    let lines = log_lines(&log);
+    // (`in_sync` at promotion is what the last master heartbeat said; it may
+    // predate the last ack, so only the configuration choice is checked here
+    // and the state itself below.)
+    assert!(lines[promoted].contains("config MastersActive"), "{}", lines.join("\n"));
+
+    // Every change the master reported checkpointed is on the firmware.
+    let mut state = vec![BTreeMap::new(); LINUX_APPS.len()];
+    for l in &lines[promoted..] {
+        if let ["row", app, key, value] = l.split(' ').collect::<Vec<_>>().as_slice() {
+            let i = LINUX_APPS.iter().position(|(n, _, _)| n == app).unwrap();
+            state[i].insert(key.parse::<u64>().unwrap(), (*value).to_string());
+        }
+    }
+    let journal = Journal::parse(&std::fs::read_to_string(dir.path().join("A.journal")).unwrap()).unwrap();
+    assert_eq!(journal.peer, Some('B'), "the master's last checkpoint report names the firmware");
+    let verified = journal.verify(&state).unwrap_or_else(|e| panic!("a checkpointed change is missing: {e}"));
+    assert!(verified >= 20, "only {verified} checkpointed changes to verify");
+    drop(qemu);
+
+    // The saved configuration survives a QEMU restart, through the SD image file.
+    let restarted = Instant::now();
+    let log2 = dir.path().join("uart0-restart.log");
+    let (qemu, _pty) = start_qemu(&elf, &log2, &sd);
+    let loaded = stored.replace(" stored, ", " loaded, ");
+    wait_log(&log2, &loaded, Duration::from_secs(10), |l| l == loaded);
+    wait_log(&log2, "the vlan in the saved config", Duration::from_secs(2), |l| {
+        l == "saved> create vlan v10 tag 10"
+    });
+    let restart = restarted.elapsed();
+    // Alone, it is a new incarnation, elects itself and runs that saved configuration.
+    wait_log(&log2, "the second boot's incarnation", Duration::from_secs(10), |l| {
+        l.starts_with("node MSM-B up: incarnation 2,")
+    });
+    let running = wait_log(&log2, "the configuration it runs", Duration::from_secs(5), |l| {
+        l.starts_with("active configuration: ")
+    });
+    let lines2 = log_lines(&log2);
+    assert!(
+        lines2.iter().any(|l| l.starts_with("promoted to MASTER") && l.contains("config OwnSaved")),
+        "{}",
+        lines2.join("\n")
+    );
+    assert_ne!(lines2[running], "active configuration: 0 bytes", "it runs its saved configuration");
+    drop(qemu);
+    eprintln!(
+        "qemu_interop: saved config back from SD {:.0} ms after restarting QEMU",
+        restart.as_secs_f64() * 1000.0
+    );
+    eprintln!(
+        "qemu_interop: boot banner {:.0} ms, all streams synced {:.2} s, takeover {:.0} ms after SIGKILL, \
+         {verified} checkpointed changes verified",
+        boot.as_secs_f64() * 1000.0,
+        synced_at.as_secs_f64(),
+        takeover.as_secs_f64() * 1000.0
+    );
+}

@@ -35,10 +35,6 @@ pub struct ChassisHost<S> {
     active_snapshot: Vec<u8>,
     /// Backup: the active configuration being received, and changes that came during it.
     staged_active: Option<(Vec<u8>, Vec<String>)>,
-    /// Backup: a complete copy of the master's active configuration arrived.
-    pub have_masters_active: bool,
-    /// Backup: records refused (bad bytes) since boot.
-    pub refused: u64,
 }
 
 impl<S: SavedStore> ChassisHost<S> {
@@ -50,8 +46,6 @@ impl<S: SavedStore> ChassisHost<S> {
             flash,
             active_snapshot: Vec::new(),
             staged_active: None,
-            have_masters_active: false,
-            refused: 0,
         }
     }
 }
@@ -129,17 +123,15 @@ impl<S: SavedStore> Host for ChassisHost<S> {
                     (Some((_, pending)), ItemKind::Dynamic) => pending.push(text()?),
                     (None, ItemKind::Dynamic) => {
                         let line = text()?;
-                        if self.running.apply(&line).is_err() {
-                            self.refused += 1;
-                            return Err(HostError::BadRecord);
-                        }
+                        // Refused lines are counted by the engine as the stream's errors.
+                        self.running.apply(&line).map_err(|_| HostError::BadRecord)?;
                     }
                     (None, ItemKind::Bulk) => return Err(HostError::BadRecord),
                 }
                 Ok(())
             }
             Stream::App(a) => {
-                let c = Change::decode(item).inspect_err(|_| self.refused += 1)?;
+                let c = Change::decode(item)?;
                 self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.apply(c);
                 Ok(())
             }
@@ -157,7 +149,6 @@ impl<S: SavedStore> Host for ChassisHost<S> {
                     running.apply(&line).map_err(|_| HostError::BadRecord)?;
                 }
                 self.running = running;
-                self.have_masters_active = true;
                 Ok(())
             }
             Stream::App(a) => {

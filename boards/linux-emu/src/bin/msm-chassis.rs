@@ -166,7 +166,10 @@ fn main() -> Result<()> {
         mask.add(nix::sys::signal::Signal::SIGTERM);
         mask.thread_block()?;
         let _ = mask.wait();
-        println!("\nstopping: MSM-A {:?}, MSM-B {:?}", c.stop('A').ok(), c.stop('B').ok());
+        let status =
+            |r: Result<std::process::ExitStatus>| r.map_or_else(|e| e.to_string(), |s| s.to_string());
+        let (a, b) = (status(c.stop('A')), status(c.stop('B')));
+        println!("\nstopped: MSM-A {a}, MSM-B {b}");
         return Ok(());
     }
 

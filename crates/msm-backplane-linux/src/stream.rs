@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use bytes::{Buf, BytesMut};
-use msm_backplane::framing::{self, FrameDecoder, FramingCounters};
+use msm_backplane::framing::{self, FrameDecoder, FrameReader, FramingCounters};
 use msm_backplane::link::{ErrorType, Link};
 
 use crate::error::Error;
@@ -29,10 +29,7 @@ const MAX_READS_PER_RECV: usize = 16;
 pub struct StreamLink<T> {
     io: T,
     max_frame: usize,
-    decoder: FrameDecoder<Box<[u8]>>,
-    rx: Box<[u8]>,
-    rx_pos: usize,
-    rx_len: usize,
+    reader: FrameReader<Box<[u8]>, Box<[u8]>>,
     tx: BytesMut,
     tx_limit: usize,
 }
@@ -56,10 +53,10 @@ impl<T: Read + Write + AsFd> StreamLink<T> {
         Ok(StreamLink {
             io,
             max_frame,
-            decoder: FrameDecoder::with_buffer(vec![0; max_frame].into_boxed_slice()),
-            rx: vec![0; RX_CHUNK].into_boxed_slice(),
-            rx_pos: 0,
-            rx_len: 0,
+            reader: FrameReader::new(
+                FrameDecoder::with_buffer(vec![0; max_frame].into_boxed_slice()),
+                vec![0; RX_CHUNK].into_boxed_slice(),
+            ),
             tx: BytesMut::with_capacity(tx_limit),
             tx_limit,
         })
@@ -69,7 +66,7 @@ impl<T: Read + Write + AsFd> StreamLink<T> {
 impl<T> StreamLink<T> {
     /// Receive-side framing counters (bad CRC, oversize, resyncs).
     pub fn counters(&self) -> FramingCounters {
-        self.decoder.counters()
+        self.reader.decoder().counters()
     }
 
     /// Bytes queued for the descriptor.
@@ -134,28 +131,19 @@ impl<T: Read + Write> Link for StreamLink<T> {
         }
         let mut reads = 0;
         loop {
-            if self.rx_pos < self.rx_len {
-                let mut input = &self.rx[self.rx_pos..self.rx_len];
-                let frame = self.decoder.decode(&mut input);
-                self.rx_pos = self.rx_len - input.len();
-                if let Some(frame) = frame {
-                    let max = buf.len();
-                    let dst =
-                        buf.get_mut(..frame.len()).ok_or(Error::FrameTooLarge { len: frame.len(), max })?;
-                    dst.copy_from_slice(frame);
-                    return Ok(Some(frame.len()));
-                }
+            match self.reader.next_frame(buf) {
+                Some(Ok(n)) => return Ok(Some(n)),
+                Some(Err(len)) => return Err(Error::FrameTooLarge { len, max: buf.len() }),
+                None => {}
             }
             if reads == MAX_READS_PER_RECV {
                 return Ok(None);
             }
             reads += 1;
-            match self.io.read(&mut self.rx) {
+            let io = &mut self.io;
+            match self.reader.fill(|rx| io.read(rx)) {
                 Ok(0) => return Err(Error::PeerLost),
-                Ok(n) => {
-                    self.rx_pos = 0;
-                    self.rx_len = n;
-                }
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return match Error::from_io(e) {

@@ -348,6 +348,57 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameDecoder<B> {
     }
 }
 
+/// The receive half of every byte-stream link (UART, pty, stream socket):
+/// bytes read from the device and not yet decoded, and the decoder.
+#[derive(Debug)]
+pub struct FrameReader<B, R> {
+    decoder: FrameDecoder<B>,
+    rx: R,
+    pos: usize,
+    len: usize,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B, R> {
+    /// `rx` is the read buffer: any size, one device read at a time.
+    pub fn new(decoder: FrameDecoder<B>, rx: R) -> Self {
+        FrameReader { decoder, rx, pos: 0, len: 0 }
+    }
+
+    /// The next frame from the bytes already read, copied into `out`:
+    /// `Some(Ok(len))`; `Some(Err(len))` when it is larger than `out` (the
+    /// frame is dropped); `None` when the buffered bytes are used up.
+    pub fn next_frame(&mut self, out: &mut [u8]) -> Option<Result<usize, usize>> {
+        while self.pos < self.len {
+            let mut input = &self.rx.as_ref()[self.pos..self.len];
+            let frame = self.decoder.decode(&mut input);
+            self.pos = self.len - input.len();
+            if let Some(frame) = frame {
+                return Some(match out.get_mut(..frame.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(frame);
+                        Ok(frame.len())
+                    }
+                    None => Err(frame.len()),
+                });
+            }
+        }
+        None
+    }
+
+    /// Refill the read buffer with one `read` of the device; returns what
+    /// `read` returned (0 bytes: the device reported end of stream).
+    pub fn fill<E>(&mut self, read: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> Result<usize, E> {
+        let n = read(self.rx.as_mut())?;
+        self.pos = 0;
+        self.len = n.min(self.rx.as_ref().len());
+        Ok(n)
+    }
+
+    pub fn decoder(&self) -> &FrameDecoder<B> {
+        &self.decoder
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

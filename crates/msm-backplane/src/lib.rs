@@ -32,7 +32,7 @@ pub mod uart;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, ChannelLink, LostReason};
 pub use fault::{FaultConfig, FaultInjector, Rate};
-pub use framing::{FrameDecoder, FramingCounters};
+pub use framing::{FrameDecoder, FrameReader, FramingCounters};
 pub use link::{Error, ErrorKind, ErrorType, Link};
 pub use msm_checkpoint::Instant;
 pub use uart::UartLink;

@@ -10,7 +10,7 @@ use core::fmt;
 
 use embedded_io::{Read, ReadReady, Write, WriteReady};
 
-use crate::framing::{self, FrameDecoder};
+use crate::framing::{self, FrameDecoder, FrameReader};
 use crate::link::{self, ErrorKind, ErrorType, Link};
 
 /// Bytes read from the device per `read` call.
@@ -65,10 +65,7 @@ impl<E: fmt::Debug> core::error::Error for UartError<E> {}
 #[derive(Debug)]
 pub struct UartLink<U, const MAX: usize, const TX: usize> {
     uart: U,
-    decoder: FrameDecoder<[u8; MAX]>,
-    rx: [u8; RX_CHUNK],
-    rx_pos: usize,
-    rx_len: usize,
+    reader: FrameReader<[u8; MAX], [u8; RX_CHUNK]>,
     tx: [u8; TX],
     tx_pos: usize,
     tx_len: usize,
@@ -84,10 +81,7 @@ impl<U, const MAX: usize, const TX: usize> UartLink<U, MAX, TX> {
         let () = Self::TX_HOLDS_A_FRAME;
         UartLink {
             uart,
-            decoder: FrameDecoder::new(),
-            rx: [0; RX_CHUNK],
-            rx_pos: 0,
-            rx_len: 0,
+            reader: FrameReader::new(FrameDecoder::new(), [0; RX_CHUNK]),
             tx: [0; TX],
             tx_pos: 0,
             tx_len: 0,
@@ -96,7 +90,7 @@ impl<U, const MAX: usize, const TX: usize> UartLink<U, MAX, TX> {
 
     /// Framing counters of the receive side (bad CRC, oversize, resyncs).
     pub fn counters(&self) -> framing::FramingCounters {
-        self.decoder.counters()
+        self.reader.decoder().counters()
     }
 
     /// The device.
@@ -149,26 +143,19 @@ where
         self.flush()?;
         let mut reads = 0;
         loop {
-            if self.rx_pos < self.rx_len {
-                let mut input = &self.rx[self.rx_pos..self.rx_len];
-                let frame = self.decoder.decode(&mut input);
-                self.rx_pos = self.rx_len - input.len();
-                if let Some(frame) = frame {
-                    let dst = buf.get_mut(..frame.len()).ok_or(UartError::FrameTooLarge)?;
-                    dst.copy_from_slice(frame);
-                    return Ok(Some(frame.len()));
-                }
+            match self.reader.next_frame(buf) {
+                Some(Ok(n)) => return Ok(Some(n)),
+                Some(Err(_)) => return Err(UartError::FrameTooLarge),
+                None => {}
             }
             if reads == MAX_READS_PER_RECV || !self.uart.read_ready().map_err(UartError::Io)? {
                 return Ok(None);
             }
             reads += 1;
-            let n = self.uart.read(&mut self.rx).map_err(UartError::Io)?;
-            if n == 0 {
+            let uart = &mut self.uart;
+            if self.reader.fill(|rx| uart.read(rx)).map_err(UartError::Io)? == 0 {
                 return Err(UartError::Closed);
             }
-            self.rx_pos = 0;
-            self.rx_len = n.min(RX_CHUNK);
         }
     }
 

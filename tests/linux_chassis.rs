@@ -15,17 +15,7 @@ use rand::{Rng, SeedableRng};
 
 /// The node binaries of this build, built here if `cargo test` did not.
 fn bin_dir() -> std::path::PathBuf {
-    let dir = Chassis::bin_dir().unwrap();
-    if !dir.join("msm-node").exists() || !dir.join("msm").exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut c = Command::new(cargo);
-        c.args(["build", "-p", "msm-linux-emu", "--bins"]);
-        if dir.ends_with("release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "building the node binaries failed");
-    }
-    dir
+    Chassis::built_bin_dir().unwrap()
 }
 
 fn chassis(hb_ms: u64) -> (tempfile::TempDir, Chassis) {

@@ -55,18 +55,8 @@ fn firmware() -> Option<PathBuf> {
 }
 
 /// The node binaries of this build, built here if `cargo test` did not.
-fn bin_dir() -> PathBuf {
-    let dir = Chassis::bin_dir().unwrap();
-    if !dir.join("msm-node").exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut c = Command::new(cargo);
-        c.args(["build", "-p", "msm-linux-emu", "--bins"]);
-        if dir.ends_with("release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "building the node binaries failed");
-    }
-    dir
+fn bin_dir() -> std::path::PathBuf {
+    Chassis::built_bin_dir().unwrap()
 }
 
 /// QEMU running the firmware: UART0 to `log`, UART1 to a pty (returned).

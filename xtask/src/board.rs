@@ -67,18 +67,7 @@ pub(crate) fn build(board: &Board) -> Result<PathBuf> {
         }
         Toolchain::Debian { linker, version } => {
             println!("build: using Debian's {version} with -Zbuild-std=core, linker {}", linker.display());
-            let mut c = Command::new(cmd::cargo_path());
-            let linker_var = format!("CARGO_TARGET_{}_LINKER", board.target.to_uppercase().replace('-', "_"));
-            c.env("RUSTC", cmd::DEBIAN_RUSTC)
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("RUSTC_WRAPPER", "")
-                .env("RUSTC_WORKSPACE_WRAPPER", "")
-                .env_remove("CARGO_BUILD_RUSTC")
-                .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
-                .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
-                .env(linker_var, linker)
-                .args(["build", "--release", "-Zbuild-std=core"]);
-            c
+            cross::debian_build(board.target, linker)
         }
     };
     // From the board directory, so its .cargo/config.toml applies.

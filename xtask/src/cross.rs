@@ -86,27 +86,35 @@ fn build_command(toolchain: &Toolchain, krate: &str) -> Command {
             c
         }
         Toolchain::Debian { linker, .. } => {
-            // Not `cmd::cargo()`: that one may strip RUSTC, here it must be Debian's.
-            let mut c = Command::new(cmd::cargo_path());
-            let linker_var = format!("CARGO_TARGET_{}_LINKER", TARGET.to_uppercase().replace('-', "_"));
+            let mut c = debian_build(TARGET, linker);
             c.current_dir(cmd::workspace_root())
-                // Env overrides config, so these win over anything inherited.
-                .env("RUSTC", DEBIAN_RUSTC)
-                .env("RUSTC_BOOTSTRAP", "1")
-                // Empty disables a wrapper from env or config (e.g. sccache).
-                .env("RUSTC_WRAPPER", "")
-                .env("RUSTC_WORKSPACE_WRAPPER", "")
-                .env_remove("CARGO_BUILD_RUSTC")
-                .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
-                .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
-                .env(linker_var, linker)
-                .args(["build", "--release", "-Zbuild-std=core", "--target", TARGET])
+                .args(["--target", TARGET])
                 .arg("--target-dir")
                 .arg(cross_target_dir())
                 .args(["-p", krate]);
             c
         }
     }
+}
+
+/// `cargo build --release -Zbuild-std=core` with Debian's rustc for `target`,
+/// linking with `linker`. Shared by `cross` and `build --board`.
+pub(crate) fn debian_build(target: &str, linker: &Path) -> Command {
+    // Not `cmd::cargo()`: that one may strip RUSTC, here it must be Debian's.
+    let mut c = Command::new(cmd::cargo_path());
+    let linker_var = format!("CARGO_TARGET_{}_LINKER", target.to_uppercase().replace('-', "_"));
+    // Env overrides config, so these win over anything inherited.
+    c.env("RUSTC", DEBIAN_RUSTC)
+        .env("RUSTC_BOOTSTRAP", "1")
+        // Empty disables a wrapper from env or config (e.g. sccache).
+        .env("RUSTC_WRAPPER", "")
+        .env("RUSTC_WORKSPACE_WRAPPER", "")
+        .env_remove("CARGO_BUILD_RUSTC")
+        .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
+        .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
+        .env(linker_var, linker)
+        .args(["build", "--release", "-Zbuild-std=core"]);
+    c
 }
 
 /// `target/cross` (under `$CARGO_TARGET_DIR` when that is set).

@@ -48,6 +48,24 @@ impl Chassis {
         Ok(dir)
     }
 
+    /// [`bin_dir`](Self::bin_dir), building `msm-node` and `msm` there first
+    /// if this build has not (a test of another package runs before them).
+    pub fn built_bin_dir() -> Result<PathBuf> {
+        let dir = Self::bin_dir()?;
+        if !dir.join("msm-node").exists() || !dir.join("msm").exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut c = Command::new(cargo);
+            c.args(["build", "-p", "msm-linux-emu", "--bins"]);
+            if dir.ends_with("release") {
+                c.arg("--release");
+            }
+            if !c.status().context("running cargo build")?.success() {
+                bail!("building the node binaries failed");
+            }
+        }
+        Ok(dir)
+    }
+
     pub fn path(&self, slot: char, ext: &str) -> PathBuf {
         self.dir.join(format!("{slot}.{ext}"))
     }

@@ -109,3 +109,51 @@ pub trait Host {
     /// discard staged data; the state from before `bulk_begin` stays.
     fn bulk_abort(&mut self, stream: Stream);
 }
+
+/// Bytes of configuration per bulk item. Every board cuts its saved and
+/// active configuration the same way, so progress totals agree between peers.
+pub const CONFIG_CHUNK: usize = 256;
+
+/// Bulk items a configuration of `len` bytes takes (for [`Host::bulk_start`]).
+pub const fn config_chunks(len: usize) -> u64 {
+    len.div_ceil(CONFIG_CHUNK) as u64
+}
+
+/// [`Host::bulk_read`] for a configuration held as bytes: the chunk at
+/// `cursor` (a byte offset) into `buf`, at most [`CONFIG_CHUNK`] bytes.
+/// `Ok(None)` at the end; `RecordTooLarge` if `buf` is empty.
+pub fn read_config_chunk(config: &[u8], cursor: &mut u64, buf: &mut [u8]) -> Result<Option<usize>, HostError> {
+    let at = usize::try_from(*cursor).unwrap_or(usize::MAX).min(config.len());
+    let rest = &config[at..];
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let n = rest.len().min(CONFIG_CHUNK).min(buf.len());
+    if n == 0 {
+        return Err(HostError::RecordTooLarge);
+    }
+    buf[..n].copy_from_slice(&rest[..n]);
+    *cursor += n as u64;
+    Ok(Some(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_chunks_cover_the_config_once() {
+        let config: [u8; 600] = core::array::from_fn(|i| i as u8);
+        let mut out = [0u8; 600];
+        let (mut cursor, mut filled, mut items) = (0u64, 0usize, 0u64);
+        let mut buf = [0u8; 300];
+        while let Some(n) = read_config_chunk(&config, &mut cursor, &mut buf).unwrap() {
+            out[filled..filled + n].copy_from_slice(&buf[..n]);
+            filled += n;
+            items += 1;
+        }
+        assert_eq!((filled, items), (600, config_chunks(600)));
+        assert_eq!(out, config);
+        assert_eq!(read_config_chunk(&config, &mut 0, &mut []), Err(HostError::RecordTooLarge));
+    }
+}

@@ -31,7 +31,7 @@ pub mod wire;
 pub use app::{AppRegistry, RegisterError};
 pub use error::{ConfigError, Error, FailoverError, FrameError};
 pub use event::{ConfigChoice, Event, RebulkReason};
-pub use host::{AppId, Host, HostError, ItemKind, Stream};
+pub use host::{AppId, CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 pub use node::{Config, Node};
 pub use role::{MAX_NODES, Role, Slot, Term};
 pub use status::{StreamStatus, SwitchStatus, SyncState};

@@ -7,8 +7,9 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use msm_backplane::link::{Error as _, ErrorKind, Link};
-use msm_checkpoint::status::{render_checkpoint, render_switch, state_label};
-use msm_checkpoint::{AppId, AppRegistry, Config, ConfigChoice, Event, Instant, Node, Role, Slot, SyncState};
+use msm_checkpoint::{AppId, AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot, SyncState};
+use msm_checkpoint::{render_checkpoint, render_switch, state_label};
+use msm_time::Instant;
 use serde_json::json;
 
 use crate::apps::{APPS, Change, VLAN, describe};
@@ -295,10 +296,9 @@ impl<L: Link> Board<L> {
 
     /// The master changes one key of one application; the change id, if it was taken.
     pub fn change(&mut self, app: usize, c: Change) -> Option<u64> {
-        let now = self.now();
         let id = self.ids.get(app).copied().flatten()?;
         let bytes = c.encode();
-        match self.engine.record_change(now, id, &bytes) {
+        match self.engine.record_change(id, &bytes) {
             Ok(change) => {
                 let line = match &c {
                     Change::Set(k, v) => format!("change {app} {change} {k} set {}", hex(v)),
@@ -420,10 +420,9 @@ impl<L: Link> Board<L> {
                     ));
                 }
             };
-            let now = self.now();
             let mut text = line.trim().to_string();
             text.push('\n');
-            if let Err(e) = self.engine.config_change(now, text.as_bytes()) {
+            if let Err(e) = self.engine.config_change(text.as_bytes()) {
                 return Response::error(format!("line {}: {e}: {line}", i + 1));
             }
             self.host.running = trial;
@@ -457,8 +456,7 @@ impl<L: Link> Board<L> {
         match self.host.flash.save(which, &text, unix_now()) {
             Ok(n) => {
                 if which == selected && self.engine.role() == Role::Master {
-                    let now = self.now();
-                    self.engine.config_saved(now);
+                    self.engine.config_saved();
                 }
                 Response::ok(
                     format!(

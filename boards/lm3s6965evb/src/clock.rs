@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
-use msm_checkpoint::Instant;
+use msm_time::Instant;
 
 /// Core clock of the LM3S6965 as QEMU runs it (and the RTIC examples assume).
 pub const CORE_HZ: u32 = 12_000_000;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use msm_backplane::Instant;
+use msm_time::Instant;
 
 /// Microseconds since the clock was made, from `std::time::Instant`
 /// (`CLOCK_MONOTONIC`).

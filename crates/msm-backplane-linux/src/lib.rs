@@ -29,7 +29,6 @@ use std::time::Duration;
 pub use clock::Clock;
 pub use datagram::{Datagram, DatagramLink, UdpLink, UnixDatagramLink, unix_datagram_pair};
 pub use error::Error;
-pub use msm_backplane::Instant;
 pub use serial::{SerialLink, open_serial, pty_pair};
 pub use stream::{StreamLink, UnixStreamLink, unix_stream_pair};
 

@@ -34,5 +34,5 @@ pub use channel::{Channel, ChannelConfig, ChannelError, ChannelLink, LostReason}
 pub use fault::{FaultConfig, FaultInjector, Rate};
 pub use framing::{FrameDecoder, FrameReader, FramingCounters};
 pub use link::{Error, ErrorKind, ErrorType, Link};
-pub use msm_checkpoint::Instant;
+use msm_time::Instant;
 pub use uart::UartLink;

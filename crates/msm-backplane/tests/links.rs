@@ -6,9 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::{ByteFaults, byte_pair, mem_pair, message};
+use msm_backplane::UartLink;
 use msm_backplane::fault::{FaultConfig, FaultInjector, Rate};
 use msm_backplane::link::{Error as _, ErrorKind, Link};
-use msm_backplane::{Instant, UartLink};
+use msm_time::Instant;
 
 #[test]
 fn uart_link_moves_frames_through_a_16_byte_fifo_without_blocking() {

@@ -16,25 +16,38 @@ pub const MAX_APPS: usize = 30;
 /// Why an application table was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegisterError {
+    /// The registry is full.
     TooManyApps {
+        /// How many applications it holds.
         capacity: usize,
     },
+    /// A name longer than [`MAX_NAME`] bytes.
     NameTooLong {
+        /// The name, cut to fit.
         name: String<MAX_NAME>,
     },
+    /// An empty application or dependency name.
     EmptyName,
+    /// Two applications of one name.
     DuplicateName {
+        /// The name.
         name: String<MAX_NAME>,
     },
+    /// More dependencies than an application may list.
     TooManyDependencies {
+        /// The application.
         app: String<MAX_NAME>,
     },
+    /// A dependency on a name nobody registered.
     UnknownDependency {
+        /// The application.
         app: String<MAX_NAME>,
+        /// The name it depends on.
         dependency: String<MAX_NAME>,
     },
     /// `app` is part of a dependency cycle.
     DependencyCycle {
+        /// One application of the cycle.
         app: String<MAX_NAME>,
     },
 }
@@ -68,7 +81,9 @@ impl fmt::Display for RegisterError {
 /// One registered application.
 #[derive(Debug, Clone)]
 pub struct AppSpec {
+    /// Its process name, as `show checkpoint-data` prints it.
     pub name: String<MAX_NAME>,
+    /// Version of its record format; peers must agree to checkpoint it.
     pub schema: u16,
     /// Dependencies as a set of app indexes.
     pub(crate) deps: u32,
@@ -108,6 +123,7 @@ fn name_of(s: &str) -> Result<String<MAX_NAME>, RegisterError> {
 impl<const APPS: usize> AppRegistry<APPS> {
     const FITS: () = assert!(APPS <= MAX_APPS, "APPS exceeds MAX_APPS");
 
+    /// An empty registry.
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::FITS;
@@ -133,15 +149,19 @@ impl<const APPS: usize> AppRegistry<APPS> {
         Ok(id)
     }
 
+    /// Applications registered.
     pub fn len(&self) -> usize {
         self.apps.len()
     }
+    /// None registered.
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()
     }
+    /// The application called `name`.
     pub fn find(&self, name: &str) -> Option<AppId> {
         self.apps.iter().position(|a| a.name == name).map(|i| AppId(i as u8))
     }
+    /// What was registered under `id`.
     pub fn spec(&self, id: AppId) -> Option<&AppSpec> {
         self.apps.get(id.index())
     }

@@ -9,13 +9,16 @@ use crate::wire::WireError;
 /// A frame was refused. Counted in the node's status; the node's state is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
+    /// The bytes are not a frame this node can use.
     Wire(WireError),
     /// The frame claims to come from this node's own slot (looped back, or two
     /// modules configured with one slot).
     OwnSlot,
     /// From a master of an older term (invariant 5: a stale master is refused).
     StaleTerm {
+        /// The frame's term.
         got: Term,
+        /// This node's term.
         ours: Term,
     },
     /// A stream id this node does not have.
@@ -23,6 +26,7 @@ pub enum FrameError {
     /// A message this node does not take from that sender in its role (a
     /// hello from a standby, data from a module that is not our master).
     Unexpected {
+        /// The sender.
         from: crate::role::Slot,
     },
     /// A record list that does not decode, although the CRC matched.
@@ -50,28 +54,32 @@ impl fmt::Display for FrameError {
     }
 }
 
-/// An application or operator call was refused.
+/// A change (an application record or a configuration line) was refused;
+/// nothing of it was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
+pub enum ChangeError {
     /// Only the master records changes.
     NotMaster,
     /// `run msm-failover` is draining the backlog; changes wait for the new master.
     HandoverInProgress,
+    /// No application registered with that id.
     UnknownApp,
     /// A record must fit in one frame.
     RecordTooLarge {
+        /// The record's length.
         len: usize,
+        /// The largest record a frame carries (`Node::max_record`).
         max: usize,
     },
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for ChangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotMaster => f.write_str("this node is not the master"),
-            Error::HandoverInProgress => f.write_str("failover in progress"),
-            Error::UnknownApp => f.write_str("unknown application"),
-            Error::RecordTooLarge { len, max } => {
+            ChangeError::NotMaster => f.write_str("this node is not the master"),
+            ChangeError::HandoverInProgress => f.write_str("failover in progress"),
+            ChangeError::UnknownApp => f.write_str("unknown application"),
+            ChangeError::RecordTooLarge { len, max } => {
                 write!(f, "record of {len} bytes exceeds the {max}-byte limit")
             }
         }
@@ -81,10 +89,13 @@ impl fmt::Display for Error {
 /// `run msm-failover` refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailoverError {
+    /// Only the master hands over.
     NotMaster,
+    /// No backup has a checkpoint session.
     NoBackup,
     /// Not without `force`: the backup would lose state.
     NotInSync(SyncState),
+    /// A handover is already draining.
     AlreadyInProgress,
 }
 
@@ -104,10 +115,13 @@ impl fmt::Display for FailoverError {
 /// A node configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
+    /// `heartbeat_interval` is zero.
     ZeroHeartbeat,
+    /// `miss_count` is zero: every peer would be lost at once.
     ZeroMissCount,
     /// `max_frame` outside 128..=65535.
     MaxFrame(usize),
+    /// The application table: a name, a dependency or a cycle.
     Apps(crate::app::RegisterError),
 }
 

@@ -1,5 +1,7 @@
 //! What the engine tells the board, through `Node::poll_event`.
 
+use heapless::Deque;
+
 use crate::host::Stream;
 use crate::role::{Role, Slot, Term};
 
@@ -26,32 +28,45 @@ pub enum RebulkReason {
     ConfigSaved,
 }
 
+/// Something the board should know or act on, from `Node::poll_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event {
+    /// This node's role changed (INIT, MASTER, BACKUP, STANDBY).
     RoleChanged {
+        /// The new role.
         role: Role,
+        /// The master's term it holds in.
         term: Term,
     },
     /// This node became master. The board starts its applications with the
     /// checkpointed state and runs `config`.
     Promoted {
+        /// The term this node claimed.
         term: Term,
+        /// Which configuration to run.
         config: ConfigChoice,
+        /// The node was an in-sync backup: nothing checkpointed is missing.
         in_sync: bool,
     },
     /// A master saw a higher term and stepped down; a fresh bulk follows.
     SteppedDown {
+        /// The higher term that made it step down.
         term: Term,
     },
+    /// A module was heard from after silence.
     PeerUp(Slot),
+    /// A module was silent for the detection interval.
     PeerLost(Slot),
     /// Master: a backup said hello and its checkpoint session began.
     BackupAttached(Slot),
     /// A stream's bulk transfer completed (master: acknowledged; backup: applied).
     StreamSynced(Stream),
+    /// A stream starts a new bulk transfer.
     Rebulk {
+        /// The stream starting over.
         stream: Stream,
+        /// Why.
         reason: RebulkReason,
     },
     /// The backup became, or stopped being, in sync.
@@ -60,4 +75,54 @@ pub enum Event {
     ConfigDigestMismatch,
     /// A handover did not complete in time; this node stays master.
     FailoverFailed,
+}
+
+/// Events waiting for the board; when it does not poll in time the oldest
+/// go first, and are counted.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    queue: Deque<Event, 16>,
+    dropped: u32,
+}
+
+impl EventQueue {
+    pub(crate) const fn new() -> Self {
+        EventQueue { queue: Deque::new(), dropped: 0 }
+    }
+
+    pub(crate) fn push(&mut self, e: Event) {
+        if self.queue.is_full() {
+            self.queue.pop_front();
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        let _ = self.queue.push_back(e);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        self.queue.pop_front()
+    }
+
+    pub(crate) fn dropped(&self) -> u32 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_it() {
+        let mut q = EventQueue::new();
+        for i in 0..20u8 {
+            q.push(Event::PeerUp(Slot::new(i % 4).unwrap()));
+        }
+        assert_eq!(q.dropped(), 4);
+        assert_eq!(q.pop(), Some(Event::PeerUp(Slot::new(0).unwrap())), "event 4 is the oldest kept");
+        let mut n = 1;
+        while q.pop().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 16);
+    }
 }

@@ -21,6 +21,7 @@ impl AppId {
     pub const fn new(index: u8) -> AppId {
         AppId(index)
     }
+    /// Its registration index.
     pub const fn index(self) -> usize {
         self.0 as usize
     }
@@ -36,6 +37,7 @@ pub enum Stream {
     /// The master's active configuration: the bulk is a snapshot in chunks,
     /// later items are single configuration changes, in order.
     ActiveConfig,
+    /// An application's run-time state.
     App(AppId),
 }
 
@@ -43,7 +45,9 @@ pub enum Stream {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ItemKind {
+    /// Part of a bulk transfer.
     Bulk,
+    /// A change after the bulk (a dynamic checkpoint).
     Dynamic,
 }
 
@@ -122,7 +126,11 @@ pub const fn config_chunks(len: usize) -> u64 {
 /// [`Host::bulk_read`] for a configuration held as bytes: the chunk at
 /// `cursor` (a byte offset) into `buf`, at most [`CONFIG_CHUNK`] bytes.
 /// `Ok(None)` at the end; `RecordTooLarge` if `buf` is empty.
-pub fn read_config_chunk(config: &[u8], cursor: &mut u64, buf: &mut [u8]) -> Result<Option<usize>, HostError> {
+pub fn read_config_chunk(
+    config: &[u8],
+    cursor: &mut u64,
+    buf: &mut [u8],
+) -> Result<Option<usize>, HostError> {
     let at = usize::try_from(*cursor).unwrap_or(usize::MAX).min(config.len());
     let rest = &config[at..];
     if rest.is_empty() {

@@ -11,16 +11,20 @@ pub const MAX_NODES: usize = 4;
 pub struct Slot(u8);
 
 impl Slot {
+    /// The first MSM slot.
     pub const A: Slot = Slot(0);
+    /// The second MSM slot.
     pub const B: Slot = Slot(1);
 
     /// `None` for an index outside the chassis.
     pub const fn new(index: u8) -> Option<Slot> {
         if (index as usize) < MAX_NODES { Some(Slot(index)) } else { None }
     }
+    /// 0 for A, 1 for B, ...
     pub const fn index(self) -> usize {
         self.0 as usize
     }
+    /// The slot number as the wire carries it.
     pub const fn raw(self) -> u8 {
         self.0
     }
@@ -42,6 +46,7 @@ impl fmt::Display for Slot {
 pub enum Role {
     /// Booting: listening for a master, or electing one.
     Init,
+    /// Runs the chassis and replicates to the backup.
     Master,
     /// Receives checkpoints and takes over when the master is lost.
     Backup,
@@ -50,6 +55,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The word `show switch` prints.
     pub const fn as_str(self) -> &'static str {
         match self {
             Role::Init => "INIT",
@@ -93,11 +99,14 @@ impl fmt::Display for Role {
 pub struct Term(u64);
 
 impl Term {
+    /// No master yet.
     pub const NONE: Term = Term(0);
 
+    /// A term as the wire carries it.
     pub const fn from_raw(raw: u64) -> Term {
         Term(raw)
     }
+    /// The term as the wire carries it.
     pub const fn raw(self) -> u64 {
         self.0
     }

@@ -3,17 +3,29 @@
 
 use core::fmt::{self, Write};
 
+use heapless::String;
+
 use crate::app::MAX_NAME;
 use crate::role::{MAX_NODES, Role, Slot, Term};
-use crate::stream::{Counters, Mismatch, Phase};
-use heapless::String;
+use crate::stream::{Counters, Failure, Mismatch, Phase};
 
 /// A stream's name as status shows it.
 pub type Name = String<MAX_NAME>;
 
+/// `name` as status holds it (registered names always fit).
+pub(crate) fn stream_name(name: &str) -> Name {
+    Name::try_from(name).unwrap_or_default()
+}
+
+/// `part` of `total` in percent, 0 for an empty total.
+pub(crate) fn percent(part: u64, total: u64) -> u8 {
+    (part.min(total).saturating_mul(100)).checked_div(total).map_or(0, |p| p as u8)
+}
+
 /// Why the backup is or is not "In Sync".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncState {
+    /// Every stream's bulk is done and every change is going out.
     InSync,
     /// This node is master and no backup has said hello.
     NoBackup,
@@ -21,20 +33,26 @@ pub enum SyncState {
     BackupLost,
     /// Which stream is still in its bulk transfer, and how far (percent).
     Syncing {
+        /// The first stream not yet through.
         stream: Name,
+        /// How far its bulk is.
         percent: u8,
     },
     /// A stream the backup cannot take.
     VersionMismatch {
+        /// The stream.
         stream: Name,
     },
     /// The peer speaks another protocol version.
     ProtocolMismatch {
+        /// The peer.
         slot: Slot,
+        /// The version it speaks.
         version: u8,
     },
     /// A stream failed on one side and waits for a new bulk.
     Failed {
+        /// The stream.
         stream: Name,
     },
     /// Backup: the configured master is not known yet.
@@ -67,15 +85,24 @@ impl fmt::Display for SyncState {
 /// One row of `show checkpoint-data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamStatus {
+    /// Local stream id: 0 saved config, 1 active config, then applications.
     pub id: u8,
+    /// The process name.
     pub name: Name,
+    /// This node's schema version of the stream.
     pub schema: u16,
+    /// Frames and errors.
     pub counters: Counters,
     /// Bulk records sent (master) or received (backup) in the current bulk.
     pub sent: u64,
+    /// Bulk records announced for the current bulk.
     pub total: u64,
+    /// Where the stream is.
     pub phase: Phase,
+    /// The backup cannot take the stream: why.
     pub mismatch: Option<Mismatch>,
+    /// The stream failed and waits for a new bulk: why.
+    pub failure: Option<Failure>,
     /// Master: changes up to this id are on the backup.
     pub checkpointed: u64,
     /// Master: change ids handed out.
@@ -89,7 +116,7 @@ impl StreamStatus {
     pub fn percent(&self) -> u8 {
         match self.phase {
             Phase::Synced => 100,
-            _ => crate::node::percent(self.sent, self.total),
+            _ => percent(self.sent, self.total),
         }
     }
 }
@@ -97,11 +124,17 @@ impl StreamStatus {
 /// A peer as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerStatus {
+    /// Its slot.
     pub slot: Slot,
+    /// Heard within the detection interval.
     pub alive: bool,
+    /// The role its last heartbeat claimed.
     pub role: Role,
+    /// The term its last heartbeat carried.
     pub term: Term,
+    /// Its election priority (lower wins).
     pub priority: u8,
+    /// Its health (higher wins ties).
     pub health: u8,
     /// Set when the peer speaks another protocol version.
     pub version: Option<u8>,
@@ -110,14 +143,23 @@ pub struct PeerStatus {
 /// The redundancy part of `show switch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchStatus {
+    /// This node's slot.
     pub slot: Slot,
+    /// This node's role.
     pub role: Role,
+    /// The current master's term.
     pub term: Term,
+    /// This node's election priority.
     pub priority: u8,
+    /// This node's health.
     pub health: u8,
+    /// The master this node follows (itself when master).
     pub master: Option<Slot>,
+    /// Master: the backup it chose.
     pub backup: Option<Slot>,
+    /// Why the backup is or is not in sync.
     pub sync: SyncState,
+    /// Every other module heard from, by slot.
     pub peers: [Option<PeerStatus>; MAX_NODES],
     /// Frames refused, by cause.
     pub errors: FrameErrors,
@@ -126,10 +168,15 @@ pub struct SwitchStatus {
 /// Refused frames by cause, for `show node` style diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrameErrors {
+    /// Corrupted on the link.
     pub bad_crc: u64,
+    /// The CRC matched but the contents do not decode.
     pub malformed: u64,
+    /// From a peer speaking another protocol version.
     pub version: u64,
+    /// From a master of an older term.
     pub stale_term: u64,
+    /// Anything else refused: own slot, unexpected sender, unknown stream.
     pub other: u64,
 }
 
@@ -218,6 +265,9 @@ pub fn render_checkpoint<'a>(
                 Some(t) => write!(out, " (schema {} here, {} on peer)", m.ours, t)?,
                 None => write!(out, " (missing on peer)")?,
             }
+        }
+        if let Some(f) = r.failure {
+            write!(out, " ({f})")?;
         }
         writeln!(out)?;
     }

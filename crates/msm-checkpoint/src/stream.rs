@@ -2,10 +2,9 @@
 //! the backup has applied. A node keeps both halves: roles change.
 
 use crate::host::HostError;
-
-/// Config-stream and application digests: CRC-64/XZ over every item in order.
 use crate::wire::CrcImpl;
 
+/// Config-stream and application digests: CRC-64/XZ over every item in order.
 static CRC64: crc::Crc<u64, CrcImpl> = crc::Crc::<u64, CrcImpl>::new(&crc::CRC_64_XZ);
 
 /// A running digest over a stream's items.
@@ -52,6 +51,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The status word `show checkpoint-data` prints.
     pub const fn as_str(self) -> &'static str {
         match self {
             Phase::Off => "OFF",
@@ -64,10 +64,31 @@ impl Phase {
     }
 }
 
+/// Why a stream stopped: it waits for a new bulk transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Failure {
+    /// The board's [`Host`](crate::Host) refused or failed an operation.
+    Host(HostError),
+    /// Backup: the bulk's digest differs from the master's (a record lost
+    /// or altered on the way, or a host that stored something else).
+    Digest,
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Failure::Host(e) => write!(f, "host: {e}"),
+            Failure::Digest => f.write_str("digest differs from the master's"),
+        }
+    }
+}
+
 /// The backup's schema for a stream differs from the master's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Mismatch {
+    /// This node's schema version of the stream.
     pub ours: u16,
     /// `None`: the backup has no application of that name.
     pub theirs: Option<u16>,
@@ -78,8 +99,8 @@ pub(crate) struct Tx {
     pub phase: Phase,
     pub epoch: u32,
     /// Next sequence number to assign; sequence numbers start at 1 per epoch.
+    /// (What the backup acknowledged is in the node's `AckTable`.)
     pub next_seq: u64,
-    pub acked: u64,
     /// Sequence number of this epoch's `End`, once appended.
     pub end_seq: Option<u64>,
     pub cursor: u64,
@@ -96,7 +117,7 @@ pub(crate) struct Tx {
     pub bulk_sent: u64,
     pub bulk_total: u64,
     pub mismatch: Option<Mismatch>,
-    pub failure: Option<HostError>,
+    pub failure: Option<Failure>,
     pub rebulks: u32,
 }
 
@@ -106,7 +127,6 @@ impl Tx {
             phase: Phase::Off,
             epoch: 0,
             next_seq: 1,
-            acked: 0,
             end_seq: None,
             cursor: 0,
             recording: false,
@@ -128,7 +148,6 @@ impl Tx {
         self.phase = Phase::Waiting;
         self.epoch = self.epoch.wrapping_add(1);
         self.next_seq = 1;
-        self.acked = 0;
         self.end_seq = None;
         self.cursor = 0;
         self.recording = false;
@@ -160,9 +179,11 @@ pub(crate) struct Rx {
     pub digest: Digest,
     pub ack_due: bool,
     pub gap: bool,
-    /// The state is unusable until a new bulk: ask the master (again at this
-    /// time, until a new epoch begins; a Resync can be lost like any frame).
-    pub resync_at: Option<crate::time::Instant>,
+    /// The state is unusable until a new bulk: ask the master, again every
+    /// heartbeat interval until a new epoch begins (a Resync can be lost).
+    pub resync: bool,
+    /// Why the state became unusable, for status.
+    pub failure: Option<Failure>,
     pub bulk_rcvd: u64,
     pub bulk_total: u64,
 }
@@ -178,7 +199,8 @@ impl Rx {
             digest: Digest::new(),
             ack_due: false,
             gap: false,
-            resync_at: None,
+            resync: false,
+            failure: None,
             bulk_rcvd: 0,
             bulk_total: 0,
         }
@@ -188,8 +210,11 @@ impl Rx {
 /// Frame and error counters of one stream, for `show checkpoint-data`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Runs and acknowledgements sent for the stream.
     pub tx: u64,
+    /// Runs and acknowledgements received for the stream.
     pub rx: u64,
+    /// Records refused or failed.
     pub errors: u64,
 }
 

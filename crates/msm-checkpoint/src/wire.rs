@@ -15,6 +15,8 @@
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::role::{MAX_NODES, Slot, Term};
+
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// First byte of every frame.
@@ -46,7 +48,12 @@ pub enum WireError {
     /// First byte is not [`MAGIC`]: not one of our frames.
     BadMagic(u8),
     /// A peer speaking another protocol version (named so status can say who).
-    UnsupportedVersion { from: u8, got: u8 },
+    UnsupportedVersion {
+        /// The sender's slot byte.
+        from: u8,
+        /// The version it speaks.
+        got: u8,
+    },
     /// The CRC-32C does not match: corrupted on the link.
     BadCrc,
     /// The CRC matched but the contents do not decode.
@@ -76,16 +83,22 @@ impl fmt::Display for WireError {
 /// A config-stream digest at a point of the stream, for the backup to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DigestMark {
+    /// The stream's epoch.
     pub epoch: u32,
+    /// The last record the digest covers.
     pub seq: u64,
+    /// CRC-64/XZ over every record of the epoch up to `seq`.
     pub digest: u64,
 }
 
 /// Sent by every module every heartbeat interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// The sender's role: 0 INIT, 1 MASTER, 2 BACKUP, 3 STANDBY.
     pub role: u8,
+    /// Its election priority (lower wins).
     pub priority: u8,
+    /// Its health (higher wins ties).
     pub health: u8,
     /// The master's chosen backup, or [`NO_SLOT`].
     pub backup: u8,
@@ -104,17 +117,23 @@ pub struct Heartbeat {
 /// changed meaning is a new [`PROTOCOL_VERSION`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
+    /// Every module, every heartbeat interval, to every module.
     Heartbeat(Heartbeat),
     /// Backup to master: "I follow you"; tail: one [`StreamHello`] per stream.
     /// `total` is the backup's stream count; a long table spans several hellos.
     Hello {
+        /// The backup's boot count.
         incarnation: u32,
+        /// Names this session; a new id starts a new one.
         hello_id: u32,
+        /// Streams the backup lists, over all parts.
         total: u8,
     },
     /// Master to backup: every part of the hello arrived; stop repeating it.
     HelloAck {
+        /// The backup's boot count, echoed.
         incarnation: u32,
+        /// The hello's id, echoed.
         hello_id: u32,
     },
     /// Master to backup: checkpoint records; tail: runs, each a [`Record::Run`]
@@ -124,12 +143,16 @@ pub enum Body {
     Ack,
     /// Backup to master: this stream's state is unusable, send a new bulk.
     Resync {
+        /// The backup's stream id.
         stream: u8,
+        /// The epoch whose state is unusable (a newer bulk already answers it).
         epoch: u32,
+        /// Reserved; 0.
         reason: u8,
     },
     /// Master to backup: take over now (`run msm-failover`).
     Handover {
+        /// `run msm-failover force`: the backup may not be in sync.
         force: bool,
     },
 }
@@ -139,10 +162,13 @@ pub enum Body {
 pub struct StreamHello<'a> {
     /// The backup's id for the stream: data and acks use it.
     pub id: u8,
+    /// The stream's (process) name: the master maps streams by name.
     pub name: &'a str,
+    /// The backup's schema version of it.
     pub schema: u16,
     /// Term of the master whose records the backup holds (0: nothing).
     pub term: u64,
+    /// Epoch of the records held.
     pub epoch: u32,
     /// Last sequence number applied.
     pub seq: u64,
@@ -154,9 +180,13 @@ pub struct StreamHello<'a> {
 /// applied." `gap` says a later record arrived first: resend promptly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckItem {
+    /// The backup's stream id.
     pub stream: u8,
+    /// The epoch acknowledged.
     pub epoch: u32,
+    /// The last sequence number applied.
     pub seq: u64,
+    /// A later record arrived before an earlier one.
     pub gap: bool,
 }
 
@@ -165,23 +195,40 @@ pub struct AckItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record<'a> {
     /// A bulk transfer starts; `total` items are expected (for progress only).
-    Begin { total: u64 },
+    Begin {
+        /// Items announced.
+        total: u64,
+    },
     /// Part of the bulk: one application record, or a chunk of a config.
     Bulk(&'a [u8]),
     /// A later change: one application record, or one configuration line.
     Change(&'a [u8]),
     /// The bulk transfer ends; `digest` covers every item since `Begin`.
-    End { digest: u64 },
+    End {
+        /// CRC-64/XZ of the bulk's items.
+        digest: u64,
+    },
     /// The following records belong to `stream` (the backup's id) in `epoch`.
-    Run { stream: u8, epoch: u32, first_seq: u64 },
+    Run {
+        /// The backup's stream id.
+        stream: u8,
+        /// The stream's epoch on the master.
+        epoch: u32,
+        /// Sequence number of the run's first record.
+        first_seq: u64,
+    },
 }
 
 /// A decoded frame, borrowing from the input bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The sender's slot.
     pub from: u8,
+    /// The receiver's slot, or [`BROADCAST`].
     pub to: u8,
+    /// The sender's view of the master's term.
     pub term: u64,
+    /// The message.
     pub body: Body,
     /// Records or hello entries, decoded with [`take`].
     pub tail: &'a [u8],
@@ -205,10 +252,10 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
         return Err(WireError::UnsupportedVersion { from: bytes[2], got: bytes[1] });
     }
     let (from, to) = (content[2], content[3]);
-    if from as usize >= crate::role::MAX_NODES {
+    if from as usize >= MAX_NODES {
         return Err(WireError::BadSlot(from));
     }
-    if to != BROADCAST && to as usize >= crate::role::MAX_NODES {
+    if to != BROADCAST && to as usize >= MAX_NODES {
         return Err(WireError::BadSlot(to));
     }
     let ((term, body), tail): ((u64, Body), &[u8]) =
@@ -217,7 +264,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
 }
 
 /// Take the next item of a tail, advancing it.
-pub fn take<'a, T: Deserialize<'a>>(tail: &mut &'a [u8]) -> Result<T, WireError> {
+pub(crate) fn take<'a, T: Deserialize<'a>>(tail: &mut &'a [u8]) -> Result<T, WireError> {
     let (v, rest) = postcard::take_from_bytes(tail).map_err(|e| match e {
         postcard::Error::DeserializeUnexpectedEnd => WireError::Truncated,
         _ => WireError::Malformed,
@@ -235,6 +282,7 @@ pub struct FrameWriter<'b> {
 }
 
 impl<'b> FrameWriter<'b> {
+    /// Start a frame from slot `from` to `to` in `term` carrying `body`.
     pub fn new(buf: &'b mut [u8], from: u8, to: u8, term: u64, body: &Body) -> Result<Self, WireError> {
         if buf.len() < MIN_FRAME {
             return Err(WireError::BufferTooSmall);
@@ -267,8 +315,24 @@ impl<'b> FrameWriter<'b> {
     }
 }
 
+/// Who writes a frame: this node's slot, the term it holds, its boot count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub me: Slot,
+    pub term: Term,
+    pub incarnation: u32,
+}
+
+impl Origin {
+    /// A frame from us to `to` (a slot or [`BROADCAST`]); `None` when `buf`
+    /// cannot hold even the header.
+    pub(crate) fn writer<'b>(&self, buf: &'b mut [u8], to: u8, body: &Body) -> Option<FrameWriter<'b>> {
+        FrameWriter::new(buf, self.me.raw(), to, self.term.raw(), body).ok()
+    }
+}
+
 /// Bytes postcard uses for `v` as a varint.
-pub const fn varint_len(mut v: u64) -> usize {
+pub(crate) const fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
         v >>= 7;
@@ -279,14 +343,21 @@ pub const fn varint_len(mut v: u64) -> usize {
 
 /// Bytes a record with a payload of `len` bytes takes in a tail
 /// (variant tag, length varint, bytes), for packing without trial encoding.
-pub const fn bytes_record_len(len: usize) -> usize {
+pub(crate) const fn bytes_record_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
 /// Worst-case bytes of a run header in a data frame's tail.
-pub const RUN_LEN: usize = 1 + 1 + 5 + 10;
+pub(crate) const RUN_LEN: usize = 1 + 1 + 5 + 10;
 /// Worst-case bytes of a data frame with one run, without its records.
-pub const DATA_OVERHEAD: usize = PREFIX_LEN + 10 + 1 + RUN_LEN + CRC_LEN;
+pub(crate) const DATA_OVERHEAD: usize = PREFIX_LEN + 10 + 1 + RUN_LEN + CRC_LEN;
+
+/// Largest record payload that always fits in one data frame of `max_frame`
+/// bytes (at least 128).
+pub(crate) const fn max_record(max_frame: usize) -> usize {
+    let room = max_frame - DATA_OVERHEAD;
+    room - 1 - varint_len(room as u64)
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant as Wall;
 
 use anyhow::{Result, bail};
-use msm_checkpoint::{AppId, AppRegistry, Config, Host, HostError, Instant, ItemKind, Node, Slot, Stream};
+use msm_checkpoint::{AppId, AppRegistry, Config, Host, HostError, ItemKind, Node, Slot, Stream};
 use msm_sim::record::{Op, Rec};
+use msm_time::Instant;
 
 type BenchNode = Node<16, 64, 65536>;
 
@@ -107,7 +108,7 @@ fn engine_run(records: u64) -> Result<(f64, u64)> {
         let r = Rec { op: Op::Set, key: (i % 100_000) as u32, stamp: i + 1 };
         r.encode(&mut rec);
         let id = AppId::new(app);
-        n[0].record_change(now, id, &rec).map_err(|e| anyhow::anyhow!("{e}"))?;
+        n[0].record_change(id, &rec).map_err(|e| anyhow::anyhow!("{e}"))?;
         h[0].apps[app as usize].insert(r.key, r.stamp);
         if i % 64 == 63 {
             frames += pump(now, &mut n, &mut h, &mut buf);

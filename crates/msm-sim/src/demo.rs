@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use msm_checkpoint::Role;
-use msm_checkpoint::status::{render_checkpoint, render_switch};
+use msm_checkpoint::{render_checkpoint, render_switch};
 use msm_sim::link::LinkFaults;
 use msm_sim::record::Op;
 use msm_sim::sim::{Sim, SimConfig};

@@ -6,7 +6,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
-use msm_checkpoint::{AppId, AppRegistry, Config, Event, Instant, Node, Role, Slot, Stream, SyncState, Term};
+use msm_checkpoint::{AppId, AppRegistry, Config, Event, Node, Role, Slot, Stream, SyncState, Term};
+use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -300,11 +301,10 @@ impl Sim {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         let rec = Rec { op, key, stamp };
-        let now = self.instant();
         let id = self.ids[m][app];
         let st = &mut self.nodes[m];
         let engine = st.engine.as_deref_mut()?;
-        let cid = engine.record_change(now, id, &rec.to_vec()).ok()?;
+        let cid = engine.record_change(id, &rec.to_vec()).ok()?;
         st.host.set(app, rec);
         self.checker.made(m, app, cid, rec);
         self.stats.changes += 1;
@@ -329,9 +329,8 @@ impl Sim {
     /// The operator changes the master's active configuration.
     pub fn config_change(&mut self, line: &str) -> Option<u64> {
         let m = self.master()?;
-        let now = self.instant();
         let st = &mut self.nodes[m];
-        let id = st.engine.as_deref_mut()?.config_change(now, line.as_bytes()).ok()?;
+        let id = st.engine.as_deref_mut()?.config_change(line.as_bytes()).ok()?;
         st.host.active_config.extend_from_slice(line.as_bytes());
         self.log(Some(m), format_args!("configure: {}", line.trim_end()));
         self.flush(m);
@@ -341,11 +340,10 @@ impl Sim {
     /// `save` on the master.
     pub fn save(&mut self) {
         let Some(m) = self.master() else { return };
-        let now = self.instant();
         let st = &mut self.nodes[m];
         st.host.saved_config = st.host.active_config.clone();
         if let Some(e) = st.engine.as_deref_mut() {
-            e.config_saved(now);
+            e.config_saved();
         }
         self.log(Some(m), format_args!("save ({} bytes)", self.nodes[m].host.saved_config.len()));
         self.flush(m);

@@ -152,7 +152,7 @@ fn stale_term_master_refused() {
     w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 1 }).unwrap();
     w.push(&Record::Begin { total: 1 }).unwrap();
     let n = w.finish();
-    let now = msm_checkpoint::Instant::from_micros(sim.now);
+    let now = msm_time::Instant::from_micros(sim.now);
     let node = &mut sim.nodes[B];
     let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &buf[..n], &mut node.host);
     assert!(matches!(r, Err(FrameError::StaleTerm { .. })), "got {r:?}");
@@ -325,8 +325,7 @@ fn version_mismatch_reported_by_name() {
     assert_eq!(row.phase, Phase::Blocked);
     assert_eq!(row.mismatch, Some(msm_checkpoint::Mismatch { ours: 1, theirs: Some(2) }));
     let mut text = String::new();
-    msm_checkpoint::status::render_checkpoint(e.checkpoint_status().collect::<Vec<_>>().iter(), &mut text)
-        .unwrap();
+    msm_checkpoint::render_checkpoint(e.checkpoint_status().collect::<Vec<_>>().iter(), &mut text).unwrap();
     assert!(
         text.contains("ospf") && text.contains("MISMATCH") && text.contains("schema 1 here, 2 on peer"),
         "{text}"
@@ -344,7 +343,7 @@ fn protocol_version_mismatch_is_named() {
     buf[1] = 2; // a v2 peer in slot B: same prefix and CRC trailer, another version
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..n - 4]);
     buf[n - 4..n].copy_from_slice(&crc.to_le_bytes());
-    let now = msm_checkpoint::Instant::from_micros(sim.now);
+    let now = msm_time::Instant::from_micros(sim.now);
     let node = &mut sim.nodes[A];
     let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &buf[..n], &mut node.host);
     assert_eq!(r, Err(FrameError::Wire(wire::WireError::UnsupportedVersion { from: 1, got: 2 })));
@@ -385,7 +384,7 @@ fn garbage_frames_rejected() {
             }
         };
         let to = if i % 2 == 0 { A } else { B };
-        let now = msm_checkpoint::Instant::from_micros(sim.now);
+        let now = msm_time::Instant::from_micros(sim.now);
         let node = &mut sim.nodes[to];
         if node.engine.as_deref_mut().unwrap().handle_frame(now, &bytes, &mut node.host).is_err() {
             refused += 1;
@@ -401,7 +400,8 @@ fn garbage_frames_rejected() {
 
 #[test]
 fn bad_registrations_are_refused_by_name() {
-    use msm_checkpoint::{AppRegistry, Config, ConfigError, Instant, Node, RegisterError, Slot};
+    use msm_checkpoint::{AppRegistry, Config, ConfigError, Node, RegisterError, Slot};
+    use msm_time::Instant;
     let mut r = AppRegistry::<4>::new();
     r.register("vlan", 1, &["stp"]).unwrap();
     r.register("stp", 1, &["vlan"]).unwrap();
@@ -417,14 +417,13 @@ fn bad_registrations_are_refused_by_name() {
 #[test]
 fn oversized_record_is_refused_without_loss() {
     let mut sim = synced(SimConfig::chassis(2), 4);
-    let now = msm_checkpoint::Instant::from_micros(sim.now);
     let id = sim.app_id(A, 0);
     let e = sim.engine_mut(A).unwrap();
     let max = e.max_record();
     let big = vec![0u8; max + 1];
     assert_eq!(
-        e.record_change(now, id, &big),
-        Err(msm_checkpoint::Error::RecordTooLarge { len: max + 1, max })
+        e.record_change(id, &big),
+        Err(msm_checkpoint::ChangeError::RecordTooLarge { len: max + 1, max })
     );
     assert_eq!(e.sync_state(), SyncState::InSync);
 }

@@ -9,6 +9,8 @@
 //! cursor (next entry to transmit) lives here too, so every move of the
 //! entries keeps it on an entry boundary.
 
+use super::streams::AckTable;
+
 /// Header: stream u8, flags u8, len u16, seq u64, change u64 (little endian).
 pub(crate) const HEADER: usize = 20;
 const DEAD: u8 = 0x80;
@@ -87,6 +89,7 @@ impl<const N: usize> Backlog<N> {
         self.send = self.start;
     }
 
+    #[cfg(test)]
     pub(crate) fn start(&self) -> usize {
         self.start
     }
@@ -117,10 +120,10 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Room for a payload of up to `max` bytes, compacting if needed.
-    pub(crate) fn reserve(&mut self, max: usize, live: impl Fn(u8, u64) -> bool) -> Option<&mut [u8]> {
+    pub(crate) fn reserve(&mut self, max: usize, acked: &AckTable) -> Option<&mut [u8]> {
         let need = HEADER + max.min(u16::MAX as usize);
         if self.end + need > N {
-            self.compact(&live);
+            self.compact(acked);
         }
         if self.end + need > N {
             return None;
@@ -155,11 +158,11 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Bytes held by live entries of each stream (for the overflow policy).
-    pub(crate) fn usage(&self, live: impl Fn(u8, u64) -> bool, out: &mut [usize]) {
+    pub(crate) fn usage(&self, acked: &AckTable, out: &mut [usize]) {
         out.iter_mut().for_each(|u| *u = 0);
         let mut off = self.start;
         while let Some(e) = self.get(off) {
-            if !e.dead && live(e.stream, e.seq) {
+            if !e.dead && acked.live(e.stream, e.seq) {
                 if let Some(u) = out.get_mut(e.stream as usize) {
                     *u += e.next - off;
                 }
@@ -168,10 +171,40 @@ impl<const N: usize> Backlog<N> {
         }
     }
 
+    /// The first entry at or after `off` still waiting for its
+    /// acknowledgement, or the end of the backlog.
+    pub(crate) fn skip_acknowledged(&self, mut off: usize, acked: &AckTable) -> usize {
+        while let Some(e) = self.get(off) {
+            if !e.dead && acked.live(e.stream, e.seq) {
+                break;
+            }
+            off = e.next;
+        }
+        off
+    }
+
+    /// The highest change id among `stream`'s live entries up to `seq`.
+    pub(crate) fn max_change(&self, stream: u8, seq: u64) -> Option<u64> {
+        let mut max = None;
+        let mut off = self.start;
+        while let Some(e) = self.get(off) {
+            if e.stream == stream && !e.dead {
+                if e.seq > seq {
+                    break;
+                }
+                if e.kind == Kind::Change {
+                    max = max.max(Some(e.change));
+                }
+            }
+            off = e.next;
+        }
+        max
+    }
+
     /// Drop entries at the front that are acknowledged or dead.
-    pub(crate) fn trim(&mut self, live: impl Fn(u8, u64) -> bool) {
+    pub(crate) fn trim(&mut self, acked: &AckTable) {
         while let Some(e) = self.get(self.start) {
-            if !e.dead && live(e.stream, e.seq) {
+            if !e.dead && acked.live(e.stream, e.seq) {
                 break;
             }
             self.start = e.next;
@@ -192,13 +225,13 @@ impl<const N: usize> Backlog<N> {
 
     /// Move live entries to the front, preserving order. The send cursor
     /// moves to where the first live entry at or after it went.
-    fn compact(&mut self, live: &impl Fn(u8, u64) -> bool) {
+    fn compact(&mut self, acked: &AckTable) {
         let mut read = self.start;
         let mut write = 0;
         let mut send = None;
         while let Some(e) = self.get(read) {
             let next = e.next;
-            let alive = !e.dead && live(e.stream, e.seq);
+            let alive = !e.dead && acked.live(e.stream, e.seq);
             if send.is_none() && self.send <= read {
                 send = Some(write);
             }
@@ -219,9 +252,17 @@ mod tests {
     use super::*;
 
     fn push<const N: usize>(b: &mut Backlog<N>, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
-        let slot = b.reserve(data.len(), |_, _| true)?;
+        let slot = b.reserve(data.len(), &AckTable::new())?;
         slot[..data.len()].copy_from_slice(data);
         Some(b.commit(stream, Kind::Change, seq, seq, data.len()))
+    }
+
+    fn acked(pairs: &[(usize, u64)]) -> AckTable {
+        let mut t = AckTable::new();
+        for &(sid, seq) in pairs {
+            t.set(sid, seq);
+        }
+        t
     }
 
     #[test]
@@ -231,9 +272,9 @@ mod tests {
         let o2 = push(&mut b, 2, 1, b"de").unwrap();
         let e = b.get(o1).unwrap();
         assert_eq!((e.stream, e.seq, e.data, e.next), (1, 1, &b"abc"[..], o2));
-        b.trim(|s, _| s != 1);
+        b.trim(&acked(&[(1, 1)]));
         assert_eq!(b.start(), o2);
-        b.trim(|_, _| false);
+        b.trim(&acked(&[(1, 1), (2, 1)]));
         assert_eq!(b.used(), 0);
     }
 
@@ -244,9 +285,9 @@ mod tests {
             push(&mut b, (seq % 2) as u8, seq, &[seq as u8; 8]).unwrap();
         }
         // Stream 1 acked through seq 3: only stream 0's entries (2, 4) stay live.
-        let live = |s: u8, q: u64| !(s == 1 && q <= 3);
+        let table = acked(&[(1, 3)]);
         b.set_send_cursor(b.get(b.start()).unwrap().next); // at seq 2
-        let slot = b.reserve(40, live).unwrap();
+        let slot = b.reserve(40, &table).unwrap();
         slot[0] = 9;
         b.commit(1, Kind::Change, 5, 5, 1);
         let e = b.get(b.send_cursor()).unwrap();
@@ -262,5 +303,31 @@ mod tests {
         push(&mut b, 0, 1, &[0; 30]).unwrap();
         assert!(push(&mut b, 0, 2, &[0; 30]).is_none());
         assert_eq!(b.get(0).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn skip_acknowledged_stops_at_live_entries_or_the_end() {
+        let mut b = Backlog::<256>::new();
+        let o1 = push(&mut b, 0, 1, b"a").unwrap();
+        let o2 = push(&mut b, 1, 1, b"b").unwrap();
+        let o3 = push(&mut b, 0, 2, b"c").unwrap();
+        assert_eq!(b.skip_acknowledged(o1, &acked(&[(0, 1)])), o2);
+        b.kill_stream(1);
+        assert_eq!(b.skip_acknowledged(o1, &acked(&[(0, 1)])), o3);
+        let end = b.skip_acknowledged(o1, &acked(&[(0, 2)]));
+        assert!(b.get(end).is_none());
+    }
+
+    #[test]
+    fn max_change_covers_the_acknowledged_prefix_of_one_stream() {
+        let mut b = Backlog::<256>::new();
+        for (stream, seq, change) in [(0u8, 1, 10), (1, 1, 11), (0, 2, 12), (0, 3, 13)] {
+            let slot = b.reserve(1, &AckTable::new()).unwrap();
+            slot[0] = 0;
+            b.commit(stream, Kind::Change, seq, change, 1);
+        }
+        assert_eq!(b.max_change(0, 2), Some(12));
+        assert_eq!(b.max_change(1, 5), Some(11));
+        assert_eq!(b.max_change(2, 5), None);
     }
 }

@@ -1,0 +1,285 @@
+//! Who is who in the chassis: the peers this node hears, its own role and
+//! term, the master it follows, the backup it chose, and the election.
+//! Membership decides; the node applies each decision to the sender and the
+//! receiver.
+
+use crate::role::{MAX_NODES, Rank, Role, Slot, Term};
+use crate::status::PeerStatus;
+use crate::wire::Heartbeat;
+
+/// A module as this node last heard it.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    known: bool,
+    alive: bool,
+    role: Role,
+    term: Term,
+    priority: u8,
+    health: u8,
+    incarnation: u32,
+    /// Set while the peer speaks another protocol version.
+    version: Option<u8>,
+}
+
+impl Peer {
+    const fn new() -> Self {
+        Peer {
+            known: false,
+            alive: false,
+            role: Role::Init,
+            term: Term::NONE,
+            priority: 0,
+            health: 0,
+            incarnation: 0,
+            version: None,
+        }
+    }
+}
+
+/// What a MASTER heartbeat from another module means for this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MasterVerdict {
+    /// We are master and its term is higher: step down and follow it.
+    StepDown,
+    /// We are master and its term is not higher: it steps down when it
+    /// hears our heartbeat, so send one now.
+    Rival,
+    /// Our master, in our term.
+    Current,
+    /// A master of a newer term (or the first one we hear): follow it.
+    Follow,
+    /// A master of an older term: refused.
+    Stale,
+}
+
+/// The chassis as this node sees it.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    me: Slot,
+    pub(crate) role: Role,
+    /// The current master's term (ours when master).
+    pub(crate) term: Term,
+    /// The highest term seen on the backplane.
+    pub(crate) max_term: Term,
+    pub(crate) master: Option<Slot>,
+    /// Master: the module chosen to receive checkpoints.
+    pub(crate) backup: Option<Slot>,
+    peers: [Peer; MAX_NODES],
+}
+
+impl Membership {
+    pub(crate) const fn new(me: Slot) -> Self {
+        Membership {
+            me,
+            role: Role::Init,
+            term: Term::NONE,
+            max_term: Term::NONE,
+            master: None,
+            backup: None,
+            peers: [Peer::new(); MAX_NODES],
+        }
+    }
+
+    /// A frame from `from` in `term` decoded. True when the peer was not alive.
+    pub(crate) fn heard(&mut self, from: Slot, term: Term) -> bool {
+        let p = &mut self.peers[from.index()];
+        let was_alive = p.alive;
+        p.known = true;
+        p.alive = true;
+        p.version = None;
+        if term > self.max_term {
+            self.max_term = term;
+        }
+        !was_alive
+    }
+
+    /// A frame from `from` in protocol `version`, which we do not speak.
+    pub(crate) fn heard_version(&mut self, from: Slot, version: u8) {
+        let p = &mut self.peers[from.index()];
+        p.known = true;
+        p.alive = true;
+        p.version = Some(version);
+    }
+
+    /// Record what a heartbeat says of its sender. Returns the sender's role
+    /// and whether it restarted (a new incarnation) since we last heard it.
+    pub(crate) fn heartbeat(&mut self, from: Slot, term: Term, hb: &Heartbeat) -> (Role, bool) {
+        let role = Role::from_wire(hb.role).unwrap_or(Role::Init);
+        let p = &mut self.peers[from.index()];
+        let restarted = p.incarnation != hb.incarnation;
+        p.role = role;
+        p.term = term;
+        p.priority = hb.priority;
+        p.health = hb.health;
+        p.incarnation = hb.incarnation;
+        (role, restarted)
+    }
+
+    pub(crate) fn judge_master(&self, from: Slot, term: Term) -> MasterVerdict {
+        match self.role {
+            Role::Master if term > self.term => MasterVerdict::StepDown,
+            Role::Master => MasterVerdict::Rival,
+            _ if self.master == Some(from) && term == self.term => MasterVerdict::Current,
+            _ if term > self.term || (self.role == Role::Init && term >= self.term) => MasterVerdict::Follow,
+            _ => MasterVerdict::Stale,
+        }
+    }
+
+    /// Follow `master` in `term`, as a standby until it names us backup.
+    pub(crate) fn follow(&mut self, master: Slot, term: Term) {
+        self.master = Some(master);
+        self.term = term;
+        self.role = Role::Standby;
+    }
+
+    /// Become master in a term no module has claimed.
+    pub(crate) fn claim(&mut self) -> Term {
+        let term = self.max_term.next(self.me);
+        self.term = term;
+        self.max_term = term;
+        self.role = Role::Master;
+        self.master = Some(self.me);
+        self.backup = None;
+        term
+    }
+
+    /// Back to INIT: the master is gone and we were not its backup.
+    pub(crate) fn orphan(&mut self) {
+        self.role = Role::Init;
+        self.master = None;
+    }
+
+    pub(crate) fn is_alive(&self, slot: Slot) -> bool {
+        self.peers[slot.index()].alive
+    }
+
+    pub(crate) fn lost(&mut self, slot: Slot) {
+        self.peers[slot.index()].alive = false;
+    }
+
+    /// The best module to be master or backup besides us: alive, speaking
+    /// our protocol, not itself a master. The one candidate filter.
+    fn best_candidate(&self) -> Option<(Rank, Slot)> {
+        self.peers
+            .iter()
+            .zip((0..MAX_NODES as u8).filter_map(Slot::new))
+            .filter(|(p, _)| p.alive && p.version.is_none() && p.role != Role::Master)
+            .map(|(p, s)| (Rank::new(p.priority, p.health, s), s))
+            .min()
+    }
+
+    /// INIT after a silent detection interval: do we outrank every candidate?
+    pub(crate) fn wins_election(&self, priority: u8, health: u8) -> bool {
+        let me = Rank::new(priority, health, self.me);
+        self.best_candidate().is_none_or(|(other, _)| me < other)
+    }
+
+    /// Master: a better backup than the current one, if the current one is
+    /// gone and another candidate is alive.
+    pub(crate) fn better_backup(&self) -> Option<Slot> {
+        if self.role != Role::Master || self.backup.is_some_and(|b| self.is_alive(b)) {
+            return None;
+        }
+        self.best_candidate().map(|(_, s)| s).filter(|&s| Some(s) != self.backup)
+    }
+
+    /// An alive peer speaking another protocol version, if any.
+    pub(crate) fn protocol_mismatch(&self) -> Option<(Slot, u8)> {
+        self.peers
+            .iter()
+            .zip((0..MAX_NODES as u8).filter_map(Slot::new))
+            .find_map(|(p, s)| p.version.filter(|_| p.alive).map(|v| (s, v)))
+    }
+
+    /// Every module ever heard, for `show switch`.
+    pub(crate) fn peer_status(&self) -> [Option<PeerStatus>; MAX_NODES] {
+        let mut out = [None; MAX_NODES];
+        for ((o, p), slot) in out.iter_mut().zip(&self.peers).zip((0..MAX_NODES as u8).filter_map(Slot::new))
+        {
+            if p.known {
+                *o = Some(PeerStatus {
+                    slot,
+                    alive: p.alive,
+                    role: p.role,
+                    term: p.term,
+                    priority: p.priority,
+                    health: p.health,
+                    version: p.version,
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::DigestMark;
+
+    fn hb(role: Role, priority: u8, health: u8) -> Heartbeat {
+        Heartbeat {
+            role: role.to_wire(),
+            priority,
+            health,
+            backup: 0xFF,
+            in_sync: false,
+            session: 0,
+            incarnation: 1,
+            config: DigestMark::default(),
+        }
+    }
+
+    fn slot(i: u8) -> Slot {
+        Slot::new(i).unwrap()
+    }
+
+    #[test]
+    fn candidates_exclude_dead_masters_and_other_versions() {
+        let mut m = Membership::new(Slot::A);
+        m.heard(slot(1), Term::NONE);
+        m.heartbeat(slot(1), Term::NONE, &hb(Role::Master, 0, 100));
+        m.heard(slot(2), Term::NONE);
+        m.heartbeat(slot(2), Term::NONE, &hb(Role::Init, 5, 100));
+        m.heard_version(slot(3), 2);
+        m.heartbeat(slot(3), Term::NONE, &hb(Role::Init, 0, 100));
+        assert_eq!(m.best_candidate().map(|c| c.1), Some(slot(2)), "B is a master, D speaks v2");
+        assert!(m.wins_election(5, 100), "equal rank: the lower slot wins");
+        assert!(!m.wins_election(6, 100));
+        m.lost(slot(2));
+        assert_eq!(m.best_candidate(), None);
+        assert!(m.wins_election(255, 0));
+        assert_eq!(m.protocol_mismatch(), Some((slot(3), 2)));
+    }
+
+    #[test]
+    fn backup_choice_keeps_a_live_backup_and_replaces_a_lost_one() {
+        let mut m = Membership::new(Slot::A);
+        assert_eq!(m.better_backup(), None, "only a master chooses");
+        m.claim();
+        for s in [slot(1), slot(2)] {
+            m.heard(s, Term::NONE);
+            m.heartbeat(s, Term::NONE, &hb(Role::Standby, 0, 100));
+        }
+        assert_eq!(m.better_backup(), Some(slot(1)));
+        m.backup = Some(slot(1));
+        assert_eq!(m.better_backup(), None);
+        m.lost(slot(1));
+        assert_eq!(m.better_backup(), Some(slot(2)));
+    }
+
+    #[test]
+    fn verdicts_on_master_heartbeats() {
+        let mut m = Membership::new(Slot::B);
+        let t1 = Term::NONE.next(Slot::A);
+        assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Follow, "INIT follows any master");
+        m.heard(Slot::A, t1);
+        m.follow(Slot::A, t1);
+        assert_eq!(m.judge_master(Slot::A, t1), MasterVerdict::Current);
+        assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Stale);
+        let t2 = m.claim();
+        assert_eq!(t2, t1.next(Slot::B));
+        assert_eq!(m.judge_master(Slot::A, t1), MasterVerdict::Rival);
+        assert_eq!(m.judge_master(Slot::A, t2.next(Slot::A)), MasterVerdict::StepDown);
+    }
+}

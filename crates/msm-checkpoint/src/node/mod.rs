@@ -1,0 +1,589 @@
+//! The checkpoint engine of one management module.
+//!
+//! Sans-IO: feed it frames (`handle_frame`) and timeouts (`handle_timeout`),
+//! tell it about changes (`record_change`, `config_change`, `config_saved`),
+//! then drain `poll_transmit` until it returns `None` and `poll_event`
+//! likewise, and sleep until `poll_timeout`. It reads no clock, socket or
+//! flash.
+//!
+//! [`Node`] is a thin dispatcher over the state it owns, one concept a file:
+//! `membership` (peers, roles, terms, election), `streams` (per-stream state
+//! and what is acknowledged), `sender` (the master's session, backlog and
+//! bulks), `receiver` (the backup's hello, apply, acks and resyncs), `timers`
+//! (every deadline), `status` (what `show` prints). Membership decides; the
+//! node applies the decision to the sender and the receiver.
+
+mod backlog;
+mod config;
+mod membership;
+mod packer;
+mod receiver;
+mod recorder;
+mod sender;
+mod status;
+mod streams;
+mod timers;
+
+use msm_time::Instant;
+
+pub use config::Config;
+use membership::{MasterVerdict, Membership};
+use receiver::Receiver;
+use sender::{SendLimits, Sender};
+use streams::{ACTIVE, SAVED, Streams};
+use timers::{Timer, TimerTable};
+
+use crate::app::AppRegistry;
+use crate::error::{ChangeError, ConfigError, FailoverError, FrameError};
+use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
+use crate::host::{AppId, Host, Stream};
+use crate::role::{MAX_NODES, Role, Slot, Term};
+use crate::status::{FrameErrors, SyncState};
+use crate::stream::Phase;
+use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, WireError};
+
+/// One management module's checkpoint engine. `APPS` applications, at most
+/// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
+/// a data frame; a frame carries one or more), `BACKLOG` bytes of
+/// unacknowledged records.
+#[derive(Debug)]
+pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
+    cfg: Config,
+    members: Membership,
+    streams: Streams<APPS>,
+    sender: Sender<WINDOW, BACKLOG>,
+    receiver: Receiver,
+    timers: TimerTable,
+    events: EventQueue,
+    errors: FrameErrors,
+}
+
+impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
+    /// A node in INIT. `cfg` and `apps` are validated here: settings that
+    /// cannot work, unknown dependencies and cycles are refused by name.
+    pub fn new(cfg: Config, mut apps: AppRegistry<APPS>, now: Instant) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        apps.validate().map_err(ConfigError::Apps)?;
+        let mut timers = TimerTable::new();
+        timers.set(Timer::Heartbeat, now);
+        timers.set(Timer::Election, now + cfg.detect());
+        let limits = SendLimits {
+            rto: cfg.rto,
+            rto_max: cfg.rto_max,
+            heartbeat: cfg.heartbeat_interval,
+            max_frame: cfg.max_frame,
+            max_record: wire::max_record(cfg.max_frame),
+        };
+        Ok(Node {
+            members: Membership::new(cfg.slot),
+            streams: Streams::new(apps),
+            sender: Sender::new(limits),
+            receiver: Receiver::new(cfg.heartbeat_interval),
+            timers,
+            events: EventQueue::new(),
+            errors: FrameErrors::default(),
+            cfg,
+        })
+    }
+
+    /// Backup: the stream's state is whole (its bulk completed) for the current master.
+    pub fn has_complete(&self, stream: Stream) -> bool {
+        let rx = &self.streams.get(Streams::<APPS>::sid(stream)).rx;
+        rx.complete && rx.term == self.members.term.raw()
+    }
+
+    /// Largest record payload that always fits in one data frame.
+    pub fn max_record(&self) -> usize {
+        wire::max_record(self.cfg.max_frame)
+    }
+
+    /// Next event for the board, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    /// Change this node's election priority (takes effect at the next election).
+    pub fn set_priority(&mut self, priority: u8) {
+        self.cfg.priority = priority;
+    }
+
+    /// Report this node's health (software/hardware checks of the board).
+    pub fn set_health(&mut self, health: u8) {
+        self.cfg.health = health;
+    }
+
+    /// Master: an application changed one key. Returns the change id; the
+    /// change is checkpointed once [`checkpointed`](Self::checkpointed) reaches it.
+    pub fn record_change(&mut self, app: AppId, record: &[u8]) -> Result<u64, ChangeError> {
+        let sid = self.streams.app_sid(app).ok_or(ChangeError::UnknownApp)?;
+        self.change(sid, record)
+    }
+
+    /// Master: the operator changed the active configuration by one line.
+    pub fn config_change(&mut self, line: &[u8]) -> Result<u64, ChangeError> {
+        self.change(ACTIVE, line)
+    }
+
+    /// Master: the saved configuration was replaced (`save`); the backup's
+    /// flash copy is refreshed with a new bulk of the saved-config stream.
+    pub fn config_saved(&mut self) {
+        if self.members.role == Role::Master && self.sender.session().is_some() {
+            let tx = &self.streams.get(SAVED).tx;
+            if tx.recording || tx.phase == Phase::Synced || tx.phase == Phase::Failed {
+                self.sender.rebulk(SAVED, RebulkReason::ConfigSaved, &mut self.streams, &mut self.events);
+                self.update_in_sync();
+            }
+        }
+    }
+
+    fn change(&mut self, sid: usize, record: &[u8]) -> Result<u64, ChangeError> {
+        if self.members.role != Role::Master {
+            return Err(ChangeError::NotMaster);
+        }
+        if self.sender.handover_in_progress() {
+            return Err(ChangeError::HandoverInProgress);
+        }
+        let max = self.max_record();
+        if record.len() > max {
+            return Err(ChangeError::RecordTooLarge { len: record.len(), max });
+        }
+        let id = self.sender.change(sid, record, &mut self.streams, &mut self.events);
+        self.update_in_sync();
+        Ok(id)
+    }
+
+    /// Master: `run msm-failover [force]`. Without `force` it is refused
+    /// unless the backup is in sync; the backlog drains first, then the
+    /// backup is told to take over.
+    pub fn failover(&mut self, now: Instant, force: bool) -> Result<(), FailoverError> {
+        if self.members.role != Role::Master {
+            return Err(FailoverError::NotMaster);
+        }
+        if self.sender.handover_in_progress() {
+            return Err(FailoverError::AlreadyInProgress);
+        }
+        if self.members.backup.is_none() || self.sender.session().is_none() {
+            return Err(FailoverError::NoBackup);
+        }
+        let sync = self.sync_state();
+        if !force && sync != SyncState::InSync {
+            return Err(FailoverError::NotInSync(sync));
+        }
+        info!("failover requested");
+        self.sender.start_handover(now, force, now + self.cfg.handover_timeout, &mut self.timers);
+        Ok(())
+    }
+
+    /// Handle one received frame. A frame that does not decode changes only
+    /// counters. A decoded frame refused for its term or sender still shows
+    /// the sender alive and its term seen (that is how a stale master learns
+    /// to step down), but changes no checkpointed state. Every refusal is
+    /// counted in [`SwitchStatus::errors`](crate::SwitchStatus).
+    pub fn handle_frame<H: Host>(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        host: &mut H,
+    ) -> Result<(), FrameError> {
+        let f = match wire::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.refused_wire(now, e);
+                return Err(e.into());
+            }
+        };
+        if f.from == self.cfg.slot.raw() {
+            self.errors.other += 1;
+            return Err(FrameError::OwnSlot);
+        }
+        if f.to != BROADCAST && f.to != self.cfg.slot.raw() {
+            return Ok(());
+        }
+        let Some(from) = Slot::new(f.from) else {
+            self.errors.other += 1;
+            return Err(WireError::BadSlot(f.from).into());
+        };
+        let term = Term::from_raw(f.term);
+        if self.members.heard(from, term) {
+            self.events.push(Event::PeerUp(from));
+        }
+        self.timers.set(Timer::PeerLost(from), now + self.cfg.detect());
+        let r = self.dispatch(now, from, term, f.body, f.tail, host);
+        self.update_in_sync();
+        match r {
+            Err(FrameError::StaleTerm { .. }) => self.errors.stale_term += 1,
+            Err(FrameError::BadRecord) => self.errors.malformed += 1,
+            Err(_) => self.errors.other += 1,
+            Ok(()) => {}
+        }
+        r
+    }
+
+    fn refused_wire(&mut self, now: Instant, e: WireError) {
+        match e {
+            WireError::BadCrc => self.errors.bad_crc += 1,
+            WireError::Malformed | WireError::Truncated => self.errors.malformed += 1,
+            WireError::UnsupportedVersion { from, got } => {
+                self.errors.version += 1;
+                if let Some(slot) = Slot::new(from).filter(|&s| s != self.cfg.slot) {
+                    self.members.heard_version(slot, got);
+                    self.timers.set(Timer::PeerLost(slot), now + self.cfg.detect());
+                }
+            }
+            _ => self.errors.other += 1,
+        }
+    }
+
+    fn dispatch<H: Host>(
+        &mut self,
+        now: Instant,
+        from: Slot,
+        term: Term,
+        body: Body,
+        tail: &[u8],
+        host: &mut H,
+    ) -> Result<(), FrameError> {
+        match body {
+            Body::Heartbeat(hb) => {
+                self.on_heartbeat(now, from, term, &hb, host);
+                Ok(())
+            }
+            Body::Hello { incarnation, hello_id, total } => {
+                if self.members.role == Role::Master && self.members.backup.is_none() {
+                    self.choose_backup(now);
+                }
+                self.check_from_backup(from, term)?;
+                let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
+                self.sender.on_hello(
+                    from,
+                    term.raw(),
+                    incarnation,
+                    hello_id,
+                    total,
+                    tail,
+                    streams,
+                    events,
+                    timers,
+                )
+            }
+            Body::HelloAck { incarnation, hello_id } => {
+                self.check_from_master(from, term)?;
+                if incarnation == self.cfg.incarnation {
+                    self.receiver.on_hello_ack(hello_id, &mut self.timers);
+                }
+                Ok(())
+            }
+            Body::Data => {
+                self.check_from_master(from, term)?;
+                if self.members.role != Role::Backup {
+                    return Ok(());
+                }
+                let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
+                self.receiver.on_data(term, tail, streams, host, events, timers)
+            }
+            Body::Ack => {
+                self.check_from_backup(from, term)?;
+                self.sender.on_acks(now, tail, &mut self.streams, &mut self.events, &mut self.timers)
+            }
+            Body::Resync { stream, epoch, .. } => {
+                self.check_from_backup(from, term)?;
+                let sid = self.sender.local_sid(stream, &self.streams)?;
+                let tx = &self.streams.get(sid).tx;
+                if tx.epoch == epoch && tx.phase != Phase::Blocked {
+                    self.sender.rebulk(sid, RebulkReason::BackupRequest, &mut self.streams, &mut self.events);
+                }
+                Ok(())
+            }
+            Body::Handover { .. } => {
+                self.check_from_master(from, term)?;
+                if self.members.role == Role::Backup {
+                    info!("handover received: taking over");
+                    self.promote(now, host);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn check_from_master(&self, from: Slot, term: Term) -> Result<(), FrameError> {
+        let m = &self.members;
+        if term < m.term {
+            return Err(FrameError::StaleTerm { got: term, ours: m.term });
+        }
+        if m.role == Role::Master || m.master != Some(from) || term != m.term {
+            return Err(FrameError::Unexpected { from });
+        }
+        Ok(())
+    }
+
+    fn check_from_backup(&self, from: Slot, term: Term) -> Result<(), FrameError> {
+        let m = &self.members;
+        if term < m.term {
+            return Err(FrameError::StaleTerm { got: term, ours: m.term });
+        }
+        if m.role != Role::Master || term != m.term || m.backup != Some(from) {
+            return Err(FrameError::Unexpected { from });
+        }
+        Ok(())
+    }
+
+    fn on_heartbeat<H: Host>(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat, host: &mut H) {
+        let (role, restarted) = self.members.heartbeat(from, term, hb);
+        if role == Role::Master {
+            match self.members.judge_master(from, term) {
+                MasterVerdict::StepDown => {
+                    warn!("stepping down: higher term seen");
+                    self.step_down();
+                    self.follow(now, from, term, host);
+                }
+                MasterVerdict::Rival => {
+                    // A stale master; it steps down when it hears our heartbeat.
+                    self.errors.stale_term += 1;
+                    self.timers.set(Timer::Heartbeat, now);
+                }
+                MasterVerdict::Current => {}
+                MasterVerdict::Follow => self.follow(now, from, term, host),
+                MasterVerdict::Stale => {
+                    self.errors.stale_term += 1;
+                    return;
+                }
+            }
+            if self.members.master == Some(from) {
+                self.receiver.master_heartbeat(hb.in_sync, hb.config);
+                let want = if hb.backup == self.cfg.slot.raw() { Role::Backup } else { Role::Standby };
+                if want != self.members.role {
+                    self.enter(now, want);
+                } else if want == Role::Backup
+                    && self.receiver.hello_acked()
+                    && hb.session != self.receiver.hello_id()
+                {
+                    // The master dropped our session (it lost us for a while): say hello again.
+                    self.receiver.new_hello(now, &mut self.timers);
+                }
+                if self.members.role == Role::Backup {
+                    let term = self.members.term;
+                    self.receiver.compare_config_digest(
+                        term,
+                        &mut self.streams,
+                        &mut self.events,
+                        &mut self.timers,
+                    );
+                }
+            }
+            return;
+        }
+        // A non-master peer.
+        if self.members.master == Some(from) && self.members.role != Role::Master {
+            // Our master restarted or stepped down without us missing a beat.
+            self.master_lost(now, host);
+            return;
+        }
+        if self.members.role == Role::Master {
+            if restarted && self.checkpoint_peer() == Some(from) {
+                // The backup rebooted: everything checkpointed to it is gone with its RAM.
+                self.forget_backup();
+            }
+            self.choose_backup(now);
+        }
+    }
+
+    /// Backup or standby of the current master, as its heartbeat says.
+    fn enter(&mut self, now: Instant, role: Role) {
+        self.members.role = role;
+        if role == Role::Backup {
+            self.receiver.new_hello(now, &mut self.timers);
+            self.receiver.resume_resyncs(now, &self.streams, &mut self.timers);
+        } else {
+            self.timers.stop(Timer::Hello);
+            self.timers.stop(Timer::Resync);
+        }
+        self.events.push(Event::RoleChanged { role, term: self.members.term });
+    }
+
+    fn follow<H: Host>(&mut self, now: Instant, master: Slot, term: Term, host: &mut H) {
+        info!("following new master");
+        self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
+        self.members.follow(master, term);
+        self.receiver.follow(&mut self.timers);
+        self.timers.stop(Timer::Election);
+        self.timers.set(Timer::Heartbeat, now);
+        self.events.push(Event::RoleChanged { role: Role::Standby, term });
+    }
+
+    fn step_down(&mut self) {
+        self.sender.end_session(&mut self.streams, &mut self.timers);
+        self.members.backup = None;
+        self.sender.in_sync = false;
+        self.events.push(Event::SteppedDown { term: self.members.max_term });
+    }
+
+    fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
+        self.events.push(Event::PeerLost(self.members.master.unwrap_or(self.cfg.slot)));
+        if self.members.role == Role::Backup {
+            self.promote(now, host);
+            return;
+        }
+        self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
+        self.members.orphan();
+        self.timers.stop(Timer::Hello);
+        self.timers.set(Timer::Election, now + self.cfg.detect());
+        self.events.push(Event::RoleChanged { role: Role::Init, term: self.members.term });
+    }
+
+    /// Become master: after the master was lost, on handover, or by election.
+    fn promote<H: Host>(&mut self, now: Instant, host: &mut H) {
+        let backup = self.members.role == Role::Backup;
+        let config = if backup && self.has_complete(Stream::ActiveConfig) {
+            ConfigChoice::MastersActive
+        } else {
+            ConfigChoice::OwnSaved
+        };
+        let in_sync =
+            backup && self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync;
+        self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
+        let term = self.members.claim();
+        self.sender.end_session(&mut self.streams, &mut self.timers);
+        self.timers.stop(Timer::Election);
+        self.timers.stop(Timer::Hello);
+        self.timers.set(Timer::Heartbeat, now);
+        info!("promoted to master");
+        self.events.push(Event::RoleChanged { role: Role::Master, term });
+        self.events.push(Event::Promoted { term, config, in_sync });
+        self.choose_backup(now);
+    }
+
+    fn choose_backup(&mut self, now: Instant) {
+        let Some(best) = self.members.better_backup() else { return };
+        if self.checkpoint_peer().is_some_and(|s| s != best) {
+            // Another module becomes backup: what the old one held is not there.
+            self.forget_backup();
+        }
+        self.members.backup = Some(best);
+        self.timers.set(Timer::Heartbeat, now);
+    }
+
+    /// End the checkpoint session: nothing is on a backup any more.
+    fn forget_backup(&mut self) {
+        if self.sender.end_session(&mut self.streams, &mut self.timers) {
+            self.events.push(Event::FailoverFailed);
+        }
+        self.members.backup = None;
+    }
+
+    /// Why the backup is or is not in sync, from this node's view.
+    pub fn sync_state(&self) -> SyncState {
+        match self.members.role {
+            Role::Master => self.master_sync_state(),
+            Role::Backup => self.receiver.sync_state(self.members.term, &self.streams),
+            _ => SyncState::NoMaster,
+        }
+    }
+
+    fn master_sync_state(&self) -> SyncState {
+        if let Some((slot, version)) = self.members.protocol_mismatch() {
+            return SyncState::ProtocolMismatch { slot, version };
+        }
+        self.sender.sync_state(self.members.backup, &self.streams)
+    }
+
+    fn update_in_sync(&mut self) {
+        let now_in_sync = self.members.role == Role::Master && self.master_sync_state() == SyncState::InSync;
+        if now_in_sync != self.sender.in_sync {
+            self.sender.in_sync = now_in_sync;
+            self.events.push(Event::InSync(now_in_sync));
+        }
+    }
+
+    /// Process every deadline that has passed.
+    pub fn handle_timeout<H: Host>(&mut self, now: Instant, host: &mut H) {
+        for slot in (0..MAX_NODES as u8).filter_map(Slot::new) {
+            if self.timers.is_expired(Timer::PeerLost(slot), now) {
+                self.timers.stop(Timer::PeerLost(slot));
+                self.peer_lost(now, slot, host);
+            }
+        }
+        if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
+            if self.members.wins_election(self.cfg.priority, self.cfg.health) {
+                info!("elected master");
+                self.promote(now, host);
+            } else {
+                self.timers.set(Timer::Election, now + self.cfg.detect());
+            }
+        }
+        self.sender.on_timeout(now, &mut self.timers, &mut self.events);
+        self.update_in_sync();
+    }
+
+    fn peer_lost<H: Host>(&mut self, now: Instant, slot: Slot, host: &mut H) {
+        self.members.lost(slot);
+        if self.members.master == Some(slot) && self.members.role != Role::Master {
+            self.master_lost(now, host);
+            return;
+        }
+        self.events.push(Event::PeerLost(slot));
+        if self.members.role == Role::Master && self.members.backup == Some(slot) {
+            warn!("backup lost");
+            self.members.backup = None;
+            self.sender.detach(&mut self.timers);
+            if self.sender.cancel_handover(&mut self.timers) {
+                self.events.push(Event::FailoverFailed);
+            }
+            self.update_in_sync();
+            self.choose_backup(now);
+        }
+    }
+
+    /// The next frame to send, written into `buf`; `None` when nothing is due.
+    /// Call until `None` after every input. `buf` must hold `max_frame` bytes:
+    /// with less, what does not fit waits (it is never split or truncated).
+    pub fn poll_transmit<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
+        let max = buf.len().min(self.cfg.max_frame);
+        let buf = &mut buf[..max];
+        let from = Origin { me: self.cfg.slot, term: self.members.term, incarnation: self.cfg.incarnation };
+        if self.timers.is_expired(Timer::Heartbeat, now) {
+            self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat_interval);
+            return self.heartbeat(from, buf);
+        }
+        let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
+        let sent = match self.members.role {
+            Role::Master => {
+                let backup = self.members.backup?;
+                self.sender.poll_transmit(now, from, backup, host, streams, events, timers, buf)
+            }
+            Role::Backup => {
+                let master = self.members.master?;
+                self.receiver.poll_transmit(now, from, master, streams, timers, buf)
+            }
+            _ => None,
+        };
+        // Bulk reads may have failed a stream or overflowed the backlog.
+        self.update_in_sync();
+        sent
+    }
+
+    fn heartbeat(&self, from: Origin, buf: &mut [u8]) -> Option<usize> {
+        let master = self.members.role == Role::Master;
+        let a = &self.streams.get(ACTIVE).tx;
+        let config = if master && a.recording {
+            DigestMark { epoch: a.epoch, seq: a.next_seq - 1, digest: a.digest.value() }
+        } else {
+            DigestMark::default()
+        };
+        let hb = Heartbeat {
+            role: self.members.role.to_wire(),
+            priority: self.cfg.priority,
+            health: self.cfg.health,
+            backup: self.members.backup.map_or(NO_SLOT, |s| s.raw()),
+            in_sync: master && self.sender.in_sync,
+            session: if master { self.sender.attached_session() } else { 0 },
+            incarnation: self.cfg.incarnation,
+            config,
+        };
+        Some(from.writer(buf, BROADCAST, &Body::Heartbeat(hb))?.finish())
+    }
+}

@@ -1,0 +1,411 @@
+//! The backup's half of a checkpoint session: saying hello with what it
+//! holds, applying data runs in order through the board's [`Host`], checking
+//! bulk and config digests, asking for a new bulk (Resync) when a stream's
+//! state is unusable, and acknowledging what it applied.
+
+use core::time::Duration;
+
+use msm_time::Instant;
+
+use super::streams::{ACTIVE, Streams};
+use super::timers::{Timer, TimerTable};
+use crate::error::FrameError;
+use crate::event::{Event, EventQueue};
+use crate::host::{Host, ItemKind};
+use crate::role::{Slot, Term};
+use crate::status::{SyncState, percent, stream_name};
+use crate::stream::{Digest, Failure};
+use crate::wire::{self, AckItem, Body, DigestMark, Origin, Record, StreamHello};
+
+/// What the backup knows of its session with the master.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    /// How often hellos and Resyncs repeat until answered.
+    repeat: Duration,
+    /// Our hello's id; the master echoes it in heartbeats while it sends to us.
+    hello_id: u32,
+    hello_acked: bool,
+    /// Next stream to list in a multi-frame hello.
+    hello_part: usize,
+    /// Where the master's active-config stream is, with its digest.
+    master_config: Option<DigestMark>,
+    master_in_sync: bool,
+    /// Streams whose Resync goes out in this round.
+    resync_round: u32,
+}
+
+impl Receiver {
+    pub(crate) const fn new(repeat: Duration) -> Self {
+        Receiver {
+            repeat,
+            hello_id: 0,
+            hello_acked: false,
+            hello_part: 0,
+            master_config: None,
+            master_in_sync: false,
+            resync_round: 0,
+        }
+    }
+
+    pub(crate) fn hello_id(&self) -> u32 {
+        self.hello_id
+    }
+
+    pub(crate) fn hello_acked(&self) -> bool {
+        self.hello_acked
+    }
+
+    /// Start a new session: hello again from the first stream.
+    pub(crate) fn new_hello(&mut self, now: Instant, timers: &mut TimerTable) {
+        self.hello_id = self.hello_id.wrapping_add(1).max(1);
+        self.hello_acked = false;
+        self.hello_part = 0;
+        timers.set(Timer::Hello, now);
+    }
+
+    pub(crate) fn on_hello_ack(&mut self, hello_id: u32, timers: &mut TimerTable) {
+        if hello_id == self.hello_id {
+            self.hello_acked = true;
+            timers.stop(Timer::Hello);
+        }
+    }
+
+    /// A new master: nothing is known of it yet.
+    pub(crate) fn follow(&mut self, timers: &mut TimerTable) {
+        self.master_config = None;
+        self.master_in_sync = false;
+        self.hello_acked = false;
+        timers.stop(Timer::Hello);
+    }
+
+    /// Our master's heartbeat: its view of our sync and its config digest.
+    pub(crate) fn master_heartbeat(&mut self, in_sync: bool, config: DigestMark) {
+        self.master_in_sync = in_sync;
+        self.master_config = Some(config);
+    }
+
+    /// Bulks in progress will not complete (new master, lost master, promotion).
+    pub(crate) fn abort_bulks<H: Host, const A: usize>(
+        &mut self,
+        streams: &mut Streams<A>,
+        host: &mut H,
+        timers: &mut TimerTable,
+    ) {
+        for sid in streams.ids() {
+            let rx = &mut streams.get_mut(sid).rx;
+            if rx.in_bulk {
+                rx.in_bulk = false;
+                host.bulk_abort(Streams::<A>::stream(sid));
+            }
+            rx.ack_due = false;
+            rx.resync = false;
+        }
+        self.resync_round = 0;
+        timers.stop(Timer::Resync);
+    }
+
+    /// Backup again after a time as standby: streams still waiting for a
+    /// new bulk ask for it again.
+    pub(crate) fn resume_resyncs<const A: usize>(
+        &self,
+        now: Instant,
+        streams: &Streams<A>,
+        timers: &mut TimerTable,
+    ) {
+        if streams.ids().any(|i| streams.get(i).rx.resync) {
+            timers.set_earliest(Timer::Resync, now);
+        }
+    }
+
+    /// A data frame from our master in `term`.
+    pub(crate) fn on_data<H: Host, const A: usize>(
+        &mut self,
+        term: Term,
+        mut tail: &[u8],
+        streams: &mut Streams<A>,
+        host: &mut H,
+        events: &mut EventQueue,
+        timers: &mut TimerTable,
+    ) -> Result<(), FrameError> {
+        // The current run: stream, next sequence number, and whether to skip the rest of it.
+        let mut run: Option<(usize, u64, bool)> = None;
+        while !tail.is_empty() {
+            let Ok(rec) = wire::take::<Record<'_>>(&mut tail) else {
+                if let Some((sid, _, _)) = run {
+                    streams.get_mut(sid).counters.errors += 1;
+                }
+                return Err(FrameError::BadRecord);
+            };
+            if let Record::Run { stream, epoch, first_seq } = rec {
+                let sid = stream as usize;
+                if sid >= streams.len() {
+                    return Err(FrameError::UnknownStream(stream));
+                }
+                let skip = !start_run(streams, sid, term, epoch, host);
+                run = Some((sid, first_seq, skip));
+                continue;
+            }
+            let Some((sid, seq, skip)) = run.as_mut() else { return Err(FrameError::BadRecord) };
+            let sid = *sid;
+            let this = *seq;
+            *seq += 1;
+            if *skip {
+                continue;
+            }
+            let applied = streams.get(sid).rx.applied;
+            if this <= applied {
+                continue;
+            }
+            if this > applied + 1 {
+                streams.get_mut(sid).rx.gap = true;
+                *skip = true;
+                continue;
+            }
+            if let Err(failure) = apply(streams, sid, rec, host, events) {
+                warn!("record refused: the stream waits for a new bulk");
+                fail(streams, sid, failure, timers);
+                if failure == Failure::Digest && sid == ACTIVE {
+                    events.push(Event::ConfigDigestMismatch);
+                }
+                *skip = true;
+                continue;
+            }
+            streams.get_mut(sid).rx.applied = this;
+            if sid == ACTIVE {
+                self.compare_config_digest(term, streams, events, timers);
+            }
+        }
+        Ok(())
+    }
+
+    /// Compare our active-config digest with the master's at the same point.
+    pub(crate) fn compare_config_digest<const A: usize>(
+        &mut self,
+        term: Term,
+        streams: &mut Streams<A>,
+        events: &mut EventQueue,
+        timers: &mut TimerTable,
+    ) {
+        let Some(m) = self.master_config else { return };
+        let rx = &streams.get(ACTIVE).rx;
+        if rx.term != term.raw() || rx.epoch != m.epoch || rx.applied != m.seq || m.seq == 0 {
+            return;
+        }
+        if rx.digest.value() != m.digest && !rx.resync {
+            warn!("active config digest differs from the master's");
+            fail(streams, ACTIVE, Failure::Digest, timers);
+            events.push(Event::ConfigDigestMismatch);
+        }
+    }
+
+    /// The next frame for the master: hello parts, Resyncs, then acks.
+    pub(crate) fn poll_transmit<const A: usize>(
+        &mut self,
+        now: Instant,
+        from: Origin,
+        master: Slot,
+        streams: &mut Streams<A>,
+        timers: &mut TimerTable,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        if timers.is_expired(Timer::Hello, now) {
+            return self.hello(now, from, master, streams, timers, buf);
+        }
+        let term = from.term.raw();
+        if timers.is_expired(Timer::Resync, now) {
+            self.resync_round = streams
+                .ids()
+                .filter(|&i| streams.get(i).rx.resync && streams.get(i).rx.term == term)
+                .fold(0, |m, i| m | 1 << i);
+            if self.resync_round == 0 {
+                timers.stop(Timer::Resync);
+            } else {
+                timers.set(Timer::Resync, now + self.repeat);
+            }
+        }
+        while self.resync_round != 0 {
+            let sid = self.resync_round.trailing_zeros() as usize;
+            self.resync_round &= !(1 << sid);
+            let st = streams.get_mut(sid);
+            if !(st.rx.resync && st.rx.term == term) {
+                continue;
+            }
+            let body = Body::Resync { stream: sid as u8, epoch: st.rx.epoch, reason: 0 };
+            let n = from.writer(buf, master.raw(), &body)?.finish();
+            st.counters.tx += 1;
+            return Some(n);
+        }
+        acks(from, master, streams, buf)
+    }
+
+    /// Hello in as many frames as the stream table needs; all parts go out
+    /// in consecutive polls, then again every heartbeat until acknowledged.
+    fn hello<const A: usize>(
+        &mut self,
+        now: Instant,
+        from: Origin,
+        master: Slot,
+        streams: &Streams<A>,
+        timers: &mut TimerTable,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let n = streams.len();
+        let start = self.hello_part.min(n);
+        let body = Body::Hello { incarnation: from.incarnation, hello_id: self.hello_id, total: n as u8 };
+        let mut w = from.writer(buf, master.raw(), &body)?;
+        let mut sid = start;
+        while sid < n {
+            let rx = &streams.get(sid).rx;
+            let h = StreamHello {
+                id: sid as u8,
+                name: streams.name(sid),
+                schema: streams.schema(sid),
+                term: rx.term,
+                epoch: rx.epoch,
+                seq: rx.applied,
+                complete: rx.complete,
+            };
+            if w.push(&h).is_err() {
+                break;
+            }
+            sid += 1;
+        }
+        if sid == start && start < n {
+            return None; // not even one entry fits: the buffer is smaller than max_frame
+        }
+        if sid >= n {
+            self.hello_part = 0;
+            timers.set(Timer::Hello, now + self.repeat);
+        } else {
+            self.hello_part = sid;
+        }
+        Some(w.finish())
+    }
+
+    /// Why the backup is or is not in sync, from its own view.
+    pub(crate) fn sync_state<const A: usize>(&self, term: Term, streams: &Streams<A>) -> SyncState {
+        for sid in streams.ids() {
+            let rx = &streams.get(sid).rx;
+            if !(rx.complete && rx.term == term.raw()) {
+                let percent = percent(rx.bulk_rcvd, rx.bulk_total);
+                return SyncState::Syncing { stream: stream_name(streams.name(sid)), percent };
+            }
+        }
+        if self.master_in_sync { SyncState::InSync } else { SyncState::AwaitingMaster }
+    }
+}
+
+/// A run of `sid` records in `epoch` starts. False: the run is stale, skip it.
+fn start_run<H: Host, const A: usize>(
+    streams: &mut Streams<A>,
+    sid: usize,
+    term: Term,
+    epoch: u32,
+    host: &mut H,
+) -> bool {
+    let st = streams.get_mut(sid);
+    st.counters.rx += 1;
+    st.rx.ack_due = true;
+    let rx = &mut st.rx;
+    if rx.term == term.raw() && epoch < rx.epoch {
+        return false; // an old epoch, retransmitted late
+    }
+    if rx.term != term.raw() || epoch > rx.epoch {
+        // A new master or a new bulk: what we hold belongs to an older epoch.
+        // (If this is not the epoch's first record, the gap logic asks for it.)
+        if rx.in_bulk {
+            rx.in_bulk = false;
+            host.bulk_abort(Streams::<A>::stream(sid));
+        }
+        rx.term = term.raw();
+        rx.epoch = epoch;
+        rx.applied = 0;
+        rx.complete = false;
+        rx.digest = Digest::new();
+        rx.resync = false;
+    }
+    true
+}
+
+/// Apply one record of `sid` through the host, in order.
+fn apply<H: Host, const A: usize>(
+    streams: &mut Streams<A>,
+    sid: usize,
+    rec: Record<'_>,
+    host: &mut H,
+    events: &mut EventQueue,
+) -> Result<(), Failure> {
+    let stream = Streams::<A>::stream(sid);
+    let rx = &mut streams.get_mut(sid).rx;
+    match rec {
+        Record::Begin { total } => {
+            host.bulk_begin(stream, total).map_err(Failure::Host)?;
+            rx.in_bulk = true;
+            rx.bulk_total = total;
+            rx.bulk_rcvd = 0;
+            rx.digest = Digest::new();
+        }
+        Record::Bulk(b) | Record::Change(b) => {
+            let kind = if matches!(rec, Record::Bulk(_)) { ItemKind::Bulk } else { ItemKind::Dynamic };
+            host.apply(stream, kind, b).map_err(Failure::Host)?;
+            rx.digest.update(b);
+            if kind == ItemKind::Bulk {
+                rx.bulk_rcvd += 1;
+            }
+        }
+        Record::Run { .. } => {} // read by on_data
+        Record::End { digest } => {
+            if rx.digest.value() != digest || !rx.in_bulk {
+                warn!("bulk digest mismatch");
+                rx.in_bulk = false;
+                host.bulk_abort(stream);
+                return Err(Failure::Digest);
+            }
+            host.bulk_end(stream).map_err(Failure::Host)?;
+            rx.in_bulk = false;
+            rx.complete = true;
+            rx.failure = None;
+            events.push(Event::StreamSynced(stream));
+        }
+    }
+    Ok(())
+}
+
+/// The stream's state is unusable until a new bulk: ask the master for one now.
+fn fail<const A: usize>(streams: &mut Streams<A>, sid: usize, failure: Failure, timers: &mut TimerTable) {
+    let st = streams.get_mut(sid);
+    st.counters.errors += 1;
+    st.rx.resync = true;
+    st.rx.complete = false;
+    st.rx.failure = Some(failure);
+    timers.set(Timer::Resync, Instant::ZERO);
+}
+
+/// One frame acknowledging every stream with news.
+fn acks<const A: usize>(
+    from: Origin,
+    master: Slot,
+    streams: &mut Streams<A>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let term = from.term.raw();
+    let due = |streams: &Streams<A>, i: usize| streams.get(i).rx.ack_due && streams.get(i).rx.term == term;
+    if !streams.ids().any(|i| due(streams, i)) {
+        return None;
+    }
+    let mut w = from.writer(buf, master.raw(), &Body::Ack)?;
+    for sid in streams.ids() {
+        if !due(streams, sid) {
+            continue;
+        }
+        let st = streams.get_mut(sid);
+        let item = AckItem { stream: sid as u8, epoch: st.rx.epoch, seq: st.rx.applied, gap: st.rx.gap };
+        if w.push(&item).is_err() {
+            break; // the rest go in the next frame
+        }
+        st.rx.ack_due = false;
+        st.rx.gap = false;
+        st.counters.tx += 1;
+    }
+    Some(w.finish())
+}

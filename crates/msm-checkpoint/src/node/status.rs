@@ -1,0 +1,140 @@
+//! What the node reports: its role and term, what is checkpointed, and the
+//! rows of `show switch` and `show checkpoint-data` (the types in
+//! [`crate::status`]) filled from the node's parts.
+
+use super::Node;
+use super::config::Config;
+use super::streams::ACTIVE;
+use crate::app::AppRegistry;
+use crate::host::AppId;
+use crate::role::{Role, Slot, Term};
+use crate::status::{StreamStatus, SwitchStatus, stream_name};
+use crate::stream::Phase;
+
+impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
+    /// INIT, MASTER, BACKUP or STANDBY.
+    pub fn role(&self) -> Role {
+        self.members.role
+    }
+    /// The current master's term (ours when master).
+    pub fn term(&self) -> Term {
+        self.members.term
+    }
+    /// This module's slot.
+    pub fn slot(&self) -> Slot {
+        self.cfg.slot
+    }
+    /// The master this node follows (itself when master).
+    pub fn master(&self) -> Option<Slot> {
+        self.members.master
+    }
+    /// The settings the node was made with (priority and health as changed since).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// The registered applications.
+    pub fn apps(&self) -> &AppRegistry<APPS> {
+        self.streams.apps()
+    }
+    /// Total retransmission rounds (go-back-N restarts).
+    pub fn retransmits(&self) -> u64 {
+        self.sender.retransmits()
+    }
+    /// Events dropped because the board did not poll them in time.
+    pub fn events_dropped(&self) -> u32 {
+        self.events.dropped()
+    }
+    /// Bytes of backlog in use.
+    pub fn backlog_used(&self) -> usize {
+        self.sender.backlog_used()
+    }
+
+    /// Master: the module the checkpoint session is with (it may be briefly
+    /// unreachable); the one [`checkpointed`](Self::checkpointed) speaks of.
+    pub fn checkpoint_peer(&self) -> Option<Slot> {
+        self.sender.session().map(|s| s.0)
+    }
+
+    /// Master: the boot count (incarnation) of that peer when its session began.
+    /// A peer that rebooted since holds none of it, though the master may not
+    /// have heard of the reboot yet.
+    pub fn checkpoint_peer_incarnation(&self) -> Option<u32> {
+        self.sender.session().map(|s| s.1)
+    }
+
+    /// Master: every change of `app` with an id up to the returned one is
+    /// applied on the [`checkpoint_peer`](Self::checkpoint_peer) (0: none yet).
+    pub fn checkpointed(&self, app: AppId) -> u64 {
+        self.streams.app_sid(app).map_or(0, |sid| self.streams.get(sid).tx.checkpointed)
+    }
+
+    /// Master: the same for configuration changes.
+    pub fn config_checkpointed(&self) -> u64 {
+        self.streams.get(ACTIVE).tx.checkpointed
+    }
+
+    /// The redundancy part of `show switch`.
+    pub fn switch_status(&self) -> SwitchStatus {
+        SwitchStatus {
+            slot: self.cfg.slot,
+            role: self.members.role,
+            term: self.members.term,
+            priority: self.cfg.priority,
+            health: self.cfg.health,
+            master: self.members.master,
+            backup: self.members.backup,
+            sync: self.sync_state(),
+            peers: self.members.peer_status(),
+            errors: self.errors,
+        }
+    }
+
+    /// One row of `show checkpoint-data`: streams 0 and 1 are the
+    /// configuration, then applications in registration order.
+    pub fn stream_status(&self, sid: usize) -> Option<StreamStatus> {
+        if sid >= self.streams.len() {
+            return None;
+        }
+        let s = self.streams.get(sid);
+        let (sent, total, phase, failure) = if self.members.role == Role::Master {
+            (s.tx.bulk_sent, s.tx.bulk_total, s.tx.phase, s.tx.failure)
+        } else {
+            let phase = if s.rx.complete && s.rx.term == self.members.term.raw() {
+                Phase::Synced
+            } else if s.rx.in_bulk {
+                Phase::Bulk
+            } else if s.rx.resync && self.members.role == Role::Backup {
+                Phase::Failed
+            } else if self.members.role == Role::Backup {
+                Phase::Waiting
+            } else {
+                Phase::Off
+            };
+            (s.rx.bulk_rcvd, s.rx.bulk_total, phase, s.rx.failure.filter(|_| s.rx.resync))
+        };
+        Some(StreamStatus {
+            id: sid as u8,
+            name: stream_name(self.streams.name(sid)),
+            schema: self.streams.schema(sid),
+            counters: s.counters,
+            sent,
+            total,
+            phase,
+            mismatch: s.tx.mismatch,
+            failure,
+            checkpointed: s.tx.checkpointed,
+            changes: s.tx.changes,
+            rebulks: s.tx.rebulks,
+        })
+    }
+
+    /// All rows of `show checkpoint-data`.
+    pub fn checkpoint_status(&self) -> impl Iterator<Item = StreamStatus> + '_ {
+        self.streams.ids().filter_map(|i| self.stream_status(i))
+    }
+
+    /// The row of one process, by name, for `show checkpoint-data <process>`.
+    pub fn process_status(&self, process: &str) -> Option<StreamStatus> {
+        self.streams.find(process).and_then(|i| self.stream_status(i))
+    }
+}

@@ -1,0 +1,212 @@
+//! The streams a node replicates, by local id: 0 the saved configuration,
+//! 1 the active configuration, 2.. the registered applications, in
+//! registration order. Owns each stream's state (both halves: roles change),
+//! its name, schema and dependencies, and the table of what the backup has
+//! acknowledged, which the backlog consults to know what is still live.
+
+use core::ops::Range;
+
+use crate::app::{AppRegistry, MAX_APPS};
+use crate::host::{AppId, Stream};
+use crate::stream::{Phase, StreamState};
+
+/// Streams per node: stream sets are `u32` bit masks.
+pub(crate) const MAX_STREAMS: usize = 32;
+/// Local id of the saved-configuration stream.
+pub(crate) const SAVED: usize = 0;
+/// Local id of the active-configuration stream.
+pub(crate) const ACTIVE: usize = 1;
+const CONFIG_STREAMS: usize = 2;
+const SAVED_NAME: &str = "saved-config";
+const ACTIVE_NAME: &str = "active-config";
+const CONFIG_SCHEMA: u16 = 1;
+
+const _: () = assert!(MAX_APPS + CONFIG_STREAMS <= MAX_STREAMS);
+
+/// Per stream, the last sequence number the backup acknowledged in the
+/// current epoch. A backlog entry is live while its sequence number is above.
+#[derive(Debug, Clone)]
+pub(crate) struct AckTable([u64; MAX_STREAMS]);
+
+impl AckTable {
+    pub(crate) const fn new() -> Self {
+        AckTable([0; MAX_STREAMS])
+    }
+    pub(crate) fn get(&self, sid: usize) -> u64 {
+        self.0.get(sid).copied().unwrap_or(u64::MAX)
+    }
+    /// The record `seq` of `stream` still waits for its acknowledgement.
+    pub(crate) fn live(&self, stream: u8, seq: u64) -> bool {
+        seq > self.get(stream as usize)
+    }
+    pub(crate) fn set(&mut self, sid: usize, seq: u64) {
+        if let Some(a) = self.0.get_mut(sid) {
+            *a = seq;
+        }
+    }
+}
+
+/// Every stream of this node.
+#[derive(Debug)]
+pub(crate) struct Streams<const APPS: usize> {
+    apps: AppRegistry<APPS>,
+    config: [StreamState; CONFIG_STREAMS],
+    app: [StreamState; APPS],
+    acked: AckTable,
+}
+
+impl<const APPS: usize> Streams<APPS> {
+    pub(crate) fn new(apps: AppRegistry<APPS>) -> Self {
+        Streams {
+            apps,
+            config: core::array::from_fn(|_| StreamState::new()),
+            app: core::array::from_fn(|_| StreamState::new()),
+            acked: AckTable::new(),
+        }
+    }
+
+    pub(crate) fn apps(&self) -> &AppRegistry<APPS> {
+        &self.apps
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        CONFIG_STREAMS + self.apps.len()
+    }
+
+    /// Every local stream id, in order.
+    pub(crate) fn ids(&self) -> Range<usize> {
+        0..self.len()
+    }
+
+    pub(crate) fn get(&self, sid: usize) -> &StreamState {
+        if sid < CONFIG_STREAMS { &self.config[sid] } else { &self.app[sid - CONFIG_STREAMS] }
+    }
+
+    pub(crate) fn get_mut(&mut self, sid: usize) -> &mut StreamState {
+        if sid < CONFIG_STREAMS { &mut self.config[sid] } else { &mut self.app[sid - CONFIG_STREAMS] }
+    }
+
+    /// The stream as the board's [`Host`](crate::Host) knows it.
+    pub(crate) const fn stream(sid: usize) -> Stream {
+        match sid {
+            SAVED => Stream::SavedConfig,
+            ACTIVE => Stream::ActiveConfig,
+            n => Stream::App(AppId((n - CONFIG_STREAMS) as u8)),
+        }
+    }
+
+    pub(crate) const fn sid(s: Stream) -> usize {
+        match s {
+            Stream::SavedConfig => SAVED,
+            Stream::ActiveConfig => ACTIVE,
+            Stream::App(a) => CONFIG_STREAMS + a.index(),
+        }
+    }
+
+    /// The local id of the application `app`, if registered.
+    pub(crate) fn app_sid(&self, app: AppId) -> Option<usize> {
+        (app.index() < self.apps.len()).then(|| Self::sid(Stream::App(app)))
+    }
+
+    pub(crate) fn name(&self, sid: usize) -> &str {
+        match sid {
+            SAVED => SAVED_NAME,
+            ACTIVE => ACTIVE_NAME,
+            n => self.apps.apps.get(n - CONFIG_STREAMS).map_or("?", |a| a.name.as_str()),
+        }
+    }
+
+    /// The stream called `name`, as a process is named in `show checkpoint-data`.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        self.ids().find(|&i| self.name(i) == name)
+    }
+
+    pub(crate) fn schema(&self, sid: usize) -> u16 {
+        if sid < CONFIG_STREAMS {
+            CONFIG_SCHEMA
+        } else {
+            self.apps.apps.get(sid - CONFIG_STREAMS).map_or(0, |a| a.schema)
+        }
+    }
+
+    /// Streams `sid` waits for: config before apps, saved before active.
+    pub(crate) fn deps(&self, sid: usize) -> u32 {
+        match sid {
+            SAVED => 0,
+            ACTIVE => 1 << SAVED,
+            n => {
+                (1 << ACTIVE)
+                    | (self.apps.apps.get(n - CONFIG_STREAMS).map_or(0, |a| a.deps) << CONFIG_STREAMS)
+            }
+        }
+    }
+
+    /// Streams whose bulk has finished.
+    pub(crate) fn synced_mask(&self) -> u32 {
+        self.ids().filter(|&i| self.get(i).tx.phase == Phase::Synced).fold(0, |m, i| m | 1 << i)
+    }
+
+    pub(crate) fn acked(&self) -> &AckTable {
+        &self.acked
+    }
+
+    pub(crate) fn set_acked(&mut self, sid: usize, seq: u64) {
+        self.acked.set(sid, seq);
+    }
+
+    /// A new epoch for `sid`: nothing of it is acknowledged.
+    pub(crate) fn restart(&mut self, sid: usize) {
+        self.get_mut(sid).tx.restart();
+        self.acked.set(sid, 0);
+    }
+
+    /// No backup any more: every stream stops sending; change ids continue.
+    pub(crate) fn stop_all(&mut self) {
+        for sid in self.ids() {
+            self.get_mut(sid).tx.stop();
+        }
+        self.acked = AckTable::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streams() -> Streams<4> {
+        let mut apps = AppRegistry::new();
+        apps.register("vlan", 3, &[]).unwrap();
+        apps.register("fdb", 1, &["vlan"]).unwrap();
+        apps.validate().unwrap();
+        Streams::new(apps)
+    }
+
+    #[test]
+    fn ids_names_and_dependencies() {
+        let s = streams();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.find("fdb"), Some(3));
+        assert_eq!(s.name(SAVED), "saved-config");
+        assert_eq!(s.schema(2), 3);
+        assert_eq!(Streams::<4>::stream(3), Stream::App(AppId(1)));
+        assert_eq!(Streams::<4>::sid(Stream::App(AppId(1))), 3);
+        // fdb waits for the active config and vlan; vlan only for the active config.
+        assert_eq!(s.deps(3), (1 << ACTIVE) | (1 << 2));
+        assert_eq!(s.deps(2), 1 << ACTIVE);
+        assert_eq!(s.app_sid(AppId(2)), None);
+    }
+
+    #[test]
+    fn ack_table_decides_liveness_and_resets_per_epoch() {
+        let mut s = streams();
+        s.set_acked(2, 5);
+        assert!(!s.acked().live(2, 5));
+        assert!(s.acked().live(2, 6));
+        s.restart(2);
+        assert!(s.acked().live(2, 1));
+        s.set_acked(3, 9);
+        s.stop_all();
+        assert_eq!(s.acked().get(3), 0);
+        assert!(!s.acked().live(40, 1), "no such stream: nothing of it is live");
+    }
+}

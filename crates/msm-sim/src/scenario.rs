@@ -160,7 +160,7 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
             sim.boot(i);
         }
     }
-    sim.set_faults(link::without_faults(*sim.faults()));
+    sim.set_faults(sim.faults().fault_free());
     for node in &mut sim.nodes {
         node.host.refuse_every = None;
     }

@@ -70,6 +70,19 @@ impl FaultConfig {
     };
 }
 
+impl FaultConfig {
+    /// The same timing without faults: what a test keeps when it stops
+    /// injecting them (time still passes on the wire).
+    pub const fn fault_free(self) -> FaultConfig {
+        FaultConfig {
+            latency: self.latency,
+            jitter: self.jitter,
+            reorder_delay: self.reorder_delay,
+            ..FaultConfig::NONE
+        }
+    }
+}
+
 impl Default for FaultConfig {
     /// [`FaultConfig::NONE`], so `..Default::default()` keeps a useful reorder delay.
     fn default() -> Self {
@@ -88,5 +101,25 @@ mod tests {
         assert_eq!(Rate::per_million(2_000_000), Rate::ALWAYS);
         assert_eq!(Rate::percent(u32::MAX), Rate::ALWAYS);
         assert_eq!(Rate::percent(5).as_per_million(), 50_000);
+    }
+
+    #[test]
+    fn fault_free_keeps_the_timing_only() {
+        let cfg = FaultConfig {
+            drop: Rate::percent(1),
+            duplicate: Rate::percent(2),
+            reorder: Rate::percent(3),
+            corrupt: Rate::percent(4),
+            latency: Duration::from_micros(5),
+            jitter: Duration::from_micros(6),
+            reorder_delay: Duration::from_micros(7),
+        };
+        let quiet = FaultConfig {
+            latency: Duration::from_micros(5),
+            jitter: Duration::from_micros(6),
+            reorder_delay: Duration::from_micros(7),
+            ..FaultConfig::NONE
+        };
+        assert_eq!(cfg.fault_free(), quiet);
     }
 }

@@ -150,6 +150,7 @@ impl Sim {
         let deps = cfg.apps.iter().map(|a| a.deps.clone()).collect();
         let n = cfg.nodes;
         let mut sim = Sim {
+            // The links draw from a stream of their own, apart from the churn's.
             links: Links::new(n, cfg.link, seed ^ 0x11_4c),
             now: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
@@ -568,17 +569,11 @@ impl Sim {
                 };
                 let mut bytes = frame.to_vec();
                 d.flips.apply(&mut bytes);
-                if d.duplicate {
+                for _ in 0..1 + usize::from(d.duplicate) {
                     self.seq += 1;
-                    self.queue.push(Reverse(InFlight {
-                        at: d.at.as_micros(),
-                        seq: self.seq,
-                        to,
-                        bytes: bytes.clone(),
-                    }));
+                    let f = InFlight { at: d.at.as_micros(), seq: self.seq, to, bytes: bytes.clone() };
+                    self.queue.push(Reverse(f));
                 }
-                self.seq += 1;
-                self.queue.push(Reverse(InFlight { at: d.at.as_micros(), seq: self.seq, to, bytes }));
             }
         }
         // Anything sent may have changed state worth checking (bulk reads).

@@ -12,7 +12,9 @@
 //!   window) for links that drop, duplicate, reorder or corrupt frames, and
 //!   [`channel::ChannelLink`], which stacks it on any link.
 //! - [`uart`]: a link driver over `embedded-io` byte streams (an MCU's UART).
-//! - [`fault`]: a seeded fault-injecting link wrapper for tests.
+//! - [`fault`]: one seeded fault model (drop, duplicate, corrupt, delay,
+//!   reorder, partition) and a link wrapper that applies it; the simulator
+//!   uses the same model.
 //!
 //! `no_std`, no allocation, no `unsafe`. Time is an argument ([`Instant`],
 //! the checkpoint core's type), never read from a clock. See
@@ -31,7 +33,7 @@ pub mod link;
 pub mod uart;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, ChannelLink, LostReason};
-pub use fault::{FaultConfig, FaultInjector, Rate};
+pub use fault::{Fate, FaultConfig, FaultInjector, FaultModel, Rate};
 pub use framing::{FrameDecoder, FrameReader, FramingCounters};
 pub use link::{Error, ErrorKind, ErrorType, Link};
 use msm_time::Instant;

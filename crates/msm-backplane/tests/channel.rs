@@ -24,7 +24,6 @@ fn faults() -> FaultConfig {
         drop: Rate::percent(20),
         duplicate: Rate::percent(5),
         reorder: Rate::percent(5),
-        reorder_depth: 3,
         corrupt: Rate::percent(1),
         ..FaultConfig::NONE
     }

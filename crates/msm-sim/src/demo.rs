@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use msm_backplane::fault::FaultConfig;
 use msm_checkpoint::Role;
 use msm_checkpoint::{render_checkpoint, render_switch};
-use msm_sim::link::LinkFaults;
 use msm_sim::record::Op;
 use msm_sim::sim::{Sim, SimConfig};
 use rand::Rng;
@@ -74,7 +74,11 @@ fn bars(sim: &Sim, node: usize) -> Result<()> {
 
 pub fn run() -> Result<()> {
     let mut cfg = SimConfig::chassis(2);
-    cfg.link = LinkFaults { delay_us: 400, jitter_us: 100, ..LinkFaults::NONE };
+    cfg.link = FaultConfig {
+        latency: Duration::from_micros(400),
+        jitter: Duration::from_micros(100),
+        ..FaultConfig::NONE
+    };
     cfg.boot_gap = Duration::from_secs(3600); // B is booted by hand below
     let mut sim = Sim::new(cfg, 2026);
 

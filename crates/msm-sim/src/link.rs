@@ -1,73 +1,115 @@
-//! The backplane model between simulated nodes: delay, jitter, drop,
-//! duplicate, reorder, corrupt, and partitions between pairs.
+//! The simulated backplane: every directed link between two nodes has its
+//! own [`FaultModel`], the one msm-backplane's `FaultInjector` runs, so the
+//! sweep and the link tests share one set of decisions. The simulator's
+//! event queue carries the fates out in virtual time.
 
-use rand::Rng;
+use std::time::Duration;
+
+use msm_time::Instant;
+use msm_backplane::fault::{FaultConfig, FaultModel, Rate};
+use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-/// Fault rates of every directed link (probabilities per frame).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LinkFaults {
-    pub drop: f64,
-    pub duplicate: f64,
-    /// Probability of an extra delay that lets later frames overtake.
-    pub reorder: f64,
-    /// Probability of flipping one random bit.
-    pub corrupt: f64,
-    /// Base one-way delay and uniform jitter, microseconds.
-    pub delay_us: u64,
-    pub jitter_us: u64,
-}
+/// The link of the named scenarios: 100 µs one way, no faults.
+pub const CLEAN: FaultConfig = FaultConfig { latency: Duration::from_micros(100), ..FaultConfig::NONE };
 
-impl LinkFaults {
-    pub const NONE: LinkFaults =
-        LinkFaults { drop: 0.0, duplicate: 0.0, reorder: 0.0, corrupt: 0.0, delay_us: 100, jitter_us: 0 };
-
-    pub fn random(rng: &mut Pcg64Mcg) -> LinkFaults {
-        LinkFaults {
-            drop: rng.random_range(0.0..0.05),
-            duplicate: rng.random_range(0.0..0.03),
-            reorder: rng.random_range(0.0..0.05),
-            corrupt: rng.random_range(0.0..0.01),
-            delay_us: rng.random_range(50..500),
-            jitter_us: rng.random_range(0..300),
-        }
+/// The faulty link of one random seed: drop up to 5 %, duplicate up to 3 %,
+/// reorder up to 5 %, corrupt up to 1 %, 50-500 µs one way plus up to
+/// 300 µs of jitter; a reordered frame is held up to 3 ms more.
+pub fn random_faults(rng: &mut Pcg64Mcg) -> FaultConfig {
+    FaultConfig {
+        drop: Rate::per_million(rng.random_range(0..50_000)),
+        duplicate: Rate::per_million(rng.random_range(0..30_000)),
+        reorder: Rate::per_million(rng.random_range(0..50_000)),
+        corrupt: Rate::per_million(rng.random_range(0..10_000)),
+        latency: Duration::from_micros(rng.random_range(50..500)),
+        jitter: Duration::from_micros(rng.random_range(0..300)),
+        reorder_delay: Duration::from_millis(3),
     }
 }
 
-/// A cut between two nodes (both directions) until a time.
-#[derive(Debug, Clone, Copy)]
-pub struct Partition {
-    pub a: usize,
-    pub b: usize,
-    pub until_us: u64,
+/// One fault model per directed link between `n` nodes, all with one config.
+#[derive(Debug)]
+pub struct Links {
+    n: usize,
+    cfg: FaultConfig,
+    /// Indexed `from * n + to`; the diagonal is never used.
+    models: Vec<FaultModel>,
 }
 
-/// What happens to one frame on one link: zero, one or two deliveries.
-/// A link is FIFO (serial lines and stream sockets are) unless the reorder
-/// fault strikes: `deliver` gets `(at, bytes, overtakeable)` and the caller
-/// keeps FIFO order for deliveries that are not marked overtakeable.
-pub fn transmit(
-    rng: &mut Pcg64Mcg,
-    f: &LinkFaults,
-    now_us: u64,
-    bytes: &[u8],
-    mut deliver: impl FnMut(u64, Vec<u8>, bool),
-) {
-    if rng.random_bool(f.drop) {
-        return;
+impl Links {
+    /// Each link's model gets its own seed, drawn from `seed`.
+    pub fn new(n: usize, cfg: FaultConfig, seed: u64) -> Links {
+        let mut seeds = Pcg64Mcg::seed_from_u64(seed);
+        Links { n, cfg, models: (0..n * n).map(|_| FaultModel::new(cfg, seeds.random())).collect() }
     }
-    let copies = if rng.random_bool(f.duplicate) { 2 } else { 1 };
-    for _ in 0..copies {
-        let mut b = bytes.to_vec();
-        if !b.is_empty() && rng.random_bool(f.corrupt) {
-            let i = rng.random_range(0..b.len());
-            b[i] ^= 1 << rng.random_range(0..8);
+
+    /// The model of the link from node `from` to node `to`.
+    pub fn model(&mut self, from: usize, to: usize) -> &mut FaultModel {
+        &mut self.models[from * self.n + to]
+    }
+
+    /// The config every link runs.
+    pub fn config(&self) -> &FaultConfig {
+        &self.cfg
+    }
+
+    /// Changes every link's config from the next frame on.
+    pub fn set_config(&mut self, cfg: FaultConfig) {
+        self.cfg = cfg;
+        self.models.iter_mut().for_each(|m| m.set_config(cfg));
+    }
+
+    /// Cuts both directions between `a` and `b` until `until`.
+    pub fn partition(&mut self, a: usize, b: usize, until: Instant) {
+        self.model(a, b).partition_until(until);
+        self.model(b, a).partition_until(until);
+    }
+
+    /// Ends every partition now.
+    pub fn heal(&mut self) {
+        self.models.iter_mut().for_each(FaultModel::heal);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use msm_backplane::fault::Fate;
+
+    use super::*;
+
+    #[test]
+    fn a_partition_cuts_both_directions_of_one_pair_only() {
+        let mut l = Links::new(3, CLEAN, 1);
+        let now = Instant::ZERO;
+        l.partition(0, 1, Instant::from_millis(5));
+        assert_eq!(l.model(0, 1).decide(now, 8), Fate::Partitioned);
+        assert_eq!(l.model(1, 0).decide(now, 8), Fate::Partitioned);
+        assert!(matches!(l.model(0, 2).decide(now, 8), Fate::Delivered(_)));
+        assert!(matches!(l.model(2, 1).decide(now, 8), Fate::Delivered(_)));
+        l.heal();
+        assert!(matches!(l.model(0, 1).decide(now, 8), Fate::Delivered(_)));
+    }
+
+    #[test]
+    fn random_faults_stay_within_the_profile() {
+        let mut rng = Pcg64Mcg::seed_from_u64(3);
+        for _ in 0..1000 {
+            let f = random_faults(&mut rng);
+            assert!(f.drop <= Rate::percent(5) && f.duplicate <= Rate::percent(3));
+            assert!(f.reorder <= Rate::percent(5) && f.corrupt <= Rate::percent(1));
+            assert!((50..500).contains(&f.latency.as_micros()) && f.jitter.as_micros() < 300);
         }
-        let mut delay = f.delay_us + if f.jitter_us > 0 { rng.random_range(0..=f.jitter_us) } else { 0 };
-        let reorder = rng.random_bool(f.reorder);
-        if reorder {
-            delay += rng.random_range(100..3000);
-        }
-        deliver(now_us + delay, b, reorder);
+    }
+
+    #[test]
+    fn each_link_draws_its_own_faults() {
+        let cfg = FaultConfig { drop: Rate::percent(50), ..CLEAN };
+        let mut l = Links::new(2, cfg, 9);
+        let fates = |l: &mut Links, from, to| {
+            (0..64).map(|_| l.model(from, to).decide(Instant::ZERO, 8) == Fate::Dropped).collect::<Vec<_>>()
+        };
+        assert_ne!(fates(&mut l, 0, 1), fates(&mut l, 1, 0));
     }
 }

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::check::Violation;
-use crate::link::LinkFaults;
+use crate::link;
 use crate::sim::{APPS, AppDef, Sim, SimConfig, Stats};
 
 /// A failed seed, printed with the command that replays it.
@@ -57,7 +57,7 @@ pub fn random_config(rng: &mut Pcg64Mcg, faults: bool) -> SimConfig {
     cfg.max_frame = [256, 512, 1024][rng.random_range(0..3)];
     cfg.boot_gap = Duration::from_millis(rng.random_range(0..60));
     if faults {
-        cfg.link = LinkFaults::random(rng);
+        cfg.link = link::random_faults(rng);
     }
     cfg
 }
@@ -79,7 +79,10 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     if trace {
         println!(
             "seed {seed}: {} nodes, apps {:?}, link {:?}, backup refuses every {:?} records",
-            sim.cfg.nodes, sim.cfg.apps, sim.link, sim.nodes[0].host.refuse_every
+            sim.cfg.nodes,
+            sim.cfg.apps,
+            sim.faults(),
+            sim.nodes[0].host.refuse_every
         );
     }
 
@@ -151,13 +154,13 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
         }
     }
     // Quiet period: heal, restart, no faults on the link but the usual delay.
-    sim.partitions.clear();
+    sim.heal();
     for i in 0..sim.nodes.len() {
         if !sim.is_up(i) {
             sim.boot(i);
         }
     }
-    sim.link = LinkFaults { drop: 0.0, duplicate: 0.0, reorder: 0.0, corrupt: 0.0, ..sim.link };
+    sim.set_faults(sim.faults().fault_free());
     for node in &mut sim.nodes {
         node.host.refuse_every = None;
     }

@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
+use msm_backplane::{Fate, FaultConfig};
 use msm_checkpoint::{AppId, AppRegistry, Config, Event, Node, Role, Slot, Stream, SyncState, Term};
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
@@ -13,7 +14,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::check::{Checker, Report, Violation};
 use crate::host::{SimHost, SimStream};
-use crate::link::{self, LinkFaults, Partition};
+use crate::link::{self, Links};
 use crate::record::{Op, Rec, Stamp};
 
 /// Capacities used in the simulator: small on purpose, so windows fill and
@@ -42,7 +43,8 @@ pub struct SimConfig {
     pub heartbeat: Duration,
     pub miss_count: u8,
     pub max_frame: usize,
-    pub link: LinkFaults,
+    /// Every directed link's faults and timing.
+    pub link: FaultConfig,
     pub saved_config: Vec<u8>,
     /// Node i boots at i * this.
     pub boot_gap: Duration,
@@ -67,7 +69,7 @@ impl SimConfig {
             heartbeat: Duration::from_millis(10),
             miss_count: 3,
             max_frame: 1024,
-            link: LinkFaults::NONE,
+            link: link::CLEAN,
             saved_config: default_config(),
             boot_gap: Duration::from_millis(0),
         }
@@ -93,8 +95,10 @@ pub struct NodeState {
     pub bulk_begins: std::collections::HashMap<SimStream, usize>,
 }
 
+/// A frame on the wire: by arrival time, then by send order, so a link's
+/// in-order frames (never due before an earlier one) leave in order.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Delivery {
+struct InFlight {
     at: u64,
     seq: u64,
     to: usize,
@@ -118,10 +122,9 @@ pub struct Sim {
     pub now: u64,
     pub rng: Pcg64Mcg,
     pub nodes: Vec<NodeState>,
-    queue: BinaryHeap<Reverse<Delivery>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
-    pub link: LinkFaults,
-    pub partitions: Vec<Partition>,
+    links: Links,
     pub checker: Checker,
     next_stamp: Stamp,
     pub trace: bool,
@@ -132,8 +135,6 @@ pub struct Sim {
     /// App index -> the AppId each node registered it under.
     ids: Vec<Vec<AppId>>,
     steps: u64,
-    /// Per directed link: the latest in-order delivery time (links are FIFO).
-    fifo: Vec<u64>,
 }
 
 /// Simulator steps one run may take: a deterministic guard against livelock.
@@ -150,13 +151,13 @@ impl Sim {
         let deps = cfg.apps.iter().map(|a| a.deps.clone()).collect();
         let n = cfg.nodes;
         let mut sim = Sim {
-            link: cfg.link,
+            // The links draw from a stream of their own, apart from the churn's.
+            links: Links::new(n, cfg.link, seed ^ 0x11_4c),
             now: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
-            partitions: Vec::new(),
             checker: Checker::new(deps),
             next_stamp: 1,
             trace: false,
@@ -165,7 +166,6 @@ impl Sim {
             violation: None,
             ids: Vec::new(),
             steps: 0,
-            fifo: vec![0; n * n],
             cfg,
         };
         for i in 0..n {
@@ -274,9 +274,23 @@ impl Sim {
 
     /// Cut the link between `a` and `b` for `d`.
     pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
-        let until_us = self.now + d.as_micros() as u64;
-        self.partitions.push(Partition { a, b, until_us });
+        self.links.partition(a, b, self.instant() + d);
         self.log(None, format_args!("PARTITION {} | {} for {:?}", slot(a).letter(), slot(b).letter(), d));
+    }
+
+    /// End every partition now.
+    pub fn heal(&mut self) {
+        self.links.heal();
+    }
+
+    /// The faults and timing every link runs now.
+    pub fn faults(&self) -> &FaultConfig {
+        self.links.config()
+    }
+
+    /// Change every link's faults and timing from the next frame on.
+    pub fn set_faults(&mut self, cfg: FaultConfig) {
+        self.links.set_config(cfg);
     }
 
     pub fn masters(&self) -> Vec<usize> {
@@ -411,7 +425,6 @@ impl Sim {
                 return Ok(());
             };
             self.now = next;
-            self.partitions.retain(|p| p.until_us > next);
             while self.queue.peek().is_some_and(|d| d.0.at <= next) {
                 let Some(Reverse(d)) = self.queue.pop() else {
                     break;
@@ -546,20 +559,18 @@ impl Sim {
             };
             let frame = &buf[..n];
             for to in 0..self.nodes.len() {
-                if to == i || self.cut(i, to) {
+                if to == i {
                     continue;
                 }
-                let f = self.link;
-                let mut out = Vec::new();
-                link::transmit(&mut self.rng, &f, self.now, frame, |at, b, r| out.push((at, b, r)));
-                for (at, bytes, overtake) in out {
-                    let last = &mut self.fifo[i * self.nodes.len() + to];
-                    let at = if overtake { at } else { at.max(*last) };
-                    if !overtake {
-                        *last = at;
-                    }
+                let Fate::Delivered(d) = self.links.model(i, to).decide(now, n) else {
+                    continue;
+                };
+                let mut bytes = frame.to_vec();
+                d.flips.apply(&mut bytes);
+                for _ in 0..1 + usize::from(d.duplicate) {
                     self.seq += 1;
-                    self.queue.push(Reverse(Delivery { at, seq: self.seq, to, bytes }));
+                    let f = InFlight { at: d.at.as_micros(), seq: self.seq, to, bytes: bytes.clone() };
+                    self.queue.push(Reverse(f));
                 }
             }
         }
@@ -571,10 +582,6 @@ impl Sim {
                 self.violation.get_or_insert(v);
             }
         }
-    }
-
-    fn cut(&self, a: usize, b: usize) -> bool {
-        self.partitions.iter().any(|p| (p.a == a && p.b == b) || (p.a == b && p.b == a))
     }
 
     /// After a quiet period: one master, its backup in sync, identical state.

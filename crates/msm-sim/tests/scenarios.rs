@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use msm_backplane::fault::{FaultConfig, Rate};
 use msm_checkpoint::wire::{self, Body, FrameWriter, Record};
 use msm_checkpoint::{ConfigChoice, Event, FrameError, Phase, Role, SyncState};
 use msm_sim::host::SimStream;
-use msm_sim::link::LinkFaults;
+use msm_sim::link;
 use msm_sim::record::Op;
 use msm_sim::scenario::random_apps;
 use msm_sim::sim::{Sim, SimConfig};
@@ -46,7 +47,7 @@ fn dependency_order_respected_under_random_dags() {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut cfg = SimConfig::chassis(2);
         cfg.apps = random_apps(&mut rng, 6);
-        cfg.link = LinkFaults::random(&mut rng);
+        cfg.link = link::random_faults(&mut rng);
         // Register in a random order so dependencies are often forward references.
         let mut order: Vec<usize> = (0..6).collect();
         order.sort_by_key(|_| rng.random::<u32>());
@@ -96,13 +97,14 @@ fn no_acknowledged_change_lost_across_master_crash() {
     let mut checked = 0;
     for seed in 0..60u64 {
         let mut cfg = SimConfig::chassis(2);
-        cfg.link = LinkFaults {
-            drop: 0.02,
-            duplicate: 0.01,
-            reorder: 0.02,
-            corrupt: 0.005,
-            delay_us: 150,
-            jitter_us: 100,
+        cfg.link = FaultConfig {
+            drop: Rate::percent(2),
+            duplicate: Rate::percent(1),
+            reorder: Rate::percent(2),
+            corrupt: Rate::per_million(5_000),
+            latency: Duration::from_micros(150),
+            jitter: Duration::from_micros(100),
+            ..FaultConfig::NONE
         };
         let mut sim = synced(cfg, seed);
         let crash_after = Duration::from_micros(sim.rng.random_range(5_000..40_000));

@@ -9,12 +9,13 @@ use std::time::Duration;
 use msm_backplane::link::{Error as _, ErrorKind, Link};
 use msm_checkpoint::status::{render_checkpoint, render_switch, state_label};
 use msm_checkpoint::{AppId, AppRegistry, Config, ConfigChoice, Event, Instant, Node, Role, Slot, SyncState};
+use msm_flash::ConfigName;
 use serde_json::json;
 
 use crate::apps::{APPS, Change, VLAN, describe};
 use crate::churn::Churn;
 use crate::config::{Effect, RunningConfig};
-use crate::control::{Request, Response, Which};
+use crate::control::{Request, Response, config_word};
 use crate::flash::BoardFlash;
 use crate::host::ChassisHost;
 
@@ -65,7 +66,7 @@ pub struct Board<L: Link> {
     pub exit: Option<Exit>,
     /// Frames the link refused as damaged or oversized.
     pub link_errors: u64,
-    booted: Which,
+    booted: ConfigName,
     /// Send budget of the throttle, in bytes, and when it was last topped up.
     tokens: f64,
     refilled: Instant,
@@ -363,7 +364,7 @@ impl<L: Link> Board<L> {
             Request::UseConfiguration { which } => match self.host.flash.select(which) {
                 Ok(()) => Response::ok(
                     format!("The selected configuration will be {} at the next boot.", which.file_name()),
-                    json!({ "selected": which }),
+                    json!({ "selected": config_word(which) }),
                 ),
                 Err(e) => Response::error(format!("use configuration: {e}")),
             },
@@ -450,7 +451,7 @@ impl<L: Link> Board<L> {
         Response::ok(String::new(), json!({ "applied": lines.len() }))
     }
 
-    fn save(&mut self, which: Option<Which>) -> Response {
+    fn save(&mut self, which: Option<ConfigName>) -> Response {
         let selected = self.host.flash.selected();
         let which = which.unwrap_or(selected);
         let text = self.host.running.to_text();
@@ -466,7 +467,7 @@ impl<L: Link> Board<L> {
                         self.engine.slot(),
                         which.file_name()
                     ),
-                    json!({ "saved": which, "bytes": n }),
+                    json!({ "saved": config_word(which), "bytes": n }),
                 )
             }
             Err(e) => Response::error(format!("save {}: {e}", which.file_name())),
@@ -482,7 +483,7 @@ impl<L: Link> Board<L> {
         let _ = writeln!(t, "Config Selected:  {}", selected.file_name());
         let _ = writeln!(t, "Config Booted:    {}", self.booted.file_name());
         let mut files = Vec::new();
-        for w in [Which::Primary, Which::Secondary] {
+        for w in [ConfigName::Primary, ConfigName::Secondary] {
             match self.host.flash.info(w) {
                 Some(i) => {
                     let _ = writeln!(t, "{:<18}Created by msm-ha version {}", w.file_name(), i.version);

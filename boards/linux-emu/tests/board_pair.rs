@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use msm_backplane_linux::{UnixDatagramLink, unix_datagram_pair};
 use msm_checkpoint::{Role, Slot};
-use msm_linux_emu::control::{Request, Response, Which};
+use msm_flash::ConfigName;
+use msm_linux_emu::control::{Request, Response};
 use msm_linux_emu::flash::BoardFlash;
 use msm_linux_emu::node::{Board, Options};
 
@@ -65,9 +66,9 @@ fn saved_and_active_config_reach_the_backup_then_every_change() {
         lines: vec!["create vlan v10 tag 10".into(), "configure vlan v10 add ports 1-4".into()],
     }));
     ok(a.handle(Request::Save { which: None }));
-    let saved = a.host.flash.load(Which::Primary).unwrap().unwrap();
+    let saved = a.host.flash.load(ConfigName::Primary).unwrap().unwrap();
     run_until(&mut a, &mut b, "saved config on the backup", |_, b| {
-        b.host.flash.load(Which::Primary).unwrap().as_deref() == Some(saved.as_str())
+        b.host.flash.load(ConfigName::Primary).unwrap().as_deref() == Some(saved.as_str())
     });
     ok(a.handle(Request::Configure { lines: vec!["configure vlan v10 add ports 9".into()] }));
     run_until(&mut a, &mut b, "active config on the backup", |a, b| a.host.running == b.host.running);

@@ -182,7 +182,7 @@ impl BoardFlash {
 impl SavedStore for BoardFlash {
     fn saved_len(&mut self) -> usize {
         let w = self.selected();
-        self.store(w).current().map_or(0, |i| i.len as usize) + 8
+        self.store(w).current().map_or(0, |i| i.len as usize)
     }
 
     fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> std::result::Result<usize, HostError> {

@@ -24,7 +24,7 @@ pub trait SavedStore {
     fn abort_save(&mut self);
 }
 
-/// The board state of one MSM.
+/// The application state of one MSM.
 #[derive(Debug)]
 pub struct ChassisHost<S> {
     pub tables: Vec<Table>,

@@ -1,4 +1,4 @@
-//! One MSM: the checkpoint engine, the board state, the flash, the backplane
+//! One MSM: the checkpoint engine, the application state, the flash, the backplane
 //! link, the workload and the operator requests, driven by one poll loop.
 
 use std::fmt::Write as _;
@@ -51,7 +51,10 @@ pub enum Exit {
     Reboot,
 }
 
-pub struct Board<L: Link> {
+/// One management module: the engine, its host, flash, backplane link and
+/// workload, driven by [`pump`](Self::pump). (The engine alone is a `Node`;
+/// this is the whole module around it.)
+pub struct MsmNode<L: Link> {
     pub engine: Box<Engine>,
     pub host: ChassisHost<BoardFlash>,
     pub link: L,
@@ -74,9 +77,9 @@ pub struct Board<L: Link> {
     ids: [Option<AppId>; APPS.len()],
 }
 
-impl<L: Link> std::fmt::Debug for Board<L> {
+impl<L: Link> std::fmt::Debug for MsmNode<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Board({})", self.engine.slot())
+        write!(f, "MsmNode({})", self.engine.slot())
     }
 }
 
@@ -109,7 +112,7 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-impl<L: Link> Board<L> {
+impl<L: Link> MsmNode<L> {
     pub fn new(opts: Options, mut flash: BoardFlash, link: L, journal: Option<File>) -> anyhow::Result<Self> {
         let booted = flash.selected();
         let running = match flash.load(booted)? {
@@ -148,7 +151,7 @@ impl<L: Link> Board<L> {
         c.rto_max = opts.heartbeat * 4;
         let engine = Box::new(Engine::new(c, reg, Instant::ZERO).map_err(|e| anyhow::anyhow!("{e}"))?);
         let max_frame = engine.config().max_frame;
-        Ok(Board {
+        Ok(MsmNode {
             engine,
             host: ChassisHost::new(flash, running, running_apps),
             link,

@@ -1,6 +1,9 @@
 //! One MSM: the checkpoint engine, the application state, the flash, the backplane
 //! link, the workload and the operator requests, driven by one poll loop.
 
+mod outbox;
+mod throttle;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
@@ -18,6 +21,7 @@ use crate::config::{Effect, RunningConfig};
 use crate::control::{Request, Response, config_word};
 use crate::flash::BoardFlash;
 use crate::host::ChassisHost;
+use outbox::Outbox;
 
 /// The engine as configured on Linux: 8 applications, 64 frames in flight,
 /// 256 KiB of backlog (about half a second of 10 000 changes/s: more than a
@@ -61,8 +65,7 @@ pub struct MsmNode<L: Link> {
     pub churn: Churn,
     clock: std::time::Instant,
     buf: Vec<u8>,
-    /// A frame the link could not take yet.
-    pending: Option<Vec<u8>>,
+    outbox: Outbox,
     journal: Option<File>,
     last_checkpointed: [u64; APPS.len()],
     opts: Options,
@@ -70,9 +73,6 @@ pub struct MsmNode<L: Link> {
     /// Frames the link refused as damaged or oversized.
     pub link_errors: u64,
     booted: ConfigName,
-    /// Send budget of the throttle, in bytes, and when it was last topped up.
-    tokens: f64,
-    refilled: Instant,
     /// Per application of [`APPS`]: its id in the engine, if it runs here.
     ids: [Option<AppId>; APPS.len()],
 }
@@ -158,15 +158,13 @@ impl<L: Link> MsmNode<L> {
             churn: Churn::new(opts.seed, opts.churn, 50_000),
             clock: std::time::Instant::now(),
             buf: vec![0u8; max_frame],
-            pending: None,
+            outbox: Outbox::new(opts.link_rate),
             journal,
             last_checkpointed: [0; APPS.len()],
             opts,
             exit: None,
             link_errors: 0,
             booted,
-            tokens: 0.0,
-            refilled: Instant::ZERO,
             ids,
         })
     }
@@ -178,7 +176,7 @@ impl<L: Link> MsmNode<L> {
     /// When the loop must wake at the latest.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let mut t = self.engine.poll_timeout();
-        if self.pending.is_some() {
+        if self.outbox.holding() {
             let soon = self.now() + Duration::from_millis(1);
             t = Some(t.map_or(soon, |x| x.min(soon)));
         }
@@ -220,47 +218,15 @@ impl<L: Link> MsmNode<L> {
         self.journal_checkpoints();
     }
 
-    /// Whether the throttle lets `len` bytes go now (and spends them).
-    fn budget(&mut self, now: Instant, len: usize) -> bool {
-        let Some(rate) = self.opts.link_rate else { return true };
-        let dt = now.saturating_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        // At most 50 ms of burst.
-        self.tokens = (self.tokens + dt * rate as f64).min(rate as f64 / 20.0 + len as f64);
-        if self.tokens >= len as f64 {
-            self.tokens -= len as f64;
-            true
-        } else {
-            false
-        }
-    }
-
     fn transmit(&mut self) {
         let now = self.now();
         let _ = self.link.flush();
-        if let Some(f) = self.pending.take() {
-            if !self.budget(now, f.len()) {
-                self.pending = Some(f);
-                return;
-            }
-            if let Err(e) = self.link.send(&f) {
-                if e.kind() == ErrorKind::WouldBlock {
-                    self.pending = Some(f);
-                    return;
-                }
-            }
+        if !self.outbox.send_held(&mut self.link, now) {
+            return;
         }
         while let Some(n) = self.engine.poll_transmit(now, &mut self.host, &mut self.buf) {
-            if !self.budget(now, n) {
-                self.pending = Some(self.buf[..n].to_vec());
+            if !self.outbox.send(&mut self.link, now, &self.buf[..n]) {
                 return;
-            }
-            if let Err(e) = self.link.send(&self.buf[..n]) {
-                if e.kind() == ErrorKind::WouldBlock {
-                    self.pending = Some(self.buf[..n].to_vec());
-                    return;
-                }
-                log::debug!("link send: {e:?}");
             }
         }
     }

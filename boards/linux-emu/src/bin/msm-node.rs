@@ -4,7 +4,6 @@
 //! failure, 2 flash image unusable (in use by another process, wrong size,
 //! corrupt beyond recovery), 3 the operator asked for a reboot.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,6 +17,7 @@ use msm_checkpoint::Slot;
 use msm_linux_emu::backplane::Backplane;
 use msm_linux_emu::control::{Response, parse_request};
 use msm_linux_emu::flash::BoardFlash;
+use msm_linux_emu::journal::JournalWriter;
 use msm_linux_emu::node::{Exit, MsmNode, Options};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -128,11 +128,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     let flash = BoardFlash::open(&args.flash).map_err(|e| (2, e))?;
     let link = Backplane::open(&args.backplane, args.max_frame).map_err(|e| start(anyhow::anyhow!(e)))?;
     let journal = match &args.journal {
-        Some(p) => {
-            let mut f = OpenOptions::new().create(true).append(true).open(p).map_err(|e| start(e.into()))?;
-            let _ = writeln!(f, "boot {}", flash.boot_count());
-            Some(f)
-        }
+        Some(p) => Some(JournalWriter::open(p, flash.boot_count()).map_err(|e| start(e.into()))?),
         None => None,
     };
     let opts = Options {

@@ -5,22 +5,21 @@ mod outbox;
 mod throttle;
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::Write as _;
 use std::time::Duration;
 
 use msm_backplane::link::{Error as _, ErrorKind, Link};
 use msm_checkpoint::status::{render_checkpoint, render_switch, state_label};
-use msm_checkpoint::{AppId, AppRegistry, Config, ConfigChoice, Event, Instant, Node, Role, Slot, SyncState};
+use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Instant, Node, Role, Slot, SyncState};
 use msm_flash::ConfigName;
 use serde_json::json;
 
-use crate::apps::{APPS, Change, VLAN, describe};
+use crate::apps::{self, AppIds, Change, VLAN, describe, hex, vlan_key};
 use crate::churn::Churn;
 use crate::config::{Effect, RunningConfig};
 use crate::control::{Request, Response, config_word};
 use crate::flash::BoardFlash;
 use crate::host::ChassisHost;
+use crate::journal::JournalWriter;
 use outbox::Outbox;
 
 /// The engine as configured on Linux: 8 applications, 64 frames in flight,
@@ -66,26 +65,20 @@ pub struct MsmNode<L: Link> {
     clock: std::time::Instant,
     buf: Vec<u8>,
     outbox: Outbox,
-    journal: Option<File>,
-    last_checkpointed: [u64; APPS.len()],
+    journal: Option<JournalWriter>,
     opts: Options,
     pub exit: Option<Exit>,
     /// Frames the link refused as damaged or oversized.
     pub link_errors: u64,
     booted: ConfigName,
-    /// Per application of [`APPS`]: its id in the engine, if it runs here.
-    ids: [Option<AppId>; APPS.len()],
+    /// The applications that run here, by their ids in the engine.
+    apps: AppIds,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MsmNode({})", self.engine.slot())
     }
-}
-
-/// Key of a VLAN in the vlan application's table (stable across nodes).
-fn vlan_key(name: &str) -> u64 {
-    crc::Crc::<u64>::new(&crc::CRC_64_XZ).checksum(name.as_bytes())
 }
 
 /// "Tue Nov 24 23:20:56 2026" (UTC) without a date crate.
@@ -113,7 +106,12 @@ fn unix_now() -> u64 {
 }
 
 impl<L: Link> MsmNode<L> {
-    pub fn new(opts: Options, mut flash: BoardFlash, link: L, journal: Option<File>) -> anyhow::Result<Self> {
+    pub fn new(
+        opts: Options,
+        mut flash: BoardFlash,
+        link: L,
+        journal: Option<JournalWriter>,
+    ) -> anyhow::Result<Self> {
         let booted = flash.selected();
         let running = match flash.load(booted)? {
             Some(text) => RunningConfig::parse(&text).unwrap_or_else(|e| {
@@ -126,19 +124,7 @@ impl<L: Link> MsmNode<L> {
             None => crate::config::factory_default(),
         };
         let mut reg = AppRegistry::<8>::new();
-        let mut ids = [None; APPS.len()];
-        let wanted = |n: &str| opts.apps.as_ref().is_none_or(|list| list.iter().any(|a| a == n));
-        if let Some(list) = &opts.apps {
-            if let Some(bad) = list.iter().find(|a| !APPS.iter().any(|(n, _, _)| n == *a)) {
-                anyhow::bail!("no application named '{bad}' (have: devmgr, cfgmgr, vlan, fdb, stp, ospf)");
-            }
-        }
-        for (i, (name, schema, deps)) in APPS.into_iter().enumerate() {
-            if wanted(name) {
-                let deps: Vec<&str> = deps.iter().copied().filter(|d| wanted(d)).collect();
-                ids[i] = Some(reg.register(name, schema, &deps).map_err(|e| anyhow::anyhow!("{e}"))?);
-            }
-        }
+        let apps = AppIds::register(&mut reg, opts.apps.as_deref()).map_err(anyhow::Error::msg)?;
         let running_apps = reg.len();
         let mut c = Config::new(opts.slot);
         c.priority =
@@ -160,12 +146,11 @@ impl<L: Link> MsmNode<L> {
             buf: vec![0u8; max_frame],
             outbox: Outbox::new(opts.link_rate),
             journal,
-            last_checkpointed: [0; APPS.len()],
             opts,
             exit: None,
             link_errors: 0,
             booted,
-            ids,
+            apps,
         })
     }
 
@@ -253,29 +238,29 @@ impl<L: Link> MsmNode<L> {
                         let _ = self.change(app, c);
                     }
                 }
-                self.journal_line(&format!("promoted {config:?} in_sync={in_sync}"));
+                if let Some(j) = &mut self.journal {
+                    j.promoted(config, in_sync);
+                }
             }
         }
     }
 
-    /// Every change of application `app` (index in [`APPS`]) up to this id is on the backup.
+    /// Every change of application `app` (index in [`APPS`](crate::apps::APPS))
+    /// up to this id is on the backup.
     pub fn checkpointed(&self, app: usize) -> u64 {
-        self.ids.get(app).copied().flatten().map_or(0, |id| self.engine.checkpointed(id))
+        self.apps.get(app).map_or(0, |id| self.engine.checkpointed(id))
     }
 
     /// The master changes one key of one application; the change id, if it was taken.
     pub fn change(&mut self, app: usize, c: Change) -> Option<u64> {
         let now = self.now();
-        let id = self.ids.get(app).copied().flatten()?;
-        let bytes = c.encode();
-        match self.engine.record_change(now, id, &bytes) {
+        let id = self.apps.get(app)?;
+        match self.engine.record_change(now, id, &c.encode()) {
             Ok(change) => {
-                let line = match &c {
-                    Change::Set(k, v) => format!("change {app} {change} {k} set {}", hex(v)),
-                    Change::Delete(k) => format!("change {app} {change} {k} del"),
-                };
+                if let Some(j) = &mut self.journal {
+                    j.change(app, change, &c);
+                }
                 self.host.tables[id.index()].apply(c);
-                self.journal_line(&line);
                 Some(change)
             }
             Err(e) => {
@@ -285,29 +270,17 @@ impl<L: Link> MsmNode<L> {
         }
     }
 
-    fn journal_line(&mut self, line: &str) {
-        if let Some(j) = &mut self.journal {
-            let _ = writeln!(j, "{line}");
-        }
-    }
-
-    /// Journal "every change up to id N of app X is on the backup".
+    /// Journal how far each application is checkpointed, while master.
     fn journal_checkpoints(&mut self) {
-        if self.journal.is_none() || self.engine.role() != Role::Master {
+        let Some(j) = &mut self.journal else { return };
+        if self.engine.role() != Role::Master {
             return;
         }
-        for app in 0..APPS.len() {
-            let Some(id) = self.ids[app] else { continue };
-            let c = self.engine.checkpointed(id);
-            if c != self.last_checkpointed[app] {
-                self.last_checkpointed[app] = c;
-                let peer = self.engine.checkpoint_peer().map_or('-', |s| s.letter());
-                self.journal_line(&format!("checkpointed {app} {c} {peer}"));
-            }
+        let peer = self.engine.checkpoint_peer();
+        for (app, id) in self.apps.iter() {
+            j.checkpointed(app, self.engine.checkpointed(id), peer);
         }
-        if let Some(j) = &mut self.journal {
-            let _ = j.flush();
-        }
+        j.flush();
     }
 
     fn unsaved(&mut self) -> bool {
@@ -538,12 +511,11 @@ impl<L: Link> MsmNode<L> {
     }
 
     fn show_app(&self, app: &str, rows: bool) -> Response {
-        let Some(i) = APPS.iter().position(|a| a.0 == app) else {
-            return Response::error(format!(
-                "no application named '{app}' (have: devmgr, cfgmgr, vlan, fdb, stp, ospf)"
-            ));
+        let i = match apps::find(app) {
+            Ok(i) => i,
+            Err(e) => return Response::error(e),
         };
-        let Some(id) = self.ids[i] else {
+        let Some(id) = self.apps.get(i) else {
             return Response::error(format!("application '{app}' does not run on this node"));
         };
         let table = &self.host.tables[id.index()];
@@ -560,13 +532,6 @@ impl<L: Link> MsmNode<L> {
             json!({ "app": app, "entries": table.rows.len(), "digest": format!("{:016x}", table.digest()), "rows": entries }),
         )
     }
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

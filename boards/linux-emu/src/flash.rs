@@ -217,7 +217,7 @@ impl SavedStore for BoardFlash {
                     self.incoming = Some(Incoming::Nothing);
                     return Ok(());
                 }
-                let info = SaveInfo { saved_at: super_now(), sw_version: SW_VERSION };
+                let info = SaveInfo { saved_at: unix_now(), sw_version: SW_VERSION };
                 self.store(w).begin_save(len, &info).map_err(|_| HostError::Full)?;
                 self.incoming = Some(Incoming::Writing);
                 Ok(())
@@ -242,7 +242,8 @@ impl SavedStore for BoardFlash {
     }
 }
 
-fn super_now() -> u64 {
+/// Seconds since the Unix epoch, the time a save records (0 if the clock is before it).
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

@@ -12,8 +12,9 @@ use crate::log;
 /// Bytes of configuration text held per buffer.
 pub const CONFIG: usize = 2048;
 
+/// The engine's [`Host`] on this board: what the firmware checkpoints.
 #[derive(Debug)]
-pub struct Board {
+pub struct FirmwareHost {
     /// The saved configuration (what the SD card holds).
     pub saved: Vec<u8, CONFIG>,
     saved_staged: Vec<u8, CONFIG>,
@@ -47,10 +48,10 @@ fn push_all<const N: usize>(dst: &mut Vec<u8, N>, src: &[u8]) -> Result<(), Host
     dst.extend_from_slice(src).map_err(|_| HostError::Full)
 }
 
-impl Board {
+impl FirmwareHost {
     /// Empty (const, so it can live in a `static` instead of on the stack).
-    pub const fn new() -> Board {
-        Board {
+    pub const fn new() -> FirmwareHost {
+        FirmwareHost {
             saved: Vec::new(),
             saved_staged: Vec::new(),
             saved_staging: false,
@@ -86,7 +87,7 @@ impl Board {
     }
 }
 
-impl Host for Board {
+impl Host for FirmwareHost {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         match stream {
             Stream::SavedConfig | Stream::ActiveConfig => config_chunks(self.config_bytes(stream).len()),

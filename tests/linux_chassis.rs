@@ -6,9 +6,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use msm_flash::ConfigName;
 use msm_linux_emu::apps::APPS;
 use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::{Request, Response, Which};
+use msm_linux_emu::control::{Request, Response};
 use msm_linux_emu::flash::BoardFlash;
 use msm_linux_emu::journal::Journal;
 use rand::{Rng, SeedableRng};
@@ -95,8 +96,8 @@ fn backup_started_after_master_gets_saved_then_active_config_then_every_change()
     // The backup's flash got A's saved config, byte for byte.
     let (sa, sb) = (c.stop('A').unwrap(), c.stop('B').unwrap());
     assert!(sa.success() && sb.success(), "SIGTERM exits 0: {sa} {sb}");
-    let a = BoardFlash::open(&c.path('A', "img")).unwrap().load(Which::Primary).unwrap();
-    let b = BoardFlash::open(&c.path('B', "img")).unwrap().load(Which::Primary).unwrap();
+    let a = BoardFlash::open(&c.path('A', "img")).unwrap().load(ConfigName::Primary).unwrap();
+    let b = BoardFlash::open(&c.path('B', "img")).unwrap().load(ConfigName::Primary).unwrap();
     assert_eq!(a, b);
     assert!(a.unwrap().contains("create vlan corp tag 100"));
 }
@@ -187,8 +188,11 @@ fn kill_during_save_leaves_old_or_new_config() {
         std::thread::sleep(Duration::from_micros(rng.random_range(0..3000)));
         c.kill('A').unwrap();
         let _ = save.join();
-        let on_flash =
-            BoardFlash::open(&c.path('A', "img")).unwrap().load(Which::Primary).unwrap().unwrap_or_default();
+        let on_flash = BoardFlash::open(&c.path('A', "img"))
+            .unwrap()
+            .load(ConfigName::Primary)
+            .unwrap()
+            .unwrap_or_default();
         assert!(
             on_flash == old || on_flash == new,
             "round {round} (seed 0x5a7e): the image holds neither the old nor the new config"

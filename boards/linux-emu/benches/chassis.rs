@@ -1,5 +1,5 @@
 //! Chassis benchmarks (issue 5), from one run:
-//! - bulk checkpoint time for 100 k and 1 M records (two boards in one
+//! - bulk checkpoint time for 100 k and 1 M records (two nodes in one
 //!   process over a Unix datagram socket pair), against a raw copy of the
 //!   same records through the same kind of socket into a table;
 //! - dynamic checkpoint throughput, and p50/p99 latency from a change to
@@ -17,9 +17,9 @@ use msm_checkpoint::Slot;
 use msm_linux_emu::apps::{Change, FDB};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::flash::BoardFlash;
-use msm_linux_emu::node::{Board, Options};
+use msm_linux_emu::node::{MsmNode, Options};
 
-type B = Board<UnixDatagramLink>;
+type B = MsmNode<UnixDatagramLink>;
 
 fn opts(slot: u8) -> Options {
     Options {
@@ -57,7 +57,7 @@ fn in_sync(a: &mut B) -> bool {
 fn bulk(dir: &std::path::Path, n: u64) -> Duration {
     let (la, lb) = unix_datagram_pair(8192).unwrap();
     let mut a =
-        Board::new(opts(0), BoardFlash::open(&dir.join(format!("a{n}.img"))).unwrap(), la, None).unwrap();
+        MsmNode::new(opts(0), BoardFlash::open(&dir.join(format!("a{n}.img"))).unwrap(), la, None).unwrap();
     let t = Instant::now();
     while a.engine.role() != msm_checkpoint::Role::Master {
         assert!(t.elapsed() < Duration::from_secs(5));
@@ -67,7 +67,7 @@ fn bulk(dir: &std::path::Path, n: u64) -> Duration {
         a.change(FDB, mac(i)).unwrap();
     }
     let mut b =
-        Board::new(opts(1), BoardFlash::open(&dir.join(format!("b{n}.img"))).unwrap(), lb, None).unwrap();
+        MsmNode::new(opts(1), BoardFlash::open(&dir.join(format!("b{n}.img"))).unwrap(), lb, None).unwrap();
     let start = Instant::now();
     pump_until(&mut a, &mut b, Duration::from_secs(300), |a, _| in_sync(a));
     let took = start.elapsed();
@@ -108,8 +108,8 @@ fn raw_copy(n: u64) -> Duration {
 
 fn dynamic(dir: &std::path::Path, n: u64) -> (f64, Duration, Duration) {
     let (la, lb) = unix_datagram_pair(8192).unwrap();
-    let mut a = Board::new(opts(0), BoardFlash::open(&dir.join("ad.img")).unwrap(), la, None).unwrap();
-    let mut b = Board::new(opts(1), BoardFlash::open(&dir.join("bd.img")).unwrap(), lb, None).unwrap();
+    let mut a = MsmNode::new(opts(0), BoardFlash::open(&dir.join("ad.img")).unwrap(), la, None).unwrap();
+    let mut b = MsmNode::new(opts(1), BoardFlash::open(&dir.join("bd.img")).unwrap(), lb, None).unwrap();
     pump_until(&mut a, &mut b, Duration::from_secs(10), |a, _| in_sync(a));
     let mut sent: Vec<(u64, Instant)> = Vec::with_capacity(n as usize);
     let mut lat = Vec::with_capacity(n as usize);
@@ -166,7 +166,7 @@ fn failover(rounds: usize) -> Vec<Duration> {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     println!(
-        "chassis benchmark (two boards in one process over a Unix datagram pair; failover with processes)"
+        "chassis benchmark (two nodes in one process over a Unix datagram pair; failover with processes)"
     );
     for n in [100_000u64, 1_000_000] {
         let raw = raw_copy(n);

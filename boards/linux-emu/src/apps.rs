@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use msm_checkpoint::HostError;
+use msm_checkpoint::{AppId, AppRegistry, HostError};
 
 /// Name, schema version and dependencies of every application, in registration order.
 pub const APPS: [(&str, u16, &[&str]); 6] = [
@@ -24,6 +24,51 @@ pub const VLAN: usize = 2;
 pub const FDB: usize = 3;
 pub const STP: usize = 4;
 pub const OSPF: usize = 5;
+
+/// The index in [`APPS`] of the application named `name`, or why not.
+pub fn find(name: &str) -> Result<usize, String> {
+    APPS.iter().position(|a| a.0 == name).ok_or_else(|| {
+        let have: Vec<&str> = APPS.iter().map(|a| a.0).collect();
+        format!("no application named '{name}' (have: {})", have.join(", "))
+    })
+}
+
+/// Which of [`APPS`] run on this node, and their ids in the engine. A small
+/// peer (the MCU board) runs a few; both modules of a chassis run the same.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppIds([Option<AppId>; APPS.len()]);
+
+impl AppIds {
+    /// Register the applications named in `only` (every one if `None`) in
+    /// [`APPS`] order; dependencies on applications left out are dropped.
+    pub fn register<const N: usize>(
+        reg: &mut AppRegistry<N>,
+        only: Option<&[String]>,
+    ) -> Result<AppIds, String> {
+        for name in only.into_iter().flatten() {
+            find(name)?;
+        }
+        let wanted = |name: &str| only.is_none_or(|list| list.iter().any(|a| a == name));
+        let mut ids = AppIds::default();
+        for (i, (name, schema, deps)) in APPS.into_iter().enumerate() {
+            if wanted(name) {
+                let deps: Vec<&str> = deps.iter().copied().filter(|d| wanted(d)).collect();
+                ids.0[i] = Some(reg.register(name, schema, &deps).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The engine's id of application `app` (index in [`APPS`]), if it runs here.
+    pub fn get(&self, app: usize) -> Option<AppId> {
+        self.0.get(app).copied().flatten()
+    }
+
+    /// Every application that runs here: its index in [`APPS`] and its id.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, AppId)> + '_ {
+        self.0.iter().enumerate().filter_map(|(i, id)| Some((i, (*id)?)))
+    }
+}
 
 /// A change to one key: its new value, or its removal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +175,11 @@ pub fn mac_key(mac: [u8; 6]) -> u64 {
     mac.iter().fold(0u64, |k, b| (k << 8) | u64::from(*b))
 }
 
+/// The key of a VLAN (by name) in the vlan application's table, the same on every node.
+pub fn vlan_key(name: &str) -> u64 {
+    crc::Crc::<u64>::new(&crc::CRC_64_XZ).checksum(name.as_bytes())
+}
+
 fn mac_text(k: u64) -> String {
     let b = k.to_be_bytes();
     format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
@@ -174,6 +224,14 @@ pub fn describe(app: usize, key: u64, value: &[u8]) -> String {
     s
 }
 
+/// Bytes as lowercase hex, as the journal and `show app` print values.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +245,18 @@ mod tests {
         assert_eq!(Change::decode(&[]), Err(HostError::BadRecord));
         assert_eq!(Change::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]), Err(HostError::BadRecord));
         assert_eq!(Change::decode(&[0, 1, 2]), Err(HostError::BadRecord));
+    }
+
+    #[test]
+    fn a_subset_of_applications_registers_without_the_others() {
+        let mut reg = AppRegistry::<8>::new();
+        let only = ["devmgr".to_string(), "vlan".to_string()];
+        let ids = AppIds::register(&mut reg, Some(&only)).unwrap();
+        assert_eq!(ids.iter().map(|(i, _)| i).collect::<Vec<_>>(), [DEVMGR, VLAN]);
+        assert!(ids.get(CFGMGR).is_none());
+        assert_eq!(reg.len(), 2);
+        let e = AppIds::register(&mut AppRegistry::<8>::new(), Some(&["bgp".to_string()])).unwrap_err();
+        assert_eq!(e, "no application named 'bgp' (have: devmgr, cfgmgr, vlan, fdb, stp, ospf)");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct RunningConfig {
     pub disabled_ports: BTreeSet<u16>,
 }
 
-/// What a command did, for the board to reflect in application state.
+/// What a command did, for the node to reflect in application state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     None,

@@ -2,24 +2,8 @@
 //! request per line, one JSON response per line, over a Unix stream socket.
 //! A malformed request gets an error response and changes nothing.
 
+use msm_flash::ConfigName;
 use serde::{Deserialize, Serialize};
-
-/// Which saved configuration (XOS `primary.cfg` / `secondary.cfg`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Which {
-    Primary,
-    Secondary,
-}
-
-impl Which {
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Which::Primary => "primary.cfg",
-            Which::Secondary => "secondary.cfg",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -40,10 +24,12 @@ pub enum Request {
         lines: Vec<String>,
     },
     Save {
-        which: Option<Which>,
+        #[serde(default, with = "config_name::option")]
+        which: Option<ConfigName>,
     },
     UseConfiguration {
-        which: Which,
+        #[serde(with = "config_name")]
+        which: ConfigName,
     },
     Reboot {
         force: bool,
@@ -79,6 +65,61 @@ impl Response {
     }
 }
 
+/// The word for a saved configuration on the control protocol and the `msm`
+/// command line ("primary", "secondary"). `ConfigName` is the flash's type,
+/// `no_std` without serde: its words live here, at the protocol edge.
+pub fn config_word(name: ConfigName) -> &'static str {
+    match name {
+        ConfigName::Primary => "primary",
+        ConfigName::Secondary => "secondary",
+    }
+}
+
+/// Every [`config_word`], in the order the operator sees them.
+pub const CONFIG_WORDS: [&str; 2] = ["primary", "secondary"];
+
+/// The configuration a [`config_word`] names.
+pub fn parse_config_word(word: &str) -> Option<ConfigName> {
+    [ConfigName::Primary, ConfigName::Secondary].into_iter().find(|n| config_word(*n) == word)
+}
+
+/// serde for a [`ConfigName`] field of the protocol, as its [`config_word`]
+/// (`#[serde(with = "config_name")]`).
+mod config_name {
+    use msm_flash::ConfigName;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{CONFIG_WORDS, config_word, parse_config_word};
+
+    pub fn serialize<S: Serializer>(name: &ConfigName, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(config_word(*name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ConfigName, D::Error> {
+        let word = String::deserialize(d)?;
+        parse_config_word(&word).ok_or_else(|| D::Error::unknown_variant(&word, &CONFIG_WORDS))
+    }
+
+    /// The same for an optional field (`null` or absent: `None`).
+    pub mod option {
+        use msm_flash::ConfigName;
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        /// One name, through the functions above.
+        #[derive(Serialize, Deserialize)]
+        struct Name(#[serde(with = "super")] ConfigName);
+
+        pub fn serialize<S: Serializer>(name: &Option<ConfigName>, s: S) -> Result<S::Ok, S::Error> {
+            name.map(Name).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ConfigName>, D::Error> {
+            Ok(Option::<Name>::deserialize(d)?.map(|Name(n)| n))
+        }
+    }
+}
+
 /// Decode one request line, naming what is wrong with it.
 pub fn parse_request(line: &str) -> Result<Request, String> {
     serde_json::from_str(line.trim()).map_err(|e| format!("malformed request: {e}"))
@@ -96,5 +137,18 @@ mod tests {
         assert_eq!(parse_request(&s), Ok(r));
         assert!(parse_request("{\"op\":\"launch-missiles\"}").unwrap_err().starts_with("malformed request"));
         assert!(parse_request("not json").is_err());
+    }
+
+    #[test]
+    fn config_names_travel_as_words() {
+        for which in [None, Some(ConfigName::Primary), Some(ConfigName::Secondary)] {
+            let r = Request::Save { which };
+            assert_eq!(parse_request(&serde_json::to_string(&r).unwrap()), Ok(r));
+        }
+        let r = Request::UseConfiguration { which: ConfigName::Secondary };
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"use-configuration","which":"secondary"}"#);
+        assert_eq!(parse_request(r#"{"op":"save"}"#), Ok(Request::Save { which: None }));
+        let e = parse_request(r#"{"op":"save","which":"tertiary"}"#).unwrap_err();
+        assert!(e.contains("unknown variant `tertiary`, expected `primary` or `secondary`"), "{e}");
     }
 }

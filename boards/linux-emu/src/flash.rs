@@ -16,7 +16,6 @@ use msm_checkpoint::HostError;
 use msm_flash::{ConfigName, ConfigStore, Durable, NodeSettings, Partition, SaveInfo};
 use msm_flash_linux::FileFlash;
 
-use crate::control::Which;
 use crate::host::SavedStore;
 
 pub const IMAGE_SIZE: u32 = 4 * 1024 * 1024;
@@ -96,13 +95,6 @@ impl std::fmt::Debug for BoardFlash {
     }
 }
 
-fn which_name(w: Which) -> ConfigName {
-    match w {
-        Which::Primary => ConfigName::Primary,
-        Which::Secondary => ConfigName::Secondary,
-    }
-}
-
 impl BoardFlash {
     /// Open (creating if missing) and mount the image; a second process on the
     /// same image is refused by the lock, naming the image.
@@ -122,10 +114,10 @@ impl BoardFlash {
         Ok(BoardFlash { primary, secondary, settings, boot_count, incoming: None })
     }
 
-    fn store(&mut self, w: Which) -> &mut ConfigStore<Part> {
+    fn store(&mut self, w: ConfigName) -> &mut ConfigStore<Part> {
         match w {
-            Which::Primary => &mut self.primary,
-            Which::Secondary => &mut self.secondary,
+            ConfigName::Primary => &mut self.primary,
+            ConfigName::Secondary => &mut self.secondary,
         }
     }
 
@@ -133,15 +125,13 @@ impl BoardFlash {
         self.boot_count
     }
 
-    pub fn selected(&mut self) -> Which {
-        match self.settings.selected_config() {
-            Ok(ConfigName::Secondary) => Which::Secondary,
-            _ => Which::Primary,
-        }
+    /// The configuration the next boot loads (primary if the setting is unreadable).
+    pub fn selected(&mut self) -> ConfigName {
+        self.settings.selected_config().unwrap_or(ConfigName::Primary)
     }
 
-    pub fn select(&mut self, w: Which) -> std::result::Result<(), String> {
-        self.settings.set_selected_config(which_name(w)).map_err(|e| e.to_string())
+    pub fn select(&mut self, w: ConfigName) -> std::result::Result<(), String> {
+        self.settings.set_selected_config(w).map_err(|e| e.to_string())
     }
 
     pub fn priority(&mut self) -> Option<u8> {
@@ -152,7 +142,7 @@ impl BoardFlash {
         self.settings.set_priority(p).map_err(|e| e.to_string())
     }
 
-    pub fn info(&mut self, w: Which) -> Option<SavedInfo> {
+    pub fn info(&mut self, w: ConfigName) -> Option<SavedInfo> {
         self.store(w).current().map(|i| SavedInfo {
             len: i.len,
             saved_at: i.saved_at,
@@ -161,7 +151,7 @@ impl BoardFlash {
     }
 
     /// The whole saved configuration `w` (configs are text of a few hundred KiB at most).
-    pub fn load(&mut self, w: Which) -> Result<Option<String>> {
+    pub fn load(&mut self, w: ConfigName) -> Result<Option<String>> {
         let Some(len) = self.store(w).current().map(|i| i.len as usize) else { return Ok(None) };
         let mut out = vec![0u8; len];
         let mut at = 0;
@@ -180,7 +170,7 @@ impl BoardFlash {
     }
 
     /// `save`: replace `w` atomically. Returns the bytes saved.
-    pub fn save(&mut self, w: Which, text: &str, unix_time: u64) -> std::result::Result<usize, String> {
+    pub fn save(&mut self, w: ConfigName, text: &str, unix_time: u64) -> std::result::Result<usize, String> {
         let info = SaveInfo { saved_at: unix_time, sw_version: SW_VERSION };
         self.store(w).save(text.as_bytes(), &info).map(|i| i.len as usize).map_err(|e| e.to_string())
     }
@@ -192,7 +182,7 @@ impl BoardFlash {
 impl SavedStore for BoardFlash {
     fn saved_len(&mut self) -> usize {
         let w = self.selected();
-        self.store(w).current().map_or(0, |i| i.len as usize) + 8
+        self.store(w).current().map_or(0, |i| i.len as usize)
     }
 
     fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> std::result::Result<usize, HostError> {
@@ -227,7 +217,7 @@ impl SavedStore for BoardFlash {
                     self.incoming = Some(Incoming::Nothing);
                     return Ok(());
                 }
-                let info = SaveInfo { saved_at: super_now(), sw_version: SW_VERSION };
+                let info = SaveInfo { saved_at: unix_now(), sw_version: SW_VERSION };
                 self.store(w).begin_save(len, &info).map_err(|_| HostError::Full)?;
                 self.incoming = Some(Incoming::Writing);
                 Ok(())
@@ -252,7 +242,8 @@ impl SavedStore for BoardFlash {
     }
 }
 
-fn super_now() -> u64 {
+/// Seconds since the Unix epoch, the time a save records (0 if the clock is before it).
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -266,7 +257,7 @@ mod tests {
         let mut a = BoardFlash::open(&dir.path().join("a.img")).unwrap();
         let mut b = BoardFlash::open(&dir.path().join("b.img")).unwrap();
         let text = "create vlan v1 tag 1\n".repeat(100);
-        assert_eq!(a.save(Which::Primary, &text, 1).unwrap(), text.len());
+        assert_eq!(a.save(ConfigName::Primary, &text, 1).unwrap(), text.len());
         b.begin_save().unwrap();
         let mut at = 0;
         let mut buf = [0u8; 512];
@@ -279,7 +270,7 @@ mod tests {
             at += n;
         }
         b.commit_save().unwrap();
-        assert_eq!(b.load(Which::Primary).unwrap().unwrap(), text);
+        assert_eq!(b.load(ConfigName::Primary).unwrap().unwrap(), text);
         // A second process on the same image is refused, naming it.
         let e = BoardFlash::open(&dir.path().join("a.img")).unwrap_err().to_string();
         assert!(e.contains("a.img"), "{e}");

@@ -2,20 +2,19 @@
 //! applications' tables, the running configuration, and the saved
 //! configuration in flash (through [`SavedStore`]).
 
-use msm_checkpoint::{Host, HostError, ItemKind, Stream};
+use msm_checkpoint::{CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 
 use crate::apps::{APPS, Change, Table};
 use crate::config::RunningConfig;
 
-/// Config bytes per checkpoint record.
-pub const CHUNK: usize = 512;
-
 /// Where the saved configuration lives: streamed in and out, never whole in RAM
 /// on the backup's receiving side.
 pub trait SavedStore {
-    /// Bytes of the saved-config stream (as read by `read_saved`).
+    /// Bytes of the saved configuration (the stream `read_saved` yields is
+    /// its 8-byte length, then these bytes).
     fn saved_len(&mut self) -> usize;
-    /// Read the saved-config stream at `offset`; 0 at its end.
+    /// Read the saved-config stream at `offset`: the length whole at 0, then
+    /// at most `buf.len()` bytes of the configuration; 0 at its end.
     fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> Result<usize, HostError>;
     /// A new saved configuration arrives from the master (the items
     /// `read_saved` produced on the master): replace atomically at `commit`.
@@ -25,7 +24,7 @@ pub trait SavedStore {
     fn abort_save(&mut self);
 }
 
-/// The board state of one MSM.
+/// The application state of one MSM.
 #[derive(Debug)]
 pub struct ChassisHost<S> {
     pub tables: Vec<Table>,
@@ -53,10 +52,11 @@ impl<S: SavedStore> ChassisHost<S> {
 impl<S: SavedStore> Host for ChassisHost<S> {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         match stream {
-            Stream::SavedConfig => self.flash.saved_len().div_ceil(CHUNK) as u64 + 1,
+            // The length item, then the configuration in chunks.
+            Stream::SavedConfig => 1 + config_chunks(self.flash.saved_len()),
             Stream::ActiveConfig => {
                 self.active_snapshot = self.running.to_text().into_bytes();
-                self.active_snapshot.len().div_ceil(CHUNK) as u64
+                config_chunks(self.active_snapshot.len())
             }
             Stream::App(a) => self.tables.get(a.index()).map_or(0, |t| t.rows.len() as u64),
         }
@@ -68,25 +68,15 @@ impl<S: SavedStore> Host for ChassisHost<S> {
         cursor: &mut u64,
         buf: &mut [u8],
     ) -> Result<Option<usize>, HostError> {
-        let at = *cursor as usize;
         match stream {
             Stream::SavedConfig => {
                 // The store's own framing: an 8-byte length first, then chunks.
-                let want = CHUNK.min(buf.len());
-                let n = self.flash.read_saved(at, &mut buf[..want])?;
+                let want = CONFIG_CHUNK.min(buf.len());
+                let n = self.flash.read_saved(*cursor as usize, &mut buf[..want])?;
                 *cursor += n as u64;
                 Ok((n > 0).then_some(n))
             }
-            Stream::ActiveConfig => {
-                let src = &self.active_snapshot;
-                if at >= src.len() {
-                    return Ok(None);
-                }
-                let n = CHUNK.min(buf.len()).min(src.len() - at);
-                buf[..n].copy_from_slice(&src[at..at + n]);
-                *cursor += n as u64;
-                Ok(Some(n))
-            }
+            Stream::ActiveConfig => read_config_chunk(&self.active_snapshot, cursor, buf),
             Stream::App(a) => {
                 let t = self.tables.get(a.index()).ok_or(HostError::BadRecord)?;
                 let Some((rec, next)) = t.read_from(*cursor) else { return Ok(None) };

@@ -4,18 +4,17 @@
 //! lines to check dependency order.
 
 use heapless::Vec;
-use msm_checkpoint::{AppId, Host, HostError, ItemKind, Stream};
+use msm_checkpoint::{AppId, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 
 use crate::apps::{APPS, Change, Table};
 use crate::log;
 
 /// Bytes of configuration text held per buffer.
 pub const CONFIG: usize = 2048;
-/// Largest chunk of configuration sent per bulk item.
-const CHUNK: usize = 200;
 
+/// The engine's [`Host`] on this board: what the firmware checkpoints.
 #[derive(Debug)]
-pub struct Board {
+pub struct FirmwareHost {
     /// The saved configuration (what the SD card holds).
     pub saved: Vec<u8, CONFIG>,
     saved_staged: Vec<u8, CONFIG>,
@@ -49,10 +48,10 @@ fn push_all<const N: usize>(dst: &mut Vec<u8, N>, src: &[u8]) -> Result<(), Host
     dst.extend_from_slice(src).map_err(|_| HostError::Full)
 }
 
-impl Board {
+impl FirmwareHost {
     /// Empty (const, so it can live in a `static` instead of on the stack).
-    pub const fn new() -> Board {
-        Board {
+    pub const fn new() -> FirmwareHost {
+        FirmwareHost {
             saved: Vec::new(),
             saved_staged: Vec::new(),
             saved_staging: false,
@@ -88,12 +87,10 @@ impl Board {
     }
 }
 
-impl Host for Board {
+impl Host for FirmwareHost {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         match stream {
-            Stream::SavedConfig | Stream::ActiveConfig => {
-                self.config_bytes(stream).len().div_ceil(CHUNK) as u64
-            }
+            Stream::SavedConfig | Stream::ActiveConfig => config_chunks(self.config_bytes(stream).len()),
             Stream::App(id) => self.tables.get(id.index()).map_or(0, |t| t.len() as u64),
         }
     }
@@ -106,19 +103,7 @@ impl Host for Board {
     ) -> Result<Option<usize>, HostError> {
         match stream {
             Stream::SavedConfig | Stream::ActiveConfig => {
-                let bytes = self.config_bytes(stream);
-                let start = usize::try_from(*cursor).unwrap_or(usize::MAX).min(bytes.len());
-                let rest = &bytes[start..];
-                if rest.is_empty() {
-                    return Ok(None);
-                }
-                let n = rest.len().min(CHUNK).min(buf.len());
-                if n == 0 {
-                    return Err(HostError::RecordTooLarge);
-                }
-                buf[..n].copy_from_slice(&rest[..n]);
-                *cursor += n as u64;
-                Ok(Some(n))
+                read_config_chunk(self.config_bytes(stream), cursor, buf)
             }
             Stream::App(id) => {
                 let t = self.tables.get(id.index()).ok_or(HostError::BadRecord)?;

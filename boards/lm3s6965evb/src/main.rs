@@ -30,7 +30,7 @@ use msm_backplane::uart::{UartError, UartLink};
 use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
 
 use crate::apps::APPS;
-use crate::host::Board;
+use crate::host::FirmwareHost;
 
 /// Largest backplane frame (run the Linux peer with `--max-frame 512` or less).
 pub const MAX_FRAME: usize = 512;
@@ -56,7 +56,7 @@ pub(crate) fn unmask(irq: lm3s6965::Interrupt) {
 /// entry), not on the 64 KiB RAM's stack.
 struct Statics {
     engine: &'static mut Engine,
-    board: &'static mut Board,
+    host: &'static mut FirmwareHost,
     link: &'static mut Backplane,
     rx: &'static mut [u8; MAX_FRAME],
     tx: &'static mut [u8; MAX_FRAME],
@@ -64,7 +64,7 @@ struct Statics {
 
 #[entry]
 fn main() -> ! {
-    static mut BOARD: Board = Board::new();
+    static mut HOST: FirmwareHost = FirmwareHost::new();
     // MaybeUninit, not Option: a `None` with a niche is not all zeros and
     // would put 8 KiB in .data (flash and RAM); these go to .bss.
     static mut ENGINE: MaybeUninit<Engine> = MaybeUninit::uninit();
@@ -79,9 +79,9 @@ fn main() -> ! {
     };
     let clock = clock::Clock::start(core.SYST);
     let uart1 = uart::Uart1::init();
-    let board: &'static mut Board = BOARD;
+    let host: &'static mut FirmwareHost = HOST;
     let mut incarnation = 0;
-    let mut store = storage::mount(board, &mut incarnation);
+    let mut store = storage::mount(host, &mut incarnation);
 
     let mut reg = AppRegistry::<{ APPS.len() }>::new();
     for (name, schema, deps) in APPS {
@@ -128,7 +128,7 @@ fn main() -> ! {
          heartbeat 100 ms x 3, engine {} bytes",
         core::mem::size_of::<Engine>()
     );
-    let mut s = Statics { engine, board, link, rx: RX_FRAME, tx: TX_FRAME };
+    let mut s = Statics { engine, host, link, rx: RX_FRAME, tx: TX_FRAME };
     run(&clock, &mut s, &mut store)
 }
 
@@ -144,7 +144,7 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
             match s.link.recv(&mut s.rx[..]) {
                 Ok(Some(n)) => {
                     busy = true;
-                    if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], s.board) {
+                    if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], s.host) {
                         log!("frame refused: {e}");
                     }
                 }
@@ -166,14 +166,14 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
         }
 
         if s.engine.poll_timeout().is_some_and(|t| t <= now) {
-            s.engine.handle_timeout(now, s.board);
+            s.engine.handle_timeout(now, s.host);
         }
 
         // Transmit: one frame may wait for room in the link's buffer.
         loop {
             let n = match pending.take() {
                 Some(n) => n,
-                None => match s.engine.poll_transmit(now, s.board, &mut s.tx[..]) {
+                None => match s.engine.poll_transmit(now, s.host, &mut s.tx[..]) {
                     Some(n) => n,
                     None => break,
                 },
@@ -192,11 +192,11 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
 
         while let Some(ev) = s.engine.poll_event() {
             busy = true;
-            report(s.engine, s.board, ev);
+            report(s.engine, s.host, ev);
         }
-        if s.board.saved_dirty {
-            s.board.saved_dirty = false;
-            storage::save(store, &s.board.saved);
+        if s.host.saved_dirty {
+            s.host.saved_dirty = false;
+            storage::save(store, &s.host.saved);
         }
 
         if !busy && pending.is_none() && !s.link.tx_pending() {
@@ -215,16 +215,16 @@ fn log_send_error(e: UartError<Infallible>) {
     log!("backplane send error: {e}");
 }
 
-fn report(engine: &Engine, board: &mut Board, ev: Event) {
+fn report(engine: &Engine, host: &mut FirmwareHost, ev: Event) {
     match ev {
         Event::RoleChanged { role, term } => log!("role {role} term {term}"),
         Event::Promoted { term, config, in_sync } => {
             log!("promoted to MASTER term {term} config {config:?} in_sync {in_sync}");
             if config == ConfigChoice::OwnSaved {
-                board.run_saved();
+                host.run_saved();
             }
             for (i, (name, _, _)) in APPS.iter().enumerate() {
-                if let Some(t) = board.tables.get(i) {
+                if let Some(t) = host.tables.get(i) {
                     log!("app {name} rows={} digest={:016x}", t.len(), t.digest());
                     // Every row, so a takeover can be checked against the old master's journal.
                     for (key, value) in t.rows() {
@@ -232,9 +232,9 @@ fn report(engine: &Engine, board: &mut Board, ev: Event) {
                     }
                 }
             }
-            log!("active configuration: {} bytes", board.active.len());
+            log!("active configuration: {} bytes", host.active.len());
         }
-        Event::StreamSynced(stream) => log!("synced {}", host::name(stream)),
+        Event::StreamSynced(stream) => log!("synced {}", crate::host::name(stream)),
         Event::InSync(b) => log!("in-sync {b}"),
         Event::PeerUp(slot) => log!("peer {slot} up"),
         Event::PeerLost(slot) => log!("peer {slot} lost"),

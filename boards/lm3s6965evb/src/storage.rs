@@ -6,7 +6,7 @@
 
 use msm_flash::{ConfigName, ConfigStore, SaveInfo};
 
-use crate::host::Board;
+use crate::host::FirmwareHost;
 use crate::log;
 use crate::sd::{self, SdNor};
 
@@ -17,14 +17,14 @@ const SW_VERSION: &str = concat!("msm-lm3s6965evb ", env!("CARGO_PKG_VERSION"));
 
 pub type Store = ConfigStore<SdNor>;
 
-/// Mounts the store and loads the saved configuration into `board`; `None`
+/// Mounts the store and loads the saved configuration into `host`; `None`
 /// (logged) without a card or with an unusable one: the node then keeps the
 /// saved configuration in RAM only.
 ///
 /// Also counts boots in the block before the region: the count is the
 /// node's incarnation (0 without a card), so a restarted node never resumes
 /// an old checkpoint session.
-pub fn mount(board: &mut Board, incarnation: &mut u32) -> Option<Store> {
+pub fn mount(host: &mut FirmwareHost, incarnation: &mut u32) -> Option<Store> {
     let card = sd::Card::new(sd::SdSpi::init(), sd::Delay);
     let mut nor = match SdNor::new(card, REGION_FIRST, REGION_BLOCKS) {
         Ok(nor) => nor,
@@ -53,12 +53,12 @@ pub fn mount(board: &mut Board, incarnation: &mut u32) -> Option<Store> {
         log!("sd: primary.cfg empty");
         return Some(store);
     };
-    board.saved.clear();
-    if board.saved.resize(info.len as usize, 0).is_err() {
+    host.saved.clear();
+    if host.saved.resize(info.len as usize, 0).is_err() {
         log!("sd: primary.cfg is {} bytes, more than this node holds: not loaded", info.len);
         return Some(store);
     }
-    match store.read(0, &mut board.saved) {
+    match store.read(0, &mut host.saved) {
         Ok(n) if n == info.len as usize => {
             log!(
                 "sd: primary.cfg generation {} loaded, {} bytes, crc {:08x}",
@@ -66,18 +66,18 @@ pub fn mount(board: &mut Board, incarnation: &mut u32) -> Option<Store> {
                 info.len,
                 info.crc
             );
-            let text = board.saved.get(8..).unwrap_or(&[]);
+            let text = host.saved.get(8..).unwrap_or(&[]);
             for line in core::str::from_utf8(text).unwrap_or("<not utf-8>").lines() {
                 log!("saved> {line}");
             }
         }
         Ok(n) => {
             log!("sd: primary.cfg short read ({n} of {} bytes): not loaded", info.len);
-            board.saved.clear();
+            host.saved.clear();
         }
         Err(e) => {
             log!("sd: reading primary.cfg failed: {e}");
-            board.saved.clear();
+            host.saved.clear();
         }
     }
     Some(store)

@@ -3,12 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use msm_checkpoint::{Host, HostError, ItemKind, Stream};
+use msm_checkpoint::{Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 
 use crate::record::{Op, Rec, Stamp};
-
-/// Config chunk size on the wire.
-pub const CHUNK: usize = 256;
 
 /// A stream named by the simulator's own application index (nodes may
 /// register applications in different orders).
@@ -98,24 +95,6 @@ impl SimHost {
             Op::Delete => self.apps[app].remove(&rec.key),
         };
     }
-
-    fn chunks(len: usize) -> u64 {
-        len.div_ceil(CHUNK) as u64
-    }
-
-    fn read_chunk(src: &[u8], cursor: &mut u64, buf: &mut [u8]) -> Result<Option<usize>, HostError> {
-        let at = *cursor as usize;
-        if at >= src.len() {
-            return Ok(None);
-        }
-        let n = CHUNK.min(src.len() - at).min(buf.len());
-        if n == 0 {
-            return Err(HostError::RecordTooLarge);
-        }
-        buf[..n].copy_from_slice(&src[at..at + n]);
-        *cursor += n as u64;
-        Ok(Some(n))
-    }
 }
 
 impl Host for SimHost {
@@ -123,11 +102,11 @@ impl Host for SimHost {
         match stream {
             Stream::SavedConfig => {
                 self.saved_for_bulk = self.saved_config.clone();
-                Self::chunks(self.saved_for_bulk.len())
+                config_chunks(self.saved_for_bulk.len())
             }
             Stream::ActiveConfig => {
                 self.snapshot_active = self.active_config.clone();
-                Self::chunks(self.snapshot_active.len())
+                config_chunks(self.snapshot_active.len())
             }
             Stream::App(a) => self.idx(a).ok().and_then(|i| self.apps.get(i)).map_or(0, |m| m.len() as u64),
         }
@@ -140,8 +119,8 @@ impl Host for SimHost {
         buf: &mut [u8],
     ) -> Result<Option<usize>, HostError> {
         match stream {
-            Stream::SavedConfig => Self::read_chunk(&self.saved_for_bulk, cursor, buf),
-            Stream::ActiveConfig => Self::read_chunk(&self.snapshot_active, cursor, buf),
+            Stream::SavedConfig => read_config_chunk(&self.saved_for_bulk, cursor, buf),
+            Stream::ActiveConfig => read_config_chunk(&self.snapshot_active, cursor, buf),
             Stream::App(a) => {
                 let map = self.apps.get(self.idx(a)?).ok_or(HostError::BadRecord)?;
                 let Some((&key, &stamp)) =

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use msm_time::Instant;
 use msm_backplane::fault::{FaultConfig, FaultModel, Rate};
+use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 

@@ -4,7 +4,6 @@
 //! failure, 2 flash image unusable (in use by another process, wrong size,
 //! corrupt beyond recovery), 3 the operator asked for a reboot.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,7 +17,8 @@ use msm_checkpoint::Slot;
 use msm_linux_emu::backplane::Backplane;
 use msm_linux_emu::control::{Response, parse_request};
 use msm_linux_emu::flash::BoardFlash;
-use msm_linux_emu::node::{Board, Exit, Options};
+use msm_linux_emu::journal::JournalWriter;
+use msm_linux_emu::node::{Exit, MsmNode, Options};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -128,11 +128,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     let flash = BoardFlash::open(&args.flash).map_err(|e| (2, e))?;
     let link = Backplane::open(&args.backplane, args.max_frame).map_err(|e| start(anyhow::anyhow!(e)))?;
     let journal = match &args.journal {
-        Some(p) => {
-            let mut f = OpenOptions::new().create(true).append(true).open(p).map_err(|e| start(e.into()))?;
-            let _ = writeln!(f, "boot {}", flash.boot_count());
-            Some(f)
-        }
+        Some(p) => Some(JournalWriter::open(p, flash.boot_count()).map_err(|e| start(e.into()))?),
         None => None,
     };
     let opts = Options {
@@ -147,7 +143,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         link_rate: args.link_rate,
         apps: args.apps.clone(),
     };
-    let mut board = Board::new(opts, flash, link, journal).map_err(start)?;
+    let mut node = MsmNode::new(opts, flash, link, journal).map_err(start)?;
     let _ = std::fs::remove_file(&args.control);
     let listener = UnixListener::bind(&args.control)
         .map_err(|e| start(anyhow::anyhow!("control socket {}: {e}", args.control.display())))?;
@@ -163,16 +159,16 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
 
     let mut clients: Vec<Client> = Vec::new();
     loop {
-        board.pump();
-        if let Some(exit) = board.exit {
+        node.pump();
+        if let Some(exit) = node.exit {
             let _ = std::fs::remove_file(&args.control);
             return Ok(Some(exit));
         }
         // Sleep until a frame, a request, a signal, or the engine's next deadline.
-        let timeout = board
+        let timeout = node
             .next_wakeup()
             .map(|t| {
-                let now = board.now();
+                let now = node.now();
                 Duration::from_micros(t.as_micros().saturating_sub(now.as_micros()))
             })
             .unwrap_or(Duration::from_millis(100));
@@ -180,9 +176,9 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         let (link_ready, listener_ready, signal_ready, client_ready) = {
             let mut fds = vec![
                 PollFd::new(
-                    board.link.as_fd(),
+                    node.link.as_fd(),
                     PollFlags::POLLIN
-                        | if board.link.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() },
+                        | if node.link.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() },
                 ),
                 PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -230,7 +226,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
             } else if let Some(end) = c.buf.iter().position(|b| *b == b'\n') {
                 let line = String::from_utf8_lossy(&c.buf[..end]).into_owned();
                 let resp = match parse_request(&line) {
-                    Ok(req) => board.handle(req),
+                    Ok(req) => node.handle(req),
                     Err(e) => Response::error(e),
                 };
                 let _ = reply(&mut clients[i].stream, &resp);

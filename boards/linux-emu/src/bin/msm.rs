@@ -11,8 +11,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
-use msm_linux_emu::control::{Request, Response, Which};
+use msm_flash::ConfigName;
+use msm_linux_emu::control::{CONFIG_WORDS, Request, Response, parse_config_word};
 
 #[derive(Parser)]
 #[command(name = "msm", about = "Operator CLI of an emulated MSM")]
@@ -40,12 +42,16 @@ enum Cmd {
         lines: Vec<String>,
     },
     /// Save the active configuration (to the selected file by default).
-    Save { which: Option<Which> },
+    Save {
+        #[arg(value_parser = config_arg())]
+        which: Option<ConfigName>,
+    },
     /// Select the configuration used at the next boot: use configuration primary|secondary.
     Use {
         #[arg(value_parser = ["configuration"])]
         _configuration: String,
-        which: Which,
+        #[arg(value_parser = config_arg())]
+        which: ConfigName,
     },
     /// Reboot the node; refused while there are unsaved changes unless --force.
     Reboot {
@@ -76,6 +82,11 @@ enum Show {
         #[arg(long)]
         rows: bool,
     },
+}
+
+/// "primary" | "secondary", the control protocol's words.
+fn config_arg() -> impl TypedValueParser<Value = ConfigName> {
+    PossibleValuesParser::new(CONFIG_WORDS).try_map(|w| parse_config_word(&w).ok_or("not a configuration"))
 }
 
 fn request(cmd: Cmd) -> Request {

@@ -1,4 +1,4 @@
-//! Two boards in one process over a Unix datagram socket pair: the board
+//! Two nodes in one process over a Unix datagram socket pair: the node
 //! logic (flash, config, applications, control requests) without process
 //! management. Real time, waits with deadlines.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use msm_backplane_linux::{UnixDatagramLink, unix_datagram_pair};
 use msm_checkpoint::{Role, Slot};
-use msm_linux_emu::control::{Request, Response, Which};
+use msm_flash::ConfigName;
+use msm_linux_emu::control::{Request, Response};
 use msm_linux_emu::flash::BoardFlash;
-use msm_linux_emu::node::{Board, Options};
+use msm_linux_emu::node::{MsmNode, Options};
 
 fn opts(slot: u8) -> Options {
     Options {
@@ -26,18 +27,18 @@ fn opts(slot: u8) -> Options {
     }
 }
 
-fn pair(dir: &std::path::Path) -> (Board<UnixDatagramLink>, Board<UnixDatagramLink>) {
+fn pair(dir: &std::path::Path) -> (MsmNode<UnixDatagramLink>, MsmNode<UnixDatagramLink>) {
     let (la, lb) = unix_datagram_pair(4096).unwrap();
-    let a = Board::new(opts(0), BoardFlash::open(&dir.join("a.img")).unwrap(), la, None).unwrap();
-    let b = Board::new(opts(1), BoardFlash::open(&dir.join("b.img")).unwrap(), lb, None).unwrap();
+    let a = MsmNode::new(opts(0), BoardFlash::open(&dir.join("a.img")).unwrap(), la, None).unwrap();
+    let b = MsmNode::new(opts(1), BoardFlash::open(&dir.join("b.img")).unwrap(), lb, None).unwrap();
     (a, b)
 }
 
 fn run_until(
-    a: &mut Board<UnixDatagramLink>,
-    b: &mut Board<UnixDatagramLink>,
+    a: &mut MsmNode<UnixDatagramLink>,
+    b: &mut MsmNode<UnixDatagramLink>,
     what: &str,
-    mut cond: impl FnMut(&mut Board<UnixDatagramLink>, &mut Board<UnixDatagramLink>) -> bool,
+    mut cond: impl FnMut(&mut MsmNode<UnixDatagramLink>, &mut MsmNode<UnixDatagramLink>) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !cond(a, b) {
@@ -65,9 +66,9 @@ fn saved_and_active_config_reach_the_backup_then_every_change() {
         lines: vec!["create vlan v10 tag 10".into(), "configure vlan v10 add ports 1-4".into()],
     }));
     ok(a.handle(Request::Save { which: None }));
-    let saved = a.host.flash.load(Which::Primary).unwrap().unwrap();
+    let saved = a.host.flash.load(ConfigName::Primary).unwrap().unwrap();
     run_until(&mut a, &mut b, "saved config on the backup", |_, b| {
-        b.host.flash.load(Which::Primary).unwrap().as_deref() == Some(saved.as_str())
+        b.host.flash.load(ConfigName::Primary).unwrap().as_deref() == Some(saved.as_str())
     });
     ok(a.handle(Request::Configure { lines: vec!["configure vlan v10 add ports 9".into()] }));
     run_until(&mut a, &mut b, "active config on the backup", |a, b| a.host.running == b.host.running);

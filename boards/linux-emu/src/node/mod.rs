@@ -1,0 +1,270 @@
+//! One MSM as a Linux process: the checkpoint engine, its host (application
+//! tables, configuration, flash), the backplane link and the workload, driven
+//! by one poll loop, [`MsmNode::pump`].
+//!
+//! Beside the loop, each in its own file: `outbox` (with `throttle`) paces
+//! frames to the link; `operator` carries out the operator's requests on the
+//! node and `render` shapes their output. The loop uses neither of the last
+//! two; the change journal is written through [`JournalWriter`].
+
+mod operator;
+mod outbox;
+mod render;
+mod throttle;
+
+use std::time::Duration;
+
+use msm_backplane::link::{Error as _, ErrorKind, Link};
+use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
+use msm_flash::ConfigName;
+use msm_time::Instant;
+
+use crate::apps::{AppIds, Change};
+use crate::churn::Churn;
+use crate::config::RunningConfig;
+use crate::flash::BoardFlash;
+use crate::host::ChassisHost;
+use crate::journal::JournalWriter;
+use outbox::Outbox;
+
+/// The engine as configured on Linux: 8 applications, 64 frames in flight,
+/// 256 KiB of backlog (about half a second of 10 000 changes/s: more than a
+/// link blip shorter than failure detection needs).
+pub type Engine = Node<8, 64, { 256 * 1024 }>;
+
+/// How a node was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub slot: Slot,
+    pub priority: Option<u8>,
+    pub heartbeat: Duration,
+    pub miss_count: u8,
+    pub churn: u32,
+    /// MAC table entries a master elected at boot starts with.
+    pub fdb: u32,
+    pub seed: u64,
+    pub max_frame: usize,
+    /// Throttle sends to this many bytes per second (a slow serial
+    /// backplane); `None`: as fast as the link takes them.
+    pub link_rate: Option<u64>,
+    /// Run only these applications (by name; `None`: all). Both MSMs of a
+    /// chassis run the same set; a small MCU peer runs few.
+    pub apps: Option<Vec<String>>,
+}
+
+/// Why the node wants to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The operator asked for a reboot.
+    Reboot,
+}
+
+/// One management module: the engine, its host, flash, backplane link and
+/// workload, driven by [`pump`](Self::pump). (The engine alone is a `Node`;
+/// this is the whole module around it.)
+pub struct MsmNode<L: Link> {
+    pub engine: Box<Engine>,
+    pub host: ChassisHost<BoardFlash>,
+    pub link: L,
+    pub churn: Churn,
+    pub exit: Option<Exit>,
+    /// Frames the link refused as damaged or oversized.
+    pub link_errors: u64,
+    clock: std::time::Instant,
+    /// One frame, received or to send.
+    buf: Vec<u8>,
+    outbox: Outbox,
+    journal: Option<JournalWriter>,
+    /// The applications that run here, by their ids in the engine.
+    apps: AppIds,
+    /// MAC table entries a master elected at boot starts with.
+    fdb: u32,
+    /// The configuration this boot loaded, for `show switch`.
+    booted: ConfigName,
+}
+
+impl<L: Link> std::fmt::Debug for MsmNode<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MsmNode({})", self.engine.slot())
+    }
+}
+
+impl<L: Link> MsmNode<L> {
+    /// Boot: load the selected configuration (the factory default if there is
+    /// none or it is refused), register the applications, start the engine.
+    pub fn new(
+        opts: Options,
+        mut flash: BoardFlash,
+        link: L,
+        journal: Option<JournalWriter>,
+    ) -> anyhow::Result<Self> {
+        let booted = flash.selected();
+        let running = match flash.load(booted)? {
+            Some(text) => RunningConfig::parse(&text).unwrap_or_else(|e| {
+                log::warn!(
+                    "{}: saved configuration refused ({e}); booting the factory default",
+                    booted.file_name()
+                );
+                crate::config::factory_default()
+            }),
+            None => crate::config::factory_default(),
+        };
+        let mut reg = AppRegistry::<8>::new();
+        let apps = AppIds::register(&mut reg, opts.apps.as_deref()).map_err(anyhow::Error::msg)?;
+        let running_apps = reg.len();
+        let mut c = Config::new(opts.slot);
+        c.priority =
+            opts.priority.or(running.priority[opts.slot.index().min(1)]).or(flash.priority()).unwrap_or(0);
+        c.heartbeat_interval = opts.heartbeat;
+        c.miss_count = opts.miss_count;
+        c.max_frame = opts.max_frame.min(link.max_frame());
+        c.incarnation = flash.boot_count();
+        c.rto = (opts.heartbeat / 2).max(Duration::from_millis(2));
+        c.rto_max = opts.heartbeat * 4;
+        let engine = Box::new(Engine::new(c, reg, Instant::ZERO).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let max_frame = engine.config().max_frame;
+        Ok(MsmNode {
+            engine,
+            host: ChassisHost::new(flash, running, running_apps),
+            link,
+            churn: Churn::new(opts.seed, opts.churn, 50_000),
+            exit: None,
+            link_errors: 0,
+            clock: std::time::Instant::now(),
+            buf: vec![0u8; max_frame],
+            outbox: Outbox::new(opts.link_rate),
+            journal,
+            apps,
+            fdb: opts.fdb,
+            booted,
+        })
+    }
+
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.clock.elapsed().as_micros() as u64)
+    }
+
+    /// When the loop must wake at the latest.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let mut t = self.engine.poll_timeout();
+        if self.outbox.holding() {
+            let soon = self.now() + Duration::from_millis(1);
+            t = Some(t.map_or(soon, |x| x.min(soon)));
+        }
+        if self.engine.role() == Role::Master && self.churn.rate > 0 {
+            let tick = self.now() + Duration::from_millis(5);
+            t = Some(t.map_or(tick, |x| x.min(tick)));
+        }
+        t
+    }
+
+    /// One round: receive, timers, workload, transmit, events.
+    pub fn pump(&mut self) {
+        let now = self.now();
+        loop {
+            match self.link.recv(&mut self.buf) {
+                Ok(Some(n)) => {
+                    if let Err(e) = self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
+                        log::debug!("frame refused: {e}");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) if e.kind() == ErrorKind::FrameTooLarge => self.link_errors += 1,
+                Err(e) => {
+                    log::debug!("link receive: {e:?}");
+                    break;
+                }
+            }
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now, &mut self.host);
+        }
+        if self.engine.role() == Role::Master {
+            for (app, c) in self.churn.due(now.as_micros()) {
+                let _ = self.change(app, c);
+            }
+        }
+        self.transmit();
+        self.events();
+        self.journal_checkpoints();
+    }
+
+    fn transmit(&mut self) {
+        let now = self.now();
+        let _ = self.link.flush();
+        if !self.outbox.send_held(&mut self.link, now) {
+            return;
+        }
+        while let Some(n) = self.engine.poll_transmit(now, &mut self.host, &mut self.buf) {
+            if !self.outbox.send(&mut self.link, now, &self.buf[..n]) {
+                return;
+            }
+        }
+    }
+
+    fn events(&mut self) {
+        while let Some(ev) = self.engine.poll_event() {
+            log::info!("{}: {ev:?}", self.engine.slot());
+            if let Event::Promoted { config, in_sync, .. } = ev {
+                if config == ConfigChoice::OwnSaved {
+                    let selected = self.host.flash.selected();
+                    match self.host.flash.load(selected) {
+                        Ok(Some(text)) => {
+                            if let Ok(c) = RunningConfig::parse(&text) {
+                                self.host.running = c;
+                            }
+                        }
+                        Ok(None) => self.host.running = crate::config::factory_default(),
+                        Err(e) => log::warn!("reading the saved configuration: {e}"),
+                    }
+                }
+                if !in_sync && self.host.tables.iter().all(|t| t.rows.is_empty()) {
+                    // A fresh chassis: the applications start with their initial state.
+                    for (app, c) in self.churn.initial(self.fdb) {
+                        let _ = self.change(app, c);
+                    }
+                }
+                if let Some(j) = &mut self.journal {
+                    j.promoted(config, in_sync);
+                }
+            }
+        }
+    }
+
+    /// Every change of application `app` (index in [`APPS`](crate::apps::APPS))
+    /// up to this id is on the backup.
+    pub fn checkpointed(&self, app: usize) -> u64 {
+        self.apps.get(app).map_or(0, |id| self.engine.checkpointed(id))
+    }
+
+    /// The master changes one key of one application; the change id, if it was taken.
+    pub fn change(&mut self, app: usize, c: Change) -> Option<u64> {
+        let id = self.apps.get(app)?;
+        match self.engine.record_change(id, &c.encode()) {
+            Ok(change) => {
+                if let Some(j) = &mut self.journal {
+                    j.change(app, change, &c);
+                }
+                self.host.tables[id.index()].apply(c);
+                Some(change)
+            }
+            Err(e) => {
+                log::debug!("change refused: {e}");
+                None
+            }
+        }
+    }
+
+    /// Journal how far each application is checkpointed, while master.
+    fn journal_checkpoints(&mut self) {
+        let Some(j) = &mut self.journal else { return };
+        if self.engine.role() != Role::Master {
+            return;
+        }
+        let peer = self.engine.checkpoint_peer();
+        for (app, id) in self.apps.iter() {
+            j.checkpointed(app, self.engine.checkpointed(id), peer);
+        }
+        j.flush();
+    }
+}

@@ -1,0 +1,181 @@
+//! What the operator reads: each `show` command as text, and the same as
+//! JSON for `msm --json` and the tests. Pure functions of what the node
+//! gathered; the engine's own tables come from its status renderers.
+
+use std::fmt::Write as _;
+
+use msm_checkpoint::{Slot, StreamStatus, SwitchStatus, SyncState};
+use msm_checkpoint::{render_checkpoint, render_switch, state_label};
+use msm_flash::ConfigName;
+use serde_json::json;
+
+use crate::apps::{Table, describe, hex};
+use crate::control::Response;
+use crate::flash::SavedInfo;
+
+/// The configuration files, as `show switch` lists them below the engine's table.
+#[derive(Debug)]
+pub struct ConfigFiles {
+    pub sysname: String,
+    pub selected: ConfigName,
+    pub booted: ConfigName,
+    /// Primary, then secondary; `None`: empty.
+    pub saved: [(ConfigName, Option<SavedInfo>); 2],
+    /// The running configuration differs from the selected file.
+    pub unsaved: bool,
+}
+
+/// `show switch`.
+pub fn switch(s: &SwitchStatus, files: &ConfigFiles) -> Response {
+    let mut t = String::new();
+    let _ = writeln!(t, "SysName:          {}", files.sysname);
+    let _ = render_switch(s, &mut t);
+    let _ = writeln!(t, "Config Selected:  {}", files.selected.file_name());
+    let _ = writeln!(t, "Config Booted:    {}", files.booted.file_name());
+    let mut saved = Vec::new();
+    for (w, info) in &files.saved {
+        match info {
+            Some(i) => {
+                let _ = writeln!(t, "{:<18}Created by msm-ha version {}", w.file_name(), i.version);
+                let _ = writeln!(t, "{:<18}{} bytes saved on {}", "", i.len, ctime(i.saved_at));
+                saved.push(json!({ "file": w.file_name(), "bytes": i.len, "saved_at": i.saved_at, "version": i.version }));
+            }
+            None => {
+                let _ = writeln!(t, "{:<18}Empty", w.file_name());
+            }
+        }
+    }
+    let _ = writeln!(t, "Unsaved changes:  {}", if files.unsaved { "yes" } else { "no" });
+    let mut label = String::new();
+    let _ = state_label(s.role, &s.sync, &mut label);
+    let peers: Vec<_> = s
+        .peers
+        .iter()
+        .flatten()
+        .map(|p| json!({ "slot": p.slot.letter().to_string(), "alive": p.alive, "role": p.role.as_str(), "term": p.term.to_string(), "priority": p.priority }))
+        .collect();
+    let j = json!({
+        "slot": s.slot.letter().to_string(),
+        "role": s.role.as_str(),
+        "state": label,
+        "term": s.term.to_string(),
+        "master": s.master.map(|m| m.letter().to_string()),
+        "backup": s.backup.map(|m| m.letter().to_string()),
+        "in_sync": s.sync == SyncState::InSync,
+        "sync": s.sync.to_string(),
+        "peers": peers,
+        "config_selected": files.selected.file_name(),
+        "config_booted": files.booted.file_name(),
+        "saved": saved,
+        "unsaved_changes": files.unsaved,
+        "frame_errors": { "bad_crc": s.errors.bad_crc, "malformed": s.errors.malformed, "version": s.errors.version, "stale_term": s.errors.stale_term, "other": s.errors.other },
+    });
+    Response::ok(t, j)
+}
+
+/// `show checkpoint-data [process]`.
+pub fn checkpoint(rows: &[StreamStatus]) -> Response {
+    let mut t = String::new();
+    let _ = render_checkpoint(rows.iter(), &mut t);
+    let j: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "process": r.name.as_str(), "tx": r.counters.tx, "rx": r.counters.rx, "errors": r.counters.errors,
+                "sent": r.sent, "total": r.total, "percent": r.percent(), "status": r.phase.as_str(),
+                "changes": r.changes, "checkpointed": r.checkpointed, "rebulks": r.rebulks,
+                "mismatch": r.mismatch.map(|m| json!({ "ours": m.ours, "theirs": m.theirs })),
+            })
+        })
+        .collect();
+    Response::ok(t, json!(j))
+}
+
+/// `show node`: both slots of the chassis, a silent peer as DOWN.
+pub fn nodes(s: &SwitchStatus) -> Response {
+    let mut t = format!("{:<10} {:<10} {:<10} {:<10}\n", "Node", "State", "Priority", "Health");
+    let mut j = Vec::new();
+    for i in 0..2u8 {
+        let Some(slot) = Slot::new(i) else { continue };
+        let (state, prio, health) = if slot == s.slot {
+            (s.role.as_str(), s.priority.to_string(), s.health.to_string())
+        } else {
+            match s.peers[i as usize] {
+                Some(p) if p.alive => (p.role.as_str(), p.priority.to_string(), p.health.to_string()),
+                _ => ("DOWN", "-".into(), "-".into()),
+            }
+        };
+        let _ = writeln!(t, "{:<10} {:<10} {:<10} {:<10}", slot.to_string(), state, prio, health);
+        j.push(json!({ "node": slot.to_string(), "state": state, "priority": prio, "health": health }));
+    }
+    Response::ok(t, json!(j))
+}
+
+/// `show configuration`: the running configuration as text.
+pub fn configuration(text: String) -> Response {
+    Response::ok(text.clone(), json!({ "text": text }))
+}
+
+/// `show app <name> [--rows]`: application `app` (index in `APPS`) and its table.
+pub fn app(name: &str, app: usize, table: &Table, rows: bool) -> Response {
+    let mut t = format!("{name}: {} entries, digest {:016x}\n", table.rows.len(), table.digest());
+    let mut entries = Vec::new();
+    if rows {
+        for (k, v) in &table.rows {
+            let _ = writeln!(t, "  {}", describe(app, *k, v));
+            entries.push(json!({ "key": k, "value": hex(v) }));
+        }
+    }
+    Response::ok(
+        t,
+        json!({ "app": name, "entries": table.rows.len(), "digest": format!("{:016x}", table.digest()), "rows": entries }),
+    )
+}
+
+/// "Tue Nov 24 23:20:56 2026" (UTC), as XOS prints when a file was saved,
+/// without a date crate.
+fn ctime(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
+    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        [(m - 1) as usize];
+    format!("{wd} {mon} {d:>2} {:02}:{:02}:{:02} {y}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::apps::Change;
+
+    use super::*;
+
+    #[test]
+    fn ctime_formats_like_xos() {
+        assert_eq!(ctime(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(ctime(1_617_900_322), "Thu Apr  8 16:45:22 2021");
+    }
+
+    #[test]
+    fn app_rows_are_shown_only_when_asked() {
+        let mut table = Table::default();
+        table.apply(Change::Set(7, b"v7 tag 7 ports 1".to_vec()));
+        let Response::Ok { text, json } = app("vlan", crate::apps::VLAN, &table, true) else { panic!() };
+        assert!(
+            text.starts_with("vlan: 1 entries, digest ") && text.ends_with("  vlan v7 tag 7 ports 1\n"),
+            "{text}"
+        );
+        assert_eq!(json["rows"][0]["value"], hex(b"v7 tag 7 ports 1"));
+        let Response::Ok { text, json } = app("vlan", crate::apps::VLAN, &table, false) else { panic!() };
+        assert_eq!((text.lines().count(), json["rows"].as_array().map(Vec::len)), (1, Some(0)));
+    }
+}

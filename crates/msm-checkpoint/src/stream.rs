@@ -99,8 +99,9 @@ pub(crate) struct Tx {
     pub phase: Phase,
     pub epoch: u32,
     /// Next sequence number to assign; sequence numbers start at 1 per epoch.
-    /// (What the backup acknowledged is in the node's `AckTable`.)
     pub next_seq: u64,
+    /// Last sequence number the backup acknowledged in this epoch.
+    pub acked: u64,
     /// Sequence number of this epoch's `End`, once appended.
     pub end_seq: Option<u64>,
     pub cursor: u64,
@@ -127,6 +128,7 @@ impl Tx {
             phase: Phase::Off,
             epoch: 0,
             next_seq: 1,
+            acked: 0,
             end_seq: None,
             cursor: 0,
             recording: false,
@@ -148,6 +150,7 @@ impl Tx {
         self.phase = Phase::Waiting;
         self.epoch = self.epoch.wrapping_add(1);
         self.next_seq = 1;
+        self.acked = 0;
         self.end_seq = None;
         self.cursor = 0;
         self.recording = false;

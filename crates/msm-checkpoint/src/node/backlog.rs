@@ -9,7 +9,7 @@
 //! cursor (next entry to transmit) lives here too, so every move of the
 //! entries keeps it on an entry boundary.
 
-use super::streams::AckTable;
+use super::streams::Acked;
 
 /// Header: stream u8, flags u8, len u16, seq u64, change u64 (little endian).
 pub(crate) const HEADER: usize = 20;
@@ -120,7 +120,7 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Room for a payload of up to `max` bytes, compacting if needed.
-    pub(crate) fn reserve(&mut self, max: usize, acked: &AckTable) -> Option<&mut [u8]> {
+    pub(crate) fn reserve(&mut self, max: usize, acked: &impl Acked) -> Option<&mut [u8]> {
         let need = HEADER + max.min(u16::MAX as usize);
         if self.end + need > N {
             self.compact(acked);
@@ -158,7 +158,7 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Bytes held by live entries of each stream (for the overflow policy).
-    pub(crate) fn usage(&self, acked: &AckTable, out: &mut [usize]) {
+    pub(crate) fn usage(&self, acked: &impl Acked, out: &mut [usize]) {
         out.iter_mut().for_each(|u| *u = 0);
         let mut off = self.start;
         while let Some(e) = self.get(off) {
@@ -173,7 +173,7 @@ impl<const N: usize> Backlog<N> {
 
     /// The first entry at or after `off` still waiting for its
     /// acknowledgement, or the end of the backlog.
-    pub(crate) fn skip_acknowledged(&self, mut off: usize, acked: &AckTable) -> usize {
+    pub(crate) fn skip_acknowledged(&self, mut off: usize, acked: &impl Acked) -> usize {
         while let Some(e) = self.get(off) {
             if !e.dead && acked.live(e.stream, e.seq) {
                 break;
@@ -202,7 +202,7 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Drop entries at the front that are acknowledged or dead.
-    pub(crate) fn trim(&mut self, acked: &AckTable) {
+    pub(crate) fn trim(&mut self, acked: &impl Acked) {
         while let Some(e) = self.get(self.start) {
             if !e.dead && acked.live(e.stream, e.seq) {
                 break;
@@ -225,7 +225,7 @@ impl<const N: usize> Backlog<N> {
 
     /// Move live entries to the front, preserving order. The send cursor
     /// moves to where the first live entry at or after it went.
-    fn compact(&mut self, acked: &AckTable) {
+    fn compact(&mut self, acked: &impl Acked) {
         let mut read = self.start;
         let mut write = 0;
         let mut send = None;
@@ -252,15 +252,24 @@ mod tests {
     use super::*;
 
     fn push<const N: usize>(b: &mut Backlog<N>, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
-        let slot = b.reserve(data.len(), &AckTable::new())?;
+        let slot = b.reserve(data.len(), &acked(&[]))?;
         slot[..data.len()].copy_from_slice(data);
         Some(b.commit(stream, Kind::Change, seq, seq, data.len()))
     }
 
-    fn acked(pairs: &[(usize, u64)]) -> AckTable {
-        let mut t = AckTable::new();
+    /// Acknowledged sequence numbers by stream, for tests.
+    struct Table([u64; 4]);
+
+    impl Acked for Table {
+        fn acked(&self, stream: usize) -> u64 {
+            self.0.get(stream).copied().unwrap_or(u64::MAX)
+        }
+    }
+
+    fn acked(pairs: &[(usize, u64)]) -> Table {
+        let mut t = Table([0; 4]);
         for &(sid, seq) in pairs {
-            t.set(sid, seq);
+            t.0[sid] = seq;
         }
         t
     }
@@ -322,7 +331,7 @@ mod tests {
     fn max_change_covers_the_acknowledged_prefix_of_one_stream() {
         let mut b = Backlog::<256>::new();
         for (stream, seq, change) in [(0u8, 1, 10), (1, 1, 11), (0, 2, 12), (0, 3, 13)] {
-            let slot = b.reserve(1, &AckTable::new()).unwrap();
+            let slot = b.reserve(1, &acked(&[])).unwrap();
             slot[0] = 0;
             b.commit(stream, Kind::Change, seq, change, 1);
         }

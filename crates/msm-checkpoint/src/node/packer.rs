@@ -5,7 +5,7 @@
 use heapless::Vec;
 
 use super::backlog::{Backlog, Kind};
-use super::streams::Streams;
+use super::streams::{Acked, Streams};
 use crate::wire::{self, FrameWriter, Record};
 
 /// One run sent and not yet acknowledged: its stream and last record.
@@ -31,7 +31,7 @@ pub(crate) fn pack<const W: usize, const N: usize, const A: usize>(
     let mut expect = 0u64;
     while let Some(e) = backlog.get(cur) {
         let sid = usize::from(e.stream);
-        if e.dead || !streams.acked().live(e.stream, e.seq) {
+        if e.dead || !streams.live(e.stream, e.seq) {
             cur = e.next;
             continue;
         }
@@ -75,7 +75,7 @@ mod tests {
     use crate::wire::{Body, decode, take};
 
     fn commit<const N: usize>(b: &mut Backlog<N>, streams: &Streams<2>, sid: u8, seq: u64, data: &[u8]) {
-        let slot = b.reserve(data.len(), streams.acked()).unwrap();
+        let slot = b.reserve(data.len(), streams).unwrap();
         slot[..data.len()].copy_from_slice(data);
         b.commit(sid, Kind::Change, seq, seq, data.len());
     }

@@ -108,7 +108,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
     ) -> (bool, Rebulked) {
         let mut rebulked = 0;
         loop {
-            if let Some(slot) = self.backlog.reserve(data.len(), streams.acked()) {
+            if let Some(slot) = self.backlog.reserve(data.len(), &*streams) {
                 slot[..data.len()].copy_from_slice(data);
                 let tx = &mut streams.get_mut(sid).tx;
                 let seq = tx.next_seq;
@@ -122,7 +122,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
                 return (true, rebulked);
             }
             let mut usage = [0usize; MAX_STREAMS];
-            self.backlog.usage(streams.acked(), &mut usage);
+            self.backlog.usage(&*streams, &mut usage);
             let victim = overflow_victim(&usage[..streams.len()], sid);
             // No victim cannot happen for records within max_record and a backlog
             // of at least a few frames; drop to a re-bulk rather than lose order.
@@ -156,7 +156,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
         let mut any = false;
         while budget > 0 && streams.get(sid).tx.phase == Phase::Bulk {
             let mut cursor = streams.get(sid).tx.cursor;
-            let Some(slot) = self.backlog.reserve(max, streams.acked()) else {
+            let Some(slot) = self.backlog.reserve(max, &*streams) else {
                 break; // full of unacknowledged records: wait for acks
             };
             let read = host.bulk_read(stream, &mut cursor, slot);

@@ -11,7 +11,7 @@ use msm_time::Instant;
 
 use super::packer::{Run, pack};
 use super::recorder::{Rebulked, Recorder};
-use super::streams::{MAX_STREAMS, Streams};
+use super::streams::{Acked, MAX_STREAMS, Streams};
 use super::timers::{Timer, TimerTable};
 use crate::error::FrameError;
 use crate::event::{Event, EventQueue, RebulkReason};
@@ -241,7 +241,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         let resumable = tx.recording
             && h.term == term
             && h.epoch == tx.epoch
-            && h.seq >= streams.acked().get(sid)
+            && h.seq >= streams.acked(sid)
             && h.seq < tx.next_seq
             && tx.phase != Phase::Failed;
         let idle = tx.phase == Phase::Waiting && !tx.recording;
@@ -294,7 +294,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             }
             streams.get_mut(sid).counters.rx += 1;
             gap |= a.gap;
-            if a.seq > streams.acked().get(sid) {
+            if a.seq > streams.acked(sid) {
                 self.acknowledge(sid, a.seq, streams, events);
                 progress = true;
             }
@@ -335,7 +335,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             tx.checkpointed = tx.checkpointed.max(tx.covers).max(tx.max_acked_change);
         }
         self.in_flight.retain(|f| !(usize::from(f.sid) == sid && f.last_seq <= seq));
-        self.out.backlog.trim(streams.acked());
+        self.out.backlog.trim(&*streams);
         if synced {
             events.push(Event::StreamSynced(Streams::<A>::stream(sid)));
         }
@@ -403,7 +403,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     fn drained<const A: usize>(&self, streams: &Streams<A>) -> bool {
         streams.ids().all(|i| {
             let tx = &streams.get(i).tx;
-            !tx.recording || streams.acked().get(i) + 1 == tx.next_seq
+            !tx.recording || streams.acked(i) + 1 == tx.next_seq
         })
     }
 
@@ -446,7 +446,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             self.void_runs(rebulked);
         }
         loop {
-            let off = self.out.backlog.skip_acknowledged(self.out.backlog.send_cursor(), streams.acked());
+            let off = self.out.backlog.skip_acknowledged(self.out.backlog.send_cursor(), &*streams);
             self.out.backlog.set_send_cursor(off);
             if self.out.backlog.get(off).is_some() {
                 return self.send_data(now, from, backup, off, streams, timers, buf);

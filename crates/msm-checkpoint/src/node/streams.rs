@@ -1,8 +1,8 @@
 //! The streams a node replicates, by local id: 0 the saved configuration,
 //! 1 the active configuration, 2.. the registered applications, in
 //! registration order. Owns each stream's state (both halves: roles change),
-//! its name, schema and dependencies, and the table of what the backup has
-//! acknowledged, which the backlog consults to know what is still live.
+//! its name, schema and dependencies, and what the backup has acknowledged
+//! ([`Acked`]), which the backlog consults to know what is still live.
 
 use core::ops::Range;
 
@@ -23,26 +23,15 @@ const CONFIG_SCHEMA: u16 = 1;
 
 const _: () = assert!(MAX_APPS + CONFIG_STREAMS <= MAX_STREAMS);
 
-/// Per stream, the last sequence number the backup acknowledged in the
-/// current epoch. A backlog entry is live while its sequence number is above.
-#[derive(Debug, Clone)]
-pub(crate) struct AckTable([u64; MAX_STREAMS]);
+/// What the backup acknowledged, by stream: a backlog entry stays live
+/// while its sequence number is above its stream's acknowledged one.
+pub(crate) trait Acked {
+    /// The last sequence number of `stream` the backup acknowledged in the current epoch.
+    fn acked(&self, stream: usize) -> u64;
 
-impl AckTable {
-    pub(crate) const fn new() -> Self {
-        AckTable([0; MAX_STREAMS])
-    }
-    pub(crate) fn get(&self, sid: usize) -> u64 {
-        self.0.get(sid).copied().unwrap_or(u64::MAX)
-    }
     /// The record `seq` of `stream` still waits for its acknowledgement.
-    pub(crate) fn live(&self, stream: u8, seq: u64) -> bool {
-        seq > self.get(stream as usize)
-    }
-    pub(crate) fn set(&mut self, sid: usize, seq: u64) {
-        if let Some(a) = self.0.get_mut(sid) {
-            *a = seq;
-        }
+    fn live(&self, stream: u8, seq: u64) -> bool {
+        seq > self.acked(usize::from(stream))
     }
 }
 
@@ -52,7 +41,6 @@ pub(crate) struct Streams<const APPS: usize> {
     apps: AppRegistry<APPS>,
     config: [StreamState; CONFIG_STREAMS],
     app: [StreamState; APPS],
-    acked: AckTable,
 }
 
 impl<const APPS: usize> Streams<APPS> {
@@ -61,7 +49,6 @@ impl<const APPS: usize> Streams<APPS> {
             apps,
             config: core::array::from_fn(|_| StreamState::new()),
             app: core::array::from_fn(|_| StreamState::new()),
-            acked: AckTable::new(),
         }
     }
 
@@ -146,18 +133,13 @@ impl<const APPS: usize> Streams<APPS> {
         self.ids().filter(|&i| self.get(i).tx.phase == Phase::Synced).fold(0, |m, i| m | 1 << i)
     }
 
-    pub(crate) fn acked(&self) -> &AckTable {
-        &self.acked
-    }
-
     pub(crate) fn set_acked(&mut self, sid: usize, seq: u64) {
-        self.acked.set(sid, seq);
+        self.get_mut(sid).tx.acked = seq;
     }
 
     /// A new epoch for `sid`: nothing of it is acknowledged.
     pub(crate) fn restart(&mut self, sid: usize) {
         self.get_mut(sid).tx.restart();
-        self.acked.set(sid, 0);
     }
 
     /// No backup any more: every stream stops sending; change ids continue.
@@ -165,7 +147,13 @@ impl<const APPS: usize> Streams<APPS> {
         for sid in self.ids() {
             self.get_mut(sid).tx.stop();
         }
-        self.acked = AckTable::new();
+    }
+}
+
+impl<const APPS: usize> Acked for Streams<APPS> {
+    /// No such stream: nothing of it can be live.
+    fn acked(&self, stream: usize) -> u64 {
+        if stream < self.len() { self.get(stream).tx.acked } else { u64::MAX }
     }
 }
 
@@ -197,16 +185,16 @@ mod tests {
     }
 
     #[test]
-    fn ack_table_decides_liveness_and_resets_per_epoch() {
+    fn acknowledgements_decide_liveness_and_reset_per_epoch() {
         let mut s = streams();
         s.set_acked(2, 5);
-        assert!(!s.acked().live(2, 5));
-        assert!(s.acked().live(2, 6));
+        assert!(!s.live(2, 5));
+        assert!(s.live(2, 6));
         s.restart(2);
-        assert!(s.acked().live(2, 1));
+        assert!(s.live(2, 1));
         s.set_acked(3, 9);
         s.stop_all();
-        assert_eq!(s.acked().get(3), 0);
-        assert!(!s.acked().live(40, 1), "no such stream: nothing of it is live");
+        assert_eq!(s.acked(3), 0);
+        assert!(!s.live(40, 1), "no such stream: nothing of it is live");
     }
 }

@@ -46,31 +46,36 @@ impl Timer {
     }
 }
 
+/// "Not armed": the end of time, which no deadline reaches (additions
+/// saturate there, and a deadline there would never fire anyway). Half the
+/// RAM of `Option<Instant>` on an MCU.
+const NEVER: Instant = Instant::from_micros(u64::MAX);
+
 /// When each [`Timer`] fires, if armed.
 #[derive(Debug, Clone)]
-pub(crate) struct TimerTable([Option<Instant>; COUNT]);
+pub(crate) struct TimerTable([Instant; COUNT]);
 
 impl TimerTable {
     pub(crate) const fn new() -> Self {
-        TimerTable([None; COUNT])
+        TimerTable([NEVER; COUNT])
     }
 
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.0[timer.index()] = Some(at);
+        self.0[timer.index()] = at;
     }
 
     /// Arm `timer` at `at` unless it is already armed earlier.
     pub(crate) fn set_earliest(&mut self, timer: Timer, at: Instant) {
         let t = &mut self.0[timer.index()];
-        *t = Some(t.map_or(at, |old| old.min(at)));
+        *t = (*t).min(at);
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.0[timer.index()] = None;
+        self.0[timer.index()] = NEVER;
     }
 
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.0[timer.index()]
+        Some(self.0[timer.index()]).filter(|&t| t != NEVER)
     }
 
     pub(crate) fn is_armed(&self, timer: Timer) -> bool {
@@ -84,7 +89,7 @@ impl TimerTable {
 
     /// The earliest armed deadline.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
+        self.0.iter().min().copied().filter(|&t| t != NEVER)
     }
 }
 

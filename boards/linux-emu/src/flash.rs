@@ -74,8 +74,13 @@ pub struct SavedInfo {
 /// A saved configuration arriving from the master, chunk by chunk.
 #[derive(Debug)]
 enum Incoming {
-    /// The next item is the length manifest.
-    AwaitLength,
+    /// The stream starts with the config's length, 8 bytes little endian;
+    /// `n` of them arrived. A peer may cut its stream anywhere (the firmware
+    /// sends the length and the first text in one chunk).
+    AwaitLength {
+        len: [u8; 8],
+        n: usize,
+    },
     Writing,
     /// The master has no saved configuration: keep ours.
     Nothing,
@@ -203,24 +208,34 @@ impl SavedStore for BoardFlash {
     fn begin_save(&mut self) -> std::result::Result<(), HostError> {
         let w = self.selected();
         self.store(w).abort_save();
-        self.incoming = Some(Incoming::AwaitLength);
+        self.incoming = Some(Incoming::AwaitLength { len: [0; 8], n: 0 });
         Ok(())
     }
 
     fn write_save(&mut self, chunk: &[u8]) -> std::result::Result<(), HostError> {
         let w = self.selected();
         match self.incoming {
-            Some(Incoming::AwaitLength) => {
-                let len = chunk.try_into().map(u64::from_le_bytes).map_err(|_| HostError::BadRecord)?;
-                let len = u32::try_from(len).map_err(|_| HostError::Full)?;
+            Some(Incoming::AwaitLength { mut len, n }) => {
+                let take = (8 - n).min(chunk.len());
+                len[n..n + take].copy_from_slice(&chunk[..take]);
+                let rest = &chunk[take..];
+                if n + take < 8 {
+                    self.incoming = Some(Incoming::AwaitLength { len, n: n + take });
+                    return Ok(());
+                }
+                let len = u32::try_from(u64::from_le_bytes(len)).map_err(|_| HostError::Full)?;
                 if len == 0 {
                     self.incoming = Some(Incoming::Nothing);
-                    return Ok(());
+                    return if rest.is_empty() { Ok(()) } else { Err(HostError::BadRecord) };
                 }
                 let info = SaveInfo { saved_at: unix_now(), sw_version: SW_VERSION };
                 self.store(w).begin_save(len, &info).map_err(|_| HostError::Full)?;
                 self.incoming = Some(Incoming::Writing);
-                Ok(())
+                if rest.is_empty() {
+                    Ok(())
+                } else {
+                    self.store(w).write(rest).map_err(|_| HostError::Storage)
+                }
             }
             Some(Incoming::Writing) => self.store(w).write(chunk).map_err(|_| HostError::Storage),
             Some(Incoming::Nothing) | None => Err(HostError::BadRecord),
@@ -250,6 +265,25 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The firmware cuts its saved config (length, then text) into
+    /// `CONFIG_CHUNK` pieces with no boundary after the length.
+    #[test]
+    fn saved_stream_cut_anywhere_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "create vlan v7 tag 7\n".repeat(40);
+        let mut stream = (text.len() as u64).to_le_bytes().to_vec();
+        stream.extend_from_slice(text.as_bytes());
+        for cut in [3usize, 8, 200, msm_checkpoint::CONFIG_CHUNK] {
+            let mut b = BoardFlash::open(&dir.path().join(format!("b{cut}.img"))).unwrap();
+            b.begin_save().unwrap();
+            for piece in stream.chunks(cut) {
+                b.write_save(piece).unwrap();
+            }
+            b.commit_save().unwrap();
+            assert_eq!(b.load(ConfigName::Primary).unwrap().unwrap(), text, "cut every {cut} bytes");
+        }
+    }
 
     #[test]
     fn saved_stream_round_trips_into_another_flash() {

@@ -152,8 +152,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if record.len() > max {
             return Err(ChangeError::RecordTooLarge { len: record.len(), max });
         }
-        let id = self.sender.change(sid, record, &mut self.streams, &mut self.events);
-        self.update_in_sync();
+        let (id, rebulked) = self.sender.change(sid, record, &mut self.streams, &mut self.events);
+        if rebulked {
+            self.update_in_sync();
+        }
         Ok(id)
     }
 

@@ -367,17 +367,18 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         }
     }
 
-    /// A change of `sid`: its id (see [`Recorder::change`]).
+    /// A change of `sid`: its id (see [`Recorder::change`]), and whether a
+    /// stream had to start over for it (the backlog overflowed).
     pub(crate) fn change<const A: usize>(
         &mut self,
         sid: usize,
         record: &[u8],
         streams: &mut Streams<A>,
         events: &mut EventQueue,
-    ) -> u64 {
+    ) -> (u64, bool) {
         let (id, rebulked) = self.out.change(sid, record, streams, events);
         self.void_runs(rebulked);
-        id
+        (id, rebulked != 0)
     }
 
     /// Start `sid` over with a new bulk (a new epoch).
@@ -499,12 +500,17 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         }
         for sid in streams.ids() {
             let tx = &streams.get(sid).tx;
-            let stream = stream_name(streams.name(sid));
+            let stream = || stream_name(streams.name(sid));
             match tx.phase {
                 Phase::Synced => {}
-                Phase::Blocked => return SyncState::VersionMismatch { stream },
-                Phase::Failed => return SyncState::Failed { stream },
-                _ => return SyncState::Syncing { stream, percent: percent(tx.bulk_sent, tx.bulk_total) },
+                Phase::Blocked => return SyncState::VersionMismatch { stream: stream() },
+                Phase::Failed => return SyncState::Failed { stream: stream() },
+                _ => {
+                    return SyncState::Syncing {
+                        stream: stream(),
+                        percent: percent(tx.bulk_sent, tx.bulk_total),
+                    };
+                }
             }
         }
         SyncState::InSync

@@ -448,3 +448,16 @@ fn backup_host_refusing_a_record_gets_a_fresh_bulk() {
     assert!(sim.engine(B).unwrap().process_status("fdb").unwrap().counters.errors >= 1);
     sim.check_converged().unwrap();
 }
+
+/// Found by seed 25394 of the 100 000-seed sweep: the backup rebooted and
+/// became backup again before the master noticed; data the master still sent
+/// to the old incarnation (a re-bulk of an application whose dependency was
+/// complete there) reached the new one before its own session began, and it
+/// applied an application's bulk before the configuration. A backup now takes
+/// data only inside the session its hello opened.
+#[test]
+fn a_rebooted_backup_ignores_data_meant_for_its_previous_incarnation() {
+    if let Err(failure) = msm_sim::run(25394, true, false) {
+        panic!("{failure}");
+    }
+}

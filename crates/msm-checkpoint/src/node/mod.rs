@@ -282,7 +282,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             Body::Data => {
                 self.check_from_master(from, term)?;
-                if self.members.role != Role::Backup {
+                // Data belongs to a session: until the master acknowledged our
+                // hello, it may be for an earlier incarnation of this slot
+                // (sent before the master heard we rebooted).
+                if self.members.role != Role::Backup || !self.receiver.hello_acked() {
                     return Ok(());
                 }
                 let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);

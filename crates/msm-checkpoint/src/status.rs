@@ -163,6 +163,9 @@ pub struct SwitchStatus {
     pub peers: [Option<PeerStatus>; MAX_NODES],
     /// Frames refused, by cause.
     pub errors: FrameErrors,
+    /// Another module claimed this node's slot within the last detection
+    /// interval: two modules configured for one slot.
+    pub slot_conflict: bool,
 }
 
 /// Refused frames by cause, for `show node` style diagnostics.
@@ -176,8 +179,25 @@ pub struct FrameErrors {
     pub version: u64,
     /// From a master of an older term.
     pub stale_term: u64,
-    /// Anything else refused: own slot, unexpected sender, unknown stream.
-    pub other: u64,
+    /// Claiming this node's own slot: another module with the same slot.
+    pub own_slot: u64,
+    /// A message this node does not take from that sender in its role.
+    pub unexpected: u64,
+    /// Naming a stream this node does not have.
+    pub unknown_stream: u64,
+}
+
+impl FrameErrors {
+    /// Every refused frame.
+    pub fn total(&self) -> u64 {
+        self.bad_crc
+            + self.malformed
+            + self.version
+            + self.stale_term
+            + self.own_slot
+            + self.unexpected
+            + self.unknown_stream
+    }
 }
 
 /// "BACKUP (In Sync)", "MASTER", "BACKUP (checkpointing stream 3 40%)".
@@ -209,6 +229,9 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     }
     if s.role == Role::Master || s.role == Role::Backup {
         writeln!(out, "Checkpoint: {}", s.sync)?;
+    }
+    if s.slot_conflict {
+        writeln!(out, "Slot conflict: another {} on the backplane", s.slot)?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Per-stream state: what the master has sent and had acknowledged, and what
 //! the backup has applied. A node keeps both halves: roles change.
 
+use msm_time::Instant;
+
 use crate::host::HostError;
 use crate::wire::CrcImpl;
 
@@ -73,6 +75,8 @@ pub enum Failure {
     /// Backup: the bulk's digest differs from the master's (a record lost
     /// or altered on the way, or a host that stored something else).
     Digest,
+    /// Master: the backup could not take the stream and asked for a new bulk.
+    BackupRefused,
 }
 
 impl core::fmt::Display for Failure {
@@ -80,6 +84,7 @@ impl core::fmt::Display for Failure {
         match self {
             Failure::Host(e) => write!(f, "host: {e}"),
             Failure::Digest => f.write_str("digest differs from the master's"),
+            Failure::BackupRefused => f.write_str("the backup refused it and asked for a new bulk"),
         }
     }
 }
@@ -120,6 +125,11 @@ pub(crate) struct Tx {
     pub mismatch: Option<Mismatch>,
     pub failure: Option<Failure>,
     pub rebulks: u32,
+    /// Re-bulks the backup asked for since the stream last synced: each
+    /// one waits longer before the next bulk starts.
+    pub requests: u8,
+    /// A bulk held back by that backoff starts no earlier than this.
+    pub hold_until: Instant,
 }
 
 impl Tx {
@@ -142,6 +152,8 @@ impl Tx {
             mismatch: None,
             failure: None,
             rebulks: 0,
+            requests: 0,
+            hold_until: Instant::ZERO,
         }
     }
 
@@ -158,7 +170,7 @@ impl Tx {
         self.max_acked_change = 0;
         self.bulk_sent = 0;
         self.bulk_total = 0;
-        self.failure = None;
+        self.failure = self.failure.filter(|f| *f == Failure::BackupRefused);
     }
 
     /// Forget the session (no backup any more); change ids continue.

@@ -397,7 +397,7 @@ fn garbage_frames_rejected() {
     sim.run_for(Duration::from_millis(20)).unwrap();
     assert_eq!(sim.engine(A).unwrap().sync_state(), SyncState::InSync);
     let e = sim.engine(B).unwrap().switch_status().errors;
-    assert!(e.bad_crc > 0 && e.malformed + e.other + e.version > 0, "{e:?}");
+    assert!(e.bad_crc > 0 && e.malformed + e.unexpected + e.unknown_stream + e.version > 0, "{e:?}");
 }
 
 #[test]
@@ -460,4 +460,32 @@ fn a_rebooted_backup_ignores_data_meant_for_its_previous_incarnation() {
     if let Err(failure) = msm_sim::run(25394, true, false) {
         panic!("{failure}");
     }
+}
+
+/// A backup that refuses every record of a stream (its table is full) asks
+/// for a new bulk each time; the master backs off (a heartbeat interval,
+/// doubling to 64) instead of re-bulking as fast as the backup asks, counts
+/// the refusals and says why in status; once the backup takes records again
+/// the pair gets back in sync.
+#[test]
+fn repeated_rebulk_requests_back_off_and_show_why() {
+    let mut sim = synced(SimConfig::chassis(2), 11);
+    let before = sim.events_of(A).len();
+    sim.nodes[B].host.refuse_every = Some(1);
+    churn(&mut sim, Duration::from_millis(2000), Duration::from_millis(5), &[3], 300);
+    let requests = sim.events_of(A)[before..]
+        .iter()
+        .filter(|(_, e)| {
+            matches!(e, Event::Rebulk { reason: msm_checkpoint::RebulkReason::BackupRequest, .. })
+        })
+        .count();
+    // Without backoff: one per heartbeat (10 ms) per refused stream, about 200 a stream in 2 s.
+    assert!((2..=60).contains(&requests), "{requests} re-bulks requested in 2 s");
+    let fdb = sim.engine(A).unwrap().process_status("fdb").unwrap();
+    assert_eq!(fdb.failure, Some(msm_checkpoint::Failure::BackupRefused), "{fdb:?}");
+    assert!(fdb.counters.errors >= 2);
+    sim.nodes[B].host.refuse_every = None;
+    assert!(sim.run_until_in_sync(Duration::from_secs(3)).unwrap());
+    assert_eq!(sim.engine(A).unwrap().process_status("fdb").unwrap().failure, None);
+    sim.check_converged().unwrap();
 }

@@ -155,7 +155,7 @@ impl<L: Link> MsmNode<L> {
             saved: [ConfigName::Primary, ConfigName::Secondary].map(|w| (w, flash.info(w))),
             unsaved: self.unsaved(),
         };
-        render::switch(&self.engine.switch_status(), &files)
+        render::switch(&self.engine.switch_status(), &files, self.link_errors)
     }
 
     fn show_checkpoint(&self, process: Option<&str>) -> Response {

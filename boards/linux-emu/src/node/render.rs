@@ -25,8 +25,8 @@ pub struct ConfigFiles {
     pub unsaved: bool,
 }
 
-/// `show switch`.
-pub fn switch(s: &SwitchStatus, files: &ConfigFiles) -> Response {
+/// `show switch`. `oversize`: datagrams the link refused as larger than a frame.
+pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response {
     let mut t = String::new();
     let _ = writeln!(t, "SysName:          {}", files.sysname);
     let _ = render_switch(s, &mut t);
@@ -46,6 +46,19 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles) -> Response {
         }
     }
     let _ = writeln!(t, "Unsaved changes:  {}", if files.unsaved { "yes" } else { "no" });
+    let e = &s.errors;
+    let _ = writeln!(
+        t,
+        "Refused frames:   {} (crc {}, malformed {}, version {}, stale term {}, own slot {}, unexpected {}, unknown stream {}, oversize {oversize})",
+        e.total() + oversize,
+        e.bad_crc,
+        e.malformed,
+        e.version,
+        e.stale_term,
+        e.own_slot,
+        e.unexpected,
+        e.unknown_stream
+    );
     let mut label = String::new();
     let _ = state_label(s.role, &s.sync, &mut label);
     let peers: Vec<_> = s
@@ -68,7 +81,18 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles) -> Response {
         "config_booted": files.booted.file_name(),
         "saved": saved,
         "unsaved_changes": files.unsaved,
-        "frame_errors": { "bad_crc": s.errors.bad_crc, "malformed": s.errors.malformed, "version": s.errors.version, "stale_term": s.errors.stale_term, "other": s.errors.other },
+        "slot_conflict": s.slot_conflict,
+        "frame_errors": {
+            "total": e.total() + oversize,
+            "bad_crc": e.bad_crc,
+            "malformed": e.malformed,
+            "version": e.version,
+            "stale_term": e.stale_term,
+            "own_slot": e.own_slot,
+            "unexpected": e.unexpected,
+            "unknown_stream": e.unknown_stream,
+            "oversize": oversize,
+        },
     });
     Response::ok(t, j)
 }

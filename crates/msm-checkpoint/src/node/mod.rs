@@ -39,7 +39,7 @@ use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
 use crate::status::{FrameErrors, SyncState};
-use crate::stream::Phase;
+use crate::stream::{Failure, Phase};
 use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, WireError};
 
 /// One management module's checkpoint engine. `APPS` applications, at most
@@ -131,7 +131,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     /// Master: the saved configuration was replaced (`save`); the backup's
     /// flash copy is refreshed with a new bulk of the saved-config stream.
-    pub fn config_saved(&mut self) {
+    /// Returns the save's id: the backup's flash holds it once
+    /// [`saved_checkpointed`](Self::saved_checkpointed) reaches it.
+    pub fn config_saved(&mut self) -> u64 {
+        let tx = &mut self.streams.get_mut(SAVED).tx;
+        tx.changes += 1;
+        let id = tx.changes;
         if self.members.role == Role::Master && self.sender.session().is_some() {
             let tx = &self.streams.get(SAVED).tx;
             if tx.recording || tx.phase == Phase::Synced || tx.phase == Phase::Failed {
@@ -139,6 +144,25 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.update_in_sync();
             }
         }
+        id
+    }
+
+    /// A stream the backup asked to re-bulk again: the next bulk waits, a
+    /// heartbeat interval for the second request, doubling up to 64, so a
+    /// backup that keeps refusing a stream costs little and shows in status.
+    fn back_off(&mut self, now: Instant, sid: usize) {
+        let st = self.streams.get_mut(sid);
+        st.counters.errors += 1;
+        let tx = &mut st.tx;
+        tx.requests = tx.requests.saturating_add(1);
+        tx.failure = Some(Failure::BackupRefused);
+        if tx.requests < 2 {
+            return;
+        }
+        let delay = self.cfg.heartbeat_interval * (1u32 << (tx.requests - 2).min(6));
+        tx.hold_until = now + delay;
+        warn!("backup refuses a stream again: its next bulk waits");
+        self.timers.set_earliest(Timer::BulkHoldoff, tx.hold_until);
     }
 
     fn change(&mut self, sid: usize, record: &[u8]) -> Result<u64, ChangeError> {
@@ -200,14 +224,19 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
         };
         if f.from == self.cfg.slot.raw() {
-            self.errors.other += 1;
+            // Our links never echo our own frames: another module claims this slot.
+            self.errors.own_slot += 1;
+            if !self.timers.is_armed(Timer::SlotConflict) {
+                warn!("slot conflict: another module claims this slot");
+            }
+            self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
             return Err(FrameError::OwnSlot);
         }
         if f.to != BROADCAST && f.to != self.cfg.slot.raw() {
             return Ok(());
         }
         let Some(from) = Slot::new(f.from) else {
-            self.errors.other += 1;
+            self.errors.malformed += 1;
             return Err(WireError::BadSlot(f.from).into());
         };
         let term = Term::from_raw(f.term);
@@ -219,8 +248,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.update_in_sync();
         match r {
             Err(FrameError::StaleTerm { .. }) => self.errors.stale_term += 1,
-            Err(FrameError::BadRecord) => self.errors.malformed += 1,
-            Err(_) => self.errors.other += 1,
+            Err(FrameError::BadRecord | FrameError::Wire(_)) => self.errors.malformed += 1,
+            Err(FrameError::UnknownStream(_)) => self.errors.unknown_stream += 1,
+            Err(FrameError::Unexpected { .. }) => self.errors.unexpected += 1,
+            Err(FrameError::OwnSlot) => self.errors.own_slot += 1,
             Ok(()) => {}
         }
         r
@@ -229,7 +260,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn refused_wire(&mut self, now: Instant, e: WireError) {
         match e {
             WireError::BadCrc => self.errors.bad_crc += 1,
-            WireError::Malformed | WireError::Truncated => self.errors.malformed += 1,
+            WireError::Malformed | WireError::Truncated | WireError::BadMagic(_) | WireError::BadSlot(_) => {
+                self.errors.malformed += 1
+            }
             WireError::UnsupportedVersion { from, got } => {
                 self.errors.version += 1;
                 if let Some(slot) = Slot::new(from).filter(|&s| s != self.cfg.slot) {
@@ -237,7 +270,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     self.timers.set(Timer::PeerLost(slot), now + self.cfg.detect());
                 }
             }
-            _ => self.errors.other += 1,
+            WireError::BufferTooSmall => self.errors.malformed += 1,
         }
     }
 
@@ -301,6 +334,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 let tx = &self.streams.get(sid).tx;
                 if tx.epoch == epoch && tx.phase != Phase::Blocked {
                     self.sender.rebulk(sid, RebulkReason::BackupRequest, &mut self.streams, &mut self.events);
+                    self.back_off(now, sid);
                 }
                 Ok(())
             }
@@ -512,15 +546,21 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.peer_lost(now, slot, host);
             }
         }
+        if self.timers.is_expired(Timer::SlotConflict, now) {
+            info!("slot conflict over");
+            self.timers.stop(Timer::SlotConflict);
+        }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
-            if self.members.wins_election(self.cfg.priority, self.cfg.health) {
+            // Two modules for one slot: neither may take the chassis as that slot.
+            let conflict = self.timers.is_armed(Timer::SlotConflict);
+            if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health) {
                 info!("elected master");
                 self.promote(now, host);
             } else {
                 self.timers.set(Timer::Election, now + self.cfg.detect());
             }
         }
-        self.sender.on_timeout(now, &mut self.timers, &mut self.events);
+        self.sender.on_timeout(now, &self.streams, &mut self.timers, &mut self.events);
         self.update_in_sync();
     }
 

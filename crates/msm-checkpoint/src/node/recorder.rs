@@ -10,6 +10,7 @@ use crate::event::{Event, EventQueue, RebulkReason};
 use crate::host::{Host, HostError};
 use crate::stream::{Failure, Phase};
 use crate::wire;
+use msm_time::Instant;
 
 /// Streams re-bulked by an operation, a bit per local id: their runs in
 /// flight no longer count.
@@ -70,14 +71,16 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
     /// Streams whose dependencies all finished their bulk begin theirs.
     pub(crate) fn start_ready_bulks<H: Host, const A: usize>(
         &mut self,
+        now: Instant,
         host: &mut H,
         streams: &mut Streams<A>,
         events: &mut EventQueue,
     ) -> Rebulked {
         let mut rebulked = 0;
         for sid in streams.ids() {
-            if streams.get(sid).tx.phase != Phase::Waiting || streams.deps(sid) & !streams.synced_mask() != 0
-            {
+            let tx = &streams.get(sid).tx;
+            let held = tx.hold_until > now;
+            if tx.phase != Phase::Waiting || held || streams.deps(sid) & !streams.synced_mask() != 0 {
                 continue;
             }
             let total = host.bulk_start(Streams::<A>::stream(sid));

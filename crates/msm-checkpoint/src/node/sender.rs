@@ -107,6 +107,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// Stop every stream and clear the backlog: nothing is on a backup.
     fn stop_all<const A: usize>(&mut self, streams: &mut Streams<A>, timers: &mut TimerTable) {
         streams.stop_all();
+        timers.stop(Timer::BulkHoldoff);
         self.out.backlog.clear();
         self.in_flight.clear();
         timers.stop(Timer::Retransmit);
@@ -330,6 +331,8 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         let synced = tx.phase == Phase::Ending && tx.end_seq.is_some_and(|e| e <= seq);
         if synced {
             tx.phase = Phase::Synced;
+            tx.requests = 0;
+            tx.failure = None;
         }
         if tx.phase == Phase::Synced {
             tx.checkpointed = tx.checkpointed.max(tx.covers).max(tx.max_acked_change);
@@ -350,7 +353,20 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Deadlines of the sender that passed.
-    pub(crate) fn on_timeout(&mut self, now: Instant, timers: &mut TimerTable, events: &mut EventQueue) {
+    pub(crate) fn on_timeout<const A: usize>(
+        &mut self,
+        now: Instant,
+        streams: &Streams<A>,
+        timers: &mut TimerTable,
+        events: &mut EventQueue,
+    ) {
+        if timers.is_expired(Timer::BulkHoldoff, now) {
+            // A held stream may start now; the next one still held, if any, sets the timer again.
+            match streams.ids().map(|i| streams.get(i).tx.hold_until).filter(|&t| t > now).min() {
+                Some(t) => timers.set(Timer::BulkHoldoff, t),
+                None => timers.stop(Timer::BulkHoldoff),
+            }
+        }
         if timers.is_expired(Timer::Retransmit, now) {
             if self.in_flight.is_empty() {
                 timers.stop(Timer::Retransmit);
@@ -443,7 +459,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             return None;
         }
         if !self.handover_in_progress() {
-            let rebulked = self.out.start_ready_bulks(host, streams, events);
+            let rebulked = self.out.start_ready_bulks(now, host, streams, events);
             self.void_runs(rebulked);
         }
         loop {

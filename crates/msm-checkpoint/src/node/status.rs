@@ -5,6 +5,7 @@
 use super::Node;
 use super::config::Config;
 use super::streams::ACTIVE;
+use super::timers::Timer;
 use crate::app::AppRegistry;
 use crate::host::AppId;
 use crate::role::{Role, Slot, Term};
@@ -68,6 +69,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.streams.app_sid(app).map_or(0, |sid| self.streams.get(sid).tx.checkpointed)
     }
 
+    /// Master: the last save (see [`config_saved`](Self::config_saved)) the
+    /// backup holds in its flash.
+    pub fn saved_checkpointed(&self) -> u64 {
+        self.streams.get(super::streams::SAVED).tx.checkpointed
+    }
+
     /// Master: the same for configuration changes.
     pub fn config_checkpointed(&self) -> u64 {
         self.streams.get(ACTIVE).tx.checkpointed
@@ -86,6 +93,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             sync: self.sync_state(),
             peers: self.members.peer_status(),
             errors: self.errors,
+            slot_conflict: self.timers.is_armed(Timer::SlotConflict),
         }
     }
 

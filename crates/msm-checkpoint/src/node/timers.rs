@@ -24,11 +24,15 @@ pub(crate) enum Timer {
     HandoverDeadline,
     /// Master: (re)send the Handover once the backlog has drained.
     HandoverResend,
+    /// Another module claimed our slot; the conflict is over when this passes.
+    SlotConflict,
+    /// Master: a stream held back after repeated re-bulk requests may start.
+    BulkHoldoff,
     /// A peer is lost unless heard from by then.
     PeerLost(Slot),
 }
 
-const FIXED: usize = 7;
+const FIXED: usize = 9;
 const COUNT: usize = FIXED + MAX_NODES;
 
 impl Timer {
@@ -41,6 +45,8 @@ impl Timer {
             Timer::Resync => 4,
             Timer::HandoverDeadline => 5,
             Timer::HandoverResend => 6,
+            Timer::SlotConflict => 7,
+            Timer::BulkHoldoff => 8,
             Timer::PeerLost(s) => FIXED + s.index(),
         }
     }
@@ -137,6 +143,8 @@ mod tests {
             Timer::Resync,
             Timer::HandoverDeadline,
             Timer::HandoverResend,
+            Timer::SlotConflict,
+            Timer::BulkHoldoff,
         ];
         all[..FIXED].copy_from_slice(&fixed);
         for (i, slot) in (0..MAX_NODES as u8).filter_map(Slot::new).enumerate() {

@@ -32,7 +32,8 @@ fn master(c: &mut Chassis, slot: char, extra: &[&str]) {
 }
 
 fn configure(c: &Chassis, slot: char, lines: &[&str]) -> Response {
-    c.call(slot, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect() }).unwrap()
+    c.call(slot, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None })
+        .unwrap()
 }
 
 fn digests(c: &Chassis, slot: char) -> Vec<String> {
@@ -66,7 +67,7 @@ fn backup_started_after_master_gets_saved_then_active_config_then_every_change()
         configure(&c, 'A', &["create vlan corp tag 100", "configure vlan corp add ports 1-8"]),
         Response::Ok { .. }
     ));
-    c.ask('A', &Request::Save { which: None }).unwrap();
+    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
     // An unsaved change: the active config differs from the saved one.
     assert!(matches!(configure(&c, 'A', &["create vlan lab tag 200"]), Response::Ok { .. }));
     c.start('B', &[]).unwrap();
@@ -141,7 +142,7 @@ fn failover_before_sync_uses_the_backups_own_flash_config() {
     // B's flash: a configuration of its own, saved while B ran alone.
     master(&mut c, 'B', &[]);
     assert!(matches!(configure(&c, 'B', &["create vlan from_b_flash tag 77"]), Response::Ok { .. }));
-    c.ask('B', &Request::Save { which: None }).unwrap();
+    c.ask('B', &Request::Save { which: None, wait: None }).unwrap();
     c.stop('B').unwrap();
     // A: a large saved config and an unsaved change. The backplane is a slow
     // serial-like link, so the saved config (sent first) takes a while and the
@@ -149,8 +150,8 @@ fn failover_before_sync_uses_the_backups_own_flash_config() {
     let slow = ["--link-rate", "40000", "--max-frame", "512"];
     master(&mut c, 'A', &slow);
     let lines: Vec<String> = (0..600).map(|i| format!("create vlan a{i} tag {}", 100 + i)).collect();
-    c.ask('A', &Request::Configure { lines }).unwrap();
-    c.ask('A', &Request::Save { which: None }).unwrap();
+    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
+    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
     assert!(matches!(configure(&c, 'A', &["create vlan from_a_active tag 88"]), Response::Ok { .. }));
     c.start('B', &slow).unwrap();
     c.wait("B is BACKUP", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("BACKUP"))).unwrap();
@@ -172,19 +173,20 @@ fn kill_during_save_leaves_old_or_new_config() {
     let (_d, mut c) = chassis(20);
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0x5a7e);
     master(&mut c, 'A', &[]);
-    c.ask('A', &Request::Save { which: None }).unwrap();
+    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
     let mut outcomes = [0u32; 2];
     for round in 0..8u32 {
         let old = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
         // Many lines make a save take milliseconds (with its fsyncs).
         let lines: Vec<String> =
             (0..500).map(|i| format!("create vlan r{round}v{i} tag {}", 2 + round * 500 + i)).collect();
-        c.ask('A', &Request::Configure { lines }).unwrap();
+        c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
         let new = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
         // Fire the save and kill the node at a random moment of it.
         let ctl = c.path('A', "ctl");
-        let save =
-            std::thread::spawn(move || msm_linux_emu::chassis::call(&ctl, &Request::Save { which: None }));
+        let save = std::thread::spawn(move || {
+            msm_linux_emu::chassis::call(&ctl, &Request::Save { which: None, wait: None })
+        });
         std::thread::sleep(Duration::from_micros(rng.random_range(0..3000)));
         c.kill('A').unwrap();
         let _ = save.join();
@@ -210,7 +212,7 @@ fn kill_during_save_leaves_old_or_new_config() {
 fn reboot_refuses_unsaved_changes_and_one_image_serves_one_node() {
     let (_d, mut c) = chassis(20);
     master(&mut c, 'A', &[]);
-    c.ask('A', &Request::Save { which: None }).unwrap();
+    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
     assert!(matches!(configure(&c, 'A', &["create vlan unsaved tag 9"]), Response::Ok { .. }));
     match c.call('A', &Request::Reboot { force: false }).unwrap() {
         Response::Error { message } => assert!(message.contains("unsaved changes"), "{message}"),
@@ -231,7 +233,7 @@ fn reboot_refuses_unsaved_changes_and_one_image_serves_one_node() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("A.img"), "{err}");
     // Saved, the reboot goes ahead: exit code 3.
-    c.ask('A', &Request::Save { which: None }).unwrap();
+    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
     c.ask('A', &Request::Reboot { force: false }).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {

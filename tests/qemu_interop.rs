@@ -237,12 +237,12 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     // Dynamic checkpoint: configuration changes make vlan records; the save
     // sends the saved configuration again.
     let configure = |lines: &[&str]| {
-        ask(&ctl, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect() });
+        ask(&ctl, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None });
     };
     configure(&["create vlan v10 tag 10", "configure vlan v10 add ports 1-4"]);
     wait_records(&log, "v10", 2);
     let before_save = log_lines(&log).len();
-    ask(&ctl, &Request::Save { which: None });
+    ask(&ctl, &Request::Save { which: None, wait: None });
     wait_log_from(&log, before_save, "the saved configuration", Duration::from_secs(5), |l| {
         l == "synced saved-config"
     });

@@ -215,7 +215,12 @@ impl Drop for Chassis {
 /// One request over a control socket.
 pub fn call(path: &Path, req: &Request) -> Result<Response> {
     let mut s = UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A request that waits for the backup answers after its own timeout.
+    let waits = match req {
+        Request::Configure { wait, .. } | Request::Save { wait, .. } => wait.unwrap_or(0),
+        _ => 0,
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30) + Duration::from_millis(waits)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     s.write_all(line.as_bytes())?;

@@ -38,6 +38,8 @@ pub struct RunningConfig {
     /// Node priority per slot (A, B); lower wins the election.
     pub priority: [Option<u8>; 2],
     pub disabled_ports: BTreeSet<u16>,
+    /// Which VLAN holds each tag: the index that keeps a line's check O(log n).
+    tags: BTreeMap<u16, String>,
 }
 
 /// What a command did, for the node to reflect in application state.
@@ -117,20 +119,101 @@ fn parse_slot(s: &str) -> Result<usize, String> {
     }
 }
 
+/// One validated command, ready to change the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Command {
+    Nothing,
+    SysName(String),
+    CreateVlan(String, Option<u16>),
+    DeleteVlan(String),
+    VlanTag(String, u16),
+    VlanPorts(String, bool, BTreeSet<u16>),
+    Priority(usize, u8),
+    Ports(bool, BTreeSet<u16>),
+}
+
+impl Command {
+    fn effect(&self) -> Effect {
+        match self {
+            Command::CreateVlan(n, _)
+            | Command::DeleteVlan(n)
+            | Command::VlanTag(n, _)
+            | Command::VlanPorts(n, ..) => Effect::Vlan(n.clone()),
+            Command::Priority(slot, p) => Effect::Priority(*slot, *p),
+            _ => Effect::None,
+        }
+    }
+}
+
 impl RunningConfig {
+    /// What `line` would do, without doing it: the reason if it is refused.
+    /// O(log n) in the number of VLANs, so a configure of many lines costs
+    /// O(lines), never a copy of the whole configuration a line.
+    pub fn check(&self, line: &str) -> Result<Effect, String> {
+        self.command(line).map(|c| c.effect())
+    }
+
     /// Apply one command. Validated first: on error nothing changes.
     pub fn apply(&mut self, line: &str) -> Result<Effect, String> {
+        let cmd = self.command(line)?;
+        let effect = cmd.effect();
+        match cmd {
+            Command::Nothing => {}
+            Command::SysName(n) => self.sysname = n,
+            Command::CreateVlan(name, tag) => {
+                if let Some(t) = tag {
+                    self.tags.insert(t, name.clone());
+                }
+                self.vlans.insert(name, Vlan { tag, ports: BTreeSet::new() });
+            }
+            Command::DeleteVlan(name) => {
+                if let Some(t) = self.vlans.remove(&name).and_then(|v| v.tag) {
+                    self.tags.remove(&t);
+                }
+            }
+            Command::VlanTag(name, t) => {
+                if let Some(v) = self.vlans.get_mut(&name) {
+                    if let Some(old) = v.tag.replace(t) {
+                        self.tags.remove(&old);
+                    }
+                    self.tags.insert(t, name);
+                }
+            }
+            Command::VlanPorts(name, add, ports) => {
+                if let Some(v) = self.vlans.get_mut(&name) {
+                    if add {
+                        v.ports.extend(ports);
+                    } else {
+                        v.ports.retain(|p| !ports.contains(p));
+                    }
+                }
+            }
+            Command::Priority(slot, p) => self.priority[slot] = Some(p),
+            Command::Ports(disable, ports) => {
+                if disable {
+                    self.disabled_ports.extend(ports);
+                } else {
+                    self.disabled_ports.retain(|p| !ports.contains(p));
+                }
+            }
+        }
+        Ok(effect)
+    }
+
+    fn command(&self, line: &str) -> Result<Command, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
+        let exists = |name: &str| {
+            if self.vlans.contains_key(name) { Ok(()) } else { Err(format!("vlan '{name}' does not exist")) }
+        };
         match words.as_slice() {
-            [] => Ok(Effect::None),
-            [w, ..] if w.starts_with('#') => Ok(Effect::None),
+            [] => Ok(Command::Nothing),
+            [w, ..] if w.starts_with('#') => Ok(Command::Nothing),
             ["configure", "snmp", "sysName", name] => {
                 let name = name.trim_matches('"');
                 if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic()) {
                     return Err(format!("sysName '{name}' must be 1-64 printable characters"));
                 }
-                self.sysname = name.to_string();
-                Ok(Effect::None)
+                Ok(Command::SysName(name.to_string()))
             }
             ["create", "vlan", name, rest @ ..] => {
                 check_name(name)?;
@@ -145,55 +228,39 @@ impl RunningConfig {
                 if let Some(t) = tag {
                     self.tag_free(t, name)?;
                 }
-                self.vlans.insert(name.to_string(), Vlan { tag, ports: BTreeSet::new() });
-                Ok(Effect::Vlan(name.to_string()))
+                Ok(Command::CreateVlan(name.to_string(), tag))
             }
             ["delete", "vlan", name] => {
-                self.vlans.remove(*name).ok_or_else(|| format!("vlan '{name}' does not exist"))?;
-                Ok(Effect::Vlan(name.to_string()))
+                exists(name)?;
+                Ok(Command::DeleteVlan(name.to_string()))
             }
             ["configure", "vlan", name, "tag", t] => {
                 let t = parse_tag(t)?;
-                self.vlans.get(*name).ok_or_else(|| format!("vlan '{name}' does not exist"))?;
+                exists(name)?;
                 self.tag_free(t, name)?;
-                if let Some(v) = self.vlans.get_mut(*name) {
-                    v.tag = Some(t);
-                }
-                Ok(Effect::Vlan(name.to_string()))
+                Ok(Command::VlanTag(name.to_string(), t))
             }
             ["configure", "vlan", name, op @ ("add" | "delete"), "ports", list] => {
                 let ports = parse_ports(list)?;
-                let v = self.vlans.get_mut(*name).ok_or_else(|| format!("vlan '{name}' does not exist"))?;
-                if *op == "add" {
-                    v.ports.extend(ports);
-                } else {
-                    v.ports.retain(|p| !ports.contains(p));
-                }
-                Ok(Effect::Vlan(name.to_string()))
+                exists(name)?;
+                Ok(Command::VlanPorts(name.to_string(), *op == "add", ports))
             }
             ["configure", "node", "slot", s, "priority", p] => {
                 let slot = parse_slot(s)?;
                 let p: u8 = p.parse().map_err(|_| format!("priority '{p}' outside 0-255"))?;
-                self.priority[slot] = Some(p);
-                Ok(Effect::Priority(slot, p))
+                Ok(Command::Priority(slot, p))
             }
             [op @ ("enable" | "disable"), "ports", list] => {
-                let ports = parse_ports(list)?;
-                if *op == "disable" {
-                    self.disabled_ports.extend(ports);
-                } else {
-                    self.disabled_ports.retain(|p| !ports.contains(p));
-                }
-                Ok(Effect::None)
+                Ok(Command::Ports(*op == "disable", parse_ports(list)?))
             }
             _ => Err("unknown command".into()),
         }
     }
 
     fn tag_free(&self, tag: u16, name: &str) -> Result<(), String> {
-        match self.vlans.iter().find(|(n, v)| v.tag == Some(tag) && n.as_str() != name) {
-            Some((other, _)) => Err(format!("tag {tag} is already used by vlan '{other}'")),
-            None => Ok(()),
+        match self.tags.get(&tag) {
+            Some(other) if other != name => Err(format!("tag {tag} is already used by vlan '{other}'")),
+            _ => Ok(()),
         }
     }
 
@@ -262,6 +329,25 @@ mod tests {
         assert_eq!(back, c);
         assert_eq!(back.to_text(), t);
         assert!(t.contains("configure vlan v10 add ports 1-4,7\n"), "{t}");
+    }
+
+    #[test]
+    fn check_agrees_with_apply_and_changes_nothing() {
+        let mut c = factory_default();
+        for line in
+            ["create vlan v5 tag 5", "configure vlan v5 tag 6", "create vlan v7 tag 5", "delete vlan v5"]
+        {
+            let before = c.clone();
+            let checked = c.check(line);
+            assert_eq!(c, before);
+            assert_eq!(checked, c.apply(line), "{line}");
+        }
+        assert_eq!(
+            c.check("create vlan v8 tag 6").map_err(|e| e.contains("tag 6")),
+            Ok(Effect::Vlan("v8".into()))
+        );
+        // The tag index follows deletes and re-tags: 5 went to v7, 6 was freed with v5.
+        assert!(c.check("create vlan v9 tag 5").unwrap_err().contains("'v7'"));
     }
 
     #[test]

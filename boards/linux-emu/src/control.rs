@@ -20,12 +20,19 @@ pub enum Request {
         rows: bool,
     },
     /// Apply configuration lines in order; the first bad line stops the rest.
+    /// With `wait` (milliseconds), answer once the backup has every change,
+    /// or when the time is up, saying how far behind it is.
     Configure {
         lines: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<u64>,
     },
     Save {
         #[serde(default, with = "config_name::option")]
         which: Option<ConfigName>,
+        /// As for `Configure`: answer once the backup's flash has the save.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<u64>,
     },
     UseConfiguration {
         #[serde(with = "config_name")]
@@ -131,7 +138,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_garbage_is_named() {
-        let r = Request::Configure { lines: vec!["create vlan v1".into()] };
+        let r = Request::Configure { lines: vec!["create vlan v1".into()], wait: None };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(s, r#"{"op":"configure","lines":["create vlan v1"]}"#);
         assert_eq!(parse_request(&s), Ok(r));
@@ -142,12 +149,12 @@ mod tests {
     #[test]
     fn config_names_travel_as_words() {
         for which in [None, Some(ConfigName::Primary), Some(ConfigName::Secondary)] {
-            let r = Request::Save { which };
+            let r = Request::Save { which, wait: None };
             assert_eq!(parse_request(&serde_json::to_string(&r).unwrap()), Ok(r));
         }
         let r = Request::UseConfiguration { which: ConfigName::Secondary };
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"use-configuration","which":"secondary"}"#);
-        assert_eq!(parse_request(r#"{"op":"save"}"#), Ok(Request::Save { which: None }));
+        assert_eq!(parse_request(r#"{"op":"save"}"#), Ok(Request::Save { which: None, wait: None }));
         let e = parse_request(r#"{"op":"save","which":"tertiary"}"#).unwrap_err();
         assert!(e.contains("unknown variant `tertiary`, expected `primary` or `secondary`"), "{e}");
     }

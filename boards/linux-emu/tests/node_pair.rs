@@ -64,15 +64,16 @@ fn saved_and_active_config_reach_the_backup_then_every_change() {
     assert_eq!(a.engine.role(), Role::Master);
     ok(a.handle(Request::Configure {
         lines: vec!["create vlan v10 tag 10".into(), "configure vlan v10 add ports 1-4".into()],
+        wait: None,
     }));
-    ok(a.handle(Request::Save { which: None }));
+    ok(a.handle(Request::Save { which: None, wait: None }));
     let saved = a.host.flash.load(ConfigName::Primary).unwrap().unwrap();
     run_until(&mut a, &mut b, "saved config on the backup", |_, b| {
         b.host.flash.load(ConfigName::Primary).unwrap().as_deref() == Some(saved.as_str())
     });
-    ok(a.handle(Request::Configure { lines: vec!["configure vlan v10 add ports 9".into()] }));
+    ok(a.handle(Request::Configure { lines: vec!["configure vlan v10 add ports 9".into()], wait: None }));
     run_until(&mut a, &mut b, "active config on the backup", |a, b| a.host.running == b.host.running);
     assert!(b.host.running.to_text().contains("configure vlan v10 add ports 1-4,9"));
-    let r = b.handle(Request::Configure { lines: vec!["create vlan v11".into()] });
+    let r = b.handle(Request::Configure { lines: vec!["create vlan v11".into()], wait: None });
     assert!(matches!(r, Response::Error { message } if message.contains("made on the master")));
 }

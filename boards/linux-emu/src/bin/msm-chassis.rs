@@ -117,9 +117,10 @@ fn main() -> Result<()> {
                 "create vlan lab tag 200".into(),
                 "configure vlan lab add ports 25-40".into(),
             ],
+            wait: None,
         },
     )?;
-    show(&c, 'A', Request::Save { which: None }, "save")?;
+    show(&c, 'A', Request::Save { which: None, wait: None }, "save")?;
     show(&c, 'A', Request::ShowSwitch, "show switch")?;
 
     heading("MSM-B boots: its flash gets the saved config, then the active config, then bulk checkpoint");
@@ -176,7 +177,10 @@ fn main() -> Result<()> {
     heading("Dynamic checkpoint: configuration changes and state churn");
     c.text('A', &Request::Churn { rate: args.churn })?;
     for v in 1..=5 {
-        c.text('A', &Request::Configure { lines: vec![format!("create vlan v{v} tag {}", 300 + v)] })?;
+        c.text(
+            'A',
+            &Request::Configure { lines: vec![format!("create vlan v{v} tag {}", 300 + v)], wait: None },
+        )?;
         std::thread::sleep(Duration::from_millis(200));
     }
     show(&c, 'A', Request::ShowCheckpointData { process: Some("fdb".into()) }, "show checkpoint-data fdb")?;

@@ -2,11 +2,11 @@
 //!
 //! Exit codes: 0 stopped by SIGTERM/SIGINT, 1 bad arguments or start-up
 //! failure, 2 flash image unusable (in use by another process, wrong size,
-//! corrupt beyond recovery), 3 the operator asked for a reboot.
+//! corrupt beyond recovery), 3 the operator asked for a reboot, 4 the
+//! control or backplane socket path is held by a running process (another
+//! node started with the same paths).
 
-use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,10 +15,11 @@ use clap::Parser;
 use msm_backplane::link::Link;
 use msm_checkpoint::Slot;
 use msm_linux_emu::backplane::Backplane;
-use msm_linux_emu::control::{Response, parse_request};
+use msm_linux_emu::control_server::ControlServer;
 use msm_linux_emu::flash::BoardFlash;
 use msm_linux_emu::journal::JournalWriter;
-use msm_linux_emu::node::{Exit, MsmNode, Options};
+use msm_linux_emu::node::{Exit, MAX_CHURN, MsmNode, Options};
+use msm_linux_emu::socket_path::{self, Refused};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -67,10 +68,14 @@ struct Args {
     apps: Option<Vec<String>>,
 }
 
-/// A control client being served: its request bytes so far.
-struct Client {
-    stream: UnixStream,
-    buf: Vec<u8>,
+/// Exit code: a socket path is held by a running process.
+const EXIT_PATH_IN_USE: u8 = 4;
+
+fn refused(e: Refused) -> (u8, anyhow::Error) {
+    match e {
+        Refused::InUse(m) => (EXIT_PATH_IN_USE, anyhow::anyhow!(m)),
+        Refused::Unusable(m) => (1, anyhow::anyhow!(m)),
+    }
 }
 
 fn main() -> ExitCode {
@@ -125,6 +130,14 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     let start = |e: anyhow::Error| (1u8, e);
     let slot =
         Slot::new(if args.slot == "A" { 0 } else { 1 }).ok_or_else(|| start(anyhow::anyhow!("bad slot")))?;
+    if args.churn > MAX_CHURN {
+        return Err(start(anyhow::anyhow!("--churn {}: at most {MAX_CHURN} changes per second", args.churn)));
+    }
+    // Both sockets before anything else: a second node with our paths stops here.
+    let control = ControlServer::bind(&args.control).map_err(refused)?;
+    if let Some((own, _)) = args.backplane.strip_prefix("unix:").and_then(|r| r.split_once(':')) {
+        socket_path::claim(std::path::Path::new(own), socket_path::Kind::Datagram).map_err(refused)?;
+    }
     let flash = BoardFlash::open(&args.flash).map_err(|e| (2, e))?;
     let link = Backplane::open(&args.backplane, args.max_frame).map_err(|e| start(anyhow::anyhow!(e)))?;
     let journal = match &args.journal {
@@ -144,10 +157,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         apps: args.apps.clone(),
     };
     let mut node = MsmNode::new(opts, flash, link, journal).map_err(start)?;
-    let _ = std::fs::remove_file(&args.control);
-    let listener = UnixListener::bind(&args.control)
-        .map_err(|e| start(anyhow::anyhow!("control socket {}: {e}", args.control.display())))?;
-    listener.set_nonblocking(true).map_err(|e| start(e.into()))?;
+    let mut control = control;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK).map_err(|e| start(e.into()))?;
     log::info!(
         "{} up: flash {}, backplane {}, control {}",
@@ -157,93 +167,44 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         args.control.display()
     );
 
-    let mut clients: Vec<Client> = Vec::new();
     loop {
         node.pump();
+        control.serve(&mut node);
         if let Some(exit) = node.exit {
-            let _ = std::fs::remove_file(&args.control);
             return Ok(Some(exit));
         }
-        // Sleep until a frame, a request, a signal, or the engine's next deadline.
-        let timeout = node
-            .next_wakeup()
-            .map(|t| {
-                let now = node.now();
-                Duration::from_micros(t.as_micros().saturating_sub(now.as_micros()))
-            })
-            .unwrap_or(Duration::from_millis(100));
+        // Sleep until a frame, a request, a signal, or the next deadline.
+        let now = node.now();
+        let engine = node.next_wakeup().map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())));
+        let stall = control.next_deadline().map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        let timeout = [engine, stall].into_iter().flatten().min().unwrap_or(Duration::from_millis(100));
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-        let (link_ready, listener_ready, signal_ready, client_ready) = {
+        let signal_ready = {
             let mut fds = vec![
                 PollFd::new(
                     node.link.as_fd(),
                     PollFlags::POLLIN
                         | if node.link.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() },
                 ),
-                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             ];
-            fds.extend(clients.iter().map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)));
+            for (fd, read, write) in control.poll_set() {
+                let mut f = PollFlags::empty();
+                f.set(PollFlags::POLLIN, read);
+                f.set(PollFlags::POLLOUT, write);
+                fds.push(PollFd::new(fd, f));
+            }
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err((1, e.into())),
             }
-            let r = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            (r(&fds[0]), r(&fds[1]), r(&fds[2]), fds[3..].iter().map(r).collect::<Vec<_>>())
+            fds[1].revents().is_some_and(|r| !r.is_empty())
         };
-        let _ = link_ready; // pump() drains the link every round
         if signal_ready {
             if let Ok(Some(sig)) = signals.read_signal() {
                 log::info!("{slot}: signal {}, shutting down", sig.ssi_signo);
-                let _ = std::fs::remove_file(&args.control);
                 return Ok(None);
             }
         }
-        if listener_ready {
-            while let Ok((stream, _)) = listener.accept() {
-                if stream.set_nonblocking(true).is_ok() {
-                    clients.push(Client { stream, buf: Vec::new() });
-                }
-            }
-        }
-        let mut done = Vec::new();
-        for (i, ready) in client_ready.iter().enumerate() {
-            if !*ready {
-                continue;
-            }
-            let c = &mut clients[i];
-            let mut chunk = [0u8; 4096];
-            match c.stream.read(&mut chunk) {
-                Ok(0) => done.push(i),
-                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => done.push(i),
-            }
-            let c = &mut clients[i];
-            if c.buf.len() > 1 << 20 {
-                let _ = reply(&mut c.stream, &Response::error("request larger than 1 MiB"));
-                done.push(i);
-            } else if let Some(end) = c.buf.iter().position(|b| *b == b'\n') {
-                let line = String::from_utf8_lossy(&c.buf[..end]).into_owned();
-                let resp = match parse_request(&line) {
-                    Ok(req) => node.handle(req),
-                    Err(e) => Response::error(e),
-                };
-                let _ = reply(&mut clients[i].stream, &resp);
-                done.push(i);
-            }
-        }
-        done.sort_unstable();
-        done.dedup();
-        for i in done.into_iter().rev() {
-            clients.swap_remove(i);
-        }
     }
-}
-
-fn reply(s: &mut UnixStream, r: &Response) -> std::io::Result<()> {
-    let _ = s.set_nonblocking(false);
-    let mut line = serde_json::to_string(r).map_err(std::io::Error::other)?;
-    line.push('\n');
-    s.write_all(line.as_bytes())
 }

@@ -36,15 +36,27 @@ enum Cmd {
         #[command(subcommand)]
         what: Show,
     },
-    /// Apply configuration lines, e.g. "create vlan v10 tag 10".
+    /// Apply configuration lines, e.g. "create vlan v10 tag 10"; `-` reads them from stdin.
     Configure {
         #[arg(required = true)]
         lines: Vec<String>,
+        /// Answer only once the backup has every change (as Redis WAIT).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in milliseconds.
+        #[arg(long, default_value_t = 5000, requires = "wait")]
+        timeout: u64,
     },
     /// Save the active configuration (to the selected file by default).
     Save {
         #[arg(value_parser = config_arg())]
         which: Option<ConfigName>,
+        /// Answer only once the backup's flash has the saved configuration.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in milliseconds.
+        #[arg(long, default_value_t = 5000, requires = "wait")]
+        timeout: u64,
     },
     /// Select the configuration used at the next boot: use configuration primary|secondary.
     Use {
@@ -98,8 +110,12 @@ fn request(cmd: Cmd) -> Request {
             Show::Configuration => Request::ShowConfiguration,
             Show::App { name, rows } => Request::ShowApp { app: name, rows },
         },
-        Cmd::Configure { lines } => Request::Configure { lines },
-        Cmd::Save { which } => Request::Save { which },
+        Cmd::Configure { lines, wait, timeout } => {
+            let lines =
+                if lines == ["-"] { std::io::stdin().lines().map_while(Result::ok).collect() } else { lines };
+            Request::Configure { lines, wait: wait.then_some(timeout) }
+        }
+        Cmd::Save { which, wait, timeout } => Request::Save { which, wait: wait.then_some(timeout) },
         Cmd::Use { which, .. } => Request::UseConfiguration { which },
         Cmd::Reboot { force } => Request::Reboot { force },
         Cmd::Run { force, .. } => Request::Failover { force: force.is_some() },

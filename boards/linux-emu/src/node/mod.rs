@@ -8,6 +8,7 @@
 //! two; the change journal is written through [`JournalWriter`].
 
 mod operator;
+mod ops;
 mod outbox;
 mod render;
 mod throttle;
@@ -25,6 +26,9 @@ use crate::config::RunningConfig;
 use crate::flash::BoardFlash;
 use crate::host::ChassisHost;
 use crate::journal::JournalWriter;
+pub use operator::{Handled, MAX_CHURN};
+use ops::Ops;
+pub use ops::Ticket;
 use outbox::Outbox;
 
 /// The engine as configured on Linux: 8 applications, 64 frames in flight,
@@ -81,6 +85,8 @@ pub struct MsmNode<L: Link> {
     fdb: u32,
     /// The configuration this boot loaded, for `show switch`.
     booted: ConfigName,
+    /// Operator work in progress and answers ready.
+    ops: Ops,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
@@ -137,6 +143,7 @@ impl<L: Link> MsmNode<L> {
             apps,
             fdb: opts.fdb,
             booted,
+            ops: Ops::default(),
         })
     }
 
@@ -154,6 +161,12 @@ impl<L: Link> MsmNode<L> {
         if self.engine.role() == Role::Master && self.churn.rate > 0 {
             let tick = self.now() + Duration::from_millis(5);
             t = Some(t.map_or(tick, |x| x.min(tick)));
+        }
+        if self.ops.busy() {
+            t = Some(self.now());
+        }
+        if let Some(d) = self.ops.next_deadline() {
+            t = Some(t.map_or(d, |x| x.min(d)));
         }
         t
     }
@@ -184,6 +197,10 @@ impl<L: Link> MsmNode<L> {
                 let _ = self.change(app, c);
             }
         }
+        // Protocol first: what is due goes out before any operator work.
+        self.transmit();
+        self.events();
+        self.work();
         self.transmit();
         self.events();
         self.journal_checkpoints();

@@ -7,23 +7,71 @@ use msm_checkpoint::Role;
 use msm_flash::ConfigName;
 use serde_json::json;
 
+use super::ops::{Done, Marks, Ticket};
 use super::{Exit, MsmNode, render};
-use crate::apps::{self, Change, VLAN, vlan_key};
-use crate::config::Effect;
+use crate::apps;
 use crate::control::{Request, Response, config_word};
 use crate::flash::unix_now;
 
+/// Most changes to the workload rate a node takes (changes per second):
+/// above it one loop turn would spend more than a heartbeat interval on
+/// churn. Higher rates are refused, naming this limit.
+pub const MAX_CHURN: u32 = 100_000;
+
+/// A request's answer: now, or later under a ticket ([`MsmNode::take_answer`]).
+#[derive(Debug)]
+pub enum Handled {
+    Now(Response),
+    Later(Ticket),
+}
+
 impl<L: Link> MsmNode<L> {
-    /// Carry out one request.
+    /// Carry out one request in-process: the answer, after as many loop
+    /// turns as it takes (a long configure, a wait for the backup).
     pub fn handle(&mut self, req: Request) -> Response {
+        match self.submit(req) {
+            Handled::Now(r) => r,
+            Handled::Later(t) => loop {
+                self.pump();
+                if let Some(r) = self.take_answer_for(t) {
+                    return r;
+                }
+            },
+        }
+    }
+
+    /// An answer that became ready, with its ticket.
+    pub fn take_answer(&mut self) -> Option<(Ticket, Response)> {
+        self.ops.take_answer()
+    }
+
+    fn take_answer_for(&mut self, ticket: Ticket) -> Option<Response> {
+        let (t, r) = self.ops.take_answer()?;
+        debug_assert_eq!(t, ticket, "in-process callers have one request at a time");
+        Some(r)
+    }
+
+    /// Take one request: answered now, or later (a configure applied in
+    /// slices between protocol work; a wait for the backup).
+    pub fn submit(&mut self, req: Request) -> Handled {
+        match req {
+            Request::Configure { lines, wait } => match self.start_configure(lines, wait) {
+                Ok(t) => Handled::Later(t),
+                Err(r) => Handled::Now(r),
+            },
+            Request::Save { which, wait } => self.save(which, wait),
+            other => Handled::Now(self.handle_now(other)),
+        }
+    }
+
+    fn handle_now(&mut self, req: Request) -> Response {
         match req {
             Request::ShowSwitch => self.show_switch(),
             Request::ShowCheckpointData { process } => self.show_checkpoint(process.as_deref()),
             Request::ShowNode => render::nodes(&self.engine.switch_status()),
             Request::ShowConfiguration => render::configuration(self.host.running.to_text()),
             Request::ShowApp { app, rows } => self.show_app(&app, rows),
-            Request::Configure { lines } => self.configure(&lines),
-            Request::Save { which } => self.save(which),
+            Request::Configure { .. } | Request::Save { .. } => Response::error("answered later"),
             Request::UseConfiguration { which } => match self.host.flash.select(which) {
                 Ok(()) => Response::ok(
                     format!("The selected configuration will be {} at the next boot.", which.file_name()),
@@ -50,6 +98,9 @@ impl<L: Link> MsmNode<L> {
                     Err(e) => Response::error(format!("run msm-failover: {e}")),
                 }
             }
+            Request::Churn { rate } if rate > MAX_CHURN => Response::error(format!(
+                "churn {rate}: more than {MAX_CHURN} changes per second is refused (the loop must keep its heartbeats)"
+            )),
             Request::Churn { rate } => {
                 self.churn.rate = rate;
                 Response::ok(format!("workload: {rate} changes per second"), json!({ "rate": rate }))
@@ -57,85 +108,22 @@ impl<L: Link> MsmNode<L> {
         }
     }
 
-    /// Apply configuration lines in order, each checkpointed as it is
-    /// applied; the first bad line stops the rest.
-    fn configure(&mut self, lines: &[String]) -> Response {
-        if self.engine.role() != Role::Master {
-            return Response::error(format!(
-                "{} is {}: configuration changes are made on the master",
-                self.engine.slot(),
-                self.engine.role()
-            ));
-        }
-        for (i, line) in lines.iter().enumerate() {
-            if line.contains('\n') {
-                return Response::error(format!("line {}: one command per line: {line:?}", i + 1));
-            }
-            let mut trial = self.host.running.clone();
-            let effect = match trial.apply(line) {
-                Ok(e) => e,
-                Err(reason) => {
-                    return Response::error(format!(
-                        "line {}: {reason}: {line}{}",
-                        i + 1,
-                        if i > 0 {
-                            format!(" (the {i} line(s) before it were applied)")
-                        } else {
-                            String::new()
-                        }
-                    ));
-                }
-            };
-            let mut text = line.trim().to_string();
-            text.push('\n');
-            if let Err(e) = self.engine.config_change(text.as_bytes()) {
-                return Response::error(format!("line {}: {e}: {line}", i + 1));
-            }
-            self.host.running = trial;
-            match effect {
-                Effect::Vlan(name) => {
-                    let key = vlan_key(&name);
-                    let c = match self.host.running.vlans.get(&name) {
-                        Some(v) => {
-                            let tag = v.tag.map_or("untagged".to_string(), |t| format!("tag {t}"));
-                            let ports = crate::config::port_list(&v.ports);
-                            Change::Set(key, format!("{name} {tag} ports {ports}").into_bytes())
-                        }
-                        None => Change::Delete(key),
-                    };
-                    let _ = self.change(VLAN, c);
-                }
-                Effect::Priority(slot, p) if slot == self.engine.slot().index() => {
-                    self.engine.set_priority(p);
-                    let _ = self.host.flash.set_priority(p);
-                }
-                _ => {}
-            }
-        }
-        Response::ok(String::new(), json!({ "applied": lines.len() }))
-    }
-
     /// `save [primary|secondary]`: the running configuration to flash; the
     /// master sends the selected file to the backup again.
-    fn save(&mut self, which: Option<ConfigName>) -> Response {
+    /// With `wait`, the answer waits until the backup's flash has it.
+    fn save(&mut self, which: Option<ConfigName>, wait: Option<u64>) -> Handled {
         let selected = self.host.flash.selected();
         let which = which.unwrap_or(selected);
         let text = self.host.running.to_text();
         match self.host.flash.save(which, &text, unix_now()) {
-            Ok(n) => {
+            Ok(bytes) => {
+                let mut marks = Marks::default();
                 if which == selected && self.engine.role() == Role::Master {
-                    self.engine.config_saved();
+                    marks.saved = self.engine.config_saved();
                 }
-                Response::ok(
-                    format!(
-                        "Saving configuration on {} ... done!\n{n} bytes saved to {}",
-                        self.engine.slot(),
-                        which.file_name()
-                    ),
-                    json!({ "saved": config_word(which), "bytes": n }),
-                )
+                Handled::Later(self.answer_when_checkpointed(marks, Done::Save { which, bytes }, wait))
             }
-            Err(e) => Response::error(format!("save {}: {e}", which.file_name())),
+            Err(e) => Handled::Now(Response::error(format!("save {}: {e}", which.file_name()))),
         }
     }
 

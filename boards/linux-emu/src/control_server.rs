@@ -1,0 +1,216 @@
+//! The control socket's server side: any number of `msm` clients, none able
+//! to stall the node. A request is read into a bounded buffer; its answer
+//! is written from a bounded buffer without blocking, a piece per loop
+//! turn. A client that sends too much, or stops reading its answer, is
+//! dropped and logged; the node goes on.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use msm_backplane::link::Link;
+
+use crate::control::{Response, parse_request};
+use crate::node::{Handled, MsmNode, Ticket};
+use crate::socket_path::{self, Refused};
+
+/// Largest request line.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Largest answer: `show app fdb --rows` of a million entries fits.
+pub const MAX_ANSWER: usize = 256 << 20;
+/// A client that takes no byte of its answer for this long is dropped.
+pub const STALL: Duration = Duration::from_secs(5);
+/// Clients served at once; more wait in the listen queue.
+pub const MAX_CLIENTS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Reading,
+    /// Its answer comes later (a configure in slices, a wait for the backup).
+    Waiting(Ticket),
+    Writing,
+}
+
+#[derive(Debug)]
+struct Client {
+    stream: UnixStream,
+    state: State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    sent: usize,
+    /// Last time a byte moved, for the stall check.
+    moved: Instant,
+}
+
+/// What happened to a client this turn, for the log and the tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Served {
+    pub answered: u64,
+    pub dropped: u64,
+}
+
+/// The listening socket and its clients.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Vec<Client>,
+    pub served: Served,
+}
+
+impl ControlServer {
+    /// Bind `path`: refused if a live process holds it (another node), a
+    /// stale socket is replaced.
+    pub fn bind(path: &Path) -> Result<ControlServer, Refused> {
+        socket_path::claim(path, socket_path::Kind::Stream)?;
+        let listener = UnixListener::bind(path)
+            .map_err(|e| Refused::Unusable(format!("control socket {}: {e}", path.display())))?;
+        listener.set_nonblocking(true).map_err(|e| Refused::Unusable(e.to_string()))?;
+        Ok(ControlServer { listener, path: path.to_path_buf(), clients: Vec::new(), served: Served::default() })
+    }
+
+    /// Descriptors to poll and for what: the listener for new clients,
+    /// clients for their request or for room to write their answer.
+    pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
+        let mut v = vec![(self.listener.as_fd(), true, false)];
+        v.extend(self.clients.iter().map(|c| (c.stream.as_fd(), c.state == State::Reading, c.state == State::Writing)));
+        v
+    }
+
+    /// The earliest time a stalled client must be dropped.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.clients.iter().filter(|c| c.state == State::Writing).map(|c| c.moved + STALL).min()
+    }
+
+    /// Accept, read, submit, write: all without blocking.
+    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) {
+        while self.clients.len() < MAX_CLIENTS {
+            match self.listener.accept() {
+                Ok((stream, _)) if stream.set_nonblocking(true).is_ok() => self.clients.push(Client {
+                    stream,
+                    state: State::Reading,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    sent: 0,
+                    moved: Instant::now(),
+                }),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        for c in &mut self.clients {
+            if c.state == State::Reading {
+                read_request(c, node);
+            }
+        }
+        while let Some((ticket, r)) = node.take_answer() {
+            if let Some(c) = self.clients.iter_mut().find(|c| c.state == State::Waiting(ticket)) {
+                set_answer(c, &r);
+            }
+        }
+        let now = Instant::now();
+        let served = &mut self.served;
+        self.clients.retain_mut(|c| {
+            if c.state == State::Writing {
+                write_answer(c, now);
+            }
+            match c.state {
+                State::Writing if c.output.is_empty() => false, // hung up, or gone before asking
+                State::Writing if c.sent == c.output.len() => {
+                    served.answered += 1;
+                    false
+                }
+                State::Writing if now.duration_since(c.moved) >= STALL => {
+                    log::warn!(
+                        "control client dropped: it read {} of {} answer bytes in {} s",
+                        c.sent,
+                        c.output.len(),
+                        STALL.as_secs()
+                    );
+                    served.dropped += 1;
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn read_request<L: Link>(c: &mut Client, node: &mut MsmNode<L>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match c.stream.read(&mut chunk) {
+            Ok(0) => {
+                // Gone before asking: nothing to answer.
+                c.state = State::Writing;
+                c.output.clear();
+                return;
+            }
+            Ok(n) => c.input.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => {
+                c.state = State::Writing;
+                c.output.clear();
+                return;
+            }
+        }
+        if c.input.len() > MAX_REQUEST {
+            set_answer(c, &Response::error(format!("request larger than {} bytes", MAX_REQUEST)));
+            return;
+        }
+    }
+    let Some(end) = c.input.iter().position(|b| *b == b'\n') else { return };
+    let line = String::from_utf8_lossy(&c.input[..end]).into_owned();
+    c.moved = Instant::now();
+    match parse_request(&line) {
+        Ok(req) => match node.submit(req) {
+            Handled::Now(r) => set_answer(c, &r),
+            Handled::Later(t) => c.state = State::Waiting(t),
+        },
+        Err(e) => set_answer(c, &Response::error(e)),
+    }
+}
+
+fn set_answer(c: &mut Client, r: &Response) {
+    let mut line = serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"status\":\"error\",\"message\":\"{e}\"}}"));
+    if line.len() + 1 > MAX_ANSWER {
+        line = serde_json::to_string(&Response::error(format!(
+            "answer of {} bytes exceeds the {} MiB limit",
+            line.len(),
+            MAX_ANSWER >> 20
+        )))
+        .unwrap_or_default();
+    }
+    line.push('\n');
+    c.output = line.into_bytes();
+    c.sent = 0;
+    c.state = State::Writing;
+    c.moved = Instant::now();
+}
+
+fn write_answer(c: &mut Client, now: Instant) {
+    while c.sent < c.output.len() {
+        match c.stream.write(&c.output[c.sent..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                c.sent += n;
+                c.moved = now;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => {
+                // Hung up: nothing more to send.
+                c.output.clear();
+                c.sent = 0;
+                break;
+            }
+        }
+    }
+}

@@ -68,14 +68,23 @@ impl ControlServer {
         let listener = UnixListener::bind(path)
             .map_err(|e| Refused::Unusable(format!("control socket {}: {e}", path.display())))?;
         listener.set_nonblocking(true).map_err(|e| Refused::Unusable(e.to_string()))?;
-        Ok(ControlServer { listener, path: path.to_path_buf(), clients: Vec::new(), served: Served::default() })
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            clients: Vec::new(),
+            served: Served::default(),
+        })
     }
 
     /// Descriptors to poll and for what: the listener for new clients,
     /// clients for their request or for room to write their answer.
     pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
         let mut v = vec![(self.listener.as_fd(), true, false)];
-        v.extend(self.clients.iter().map(|c| (c.stream.as_fd(), c.state == State::Reading, c.state == State::Writing)));
+        v.extend(
+            self.clients
+                .iter()
+                .map(|c| (c.stream.as_fd(), c.state == State::Reading, c.state == State::Writing)),
+        );
         v
     }
 
@@ -180,7 +189,8 @@ fn read_request<L: Link>(c: &mut Client, node: &mut MsmNode<L>) {
 }
 
 fn set_answer(c: &mut Client, r: &Response) {
-    let mut line = serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"status\":\"error\",\"message\":\"{e}\"}}"));
+    let mut line =
+        serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"status\":\"error\",\"message\":\"{e}\"}}"));
     if line.len() + 1 > MAX_ANSWER {
         line = serde_json::to_string(&Response::error(format!(
             "answer of {} bytes exceeds the {} MiB limit",

@@ -49,10 +49,11 @@ pub fn claim(path: &Path, kind: Kind) -> Result<(), Refused> {
         Kind::Datagram => UnixDatagram::unbound().and_then(|s| s.connect(path)),
     };
     match probe {
-        Ok(()) => Err(Refused::InUse(format!("{shown} is in use by a running process (another node with this path?)"))),
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-            std::fs::remove_file(path).map_err(|e| Refused::Unusable(format!("{shown}: removing a stale socket: {e}")))
-        }
+        Ok(()) => Err(Refused::InUse(format!(
+            "{shown} is in use by a running process (another node with this path?)"
+        ))),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map_err(|e| Refused::Unusable(format!("{shown}: removing a stale socket: {e}"))),
         Err(e) => Err(Refused::Unusable(format!("{shown}: {e}"))),
     }
 }

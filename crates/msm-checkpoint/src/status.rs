@@ -163,9 +163,9 @@ pub struct SwitchStatus {
     pub peers: [Option<PeerStatus>; MAX_NODES],
     /// Frames refused, by cause.
     pub errors: FrameErrors,
-    /// Another module claimed this node's slot within the last detection
-    /// interval: two modules configured for one slot.
-    pub slot_conflict: bool,
+    /// Two modules claimed this slot within the last detection interval
+    /// (this node's own, or its master's): two modules configured for one slot.
+    pub slot_conflict: Option<Slot>,
 }
 
 /// Refused frames by cause, for `show node` style diagnostics.
@@ -230,8 +230,8 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     if s.role == Role::Master || s.role == Role::Backup {
         writeln!(out, "Checkpoint: {}", s.sync)?;
     }
-    if s.slot_conflict {
-        writeln!(out, "Slot conflict: another {} on the backplane", s.slot)?;
+    if let Some(slot) = s.slot_conflict {
+        writeln!(out, "Slot conflict: two modules claim {slot} on the backplane")?;
     }
     Ok(())
 }

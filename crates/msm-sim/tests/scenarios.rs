@@ -489,3 +489,63 @@ fn repeated_rebulk_requests_back_off_and_show_why() {
     assert_eq!(sim.engine(A).unwrap().process_status("fdb").unwrap().failure, None);
     sim.check_converged().unwrap();
 }
+
+/// A heartbeat from slot A as a second module claiming it would send one:
+/// another boot count, INIT or MASTER, no backup named.
+fn intruder_heartbeat(sim: &Sim, role: u8) -> Vec<u8> {
+    let hb = wire::Heartbeat {
+        role,
+        priority: 0,
+        health: 100,
+        backup: wire::NO_SLOT,
+        in_sync: false,
+        session: 0,
+        incarnation: 9_999,
+        config: wire::DigestMark::default(),
+    };
+    let term = sim.engine(B).unwrap().term().raw();
+    let mut buf = [0u8; 128];
+    let n = FrameWriter::new(&mut buf, 0, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+    buf[..n].to_vec()
+}
+
+/// A second module started for slot A while A runs (the split brain):
+/// the backup hears two boots of its master's slot, keeps following the one
+/// it follows, never takes over, and reports the conflict until the
+/// intruder is gone. A master that really restarts is still lost at once.
+#[test]
+fn a_second_module_in_the_masters_slot_is_a_conflict_not_a_failover() {
+    let mut sim = synced(SimConfig::chassis(2), 5);
+    let term = sim.engine(B).unwrap().term();
+    for i in 0..40 {
+        let role = if i < 20 { 0 } else { 1 }; // INIT, then as if it elected itself
+        let frame = intruder_heartbeat(&sim, role);
+        sim.inject(B, &frame);
+        sim.run_for(Duration::from_millis(5)).unwrap();
+        let b = sim.engine(B).unwrap();
+        assert_eq!(b.role(), Role::Backup, "heartbeat {i}: B left its role");
+    }
+    let b = sim.engine(B).unwrap();
+    assert_eq!(b.term(), term);
+    assert_eq!(b.switch_status().slot_conflict, Some(msm_checkpoint::Slot::A));
+    let mut text = String::new();
+    msm_checkpoint::render_switch(&b.switch_status(), &mut text).unwrap();
+    assert!(text.contains("Slot conflict: two modules claim MSM-A"), "{text}");
+    // The intruder leaves: the conflict clears, the pair is as before.
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    assert_eq!(sim.engine(B).unwrap().switch_status().slot_conflict, None);
+    assert_eq!(sim.master(), Some(A));
+    assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+    sim.check_converged().unwrap();
+
+    // A real restart: A's old boot falls silent, its new one says INIT.
+    sim.crash(A);
+    sim.boot(A);
+    let became = sim
+        .run_until_cond(Duration::from_millis(25), |s| s.engine(B).is_some_and(|e| e.role() == Role::Master))
+        .unwrap();
+    assert!(
+        became,
+        "a restarted master is lost within 1.5 heartbeats of its new boot, not a detection interval"
+    );
+}

@@ -175,7 +175,8 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         }
         // Sleep until a frame, a request, a signal, or the next deadline.
         let now = node.now();
-        let engine = node.next_wakeup().map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())));
+        let engine =
+            node.next_wakeup().map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())));
         let stall = control.next_deadline().map(|t| t.saturating_duration_since(std::time::Instant::now()));
         let timeout = [engine, stall].into_iter().flatten().min().unwrap_or(Duration::from_millis(100));
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);

@@ -81,7 +81,7 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response 
         "config_booted": files.booted.file_name(),
         "saved": saved,
         "unsaved_changes": files.unsaved,
-        "slot_conflict": s.slot_conflict,
+        "slot_conflict": s.slot_conflict.map(|c| c.letter().to_string()),
         "frame_errors": {
             "total": e.total() + oversize,
             "bad_crc": e.bad_crc,

@@ -62,6 +62,9 @@ pub(crate) struct Membership {
     /// The highest term seen on the backplane.
     pub(crate) max_term: Term,
     pub(crate) master: Option<Slot>,
+    /// The boot count of the master we follow: another one in its slot is a
+    /// restart, or a second module claiming that slot.
+    pub(crate) master_incarnation: u32,
     /// Master: the module chosen to receive checkpoints.
     pub(crate) backup: Option<Slot>,
     peers: [Peer; MAX_NODES],
@@ -75,6 +78,7 @@ impl Membership {
             term: Term::NONE,
             max_term: Term::NONE,
             master: None,
+            master_incarnation: 0,
             backup: None,
             peers: [Peer::new(); MAX_NODES],
         }
@@ -125,9 +129,11 @@ impl Membership {
         }
     }
 
-    /// Follow `master` in `term`, as a standby until it names us backup.
-    pub(crate) fn follow(&mut self, master: Slot, term: Term) {
+    /// Follow `master` (boot count `incarnation`) in `term`, as a standby
+    /// until it names us backup.
+    pub(crate) fn follow(&mut self, master: Slot, incarnation: u32, term: Term) {
         self.master = Some(master);
+        self.master_incarnation = incarnation;
         self.term = term;
         self.role = Role::Standby;
     }
@@ -274,7 +280,7 @@ mod tests {
         let t1 = Term::NONE.next(Slot::A);
         assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Follow, "INIT follows any master");
         m.heard(Slot::A, t1);
-        m.follow(Slot::A, t1);
+        m.follow(Slot::A, 1, t1);
         assert_eq!(m.judge_master(Slot::A, t1), MasterVerdict::Current);
         assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Stale);
         let t2 = m.claim();

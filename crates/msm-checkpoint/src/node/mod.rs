@@ -56,6 +56,8 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     timers: TimerTable,
     events: EventQueue,
     errors: FrameErrors,
+    /// The slot two modules claim, while [`Timer::SlotConflict`] runs.
+    conflict: Option<Slot>,
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
@@ -82,6 +84,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             timers,
             events: EventQueue::new(),
             errors: FrameErrors::default(),
+            conflict: None,
             cfg,
         })
     }
@@ -226,10 +229,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if f.from == self.cfg.slot.raw() {
             // Our links never echo our own frames: another module claims this slot.
             self.errors.own_slot += 1;
-            if !self.timers.is_armed(Timer::SlotConflict) {
-                warn!("slot conflict: another module claims this slot");
-            }
-            self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
+            self.slot_conflict(now, self.cfg.slot);
             return Err(FrameError::OwnSlot);
         }
         if f.to != BROADCAST && f.to != self.cfg.slot.raw() {
@@ -372,13 +372,24 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn on_heartbeat<H: Host>(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat, host: &mut H) {
+        if self.members.role != Role::Master && self.members.master == Some(from) {
+            if hb.incarnation != self.members.master_incarnation {
+                self.other_boot_of_master(now, from);
+                return;
+            }
+            if self.timers.is_armed(Timer::MasterSuspect) {
+                // The master we follow is alive: the other boot is a second module in its slot.
+                self.timers.stop(Timer::MasterSuspect);
+                self.slot_conflict(now, from);
+            }
+        }
         let (role, restarted) = self.members.heartbeat(from, term, hb);
         if role == Role::Master {
             match self.members.judge_master(from, term) {
                 MasterVerdict::StepDown => {
                     warn!("stepping down: higher term seen");
                     self.step_down();
-                    self.follow(now, from, term, host);
+                    self.follow(now, from, hb.incarnation, term, host);
                 }
                 MasterVerdict::Rival => {
                     // A stale master; it steps down when it hears our heartbeat.
@@ -386,7 +397,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     self.timers.set(Timer::Heartbeat, now);
                 }
                 MasterVerdict::Current => {}
-                MasterVerdict::Follow => self.follow(now, from, term, host),
+                MasterVerdict::Follow => self.follow(now, from, hb.incarnation, term, host),
                 MasterVerdict::Stale => {
                     self.errors.stale_term += 1;
                     return;
@@ -444,10 +455,35 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.events.push(Event::RoleChanged { role, term: self.members.term });
     }
 
-    fn follow<H: Host>(&mut self, now: Instant, master: Slot, term: Term, host: &mut H) {
+    /// A heartbeat from our master's slot with another boot count: the
+    /// master restarted (it says so once; then it is lost), or a second
+    /// module claims that slot (the master we follow is heard again soon).
+    /// Either way this heartbeat changes nothing yet.
+    fn other_boot_of_master(&mut self, now: Instant, slot: Slot) {
+        if self.conflict == Some(slot) && self.timers.is_armed(Timer::SlotConflict) {
+            self.errors.unexpected += 1;
+            self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
+        } else if !self.timers.is_armed(Timer::MasterSuspect) {
+            let wait = self.cfg.heartbeat_interval + self.cfg.heartbeat_interval / 2;
+            self.timers.set(Timer::MasterSuspect, now + wait);
+        }
+    }
+
+    /// Two modules claim `slot`: held for a detection interval after the
+    /// last sign of it, shown in `show switch`.
+    fn slot_conflict(&mut self, now: Instant, slot: Slot) {
+        if !self.timers.is_armed(Timer::SlotConflict) {
+            warn!("slot conflict: two modules claim one slot");
+        }
+        self.conflict = Some(slot);
+        self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
+    }
+
+    fn follow<H: Host>(&mut self, now: Instant, master: Slot, incarnation: u32, term: Term, host: &mut H) {
         info!("following new master");
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
-        self.members.follow(master, term);
+        self.timers.stop(Timer::MasterSuspect);
+        self.members.follow(master, incarnation, term);
         self.receiver.follow(&mut self.timers);
         self.timers.stop(Timer::Election);
         self.timers.set(Timer::Heartbeat, now);
@@ -462,6 +498,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
+        self.timers.stop(Timer::MasterSuspect);
         self.events.push(Event::PeerLost(self.members.master.unwrap_or(self.cfg.slot)));
         if self.members.role == Role::Backup {
             self.promote(now, host);
@@ -549,10 +586,18 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if self.timers.is_expired(Timer::SlotConflict, now) {
             info!("slot conflict over");
             self.timers.stop(Timer::SlotConflict);
+            self.conflict = None;
+        }
+        if self.timers.is_expired(Timer::MasterSuspect, now) {
+            self.timers.stop(Timer::MasterSuspect);
+            if self.members.role != Role::Master && self.members.master.is_some() {
+                info!("master restarted");
+                self.master_lost(now, host);
+            }
         }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
-            // Two modules for one slot: neither may take the chassis as that slot.
-            let conflict = self.timers.is_armed(Timer::SlotConflict);
+            // Two modules for our slot: neither may take the chassis as that slot.
+            let conflict = self.conflict == Some(self.cfg.slot);
             if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health) {
                 info!("elected master");
                 self.promote(now, host);

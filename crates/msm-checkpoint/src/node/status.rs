@@ -93,7 +93,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             sync: self.sync_state(),
             peers: self.members.peer_status(),
             errors: self.errors,
-            slot_conflict: self.timers.is_armed(Timer::SlotConflict),
+            slot_conflict: self.conflict.filter(|_| self.timers.is_armed(Timer::SlotConflict)),
         }
     }
 

@@ -28,11 +28,14 @@ pub(crate) enum Timer {
     SlotConflict,
     /// Master: a stream held back after repeated re-bulk requests may start.
     BulkHoldoff,
+    /// Another boot of our master's slot spoke: unless the master we follow
+    /// is heard again by then, it restarted and is lost.
+    MasterSuspect,
     /// A peer is lost unless heard from by then.
     PeerLost(Slot),
 }
 
-const FIXED: usize = 9;
+const FIXED: usize = 10;
 const COUNT: usize = FIXED + MAX_NODES;
 
 impl Timer {
@@ -47,6 +50,7 @@ impl Timer {
             Timer::HandoverResend => 6,
             Timer::SlotConflict => 7,
             Timer::BulkHoldoff => 8,
+            Timer::MasterSuspect => 9,
             Timer::PeerLost(s) => FIXED + s.index(),
         }
     }
@@ -145,6 +149,7 @@ mod tests {
             Timer::HandoverResend,
             Timer::SlotConflict,
             Timer::BulkHoldoff,
+            Timer::MasterSuspect,
         ];
         all[..FIXED].copy_from_slice(&fixed);
         for (i, slot) in (0..MAX_NODES as u8).filter_map(Slot::new).enumerate() {

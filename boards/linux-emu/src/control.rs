@@ -149,8 +149,10 @@ mod tests {
     #[test]
     fn config_names_travel_as_words() {
         for which in [None, Some(ConfigName::Primary), Some(ConfigName::Secondary)] {
-            let r = Request::Save { which, wait: None };
-            assert_eq!(parse_request(&serde_json::to_string(&r).unwrap()), Ok(r));
+            for wait in [None, Some(250)] {
+                let r = Request::Save { which, wait };
+                assert_eq!(parse_request(&serde_json::to_string(&r).unwrap()), Ok(r));
+            }
         }
         let r = Request::UseConfiguration { which: ConfigName::Secondary };
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"use-configuration","which":"secondary"}"#);

@@ -1,0 +1,207 @@
+//! The chassis under load and bad input, with real `msm-node` processes: the
+//! node loop serves the protocol first whatever an operator, a script or a
+//! stranger on the backplane does, and acknowledged configuration is on the
+//! backup. Every wait has a deadline; no test sleeps to let something happen.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::Write;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::control::{Request, Response};
+use serde_json::Value;
+
+fn chassis(hb_ms: u64) -> (tempfile::TempDir, Chassis) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
+    c.common = vec!["--heartbeat-ms".into(), hb_ms.to_string(), "--miss".into(), "3".into()];
+    (dir, c)
+}
+
+/// A and B running, in sync, A master.
+fn pair(c: &mut Chassis, extra: &[&str]) {
+    c.start('A', extra).unwrap();
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    c.start('B', extra).unwrap();
+    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+fn switch(c: &Chassis, slot: char) -> Value {
+    c.ask(slot, &Request::ShowSwitch).unwrap()
+}
+
+fn log(c: &Chassis, slot: char) -> String {
+    std::fs::read_to_string(c.path(slot, "log")).unwrap_or_default()
+}
+
+/// Neither node changed role or term since `term` (no failover happened).
+fn no_failover(c: &Chassis, term: &Value) {
+    let a = switch(c, 'A');
+    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
+    assert_eq!(switch(c, 'B')["role"], "BACKUP");
+}
+
+#[test]
+fn a_configure_of_20000_lines_keeps_the_heartbeats_and_is_on_the_backup_when_acknowledged() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &[]);
+    let term = switch(&c, 'A')["term"].clone();
+    let lines: Vec<String> = (0..20_000).map(|i| format!("create vlan v{i}")).collect();
+    let r = c.ask('A', &Request::Configure { lines, wait: Some(20_000) }).unwrap();
+    assert_eq!(r["applied"], 20_000, "{r}");
+    assert_eq!(r["checkpointed"], true, "{r}");
+    assert_eq!(r["behind"], 0);
+    assert!(r["seq"].as_u64().unwrap() >= 20_000, "{r}");
+    no_failover(&c, &term);
+    // What the master acknowledged is on the backup: its running configuration has every VLAN.
+    let text = c.text('B', &Request::ShowConfiguration).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("create vlan v")).count(), 20_000);
+    // A save waits for the backup's flash the same way.
+    let s = c.ask('A', &Request::Save { which: None, wait: Some(20_000) }).unwrap();
+    assert_eq!(s["checkpointed"], true, "{s}");
+    no_failover(&c, &term);
+}
+
+#[test]
+fn a_wait_the_backup_cannot_answer_says_how_far_behind_it_is() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &[]);
+    // The backup stops (SIGSTOP): alive to the master until detection, acknowledging nothing.
+    let pid = c.children[1].as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let lines = vec!["create vlan late1".to_string(), "create vlan late2".to_string()];
+    let r = c.ask('A', &Request::Configure { lines, wait: Some(200) }).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(r["applied"], 2, "{r}");
+    assert_eq!(r["checkpointed"], false, "{r}");
+    assert!(r["behind"].as_u64().unwrap() >= 2, "{r}");
+    let text = match c.call('A', &Request::ShowSwitch).unwrap() {
+        Response::Ok { .. } => "ok",
+        Response::Error { .. } => "error",
+    };
+    assert_eq!(text, "ok");
+}
+
+#[test]
+fn a_client_that_never_reads_its_answer_is_dropped_and_the_node_goes_on() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &["--fdb", "200000"]);
+    let term = switch(&c, 'A')["term"].clone();
+    // Ask for some 10 MB of rows and never read them.
+    let mut greedy = UnixStream::connect(c.path('A', "ctl")).unwrap();
+    greedy.write_all(b"{\"op\":\"show-app\",\"app\":\"fdb\",\"rows\":true}\n").unwrap();
+    // Meanwhile the node answers others and keeps its heartbeats.
+    for _ in 0..20 {
+        no_failover(&c, &term);
+    }
+    c.wait("the stalled client dropped", Duration::from_secs(15), |c| Ok(log(c, 'A').contains("control client dropped")))
+        .unwrap();
+    no_failover(&c, &term);
+    drop(greedy);
+}
+
+#[test]
+fn a_workload_beyond_the_limit_is_refused_by_name() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &[]);
+    let term = switch(&c, 'A')["term"].clone();
+    match c.call('A', &Request::Churn { rate: u32::MAX }).unwrap() {
+        Response::Error { message } => assert!(message.contains("100000"), "{message}"),
+        r => panic!("accepted: {r:?}"),
+    }
+    c.ask('A', &Request::Churn { rate: 20_000 }).unwrap();
+    c.wait("churn checkpointed", Duration::from_secs(5), |c| {
+        let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
+        Ok(j[0]["checkpointed"].as_u64().unwrap_or(0) > 20_000)
+    })
+    .unwrap();
+    no_failover(&c, &term);
+}
+
+#[test]
+fn a_second_node_given_the_running_nodes_paths_exits_and_names_them() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &[]);
+    let term = switch(&c, 'A')["term"].clone();
+    let out = Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "A", "--flash"])
+        .arg(c.dir.join("intruder.img"))
+        .arg("--control")
+        .arg(c.path('A', "ctl"))
+        .arg("--backplane")
+        .arg(c.backplane('A'))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("A.ctl") && err.contains("in use"), "{err}");
+    // The backplane path is checked as well.
+    let out = Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "A", "--flash"])
+        .arg(c.dir.join("intruder.img"))
+        .arg("--control")
+        .arg(c.dir.join("intruder.ctl"))
+        .arg("--backplane")
+        .arg(c.backplane('A'))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("A.sock"));
+    no_failover(&c, &term);
+}
+
+#[test]
+fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &[]);
+    let term = switch(&c, 'A')["term"].clone();
+    // Its own files, but slot A and a backplane to B: B hears two modules claim A.
+    let mut intruder = Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "A", "--heartbeat-ms", "10", "--flash"])
+        .arg(c.dir.join("intruder.img"))
+        .arg("--control")
+        .arg(c.dir.join("intruder.ctl"))
+        .arg("--backplane")
+        .arg(format!("unix:{}:{}", c.dir.join("intruder.sock").display(), c.path('B', "sock").display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.wait("B reports the conflict", Duration::from_secs(5), |c| Ok(switch(c, 'B')["slot_conflict"] == "A"))
+        .unwrap();
+    let text = c.text('B', &Request::ShowSwitch).unwrap();
+    assert!(text.contains("Slot conflict: two modules claim MSM-A"), "{text}");
+    for _ in 0..20 {
+        no_failover(&c, &term);
+    }
+    intruder.kill().unwrap();
+    intruder.wait().unwrap();
+    c.wait("the conflict clears", Duration::from_secs(5), |c| Ok(switch(c, 'B')["slot_conflict"].is_null()))
+        .unwrap();
+    no_failover(&c, &term);
+    c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+#[test]
+fn every_refused_frame_is_counted_by_reason() {
+    let (_d, mut c) = chassis(10);
+    pair(&mut c, &[]);
+    let sock = UnixDatagram::unbound().unwrap();
+    let target = c.path('B', "sock");
+    sock.send_to(&[0xC5; 3], &target).unwrap(); // too short
+    sock.send_to(&[0xC5, 1, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9], &target).unwrap(); // bad CRC
+    sock.send_to(&vec![0u8; 70_000], &target).unwrap_or(0); // larger than any frame
+    c.wait("counted", Duration::from_secs(5), |c| {
+        let e = &switch(c, 'B')["frame_errors"];
+        Ok(e["malformed"].as_u64() >= Some(1) && e["bad_crc"].as_u64() >= Some(1))
+    })
+    .unwrap();
+    let e = &switch(&c, 'B')["frame_errors"];
+    assert!(e["total"].as_u64().unwrap() >= 2, "{e}");
+    let text = c.text('B', &Request::ShowSwitch).unwrap();
+    assert!(text.contains("Refused frames:"), "{text}");
+}

@@ -21,9 +21,10 @@ use msm_flash_linux::FileFlash;
 use crate::host::SavedStore;
 
 pub const IMAGE_SIZE: u32 = 4 * 1024 * 1024;
-const SETTINGS: (u32, u32) = (0, 64 * 1024);
-const PRIMARY: (u32, u32) = (64 * 1024, 2016 * 1024);
-const SECONDARY: (u32, u32) = (2080 * 1024, 2016 * 1024);
+/// The partition table: (offset in the image, size) of each partition.
+pub const SETTINGS: (u32, u32) = (0, 64 * 1024);
+pub const PRIMARY: (u32, u32) = (64 * 1024, 2016 * 1024);
+pub const SECONDARY: (u32, u32) = (2080 * 1024, 2016 * 1024);
 pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 type Dev = FileFlash<4, 4096>;

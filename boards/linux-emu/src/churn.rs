@@ -7,6 +7,28 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::apps::{CFGMGR, Change, DEVMGR, FDB, OSPF, STP, mac_key};
 
+/// The largest `msm-node --fdb`. A fresh master records its whole initial
+/// table in one turn of the node loop when it is promoted (and the backup
+/// takes it in one bulk), so the bound keeps that turn and each node's memory
+/// (two tables of ~100 B an entry) within what the chassis is measured at:
+/// `cargo xtask bench` bulks 1 M records. Also well inside the MAC key space
+/// ([`MAC_SPACE`]). Larger values are refused at start (exit code 1).
+pub const MAX_FDB: u32 = 1_000_000;
+
+/// Distinct MACs the workload can make: 00:04:96 followed by 24 bits.
+pub const MAC_SPACE: u32 = 1 << 24;
+
+const _: () = assert!(MAX_FDB <= MAC_SPACE);
+
+/// `--fdb n` if it is at most [`MAX_FDB`], else the error naming the flag and the maximum.
+pub fn check_fdb(n: u32) -> Result<u32, String> {
+    if n > MAX_FDB {
+        Err(format!("--fdb {n}: at most {MAX_FDB} MAC table entries (see MAX_FDB in churn.rs)"))
+    } else {
+        Ok(n)
+    }
+}
+
 #[derive(Debug)]
 pub struct Churn {
     rng: Pcg64Mcg,
@@ -15,7 +37,8 @@ pub struct Churn {
     /// Virtual changes owed (fractional accumulation between polls).
     owed: f64,
     last_us: u64,
-    /// Distinct MACs the table cycles through.
+    /// Distinct MACs the table cycles through (at least the initial table's
+    /// size, at most [`MAC_SPACE`]).
     pub mac_space: u32,
 }
 
@@ -26,12 +49,21 @@ fn mac(i: u32) -> u64 {
 
 impl Churn {
     pub fn new(seed: u64, rate: u32, mac_space: u32) -> Self {
-        Churn { rng: Pcg64Mcg::seed_from_u64(seed), rate, owed: 0.0, last_us: 0, mac_space: mac_space.max(1) }
+        Churn {
+            rng: Pcg64Mcg::seed_from_u64(seed),
+            rate,
+            owed: 0.0,
+            last_us: 0,
+            mac_space: mac_space.clamp(1, MAC_SPACE),
+        }
     }
 
-    /// The state a freshly booted master starts with.
+    /// The state a freshly booted master starts with: `fdb` MAC entries (at
+    /// most [`MAX_FDB`]; the churn then cycles through at least those).
     pub fn initial(&mut self, fdb: u32) -> Vec<(usize, Change)> {
-        let mut v = Vec::new();
+        let fdb = fdb.min(MAX_FDB);
+        self.mac_space = self.mac_space.max(fdb);
+        let mut v = Vec::with_capacity(8 + 16 + 48 + 64 + fdb as usize);
         for slot in 1..=8u64 {
             v.push((DEVMGR, Change::Set(slot, b"operational".to_vec())));
         }
@@ -48,7 +80,7 @@ impl Churn {
                 Change::Set(key, [(r % 48 + 1) as u16, 10].iter().flat_map(|x| x.to_le_bytes()).collect()),
             ));
         }
-        for i in 0..fdb.min(self.mac_space) {
+        for i in 0..fdb {
             v.push((FDB, self.fdb_entry(i)));
         }
         v
@@ -105,5 +137,37 @@ impl Churn {
                 Change::Set(obj, format!("policy-{obj}-rev{}", self.rng.random_range(0..1000)).into_bytes()),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn fdb_of_a_million_entries_has_a_million_distinct_macs() {
+        let mut c = Churn::new(1, 0, 50_000);
+        let init = c.initial(MAX_FDB);
+        let macs: BTreeSet<u64> =
+            init.iter().filter(|(app, _)| *app == FDB).map(|(_, ch)| ch.key()).collect();
+        assert_eq!(macs.len(), MAX_FDB as usize);
+        assert_eq!(c.mac_space, MAX_FDB, "the churn cycles through the whole table");
+        // The key space itself: every index below MAC_SPACE is its own MAC.
+        assert_eq!(mac(0), mac_key([0, 4, 0x96, 0, 0, 0]));
+        assert_eq!(mac(MAC_SPACE - 1), mac_key([0, 4, 0x96, 0xFF, 0xFF, 0xFF]));
+    }
+
+    #[test]
+    fn fdb_above_the_maximum_is_refused_naming_the_flag_and_the_maximum() {
+        assert_eq!(check_fdb(MAX_FDB), Ok(MAX_FDB));
+        assert_eq!(check_fdb(0), Ok(0));
+        let e = check_fdb(MAX_FDB + 1).unwrap_err();
+        assert!(e.contains("--fdb 1000001") && e.contains("at most 1000000"), "{e}");
+        // A small table keeps the churn's own space.
+        let mut c = Churn::new(1, 0, 50_000);
+        assert_eq!(c.initial(3000).iter().filter(|(app, _)| *app == FDB).count(), 3000);
+        assert_eq!(c.mac_space, 50_000);
     }
 }

@@ -10,18 +10,21 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use msm_checkpoint::HostError;
-use msm_flash::{ConfigName, ConfigStore, Durable, NodeSettings, Partition, SaveInfo};
+use msm_flash::{
+    ConfigName, ConfigStore, Damage, Durable, Error as FlashError, NodeSettings, Partition, SaveInfo,
+};
 use msm_flash_linux::FileFlash;
 
 use crate::host::SavedStore;
 
 pub const IMAGE_SIZE: u32 = 4 * 1024 * 1024;
-const SETTINGS: (u32, u32) = (0, 64 * 1024);
-const PRIMARY: (u32, u32) = (64 * 1024, 2016 * 1024);
-const SECONDARY: (u32, u32) = (2080 * 1024, 2016 * 1024);
+/// The partition table: (offset in the image, size) of each partition.
+pub const SETTINGS: (u32, u32) = (0, 64 * 1024);
+pub const PRIMARY: (u32, u32) = (64 * 1024, 2016 * 1024);
+pub const SECONDARY: (u32, u32) = (2080 * 1024, 2016 * 1024);
 pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 type Dev = FileFlash<4, 4096>;
@@ -92,6 +95,13 @@ pub struct BoardFlash {
     settings: NodeSettings<Part>,
     boot_count: u32,
     incoming: Option<Incoming>,
+    /// The selected configuration was damaged at boot and this one was booted
+    /// instead: this run treats it as selected (saves, the backup's incoming
+    /// saved config). The setting on flash is unchanged, so the next boot tries
+    /// the selected one again; `use configuration` ends this.
+    boot_override: Option<ConfigName>,
+    /// What [`open`](Self::open) found wrong, each also logged as a warning.
+    boot_notes: Vec<String>,
 }
 
 impl std::fmt::Debug for BoardFlash {
@@ -103,20 +113,119 @@ impl std::fmt::Debug for BoardFlash {
 impl BoardFlash {
     /// Open (creating if missing) and mount the image; a second process on the
     /// same image is refused by the lock, naming the image.
+    ///
+    /// Damaged contents never stop the boot; each is logged as a warning naming
+    /// the part and what is used instead ([`boot_notes`](Self::boot_notes)):
+    /// a damaged or blank settings area gives the default settings (and is
+    /// reformatted so later writes work); a damaged selected configuration
+    /// boots the other configuration file if it is good, else the factory
+    /// default. Only an unusable image (locked, wrong size, I/O errors on
+    /// mount) is an error.
     pub fn open(path: &Path) -> Result<BoardFlash> {
         let dev = Shared(Rc::new(RefCell::new(Dev::open(path, IMAGE_SIZE).map_err(|e| anyhow!("{e}"))?)));
         let part = |name, (start, size): (u32, u32)| {
             Partition::new(dev.clone(), name, start, size).map_err(|e| anyhow!("{name}: {e}"))
         };
+        let mut notes = Vec::new();
         let mut settings = NodeSettings::new(part("settings", SETTINGS)?)
             .map_err(|e| anyhow!("{}: settings area: {e}", path.display()))?;
-        let boot_count =
-            settings.increment_boot_count().map_err(|e| anyhow!("{}: boot count: {e}", path.display()))?;
+        let boot_count = open_settings(&mut settings, &mut notes);
         let primary = ConfigStore::mount(part("primary.cfg", PRIMARY)?, ConfigName::Primary)
             .map_err(|e| anyhow!("{}: primary.cfg: {e}", path.display()))?;
         let secondary = ConfigStore::mount(part("secondary.cfg", SECONDARY)?, ConfigName::Secondary)
             .map_err(|e| anyhow!("{}: secondary.cfg: {e}", path.display()))?;
-        Ok(BoardFlash { primary, secondary, settings, boot_count, incoming: None })
+        let mut flash = BoardFlash {
+            primary,
+            secondary,
+            settings,
+            boot_count,
+            incoming: None,
+            boot_override: None,
+            boot_notes: notes,
+        };
+        flash.choose_boot_config();
+        Ok(flash)
+    }
+
+    /// The warnings [`open`](Self::open) logged about damaged flash contents.
+    pub fn boot_notes(&self) -> &[String] {
+        &self.boot_notes
+    }
+
+    fn note(&mut self, message: String) {
+        log::warn!("{message}");
+        self.boot_notes.push(message);
+    }
+
+    /// Why configuration `w` cannot be booted (`Err`), or whether it holds one.
+    fn check(&mut self, w: ConfigName) -> std::result::Result<bool, String> {
+        let store = self.store(w);
+        let damage = store.damage();
+        let Some(info) = store.current().copied() else {
+            return match damage {
+                Some(d) => Err(d.to_string()),
+                None => Ok(false),
+            };
+        };
+        if let Some(d @ Damage::FellBack { .. }) = damage {
+            self.note(format!(
+                "{} damaged ({d}): booting its previous save (generation {}, {} bytes)",
+                w.file_name(),
+                info.generation,
+                info.len
+            ));
+        }
+        let text = self.read_all(w).map_err(|e| format!("{e:#}"))?;
+        let text = String::from_utf8(text).map_err(|_| "not text".to_string())?;
+        crate::config::RunningConfig::parse(&text).map_err(|e| format!("refused: {e}"))?;
+        Ok(true)
+    }
+
+    /// Boot the selected configuration if it is good; if it is damaged, the
+    /// other file if that one is good, else the factory default; say so.
+    fn choose_boot_config(&mut self) {
+        let selected = match self.settings.selected_config() {
+            Ok(w) => w,
+            Err(e) => {
+                self.note(format!(
+                    "settings area: selected configuration unreadable ({e}): using primary.cfg"
+                ));
+                ConfigName::Primary
+            }
+        };
+        let other = match selected {
+            ConfigName::Primary => ConfigName::Secondary,
+            ConfigName::Secondary => ConfigName::Primary,
+        };
+        let (sel, alt) = (selected.file_name(), other.file_name());
+        match self.check(selected) {
+            Ok(_) => {
+                if let Err(why) = self.check(other) {
+                    self.note(format!("{alt} damaged ({why}); not selected, {sel} booted"));
+                }
+            }
+            Err(why) => match self.check(other) {
+                Ok(true) => {
+                    self.note(format!("{sel} damaged ({why}): booting {alt}"));
+                    self.boot_override = Some(other);
+                }
+                Ok(false) => self.note(format!(
+                    "{sel} damaged ({why}): booting the factory default ({alt} holds no configuration)"
+                )),
+                Err(why2) => self.note(format!(
+                    "{sel} damaged ({why}): booting the factory default ({alt} damaged too: {why2})"
+                )),
+            },
+        }
+    }
+
+    /// Why configuration `w` has no usable config or an older one than saved,
+    /// as the mount found it (`None` once a save has replaced it).
+    pub fn damage(&self, w: ConfigName) -> Option<Damage> {
+        match w {
+            ConfigName::Primary => self.primary.damage(),
+            ConfigName::Secondary => self.secondary.damage(),
+        }
     }
 
     fn store(&mut self, w: ConfigName) -> &mut ConfigStore<Part> {
@@ -130,12 +239,17 @@ impl BoardFlash {
         self.boot_count
     }
 
-    /// The configuration the next boot loads (primary if the setting is unreadable).
+    /// The selected configuration (primary if the setting is unreadable); for
+    /// the run after a boot that found it damaged, the one booted instead.
     pub fn selected(&mut self) -> ConfigName {
+        if let Some(w) = self.boot_override {
+            return w;
+        }
         self.settings.selected_config().unwrap_or(ConfigName::Primary)
     }
 
     pub fn select(&mut self, w: ConfigName) -> std::result::Result<(), String> {
+        self.boot_override = None;
         self.settings.set_selected_config(w).map_err(|e| e.to_string())
     }
 
@@ -155,9 +269,25 @@ impl BoardFlash {
         })
     }
 
-    /// The whole saved configuration `w` (configs are text of a few hundred KiB at most).
+    /// The whole saved configuration `w` (configs are text of a few hundred KiB
+    /// at most); `None` if there is none or it is not text (a warning, see
+    /// [`open`](Self::open) for what boots then).
     pub fn load(&mut self, w: ConfigName) -> Result<Option<String>> {
-        let Some(len) = self.store(w).current().map(|i| i.len as usize) else { return Ok(None) };
+        if self.store(w).current().is_none() {
+            return Ok(None);
+        }
+        let bytes = self.read_all(w)?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Some(text)),
+            Err(_) => {
+                log::warn!("{} is not text: not loaded", w.file_name());
+                Ok(None)
+            }
+        }
+    }
+
+    fn read_all(&mut self, w: ConfigName) -> Result<Vec<u8>> {
+        let len = self.store(w).current().map_or(0, |i| i.len as usize);
         let mut out = vec![0u8; len];
         let mut at = 0;
         while at < len {
@@ -171,13 +301,49 @@ impl BoardFlash {
             at += n;
         }
         out.truncate(at);
-        String::from_utf8(out).map(Some).with_context(|| format!("{} is not text", w.file_name()))
+        Ok(out)
     }
 
     /// `save`: replace `w` atomically. Returns the bytes saved.
     pub fn save(&mut self, w: ConfigName, text: &str, unix_time: u64) -> std::result::Result<usize, String> {
         let info = SaveInfo { saved_at: unix_time, sw_version: SW_VERSION };
         self.store(w).save(text.as_bytes(), &info).map(|i| i.len as usize).map_err(|e| e.to_string())
+    }
+}
+
+impl BoardFlash {
+    /// Start writing the master's saved configuration of `len` bytes into `w`.
+    /// It replaces this module's own copy even when the two do not fit the
+    /// partition side by side (the own copy is then overwritten as the new one
+    /// is written; see docs/flash-format.md). `Full`, logged with the sizes,
+    /// only when it is larger than the partition can hold.
+    fn begin_incoming(&mut self, w: ConfigName, len: u32) -> std::result::Result<(), HostError> {
+        let info = SaveInfo { saved_at: unix_now(), sw_version: SW_VERSION };
+        let own = self.store(w).current().map_or(0, |i| i.len);
+        match self.store(w).begin_replace(len, &info) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                log::warn!(
+                    "{}: the master's saved configuration ({len} bytes) does not fit beside this module's own \
+                     ({own} bytes): replacing it in place",
+                    w.file_name()
+                );
+                Ok(())
+            }
+            Err(FlashError::TooLarge { len, max }) => {
+                log::warn!(
+                    "{}: the master's saved configuration of {len} bytes cannot fit the {}-byte partition \
+                     ({max} bytes at most): refused",
+                    w.file_name(),
+                    PRIMARY.1.min(SECONDARY.1)
+                );
+                Err(HostError::Full)
+            }
+            Err(e) => {
+                log::warn!("{}: the master's saved configuration: {e}", w.file_name());
+                Err(HostError::Storage)
+            }
+        }
     }
 }
 
@@ -228,8 +394,7 @@ impl SavedStore for BoardFlash {
                     self.incoming = Some(Incoming::Nothing);
                     return if rest.is_empty() { Ok(()) } else { Err(HostError::BadRecord) };
                 }
-                let info = SaveInfo { saved_at: unix_now(), sw_version: SW_VERSION };
-                self.store(w).begin_save(len, &info).map_err(|_| HostError::Full)?;
+                self.begin_incoming(w, len)?;
                 self.incoming = Some(Incoming::Writing);
                 if rest.is_empty() {
                     Ok(())
@@ -246,7 +411,10 @@ impl SavedStore for BoardFlash {
         let w = self.selected();
         match self.incoming.take() {
             Some(Incoming::Nothing) => Ok(()),
-            _ => self.store(w).commit().map(|_| ()).map_err(|_| HostError::Storage),
+            _ => self.store(w).commit().map(|_| ()).map_err(|e| {
+                log::warn!("{}: the master's saved configuration not committed: {e}", w.file_name());
+                HostError::Storage
+            }),
         }
     }
 
@@ -254,6 +422,45 @@ impl SavedStore for BoardFlash {
         let w = self.selected();
         self.incoming = None;
         self.store(w).abort_save();
+    }
+}
+
+/// Mount the settings area and count this boot. Never fails: damage is a
+/// warning (in `notes` too) and the area is reformatted so later writes work;
+/// the settings are then their defaults. Boot count 0 if it cannot be stored.
+fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> u32 {
+    let mut note = |m: String| {
+        log::warn!("{m}");
+        notes.push(m);
+    };
+    match settings.mount() {
+        Ok(r) if r.blank => note("settings area blank (never written): booting with default settings".into()),
+        Ok(r) => match r.damage() {
+            Some(why) if r.reformatted() => note(format!(
+                "settings area damaged ({why}): booting with default settings (area reformatted)"
+            )),
+            Some(why) => note(format!(
+                "settings area: one of its two copies damaged ({why}), rebuilt from the other; settings kept"
+            )),
+            None => {}
+        },
+        Err(e) => {
+            note(format!("settings area damaged ({e}): booting with default settings"));
+            if let Err(e) = settings.erase_all() {
+                note(format!("settings area: reformatting failed ({e})"));
+            }
+        }
+    }
+    match settings.increment_boot_count() {
+        Ok(n) => n,
+        Err(e) => {
+            note(format!("settings area: boot count not stored ({e}): reformatting the area"));
+            if let Ok(n) = settings.erase_all().and_then(|()| settings.increment_boot_count()) {
+                return n;
+            }
+            note("settings area unusable: settings are not kept this run".into());
+            0
+        }
     }
 }
 
@@ -308,5 +515,174 @@ mod tests {
         // A second process on the same image is refused, naming it.
         let e = BoardFlash::open(&dir.path().join("a.img")).unwrap_err().to_string();
         assert!(e.contains("a.img"), "{e}");
+    }
+
+    /// Stream `text` as the master does (8-byte length, then chunks) into `b`.
+    fn stream_in(b: &mut BoardFlash, text: &str) -> std::result::Result<(), HostError> {
+        let mut stream = (text.len() as u64).to_le_bytes().to_vec();
+        stream.extend_from_slice(text.as_bytes());
+        b.begin_save()?;
+        for piece in stream.chunks(msm_checkpoint::CONFIG_CHUNK) {
+            b.write_save(piece)?;
+        }
+        b.commit_save()
+    }
+
+    /// Issue 10: a backup whose own primary.cfg holds 1.9 MB could not take a
+    /// 300 KB saved config from the master (no room beside its own copy).
+    #[test]
+    fn incoming_saved_config_replaces_a_larger_own_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = BoardFlash::open(&dir.path().join("b.img")).unwrap();
+        let text = |tag: &str, bytes: usize| {
+            (0..bytes / 21).map(|i| format!("# {tag} {i:>14}\n")).collect::<String>()
+        };
+        let own = text("own", 1_900_000);
+        b.save(ConfigName::Primary, &own, 1).unwrap();
+        let master = text("mst", 300_000);
+        stream_in(&mut b, &master).unwrap();
+        assert_eq!(b.load(ConfigName::Primary).unwrap().unwrap(), master);
+        drop(b);
+        let mut b = BoardFlash::open(&dir.path().join("b.img")).unwrap();
+        assert_eq!(b.load(ConfigName::Primary).unwrap().unwrap(), master, "after a reboot");
+        assert!(b.boot_notes().is_empty(), "{:?}", b.boot_notes());
+        // And the next one, of either size, too.
+        stream_in(&mut b, &own).unwrap();
+        assert_eq!(b.load(ConfigName::Primary).unwrap().unwrap(), own);
+    }
+
+    /// Larger than the partition: refused with `Full` on the length, nothing changed.
+    #[test]
+    fn incoming_saved_config_larger_than_the_partition_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = BoardFlash::open(&dir.path().join("b.img")).unwrap();
+        let own = "create vlan own tag 1\n".repeat(100);
+        b.save(ConfigName::Primary, &own, 1).unwrap();
+        b.begin_save().unwrap();
+        assert_eq!(b.write_save(&u64::from(PRIMARY.1).to_le_bytes()), Err(HostError::Full));
+        b.abort_save();
+        assert_eq!(b.load(ConfigName::Primary).unwrap().unwrap(), own);
+    }
+
+    /// Overwrite `len` bytes of the image at `at` (the node is stopped).
+    fn scribble(image: &Path, at: u32, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+        f.write_all_at(bytes, u64::from(at)).unwrap();
+    }
+
+    fn random(len: usize) -> Vec<u8> {
+        use rand::RngCore;
+        let mut v = vec![0; len];
+        rand_pcg::Pcg64Mcg::new(0xDEAD_BEEF).fill_bytes(&mut v);
+        v
+    }
+
+    fn image_with(dir: &Path, primary: Option<&str>, secondary: Option<&str>) -> std::path::PathBuf {
+        let image = dir.join("n.img");
+        let mut f = BoardFlash::open(&image).unwrap();
+        for (w, text) in [(ConfigName::Primary, primary), (ConfigName::Secondary, secondary)] {
+            if let Some(t) = text {
+                f.save(w, t, 1).unwrap();
+            }
+        }
+        image
+    }
+
+    const P: &str = "create vlan p tag 10\n";
+    const S: &str = "create vlan s tag 20\n";
+
+    #[test]
+    fn destroyed_primary_boots_secondary_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_with(dir.path(), Some(P), Some(S));
+        scribble(&image, PRIMARY.0, &random(PRIMARY.1 as usize));
+        let mut f = BoardFlash::open(&image).unwrap();
+        assert!(matches!(f.damage(ConfigName::Primary), Some(Damage::Unrecognised { .. })));
+        let notes = f.boot_notes().join("\n");
+        assert!(
+            notes.contains("primary.cfg damaged (") && notes.contains("booting secondary.cfg"),
+            "{notes}"
+        );
+        assert_eq!(f.selected(), ConfigName::Secondary);
+        assert_eq!(f.load(ConfigName::Primary).unwrap(), None);
+        let booted = f.selected();
+        assert_eq!(f.load(booted).unwrap().as_deref(), Some(S));
+        // The setting on flash is unchanged: an explicit choice ends the override.
+        f.select(ConfigName::Primary).unwrap();
+        assert_eq!(f.selected(), ConfigName::Primary);
+    }
+
+    #[test]
+    fn damaged_primary_without_secondary_boots_the_factory_default_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_with(dir.path(), Some(P), None);
+        // One flipped byte in the data of the only save.
+        scribble(&image, PRIMARY.0 + 64 + 3, b"#");
+        let mut f = BoardFlash::open(&image).unwrap();
+        assert!(matches!(f.damage(ConfigName::Primary), Some(Damage::Lost { .. })));
+        let notes = f.boot_notes().join("\n");
+        assert!(
+            notes.contains("primary.cfg damaged (committed record whose data fails its CRC-32C")
+                && notes.contains("booting the factory default"),
+            "{notes}"
+        );
+        assert_eq!(f.selected(), ConfigName::Primary);
+        assert_eq!(f.load(ConfigName::Primary).unwrap(), None);
+    }
+
+    #[test]
+    fn zeroed_primary_with_damaged_secondary_boots_the_factory_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_with(dir.path(), Some(P), Some(S));
+        scribble(&image, PRIMARY.0, &vec![0; PRIMARY.1 as usize]);
+        scribble(&image, SECONDARY.0 + 64, b"#");
+        let f = BoardFlash::open(&image).unwrap();
+        let notes = f.boot_notes().join("\n");
+        assert!(notes.contains("primary.cfg damaged (no record found"), "{notes}");
+        assert!(notes.contains("booting the factory default (secondary.cfg damaged too"), "{notes}");
+    }
+
+    #[test]
+    fn damaged_settings_area_boots_with_defaults_and_is_reformatted() {
+        for (what, fill) in
+            [("zeros", vec![0u8; SETTINGS.1 as usize]), ("random", random(SETTINGS.1 as usize))]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let image = image_with(dir.path(), Some(P), Some(S));
+            {
+                let mut f = BoardFlash::open(&image).unwrap();
+                f.set_priority(5).unwrap();
+                f.select(ConfigName::Secondary).unwrap();
+            }
+            scribble(&image, SETTINGS.0, &fill);
+            let mut f = BoardFlash::open(&image).unwrap();
+            let notes = f.boot_notes().join("\n");
+            assert!(
+                notes.contains("settings area damaged (") && notes.contains("default settings"),
+                "{what}: {notes}"
+            );
+            assert_eq!(
+                (f.boot_count(), f.priority(), f.selected()),
+                (1, None, ConfigName::Primary),
+                "{what}"
+            );
+            // The configurations are separate and still good.
+            assert_eq!(f.load(ConfigName::Primary).unwrap().as_deref(), Some(P), "{what}");
+            // Later writes work.
+            f.set_priority(9).unwrap();
+            drop(f);
+            let mut f = BoardFlash::open(&image).unwrap();
+            assert!(f.boot_notes().is_empty(), "{what}: {:?}", f.boot_notes());
+            assert_eq!((f.boot_count(), f.priority()), (2, Some(9)), "{what}");
+        }
+    }
+
+    #[test]
+    fn blank_settings_area_boots_with_defaults_and_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = BoardFlash::open(&dir.path().join("new.img")).unwrap();
+        assert_eq!(f.boot_count(), 1);
+        assert!(f.boot_notes().iter().any(|n| n.contains("settings area blank")), "{:?}", f.boot_notes());
     }
 }

@@ -144,6 +144,58 @@ pub struct MountReport {
     /// The first damaged record seen: a `DataCrc` one (a committed config was lost) in preference
     /// to others.
     pub first_corrupt: Option<(u32, CorruptReason)>,
+    /// Erase blocks whose first bytes are neither erased (0xFF) nor a record header: the data of
+    /// a record spanning blocks, the leftovers of older records, or damage. With no record at
+    /// all, any such block means the region was overwritten (see [`Damage::Unrecognised`]).
+    pub foreign_blocks: u32,
+}
+
+/// Why a store's config is missing or older than its newest save, after [`ConfigStore::mount`]
+/// ([`ConfigStore::damage`]). A region that was never written (all erased) has no damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Damage {
+    /// No committed config survived; this record was found damaged.
+    Lost {
+        /// Erase block where the damaged record starts.
+        block: u32,
+        /// What is wrong with it.
+        reason: CorruptReason,
+    },
+    /// No record header anywhere, yet `blocks` erase blocks hold data: the region was overwritten
+    /// (zeros, random bytes, another format).
+    Unrecognised {
+        /// Blocks that are neither erased nor a record header.
+        blocks: u32,
+    },
+    /// No committed config; only `records` interrupted saves (a power cut during a save, with no
+    /// older config left beside it).
+    Interrupted {
+        /// Torn records found.
+        records: u32,
+    },
+    /// The newest save is damaged; the current config is an older save still intact in the ring.
+    FellBack {
+        /// Erase block of the damaged newer record.
+        block: u32,
+        /// What is wrong with it.
+        reason: CorruptReason,
+    },
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lost { block, reason } => write!(f, "{reason} at block {block}, no intact save left"),
+            Self::Unrecognised { blocks } => {
+                write!(f, "no record found, yet {blocks} erase block(s) hold data (overwritten?)")
+            }
+            Self::Interrupted { records } => {
+                write!(f, "only {records} interrupted save(s), no committed config")
+            }
+            Self::FellBack { block, reason } => write!(f, "newest save damaged ({reason} at block {block})"),
+        }
+    }
 }
 
 impl MountReport {
@@ -238,7 +290,9 @@ fn le64(b: &[u8], at: usize) -> u64 {
 
 /// What one block start holds.
 enum Probe {
-    /// Erased, or not a record header (data of a record spanning blocks, garbage).
+    /// Erased (the first bytes are all 0xFF).
+    Erased,
+    /// Not a record header (data of a record spanning blocks, garbage).
     Nothing,
     Damaged(CorruptReason),
     Uncommitted(Header),
@@ -257,6 +311,10 @@ struct Save {
     pending: [u8; MAX_WRITE_SIZE],
     pending_len: usize,
     digest: Digest<'static, u32>,
+    /// A replacing save ([`ConfigStore::begin_replace`]): the record-relative offset of the
+    /// current record's first block. Just before that block is erased the current config is
+    /// forgotten.
+    gives_up_at: Option<u64>,
 }
 
 impl fmt::Debug for Save {
@@ -277,6 +335,8 @@ pub struct ConfigStore<F> {
     geo: Geo,
     current: Option<ConfigInfo>,
     report: MountReport,
+    /// What the mount found wrong; cleared by the next commit.
+    damage: Option<Damage>,
     next_block: u32,
     next_gen: u64,
     save: Option<Save>,
@@ -303,6 +363,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             ),
             None => info!("config store {}: no valid config", name.file_name()),
         }
+        let damage = report.damage(current.is_some());
         if let Some((block, reason)) = report.first_corrupt {
             warn!(
                 "config store {}: {} corrupt record(s), first at block {}: {}",
@@ -312,7 +373,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
                 reason
             );
         }
-        Ok(Self { flash, name, geo, current, report, next_block, next_gen, save: None })
+        Ok(Self { flash, name, geo, current, report, damage, next_block, next_gen, save: None })
     }
 
     /// Which config this store holds.
@@ -330,6 +391,32 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         &self.report
     }
 
+    /// Why the config is missing or older than the newest save, as the mount found it (`None`: the
+    /// newest save is current, or nothing was ever written). For the boot log: a board names the
+    /// config file and this, and what it boots instead.
+    pub fn damage(&self) -> Option<Damage> {
+        self.damage
+    }
+}
+
+impl MountReport {
+    /// See [`ConfigStore::damage`]; `found`: a committed config survived.
+    fn damage(&self, found: bool) -> Option<Damage> {
+        let r = self;
+        match (found, r.first_corrupt) {
+            (true, Some((block, reason))) if reason == CorruptReason::DataCrc => {
+                Some(Damage::FellBack { block, reason })
+            }
+            (true, _) => None,
+            (false, Some((block, reason))) => Some(Damage::Lost { block, reason }),
+            (false, None) if r.torn_records > 0 => Some(Damage::Interrupted { records: r.torn_records }),
+            (false, None) if r.foreign_blocks > 0 => Some(Damage::Unrecognised { blocks: r.foreign_blocks }),
+            (false, None) => None,
+        }
+    }
+}
+
+impl<F: NorFlash + Durable> ConfigStore<F> {
     /// Bytes the next record may use: the blocks not holding the current record.
     fn free_bytes(&self) -> u64 {
         let used = self.current.map_or(0, |c| self.geo.blocks_for(c.len));
@@ -392,6 +479,61 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         if len > max || self.geo.footprint(len) > self.free_bytes() {
             return Err(Error::TooLarge { len, max });
         }
+        self.start_save(len, info, None)
+    }
+
+    /// Largest config [`begin_replace`](Self::begin_replace) can take: the whole region minus the
+    /// record overhead (the current config may be given up for it).
+    pub fn max_len_replacing(&self) -> u32 {
+        let w = u64::from(self.geo.write_size);
+        let max = u64::from(self.geo.region()).saturating_sub(u64::from(self.geo.overhead())) / w * w;
+        u32::try_from(max).unwrap_or(u32::MAX)
+    }
+
+    /// Start a save that replaces the current config even when the two cannot both fit the region
+    /// (a config arriving from elsewhere that must win, such as the master's saved configuration
+    /// on a backup). When `len` fits beside the current config this is
+    /// [`begin_save`](Self::begin_save) and returns `false`. Otherwise it returns `true`: the new
+    /// record starts after the current one as usual and walks the ring into the current record's
+    /// blocks; the current config stays readable (and is what a power cut leaves) until the save
+    /// erases the current record's first block; from then on [`current`](Self::current) is `None`
+    /// until the commit, and a power cut before the commit leaves no config of this generation
+    /// (an older record still intact in the ring, if any, or none). `TooLarge` (with
+    /// [`max_len_replacing`](Self::max_len_replacing)) only when `len` exceeds the region.
+    pub fn begin_replace(&mut self, len: u32, info: &SaveInfo<'_>) -> Result<bool, Error<F::Error>> {
+        if self.save.is_some() {
+            return Err(Error::SaveInProgress);
+        }
+        if len <= self.max_len() && self.geo.footprint(len) <= self.free_bytes() {
+            self.start_save(len, info, None)?;
+            return Ok(false);
+        }
+        let max = self.max_len_replacing();
+        if len > max || self.geo.footprint(len) > u64::from(self.geo.region()) {
+            return Err(Error::TooLarge { len, max });
+        }
+        // Record-relative offset of the current record's first block: erased last of it.
+        let gives_up_at = self.current.map(|c| {
+            let blocks = self.geo.blocks;
+            u64::from((c.block + blocks - self.next_block) % blocks) * u64::from(self.geo.block_size)
+        });
+        warn!(
+            "config store {}: {} bytes do not fit beside the current {} bytes; replacing it",
+            self.name.file_name(),
+            len,
+            self.current.map_or(0, |c| c.len)
+        );
+        self.start_save(len, info, gives_up_at)?;
+        Ok(true)
+    }
+
+    /// `begin_save` once the room is checked; `gives_up_at`: see [`Save::gives_up_at`].
+    fn start_save(
+        &mut self,
+        len: u32,
+        info: &SaveInfo<'_>,
+        gives_up_at: Option<u64>,
+    ) -> Result<(), Error<F::Error>> {
         let generation = u32::try_from(self.next_gen).map_err(|_| Error::GenerationExhausted)?;
         // A failed save still used its generation: the next one must outrank its header.
         self.next_gen += 1;
@@ -421,9 +563,10 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             pending: [0xFF; MAX_WRITE_SIZE],
             pending_len: 0,
             digest: CRC32C.digest(),
+            gives_up_at,
         };
         debug!("config store: save generation {} of {} bytes at block {}", generation, len, self.next_block);
-        program(&mut self.flash, &self.geo, &mut save, &bytes)?;
+        program(&mut self.flash, &self.geo, &mut save, &bytes, &mut self.current)?;
         self.save = Some(save);
         Ok(())
     }
@@ -449,13 +592,13 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             rest = &rest[take..];
             if save.pending_len == w {
                 let word = save.pending;
-                program(&mut self.flash, &self.geo, &mut save, &word[..w])?;
+                program(&mut self.flash, &self.geo, &mut save, &word[..w], &mut self.current)?;
                 save.pending_len = 0;
             }
         }
         if !rest.is_empty() {
             let bulk = rest.len() / w * w;
-            program(&mut self.flash, &self.geo, &mut save, &rest[..bulk])?;
+            program(&mut self.flash, &self.geo, &mut save, &rest[..bulk], &mut self.current)?;
             let tail = &rest[bulk..];
             save.pending[..tail.len()].copy_from_slice(tail);
             save.pending_len = tail.len();
@@ -480,7 +623,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         if save.pending_len > 0 {
             let mut word = save.pending;
             word[save.pending_len..w].fill(0xFF);
-            program(&mut self.flash, &geo, &mut save, &word[..w])?;
+            program(&mut self.flash, &geo, &mut save, &word[..w], &mut self.current)?;
         }
         let crc = save.digest.clone().finalize();
         if data_crc(&mut self.flash, &geo, save.info.block, len)? != crc {
@@ -493,19 +636,20 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         trailer[8..12].copy_from_slice(&save.info.generation.to_le_bytes());
         let tcrc = trailer_crc(&trailer, save.header_crc);
         trailer[12..16].copy_from_slice(&tcrc.to_le_bytes());
-        program(&mut self.flash, &geo, &mut save, &trailer[..geo.trailer_len() as usize])?;
+        program(&mut self.flash, &geo, &mut save, &trailer[..geo.trailer_len() as usize], &mut self.current)?;
         // Data and trailer must be on the medium before the marker that makes them current.
         self.flash.sync()?;
         let mut marker = [0; MAX_WRITE_SIZE];
         for (i, b) in marker.iter_mut().enumerate() {
             *b = COMMIT[i % COMMIT.len()];
         }
-        program(&mut self.flash, &geo, &mut save, &marker[..geo.commit_len() as usize])?;
+        program(&mut self.flash, &geo, &mut save, &marker[..geo.commit_len() as usize], &mut self.current)?;
         self.flash.sync()?;
         save.info.crc = crc;
         let info = save.info;
         self.next_block = ((u64::from(info.block) + geo.blocks_for(len)) % u64::from(geo.blocks)) as u32;
         self.report.valid_records += 1;
+        self.damage = None;
         debug!("config store: committed generation {}", info.generation);
         Ok(self.current.insert(info))
     }
@@ -608,10 +752,24 @@ fn data_crc<F: NorFlash>(flash: &mut F, geo: &Geo, block: u32, len: u32) -> Resu
 /// Program `bytes` (a multiple of `WRITE_SIZE`) at the save's position, erasing each block of the
 /// record just before its first byte is programmed. Never crosses a block boundary in one write,
 /// so never the region end either.
-fn program<F: NorFlash>(flash: &mut F, geo: &Geo, save: &mut Save, bytes: &[u8]) -> Result<(), F::Error> {
+///
+/// A replacing save forgets `current` just before it erases the current record's first block.
+fn program<F: NorFlash>(
+    flash: &mut F,
+    geo: &Geo,
+    save: &mut Save,
+    bytes: &[u8],
+    current: &mut Option<ConfigInfo>,
+) -> Result<(), F::Error> {
     let mut rest = bytes;
     while !rest.is_empty() {
         if save.pos >= save.erased_to {
+            if save.gives_up_at == Some(save.erased_to) {
+                save.gives_up_at = None;
+                if let Some(old) = current.take() {
+                    warn!("config store: overwriting the previous config (generation {})", old.generation);
+                }
+            }
             let from = geo.at(save.info.block, save.erased_to);
             flash.erase(from, from + geo.block_size)?;
             save.erased_to += u64::from(geo.block_size);
@@ -629,7 +787,7 @@ fn probe<F: NorFlash>(flash: &mut F, name: ConfigName, geo: &Geo, block: u32) ->
     let mut h = [0; HEADER_LEN as usize];
     read_ring(flash, geo, block, 0, &mut h)?;
     if h[0..4] != MAGIC {
-        return Ok(Probe::Nothing);
+        return Ok(if h.iter().all(|b| *b == 0xFF) { Probe::Erased } else { Probe::Nothing });
     }
     let crc = le32(&h, 60);
     if CRC32C.checksum(&h[..60]) != crc {
@@ -681,7 +839,13 @@ fn recover<F: NorFlash>(
         let mut best: Option<(u32, Header, u32)> = None;
         for block in 0..geo.blocks {
             let header = match probe(flash, name, geo, block)? {
-                Probe::Nothing => continue,
+                Probe::Erased => continue,
+                Probe::Nothing => {
+                    if first_pass {
+                        report.foreign_blocks += 1;
+                    }
+                    continue;
+                }
                 Probe::Damaged(reason) => {
                     if first_pass {
                         report.note_corrupt(block, reason);
@@ -725,4 +889,180 @@ fn recover<F: NorFlash>(
     };
     let next_gen = max_gen.map_or(1, |g| u64::from(g) + 1);
     Ok((current, report, next_gen))
+}
+
+#[cfg(all(test, feature = "mock"))]
+mod tests {
+    // `drop(store)` ends the borrow of the flash before the test looks at it again.
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::drop_non_drop)]
+    use rand::{RngCore, SeedableRng};
+
+    use super::*;
+    use crate::mock::{MockError, MockFlash};
+
+    /// Eight 256-byte blocks, 4-byte words.
+    type Mock = MockFlash<[u8; 2048], [u32; 8], 4, 256>;
+    const INFO: SaveInfo<'static> = SaveInfo { saved_at: 7, sw_version: "test" };
+
+    fn erased() -> Mock {
+        MockFlash::new_erased([0u8; 2048], [0u32; 8]).unwrap()
+    }
+
+    fn text(len: usize, tag: u8) -> [u8; 2048] {
+        let mut t = [0u8; 2048];
+        for (i, b) in t[..len].iter_mut().enumerate() {
+            *b = b'a' + ((i as u8).wrapping_add(tag)) % 26;
+        }
+        t
+    }
+
+    fn damage_of(flash: &mut Mock) -> Option<Damage> {
+        ConfigStore::mount(flash, ConfigName::Primary).unwrap().damage()
+    }
+
+    fn read(flash: &mut Mock, len: usize) -> Option<[u8; 2048]> {
+        let mut s = ConfigStore::mount(flash, ConfigName::Primary).unwrap();
+        let cur = *s.current()?;
+        assert_eq!(cur.len as usize, len, "{cur:?}");
+        let mut out = [0u8; 2048];
+        assert_eq!(s.read(0, &mut out[..len]).unwrap(), len);
+        Some(out)
+    }
+
+    #[test]
+    fn damage_names_what_the_mount_found() {
+        // Never written: nothing to report.
+        assert_eq!(damage_of(&mut erased()), None);
+        // Zeros, random bytes: no record, the region holds data.
+        let mut zeros = erased();
+        zeros.contents_mut().fill(0);
+        assert_eq!(damage_of(&mut zeros), Some(Damage::Unrecognised { blocks: 8 }));
+        let mut random = erased();
+        rand_pcg::Pcg64Mcg::seed_from_u64(1).fill_bytes(random.contents_mut());
+        assert_eq!(damage_of(&mut random), Some(Damage::Unrecognised { blocks: 8 }));
+        // One save, its data damaged: lost.
+        let mut one = erased();
+        ConfigStore::mount(&mut one, ConfigName::Primary).unwrap().save(&text(300, 0)[..300], &INFO).unwrap();
+        one.contents_mut()[100] ^= 0x40;
+        let d = damage_of(&mut one);
+        assert_eq!(d, Some(Damage::Lost { block: 0, reason: CorruptReason::DataCrc }));
+        // Its header damaged instead.
+        one.contents_mut()[100] ^= 0x40;
+        one.contents_mut()[9] ^= 1;
+        assert_eq!(damage_of(&mut one), Some(Damage::Lost { block: 0, reason: CorruptReason::HeaderCrc }));
+        // Two saves, the newest damaged: the older one is current, and that is said.
+        let mut two = erased();
+        let mut s = ConfigStore::mount(&mut two, ConfigName::Primary).unwrap();
+        s.save(&text(300, 0)[..300], &INFO).unwrap();
+        s.save(&text(300, 1)[..300], &INFO).unwrap();
+        assert_eq!(s.damage(), None);
+        let newest = s.current().unwrap().block;
+        drop(s);
+        two.contents_mut()[newest as usize * 256 + 80] ^= 1;
+        assert_eq!(
+            damage_of(&mut two),
+            Some(Damage::FellBack { block: newest, reason: CorruptReason::DataCrc })
+        );
+        // A first save cut short.
+        let mut torn = erased();
+        let mut s = ConfigStore::mount(&mut torn, ConfigName::Primary).unwrap();
+        s.begin_save(300, &INFO).unwrap();
+        s.write(&text(300, 0)[..100]).unwrap();
+        drop(s);
+        assert_eq!(damage_of(&mut torn), Some(Damage::Interrupted { records: 1 }));
+        // A commit clears it.
+        let mut s = ConfigStore::mount(&mut zeros, ConfigName::Primary).unwrap();
+        s.save(&text(10, 0)[..10], &INFO).unwrap();
+        assert_eq!(s.damage(), None);
+    }
+
+    /// A config that does not fit beside the current one replaces it; one larger than the region
+    /// is refused naming the largest possible.
+    #[test]
+    fn replace_takes_a_config_that_does_not_fit_beside_the_current_one() {
+        let mut flash = erased();
+        let mut s = ConfigStore::mount(&mut flash, ConfigName::Primary).unwrap();
+        let (big, small) = (1500, 700); // 6 blocks and 4 blocks of 8
+        s.save(&text(big, 0)[..big], &INFO).unwrap();
+        assert!(matches!(s.begin_save(small as u32, &INFO), Err(Error::TooLarge { .. })));
+        let max = s.max_len_replacing();
+        assert_eq!(s.begin_replace(max + 1, &INFO), Err(Error::TooLarge { len: max + 1, max }));
+        assert_eq!(s.current().map(|c| c.len), Some(big as u32), "a refused replace keeps the config");
+        assert_eq!(s.begin_replace(small as u32, &INFO), Ok(true));
+        s.write(&text(small, 1)[..small]).unwrap();
+        s.commit().unwrap();
+        drop(s);
+        assert_eq!(read(&mut flash, small).unwrap()[..small], text(small, 1)[..small]);
+        // Beside the current one when it fits: an ordinary save (the current one is kept).
+        let mut s = ConfigStore::mount(&mut flash, ConfigName::Primary).unwrap();
+        assert_eq!(s.begin_replace(300, &INFO), Ok(false));
+        assert_eq!(s.current().map(|c| c.len), Some(small as u32));
+        s.abort_save();
+        // The whole region at most.
+        assert_eq!(s.begin_replace(max, &INFO), Ok(true));
+    }
+
+    /// A power cut at every point of a replacing save: the old config until the save reaches the
+    /// old record's first block, then none (or the new one once committed); never a mix; a later
+    /// replace always works.
+    #[test]
+    fn replace_cut_anywhere_leaves_the_old_none_or_the_new_config() {
+        let (big, small) = (1500, 700);
+        let mut base = erased();
+        ConfigStore::mount(&mut base, ConfigName::Primary)
+            .unwrap()
+            .save(&text(big, 0)[..big], &INFO)
+            .unwrap();
+        let replace = |flash: &mut Mock| -> Result<(), Error<MockError>> {
+            let mut s = ConfigStore::mount(flash, ConfigName::Primary)?;
+            s.begin_replace(small as u32, &INFO)?;
+            for c in text(small, 1)[..small].chunks(100) {
+                s.write(c)?;
+            }
+            s.commit().map(|_| ())
+        };
+        let mut full = erased();
+        full.contents_mut().copy_from_slice(base.contents());
+        full.reset_stats();
+        replace(&mut full).unwrap();
+        let units = full.stats().units;
+        let (mut old, mut none, mut new) = (0, 0, 0);
+        for cut in 0..=units {
+            let mut f = erased();
+            f.contents_mut().copy_from_slice(base.contents());
+            f.cut_after(cut, cut);
+            let r = replace(&mut f);
+            assert_eq!(r.is_ok(), cut == units, "cut {cut}: {r:?}");
+            f.reboot();
+            let s = ConfigStore::mount(&mut f, ConfigName::Primary).unwrap();
+            match s.current().map(|c| c.len as usize) {
+                Some(n) if n == big => {
+                    assert!(none == 0 && new == 0, "cut {cut}: the old config came back");
+                    old += 1;
+                }
+                None => {
+                    assert!(s.damage().is_some(), "cut {cut}: a lost config is reported");
+                    assert_eq!(new, 0, "cut {cut}: the new config was lost again");
+                    none += 1;
+                }
+                Some(n) => {
+                    assert_eq!(n, small, "cut {cut}");
+                    new += 1;
+                }
+            }
+            drop(s);
+            if new > 0 {
+                assert_eq!(
+                    read(&mut f, small).unwrap()[..small],
+                    text(small, 1)[..small],
+                    "cut {cut}: a mix"
+                );
+            } else if none == 0 {
+                assert_eq!(read(&mut f, big).unwrap()[..big], text(big, 0)[..big], "cut {cut}: a mix");
+            }
+            replace(&mut f).unwrap_or_else(|e| panic!("cut {cut}: a later replace failed: {e:?}"));
+            assert_eq!(read(&mut f, small).unwrap()[..small], text(small, 1)[..small], "cut {cut}");
+        }
+        assert!(old > 0 && none > 0 && new > 0, "old {old}, none {none}, new {new}");
+    }
 }

@@ -139,6 +139,69 @@ setting_value!(u8, u32, u64);
 /// Number of keys (`Setting` discriminants 1..=4), for the cache.
 const KEYS: usize = 5;
 
+/// Why a half of the key-value area was erased when it was first read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KvDamage {
+    /// `sequential-storage` found the map corrupt.
+    Corrupt,
+    /// A stored value could not be decoded (setting `key`).
+    BadValue {
+        /// Key of the setting.
+        key: u8,
+    },
+    /// Reading it failed (a flash error, or `sequential-storage` could not make sense of it).
+    Unreadable,
+    /// It is not erased, yet holds no readable setting: zeros, random bytes, another format.
+    NoSettings,
+    /// It refused the writes that would have brought it in line with the other half.
+    RefusedWrites,
+}
+
+impl core::fmt::Display for KvDamage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Corrupt => f.write_str("corrupt key-value map"),
+            Self::BadValue { key } => write!(f, "setting {key} has an undecodable value"),
+            Self::Unreadable => f.write_str("unreadable"),
+            Self::NoSettings => f.write_str("written, but no readable setting (zeros, random bytes?)"),
+            Self::RefusedWrites => f.write_str("refused writes"),
+        }
+    }
+}
+
+impl KvDamage {
+    fn of<E>(e: &Error<E>) -> Self {
+        match e {
+            Error::KvCorrupt => Self::Corrupt,
+            Error::KvBadValue { key } => Self::BadValue { key: *key },
+            _ => Self::Unreadable,
+        }
+    }
+}
+
+/// What the first read of the area found ([`NodeSettings::mount`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SettingsReport {
+    /// Both halves hold no setting and are erased (0xFF): a new area, every setting its default.
+    pub blank: bool,
+    /// Per half (A, B): why it was erased and rebuilt from the other, if it was.
+    pub rebuilt: [Option<KvDamage>; 2],
+}
+
+impl SettingsReport {
+    /// Both halves were damaged: the area was reformatted and every setting is its default.
+    pub fn reformatted(&self) -> bool {
+        self.rebuilt[0].is_some() && self.rebuilt[1].is_some()
+    }
+
+    /// The first reason a half was rebuilt.
+    pub fn damage(&self) -> Option<KvDamage> {
+        self.rebuilt[0].or(self.rebuilt[1])
+    }
+}
+
 /// Node settings in a key-value area of at least four erase blocks, an even number (usually a
 /// [`Partition`](crate::Partition)); see the module docs.
 ///
@@ -152,6 +215,8 @@ pub struct NodeSettings<F: NorFlash> {
     cache: [Option<Option<u64>>; KEYS],
     /// The halves were reconciled since this was created.
     reconciled: bool,
+    /// What the reconciliation found.
+    report: SettingsReport,
 }
 
 impl<F: NorFlash> core::fmt::Debug for NodeSettings<F> {
@@ -179,7 +244,14 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
             MapConfig::<Blocking<F>>::try_new(range.clone())
                 .map_err(|_| geometry("key-value area: erase blocks too small or WRITE_SIZE over 32"))?;
         }
-        Ok(Self { flash, halves, buf: [0; BUF_LEN], cache: [None; KEYS], reconciled: false })
+        Ok(Self {
+            flash,
+            halves,
+            buf: [0; BUF_LEN],
+            cache: [None; KEYS],
+            reconciled: false,
+            report: SettingsReport::default(),
+        })
     }
 
     /// Run `op` on the map of half `h`.
@@ -237,36 +309,60 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
         Ok(())
     }
 
-    /// Make both halves hold the same values: a half that fails is erased and refilled from the
-    /// other; a key missing or older in B (a double write cut short) is copied from A, a key A
-    /// lost is copied from B. If both halves fail, both are erased and `KvCorrupt` is returned
-    /// once (the settings are then unset).
+    /// Whether every byte of half `h` is erased (0xFF).
+    fn half_erased(&mut self, h: usize) -> Result<bool, Error<F::Error>> {
+        let range = self.halves[h].clone();
+        let mut at = range.start;
+        while at < range.end {
+            let n = (range.end - at).min(BUF_LEN as u32);
+            let chunk = &mut self.buf[..n as usize];
+            self.flash.read(at, chunk)?;
+            if chunk.iter().any(|b| *b != 0xFF) {
+                return Ok(false);
+            }
+            at += n;
+        }
+        Ok(true)
+    }
+
+    /// Make both halves hold the same values: a half that fails, or that holds no setting
+    /// although it is not erased (zeros, random bytes), is erased and refilled from the other; a
+    /// key missing or older in B (a double write cut short) is copied from A, a key A lost is
+    /// copied from B. If both halves fail, both are erased and `KvCorrupt` is returned once (the
+    /// settings are then unset). What was found goes to [`report`](Self::report).
     fn reconcile(&mut self) -> Result<(), Error<F::Error>> {
         if self.reconciled {
             return Ok(());
         }
         let mut values = [[None; 4]; 2];
-        let mut bad = [false; 2];
+        let mut bad: [Option<KvDamage>; 2] = [None; 2];
         for h in 0..2 {
             for (i, key) in ALL.iter().enumerate() {
                 match self.fetch_any(h, *key) {
                     Ok(v) => values[h][i] = v,
-                    Err(_) => {
+                    Err(e) => {
                         warn!("node settings: half {} unreadable at key {}, rebuilding it", h, *key as u8);
-                        bad[h] = true;
+                        bad[h] = Some(KvDamage::of(&e));
                         break;
                     }
                 }
             }
+            // Garbage may read as an empty map; an empty map on flash is erased. Nothing to lose
+            // by erasing it, and writes into it would fail (bits already 0).
+            if bad[h].is_none() && values[h] == [None; 4] && !self.half_erased(h).unwrap_or(false) {
+                warn!("node settings: half {} holds no setting but is not erased, rebuilding it", h);
+                bad[h] = Some(KvDamage::NoSettings);
+            }
         }
+        self.report = SettingsReport { blank: bad == [None; 2] && values == [[None; 4]; 2], rebuilt: bad };
         for h in 0..2 {
-            if bad[h] {
+            if bad[h].is_some() {
                 self.erase_half(h)?;
                 values[h] = [None; 4];
             }
         }
         self.reconciled = true;
-        if bad[0] && bad[1] {
+        if bad[0].is_some() && bad[1].is_some() {
             self.cache = [Some(None); KEYS];
             return Err(Error::KvCorrupt);
         }
@@ -279,6 +375,7 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
             // A half that reads as empty after a torn erase may still refuse writes: then erase
             // it and write every setting again.
             if self.fill_half(h, has, &merged).is_err() {
+                self.report.rebuilt[h].get_or_insert(KvDamage::RefusedWrites);
                 self.erase_half(h)?;
                 self.fill_half(h, &[None; 4], &merged)?;
             }
@@ -334,6 +431,24 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
         self.store_half(1, key, value)?;
         self.cache[key as usize] = Some(Some(value.to_u64()));
         Ok(())
+    }
+
+    /// Read the area once (reconciling the halves, see the module docs) and say what was found:
+    /// blank, intact, a half rebuilt from the other, or both halves damaged and the area
+    /// reformatted (every setting then its default; `Ok` with
+    /// [`SettingsReport::reformatted`], where the first `get` would return `KvCorrupt`). Call it
+    /// at boot to log what happened; an `Err` is a flash error while erasing.
+    pub fn mount(&mut self) -> Result<SettingsReport, Error<F::Error>> {
+        match self.reconcile() {
+            Ok(()) => Ok(self.report),
+            Err(Error::KvCorrupt) if self.reconciled => Ok(self.report),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the first read of the area found (all clear before it).
+    pub fn report(&self) -> SettingsReport {
+        self.report
     }
 
     /// The node priority, `None` when never configured.
@@ -396,5 +511,96 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
     /// Give the flash back.
     pub fn into_inner(self) -> F {
         self.flash
+    }
+}
+
+#[cfg(all(test, feature = "mock"))]
+mod tests {
+    // `drop(store)` ends the borrow of the flash before the test looks at it again.
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::drop_non_drop)]
+    use rand::{RngCore, SeedableRng};
+
+    use super::*;
+    use crate::mock::MockFlash;
+
+    type Mock = MockFlash<[u8; 16384], [u32; 4], 4, 4096>;
+
+    /// A settings area of four 4 KiB blocks filled by `fill`.
+    fn area(fill: impl FnOnce(&mut [u8])) -> Mock {
+        let mut m = MockFlash::new_erased([0u8; 16384], [0u32; 4]).unwrap();
+        // sequential-storage may program a word twice after a cut (see the module docs).
+        m.set_strict(false);
+        fill(m.contents_mut());
+        m
+    }
+
+    /// A damaged area: mounts with every setting at its default, reports why, and takes writes.
+    fn boots_with_defaults(flash: &mut Mock, what: &str) -> SettingsReport {
+        let mut s = NodeSettings::new(&mut *flash).unwrap();
+        let report = s.mount().unwrap_or_else(|e| panic!("{what}: mount failed: {e:?}"));
+        assert_eq!(s.boot_count(), Ok(0), "{what}");
+        assert_eq!(s.priority(), Ok(None), "{what}");
+        assert_eq!(s.selected_config(), Ok(ConfigName::Primary), "{what}");
+        assert_eq!(s.increment_boot_count(), Ok(1), "{what}: the area takes writes again");
+        s.set_priority(7).unwrap();
+        drop(s);
+        let mut again = NodeSettings::new(&mut *flash).unwrap();
+        assert_eq!(again.mount().unwrap(), SettingsReport::default(), "{what}: clean after the rebuild");
+        assert_eq!((again.boot_count(), again.priority()), (Ok(1), Ok(Some(7))), "{what}");
+        report
+    }
+
+    #[test]
+    fn zeroed_area_boots_with_defaults_and_says_why() {
+        let mut flash = area(|m| m.fill(0));
+        let r = boots_with_defaults(&mut flash, "zeros");
+        assert!(r.reformatted(), "{r:?}");
+        assert!(!r.blank);
+        assert_eq!(r.damage(), Some(KvDamage::Corrupt), "{r:?}");
+    }
+
+    #[test]
+    fn random_area_boots_with_defaults_and_says_why() {
+        let mut reformatted = 0;
+        for seed in 0..20 {
+            let mut flash = area(|m| rand_pcg::Pcg64Mcg::seed_from_u64(seed).fill_bytes(m));
+            let mut s = NodeSettings::new(&mut flash).unwrap();
+            let r = s.mount().unwrap();
+            assert!(r.damage().is_some(), "seed {seed}: {r:?}");
+            drop(s);
+            if r.reformatted() {
+                reformatted += 1;
+                boots_with_defaults(&mut flash, "random bytes");
+            } else {
+                // Random bytes can hold an item whose CRC happens to match: that half's values
+                // are taken, the other half is rebuilt from it; writes work.
+                let mut s = NodeSettings::new(&mut flash).unwrap();
+                let n = s.boot_count().unwrap();
+                assert_eq!(s.increment_boot_count(), Ok(n.saturating_add(1)), "seed {seed}");
+            }
+        }
+        assert!(reformatted >= 15, "{reformatted} of 20 random areas reformatted");
+    }
+
+    #[test]
+    fn erased_area_is_blank_not_damaged() {
+        let mut flash = area(|_| {});
+        let r = boots_with_defaults(&mut flash, "erased");
+        assert_eq!(r, SettingsReport { blank: true, rebuilt: [None; 2] });
+    }
+
+    #[test]
+    fn one_damaged_half_is_rebuilt_and_the_settings_kept() {
+        let mut flash = area(|_| {});
+        let mut s = NodeSettings::new(&mut flash).unwrap();
+        s.set_priority(3).unwrap();
+        s.increment_boot_count().unwrap();
+        drop(s);
+        flash.contents_mut()[8192..].fill(0);
+        let mut s = NodeSettings::new(&mut flash).unwrap();
+        let r = s.mount().unwrap();
+        assert_eq!(r.rebuilt[0], None, "{r:?}");
+        assert!(r.rebuilt[1].is_some() && !r.reformatted(), "{r:?}");
+        assert_eq!((s.priority(), s.boot_count()), (Ok(Some(3)), Ok(1)));
     }
 }

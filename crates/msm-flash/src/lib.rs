@@ -26,10 +26,10 @@ pub mod kv;
 pub mod mock;
 pub mod partition;
 
-pub use config_store::{ConfigInfo, ConfigName, ConfigStore, MountReport, SaveInfo};
+pub use config_store::{ConfigInfo, ConfigName, ConfigStore, Damage, MountReport, SaveInfo};
 pub use durable::{Durable, NoSync};
 pub use error::{CorruptReason, Error, PartitionError, SharedError};
-pub use kv::{NodeSettings, Setting};
+pub use kv::{KvDamage, NodeSettings, Setting, SettingsReport};
 pub use partition::{Partition, SharedFlash};
 
 /// CRC-32C (Castagnoli), the same polynomial as the backplane frames.

@@ -50,7 +50,7 @@ struct Args {
     /// State changes per second while master.
     #[arg(long, default_value_t = 0)]
     churn: u32,
-    /// MAC table entries a fresh master starts with.
+    /// MAC table entries a fresh master starts with (at most 1 000 000, MAX_FDB).
     #[arg(long, default_value_t = 1000)]
     fdb: u32,
     /// Append the change journal here (for verifying takeovers).
@@ -130,6 +130,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     let start = |e: anyhow::Error| (1u8, e);
     let slot =
         Slot::new(if args.slot == "A" { 0 } else { 1 }).ok_or_else(|| start(anyhow::anyhow!("bad slot")))?;
+    msm_linux_emu::churn::check_fdb(args.fdb).map_err(|e| start(anyhow::anyhow!(e)))?;
     if args.churn > MAX_CHURN {
         return Err(start(anyhow::anyhow!("--churn {}: at most {MAX_CHURN} changes per second", args.churn)));
     }

@@ -53,7 +53,7 @@ pub(crate) struct SoakArgs {
     #[arg(long, default_value_t = 20_000)]
     pub(crate) fdb: u32,
     /// Keep the chassis (flash images, logs, journals) in this directory
-    /// (default: a temporary one, kept only if a round fails).
+    /// (default: a new one in /dev/shm, kept only if a round fails).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
 }
@@ -150,9 +150,14 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// A fresh directory under the system's temporary directory.
+/// A fresh directory on tmpfs (`/dev/shm`) if there is one, else under the
+/// system's temporary directory. On a disk, the `fdatasync`s of a `save` run
+/// in the node's loop and can stall it past failure detection at 10 ms
+/// heartbeats (a premature failover, issue 10 point 1); the soak is about
+/// checkpointing, so its flash images live in RAM unless `--dir` says where.
 fn tempfile_dir() -> Result<PathBuf> {
-    let base = std::env::temp_dir();
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
     for n in 0..1000u32 {
         let d = base.join(format!("msm-soak-{}-{n}", std::process::id()));
         if std::fs::create_dir(&d).is_ok() {
@@ -351,7 +356,8 @@ fn one_round(
     // over by itself means the master's loop stalled past failure detection.
     if c.role(backup).as_deref() == Some("MASTER") {
         bail!(
-            "MSM-{backup} took over before MSM-{master} was killed: the master missed its heartbeats{note}"
+            "MSM-{backup} took over before MSM-{master} was killed{note}: the master's loop stalled past failure \
+             detection (a long configure or save in the loop, issue 10 point 1; see the gap in MSM-{master}.log)"
         );
     }
     let killed = Instant::now();

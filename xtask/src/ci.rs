@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::{cmd, cross, qemu, sim};
+use crate::{cmd, cross, qemu, sim, soak};
 
 /// Seeds swept (with faults) by CI.
 const CI_SEEDS: &str = "0..2000";
@@ -22,6 +22,11 @@ const STEPS: &[Step] = &[
     Step { name: "clippy", what: "cargo clippy --workspace --all-targets -- -D warnings", run: clippy },
     Step { name: "test", what: "cargo test --workspace", run: test },
     Step { name: "sim", what: "simulator sweep with faults, seeds 0..2000", run: sim_sweep },
+    Step {
+        name: "soak",
+        what: "chassis soak: 4 rounds, seed 1, the master SIGKILLed in each (cargo xtask soak --rounds 4 --seed 1)",
+        run: soak_small,
+    },
     Step { name: "cross", what: "no_std crates for thumbv7m-none-eabi, core only", run: cross::run },
     Step {
         name: "qemu",
@@ -44,6 +49,10 @@ fn test() -> Result<()> {
 
 fn sim_sweep() -> Result<()> {
     sim::run(&sim::SimArgs::sweep(CI_SEEDS))
+}
+
+fn soak_small() -> Result<()> {
+    soak::run(&soak::SoakArgs::ci())
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -14,6 +14,7 @@ mod emu;
 mod qemu;
 mod sim;
 mod size;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -32,7 +33,7 @@ struct Cli {
 }
 
 // Each flow with more than a few lines gets its own module (`cross`, `board`,
-// `qemu`, `size`, `ci`).
+// `qemu`, `size`, `soak`, `ci`).
 #[derive(Debug, Subcommand)]
 enum Flow {
     /// Run the host test suite: `cargo test --workspace [ARGS]`.
@@ -65,7 +66,12 @@ enum Flow {
     QemuTest,
     /// Text, data and bss of the lm3s6965evb firmware, split by crate (core, link, flash store, board).
     Size,
-    /// The full CI pipeline: fmt, clippy, test, simulator sweep, cross, qemu.
+    /// Soak a chassis of real processes: each round kills the master with
+    /// SIGKILL at a seeded random moment (during bulk, churn, right after a
+    /// save, during a configure burst), checks every checkpointed change on
+    /// the new master, restarts the dead node and waits for resync.
+    Soak(soak::SoakArgs),
+    /// The full CI pipeline: fmt, clippy, test, simulator sweep, soak, cross, qemu.
     Ci,
 }
 
@@ -99,6 +105,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Qemu(args) => qemu::run(&args),
         Flow::QemuTest => qemu::interop(),
         Flow::Size => size::run(),
+        Flow::Soak(args) => soak::run(&args),
         Flow::Ci => ci::run(),
     }
 }

@@ -3,6 +3,7 @@
 //! deadline (never a fixed sleep). Used by `msm-chassis` (the `cargo xtask
 //! emu` demo) and by the system tests.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use crate::apps::APPS;
+use crate::config::RunningConfig;
 use crate::control::{Request, Response};
+use crate::journal::Journal;
 
 /// A chassis in a directory: per slot a flash image, a control socket, a
 /// backplane socket and a journal.
@@ -175,6 +179,38 @@ impl Chassis {
 
     pub fn in_sync(&self, slot: char) -> bool {
         self.ask(slot, &Request::ShowSwitch).is_ok_and(|j| j["in_sync"] == Value::Bool(true))
+    }
+
+    /// Every application's rows (key -> value in hex), in [`APPS`] order, as
+    /// [`Journal::verify`] takes them.
+    pub fn app_state(&self, slot: char) -> Result<Vec<BTreeMap<u64, String>>> {
+        let mut out = Vec::new();
+        for (name, _, _) in APPS {
+            let j = self.ask(slot, &Request::ShowApp { app: name.into(), rows: true })?;
+            let mut rows = BTreeMap::new();
+            for r in j["rows"].as_array().with_context(|| format!("MSM-{slot}: {name} rows"))? {
+                rows.insert(
+                    r["key"].as_u64().context("row key")?,
+                    r["value"].as_str().context("row value")?.to_string(),
+                );
+            }
+            out.push(rows);
+        }
+        Ok(out)
+    }
+
+    /// The running configuration of node `slot` (`show configuration`, parsed).
+    pub fn running_config(&self, slot: char) -> Result<RunningConfig> {
+        let j = self.ask(slot, &Request::ShowConfiguration)?;
+        let text = j["text"].as_str().with_context(|| format!("MSM-{slot}: configuration text"))?;
+        RunningConfig::parse(text).map_err(|e| anyhow!("MSM-{slot}: show configuration: {e}"))
+    }
+
+    /// The last boot of node `slot`'s change journal.
+    pub fn journal(&self, slot: char) -> Result<Journal> {
+        let path = self.path(slot, "journal");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Journal::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
     }
 
     /// Poll `cond` every 2 ms until it holds; fail naming `what` at the deadline.

@@ -10,8 +10,15 @@
 //! boot 3
 //! change <app> <id> <key> set <hex value> | change <app> <id> <key> del
 //! checkpointed <app> <id> <peer slot letter or ->
+//! config <id> <hex of the line>
+//! config-checkpointed <id> <peer slot letter or ->
 //! promoted <config choice> in_sync=<bool>
 //! ```
+//!
+//! Application changes are checked key by key ([`Journal::verify`]); the
+//! configuration lines as a sequence ([`Journal::verify_config`]): the new
+//! master's running configuration must be the old master's with every line up
+//! to the checkpointed one applied, and maybe some after it, in order.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -21,6 +28,7 @@ use std::path::Path;
 use msm_checkpoint::{ConfigChoice, Slot};
 
 use crate::apps::{APPS, Change, hex};
+use crate::config::RunningConfig;
 
 /// Appends to the journal, one write per line: a node killed mid-run leaves
 /// whole lines for the reader. Write errors are ignored: the journal is for
@@ -31,6 +39,8 @@ pub struct JournalWriter<W: Write = File> {
     /// Per application of [`APPS`]: the id last written as checkpointed,
     /// so a report is written only when it moves.
     checkpointed: [u64; APPS.len()],
+    /// The same for the configuration lines.
+    config_checkpointed: u64,
 }
 
 impl JournalWriter {
@@ -46,7 +56,7 @@ impl JournalWriter {
 
 impl<W: Write> JournalWriter<W> {
     pub fn new(out: W) -> Self {
-        JournalWriter { out, checkpointed: [0; APPS.len()] }
+        JournalWriter { out, checkpointed: [0; APPS.len()], config_checkpointed: 0 }
     }
 
     /// The master made change `id` of application `app` (index in [`APPS`]).
@@ -69,6 +79,21 @@ impl<W: Write> JournalWriter<W> {
         }
         self.checkpointed[app] = id;
         self.line(format_args!("checkpointed {app} {id} {}", peer.map_or('-', |s| s.letter())));
+    }
+
+    /// The master applied configuration line `line` as change `id` of the
+    /// active configuration.
+    pub fn config_change(&mut self, id: u64, line: &str) {
+        self.line(format_args!("config {id} {}", hex(line.as_bytes())));
+    }
+
+    /// The engine reports every configuration change up to `id` on the backup `peer`.
+    pub fn config_checkpointed(&mut self, id: u64, peer: Option<Slot>) {
+        if self.config_checkpointed == id {
+            return;
+        }
+        self.config_checkpointed = id;
+        self.line(format_args!("config-checkpointed {id} {}", peer.map_or('-', |s| s.letter())));
     }
 
     pub fn promoted(&mut self, config: ConfigChoice, in_sync: bool) {
@@ -95,6 +120,13 @@ pub struct JournalChange {
     pub value: Option<String>,
 }
 
+/// One configuration line the master applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub id: u64,
+    pub line: String,
+}
+
 /// One boot of one node, as journalled.
 #[derive(Debug, Default, Clone)]
 pub struct Journal {
@@ -102,6 +134,12 @@ pub struct Journal {
     pub checkpointed: Vec<u64>,
     /// The peer the last checkpoint report was about.
     pub peer: Option<char>,
+    /// Configuration lines in the order applied (ids increasing).
+    pub config: Vec<JournalConfig>,
+    /// Every configuration line up to this id is on the backup.
+    pub config_checkpointed: u64,
+    /// The peer the last configuration report was about.
+    pub config_peer: Option<char>,
 }
 
 impl Journal {
@@ -132,6 +170,15 @@ impl Journal {
                     *j.checkpointed.get_mut(a).ok_or_else(bad)? = num(id)?;
                     j.peer = peer.chars().next().filter(|c| *c != '-');
                 }
+                ["config", id, rest @ ..] if rest.len() <= 1 => {
+                    let bytes = unhex(rest.first().copied().unwrap_or("")).ok_or_else(bad)?;
+                    let line = String::from_utf8(bytes).map_err(|_| bad())?;
+                    j.config.push(JournalConfig { id: num(id)?, line });
+                }
+                ["config-checkpointed", id, peer] => {
+                    j.config_checkpointed = num(id)?;
+                    j.config_peer = peer.chars().next().filter(|c| *c != '-');
+                }
                 ["promoted", ..] | [] => {}
                 _ => return Err(bad()),
             }
@@ -140,7 +187,14 @@ impl Journal {
     }
 
     fn new() -> Journal {
-        Journal { changes: vec![Vec::new(); APPS.len()], checkpointed: vec![0; APPS.len()], peer: None }
+        Journal {
+            changes: vec![Vec::new(); APPS.len()],
+            checkpointed: vec![0; APPS.len()],
+            peer: None,
+            config: Vec::new(),
+            config_checkpointed: 0,
+            config_peer: None,
+        }
     }
 
     /// Check that `state` (per app: key -> value in hex) holds every change
@@ -176,6 +230,98 @@ impl Journal {
         }
         Ok(verified)
     }
+
+    /// Check the new master's running configuration `now` against the
+    /// configuration lines reported checkpointed. `base` is the configuration
+    /// the journalled master ran when its last line was the one with id
+    /// `after` (0: none yet); the lines after it are replayed on `base`. The
+    /// backup applies them in order, so `now` must be `base` with the lines up
+    /// to the checkpointed one applied, and possibly some of the later ones:
+    /// one prefix of the lines, at least as long as the checkpointed part.
+    /// Returns how many checkpointed lines were verified (0 when none after
+    /// `after` was reported checkpointed: then there is nothing to check).
+    pub fn verify_config(
+        &self,
+        base: &RunningConfig,
+        after: u64,
+        now: &RunningConfig,
+    ) -> Result<usize, String> {
+        let upto = self.config_checkpointed;
+        let lines: Vec<&JournalConfig> = self.config.iter().filter(|c| c.id > after).collect();
+        let verified = lines.iter().filter(|c| c.id <= upto).count();
+        if verified == 0 {
+            return Ok(0);
+        }
+        let mut cfg = base.clone();
+        let mut at_checkpoint = None;
+        for (i, c) in lines.iter().enumerate() {
+            cfg.apply(&c.line).map_err(|reason| {
+                format!(
+                    "config line #{} {:?} does not replay on the old master's configuration: {reason}",
+                    c.id,
+                    c.line.trim()
+                )
+            })?;
+            let next_is_later = lines.get(i + 1).is_none_or(|n| n.id > upto);
+            if c.id <= upto && next_is_later {
+                at_checkpoint = Some(cfg.clone());
+            }
+            if at_checkpoint.is_some() && cfg == *now {
+                return Ok(verified);
+            }
+        }
+        let expected = at_checkpoint.unwrap_or(cfg);
+        Err(format!(
+            "the configuration lost a change reported checkpointed (lines up to #{upto}): {}",
+            config_diff(&expected, now)
+        ))
+    }
+}
+
+/// The first differences between the configuration expected at the
+/// checkpoint and the one found, for the failure message.
+fn config_diff(expected: &RunningConfig, found: &RunningConfig) -> String {
+    let mut out = Vec::new();
+    if expected.sysname != found.sysname {
+        out.push(format!("sysName {:?} expected, {:?} found", expected.sysname, found.sysname));
+    }
+    for (name, v) in &expected.vlans {
+        match found.vlans.get(name) {
+            None => out.push(format!("vlan {name} missing")),
+            Some(f) if f != v => out.push(format!("vlan {name} is {f:?}, expected {v:?}")),
+            Some(_) => {}
+        }
+    }
+    for name in found.vlans.keys().filter(|n| !expected.vlans.contains_key(*n)) {
+        out.push(format!("vlan {name} present, expected deleted or not yet created"));
+    }
+    if expected.disabled_ports != found.disabled_ports {
+        out.push(format!(
+            "disabled ports {:?} expected, {:?} found",
+            expected.disabled_ports, found.disabled_ports
+        ));
+    }
+    if expected.priority != found.priority {
+        out.push(format!("priorities {:?} expected, {:?} found", expected.priority, found.priority));
+    }
+    let n = out.len();
+    if n > 5 {
+        out.truncate(5);
+        out.push(format!("and {} more differences", n - 5));
+    }
+    if out.is_empty() {
+        // Equal to the checkpoint but none of the prefixes after it.
+        return "it matches no prefix of the journalled lines".into();
+    }
+    out.join("; ")
+}
+
+/// The inverse of [`hex`].
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }
 
 #[cfg(test)]
@@ -196,6 +342,66 @@ mod tests {
         state[3].insert(10, "aa".to_string()); // older than the checkpoint: lost change
         assert!(j.verify(&state).unwrap_err().contains("key 10"));
         assert!(Journal::parse("gibberish here").is_err());
+    }
+
+    #[test]
+    fn config_lines_and_reports_round_trip() {
+        let mut w = JournalWriter::new(Writes::default());
+        w.line(format_args!("boot 2"));
+        w.config_change(1, "create vlan corp tag 100\n");
+        w.config_change(2, "");
+        w.config_checkpointed(1, Slot::new(1));
+        w.config_checkpointed(1, Slot::new(1));
+        w.config_checkpointed(0, None);
+        let text = String::from_utf8(w.out.0.concat()).unwrap();
+        assert_eq!(text.matches("config-checkpointed").count(), 2, "an unchanged report is not repeated");
+        let j = Journal::parse(&text).unwrap();
+        let line = |id, line: &str| JournalConfig { id, line: line.to_string() };
+        assert_eq!(j.config, [line(1, "create vlan corp tag 100\n"), line(2, "")]);
+        assert_eq!((j.config_checkpointed, j.config_peer), (0, None));
+        assert!(Journal::parse("config 3 zz").is_err());
+        assert!(Journal::parse("config-checkpointed x B").is_err());
+        // A new boot starts afresh.
+        let j = Journal::parse(&format!("{text}boot 3\n")).unwrap();
+        assert!(j.config.is_empty());
+    }
+
+    #[test]
+    fn verify_config_wants_a_prefix_at_least_as_long_as_the_checkpoint() {
+        let base = crate::config::factory_default();
+        let lines =
+            ["create vlan a tag 10", "configure vlan a add ports 1-4", "create vlan b", "delete vlan a"];
+        let mut text = String::from("boot 1\nconfig 7 6e6f7065\n"); // before the base: not replayed
+        for (i, l) in lines.iter().enumerate() {
+            text.push_str(&format!("config {} {}\n", 8 + i, hex(l.as_bytes())));
+        }
+        let after = |n: usize| {
+            let mut c = base.clone();
+            for l in &lines[..n] {
+                c.apply(l).unwrap();
+            }
+            c
+        };
+        // Nothing checkpointed after the base: nothing to verify, whatever the state.
+        let j = Journal::parse(&format!("{text}config-checkpointed 7 B\n")).unwrap();
+        assert_eq!(j.verify_config(&base, 7, &after(3)), Ok(0));
+        assert_eq!(Journal::parse("boot 1\n").unwrap().verify_config(&base, 0, &after(1)), Ok(0));
+        // Lines 8 and 9 checkpointed: prefixes 2, 3, 4 pass, 0 and 1 do not.
+        let j = Journal::parse(&format!("{text}config-checkpointed 9 B\n")).unwrap();
+        for n in 2..=4 {
+            assert_eq!(j.verify_config(&base, 7, &after(n)), Ok(2), "prefix {n}");
+        }
+        let e = j.verify_config(&base, 7, &after(1)).unwrap_err();
+        assert!(e.contains("vlan a is"), "{e}");
+        let e = j.verify_config(&base, 7, &base).unwrap_err();
+        assert!(e.contains("vlan a missing"), "{e}");
+        // Something that is no prefix at all.
+        let mut odd = after(2);
+        odd.sysname = "elsewhere".into();
+        assert!(j.verify_config(&base, 7, &odd).unwrap_err().contains("sysName"));
+        // A line that does not replay on the base is named.
+        let e = j.verify_config(&after(1), 7, &after(2)).unwrap_err();
+        assert!(e.contains("#8") && e.contains("already exists"), "{e}");
     }
 
     /// Keeps each `write` call apart.

@@ -96,8 +96,10 @@ fn a_client_that_never_reads_its_answer_is_dropped_and_the_node_goes_on() {
     for _ in 0..20 {
         no_failover(&c, &term);
     }
-    c.wait("the stalled client dropped", Duration::from_secs(15), |c| Ok(log(c, 'A').contains("control client dropped")))
-        .unwrap();
+    c.wait("the stalled client dropped", Duration::from_secs(15), |c| {
+        Ok(log(c, 'A').contains("control client dropped"))
+    })
+    .unwrap();
     no_failover(&c, &term);
     drop(greedy);
 }

@@ -29,8 +29,9 @@ fn start_master(c: &mut Chassis) {
 }
 
 fn configure(c: &Chassis, lines: &[&str]) {
-    let r =
-        c.call('A', &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect() }).unwrap();
+    let r = c
+        .call('A', &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None })
+        .unwrap();
     assert!(matches!(r, Response::Ok { .. }), "{r:?}");
 }
 
@@ -39,10 +40,10 @@ fn configure(c: &Chassis, lines: &[&str]) {
 fn stopped_node(c: &mut Chassis, primary: &str, secondary: Option<&str>) {
     start_master(c);
     configure(c, &[primary, "configure node slot A priority 7"]);
-    c.ask('A', &Request::Save { which: Some(ConfigName::Primary) }).unwrap();
+    c.ask('A', &Request::Save { which: Some(ConfigName::Primary), wait: None }).unwrap();
     if let Some(line) = secondary {
         configure(c, &[line]);
-        c.ask('A', &Request::Save { which: Some(ConfigName::Secondary) }).unwrap();
+        c.ask('A', &Request::Save { which: Some(ConfigName::Secondary), wait: None }).unwrap();
     }
     assert!(c.stop('A').unwrap().success());
 }

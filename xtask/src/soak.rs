@@ -276,7 +276,8 @@ fn digests(c: &Chassis, slot: char) -> Result<Vec<String>> {
 
 fn configure(c: &Chassis, slot: char, lines: Vec<String>) -> Result<()> {
     let n = lines.len();
-    c.ask(slot, &Request::Configure { lines }).with_context(|| format!("configure of {n} lines"))?;
+    c.ask(slot, &Request::Configure { lines, wait: None })
+        .with_context(|| format!("configure of {n} lines"))?;
     Ok(())
 }
 
@@ -331,7 +332,7 @@ fn one_round(
         Kind::Save => {
             let n = rng.random_range(1..=200);
             configure(c, master, lines(rng, &mut model, round, n))?;
-            c.ask(master, &Request::Save { which: None }).context("save")?;
+            c.ask(master, &Request::Save { which: None, wait: None }).context("save")?;
             format!(" after a save of {n} new lines")
         }
         Kind::Configure => {
@@ -340,7 +341,7 @@ fn one_round(
             let delay = Duration::from_micros(rng.random_range(0..=(args.lines as u64 * 30)));
             let sent = Instant::now();
             burst = Some(std::thread::spawn(move || {
-                chassis::call(&ctl, &Request::Configure { lines: burst_lines })
+                chassis::call(&ctl, &Request::Configure { lines: burst_lines, wait: None })
             }));
             std::thread::sleep(delay.saturating_sub(sent.elapsed()));
             in_progress = burst.as_ref().is_some_and(|b| !b.is_finished());

@@ -67,11 +67,6 @@ impl<W: Write> JournalWriter<W> {
         }
     }
 
-    /// The master applied configuration line `id`.
-    pub fn config_change(&mut self, id: u64, line: &str) {
-        self.line(format_args!("config {id} {}", hex(line.as_bytes())));
-    }
-
     /// The engine reports every change of `app` up to `id` on the backup `peer`.
     pub fn checkpointed(&mut self, app: usize, id: u64, peer: Option<Slot>) {
         if self.checkpointed.get(app).is_none_or(|last| *last == id) {

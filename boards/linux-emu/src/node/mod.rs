@@ -282,6 +282,7 @@ impl<L: Link> MsmNode<L> {
         for (app, id) in self.apps.iter() {
             j.checkpointed(app, self.engine.checkpointed(id), peer);
         }
+        j.config_checkpointed(self.engine.config_checkpointed(), peer);
         j.flush();
     }
 }

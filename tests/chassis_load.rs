@@ -6,12 +6,30 @@
 
 use std::io::Write;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::{Request, Response};
 use serde_json::Value;
+
+/// One chassis at a time: these tests are about timing under load, and two
+/// chassis of debug builds on two cores would be each other's load.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A process killed when the test ends, passed or not.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Heartbeats of the tests: 20 ms, failure detected in 60 ms.
+const HB: u64 = 20;
 
 fn chassis(hb_ms: u64) -> (tempfile::TempDir, Chassis) {
     let dir = tempfile::tempdir().unwrap();
@@ -40,12 +58,14 @@ fn log(c: &Chassis, slot: char) -> String {
 fn no_failover(c: &Chassis, term: &Value) {
     let a = switch(c, 'A');
     assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
-    assert_eq!(switch(c, 'B')["role"], "BACKUP");
+    let b = switch(c, 'B');
+    assert_eq!(b["role"], "BACKUP", "B: {b}\nA log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
 }
 
 #[test]
 fn a_configure_of_20000_lines_keeps_the_heartbeats_and_is_on_the_backup_when_acknowledged() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let term = switch(&c, 'A')["term"].clone();
     let lines: Vec<String> = (0..20_000).map(|i| format!("create vlan v{i}")).collect();
@@ -66,7 +86,8 @@ fn a_configure_of_20000_lines_keeps_the_heartbeats_and_is_on_the_backup_when_ack
 
 #[test]
 fn a_wait_the_backup_cannot_answer_says_how_far_behind_it_is() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     // The backup stops (SIGSTOP): alive to the master until detection, acknowledging nothing.
     let pid = c.children[1].as_ref().unwrap().id() as i32;
@@ -86,7 +107,8 @@ fn a_wait_the_backup_cannot_answer_says_how_far_behind_it_is() {
 
 #[test]
 fn a_client_that_never_reads_its_answer_is_dropped_and_the_node_goes_on() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--fdb", "200000"]);
     let term = switch(&c, 'A')["term"].clone();
     // Ask for some 10 MB of rows and never read them.
@@ -106,7 +128,8 @@ fn a_client_that_never_reads_its_answer_is_dropped_and_the_node_goes_on() {
 
 #[test]
 fn a_workload_beyond_the_limit_is_refused_by_name() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let term = switch(&c, 'A')["term"].clone();
     match c.call('A', &Request::Churn { rate: u32::MAX }).unwrap() {
@@ -124,7 +147,8 @@ fn a_workload_beyond_the_limit_is_refused_by_name() {
 
 #[test]
 fn a_second_node_given_the_running_nodes_paths_exits_and_names_them() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let term = switch(&c, 'A')["term"].clone();
     let out = Command::new(c.bin.join("msm-node"))
@@ -158,12 +182,13 @@ fn a_second_node_given_the_running_nodes_paths_exits_and_names_them() {
 
 #[test]
 fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let term = switch(&c, 'A')["term"].clone();
     // Its own files, but slot A and a backplane to B: B hears two modules claim A.
-    let mut intruder = Command::new(c.bin.join("msm-node"))
-        .args(["--slot", "A", "--heartbeat-ms", "10", "--flash"])
+    let intruder = Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "A", "--heartbeat-ms", &HB.to_string(), "--flash"])
         .arg(c.dir.join("intruder.img"))
         .arg("--control")
         .arg(c.dir.join("intruder.ctl"))
@@ -172,6 +197,7 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped)
         .unwrap();
     c.wait("B reports the conflict", Duration::from_secs(5), |c| Ok(switch(c, 'B')["slot_conflict"] == "A"))
         .unwrap();
@@ -180,8 +206,7 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
     for _ in 0..20 {
         no_failover(&c, &term);
     }
-    intruder.kill().unwrap();
-    intruder.wait().unwrap();
+    drop(intruder);
     c.wait("the conflict clears", Duration::from_secs(5), |c| Ok(switch(c, 'B')["slot_conflict"].is_null()))
         .unwrap();
     no_failover(&c, &term);
@@ -190,7 +215,8 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
 
 #[test]
 fn every_refused_frame_is_counted_by_reason() {
-    let (_d, mut c) = chassis(10);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let sock = UnixDatagram::unbound().unwrap();
     let target = c.path('B', "sock");

@@ -39,24 +39,14 @@ fn configure(c: &Chassis, slot: char, lines: &[&str]) -> Response {
 fn digests(c: &Chassis, slot: char) -> Vec<String> {
     APPS.iter()
         .map(|(n, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false }).unwrap();
+            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
             format!("{n}:{}:{}", j["entries"], j["digest"])
         })
         .collect()
 }
 
 fn state(c: &Chassis, slot: char) -> Vec<std::collections::BTreeMap<u64, String>> {
-    APPS.iter()
-        .map(|(n, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: true }).unwrap();
-            j["rows"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["key"].as_u64().unwrap(), r["value"].as_str().unwrap().to_string()))
-                .collect()
-        })
-        .collect()
+    c.app_state(slot).unwrap()
 }
 
 #[test]

@@ -268,7 +268,7 @@ fn digests(c: &Chassis, slot: char) -> Result<Vec<String>> {
     msm_linux_emu::apps::APPS
         .iter()
         .map(|(name, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false })?;
+            let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
             Ok(format!("{name}:{}:{}", j["entries"], j["digest"]))
         })
         .collect()

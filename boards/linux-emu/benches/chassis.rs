@@ -71,7 +71,7 @@ fn bulk(dir: &std::path::Path, n: u64) -> Duration {
     let start = Instant::now();
     pump_until(&mut a, &mut b, Duration::from_secs(300), |a, _| in_sync(a));
     let took = start.elapsed();
-    assert_eq!(a.host.tables[3].rows.len(), b.host.tables[3].rows.len());
+    assert_eq!(a.host.tables[3].len(), b.host.tables[3].len());
     took
 }
 

@@ -3,7 +3,7 @@
 //! real state in an ordered table; a record is one key's full state, so
 //! applying it twice, or after a newer bulk read, is harmless.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use msm_checkpoint::{AppId, AppRegistry, HostError};
@@ -116,39 +116,70 @@ impl Change {
 /// One application's state: an ordered table (the bulk cursor is "next key").
 #[derive(Debug, Default, Clone)]
 pub struct Table {
-    pub rows: BTreeMap<u64, Vec<u8>>,
-    /// Keys refreshed by the bulk in progress (backup side).
-    refresh: Option<BTreeSet<u64>>,
+    rows: BTreeMap<u64, Vec<u8>>,
+    /// XOR of the rows' digests.
+    digest: u64,
+    /// Backup side, during a bulk: the table the bulk is building (every
+    /// record also goes to `rows`, which stays whole for a takeover mid-bulk).
+    /// At the end it becomes the table: keys the bulk did not mention are
+    /// gone without a sweep of the old table in the loop.
+    staged: Option<Box<Table>>,
 }
 
 impl Table {
     pub fn apply(&mut self, c: Change) {
-        if let Some(r) = &mut self.refresh {
-            r.insert(c.key());
+        if let Some(s) = &mut self.staged {
+            s.apply(c.clone());
         }
         match c {
             Change::Set(k, v) => {
-                self.rows.insert(k, v);
+                self.digest ^= row_digest(k, &v);
+                if let Some(old) = self.rows.insert(k, v) {
+                    self.digest ^= row_digest(k, &old);
+                }
             }
             Change::Delete(k) => {
-                self.rows.remove(&k);
+                if let Some(old) = self.rows.remove(&k) {
+                    self.digest ^= row_digest(k, &old);
+                }
             }
         }
     }
 
-    pub fn begin_refresh(&mut self) {
-        self.refresh = Some(BTreeSet::new());
+    /// The rows, in key order.
+    pub fn rows(&self) -> &BTreeMap<u64, Vec<u8>> {
+        &self.rows
     }
 
-    /// End of a bulk: drop what it did not mention.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn begin_refresh(&mut self) {
+        if let Some(old) = self.staged.replace(Box::default()) {
+            free_later(old.rows);
+        }
+    }
+
+    /// End of a bulk: what it built is the table; what it did not mention is
+    /// gone. O(1) here: the old rows are freed by another thread (as Redis
+    /// frees large values lazily), so a million-row table costs the loop nothing.
     pub fn end_refresh(&mut self) {
-        if let Some(r) = self.refresh.take() {
-            self.rows.retain(|k, _| r.contains(k));
+        if let Some(staged) = self.staged.take() {
+            let Table { rows, digest, .. } = *staged;
+            free_later(std::mem::replace(&mut self.rows, rows));
+            self.digest = digest;
         }
     }
 
     pub fn abort_refresh(&mut self) {
-        self.refresh = None;
+        if let Some(old) = self.staged.take() {
+            free_later(old.rows);
+        }
     }
 
     /// The record for the first key at or after `cursor`, and the next cursor.
@@ -157,17 +188,31 @@ impl Table {
         Some((Change::Set(k, v.clone()), k.saturating_add(1)))
     }
 
-    /// An order-independent digest of the table, for comparing two nodes.
+    /// An order-independent digest of the table, for comparing two nodes:
+    /// the XOR of every row's CRC-64, kept up to date as rows change, so
+    /// `show app` costs nothing however large the table.
     pub fn digest(&self) -> u64 {
-        let crc = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
-        let mut d = crc.digest();
-        for (k, v) in &self.rows {
-            d.update(&k.to_le_bytes());
-            d.update(&(v.len() as u32).to_le_bytes());
-            d.update(v);
-        }
-        d.finalize()
+        self.digest
     }
+}
+
+static CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+
+/// Free a large table off the loop's thread (small ones at once).
+fn free_later(rows: BTreeMap<u64, Vec<u8>>) {
+    if rows.len() >= 10_000 {
+        // Without a thread to be had, the closure and the rows are freed here.
+        let _ = std::thread::Builder::new().name("free".into()).spawn(move || drop(rows));
+    }
+}
+
+/// One row's share of [`Table::digest`].
+fn row_digest(k: u64, v: &[u8]) -> u64 {
+    let mut d = CRC64.digest();
+    d.update(&k.to_le_bytes());
+    d.update(&(v.len() as u32).to_le_bytes());
+    d.update(v);
+    d.finalize()
 }
 
 /// A MAC address as a key (48 bits).
@@ -269,5 +314,32 @@ mod tests {
         t.end_refresh();
         assert_eq!(t.rows.len(), 1);
         assert_eq!(t.rows[&2], vec![3]);
+    }
+
+    #[test]
+    fn the_kept_digest_is_the_digest_of_the_rows_whatever_the_order_of_changes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let (mut a, mut b) = (Table::default(), Table::default());
+        let changes: Vec<Change> = (0..2000)
+            .map(|_| {
+                let k = rng.random_range(0..300u64);
+                if rng.random_bool(0.2) { Change::Delete(k) } else { Change::Set(k, vec![rng.random(); 3]) }
+            })
+            .collect();
+        for c in &changes {
+            a.apply(c.clone());
+        }
+        // The same final state reached another way: a refresh with the rows alone.
+        b.apply(Change::Set(999, vec![9]));
+        b.begin_refresh();
+        for (k, v) in a.rows() {
+            b.apply(Change::Set(*k, v.clone()));
+        }
+        b.end_refresh();
+        let scratch = a.rows().iter().fold(0, |d, (k, v)| d ^ row_digest(*k, v));
+        assert_eq!(a.digest(), scratch);
+        assert_eq!(b.digest(), a.digest());
+        assert_ne!(Table::default().digest(), a.digest());
     }
 }

@@ -186,13 +186,20 @@ impl Chassis {
     pub fn app_state(&self, slot: char) -> Result<Vec<BTreeMap<u64, String>>> {
         let mut out = Vec::new();
         for (name, _, _) in APPS {
-            let j = self.ask(slot, &Request::ShowApp { app: name.into(), rows: true })?;
             let mut rows = BTreeMap::new();
-            for r in j["rows"].as_array().with_context(|| format!("MSM-{slot}: {name} rows"))? {
-                rows.insert(
-                    r["key"].as_u64().context("row key")?,
-                    r["value"].as_str().context("row value")?.to_string(),
-                );
+            let mut from = 0;
+            loop {
+                let j = self.ask(slot, &Request::ShowApp { app: name.into(), rows: true, from })?;
+                for r in j["rows"].as_array().with_context(|| format!("MSM-{slot}: {name} rows"))? {
+                    rows.insert(
+                        r["key"].as_u64().context("row key")?,
+                        r["value"].as_str().context("row value")?.to_string(),
+                    );
+                }
+                match j["next"].as_u64() {
+                    Some(next) => from = next,
+                    None => break,
+                }
             }
             out.push(rows);
         }

@@ -5,6 +5,14 @@
 use msm_flash::ConfigName;
 use serde::{Deserialize, Serialize};
 
+/// Rows in one `show app --rows` answer: an answer is built and sent
+/// without holding the node, and a million rows come as pages.
+pub const MAX_ROWS: usize = 5000;
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
@@ -14,10 +22,14 @@ pub enum Request {
     },
     ShowNode,
     ShowConfiguration,
-    /// An application's table: row count and digest, and the rows if asked.
+    /// An application's table: row count and digest, and the rows if asked,
+    /// at most [`MAX_ROWS`] of them from key `from` on (the answer's `next`
+    /// is where the following page starts).
     ShowApp {
         app: String,
         rows: bool,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        from: u64,
     },
     /// Apply configuration lines in order; the first bad line stops the rest.
     /// With `wait` (milliseconds), answer once the backup has every change,

@@ -309,6 +309,32 @@ impl BoardFlash {
         let info = SaveInfo { saved_at: unix_time, sw_version: SW_VERSION };
         self.store(w).save(text.as_bytes(), &info).map(|i| i.len as usize).map_err(|e| e.to_string())
     }
+
+    /// The operator's `save` in pieces, so a large configuration is written
+    /// between loop turns: begin with its length, [`write_piece`](Self::write_piece)
+    /// in order, [`commit_save_of`](Self::commit_save_of). The old copy stays
+    /// current until the commit.
+    pub fn begin_save_of(
+        &mut self,
+        w: ConfigName,
+        len: usize,
+        unix_time: u64,
+    ) -> std::result::Result<(), String> {
+        let len = u32::try_from(len).map_err(|_| format!("{len} bytes do not fit a configuration file"))?;
+        let info = SaveInfo { saved_at: unix_time, sw_version: SW_VERSION };
+        let store = self.store(w);
+        store.abort_save();
+        store.begin_save(len, &info).map_err(|e| e.to_string())
+    }
+
+    pub fn write_piece(&mut self, w: ConfigName, piece: &[u8]) -> std::result::Result<(), String> {
+        self.store(w).write(piece).map_err(|e| e.to_string())
+    }
+
+    /// The bytes saved.
+    pub fn commit_save_of(&mut self, w: ConfigName) -> std::result::Result<usize, String> {
+        self.store(w).commit().map(|i| i.len as usize).map_err(|e| e.to_string())
+    }
 }
 
 impl BoardFlash {

@@ -58,7 +58,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
                 self.active_snapshot = self.running.to_text().into_bytes();
                 config_chunks(self.active_snapshot.len())
             }
-            Stream::App(a) => self.tables.get(a.index()).map_or(0, |t| t.rows.len() as u64),
+            Stream::App(a) => self.tables.get(a.index()).map_or(0, |t| t.len() as u64),
         }
     }
 

@@ -65,22 +65,13 @@ fn show(c: &Chassis, slot: char, req: Request, cmd: &str) -> Result<()> {
 }
 
 fn state_of(c: &Chassis, slot: char) -> Result<Vec<BTreeMap<u64, String>>> {
-    let mut out = Vec::new();
-    for (name, _, _) in APPS {
-        let j = c.ask(slot, &Request::ShowApp { app: name.into(), rows: true })?;
-        let mut m = BTreeMap::new();
-        for r in j["rows"].as_array().context("rows")? {
-            m.insert(r["key"].as_u64().context("key")?, r["value"].as_str().context("value")?.to_string());
-        }
-        out.push(m);
-    }
-    Ok(out)
+    c.app_state(slot)
 }
 
 fn digests(c: &Chassis, slot: char) -> Result<Vec<String>> {
     APPS.iter()
         .map(|(name, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false })?;
+            let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
             Ok(format!("{}:{}:{}", name, j["entries"], j["digest"]))
         })
         .collect()

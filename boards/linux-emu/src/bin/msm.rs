@@ -93,6 +93,9 @@ enum Show {
         name: String,
         #[arg(long)]
         rows: bool,
+        /// With --rows: the page starting at this key (an answer names the next).
+        #[arg(long, default_value_t = 0, requires = "rows")]
+        from: u64,
     },
 }
 
@@ -108,7 +111,7 @@ fn request(cmd: Cmd) -> Request {
             Show::CheckpointData { process } => Request::ShowCheckpointData { process },
             Show::Node => Request::ShowNode,
             Show::Configuration => Request::ShowConfiguration,
-            Show::App { name, rows } => Request::ShowApp { app: name, rows },
+            Show::App { name, rows, from } => Request::ShowApp { app: name, rows, from },
         },
         Cmd::Configure { lines, wait, timeout } => {
             let lines =

@@ -36,6 +36,22 @@ use outbox::Outbox;
 /// link blip shorter than failure detection needs).
 pub type Engine = Node<8, 64, { 256 * 1024 }>;
 
+/// This boot's incarnation: the boot count in the high half (a restart is
+/// always newer), 16 random bits below it, so that two modules started with
+/// the same boot count (two fresh images in one slot) are told apart.
+fn incarnation(boot_count: u32) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (boot_count << 16) | (random as u32 & 0xFFFF)
+}
+
+/// Frames and time a loop turn spends receiving at most.
+const RX_FRAMES: usize = 256;
+const RX_SLICE: Duration = Duration::from_millis(3);
+
+/// Time a loop turn spends recording a fresh master's initial state.
+const SEED_SLICE: Duration = Duration::from_millis(2);
+
 /// How a node was started.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -87,6 +103,9 @@ pub struct MsmNode<L: Link> {
     booted: ConfigName,
     /// Operator work in progress and answers ready.
     ops: Ops,
+    /// A fresh master's initial state, recorded a slice per loop turn (a
+    /// million MAC entries must not hold the loop).
+    seeding: std::collections::VecDeque<(usize, Change)>,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
@@ -124,7 +143,7 @@ impl<L: Link> MsmNode<L> {
         c.heartbeat_interval = opts.heartbeat;
         c.miss_count = opts.miss_count;
         c.max_frame = opts.max_frame.min(link.max_frame());
-        c.incarnation = flash.boot_count();
+        c.incarnation = incarnation(flash.boot_count());
         c.rto = (opts.heartbeat / 2).max(Duration::from_millis(2));
         c.rto_max = opts.heartbeat * 4;
         let engine = Box::new(Engine::new(c, reg, Instant::ZERO).map_err(|e| anyhow::anyhow!("{e}"))?);
@@ -144,6 +163,7 @@ impl<L: Link> MsmNode<L> {
             fdb: opts.fdb,
             booted,
             ops: Ops::default(),
+            seeding: std::collections::VecDeque::new(),
         })
     }
 
@@ -162,7 +182,7 @@ impl<L: Link> MsmNode<L> {
             let tick = self.now() + Duration::from_millis(5);
             t = Some(t.map_or(tick, |x| x.min(tick)));
         }
-        if self.ops.busy() {
+        if self.ops.busy() || !self.seeding.is_empty() {
             t = Some(self.now());
         }
         if let Some(d) = self.ops.next_deadline() {
@@ -174,7 +194,14 @@ impl<L: Link> MsmNode<L> {
     /// One round: receive, timers, workload, transmit, events.
     pub fn pump(&mut self) {
         let now = self.now();
-        loop {
+        // A bounded share of what arrived: a peer sending a bulk as fast as
+        // it can must not keep this node from its own heartbeats and acks.
+        // (The rest stays readable: the loop's poll comes straight back.)
+        let start = std::time::Instant::now();
+        for _ in 0..RX_FRAMES {
+            if start.elapsed() >= RX_SLICE {
+                break;
+            }
             match self.link.recv(&mut self.buf) {
                 Ok(Some(n)) => {
                     if let Err(e) = self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
@@ -196,6 +223,13 @@ impl<L: Link> MsmNode<L> {
             for (app, c) in self.churn.due(now.as_micros()) {
                 let _ = self.change(app, c);
             }
+            let start = std::time::Instant::now();
+            while start.elapsed() < SEED_SLICE {
+                let Some((app, c)) = self.seeding.pop_front() else { break };
+                let _ = self.change(app, c);
+            }
+        } else {
+            self.seeding.clear();
         }
         // Protocol first: what is due goes out before any operator work.
         self.transmit();
@@ -235,11 +269,9 @@ impl<L: Link> MsmNode<L> {
                         Err(e) => log::warn!("reading the saved configuration: {e}"),
                     }
                 }
-                if !in_sync && self.host.tables.iter().all(|t| t.rows.is_empty()) {
+                if !in_sync && self.host.tables.iter().all(|t| t.is_empty()) {
                     // A fresh chassis: the applications start with their initial state.
-                    for (app, c) in self.churn.initial(self.fdb) {
-                        let _ = self.change(app, c);
-                    }
+                    self.seeding = self.churn.initial(self.fdb).into();
                 }
                 if let Some(j) = &mut self.journal {
                     j.promoted(config, in_sync);

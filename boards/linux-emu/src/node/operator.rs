@@ -3,15 +3,13 @@
 //! shapes the `show` output).
 
 use msm_backplane::link::Link;
-use msm_checkpoint::Role;
 use msm_flash::ConfigName;
 use serde_json::json;
 
-use super::ops::{Done, Marks, Ticket};
+use super::ops::Ticket;
 use super::{Exit, MsmNode, render};
 use crate::apps;
 use crate::control::{Request, Response, config_word};
-use crate::flash::unix_now;
 
 /// Most changes to the workload rate a node takes (changes per second):
 /// above it one loop turn would spend more than a heartbeat interval on
@@ -60,6 +58,10 @@ impl<L: Link> MsmNode<L> {
                 Err(r) => Handled::Now(r),
             },
             Request::Save { which, wait } => self.save(which, wait),
+            Request::ShowApp { app, rows: true, from } => match self.app_table(&app) {
+                Ok((index, id)) => Handled::Later(self.start_rows(app, index, id, from)),
+                Err(r) => Handled::Now(r),
+            },
             other => Handled::Now(self.handle_now(other)),
         }
     }
@@ -70,7 +72,7 @@ impl<L: Link> MsmNode<L> {
             Request::ShowCheckpointData { process } => self.show_checkpoint(process.as_deref()),
             Request::ShowNode => render::nodes(&self.engine.switch_status()),
             Request::ShowConfiguration => render::configuration(self.host.running.to_text()),
-            Request::ShowApp { app, rows } => self.show_app(&app, rows),
+            Request::ShowApp { app, rows, .. } => self.show_app(&app, rows),
             Request::Configure { .. } | Request::Save { .. } => Response::error("answered later"),
             Request::UseConfiguration { which } => match self.host.flash.select(which) {
                 Ok(()) => Response::ok(
@@ -110,21 +112,11 @@ impl<L: Link> MsmNode<L> {
 
     /// `save [primary|secondary]`: the running configuration to flash; the
     /// master sends the selected file to the backup again.
-    /// With `wait`, the answer waits until the backup's flash has it.
+    /// Written in slices after the work queued before it; with `wait`, the
+    /// answer waits until the backup's flash has it.
     fn save(&mut self, which: Option<ConfigName>, wait: Option<u64>) -> Handled {
-        let selected = self.host.flash.selected();
-        let which = which.unwrap_or(selected);
-        let text = self.host.running.to_text();
-        match self.host.flash.save(which, &text, unix_now()) {
-            Ok(bytes) => {
-                let mut marks = Marks::default();
-                if which == selected && self.engine.role() == Role::Master {
-                    marks.saved = self.engine.config_saved();
-                }
-                Handled::Later(self.answer_when_checkpointed(marks, Done::Save { which, bytes }, wait))
-            }
-            Err(e) => Handled::Now(Response::error(format!("save {}: {e}", which.file_name()))),
-        }
+        let which = which.unwrap_or_else(|| self.host.flash.selected());
+        Handled::Later(self.start_save(which, wait))
     }
 
     /// Whether the running configuration differs from the selected file.
@@ -158,13 +150,19 @@ impl<L: Link> MsmNode<L> {
     }
 
     fn show_app(&self, name: &str, rows: bool) -> Response {
-        let app = match apps::find(name) {
-            Ok(i) => i,
-            Err(e) => return Response::error(e),
-        };
-        let Some(id) = self.apps.get(app) else {
-            return Response::error(format!("application '{name}' does not run on this node"));
-        };
-        render::app(name, app, &self.host.tables[id.index()], rows)
+        match self.app_table(name) {
+            Ok((app, id)) => render::app(name, app, &self.host.tables[id.index()], rows),
+            Err(r) => r,
+        }
+    }
+
+    /// Application `name`: its index in `APPS` and its id here.
+    fn app_table(&self, name: &str) -> Result<(usize, msm_checkpoint::AppId), Response> {
+        let app = apps::find(name).map_err(Response::error)?;
+        let id = self
+            .apps
+            .get(app)
+            .ok_or_else(|| Response::error(format!("application '{name}' does not run on this node")))?;
+        Ok((app, id))
     }
 }

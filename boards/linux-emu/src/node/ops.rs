@@ -1,6 +1,7 @@
 //! Operator work that takes longer than one loop turn. A `configure` of many
-//! lines is applied in slices between protocol work (heartbeats, frames,
-//! timeouts come first), and `--wait` waits for the backup's acknowledgement
+//! lines is applied, and a `save` of a large configuration written to flash,
+//! in slices between protocol work (heartbeats, frames, timeouts come first),
+//! in the order the operator asked; `--wait` waits for the backup's acknowledgement
 //! without holding the loop: the answer goes out when the backup has every
 //! change, or when the time is up, saying how far behind it is (as Redis
 //! `WAIT` and DRBD protocol C answer only once the peer has the write).
@@ -9,15 +10,17 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use msm_backplane::link::Link;
-use msm_checkpoint::Role;
+use std::fmt::Write as _;
+
+use msm_checkpoint::{AppId, Role};
 use msm_flash::ConfigName;
 use msm_time::Instant;
 use serde_json::json;
 
 use super::MsmNode;
-use crate::apps::{Change, VLAN, vlan_key};
+use crate::apps::{Change, VLAN, describe, hex, vlan_key};
 use crate::config::Effect;
-use crate::control::{Response, config_word};
+use crate::control::{MAX_ROWS, Response, config_word};
 
 /// Names one pending answer.
 pub type Ticket = u64;
@@ -27,6 +30,10 @@ const SLICE_LINES: usize = 512;
 /// A slice's time budget: well under a heartbeat interval (10 ms at the
 /// fastest), so heartbeats go out on time whatever the operator sends.
 const SLICE_TIME: Duration = Duration::from_millis(2);
+/// Bytes of a save written to flash per step of a slice.
+const SAVE_PIECE: usize = 16 * 1024;
+/// Rows of a `show app --rows` answer built per step of a slice.
+const ROWS_PER_STEP: usize = 2000;
 
 /// The change ids an answer waits for (0: nothing of that kind).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +62,40 @@ struct Configure {
     marks: Marks,
 }
 
+/// A `save` being written: the text as it was when the save's turn came.
+#[derive(Debug)]
+struct Save {
+    ticket: Ticket,
+    which: ConfigName,
+    wait: Option<u64>,
+    text: Option<Vec<u8>>,
+    at: usize,
+}
+
+/// `show app <name> --rows` of a table that may hold a million rows: the
+/// answer is built a step at a time. Rows changed meanwhile are shown as
+/// they are when their step reads them, as a switch's `show` commands do.
+#[derive(Debug)]
+struct Rows {
+    ticket: Ticket,
+    name: String,
+    app: usize,
+    id: AppId,
+    /// The first key not yet read.
+    next: Option<u64>,
+    /// The page is full: the first key of the next one.
+    more: Option<u64>,
+    text: String,
+    rows: Vec<serde_json::Value>,
+}
+
+#[derive(Debug)]
+enum Job {
+    Configure(Configure),
+    Save(Save),
+    Rows(Rows),
+}
+
 #[derive(Debug)]
 struct Wait {
     ticket: Ticket,
@@ -67,7 +108,7 @@ struct Wait {
 /// The operator's pending work, oldest first, and the answers ready to go.
 #[derive(Debug, Default)]
 pub(crate) struct Ops {
-    configures: VecDeque<Configure>,
+    jobs: VecDeque<Job>,
     waits: Vec<Wait>,
     answers: VecDeque<(Ticket, Response)>,
     next: Ticket,
@@ -81,7 +122,7 @@ impl Ops {
 
     /// Something to do at the next loop turn.
     pub(crate) fn busy(&self) -> bool {
-        !self.configures.is_empty()
+        !self.jobs.is_empty()
     }
 
     /// The earliest wait deadline, for the loop's sleep.
@@ -113,18 +154,102 @@ impl<L: Link> MsmNode<L> {
         }
         let ticket = self.ops.ticket();
         let wait = wait.map(Duration::from_millis);
-        self.ops.configures.push_back(Configure { ticket, lines, next: 0, wait, marks: Marks::default() });
+        self.ops.jobs.push_back(Job::Configure(Configure {
+            ticket,
+            lines,
+            next: 0,
+            wait,
+            marks: Marks::default(),
+        }));
         Ok(ticket)
     }
 
-    /// Wait for `marks` on the backup, then answer `done` (at once without `wait`).
-    pub(crate) fn answer_when_checkpointed(&mut self, marks: Marks, done: Done, wait: Option<u64>) -> Ticket {
+    /// Queue a `save` of the running configuration, after the work before it.
+    pub(crate) fn start_save(&mut self, which: ConfigName, wait: Option<u64>) -> Ticket {
         let ticket = self.ops.ticket();
-        let now = self.now();
-        let deadline = now + Duration::from_millis(wait.unwrap_or(0));
-        self.ops.waits.push(Wait { ticket, marks, done, started: now, deadline });
-        self.check_waits(now);
+        self.ops.jobs.push_back(Job::Save(Save { ticket, which, wait, text: None, at: 0 }));
         ticket
+    }
+
+    /// Queue a `show app <name> --rows`.
+    pub(crate) fn start_rows(&mut self, name: String, app: usize, id: AppId, from: u64) -> Ticket {
+        let ticket = self.ops.ticket();
+        let job = Rows {
+            ticket,
+            name,
+            app,
+            id,
+            next: Some(from),
+            more: None,
+            text: String::new(),
+            rows: Vec::new(),
+        };
+        self.ops.jobs.push_back(Job::Rows(job));
+        ticket
+    }
+
+    /// One step of a `--rows` answer: `Some` with the answer once every row is read.
+    fn rows_step(&self, r: &mut Rows) -> Option<Response> {
+        let table = &self.host.tables[r.id.index()];
+        if let Some(from) = r.next {
+            r.next = None;
+            for (read, (k, v)) in table.rows().range(from..).enumerate() {
+                if r.rows.len() == MAX_ROWS {
+                    r.more = Some(*k);
+                    break;
+                }
+                if read == ROWS_PER_STEP {
+                    r.next = Some(*k);
+                    break;
+                }
+                let _ = writeln!(r.text, "  {}", describe(r.app, *k, v));
+                r.rows.push(json!({ "key": k, "value": hex(v) }));
+            }
+        }
+        r.next.is_none().then(|| {
+            let head = format!("{}: {} entries, digest {:016x}\n", r.name, table.len(), table.digest());
+            let mut text = head + &r.text;
+            if let Some(k) = r.more {
+                let _ = writeln!(text, "(more: show app {} --rows --from {k})", r.name);
+            }
+            let j = json!({
+                "app": r.name,
+                "entries": table.len(),
+                "digest": format!("{:016x}", table.digest()),
+                "rows": std::mem::take(&mut r.rows),
+                "next": r.more,
+            });
+            Response::ok(text, j)
+        })
+    }
+
+    /// One step of the save at the head of the queue: `None` while it goes on.
+    fn save_step(&mut self, s: &mut Save) -> Option<Result<usize, String>> {
+        let which = s.which;
+        let text = match &s.text {
+            Some(t) => t,
+            None => {
+                let t = self.host.running.to_text().into_bytes();
+                if let Err(e) = self.host.flash.begin_save_of(which, t.len(), crate::flash::unix_now()) {
+                    return Some(Err(e));
+                }
+                s.text.insert(t)
+            }
+        };
+        let end = (s.at + SAVE_PIECE).min(text.len());
+        if let Err(e) = self.host.flash.write_piece(which, &text[s.at..end]) {
+            return Some(Err(e));
+        }
+        s.at = end;
+        (end == text.len()).then(|| self.host.flash.commit_save_of(which))
+    }
+
+    /// Answer `done` under `ticket` once `marks` are on the backup, or when
+    /// `wait` is over (at once without it).
+    fn wait_for_backup(&mut self, ticket: Ticket, marks: Marks, done: Done, wait: Option<Duration>) {
+        let now = self.now();
+        let deadline = now + wait.unwrap_or(Duration::ZERO);
+        self.ops.waits.push(Wait { ticket, marks, done, started: now, deadline });
     }
 
     /// One slice of pending operator work, then the waits that are over.
@@ -132,21 +257,47 @@ impl<L: Link> MsmNode<L> {
         let start = std::time::Instant::now();
         let mut budget = SLICE_LINES;
         while budget > 0 && start.elapsed() < SLICE_TIME {
-            let Some(job) = self.ops.configures.front_mut() else { break };
+            if let Some(Job::Rows(_)) = self.ops.jobs.front() {
+                let Some(Job::Rows(mut r)) = self.ops.jobs.pop_front() else { break };
+                budget = budget.saturating_sub(SLICE_LINES / 4);
+                match self.rows_step(&mut r) {
+                    Some(answer) => self.ops.answers.push_back((r.ticket, answer)),
+                    None => self.ops.jobs.push_front(Job::Rows(r)),
+                }
+                continue;
+            }
+            if let Some(Job::Save(_)) = self.ops.jobs.front() {
+                let Some(Job::Save(mut s)) = self.ops.jobs.pop_front() else { break };
+                budget = budget.saturating_sub(SLICE_LINES / 4);
+                match self.save_step(&mut s) {
+                    None => self.ops.jobs.push_front(Job::Save(s)),
+                    Some(Err(e)) => {
+                        let r = Response::error(format!("save {}: {e}", s.which.file_name()));
+                        self.ops.answers.push_back((s.ticket, r));
+                    }
+                    Some(Ok(bytes)) => {
+                        let mut marks = Marks::default();
+                        if s.which == self.host.flash.selected() && self.engine.role() == Role::Master {
+                            marks.saved = self.engine.config_saved();
+                        }
+                        let wait = s.wait.map(Duration::from_millis);
+                        self.wait_for_backup(s.ticket, marks, Done::Save { which: s.which, bytes }, wait);
+                    }
+                }
+                continue;
+            }
+            let Some(Job::Configure(job)) = self.ops.jobs.front_mut() else { break };
             let (ticket, i) = (job.ticket, job.next);
             let Some(line) = job.lines.get(i).cloned() else {
-                let Some(job) = self.ops.configures.pop_front() else { break };
-                let applied = job.lines.len();
-                let now = self.now();
-                let deadline = now + job.wait.unwrap_or(Duration::ZERO);
-                let done = Done::Configure { applied };
-                self.ops.waits.push(Wait { ticket, marks: job.marks, done, started: now, deadline });
+                let Some(Job::Configure(job)) = self.ops.jobs.pop_front() else { break };
+                let done = Done::Configure { applied: job.lines.len() };
+                self.wait_for_backup(ticket, job.marks, done, job.wait);
                 continue;
             };
             budget -= 1;
             match self.configure_line(&line) {
                 Ok(marks) => {
-                    if let Some(job) = self.ops.configures.front_mut() {
+                    if let Some(Job::Configure(job)) = self.ops.jobs.front_mut() {
                         job.next += 1;
                         job.marks.config = job.marks.config.max(marks.config);
                         job.marks.vlan = job.marks.vlan.max(marks.vlan);
@@ -158,7 +309,7 @@ impl<L: Link> MsmNode<L> {
                     } else {
                         String::new()
                     };
-                    self.ops.configures.pop_front();
+                    self.ops.jobs.pop_front();
                     let r = Response::error(format!("line {}: {reason}: {line}{before}", i + 1));
                     self.ops.answers.push_back((ticket, r));
                 }

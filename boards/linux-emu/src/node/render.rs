@@ -142,17 +142,17 @@ pub fn configuration(text: String) -> Response {
 
 /// `show app <name> [--rows]`: application `app` (index in `APPS`) and its table.
 pub fn app(name: &str, app: usize, table: &Table, rows: bool) -> Response {
-    let mut t = format!("{name}: {} entries, digest {:016x}\n", table.rows.len(), table.digest());
+    let mut t = format!("{name}: {} entries, digest {:016x}\n", table.len(), table.digest());
     let mut entries = Vec::new();
     if rows {
-        for (k, v) in &table.rows {
+        for (k, v) in table.rows() {
             let _ = writeln!(t, "  {}", describe(app, *k, v));
             entries.push(json!({ "key": k, "value": hex(v) }));
         }
     }
     Response::ok(
         t,
-        json!({ "app": name, "entries": table.rows.len(), "digest": format!("{:016x}", table.digest()), "rows": entries }),
+        json!({ "app": name, "entries": table.len(), "digest": format!("{:016x}", table.digest()), "rows": entries }),
     )
 }
 

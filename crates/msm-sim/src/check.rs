@@ -1,7 +1,10 @@
 //! Invariant checkers, run at every step of the simulator. Numbers follow
 //! `docs/architecture.md`:
 //! 1. the backup applies only changes the master made, in order per application;
-//! 2. every change the master reported checkpointed is on the backup at takeover;
+//! 2. every change the master reported checkpointed is on the backup at takeover
+//!    (configuration lines too: the master's active configuration up to the
+//!    last line reported checkpointed is a prefix of the new master's, so
+//!    none is missing and none out of order);
 //! 3. no application's bulk starts before its dependencies finished theirs;
 //! 5. two masters never act in one term; a node never follows an older term;
 //! 6. corrupt frames never reach state (no garbage record is ever applied).
@@ -39,6 +42,21 @@ pub struct MasterLog {
     pub initial: Vec<BTreeMap<u32, Stamp>>,
     /// Per application: (change id, record).
     pub changes: Vec<Vec<(u64, Rec)>>,
+    /// The active configuration when it became master.
+    pub config: Vec<u8>,
+    /// Configuration lines since: (change id, line).
+    pub config_lines: Vec<(u64, Vec<u8>)>,
+}
+
+impl MasterLog {
+    /// The active configuration right after line `upto`.
+    pub fn config_at(&self, upto: u64) -> Vec<u8> {
+        let mut c = self.config.clone();
+        for (_, line) in self.config_lines.iter().take_while(|(id, _)| *id <= upto) {
+            c.extend_from_slice(line);
+        }
+        c
+    }
 }
 
 impl MasterLog {
@@ -67,6 +85,8 @@ pub struct Report {
     /// The backup's boot count then: a reboot since loses what it held.
     pub incarnation: u32,
     pub checkpointed: Vec<u64>,
+    /// Configuration lines up to this change id.
+    pub config_checkpointed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,10 +124,26 @@ impl Checker {
         }
     }
 
-    /// A node became master with this state.
-    pub fn mastership(&mut self, node: usize, term: Term, state: &[BTreeMap<u32, Stamp>]) {
+    /// A master changed its active configuration by one line.
+    pub fn config_made(&mut self, node: usize, id: u64, line: &[u8]) {
+        if let Some(log) = self.logs.get_mut(&node) {
+            log.config_lines.push((id, line.to_vec()));
+        }
+    }
+
+    /// A node became master with this state and active configuration.
+    pub fn mastership(&mut self, node: usize, term: Term, state: &[BTreeMap<u32, Stamp>], config: &[u8]) {
         let apps = state.len();
-        self.logs.insert(node, MasterLog { term, initial: state.to_vec(), changes: vec![Vec::new(); apps] });
+        self.logs.insert(
+            node,
+            MasterLog {
+                term,
+                initial: state.to_vec(),
+                changes: vec![Vec::new(); apps],
+                config: config.to_vec(),
+                config_lines: Vec::new(),
+            },
+        );
     }
 
     pub fn rebooted(&mut self, node: usize) {
@@ -220,6 +256,7 @@ impl Checker {
         incarnation: u32,
         followed: Term,
         state: &[BTreeMap<u32, Stamp>],
+        active: Option<&[u8]>,
     ) -> Result<(), Violation> {
         let Some(rep) = self.last_report.clone() else {
             return Ok(());
@@ -234,6 +271,34 @@ impl Checker {
             return Ok(());
         }
         self.takeovers_checked += 1;
+        if rep.config_checkpointed > 0 {
+            let want = log.config_at(rep.config_checkpointed);
+            match active {
+                None => {
+                    return fail(
+                        2,
+                        format!(
+                            "node {node} took over on its own saved configuration though the master reported \
+                             configuration changes up to id {} as checkpointed",
+                            rep.config_checkpointed
+                        ),
+                    );
+                }
+                Some(have) if !have.starts_with(&want) => {
+                    return fail(
+                        2,
+                        format!(
+                            "node {node} took over without the configuration the master reported as checkpointed \
+                             (up to change {}): has {} bytes, {} expected as a prefix",
+                            rep.config_checkpointed,
+                            have.len(),
+                            want.len()
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
         for (app, &upto) in rep.checkpointed.iter().enumerate() {
             if upto == 0 {
                 continue;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use msm_backplane::{Fate, FaultConfig};
-use msm_checkpoint::{AppId, AppRegistry, Config, Event, Node, Role, Slot, Stream, SyncState, Term};
+use msm_checkpoint::{AppId, AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot, Stream, SyncState, Term};
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -346,6 +346,7 @@ impl Sim {
         let st = &mut self.nodes[m];
         let id = st.engine.as_deref_mut()?.config_change(line.as_bytes()).ok()?;
         st.host.active_config.extend_from_slice(line.as_bytes());
+        self.checker.config_made(m, id, line.as_bytes());
         self.log(Some(m), format_args!("configure: {}", line.trim_end()));
         self.flush(m);
         Some(id)
@@ -494,15 +495,20 @@ impl Sim {
         while let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) {
             self.log(Some(i), format_args!("{ev:?}"));
             self.nodes[i].events.push((self.now, ev));
-            if let Event::Promoted { term, .. } = ev {
+            if let Event::Promoted { term, config, .. } = ev {
                 self.stats.takeovers += 1;
                 let followed = self.nodes[i].followed;
                 let state = self.nodes[i].host.apps.clone();
                 let inc = self.nodes[i].incarnation;
-                if let Err(v) = self.checker.takeover(i, inc, followed, &state) {
+                let active: Option<Vec<u8>> = match config {
+                    ConfigChoice::MastersActive => Some(self.nodes[i].host.active_config.clone()),
+                    ConfigChoice::OwnSaved => None,
+                };
+                if let Err(v) = self.checker.takeover(i, inc, followed, &state, active.as_deref()) {
                     self.violation.get_or_insert(v);
                 }
-                self.checker.mastership(i, term, &state);
+                let config = self.nodes[i].host.active_config.clone();
+                self.checker.mastership(i, term, &state, &config);
             }
         }
     }
@@ -539,6 +545,7 @@ impl Sim {
                     backup: b.index(),
                     incarnation: e.checkpoint_peer_incarnation().unwrap_or(0),
                     checkpointed,
+                    config_checkpointed: e.config_checkpointed(),
                 }
             });
         }

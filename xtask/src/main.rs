@@ -11,6 +11,7 @@ mod ci;
 mod cmd;
 mod cross;
 mod emu;
+mod load;
 mod qemu;
 mod sim;
 mod size;
@@ -48,7 +49,8 @@ enum Flow {
     /// A two-MSM chassis of real processes: sync, checkpoint, kill the master,
     /// takeover, resync. ARGS go to msm-chassis (e.g. `--interactive`, `--dir D`).
     Emu(PassThrough),
-    /// Run the simulator benchmarks: `msm-sim bench [ARGS]`.
+    /// Every benchmark: the core (`msm-sim bench [ARGS]`), each crate's, and
+    /// the chassis under load with real processes.
     Bench(PassThrough),
     /// Build every no_std crate for `thumbv7m-none-eabi` (with `core` only: proves they are allocation-free).
     Cross,
@@ -99,7 +101,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Sim(args) => sim::run(&args),
         Flow::Demo => sim::demo(),
         Flow::Emu(pass) => emu::run(&pass.args),
-        Flow::Bench(pass) => sim::bench(&pass.args),
+        Flow::Bench(pass) => sim::bench(&pass.args).and_then(|()| load::run()),
         Flow::Cross => cross::run(),
         Flow::Build { board } => board::build(&board::find(&board)?).map(drop),
         Flow::Qemu(args) => qemu::run(&args),

@@ -142,7 +142,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<()> {
 }
 
 /// The target directory cargo builds into (`CARGO_TARGET_DIR`, else `target/`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let root = cmd::workspace_root();
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => root.join(d),

@@ -138,6 +138,8 @@ pub struct PeerStatus {
     pub health: u8,
     /// Set when the peer speaks another protocol version.
     pub version: Option<u8>,
+    /// The longest time between two of its heartbeats since it came up.
+    pub max_heartbeat_gap: core::time::Duration,
 }
 
 /// The redundancy part of `show switch`.

@@ -191,6 +191,10 @@ pub(crate) struct Rx {
     pub in_bulk: bool,
     /// A bulk of this epoch completed: the state is whole.
     pub complete: bool,
+    /// The term of the last bulk that completed: the host holds a whole
+    /// state of that term, even while a later bulk of it is in progress
+    /// (hosts keep their state until `bulk_end`).
+    pub held_term: u64,
     pub digest: Digest,
     pub ack_due: bool,
     pub gap: bool,
@@ -211,6 +215,7 @@ impl Rx {
             applied: 0,
             in_bulk: false,
             complete: false,
+            held_term: 0,
             digest: Digest::new(),
             ack_due: false,
             gap: false,

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use msm_backplane::{Fate, FaultConfig};
-use msm_checkpoint::{AppId, AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot, Stream, SyncState, Term};
+use msm_checkpoint::{
+    AppId, AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot, Stream, SyncState, Term,
+};
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;

@@ -549,3 +549,16 @@ fn a_second_module_in_the_masters_slot_is_a_conflict_not_a_failover() {
         "a restarted master is lost within 1.5 heartbeats of its new boot, not a detection interval"
     );
 }
+
+/// Found by seed 41020 once configuration changes were checked at takeover:
+/// the master lost its backup for a moment (so named it standby), then died;
+/// the former backup held the whole active configuration of that term, with
+/// every line reported checkpointed, yet took over on its own saved one. A
+/// node that holds a whole active configuration of the master's term now
+/// runs it, whatever role it had at the end.
+#[test]
+fn acknowledged_configuration_survives_a_takeover_by_a_demoted_backup() {
+    if let Err(failure) = msm_sim::run(41020, true, false) {
+        panic!("{failure}");
+    }
+}

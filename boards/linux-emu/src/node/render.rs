@@ -65,7 +65,16 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response 
         .peers
         .iter()
         .flatten()
-        .map(|p| json!({ "slot": p.slot.letter().to_string(), "alive": p.alive, "role": p.role.as_str(), "term": p.term.to_string(), "priority": p.priority }))
+        .map(|p| {
+            json!({
+                "slot": p.slot.letter().to_string(),
+                "alive": p.alive,
+                "role": p.role.as_str(),
+                "term": p.term.to_string(),
+                "priority": p.priority,
+                "max_heartbeat_gap_us": u64::try_from(p.max_heartbeat_gap.as_micros()).unwrap_or(u64::MAX),
+            })
+        })
         .collect();
     let j = json!({
         "slot": s.slot.letter().to_string(),

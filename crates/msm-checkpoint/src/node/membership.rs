@@ -3,6 +3,10 @@
 //! Membership decides; the node applies each decision to the sender and the
 //! receiver.
 
+use core::time::Duration;
+
+use msm_time::Instant;
+
 use crate::role::{MAX_NODES, Rank, Role, Slot, Term};
 use crate::status::PeerStatus;
 use crate::wire::Heartbeat;
@@ -19,6 +23,10 @@ struct Peer {
     incarnation: u32,
     /// Set while the peer speaks another protocol version.
     version: Option<u8>,
+    /// Its last heartbeat, and the longest silence between two since it
+    /// came up: how close the chassis came to a failover.
+    last_heartbeat: Option<Instant>,
+    max_gap: Duration,
 }
 
 impl Peer {
@@ -32,6 +40,8 @@ impl Peer {
             health: 0,
             incarnation: 0,
             version: None,
+            last_heartbeat: None,
+            max_gap: Duration::ZERO,
         }
     }
 }
@@ -88,6 +98,10 @@ impl Membership {
     pub(crate) fn heard(&mut self, from: Slot, term: Term) -> bool {
         let p = &mut self.peers[from.index()];
         let was_alive = p.alive;
+        if !was_alive {
+            p.last_heartbeat = None;
+            p.max_gap = Duration::ZERO;
+        }
         p.known = true;
         p.alive = true;
         p.version = None;
@@ -107,9 +121,13 @@ impl Membership {
 
     /// Record what a heartbeat says of its sender. Returns the sender's role
     /// and whether it restarted (a new incarnation) since we last heard it.
-    pub(crate) fn heartbeat(&mut self, from: Slot, term: Term, hb: &Heartbeat) -> (Role, bool) {
+    pub(crate) fn heartbeat(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat) -> (Role, bool) {
         let role = Role::from_wire(hb.role).unwrap_or(Role::Init);
         let p = &mut self.peers[from.index()];
+        if let Some(last) = p.last_heartbeat {
+            p.max_gap = p.max_gap.max(now.saturating_since(last));
+        }
+        p.last_heartbeat = Some(now);
         let restarted = p.incarnation != hb.incarnation;
         p.role = role;
         p.term = term;
@@ -211,6 +229,7 @@ impl Membership {
                     priority: p.priority,
                     health: p.health,
                     version: p.version,
+                    max_heartbeat_gap: p.max_gap,
                 });
             }
         }
@@ -244,11 +263,11 @@ mod tests {
     fn candidates_exclude_dead_masters_and_other_versions() {
         let mut m = Membership::new(Slot::A);
         m.heard(slot(1), Term::NONE);
-        m.heartbeat(slot(1), Term::NONE, &hb(Role::Master, 0, 100));
+        m.heartbeat(Instant::ZERO, slot(1), Term::NONE, &hb(Role::Master, 0, 100));
         m.heard(slot(2), Term::NONE);
-        m.heartbeat(slot(2), Term::NONE, &hb(Role::Init, 5, 100));
+        m.heartbeat(Instant::ZERO, slot(2), Term::NONE, &hb(Role::Init, 5, 100));
         m.heard_version(slot(3), 2);
-        m.heartbeat(slot(3), Term::NONE, &hb(Role::Init, 0, 100));
+        m.heartbeat(Instant::ZERO, slot(3), Term::NONE, &hb(Role::Init, 0, 100));
         assert_eq!(m.best_candidate().map(|c| c.1), Some(slot(2)), "B is a master, D speaks v2");
         assert!(m.wins_election(5, 100), "equal rank: the lower slot wins");
         assert!(!m.wins_election(6, 100));
@@ -265,7 +284,7 @@ mod tests {
         m.claim();
         for s in [slot(1), slot(2)] {
             m.heard(s, Term::NONE);
-            m.heartbeat(s, Term::NONE, &hb(Role::Standby, 0, 100));
+            m.heartbeat(Instant::ZERO, s, Term::NONE, &hb(Role::Standby, 0, 100));
         }
         assert_eq!(m.better_backup(), Some(slot(1)));
         m.backup = Some(slot(1));

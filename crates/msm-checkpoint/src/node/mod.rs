@@ -383,7 +383,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.slot_conflict(now, from);
             }
         }
-        let (role, restarted) = self.members.heartbeat(from, term, hb);
+        let (role, restarted) = self.members.heartbeat(now, from, term, hb);
         if role == Role::Master {
             match self.members.judge_master(from, term) {
                 MasterVerdict::StepDown => {
@@ -514,7 +514,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     /// Become master: after the master was lost, on handover, or by election.
     fn promote<H: Host>(&mut self, now: Instant, host: &mut H) {
         let backup = self.members.role == Role::Backup;
-        let config = if backup && self.has_complete(Stream::ActiveConfig) {
+        // The master's active configuration if a whole one of its term is
+        // held here: a bulk completed, whether or not a later one is in
+        // progress, and whatever role the master gave this node since. Every
+        // line the master reported checkpointed is in it.
+        let held = self.streams.get(ACTIVE).rx.held_term;
+        let config = if held != 0 && held == self.members.term.raw() {
             ConfigChoice::MastersActive
         } else {
             ConfigChoice::OwnSaved

@@ -364,6 +364,7 @@ fn apply<H: Host, const A: usize>(
             host.bulk_end(stream).map_err(Failure::Host)?;
             rx.in_bulk = false;
             rx.complete = true;
+            rx.held_term = rx.term;
             rx.failure = None;
             events.push(Event::StreamSynced(stream));
         }

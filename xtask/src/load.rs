@@ -1,0 +1,154 @@
+//! `cargo xtask bench --load`: the chassis under load, with real `msm-node`
+//! processes (release build, 10 ms heartbeats, failure detected after 30 ms):
+//! a `configure` of 1 000, 5 000 and 20 000 lines (time to answer, time until
+//! the backup has it), a bulk of a million MAC entries, and maximum churn.
+//! The figure that matters for a failover is the largest gap between two
+//! heartbeats the peer heard; the baseline, measured in the same run, is
+//! that gap on an idle chassis over the same time.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::control::Request;
+use serde_json::Value;
+
+use crate::cmd;
+
+const HEARTBEAT_MS: u64 = 10;
+
+/// A two-node chassis in a fresh directory, in sync.
+fn chassis(bin: &Path, extra: &[&str]) -> Result<(PathBuf, Chassis)> {
+    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let dir = base.join(format!("msm-load-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut c = Chassis::new(&dir, bin);
+    c.common = vec!["--heartbeat-ms".into(), HEARTBEAT_MS.to_string(), "--miss".into(), "3".into()];
+    c.start('A', extra)?;
+    c.wait("A master", Duration::from_secs(10), |c| Ok(c.role('A').as_deref() == Some("MASTER")))?;
+    c.start('B', extra)?;
+    c.wait("in sync", Duration::from_secs(300), |c| Ok(c.in_sync('A')))?;
+    Ok((dir, c))
+}
+
+/// The largest heartbeat gap `slot` heard from its peer since it came up, in ms.
+fn gap_ms(c: &Chassis, slot: char) -> Result<f64> {
+    let j = c.ask(slot, &Request::ShowSwitch)?;
+    let peers = j["peers"].as_array().context("peers")?;
+    let us = peers.iter().filter_map(|p| p["max_heartbeat_gap_us"].as_u64()).max().unwrap_or(0);
+    Ok(us as f64 / 1000.0)
+}
+
+fn term(c: &Chassis) -> Result<(String, Value)> {
+    let j = c.ask('A', &Request::ShowSwitch)?;
+    Ok((j["role"].as_str().unwrap_or("?").to_string(), j["term"].clone()))
+}
+
+fn row(what: &str, figures: &str, gap: f64, base: f64, failover: bool) {
+    println!(
+        "  {what:<34} {figures:<44} max heartbeat gap {gap:>6.1} ms ({:.2}x idle){}",
+        gap / base.max(0.001),
+        if failover { "  FAILOVER" } else { "" }
+    );
+}
+
+/// Run every load scenario; print one row each.
+pub(crate) fn run() -> Result<()> {
+    cmd::run(cmd::cargo().args(["build", "--release", "-q", "-p", "msm-linux-emu", "--bins"]))?;
+    let bin = crate::soak::target_dir().join("release");
+    println!(
+        "chassis load (real processes, {HEARTBEAT_MS} ms heartbeats, failover after {} ms)",
+        3 * HEARTBEAT_MS
+    );
+
+    // Baseline: an idle chassis over a few seconds.
+    let (dir, c) = chassis(&bin, &[])?;
+    let start = Instant::now();
+    c.wait("idle", Duration::from_secs(3), |_| Ok(start.elapsed() >= Duration::from_secs(2)))?;
+    let idle = gap_ms(&c, 'B')?;
+    println!("  {:<34} {:<44} max heartbeat gap {idle:>6.1} ms (baseline)", "idle chassis, 2 s", "");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    for n in [1_000usize, 5_000, 20_000] {
+        let (dir, c) = chassis(&bin, &[])?;
+        let before = term(&c)?;
+        let lines: Vec<String> = (0..n).map(|i| format!("create vlan v{i}")).collect();
+        let t0 = Instant::now();
+        let r = c.ask('A', &Request::Configure { lines, wait: None })?;
+        let answered = t0.elapsed();
+        let seq = r["seq"].as_u64().context("seq")?;
+        c.wait("checkpointed", Duration::from_secs(120), |c| {
+            let j = c.ask('A', &Request::ShowCheckpointData { process: Some("active-config".into()) })?;
+            Ok(j[0]["checkpointed"].as_u64().unwrap_or(0) >= seq)
+        })?;
+        let acked = t0.elapsed();
+        let failover = term(&c)? != before;
+        let figures = format!(
+            "answer {:>7.1} ms, on backup {:>7.1} ms ({:.0} lines/s)",
+            answered.as_secs_f64() * 1e3,
+            acked.as_secs_f64() * 1e3,
+            n as f64 / acked.as_secs_f64()
+        );
+        row(&format!("configure {n} lines"), &figures, gap_ms(&c, 'B')?, idle, failover);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // A bulk of a million MAC entries to a fresh backup.
+    let dir = crate::soak::target_dir().join("load-bulk");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut c = Chassis::new(&dir, &bin);
+    c.common = vec!["--heartbeat-ms".into(), HEARTBEAT_MS.to_string(), "--miss".into(), "3".into()];
+    c.start('A', &["--fdb", "1000000"])?;
+    c.wait("A seeded", Duration::from_secs(120), |c| {
+        let j = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
+        Ok(j["entries"].as_u64() == Some(1_000_000))
+    })?;
+    let before = term(&c)?;
+    let t0 = Instant::now();
+    c.start('B', &["--fdb", "1000000"])?;
+    c.wait("in sync", Duration::from_secs(300), |c| Ok(c.in_sync('A')))?;
+    let synced = t0.elapsed();
+    let failover = term(&c)? != before;
+    let gap = gap_ms(&c, 'B')?.max(gap_ms(&c, 'A')?);
+    row(
+        "bulk of 1 000 000 fdb entries",
+        &format!("backup start to In Sync {:.2} s", synced.as_secs_f64()),
+        gap,
+        idle,
+        failover,
+    );
+
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Maximum churn, on a chassis of its own.
+    let (dir, c) = chassis(&bin, &[])?;
+    let before = term(&c)?;
+    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
+    let from = j[0]["checkpointed"].as_u64().unwrap_or(0);
+    c.ask('A', &Request::Churn { rate: msm_linux_emu::node::MAX_CHURN })?;
+    let t0 = Instant::now();
+    c.wait("churn", Duration::from_secs(5), |_| Ok(t0.elapsed() >= Duration::from_secs(3)))?;
+    c.ask('A', &Request::Churn { rate: 0 })?;
+    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
+    let done = j[0]["checkpointed"].as_u64().unwrap_or(0).saturating_sub(from);
+    let failover = term(&c)? != before;
+    let gap = gap_ms(&c, 'B')?.max(gap_ms(&c, 'A')?);
+    let figures = format!(
+        "{} changes/s asked, {:.0}/s checkpointed",
+        msm_linux_emu::node::MAX_CHURN,
+        done as f64 / 3.0
+    );
+    row("maximum churn, 3 s", &figures, gap, idle, failover);
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+    if failover {
+        bail!("a failover happened under load");
+    }
+    Ok(())
+}

@@ -44,10 +44,9 @@ pub(crate) struct SoakArgs {
     /// Heartbeat interval of the nodes (3 missed declare the peer lost).
     #[arg(long, default_value_t = 10)]
     pub(crate) heartbeat_ms: u64,
-    /// Lines of the configure burst. 500 for now: a configure of thousands of
-    /// lines stalls the master's heartbeats into a failover by itself
-    /// (issue 10, point 1).
-    #[arg(long, default_value_t = 500)]
+    /// Lines of the configure burst (applied in slices between heartbeats,
+    /// so the kill can land anywhere inside it).
+    #[arg(long, default_value_t = 5000)]
     pub(crate) lines: usize,
     /// MAC table entries a fresh master starts with (the size of a bulk).
     #[arg(long, default_value_t = 20_000)]
@@ -61,7 +60,7 @@ pub(crate) struct SoakArgs {
 impl SoakArgs {
     /// What CI runs: a few seeded rounds, well within a minute.
     pub(crate) fn ci() -> Self {
-        SoakArgs { rounds: 4, seed: 1, heartbeat_ms: 10, lines: 500, fdb: 20_000, dir: None }
+        SoakArgs { rounds: 4, seed: 1, heartbeat_ms: 10, lines: 5000, fdb: 20_000, dir: None }
     }
 
     /// The command that replays the first `rounds` rounds of this run.

@@ -562,3 +562,15 @@ fn acknowledged_configuration_survives_a_takeover_by_a_demoted_backup() {
         panic!("{failure}");
     }
 }
+
+/// Found by seed 94097: the master crashed and booted again at once; a frame
+/// of its old boot still on its way reached the backup after the new boot's
+/// first heartbeat, and was taken for a second module in the slot (a
+/// conflict), so the backup never took over. Only the old boot heard well
+/// after the new one spoke makes a conflict now.
+#[test]
+fn a_frame_in_flight_from_a_dead_master_is_not_a_slot_conflict() {
+    if let Err(failure) = msm_sim::run(94097, true, false) {
+        panic!("{failure}");
+    }
+}

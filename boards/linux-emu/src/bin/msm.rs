@@ -7,6 +7,10 @@
 //! msm --node A.ctl save primary
 //! msm --node A.ctl run msm-failover force
 //! ```
+//!
+//! Exit codes: 0 done, 1 the node refused (the reason on stderr), 2 the
+//! node could not be reached or the command not parsed, 3 `--wait` timed
+//! out: applied on the master, not yet on the backup.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -126,9 +130,15 @@ fn request(cmd: Cmd) -> Request {
     }
 }
 
+/// Exit code of a `--wait` that timed out: applied on the master, not yet on the backup.
+const EXIT_NOT_ON_BACKUP: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match msm_linux_emu::chassis::call(&cli.node, &request(cli.cmd)) {
+    let req = request(cli.cmd);
+    let waited =
+        matches!(req, Request::Configure { wait: Some(_), .. } | Request::Save { wait: Some(_), .. });
+    match msm_linux_emu::chassis::call(&cli.node, &req) {
         Ok(Response::Ok { text, json }) => {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
@@ -137,6 +147,9 @@ fn main() -> ExitCode {
                 if !text.ends_with('\n') && !text.is_empty() {
                     println!();
                 }
+            }
+            if waited && json["checkpointed"] == false {
+                return ExitCode::from(EXIT_NOT_ON_BACKUP);
             }
             ExitCode::SUCCESS
         }

@@ -58,6 +58,10 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     errors: FrameErrors,
     /// The slot two modules claim, while [`Timer::SlotConflict`] runs.
     conflict: Option<Slot>,
+    /// Last heartbeat of the master we follow, in its boot.
+    master_heard: Instant,
+    /// When another boot of the master's slot first spoke.
+    suspect_since: Instant,
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
@@ -85,6 +89,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             events: EventQueue::new(),
             errors: FrameErrors::default(),
             conflict: None,
+            master_heard: now,
+            suspect_since: now,
             cfg,
         })
     }
@@ -377,11 +383,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.other_boot_of_master(now, from);
                 return;
             }
-            if self.timers.is_armed(Timer::MasterSuspect) {
-                // The master we follow is alive: the other boot is a second module in its slot.
-                self.timers.stop(Timer::MasterSuspect);
-                self.slot_conflict(now, from);
-            }
+            self.master_heard = now;
         }
         let (role, restarted) = self.members.heartbeat(now, from, term, hb);
         if role == Role::Master {
@@ -456,14 +458,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     /// A heartbeat from our master's slot with another boot count: the
-    /// master restarted (it says so once; then it is lost), or a second
-    /// module claims that slot (the master we follow is heard again soon).
-    /// Either way this heartbeat changes nothing yet.
+    /// master restarted, or a second module claims that slot. Either way this
+    /// heartbeat changes nothing yet; 1.5 heartbeat intervals later, the
+    /// master we follow has either been heard since (well after this, not a
+    /// frame that was still on its way when it died): a conflict; or not: it
+    /// restarted, and is lost.
     fn other_boot_of_master(&mut self, now: Instant, slot: Slot) {
         if self.conflict == Some(slot) && self.timers.is_armed(Timer::SlotConflict) {
             self.errors.unexpected += 1;
             self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
         } else if !self.timers.is_armed(Timer::MasterSuspect) {
+            self.suspect_since = now;
             let wait = self.cfg.heartbeat_interval + self.cfg.heartbeat_interval / 2;
             self.timers.set(Timer::MasterSuspect, now + wait);
         }
@@ -483,6 +488,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         info!("following new master");
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::MasterSuspect);
+        self.master_heard = now;
         self.members.follow(master, incarnation, term);
         self.receiver.follow(&mut self.timers);
         self.timers.stop(Timer::Election);
@@ -595,8 +601,21 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
         if self.timers.is_expired(Timer::MasterSuspect, now) {
             self.timers.stop(Timer::MasterSuspect);
-            if self.members.role != Role::Master && self.members.master.is_some() {
-                info!("master restarted");
+            let since = self.suspect_since + self.cfg.heartbeat_interval / 2;
+            match self.members.master {
+                Some(m) if self.master_heard > since => self.slot_conflict(now, m),
+                Some(_) if self.members.role != Role::Master => {
+                    info!("master restarted");
+                    self.master_lost(now, host);
+                }
+                _ => {}
+            }
+        }
+        // A conflict must not keep us following a master that died: the
+        // other module's heartbeats refresh the slot, not the master we follow.
+        let followed_silent = now.saturating_since(self.master_heard) >= self.cfg.detect();
+        if self.conflict.is_some() && self.conflict == self.members.master && followed_silent {
+            if self.members.role != Role::Master {
                 self.master_lost(now, host);
             }
         }

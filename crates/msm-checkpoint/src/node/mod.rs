@@ -614,10 +614,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         // A conflict must not keep us following a master that died: the
         // other module's heartbeats refresh the slot, not the master we follow.
         let followed_silent = now.saturating_since(self.master_heard) >= self.cfg.detect();
-        if self.conflict.is_some() && self.conflict == self.members.master && followed_silent {
-            if self.members.role != Role::Master {
-                self.master_lost(now, host);
-            }
+        let following_conflicted = self.conflict.is_some() && self.conflict == self.members.master;
+        if following_conflicted && followed_silent && self.members.role != Role::Master {
+            self.master_lost(now, host);
         }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
             // Two modules for our slot: neither may take the chassis as that slot.

@@ -514,7 +514,7 @@ mod tests {
         let mut a = SoakArgs::ci();
         a.seed = 9;
         assert_eq!(a.replay(3), "cargo xtask soak --rounds 3 --seed 9");
-        a.lines = 5000;
-        assert_eq!(a.replay(3), "cargo xtask soak --rounds 3 --seed 9 --lines 5000");
+        a.lines = 20_000;
+        assert_eq!(a.replay(3), "cargo xtask soak --rounds 3 --seed 9 --lines 20000");
     }
 }

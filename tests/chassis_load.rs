@@ -233,3 +233,72 @@ fn every_refused_frame_is_counted_by_reason() {
     let text = c.text('B', &Request::ShowSwitch).unwrap();
     assert!(text.contains("Refused frames:"), "{text}");
 }
+
+#[test]
+fn forged_frames_of_every_kind_are_refused_and_counted() {
+    use msm_checkpoint::wire::{Body, FrameWriter};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
+    pair(&mut c, &[]);
+    let term = switch(&c, 'A')["term"].clone();
+    let sock = UnixDatagram::unbound().unwrap();
+    let forge = |from: u8, to: u8, body: Body| {
+        let mut buf = [0u8; 64];
+        let n = FrameWriter::new(&mut buf, from, to, 0, &body).unwrap().finish();
+        buf[..n].to_vec()
+    };
+    // To the backup, "from the master" in term 0: HelloAck and Handover refused as stale.
+    let b = c.path('B', "sock");
+    sock.send_to(&forge(0, 1, Body::HelloAck { incarnation: 1, hello_id: 1 }), &b).unwrap();
+    sock.send_to(&forge(0, 1, Body::Handover { force: true }), &b).unwrap();
+    // To the master, "from the backup": a Resync in term 0.
+    let a = c.path('A', "sock");
+    sock.send_to(&forge(1, 0, Body::Resync { stream: 2, epoch: 1, reason: 0 }), &a).unwrap();
+    c.wait("counted", Duration::from_secs(5), |c| {
+        Ok(switch(c, 'B')["frame_errors"]["stale_term"].as_u64() >= Some(2)
+            && switch(c, 'A')["frame_errors"]["stale_term"].as_u64() >= Some(1))
+    })
+    .unwrap();
+    // None of them did anything: no takeover, no re-bulk.
+    no_failover(&c, &term);
+    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("vlan".into()) }).unwrap();
+    assert_eq!(j[0]["rebulks"], 0, "{j}");
+}
+
+#[test]
+fn a_backup_whose_own_saved_configuration_is_larger_takes_the_masters() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
+    // B's own primary.cfg: some 1.9 MB.
+    {
+        let mut flash = msm_linux_emu::flash::BoardFlash::open(&c.path('B', "img")).unwrap();
+        let big: String = (0..86_300).map(|i| format!("create vlan big{i:06}\n")).collect();
+        assert!(big.len() > 1_850_000, "{}", big.len());
+        flash.save(msm_flash::ConfigName::Primary, &big, 1).unwrap();
+    }
+    c.start('A', &[]).unwrap();
+    c.wait("A master", Duration::from_secs(10), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    let lines: Vec<String> = (0..16_000).map(|i| format!("create vlan master{i:05}")).collect();
+    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
+    let saved = c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
+    let bytes = saved["bytes"].as_u64().unwrap();
+    assert!(bytes > 300_000, "{saved}");
+    c.start('B', &[]).unwrap();
+    c.wait("in sync", Duration::from_secs(60), |c| Ok(c.in_sync('A'))).unwrap();
+    let b = switch(&c, 'B');
+    assert_eq!(b["saved"][0]["bytes"].as_u64(), Some(bytes), "B's primary.cfg is the master's: {b}");
+    let fail = c.ask('A', &Request::ShowCheckpointData { process: Some("saved-config".into()) }).unwrap();
+    assert_eq!(fail[0]["errors"], 0, "{fail}");
+}
+
+#[test]
+fn an_fdb_beyond_the_old_cap_is_honoured() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
+    c.start('A', &["--fdb", "60000"]).unwrap();
+    c.wait("seeded", Duration::from_secs(30), |c| {
+        let j = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
+        Ok(j["entries"].as_u64() == Some(60_000))
+    })
+    .unwrap();
+}

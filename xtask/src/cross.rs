@@ -19,7 +19,7 @@
 //!    build goes to `target/cross` so switching compilers never invalidates
 //!    the host build cache.
 //!
-//! See `docs/cross-toolchain.md` in the shared notes for the verified recipe.
+//! See `docs/cross-toolchain.md` for the recipe, step by step.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::{self, DEBIAN_RUSTC};
 
 /// The `no_std` crates of the workspace, all built by `cargo xtask cross`.
-pub(crate) const NO_STD_CRATES: &[&str] = &["msm-checkpoint", "msm-flash", "msm-backplane"];
+pub(crate) const NO_STD_CRATES: &[&str] = &["msm-time", "msm-checkpoint", "msm-flash", "msm-backplane"];
 
 /// Cortex-M3 (QEMU `lm3s6965evb`), the smallest target the firmware supports.
 pub(crate) const TARGET: &str = "thumbv7m-none-eabi";

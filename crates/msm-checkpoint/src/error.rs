@@ -3,7 +3,7 @@
 use core::fmt;
 
 use crate::role::Term;
-use crate::status::SyncState;
+use crate::status::{FrameErrors, SyncState};
 use crate::wire::WireError;
 
 /// A frame was refused. Counted in the node's status; the node's state is unchanged.
@@ -31,6 +31,22 @@ pub enum FrameError {
     },
     /// A record list that does not decode, although the CRC matched.
     BadRecord,
+}
+
+impl FrameErrors {
+    /// Count one refused frame under its reason.
+    pub(crate) fn count(&mut self, e: &FrameError) {
+        let counter = match e {
+            FrameError::Wire(WireError::BadCrc) => &mut self.bad_crc,
+            FrameError::Wire(WireError::UnsupportedVersion { .. }) => &mut self.version,
+            FrameError::Wire(_) | FrameError::BadRecord => &mut self.malformed,
+            FrameError::StaleTerm { .. } => &mut self.stale_term,
+            FrameError::UnknownStream(_) => &mut self.unknown_stream,
+            FrameError::Unexpected { .. } => &mut self.unexpected,
+            FrameError::OwnSlot => &mut self.own_slot,
+        };
+        *counter += 1;
+    }
 }
 
 impl From<WireError> for FrameError {

@@ -7,9 +7,11 @@ use core::time::Duration;
 
 use msm_time::Instant;
 
+use super::config::Config;
+use crate::error::FrameError;
 use crate::role::{MAX_NODES, Rank, Role, Slot, Term};
 use crate::status::PeerStatus;
-use crate::wire::Heartbeat;
+use crate::wire::{DigestMark, Heartbeat, NO_SLOT};
 
 /// A module as this node last heard it.
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +156,49 @@ impl Membership {
         self.master_incarnation = incarnation;
         self.term = term;
         self.role = Role::Standby;
+    }
+
+    /// A frame only our master sends (hello ack, data, handover).
+    pub(crate) fn check_from_master(&self, from: Slot, term: Term) -> Result<(), FrameError> {
+        if term < self.term {
+            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+        }
+        if self.role == Role::Master || self.master != Some(from) || term != self.term {
+            return Err(FrameError::Unexpected { from });
+        }
+        Ok(())
+    }
+
+    /// A frame only our backup sends (hello, acks, resync).
+    pub(crate) fn check_from_backup(&self, from: Slot, term: Term) -> Result<(), FrameError> {
+        if term < self.term {
+            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+        }
+        if self.role != Role::Master || term != self.term || self.backup != Some(from) {
+            return Err(FrameError::Unexpected { from });
+        }
+        Ok(())
+    }
+
+    /// What our heartbeat says: who we are, whom we chose, and (master) the
+    /// session and config position the sender and streams report.
+    pub(crate) fn heartbeat_of(
+        &self,
+        cfg: &Config,
+        in_sync: bool,
+        session: u32,
+        config: DigestMark,
+    ) -> Heartbeat {
+        Heartbeat {
+            role: self.role.to_wire(),
+            priority: cfg.priority,
+            health: cfg.health,
+            backup: self.backup.map_or(NO_SLOT, |s| s.raw()),
+            in_sync,
+            session,
+            incarnation: cfg.incarnation,
+            config,
+        }
     }
 
     /// Become master in a term no module has claimed.

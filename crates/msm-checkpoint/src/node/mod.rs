@@ -15,6 +15,7 @@
 
 mod backlog;
 mod config;
+mod identity;
 mod membership;
 mod packer;
 mod receiver;
@@ -27,6 +28,7 @@ mod timers;
 use msm_time::Instant;
 
 pub use config::Config;
+use identity::{Finding, Identity};
 use membership::{MasterVerdict, Membership};
 use receiver::Receiver;
 use sender::{SendLimits, Sender};
@@ -39,8 +41,8 @@ use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
 use crate::status::{FrameErrors, SyncState};
-use crate::stream::{Failure, Phase};
-use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, WireError};
+use crate::stream::Phase;
+use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, Origin, WireError};
 
 /// One management module's checkpoint engine. `APPS` applications, at most
 /// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
@@ -56,12 +58,7 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     timers: TimerTable,
     events: EventQueue,
     errors: FrameErrors,
-    /// The slot two modules claim, while [`Timer::SlotConflict`] runs.
-    conflict: Option<Slot>,
-    /// Last heartbeat of the master we follow, in its boot.
-    master_heard: Instant,
-    /// When another boot of the master's slot first spoke.
-    suspect_since: Instant,
+    identity: Identity,
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
@@ -88,9 +85,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             timers,
             events: EventQueue::new(),
             errors: FrameErrors::default(),
-            conflict: None,
-            master_heard: now,
-            suspect_since: now,
+            identity: Identity::new(now, cfg.heartbeat_interval, cfg.detect()),
             cfg,
         })
     }
@@ -156,24 +151,6 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         id
     }
 
-    /// A stream the backup asked to re-bulk again: the next bulk waits, a
-    /// heartbeat interval for the second request, doubling up to 64, so a
-    /// backup that keeps refusing a stream costs little and shows in status.
-    fn back_off(&mut self, now: Instant, sid: usize) {
-        let st = self.streams.get_mut(sid);
-        st.counters.errors += 1;
-        let tx = &mut st.tx;
-        tx.requests = tx.requests.saturating_add(1);
-        tx.failure = Some(Failure::BackupRefused);
-        if tx.requests < 2 {
-            return;
-        }
-        let delay = self.cfg.heartbeat_interval * (1u32 << (tx.requests - 2).min(6));
-        tx.hold_until = now + delay;
-        warn!("backup refuses a stream again: its next bulk waits");
-        self.timers.set_earliest(Timer::BulkHoldoff, tx.hold_until);
-    }
-
     fn change(&mut self, sid: usize, record: &[u8]) -> Result<u64, ChangeError> {
         if self.members.role != Role::Master {
             return Err(ChangeError::NotMaster);
@@ -234,16 +211,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         };
         if f.from == self.cfg.slot.raw() {
             // Our links never echo our own frames: another module claims this slot.
-            self.errors.own_slot += 1;
-            self.slot_conflict(now, self.cfg.slot);
+            self.errors.count(&FrameError::OwnSlot);
+            self.identity.conflict(now, self.cfg.slot, &mut self.timers);
             return Err(FrameError::OwnSlot);
         }
         if f.to != BROADCAST && f.to != self.cfg.slot.raw() {
             return Ok(());
         }
         let Some(from) = Slot::new(f.from) else {
-            self.errors.malformed += 1;
-            return Err(WireError::BadSlot(f.from).into());
+            let e = WireError::BadSlot(f.from).into();
+            self.errors.count(&e);
+            return Err(e);
         };
         let term = Term::from_raw(f.term);
         if self.members.heard(from, term) {
@@ -252,31 +230,19 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.timers.set(Timer::PeerLost(from), now + self.cfg.detect());
         let r = self.dispatch(now, from, term, f.body, f.tail, host);
         self.update_in_sync();
-        match r {
-            Err(FrameError::StaleTerm { .. }) => self.errors.stale_term += 1,
-            Err(FrameError::BadRecord | FrameError::Wire(_)) => self.errors.malformed += 1,
-            Err(FrameError::UnknownStream(_)) => self.errors.unknown_stream += 1,
-            Err(FrameError::Unexpected { .. }) => self.errors.unexpected += 1,
-            Err(FrameError::OwnSlot) => self.errors.own_slot += 1,
-            Ok(()) => {}
+        if let Err(e) = &r {
+            self.errors.count(e);
         }
         r
     }
 
     fn refused_wire(&mut self, now: Instant, e: WireError) {
-        match e {
-            WireError::BadCrc => self.errors.bad_crc += 1,
-            WireError::Malformed | WireError::Truncated | WireError::BadMagic(_) | WireError::BadSlot(_) => {
-                self.errors.malformed += 1
+        self.errors.count(&FrameError::Wire(e));
+        if let WireError::UnsupportedVersion { from, got } = e {
+            if let Some(slot) = Slot::new(from).filter(|&s| s != self.cfg.slot) {
+                self.members.heard_version(slot, got);
+                self.timers.set(Timer::PeerLost(slot), now + self.cfg.detect());
             }
-            WireError::UnsupportedVersion { from, got } => {
-                self.errors.version += 1;
-                if let Some(slot) = Slot::new(from).filter(|&s| s != self.cfg.slot) {
-                    self.members.heard_version(slot, got);
-                    self.timers.set(Timer::PeerLost(slot), now + self.cfg.detect());
-                }
-            }
-            WireError::BufferTooSmall => self.errors.malformed += 1,
         }
     }
 
@@ -298,7 +264,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 if self.members.role == Role::Master && self.members.backup.is_none() {
                     self.choose_backup(now);
                 }
-                self.check_from_backup(from, term)?;
+                self.members.check_from_backup(from, term)?;
                 let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
                 self.sender.on_hello(
                     from,
@@ -313,14 +279,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 )
             }
             Body::HelloAck { incarnation, hello_id } => {
-                self.check_from_master(from, term)?;
+                self.members.check_from_master(from, term)?;
                 if incarnation == self.cfg.incarnation {
                     self.receiver.on_hello_ack(hello_id, &mut self.timers);
                 }
                 Ok(())
             }
             Body::Data => {
-                self.check_from_master(from, term)?;
+                self.members.check_from_master(from, term)?;
                 // Data belongs to a session: until the master acknowledged our
                 // hello, it may be for an earlier incarnation of this slot
                 // (sent before the master heard we rebooted).
@@ -331,21 +297,21 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.receiver.on_data(term, tail, streams, host, events, timers)
             }
             Body::Ack => {
-                self.check_from_backup(from, term)?;
+                self.members.check_from_backup(from, term)?;
                 self.sender.on_acks(now, tail, &mut self.streams, &mut self.events, &mut self.timers)
             }
             Body::Resync { stream, epoch, .. } => {
-                self.check_from_backup(from, term)?;
+                self.members.check_from_backup(from, term)?;
                 let sid = self.sender.local_sid(stream, &self.streams)?;
                 let tx = &self.streams.get(sid).tx;
                 if tx.epoch == epoch && tx.phase != Phase::Blocked {
                     self.sender.rebulk(sid, RebulkReason::BackupRequest, &mut self.streams, &mut self.events);
-                    self.back_off(now, sid);
+                    self.sender.back_off(now, sid, &mut self.streams, &mut self.timers);
                 }
                 Ok(())
             }
             Body::Handover { .. } => {
-                self.check_from_master(from, term)?;
+                self.members.check_from_master(from, term)?;
                 if self.members.role == Role::Backup {
                     info!("handover received: taking over");
                     self.promote(now, host);
@@ -355,35 +321,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         }
     }
 
-    fn check_from_master(&self, from: Slot, term: Term) -> Result<(), FrameError> {
-        let m = &self.members;
-        if term < m.term {
-            return Err(FrameError::StaleTerm { got: term, ours: m.term });
-        }
-        if m.role == Role::Master || m.master != Some(from) || term != m.term {
-            return Err(FrameError::Unexpected { from });
-        }
-        Ok(())
-    }
-
-    fn check_from_backup(&self, from: Slot, term: Term) -> Result<(), FrameError> {
-        let m = &self.members;
-        if term < m.term {
-            return Err(FrameError::StaleTerm { got: term, ours: m.term });
-        }
-        if m.role != Role::Master || term != m.term || m.backup != Some(from) {
-            return Err(FrameError::Unexpected { from });
-        }
-        Ok(())
-    }
-
     fn on_heartbeat<H: Host>(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat, host: &mut H) {
         if self.members.role != Role::Master && self.members.master == Some(from) {
             if hb.incarnation != self.members.master_incarnation {
-                self.other_boot_of_master(now, from);
+                // Another boot in our master's slot: nothing changes yet (see `identity`).
+                if self.identity.other_boot(now, from, &mut self.timers) {
+                    self.errors.unexpected += 1;
+                }
                 return;
             }
-            self.master_heard = now;
+            self.identity.master_heard(now);
         }
         let (role, restarted) = self.members.heartbeat(now, from, term, hb);
         if role == Role::Master {
@@ -457,38 +404,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.events.push(Event::RoleChanged { role, term: self.members.term });
     }
 
-    /// A heartbeat from our master's slot with another boot count: the
-    /// master restarted, or a second module claims that slot. Either way this
-    /// heartbeat changes nothing yet; 1.5 heartbeat intervals later, the
-    /// master we follow has either been heard since (well after this, not a
-    /// frame that was still on its way when it died): a conflict; or not: it
-    /// restarted, and is lost.
-    fn other_boot_of_master(&mut self, now: Instant, slot: Slot) {
-        if self.conflict == Some(slot) && self.timers.is_armed(Timer::SlotConflict) {
-            self.errors.unexpected += 1;
-            self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
-        } else if !self.timers.is_armed(Timer::MasterSuspect) {
-            self.suspect_since = now;
-            let wait = self.cfg.heartbeat_interval + self.cfg.heartbeat_interval / 2;
-            self.timers.set(Timer::MasterSuspect, now + wait);
-        }
-    }
-
-    /// Two modules claim `slot`: held for a detection interval after the
-    /// last sign of it, shown in `show switch`.
-    fn slot_conflict(&mut self, now: Instant, slot: Slot) {
-        if !self.timers.is_armed(Timer::SlotConflict) {
-            warn!("slot conflict: two modules claim one slot");
-        }
-        self.conflict = Some(slot);
-        self.timers.set(Timer::SlotConflict, now + self.cfg.detect());
-    }
-
     fn follow<H: Host>(&mut self, now: Instant, master: Slot, incarnation: u32, term: Term, host: &mut H) {
         info!("following new master");
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::MasterSuspect);
-        self.master_heard = now;
+        self.identity.master_heard(now);
         self.members.follow(master, incarnation, term);
         self.receiver.follow(&mut self.timers);
         self.timers.stop(Timer::Election);
@@ -594,33 +514,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.peer_lost(now, slot, host);
             }
         }
-        if self.timers.is_expired(Timer::SlotConflict, now) {
-            info!("slot conflict over");
-            self.timers.stop(Timer::SlotConflict);
-            self.conflict = None;
-        }
-        if self.timers.is_expired(Timer::MasterSuspect, now) {
-            self.timers.stop(Timer::MasterSuspect);
-            let since = self.suspect_since + self.cfg.heartbeat_interval / 2;
-            match self.members.master {
-                Some(m) if self.master_heard > since => self.slot_conflict(now, m),
-                Some(_) if self.members.role != Role::Master => {
-                    info!("master restarted");
-                    self.master_lost(now, host);
-                }
-                _ => {}
-            }
-        }
-        // A conflict must not keep us following a master that died: the
-        // other module's heartbeats refresh the slot, not the master we follow.
-        let followed_silent = now.saturating_since(self.master_heard) >= self.cfg.detect();
-        let following_conflicted = self.conflict.is_some() && self.conflict == self.members.master;
-        if following_conflicted && followed_silent && self.members.role != Role::Master {
+        let master = self.members.master.filter(|_| self.members.role != Role::Master);
+        if self.identity.on_timeout(now, master, &mut self.timers) == Finding::MasterLost {
             self.master_lost(now, host);
         }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
             // Two modules for our slot: neither may take the chassis as that slot.
-            let conflict = self.conflict == Some(self.cfg.slot);
+            let conflict = self.identity.current(&self.timers) == Some(self.cfg.slot);
             if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health) {
                 info!("elected master");
                 self.promote(now, host);
@@ -682,21 +582,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn heartbeat(&self, from: Origin, buf: &mut [u8]) -> Option<usize> {
         let master = self.members.role == Role::Master;
         let a = &self.streams.get(ACTIVE).tx;
-        let config = if master && a.recording {
-            DigestMark { epoch: a.epoch, seq: a.next_seq - 1, digest: a.digest.value() }
-        } else {
-            DigestMark::default()
+        // Master: where its active configuration is, for the backup to compare digests.
+        let config = match master && a.recording {
+            true => DigestMark { epoch: a.epoch, seq: a.next_seq - 1, digest: a.digest.value() },
+            false => DigestMark::default(),
         };
-        let hb = Heartbeat {
-            role: self.members.role.to_wire(),
-            priority: self.cfg.priority,
-            health: self.cfg.health,
-            backup: self.members.backup.map_or(NO_SLOT, |s| s.raw()),
-            in_sync: master && self.sender.in_sync,
-            session: if master { self.sender.attached_session() } else { 0 },
-            incarnation: self.cfg.incarnation,
-            config,
-        };
+        let (in_sync, session) =
+            if master { (self.sender.in_sync, self.sender.attached_session()) } else { (false, 0) };
+        let hb = self.members.heartbeat_of(&self.cfg, in_sync, session, config);
         Some(from.writer(buf, BROADCAST, &Body::Heartbeat(hb))?.finish())
     }
 }

@@ -18,7 +18,7 @@ use crate::event::{Event, EventQueue, RebulkReason};
 use crate::host::Host;
 use crate::role::Slot;
 use crate::status::{SyncState, percent, stream_name};
-use crate::stream::{Mismatch, Phase};
+use crate::stream::{Failure, Mismatch, Phase};
 use crate::wire::{self, AckItem, Body, NO_SLOT, Origin, StreamHello};
 
 /// The master's checkpoint session with one backup incarnation.
@@ -414,6 +414,29 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         if rebulked != 0 {
             self.in_flight.retain(|r| rebulked & (1 << r.sid) == 0);
         }
+    }
+
+    /// A stream the backup asked to re-bulk again: the next bulk waits, a
+    /// heartbeat interval for the second request, doubling up to 64, so a
+    /// backup that keeps refusing a stream costs little and shows in status.
+    pub(crate) fn back_off<const A: usize>(
+        &mut self,
+        now: Instant,
+        sid: usize,
+        streams: &mut Streams<A>,
+        timers: &mut TimerTable,
+    ) {
+        let st = streams.get_mut(sid);
+        st.counters.errors += 1;
+        let tx = &mut st.tx;
+        tx.requests = tx.requests.saturating_add(1);
+        tx.failure = Some(Failure::BackupRefused);
+        if tx.requests < 2 {
+            return;
+        }
+        tx.hold_until = now + self.limits.heartbeat * (1u32 << (tx.requests - 2).min(6));
+        warn!("backup refuses a stream again: its next bulk waits");
+        timers.set_earliest(Timer::BulkHoldoff, tx.hold_until);
     }
 
     /// Every record made has been acknowledged.

@@ -5,7 +5,6 @@
 use super::Node;
 use super::config::Config;
 use super::streams::ACTIVE;
-use super::timers::Timer;
 use crate::app::AppRegistry;
 use crate::host::AppId;
 use crate::role::{Role, Slot, Term};
@@ -93,7 +92,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             sync: self.sync_state(),
             peers: self.members.peer_status(),
             errors: self.errors,
-            slot_conflict: self.conflict.filter(|_| self.timers.is_armed(Timer::SlotConflict)),
+            slot_conflict: self.identity.current(&self.timers),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::{cmd, cross, qemu, sim, soak};
+use crate::{cmd, cross, msrv, qemu, sim, soak};
 
 /// Seeds swept (with faults) by CI.
 const CI_SEEDS: &str = "0..2000";
@@ -20,6 +20,11 @@ struct Step {
 const STEPS: &[Step] = &[
     Step { name: "fmt", what: "cargo fmt --all -- --check", run: fmt },
     Step { name: "clippy", what: "cargo clippy --workspace --all-targets -- -D warnings", run: clippy },
+    Step {
+        name: "msrv",
+        what: "rust-version true for every dependency (workspace and firmware)",
+        run: msrv::run,
+    },
     Step { name: "test", what: "cargo test --workspace", run: test },
     Step { name: "sim", what: "simulator sweep with faults, seeds 0..2000", run: sim_sweep },
     Step {

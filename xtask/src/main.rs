@@ -12,6 +12,7 @@ mod cmd;
 mod cross;
 mod emu;
 mod load;
+mod msrv;
 mod qemu;
 mod sim;
 mod size;
@@ -52,6 +53,8 @@ enum Flow {
     /// Every benchmark: the core (`msm-sim bench [ARGS]`), each crate's, and
     /// the chassis under load with real processes.
     Bench(PassThrough),
+    /// Check that the workspace's rust-version is true for every dependency.
+    Msrv,
     /// Build every no_std crate for `thumbv7m-none-eabi` (with `core` only: proves they are allocation-free).
     Cross,
     /// Build the firmware of an MCU board (the cross toolchain found or installed as for `cross`).
@@ -109,6 +112,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Size => size::run(),
         Flow::Soak(args) => soak::run(&args),
         Flow::Ci => ci::run(),
+        Flow::Msrv => msrv::run(),
     }
 }
 

@@ -1,0 +1,101 @@
+//! `cargo xtask msrv`: the `rust-version` the workspace claims is true. Every
+//! package the workspace and the firmware resolve to (their lock files) must
+//! build with it, so no dependency may ask for a newer Rust; and the claim is
+//! no lower than the newest requirement among them (the resolver holds
+//! dependencies back to the claim, so a too-low claim silently costs fixes).
+//! A toolchain of exactly that version cannot be fetched on these machines:
+//! where one is installed (`rustup toolchain list`), the workspace is also
+//! built with it.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::cmd;
+
+type Version = (u64, u64, u64);
+
+fn parse(v: &str) -> Option<Version> {
+    let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+    Some((it.next()??, it.next().flatten().unwrap_or(0), it.next().flatten().unwrap_or(0)))
+}
+
+fn show(v: Version) -> String {
+    format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+/// (the claim of the manifest's own packages, the newest requirement among
+/// the rest and who has it).
+fn requirements(manifest: Option<&str>) -> Result<(Option<Version>, Option<(Version, String)>)> {
+    let mut c = cmd::cargo();
+    c.args(["metadata", "--format-version", "1", "--locked"]);
+    if let Some(m) = manifest {
+        c.args(["--manifest-path", m]);
+    }
+    let out = c.output().context("cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    let members: Vec<&str> =
+        meta["workspace_members"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut claim = None;
+    let mut newest: Option<(Version, String)> = None;
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        let Some(v) = p["rust_version"].as_str().and_then(parse) else { continue };
+        let id = p["id"].as_str().unwrap_or_default();
+        if members.contains(&id) {
+            claim = claim.max(Some(v));
+        } else if newest.as_ref().is_none_or(|(n, _)| v > *n) {
+            newest = Some((
+                v,
+                format!("{} {}", p["name"].as_str().unwrap_or("?"), p["version"].as_str().unwrap_or("?")),
+            ));
+        }
+    }
+    Ok((claim, newest))
+}
+
+pub(crate) fn run() -> Result<()> {
+    let root = cmd::workspace_root();
+    let firmware = root.join("boards/lm3s6965evb/Cargo.toml");
+    let (claim, ws_newest) = requirements(None)?;
+    let claim = claim.context("the workspace claims no rust-version")?;
+    let (fw_claim, fw_newest) = requirements(firmware.to_str())?;
+    let fw_claim = fw_claim.context("the firmware claims no rust-version")?;
+    for (what, claim, newest) in [("workspace", claim, ws_newest), ("firmware", fw_claim, fw_newest)] {
+        let Some((v, who)) = newest else { continue };
+        if v > claim {
+            bail!("{who} needs Rust {}, the {what} claims {}: raise its rust-version", show(v), show(claim));
+        }
+        if v < claim {
+            println!("msrv: {what} claims {} though its dependencies need only {}", show(claim), show(v));
+        }
+        println!("msrv: {what}: newest requirement Rust {} ({who}) <= claim {}", show(v), show(claim));
+    }
+    let toolchains = Command::new("rustup").args(["toolchain", "list"]).output();
+    let want = format!("{}.{}", claim.0, claim.1);
+    match toolchains {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with(&want)) => {
+            cmd::run(cmd::cargo().arg(format!("+{want}")).args(["check", "--workspace", "--all-targets"]))
+        }
+        _ => {
+            println!("msrv: no Rust {want} toolchain installed here: checked the dependency graph only");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_order() {
+        assert_eq!(parse("1.87"), Some((1, 87, 0)));
+        assert_eq!(parse("1.87.1"), Some((1, 87, 1)));
+        assert!(parse("1.88") > parse("1.87.9"));
+        assert_eq!(parse("x"), None);
+    }
+}

@@ -25,9 +25,15 @@ fn show(v: Version) -> String {
     format!("{}.{}.{}", v.0, v.1, v.2)
 }
 
-/// (the claim of the manifest's own packages, the newest requirement among
-/// the rest and who has it).
-fn requirements(manifest: Option<&str>) -> Result<(Option<Version>, Option<(Version, String)>)> {
+/// What a manifest's packages claim, and the newest requirement among the
+/// rest of its graph with who has it.
+#[derive(Debug)]
+struct Requirements {
+    claim: Option<Version>,
+    newest: Option<(Version, String)>,
+}
+
+fn requirements(manifest: Option<&str>) -> Result<Requirements> {
     let mut c = cmd::cargo();
     c.args(["metadata", "--format-version", "1", "--locked"]);
     if let Some(m) = manifest {
@@ -54,16 +60,17 @@ fn requirements(manifest: Option<&str>) -> Result<(Option<Version>, Option<(Vers
             ));
         }
     }
-    Ok((claim, newest))
+    Ok(Requirements { claim, newest })
 }
 
 pub(crate) fn run() -> Result<()> {
     let root = cmd::workspace_root();
     let firmware = root.join("boards/lm3s6965evb/Cargo.toml");
-    let (claim, ws_newest) = requirements(None)?;
-    let claim = claim.context("the workspace claims no rust-version")?;
-    let (fw_claim, fw_newest) = requirements(firmware.to_str())?;
-    let fw_claim = fw_claim.context("the firmware claims no rust-version")?;
+    let ws = requirements(None)?;
+    let claim = ws.claim.context("the workspace claims no rust-version")?;
+    let fw = requirements(firmware.to_str())?;
+    let fw_claim = fw.claim.context("the firmware claims no rust-version")?;
+    let (ws_newest, fw_newest) = (ws.newest, fw.newest);
     for (what, claim, newest) in [("workspace", claim, ws_newest), ("firmware", fw_claim, fw_newest)] {
         let Some((v, who)) = newest else { continue };
         if v > claim {

@@ -448,7 +448,8 @@ mod tests {
             for len in (0..1100).step_by(7).chain(250..262).chain(505..512) {
                 for b in data[..len].iter_mut() {
                     x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    *b = if density > 0 && (x >> 8) % density == 0 { 0 } else { (x >> 16) as u8 | 1 };
+                    *b =
+                        if density > 0 && (x >> 8).is_multiple_of(density) { 0 } else { (x >> 16) as u8 | 1 };
                 }
                 let payload = &data[..len];
                 let mut ours = [0u8; 1200];

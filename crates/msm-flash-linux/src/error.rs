@@ -121,7 +121,7 @@ pub(crate) fn check(offset: u32, len: usize, align: usize, capacity: u64) -> Res
     if u64::from(offset) + len as u64 > capacity {
         return Err(FlashError::OutOfBounds { offset, len });
     }
-    if offset as usize % align != 0 || len % align != 0 {
+    if !(offset as usize).is_multiple_of(align) || !len.is_multiple_of(align) {
         return Err(FlashError::NotAligned { offset, len });
     }
     Ok(())

@@ -85,10 +85,10 @@ impl<const WRITE: usize, const ERASE: usize> FileFlash<WRITE, ERASE> {
 
 fn check_geometry<const WRITE: usize, const ERASE: usize>(path: &Path, size: u64) -> Result<(), FlashError> {
     let bad = |reason: String| Err(FlashError::Geometry { path: path.to_path_buf(), reason });
-    if WRITE == 0 || ERASE == 0 || ERASE % WRITE != 0 {
+    if WRITE == 0 || ERASE == 0 || !ERASE.is_multiple_of(WRITE) {
         return bad(format!("ERASE_SIZE {ERASE} is not a multiple of WRITE_SIZE {WRITE}"));
     }
-    if size == 0 || size % ERASE as u64 != 0 || size > u64::from(u32::MAX) {
+    if size == 0 || !size.is_multiple_of(ERASE as u64) || size > u64::from(u32::MAX) {
         return bad(format!("size {size} is not a non-zero multiple of ERASE_SIZE {ERASE} below 4 GiB"));
     }
     Ok(())

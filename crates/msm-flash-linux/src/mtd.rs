@@ -148,15 +148,15 @@ pub fn check_geometry(info: &abi::MtdInfoUser, write: usize, erase: usize) -> Re
     if dw == 0 || de == 0 {
         return Err(format!("device reports writesize {dw} / erasesize {de}"));
     }
-    if write == 0 || write % dw != 0 {
+    if write == 0 || !write.is_multiple_of(dw) {
         return Err(format!("WRITE_SIZE {write} is not a multiple of the device writesize {dw}"));
     }
-    if erase == 0 || erase % de != 0 || erase % write != 0 {
+    if erase == 0 || !erase.is_multiple_of(de) || !erase.is_multiple_of(write) {
         return Err(format!(
             "ERASE_SIZE {erase} must be a multiple of the device erasesize {de} and of WRITE_SIZE {write}"
         ));
     }
-    if info.size == 0 || info.size as usize % erase != 0 {
+    if info.size == 0 || !(info.size as usize).is_multiple_of(erase) {
         return Err(format!("device size {} is not a multiple of ERASE_SIZE {erase}", info.size));
     }
     Ok(Geometry { size: info.size, device_erase: info.erasesize, device_write: info.writesize })

@@ -235,7 +235,11 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
         let geometry = |reason| Error::Geometry { reason };
         let capacity = u32::try_from(flash.capacity()).map_err(|_| geometry("area over 4 GiB"))?;
         let block = F::ERASE_SIZE as u32;
-        if block == 0 || capacity % block != 0 || capacity / block < 4 || (capacity / block) % 2 != 0 {
+        if block == 0
+            || capacity % block != 0
+            || capacity / block < 4
+            || !(capacity / block).is_multiple_of(2)
+        {
             return Err(geometry("key-value area: needs an even number of erase blocks, at least 4"));
         }
         let half = capacity / 2;

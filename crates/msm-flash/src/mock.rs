@@ -112,7 +112,7 @@ where
         let len = mem.as_ref().len();
         if WRITE == 0
             || ERASE == 0
-            || ERASE % WRITE != 0
+            || !ERASE.is_multiple_of(WRITE)
             || len == 0
             || len % ERASE != 0
             || u32::try_from(len).is_err()

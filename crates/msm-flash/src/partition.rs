@@ -37,7 +37,11 @@ impl<F: NorFlash> Partition<F> {
         size: u32,
     ) -> Result<Self, PartitionError<F::Error>> {
         let erase_size = F::ERASE_SIZE as u32;
-        if erase_size == 0 || start % erase_size != 0 || size % erase_size != 0 || size == 0 {
+        if erase_size == 0
+            || !start.is_multiple_of(erase_size)
+            || !size.is_multiple_of(erase_size)
+            || size == 0
+        {
             return Err(PartitionError::Misaligned { partition: name, start, size, erase_size });
         }
         let end = u64::from(start) + u64::from(size);
@@ -101,7 +105,9 @@ impl<F: ReadNorFlash> ReadNorFlash for Partition<F> {
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         let at = self.map(offset, bytes.len())?;
-        if F::READ_SIZE > 1 && (offset as usize % F::READ_SIZE != 0 || bytes.len() % F::READ_SIZE != 0) {
+        if F::READ_SIZE > 1
+            && (!(offset as usize).is_multiple_of(F::READ_SIZE) || !bytes.len().is_multiple_of(F::READ_SIZE))
+        {
             return Err(PartitionError::NotAligned { partition: self.name, offset });
         }
         self.flash.read(at, bytes).map_err(PartitionError::Device)
@@ -124,7 +130,7 @@ impl<F: NorFlash> NorFlash for Partition<F> {
             size: self.size,
         })?;
         let at = self.map(from, len as usize)?;
-        if from as usize % F::ERASE_SIZE != 0 || len as usize % F::ERASE_SIZE != 0 {
+        if !(from as usize).is_multiple_of(F::ERASE_SIZE) || !(len as usize).is_multiple_of(F::ERASE_SIZE) {
             return Err(PartitionError::NotAligned { partition: self.name, offset: from });
         }
         self.flash.erase(at, at + len).map_err(PartitionError::Device)
@@ -132,7 +138,7 @@ impl<F: NorFlash> NorFlash for Partition<F> {
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         let at = self.map(offset, bytes.len())?;
-        if offset as usize % F::WRITE_SIZE != 0 || bytes.len() % F::WRITE_SIZE != 0 {
+        if !(offset as usize).is_multiple_of(F::WRITE_SIZE) || !bytes.len().is_multiple_of(F::WRITE_SIZE) {
             return Err(PartitionError::NotAligned { partition: self.name, offset });
         }
         self.flash.write(at, bytes).map_err(PartitionError::Device)

@@ -162,7 +162,7 @@ impl Host for SimHost {
             Stream::App(a) => {
                 let app = self.idx(a)?;
                 self.applies += 1;
-                if self.refuse_every.is_some_and(|n| self.applies % n == 0) {
+                if self.refuse_every.is_some_and(|n| self.applies.is_multiple_of(n)) {
                     return Err(HostError::Full);
                 }
                 let Some(rec) = Rec::decode(item) else {

@@ -145,36 +145,33 @@ fn a_workload_beyond_the_limit_is_refused_by_name() {
     no_failover(&c, &term);
 }
 
+/// A second `msm-node --slot A` with its own flash, the `control` socket
+/// given, and A's backplane path, run to its exit.
+fn second_node_for_a(c: &Chassis, control: &std::path::Path) -> std::process::Output {
+    Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "A", "--flash"])
+        .arg(c.dir.join("intruder.img"))
+        .arg("--control")
+        .arg(control)
+        .arg("--backplane")
+        .arg(c.backplane('A'))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_second_node_given_the_running_nodes_paths_exits_and_names_them() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let term = switch(&c, 'A')["term"].clone();
-    let out = Command::new(c.bin.join("msm-node"))
-        .args(["--slot", "A", "--flash"])
-        .arg(c.dir.join("intruder.img"))
-        .arg("--control")
-        .arg(c.path('A', "ctl"))
-        .arg("--backplane")
-        .arg(c.backplane('A'))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = second_node_for_a(&c, &c.path('A', "ctl"));
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("A.ctl") && err.contains("in use"), "{err}");
     // The backplane path is checked as well.
-    let out = Command::new(c.bin.join("msm-node"))
-        .args(["--slot", "A", "--flash"])
-        .arg(c.dir.join("intruder.img"))
-        .arg("--control")
-        .arg(c.dir.join("intruder.ctl"))
-        .arg("--backplane")
-        .arg(c.backplane('A'))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = second_node_for_a(&c, &c.dir.join("intruder.ctl"));
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("A.sock"));
     no_failover(&c, &term);

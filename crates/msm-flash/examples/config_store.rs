@@ -80,23 +80,24 @@ fn file_backed(path: &Path) {
             dev.borrow().syncs()
         );
     } // the image is closed: its lock is released
-    let dev = RefCell::new(Image::open(path, IMAGE).expect("image"));
-    let mut store = mount(&dev);
-    let info = *store.current().expect("the saved config");
-    assert_eq!(read_all(&mut store), v1);
-    println!(
-        "   after the reboot: generation {}, {} bytes, saved by {}",
-        info.generation,
-        info.len,
-        info.sw_version()
-    );
+    let info = {
+        let dev = RefCell::new(Image::open(path, IMAGE).expect("image"));
+        let mut store = mount(&dev);
+        let info = *store.current().expect("the saved config");
+        assert_eq!(read_all(&mut store), v1);
+        println!(
+            "   after the reboot: generation {}, {} bytes, saved by {}",
+            info.generation,
+            info.len,
+            info.sw_version()
+        );
 
-    println!("2. a save killed before its commit");
-    let v2 = config(40);
-    store.begin_save(v2.len() as u32, &INFO).expect("fits");
-    store.write(&v2[..v2.len() / 2]).expect("written");
-    drop(store); // as if the process died here: no commit marker
-    drop(dev);
+        println!("2. a save killed before its commit");
+        let v2 = config(40);
+        store.begin_save(v2.len() as u32, &INFO).expect("fits");
+        store.write(&v2[..v2.len() / 2]).expect("written");
+        info
+    }; // as if the process died here: no commit marker, the image closed
     let dev = RefCell::new(Image::open(path, IMAGE).expect("image"));
     let mut store = mount(&dev);
     assert_eq!(store.current().map(|c| c.generation), Some(info.generation));
@@ -132,20 +133,19 @@ fn power_cuts() {
     let old = config(20);
     let new = config(60);
     type Mock = MockFlash<Vec<u8>, Vec<u32>, 4, 4096>;
-    let mut blank = Mock::new_erased(vec![0; 16 * 4096], vec![0; 16]).expect("geometry");
-    let mut store = ConfigStore::mount(&mut blank, ConfigName::Primary).expect("mount");
+    let blank = Mock::new_erased(vec![0; 16 * 4096], vec![0; 16]).expect("geometry");
+    let mut store = ConfigStore::mount(blank, ConfigName::Primary).expect("mount");
     let before = *store.save(&old, &INFO).expect("fits");
-    drop(store);
-    let (mem, counts) = blank.into_parts();
+    let (mem, counts) = store.into_inner().into_parts();
     let (mut kept_old, mut got_new) = (0, 0);
     for cut in (0..6_000).step_by(97) {
-        let mut flash = Mock::new(mem.clone(), counts.clone()).expect("geometry");
-        let mut store = ConfigStore::mount(&mut flash, ConfigName::Primary).expect("mount");
+        let flash = Mock::new(mem.clone(), counts.clone()).expect("geometry");
+        let mut store = ConfigStore::mount(flash, ConfigName::Primary).expect("mount");
         store.flash().cut_after(cut, cut);
         let _ = store.save(&new, &INFO); // fails where the power went
-        drop(store);
+        let mut flash = store.into_inner();
         flash.reboot();
-        let mut store = ConfigStore::mount(&mut flash, ConfigName::Primary).expect("mount");
+        let mut store = ConfigStore::mount(flash, ConfigName::Primary).expect("mount");
         let now = read_all(&mut store);
         if now == old {
             assert_eq!(store.current().map(|c| c.generation), Some(before.generation));

@@ -20,12 +20,18 @@ struct Step {
 const STEPS: &[Step] = &[
     Step { name: "fmt", what: "cargo fmt --all -- --check", run: fmt },
     Step { name: "clippy", what: "cargo clippy --workspace --all-targets -- -D warnings", run: clippy },
+    Step { name: "doc", what: "RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps --workspace", run: doc },
     Step {
         name: "msrv",
         what: "rust-version true for every dependency (workspace and firmware)",
         run: msrv::run,
     },
     Step { name: "test", what: "cargo test --workspace", run: test },
+    Step {
+        name: "examples",
+        what: "cargo run --example: two_nodes, config_store, lossy_channel, link_pair (each asserts its outcome)",
+        run: examples,
+    },
     Step { name: "sim", what: "simulator sweep with faults, seeds 0..2000", run: sim_sweep },
     Step {
         name: "soak",
@@ -48,8 +54,27 @@ fn clippy() -> Result<()> {
     cmd::run(cmd::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
 }
 
+fn doc() -> Result<()> {
+    cmd::run(cmd::cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--no-deps", "--workspace"]))
+}
+
 fn test() -> Result<()> {
     crate::test(&[])
+}
+
+/// The `examples/` program of each library crate (already built by `test`).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("msm-checkpoint", "two_nodes"),
+    ("msm-flash", "config_store"),
+    ("msm-backplane", "lossy_channel"),
+    ("msm-backplane-linux", "link_pair"),
+];
+
+fn examples() -> Result<()> {
+    for (package, example) in EXAMPLES {
+        cmd::run(cmd::cargo().args(["run", "-q", "-p", package, "--example", example]))?;
+    }
+    Ok(())
 }
 
 fn sim_sweep() -> Result<()> {

@@ -42,7 +42,7 @@ impl Chassis {
     }
 
     /// Where the binaries of this build are, next to the running executable
-    /// (target/<profile>/, also from target/<profile>/deps/ for tests).
+    /// (`target/<profile>/`, also from `target/<profile>/deps/` for tests).
     pub fn bin_dir() -> Result<PathBuf> {
         let exe = std::env::current_exe()?;
         let mut dir = exe.parent().context("executable has no directory")?.to_path_buf();

@@ -15,7 +15,40 @@
 //! calls `recv`/`flush`; [`wait`] does that for a set of links, [`Clock`]
 //! gives the [`Instant`]s the sans-IO layers want.
 //!
+//! A link pair: two connected Unix stream links exchange framed frames (COBS
+//! + CRC-32C on the wire), waiting with [`wait`] rather than spinning.
+//!
+//! ```
+//! use std::os::fd::AsFd;
+//! use std::time::Duration;
+//!
+//! use msm_backplane::Link;
+//! use msm_backplane_linux::{Clock, unix_stream_pair, wait};
+//!
+//! let (mut a, mut b) = unix_stream_pair(1024)?; // or pty_pair, unix_datagram_pair, UdpLink
+//! a.send(b"heartbeat 1")?;
+//! a.send(b"heartbeat 2")?;
+//! a.flush()?; // both frames leave in one write(2)
+//!
+//! let clock = Clock::new();
+//! let deadline = clock.now() + Duration::from_secs(5);
+//! let mut got = Vec::new();
+//! let mut buf = [0u8; 1024];
+//! while got.len() < 2 {
+//!     while let Some(n) = b.recv(&mut buf)? {
+//!         got.push(buf[..n].to_vec());
+//!     }
+//!     if got.len() < 2 && wait(&[(b.as_fd(), false)], Some(clock.until(deadline)))? == 0 {
+//!         return Err(std::io::ErrorKind::TimedOut.into());
+//!     }
+//! }
+//! assert_eq!(got, [b"heartbeat 1".to_vec(), b"heartbeat 2".to_vec()]);
+//! assert_eq!(b.counters().frames, 2);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! [`AsFd`]: std::os::fd::AsFd
+//! [`Instant`]: msm_time::Instant
 
 mod clock;
 mod datagram;

@@ -204,6 +204,53 @@ fn le32(b: &[u8], at: usize) -> u32 {
 /// the link below carries, so messages hold up to `FRAME - OVERHEAD` bytes.
 ///
 /// RAM: about `2 * WINDOW * FRAME` bytes.
+///
+/// Two sides joined by a link that loses the first packet: the
+/// retransmission timer resends it and the message arrives once.
+///
+/// ```
+/// use core::time::Duration;
+/// use msm_backplane::{Channel, ChannelConfig};
+/// use msm_time::Instant;
+///
+/// type Side = Channel<4, 128>;
+/// /// The link: move packets both ways until neither side has one to send.
+/// fn exchange(now: Instant, a: &mut Side, b: &mut Side) {
+///     let mut packet = [0u8; 128];
+///     for _ in 0..8 {
+///         let mut moved = false;
+///         while let Some(n) = a.poll_transmit(now, &mut packet) {
+///             let _ = b.handle(now, &packet[..n]); // Err: a duplicate, dropped and counted
+///             moved = true;
+///         }
+///         while let Some(n) = b.poll_transmit(now, &mut packet) {
+///             let _ = a.handle(now, &packet[..n]);
+///             moved = true;
+///         }
+///         if !moved {
+///             return;
+///         }
+///     }
+/// }
+///
+/// let t0 = Instant::ZERO;
+/// let mut a = Side::new(ChannelConfig::new(1), t0);
+/// let mut b = Side::new(ChannelConfig::new(2), t0);
+/// a.send(b"create vlan corp tag 100").unwrap();
+/// let mut lost = [0u8; 128];
+/// assert!(a.poll_transmit(t0, &mut lost).is_some()); // never arrives
+///
+/// // Past the first retransmission timeout (20 ms): A sends it again.
+/// let t1 = t0 + Duration::from_millis(25);
+/// exchange(t1, &mut a, &mut b);
+/// let mut msg = [0u8; 128];
+/// let n = b.recv(&mut msg).unwrap().unwrap();
+/// assert_eq!(&msg[..n], b"create vlan corp tag 100");
+/// assert_eq!(b.recv(&mut msg), Ok(None)); // exactly once
+/// exchange(t1, &mut a, &mut b);
+/// assert_eq!(a.unacked(), 0); // acknowledged: A's window is free
+/// assert!(a.stats().retransmits >= 1);
+/// /// ```
 #[derive(Debug)]
 pub struct Channel<const WINDOW: usize, const FRAME: usize> {
     cfg: ChannelConfig,

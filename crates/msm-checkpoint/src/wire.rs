@@ -230,7 +230,7 @@ pub struct Frame<'a> {
     pub term: u64,
     /// The message.
     pub body: Body,
-    /// Records or hello entries, decoded with [`take`].
+    /// Records or hello entries, decoded with `take`.
     pub tail: &'a [u8],
 }
 

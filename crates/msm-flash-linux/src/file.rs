@@ -30,6 +30,32 @@ use crate::lock::lock_exclusive;
 const CHUNK: usize = 64 * 1024;
 
 /// A flash image file with `WRITE`-byte words and `ERASE`-byte blocks; see the module docs.
+///
+/// A config store on an image file: what one process saves, the next one mounts; while one
+/// process holds the image, a second open is refused.
+///
+/// ```
+/// use msm_flash::{ConfigName, ConfigStore, SaveInfo};
+/// use msm_flash_linux::{FileFlash, FlashError};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("A.img");
+/// // 64 KiB of 4-byte words and 4 KiB blocks, created full of 0xFF.
+/// let image: FileFlash = FileFlash::open(&path, 64 * 1024).unwrap();
+/// let mut store = ConfigStore::mount(image, ConfigName::Primary).unwrap();
+/// let info = SaveInfo { saved_at: 1_764_000_000, sw_version: "0.1.0" };
+/// store.save(b"configure snmp sysName core-1\n", &info).unwrap();
+/// assert!(store.flash().syncs() >= 2); // fdatasync before and after the commit marker
+///
+/// assert!(matches!(FileFlash::<4, 4096>::open_existing(&path), Err(FlashError::Locked { .. })));
+/// drop(store); // the lock goes with the file
+///
+/// let image: FileFlash = FileFlash::open_existing(&path).unwrap();
+/// let mut store = ConfigStore::mount(image, ConfigName::Primary).unwrap();
+/// let mut buf = [0u8; 64];
+/// let n = store.read(0, &mut buf).unwrap();
+/// assert_eq!(&buf[..n], b"configure snmp sysName core-1\n");
+/// ```
 #[derive(Debug)]
 pub struct FileFlash<const WRITE: usize = 4, const ERASE: usize = 4096> {
     file: Flock<File>,

@@ -8,7 +8,7 @@
 //! - [`kv`]: [`NodeSettings`], a small key-value area for node settings (priority, selected
 //!   config, boot count, last term) over two mirrored `sequential-storage` maps.
 //! - [`durable`]: [`Durable`], the commit point hook (`fsync` on Linux, nothing on raw NOR).
-//! - `mock` (feature `mock`): [`MockFlash`](mock::MockFlash), a NOR flash in RAM with the real write
+//! - `mock` (feature `mock`): `mock::MockFlash`, a NOR flash in RAM with the real write
 //!   rules, wear counters and seeded power cuts, for the tests of every crate.
 //!
 //! `no_std`, no allocation; nothing here panics on any flash contents. The on-flash format is

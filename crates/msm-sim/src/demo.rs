@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use msm_backplane::fault::FaultConfig;
 use msm_checkpoint::Role;
 use msm_checkpoint::{render_checkpoint, render_switch};
+use msm_narrate::{Progress, progress_bar};
 use msm_sim::record::Op;
 use msm_sim::sim::{Sim, SimConfig};
 use rand::Rng;
@@ -16,7 +17,7 @@ const A: usize = 0;
 const B: usize = 1;
 
 fn heading(s: &str) {
-    println!("\n=== {s} {}", "=".repeat(70usize.saturating_sub(s.len())));
+    println!("{}", msm_narrate::heading(s));
 }
 
 fn ms(sim: &Sim) -> String {
@@ -56,17 +57,15 @@ fn show_checkpoint(sim: &Sim, node: usize, process: Option<&str>) -> Result<()> 
 fn bars(sim: &Sim, node: usize) -> Result<()> {
     let e = sim.engine(node).context("node is down")?;
     for row in e.checkpoint_status() {
-        let pct = row.percent() as usize;
-        let fill = pct / 5;
         println!(
-            "  {:<14} [{}{}] {:>3}%  {:>6}/{:<6} {}",
-            row.name.as_str(),
-            "#".repeat(fill),
-            " ".repeat(20 - fill),
-            pct,
-            row.sent,
-            row.total,
-            row.phase.as_str()
+            "{}",
+            progress_bar(&Progress {
+                name: row.name.as_str(),
+                percent: row.percent().into(),
+                sent: row.sent,
+                total: row.total,
+                status: row.phase.as_str(),
+            })
         );
     }
     Ok(())
@@ -100,7 +99,7 @@ pub fn run() -> Result<()> {
         ms(&sim)
     );
 
-    heading("MSM-B boots: configuration sync, then bulk checkpoint in dependency order");
+    heading("MSM-B boots: config sync, then bulk checkpoint in dependency order");
     sim.boot(B);
     let mut shown = 0;
     let start = sim.now;

@@ -14,6 +14,7 @@ use msm_linux_emu::apps::APPS;
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use msm_linux_emu::journal::Journal;
+use msm_narrate::{Progress, progress_bar};
 
 #[derive(Parser)]
 #[command(about = "Run a two-MSM chassis of processes and narrate sync, checkpoint and failover")]
@@ -35,24 +36,22 @@ struct Args {
 }
 
 fn heading(s: &str) {
-    println!("\n=== {s} {}", "=".repeat(70usize.saturating_sub(s.len())));
+    println!("{}", msm_narrate::heading(s));
 }
 
 fn bars(c: &Chassis, slot: char) -> Result<bool> {
     let rows = c.ask(slot, &Request::ShowCheckpointData { process: None })?;
     let rows = rows.as_array().context("checkpoint rows")?;
     for r in rows {
-        let pct = r["percent"].as_u64().unwrap_or(0) as usize;
-        let fill = pct.min(100) / 5;
         println!(
-            "  {:<14} [{}{}] {:>3}%  {:>6}/{:<6} {}",
-            r["process"].as_str().unwrap_or("?"),
-            "#".repeat(fill),
-            " ".repeat(20 - fill),
-            pct,
-            r["sent"],
-            r["total"],
-            r["status"].as_str().unwrap_or("?")
+            "{}",
+            progress_bar(&Progress {
+                name: r["process"].as_str().unwrap_or("?"),
+                percent: r["percent"].as_u64().unwrap_or(0),
+                sent: r["sent"].as_u64().unwrap_or(0),
+                total: r["total"].as_u64().unwrap_or(0),
+                status: r["status"].as_str().unwrap_or("?"),
+            })
         );
     }
     Ok(c.in_sync(slot))
@@ -60,7 +59,13 @@ fn bars(c: &Chassis, slot: char) -> Result<bool> {
 
 fn show(c: &Chassis, slot: char, req: Request, cmd: &str) -> Result<()> {
     println!("* MSM.{slot} # {cmd}");
-    print!("{}", c.text(slot, &req)?);
+    let text = c.text(slot, &req)?;
+    // Some answers (`save`) end without a newline: the next prompt must start a line.
+    if text.is_empty() || text.ends_with('\n') {
+        print!("{text}")
+    } else {
+        println!("{text}")
+    }
     Ok(())
 }
 
@@ -114,7 +119,7 @@ fn main() -> Result<()> {
     show(&c, 'A', Request::Save { which: None, wait: None }, "save")?;
     show(&c, 'A', Request::ShowSwitch, "show switch")?;
 
-    heading("MSM-B boots: its flash gets the saved config, then the active config, then bulk checkpoint");
+    heading("MSM-B boots: saved config to its flash, active config, bulk checkpoint");
     c.start('B', &[])?;
     let t0 = Instant::now();
     let mut shown = 0;

@@ -5,6 +5,8 @@
 //! corrupt beyond recovery), 3 the operator asked for a reboot, 4 the
 //! control or backplane socket path is held by a running process (another
 //! node started with the same paths).
+// The argument docs below are clap's --help text, where `<peer>` is meant literally, not as HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;

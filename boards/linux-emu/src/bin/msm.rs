@@ -11,6 +11,9 @@
 //! Exit codes: 0 done, 1 the node refused (the reason on stderr), 2 the
 //! node could not be reached or the command not parsed, 3 `--wait` timed
 //! out: applied on the master, not yet on the backup.
+// The argument docs below are clap's --help text, where `<peer>` and `[force]` are meant
+// literally, not HTML or intra-doc links.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,7 +10,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut build = cmd::cargo();
     build.args(["build", "--release", "-q", "-p", "msm-linux-emu", "--bins"]);
     cmd::run(&mut build)?;
-    let bin = cmd::workspace_root().join("target/release/msm-chassis");
+    let bin = crate::soak::target_dir().join("release/msm-chassis");
     let mut c = std::process::Command::new(bin);
     c.args(args);
     cmd::run(&mut c)

@@ -47,18 +47,21 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response 
     }
     let _ = writeln!(t, "Unsaved changes:  {}", if files.unsaved { "yes" } else { "no" });
     let e = &s.errors;
-    let _ = writeln!(
-        t,
-        "Refused frames:   {} (crc {}, malformed {}, version {}, stale term {}, own slot {}, unexpected {}, unknown stream {}, oversize {oversize})",
-        e.total() + oversize,
-        e.bad_crc,
-        e.malformed,
-        e.version,
-        e.stale_term,
-        e.own_slot,
-        e.unexpected,
-        e.unknown_stream
-    );
+    let reasons = [
+        ("crc", e.bad_crc),
+        ("malformed", e.malformed),
+        ("version", e.version),
+        ("stale term", e.stale_term),
+        ("own slot", e.own_slot),
+        ("unexpected", e.unexpected),
+        ("unknown stream", e.unknown_stream),
+        ("oversize", oversize),
+    ];
+    // The reasons that occurred, so the line stays short.
+    let seen: Vec<String> = reasons.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = write!(t, "Refused frames:   {}", e.total() + oversize);
+    let _ =
+        writeln!(t, "{}", if seen.is_empty() { String::new() } else { format!(" ({})", seen.join(", ")) });
     let mut label = String::new();
     let _ = state_label(s.role, &s.sync, &mut label);
     let peers: Vec<_> = s

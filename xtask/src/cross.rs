@@ -1,4 +1,5 @@
-//! `cargo xtask cross`: build every `no_std` crate for the Cortex-M3 target.
+//! `cargo xtask cross`: build every `no_std` crate for the Cortex-M3 target,
+//! with no features, with `defmt` and with `log` (see [`NO_STD_CRATES`]).
 //!
 //! On the Debian path the crates are built with `-Zbuild-std=core`: only
 //! `core` exists for the target, not even `alloc` (`extern crate alloc` fails

@@ -10,7 +10,7 @@
 //! Every wait has a deadline; nothing sleeps to let things happen.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -59,15 +59,14 @@ fn bin_dir() -> std::path::PathBuf {
     Chassis::built_bin_dir().unwrap()
 }
 
-/// QEMU running the firmware: UART0 to `log`, UART1 to a pty (returned).
+/// QEMU running the firmware: its defmt log, decoded, to `log`; UART1 to a
+/// pty (returned).
 fn start_qemu(elf: &Path, log: &Path, sd: &Path) -> (Proc, String) {
     let _ = std::fs::remove_file(log);
     let mut child = Command::new("qemu-system-arm")
         .args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .args(["-serial", "pty", "-serial", "null"])
+        .args(["-serial", "null", "-serial", "pty", "-serial", "null"])
         .arg("-drive")
         .arg(format!("if=sd,format=raw,file={}", sd.display()))
         .arg("-kernel")
@@ -78,31 +77,102 @@ fn start_qemu(elf: &Path, log: &Path, sd: &Path) -> (Proc, String) {
         .spawn()
         .expect("starting qemu-system-arm");
     let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("qemu: {line}");
+        }
+    });
+    // Standard output: QEMU's "char device redirected to /dev/pts/N" line,
+    // then the firmware's defmt frames (semihosting).
+    let stdout = child.stdout.take().unwrap();
+    let table = defmt_table(elf);
+    let mut file = std::fs::File::create(log).unwrap();
+    std::thread::spawn(move || {
+        decode(&table, stdout, |line| {
+            if line.starts_with(QEMU_PTY_LINE) {
                 eprintln!("qemu: {line}");
                 if let Some(pty) = line.split_whitespace().find(|w| w.starts_with("/dev/pts/")) {
                     let _ = tx.send(pty.to_string());
                 }
+            } else {
+                let _ = writeln!(file, "{line}");
             }
         });
-    }
+    });
     let pty = rx.recv_timeout(Duration::from_secs(10)).expect("QEMU did not name its UART1 pty within 10 s");
     (Proc(child), pty)
 }
 
-/// The firmware's log so far, one entry per line, without timestamps.
+/// What QEMU prints on its standard output for a `-serial pty`, before the
+/// guest runs.
+const QEMU_PTY_LINE: &str = "char device redirected to ";
+
+/// The defmt format strings of the firmware.
+fn defmt_table(elf: &Path) -> defmt_decoder::Table {
+    let bytes = std::fs::read(elf).unwrap();
+    defmt_decoder::Table::parse(&bytes).unwrap().expect("the firmware has no defmt data")
+}
+
+/// Decodes QEMU's standard output until it ends: its own leading
+/// `char device redirected` lines as they are, then each defmt frame as
+/// `[  seconds.millis] LEVEL text` (as `cargo xtask qemu` prints them).
+fn decode(table: &defmt_decoder::Table, mut input: impl Read, mut line: impl FnMut(&str)) {
+    let mut decoder = table.new_stream_decoder();
+    let mut buf = [0u8; 4096];
+    let mut preamble: Option<Vec<u8>> = Some(Vec::new());
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut data = &buf[..n];
+        let rest;
+        if let Some(mut text) = preamble.take() {
+            text.extend_from_slice(data);
+            let prefix = QEMU_PTY_LINE.as_bytes();
+            loop {
+                let k = text.len().min(prefix.len());
+                if text[..k] != prefix[..k] {
+                    break;
+                }
+                match text.iter().position(|b| *b == b'\n') {
+                    Some(end) => {
+                        line(String::from_utf8_lossy(&text[..end]).trim_end());
+                        text.drain(..=end);
+                    }
+                    None => {
+                        preamble = Some(std::mem::take(&mut text));
+                        break;
+                    }
+                }
+            }
+            rest = text;
+            data = &rest;
+        }
+        decoder.received(data);
+        loop {
+            match decoder.decode() {
+                Ok(frame) => {
+                    let ts = frame.display_timestamp().map(|t| t.to_string()).unwrap_or_default();
+                    let level = frame.level().map_or("", |l| l.as_str()).to_uppercase();
+                    line(&format!("[{ts:>10}] {level:<5} {}", frame.display_message()));
+                }
+                Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
+                Err(defmt_decoder::DecodeError::Malformed) => line("(malformed defmt frame skipped)"),
+            }
+        }
+    }
+}
+
+/// The firmware's log so far, one entry per line, without timestamps and
+/// levels.
 fn log_lines(log: &Path) -> Vec<String> {
     let text = std::fs::read(log).unwrap_or_default();
     String::from_utf8_lossy(&text)
         .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_string())
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
+        .map(|l| l.split_once(' ').map_or(l, |(_level, rest)| rest).trim_start().to_string())
         .collect()
 }
 

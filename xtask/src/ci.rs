@@ -38,7 +38,11 @@ const STEPS: &[Step] = &[
         what: "chassis soak: 4 rounds, seed 1, the master SIGKILLed in each (cargo xtask soak --rounds 4 --seed 1)",
         run: soak_small,
     },
-    Step { name: "cross", what: "no_std crates for thumbv7m-none-eabi, core only", run: cross::run },
+    Step {
+        name: "cross",
+        what: "no_std crates for thumbv7m-none-eabi, core only: no features, defmt, log",
+        run: cross::run,
+    },
     Step {
         name: "qemu",
         what: "lm3s6965evb firmware in QEMU with a Linux node over a serial backplane",

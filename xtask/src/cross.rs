@@ -1,4 +1,5 @@
-//! `cargo xtask cross`: build every `no_std` crate for the Cortex-M3 target.
+//! `cargo xtask cross`: build every `no_std` crate for the Cortex-M3 target,
+//! with no features, with `defmt` and with `log` (see [`NO_STD_CRATES`]).
 //!
 //! On the Debian path the crates are built with `-Zbuild-std=core`: only
 //! `core` exists for the target, not even `alloc` (`extern crate alloc` fails
@@ -29,8 +30,16 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{self, DEBIAN_RUSTC};
 
-/// The `no_std` crates of the workspace, all built by `cargo xtask cross`.
-pub(crate) const NO_STD_CRATES: &[&str] = &["msm-time", "msm-checkpoint", "msm-flash", "msm-backplane"];
+/// The `no_std` crates of the workspace, all built by `cargo xtask cross`,
+/// each with the logging features it has: none, `defmt` (MCU boards), `log`
+/// (the crates make the two mutually exclusive), so no logging path rots
+/// unbuilt.
+pub(crate) const NO_STD_CRATES: &[(&str, &[&str])] = &[
+    ("msm-time", &["", "defmt"]),
+    ("msm-checkpoint", &["", "defmt", "log"]),
+    ("msm-flash", &["", "defmt", "log"]),
+    ("msm-backplane", &["", "defmt", "log"]),
+];
 
 /// Cortex-M3 (QEMU `lm3s6965evb`), the smallest target the firmware supports.
 pub(crate) const TARGET: &str = "thumbv7m-none-eabi";
@@ -69,11 +78,19 @@ pub(crate) fn run() -> Result<()> {
             linker.display()
         ),
     }
-    for krate in NO_STD_CRATES {
-        let start = Instant::now();
-        let mut c = build_command(&toolchain, krate);
-        cmd::run(&mut c).with_context(|| format!("cross build of `{krate}` for {TARGET} failed"))?;
-        println!("cross: {krate} built for {TARGET} ({:.1} s)", start.elapsed().as_secs_f64());
+    for (krate, feature_sets) in NO_STD_CRATES {
+        for features in *feature_sets {
+            let start = Instant::now();
+            let with =
+                if features.is_empty() { "no features".to_owned() } else { format!("--features {features}") };
+            let mut c = build_command(&toolchain, krate);
+            if !features.is_empty() {
+                c.args(["--features", features]);
+            }
+            cmd::run(&mut c)
+                .with_context(|| format!("cross build of `{krate}` ({with}) for {TARGET} failed"))?;
+            println!("cross: {krate} ({with}) built for {TARGET} ({:.1} s)", start.elapsed().as_secs_f64());
+        }
     }
     Ok(())
 }

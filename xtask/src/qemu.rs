@@ -2,12 +2,19 @@
 //! interoperation test step of CI (`cargo xtask qemu-test`).
 //!
 //! Wiring (QEMU maps `-serial` options in order to UART0, UART1, UART2):
-//! UART0 (logs) to this terminal, UART1 (the backplane) to a pty that a Linux
+//! UART0 unused, UART1 (the backplane) to a pty that a Linux
 //! `msm-node --backplane serial:<pty>` opens, the SD card (SSI0) to an image
 //! file that keeps the saved configuration across runs.
+//!
+//! Logs: the firmware writes defmt frames over semihosting, which QEMU
+//! (`-semihosting-config enable=on,target=native`) passes to its standard
+//! output; [`decode`] turns them into lines `[  seconds.millis] LEVEL text`
+//! with `defmt-decoder` and the format strings in the firmware's ELF.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -82,7 +89,81 @@ pub(crate) fn ensure_sd_image(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The QEMU command line for `elf`: UART0 to `uart0`, UART1 to `uart1`.
+/// What QEMU itself prints on its standard output, before the guest runs,
+/// for each `-serial pty`: `char device redirected to /dev/pts/N (label serial1)`.
+const QEMU_PTY_LINE: &[u8] = b"char device redirected to ";
+
+/// Decodes the defmt frames read from `input` (QEMU's standard output) with
+/// the format strings of `elf`, calling `line` with each decoded line,
+/// `[  seconds.millis] LEVEL text`, until `input` ends. QEMU's own
+/// `char device redirected to ...` lines, which come first, are passed on
+/// as they are.
+pub(crate) fn decode(
+    elf: &Path,
+    mut input: impl Read,
+    mut line: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let table = defmt_decoder::Table::parse(&bytes)
+        .with_context(|| format!("reading the defmt table of {}", elf.display()))?
+        .with_context(|| format!("{} has no defmt data (built without defmt?)", elf.display()))?;
+    let mut decoder = table.new_stream_decoder();
+    let mut buf = [0u8; 4096];
+    // QEMU's text lines before the first defmt byte.
+    let mut preamble: Option<Vec<u8>> = Some(Vec::new());
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading the firmware's defmt output"),
+        };
+        let mut data = &buf[..n];
+        let rest;
+        if let Some(mut text) = preamble.take() {
+            text.extend_from_slice(data);
+            loop {
+                let k = text.len().min(QEMU_PTY_LINE.len());
+                if text[..k] != QEMU_PTY_LINE[..k] {
+                    break; // defmt from here on
+                }
+                match text.iter().position(|b| *b == b'\n') {
+                    Some(end) => {
+                        line(String::from_utf8_lossy(&text[..end]).trim_end())?;
+                        text.drain(..=end);
+                    }
+                    None => {
+                        preamble = Some(std::mem::take(&mut text));
+                        break; // wait for the rest of the line
+                    }
+                }
+            }
+            rest = text;
+            data = &rest;
+        }
+        decoder.received(data);
+        loop {
+            match decoder.decode() {
+                Ok(frame) => line(&format_frame(&frame))?,
+                Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
+                Err(defmt_decoder::DecodeError::Malformed) if table.encoding().can_recover() => {
+                    line("(malformed defmt frame skipped)")?;
+                }
+                Err(defmt_decoder::DecodeError::Malformed) => bail!("malformed defmt frame"),
+            }
+        }
+    }
+}
+
+/// `[     5.123] INFO  text`: the timestamp is the firmware's milliseconds.
+fn format_frame(frame: &defmt_decoder::Frame<'_>) -> String {
+    let ts = frame.display_timestamp().map(|t| t.to_string()).unwrap_or_default();
+    let level = frame.level().map_or("", |l| l.as_str()).to_uppercase();
+    format!("[{ts:>10}] {level:<5} {}", frame.display_message())
+}
+
+/// The QEMU command line for `elf`: UART0 to `uart0`, UART1 to `uart1`;
+/// the defmt log on QEMU's standard output.
 pub(crate) fn command(elf: &Path, uart0: &str, uart1: &str, sd: &Path) -> Command {
     let mut c = Command::new(QEMU);
     c.args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
@@ -102,7 +183,7 @@ pub(crate) fn run(args: &QemuArgs) -> Result<()> {
     let elf = board::build(&b)?;
     let sd = if args.sd.is_absolute() { args.sd.clone() } else { cmd::workspace_root().join(&args.sd) };
     ensure_sd_image(&sd)?;
-    println!("qemu: UART0 (logs) below; SD card {}", sd.display());
+    println!("qemu: the firmware's defmt log below, decoded; SD card {}", sd.display());
     if args.uart1 == "pty" {
         println!(
             "qemu: UART1 (backplane) is the pty QEMU names below (\"char device redirected to /dev/pts/N \
@@ -113,7 +194,21 @@ pub(crate) fn run(args: &QemuArgs) -> Result<()> {
         println!("qemu: UART1 (backplane) on {}", args.uart1);
     }
     println!("qemu: stop with Ctrl-C");
-    cmd::run(&mut command(&elf, "stdio", &args.uart1, &sd))
+    let mut c = command(&elf, "null", &args.uart1, &sd);
+    c.stdout(Stdio::piped());
+    eprintln!("$ {}", cmd::display(&c));
+    let mut child = c.spawn().context("starting qemu-system-arm")?;
+    let stdout = child.stdout.take().context("qemu's standard output")?;
+    let decoded = decode(&elf, stdout, |l| {
+        println!("{l}");
+        Ok(())
+    });
+    let status = child.wait()?;
+    decoded?;
+    if !status.success() {
+        bail!("qemu-system-arm exited with {status}");
+    }
+    Ok(())
 }
 
 /// CI step: install QEMU if needed, build the firmware, compare a scenario
@@ -132,7 +227,7 @@ pub(crate) fn interop() -> Result<()> {
 
 /// The scenario whose output is checked in: the firmware boots on a blank
 /// SD card with no peer; the backplane stays silent and the node elects
-/// itself. The log (timestamps removed) must equal
+/// itself. The decoded defmt log (timestamps removed) must equal
 /// `boards/<board>/expected/solo.log`; `MSM_BLESS=1` rewrites that file
 /// instead (then review the diff), as rtic's and defmt's expected outputs do.
 fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
@@ -143,30 +238,41 @@ fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
     let sd = dir.join("sd.img");
     let _ = std::fs::remove_file(&sd);
     ensure_sd_image(&sd)?;
-    let log = dir.join("uart0.log");
-    let _ = std::fs::remove_file(&log);
-    let mut c = command(elf, &format!("file:{}", log.display()), "null", &sd);
-    c.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut c = command(elf, "null", "null", &sd);
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     eprintln!("$ {}", cmd::display(&c));
     let mut child = c.spawn().context("starting qemu-system-arm")?;
+    let stdout = child.stdout.take().context("qemu's standard output")?;
+    let text = Arc::new(Mutex::new(String::new()));
+    let decoder = {
+        let (elf, text) = (elf.to_path_buf(), Arc::clone(&text));
+        std::thread::spawn(move || {
+            decode(&elf, stdout, |l| {
+                let mut t = text.lock().map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
+                t.push_str(l);
+                t.push('\n');
+                Ok(())
+            })
+        })
+    };
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    let text = loop {
-        let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-        if text.lines().any(|l| l.contains(LAST)) || Instant::now() > deadline {
-            break text;
-        }
-        if child.try_wait()?.is_some() {
-            break text;
+    loop {
+        let done = text.lock().map_or(true, |t| t.lines().any(|l| l.contains(LAST)));
+        if done || Instant::now() > deadline || child.try_wait()?.is_some() {
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    }
     let _ = child.kill();
     let _ = child.wait();
+    match decoder.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("the defmt decoder thread panicked"),
+    }
+    let text = text.lock().map(|t| t.clone()).unwrap_or_default();
+    // Timestamps differ from run to run: compare `LEVEL text` only.
     let got: String = text
         .lines()
-        .map(|l| l.trim_end_matches('\r'))
         .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
         .map(|l| format!("{l}\n"))
         .collect();

@@ -150,11 +150,10 @@ impl Table {
 #[derive(Debug, Clone, Copy)]
 pub struct Hex<'a>(pub &'a [u8]);
 
-impl core::fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl defmt::Format for Hex<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
         for b in self.0 {
-            write!(f, "{b:02x}")?;
+            defmt::write!(f, "{=u8:02x}", *b);
         }
-        Ok(())
     }
 }

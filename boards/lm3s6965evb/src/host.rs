@@ -119,7 +119,7 @@ impl Host for FirmwareHost {
     }
 
     fn bulk_begin(&mut self, stream: Stream, total: u64) -> Result<(), HostError> {
-        log!("bulk-begin {} total={}", name(stream), total);
+        log!("bulk-begin {=str} total={=u64}", name(stream), total);
         match stream {
             Stream::SavedConfig => {
                 self.saved_staged.clear();
@@ -152,7 +152,7 @@ impl Host for FirmwareHost {
                 (ItemKind::Bulk, false) => Err(HostError::BadRecord),
                 (ItemKind::Dynamic, true) => push_all(&mut self.active_pending, item),
                 (ItemKind::Dynamic, false) => {
-                    log!("config {}", core::str::from_utf8(item).unwrap_or("<not utf-8>").trim_end());
+                    log!("config {=str}", core::str::from_utf8(item).unwrap_or("<not utf-8>").trim_end());
                     push_all(&mut self.active, item)
                 }
             },
@@ -165,10 +165,13 @@ impl Host for FirmwareHost {
                 }
                 match change {
                     Change::Set(k, v) => log!(
-                        "apply {app} {kind_name} key={k} set {}",
+                        "apply {=str} {=str} key={=u64} set {=str}",
+                        app,
+                        kind_name,
+                        k,
                         core::str::from_utf8(v).unwrap_or("<binary>")
                     ),
-                    Change::Delete(k) => log!("apply {app} {kind_name} key={k} delete"),
+                    Change::Delete(k) => log!("apply {=str} {=str} key={=u64} delete", app, kind_name, k),
                 }
                 Ok(())
             }
@@ -184,7 +187,7 @@ impl Host for FirmwareHost {
                 core::mem::swap(&mut self.saved, &mut self.saved_staged);
                 self.saved_staged.clear();
                 self.saved_dirty = true;
-                log!("bulk-end saved-config bytes={}", self.saved.len());
+                log!("bulk-end saved-config bytes={=usize}", self.saved.len());
             }
             Stream::ActiveConfig => {
                 if !core::mem::take(&mut self.active_staging) {
@@ -194,20 +197,26 @@ impl Host for FirmwareHost {
                 self.active_pending.clear();
                 core::mem::swap(&mut self.active, &mut self.active_staged);
                 self.active_staged.clear();
-                log!("bulk-end active-config bytes={}", self.active.len());
+                log!("bulk-end active-config bytes={=usize}", self.active.len());
             }
             Stream::App(id) => {
                 let t = self.table(id)?;
                 let dropped = t.end_refresh();
                 let (rows, digest) = (t.len(), t.digest());
-                log!("bulk-end {} rows={rows} dropped={dropped} digest={digest:016x}", name(stream));
+                log!(
+                    "bulk-end {=str} rows={=usize} dropped={=usize} digest={=u64:016x}",
+                    name(stream),
+                    rows,
+                    dropped,
+                    digest
+                );
             }
         }
         Ok(())
     }
 
     fn bulk_abort(&mut self, stream: Stream) {
-        log!("bulk-abort {}", name(stream));
+        log!("bulk-abort {=str}", name(stream));
         match stream {
             Stream::SavedConfig => {
                 self.saved_staging = false;

@@ -1,20 +1,40 @@
-//! Logs on UART0: one line per event, `[  seconds.millis] text`. The line
-//! format is what `tests/qemu_interop.rs` and the expected-output check read.
+//! Logs through defmt: one frame per event, written to the host over
+//! semihosting (`defmt-semihosting`; QEMU passes it to its standard output)
+//! and decoded there against this ELF (`cargo xtask qemu`, `qemu-test` and
+//! `tests/qemu_interop.rs` use `defmt-decoder`). Each frame carries a
+//! millisecond timestamp; the decoded line is `[  seconds.millis] LEVEL text`,
+//! which is what `tests/qemu_interop.rs` and the expected output read.
+//!
+//! The format strings are defmt's: interned in the ELF, never in flash as
+//! text, and no `core::fmt` on the device.
 
-use core::fmt::Write;
+use defmt_semihosting as _;
 
-use crate::uart::Console;
+defmt::timestamp!("{=u64:ms}", crate::clock::now().as_millis());
 
-pub fn line(args: core::fmt::Arguments<'_>) {
-    let ms = crate::clock::now().as_millis();
-    let mut c = Console;
-    let _ = write!(c, "[{:>6}.{:03}] ", ms / 1000, ms % 1000);
-    let _ = c.write_fmt(args);
-    let _ = c.write_str("\n");
-}
-
-/// `log!("fmt", args..)`: one line on the console.
+/// `log!("fmt", args..)`: one event at info level (defmt format string).
 #[macro_export]
 macro_rules! log {
-    ($($arg:tt)*) => { $crate::log::line(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { ::defmt::info!($($arg)*) };
+}
+
+/// A slot as the engine's `Display` writes it: `MSM-B`.
+pub struct SlotName(pub msm_checkpoint::Slot);
+
+impl defmt::Format for SlotName {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "MSM-{}", self.0.letter());
+    }
+}
+
+/// A term as the engine's `Display` writes it: `3.B` (count, owner).
+pub struct TermName(pub msm_checkpoint::Term);
+
+impl defmt::Format for TermName {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self.0.owner() {
+            Some(s) => defmt::write!(f, "{=u64}.{}", self.0.count(), s.letter()),
+            None => defmt::write!(f, "-"),
+        }
+    }
 }

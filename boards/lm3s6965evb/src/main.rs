@@ -31,6 +31,7 @@ use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot}
 
 use crate::apps::APPS;
 use crate::host::FirmwareHost;
+use crate::log::{SlotName, TermName};
 
 /// Largest backplane frame (run the Linux peer with `--max-frame 512` or less).
 pub const MAX_FRAME: usize = 512;
@@ -71,8 +72,7 @@ fn main() -> ! {
     static mut LINK: MaybeUninit<Backplane> = MaybeUninit::uninit();
     static mut RX_FRAME: [u8; MAX_FRAME] = [0; MAX_FRAME];
     static mut TX_FRAME: [u8; MAX_FRAME] = [0; MAX_FRAME];
-    let _console = uart::Console::init();
-    log!("msm-lm3s6965evb {} booting", env!("CARGO_PKG_VERSION"));
+    log!("msm-lm3s6965evb {=str} booting", env!("CARGO_PKG_VERSION"));
     let Some(core) = cortex_m::Peripherals::take() else {
         log!("fatal: core peripherals already taken");
         fatal()
@@ -86,7 +86,7 @@ fn main() -> ! {
     let mut reg = AppRegistry::<{ APPS.len() }>::new();
     for (name, schema, deps) in APPS {
         if let Err(e) = reg.register(name, schema, deps) {
-            log!("fatal: registering {name}: {e:?}");
+            log!("fatal: registering {=str}: {}", name, defmt::Debug2Format(&e));
             fatal()
         }
     }
@@ -106,11 +106,11 @@ fn main() -> ! {
     loop {
         let now = clock.now();
         if embedded_io::ReadReady::read_ready(link.inner_mut()).unwrap_or(false) {
-            log!("backplane up after {} ms", now.saturating_since(start).as_millis());
+            log!("backplane up after {=u128} ms", now.saturating_since(start).as_millis());
             break;
         }
         if now.saturating_since(start) >= Duration::from_millis(LINK_WAIT_MS) {
-            log!("backplane silent for {LINK_WAIT_MS} ms: starting alone");
+            log!("backplane silent for {=u64} ms: starting alone", LINK_WAIT_MS);
             break;
         }
         cortex_m::asm::wfi();
@@ -119,13 +119,16 @@ fn main() -> ! {
     let engine: &'static mut Engine = match Engine::new(cfg, reg, clock.now()) {
         Ok(e) => ENGINE.write(e),
         Err(e) => {
-            log!("fatal: engine configuration refused: {e}");
+            log!("fatal: engine configuration refused: {}", defmt::Display2Format(&e));
             fatal()
         }
     };
     log!(
-        "node {slot} up: incarnation {incarnation}, apps devmgr <- cfgmgr <- vlan, max frame {MAX_FRAME}, \
-         heartbeat 100 ms x 3, engine {} bytes",
+        "node {} up: incarnation {=u32}, apps devmgr <- cfgmgr <- vlan, max frame {=usize}, \
+         heartbeat 100 ms x 3, engine {=usize} bytes",
+        SlotName(slot),
+        incarnation,
+        MAX_FRAME,
         core::mem::size_of::<Engine>()
     );
     let mut s = Statics { engine, host, link, rx: RX_FRAME, tx: TX_FRAME };
@@ -145,12 +148,12 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
                 Ok(Some(n)) => {
                     busy = true;
                     if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], s.host) {
-                        log!("frame refused: {e}");
+                        log!("frame refused: {}", defmt::Display2Format(&e));
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    log!("backplane receive error: {e}");
+                    log!("backplane receive error: {}", e);
                     break;
                 }
             }
@@ -158,7 +161,7 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
         let bad = framing_errors(s.link);
         if bad != last_bad {
             log!(
-                "backplane: {} damaged frame(s) dropped so far, {} byte(s) lost at the receive ring",
+                "backplane: {=u64} damaged frame(s) dropped so far, {=u32} byte(s) lost at the receive ring",
                 bad,
                 s.link.inner().overruns()
             );
@@ -212,33 +215,33 @@ fn framing_errors(link: &Backplane) -> u64 {
 }
 
 fn log_send_error(e: UartError<Infallible>) {
-    log!("backplane send error: {e}");
+    log!("backplane send error: {}", e);
 }
 
 fn report(engine: &Engine, host: &mut FirmwareHost, ev: Event) {
     match ev {
-        Event::RoleChanged { role, term } => log!("role {role} term {term}"),
+        Event::RoleChanged { role, term } => log!("role {=str} term {}", role.as_str(), TermName(term)),
         Event::Promoted { term, config, in_sync } => {
-            log!("promoted to MASTER term {term} config {config:?} in_sync {in_sync}");
+            log!("promoted to MASTER term {} config {} in_sync {=bool}", TermName(term), config, in_sync);
             if config == ConfigChoice::OwnSaved {
                 host.run_saved();
             }
             for (i, (name, _, _)) in APPS.iter().enumerate() {
                 if let Some(t) = host.tables.get(i) {
-                    log!("app {name} rows={} digest={:016x}", t.len(), t.digest());
+                    log!("app {=str} rows={=usize} digest={=u64:016x}", name, t.len(), t.digest());
                     // Every row, so a takeover can be checked against the old master's journal.
                     for (key, value) in t.rows() {
-                        log!("row {name} {key} {}", apps::Hex(value));
+                        log!("row {=str} {=u64} {}", name, key, apps::Hex(value));
                     }
                 }
             }
-            log!("active configuration: {} bytes", host.active.len());
+            log!("active configuration: {=usize} bytes", host.active.len());
         }
-        Event::StreamSynced(stream) => log!("synced {}", crate::host::name(stream)),
-        Event::InSync(b) => log!("in-sync {b}"),
-        Event::PeerUp(slot) => log!("peer {slot} up"),
-        Event::PeerLost(slot) => log!("peer {slot} lost"),
-        other => log!("event {other:?}"),
+        Event::StreamSynced(stream) => log!("synced {=str}", crate::host::name(stream)),
+        Event::InSync(b) => log!("in-sync {=bool}", b),
+        Event::PeerUp(slot) => log!("peer {} up", SlotName(slot)),
+        Event::PeerLost(slot) => log!("peer {} lost", SlotName(slot)),
+        other => log!("event {}", other),
     }
     if engine.role() == Role::Master {
         // Nothing else to start: the tables are already the live state.
@@ -256,6 +259,12 @@ fn fatal() -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     cortex_m::interrupt::disable();
-    log!("PANIC: {info}");
+    // The message only when it is a plain string: formatting it would link
+    // core::fmt, which nothing else on the device needs.
+    let message = info.message().as_str().unwrap_or("<formatted message>");
+    match info.location() {
+        Some(l) => defmt::error!("PANIC: {=str} at {=str}:{=u32}", message, l.file(), l.line()),
+        None => defmt::error!("PANIC: {=str}", message),
+    }
     fatal()
 }

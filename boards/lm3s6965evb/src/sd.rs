@@ -165,9 +165,9 @@ impl DelayNs for Delay {
 pub type Card = SdCard<SdSpi, Delay>;
 
 /// Errors of [`SdNor`].
-#[derive(Debug)]
+#[derive(Debug, defmt::Format)]
 pub enum SdNorError {
-    /// The card failed (or is absent); shown through `Debug`.
+    /// The card failed (or is absent); logged through defmt.
     Card(#[allow(dead_code)] embedded_sdmmc::SdCardError),
     OutOfBounds,
     NotAligned,

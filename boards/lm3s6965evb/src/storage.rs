@@ -29,23 +29,24 @@ pub fn mount(host: &mut FirmwareHost, incarnation: &mut u32) -> Option<Store> {
     let mut nor = match SdNor::new(card, REGION_FIRST, REGION_BLOCKS) {
         Ok(nor) => nor,
         Err(e) => {
-            log!("sd: no usable card ({e:?}): saved configuration kept in RAM only");
+            log!("sd: no usable card ({}): saved configuration kept in RAM only", e);
             return None;
         }
     };
     match nor.bump_boot_count() {
         Ok(n) => *incarnation = n,
-        Err(e) => log!("sd: boot counter not updated ({e:?})"),
+        Err(e) => log!("sd: boot counter not updated ({})", e),
     }
     log!(
-        "sd: card of {} blocks, config region blocks {REGION_FIRST}..{}",
+        "sd: card of {=u32} blocks, config region blocks {=u32}..{=u32}",
         nor.card_blocks(),
+        REGION_FIRST,
         REGION_FIRST + REGION_BLOCKS
     );
     let mut store = match ConfigStore::mount(nor, ConfigName::Primary) {
         Ok(s) => s,
         Err(e) => {
-            log!("sd: config store refused to mount: {e}");
+            log!("sd: config store refused to mount: {}", e);
             return None;
         }
     };
@@ -55,28 +56,28 @@ pub fn mount(host: &mut FirmwareHost, incarnation: &mut u32) -> Option<Store> {
     };
     host.saved.clear();
     if host.saved.resize(info.len as usize, 0).is_err() {
-        log!("sd: primary.cfg is {} bytes, more than this node holds: not loaded", info.len);
+        log!("sd: primary.cfg is {=u32} bytes, more than this node holds: not loaded", info.len);
         return Some(store);
     }
     match store.read(0, &mut host.saved) {
         Ok(n) if n == info.len as usize => {
             log!(
-                "sd: primary.cfg generation {} loaded, {} bytes, crc {:08x}",
+                "sd: primary.cfg generation {=u32} loaded, {=u32} bytes, crc {=u32:08x}",
                 info.generation,
                 info.len,
                 info.crc
             );
             let text = host.saved.get(8..).unwrap_or(&[]);
             for line in core::str::from_utf8(text).unwrap_or("<not utf-8>").lines() {
-                log!("saved> {line}");
+                log!("saved> {=str}", line);
             }
         }
         Ok(n) => {
-            log!("sd: primary.cfg short read ({n} of {} bytes): not loaded", info.len);
+            log!("sd: primary.cfg short read ({=usize} of {=u32} bytes): not loaded", n, info.len);
             host.saved.clear();
         }
         Err(e) => {
-            log!("sd: reading primary.cfg failed: {e}");
+            log!("sd: reading primary.cfg failed: {}", e);
             host.saved.clear();
         }
     }
@@ -86,16 +87,16 @@ pub fn mount(host: &mut FirmwareHost, incarnation: &mut u32) -> Option<Store> {
 /// Writes a newly received saved configuration to the card.
 pub fn save(store: &mut Option<Store>, data: &[u8]) {
     let Some(store) = store.as_mut() else {
-        log!("saved configuration: {} bytes (held in RAM: no SD card)", data.len());
+        log!("saved configuration: {=usize} bytes (held in RAM: no SD card)", data.len());
         return;
     };
     match store.save(data, &SaveInfo { saved_at: 0, sw_version: SW_VERSION }) {
         Ok(info) => log!(
-            "sd: primary.cfg generation {} stored, {} bytes, crc {:08x}",
+            "sd: primary.cfg generation {=u32} stored, {=u32} bytes, crc {=u32:08x}",
             info.generation,
             info.len,
             info.crc
         ),
-        Err(e) => log!("sd: storing primary.cfg failed: {e}"),
+        Err(e) => log!("sd: storing primary.cfg failed: {}", e),
     }
 }

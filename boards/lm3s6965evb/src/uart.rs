@@ -1,6 +1,6 @@
 //! A small register-level driver for the LM3S6965's PL011-like UARTs.
 //!
-//! [`Console`] (UART0) writes logs by polling. [`Uart1`] is the backplane: its
+//! UART0 is not used (logs go out over semihosting, see `log.rs`). [`Uart1`] is the backplane: its
 //! receive interrupt drains the 16-byte hardware FIFO into a heapless ring,
 //! so no byte is lost while the main loop is busy, and it implements the
 //! `embedded-io` traits the `msm-backplane` UART link is written against.
@@ -14,7 +14,6 @@ use lm3s6965::interrupt;
 
 use crate::regs::{self, SYSCTL_RCGC1};
 
-const UART0: usize = 0x4000_C000;
 const UART1: usize = 0x4000_D000;
 
 const DR: usize = 0x000;
@@ -56,29 +55,6 @@ fn init(base: usize, clock_bit: u32) {
 fn put(base: usize, byte: u8) {
     while regs::read(base + FR) & FR_TXFF != 0 {}
     regs::write(base + DR, u32::from(byte));
-}
-
-/// UART0: the console, for logs. Writes block until the FIFO takes the byte.
-#[derive(Debug, Clone, Copy)]
-pub struct Console;
-
-impl Console {
-    pub fn init() -> Console {
-        init(UART0, 1 << 0);
-        Console
-    }
-}
-
-impl core::fmt::Write for Console {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                put(UART0, b'\r');
-            }
-            put(UART0, b);
-        }
-        Ok(())
-    }
 }
 
 /// UART1: the backplane.

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use msm_backplane::link::Link;
+use msm_backplane::Link;
 use msm_backplane_linux::{UnixDatagramLink, unix_datagram_pair};
 use msm_checkpoint::Slot;
 use msm_linux_emu::apps::{Change, FDB};

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
-use msm_backplane::link::{ErrorType, Link};
+use msm_backplane::{ErrorType, Link};
 use msm_backplane_linux::{Datagram, DatagramLink, Error, SerialLink, UdpLink};
 
 /// A Unix datagram socket bound to its own path, sending to the peer's path.

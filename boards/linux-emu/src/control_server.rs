@@ -10,7 +10,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use msm_backplane::link::Link;
+use msm_backplane::Link;
 
 use crate::control::{Response, parse_request};
 use crate::node::{Handled, MsmNode, Ticket};

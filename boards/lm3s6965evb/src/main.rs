@@ -25,8 +25,8 @@ use core::mem::MaybeUninit;
 use core::time::Duration;
 
 use cortex_m_rt::entry;
-use msm_backplane::link::Link;
-use msm_backplane::uart::{UartError, UartLink};
+use msm_backplane::Link;
+use msm_backplane::{UartError, UartLink};
 use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
 
 use crate::apps::APPS;

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 
-use msm_backplane::link::{ErrorType, Link};
+use msm_backplane::{ErrorType, Link};
 
 use crate::error::Error;
 

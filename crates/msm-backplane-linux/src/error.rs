@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use msm_backplane::link::{self, ErrorKind};
+use msm_backplane::ErrorKind;
 
 /// Why a Linux link call failed.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Error {
     }
 }
 
-impl link::Error for Error {
+impl msm_backplane::Error for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::WouldBlock => ErrorKind::WouldBlock,

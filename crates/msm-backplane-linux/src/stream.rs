@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 
 use bytes::{Buf, BytesMut};
 use msm_backplane::framing::{self, FrameDecoder, FrameReader, FramingCounters};
-use msm_backplane::link::{ErrorType, Link};
+use msm_backplane::{ErrorType, Link};
 
 use crate::error::Error;
 

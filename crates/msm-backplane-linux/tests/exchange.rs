@@ -9,8 +9,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use msm_backplane::Link;
 use msm_backplane::channel::{ChannelConfig, ChannelLink};
-use msm_backplane::fault::{FaultConfig, FaultInjector, Rate};
-use msm_backplane::link::{Error as _, ErrorKind};
+use msm_backplane::{Error as _, ErrorKind};
+use msm_backplane::{FaultConfig, FaultInjector, Rate};
 use msm_backplane_linux::{
     Clock, Error, StreamLink, UdpLink, open_serial, pty_pair, unix_datagram_pair, unix_stream_pair, wait,
 };

@@ -16,8 +16,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use msm_backplane::link::{Error as _, ErrorKind, ErrorType, Link};
-use msm_backplane::{ChannelConfig, ChannelLink, FaultConfig, FaultInjector, Rate};
+use msm_backplane::channel::{ChannelConfig, ChannelLink};
+use msm_backplane::{Error as _, ErrorKind, ErrorType, Link};
+use msm_backplane::{FaultConfig, FaultInjector, Rate};
 use msm_time::Instant;
 
 const FRAME: usize = 256;

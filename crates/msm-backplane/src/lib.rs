@@ -2,7 +2,7 @@
 //!
 //! The backplane between two management modules, below the checkpoint engine:
 //!
-//! - [`link`]: the small trait every driver implements and every board hands
+//! - [`Link`]: the small trait every driver implements and every board hands
 //!   to the checkpoint core: send and receive whole frames, never blocking.
 //! - [`framing`]: frames over byte streams (UARTs, ptys, stream sockets):
 //!   COBS with a CRC-32C trailer and `0x00` delimiters, resynchronising after
@@ -11,13 +11,17 @@
 //!   cumulative and selective acks, retransmission with backoff, a bounded
 //!   window) for links that drop, duplicate, reorder or corrupt frames, and
 //!   [`channel::ChannelLink`], which stacks it on any link.
-//! - [`uart`]: a link driver over `embedded-io` byte streams (an MCU's UART).
-//! - [`fault`]: one seeded fault model (drop, duplicate, corrupt, delay,
-//!   reorder, partition) and a link wrapper that applies it; the simulator
-//!   uses the same model.
+//! - [`UartLink`]: a link driver over `embedded-io` byte streams (an MCU's UART).
+//! - [`FaultModel`]: one seeded fault model (drop, duplicate, corrupt, delay,
+//!   reorder, partition) and [`FaultInjector`], a link wrapper that applies
+//!   it; the simulator uses the same model.
 //!
-//! `no_std`, no allocation, no `unsafe`. Time is an argument ([`Instant`],
-//! the checkpoint core's type), never read from a clock. See
+//! Every type has one public path: the crate root, except the two wire
+//! formats, [`framing`] and [`channel`], whose types live in their module
+//! beside their constants and functions.
+//!
+//! `no_std`, no allocation, no `unsafe`. Time is an argument (`msm_time::Instant`,
+//! shared with the checkpoint core), never read from a clock. See
 //! `docs/backplane.md` for the byte layouts and which layer does what.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -27,14 +31,12 @@ mod fmt;
 
 pub mod channel;
 mod crc32c;
-pub mod fault;
+mod fault;
 pub mod framing;
-pub mod link;
-pub mod uart;
+mod link;
+mod uart;
 
-pub use channel::{Channel, ChannelConfig, ChannelError, ChannelLink, LostReason};
-pub use fault::{Fate, FaultConfig, FaultInjector, FaultModel, Rate};
-pub use framing::{FrameDecoder, FrameReader, FramingCounters};
+pub use fault::{BitFlips, Delivery, Fate, FaultConfig, FaultInjector, FaultModel, FaultStats, Rate};
 pub use link::{Error, ErrorKind, ErrorType, Link};
 use msm_time::Instant;
-pub use uart::UartLink;
+pub use uart::{UartError, UartLink};

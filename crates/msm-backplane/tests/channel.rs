@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use common::{ByteFaults, MemLink, byte_pair, mem_pair, message};
 use msm_backplane::UartLink;
 use msm_backplane::channel::{Channel, ChannelConfig, ChannelError, ChannelLink, LostReason};
-use msm_backplane::fault::{FaultConfig, FaultInjector, Rate};
-use msm_backplane::link::{Error as _, ErrorKind, Link};
+use msm_backplane::{Error as _, ErrorKind, Link};
+use msm_backplane::{FaultConfig, FaultInjector, Rate};
 use msm_time::Instant;
 
 const WINDOW: usize = 16;

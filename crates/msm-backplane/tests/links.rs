@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{ByteFaults, byte_pair, mem_pair, message};
 use msm_backplane::UartLink;
-use msm_backplane::fault::{FaultConfig, FaultInjector, Rate};
-use msm_backplane::link::{Error as _, ErrorKind, Link};
+use msm_backplane::{Error as _, ErrorKind, Link};
+use msm_backplane::{FaultConfig, FaultInjector, Rate};
 use msm_time::Instant;
 
 #[test]
@@ -58,7 +58,7 @@ fn uart_link_reports_a_frame_larger_than_the_callers_buffer() {
     assert_eq!(small[..5], [8; 5]);
 }
 
-fn run_faults(seed: u64) -> (msm_backplane::fault::FaultStats, Vec<Vec<u8>>) {
+fn run_faults(seed: u64) -> (msm_backplane::FaultStats, Vec<Vec<u8>>) {
     let (mut a, b) = mem_pair(64, 1 << 20);
     let cfg = FaultConfig {
         drop: Rate::percent(10),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use msm_backplane::fault::FaultConfig;
+use msm_backplane::FaultConfig;
 use msm_checkpoint::Role;
 use msm_checkpoint::{render_checkpoint, render_switch};
 use msm_narrate::{Progress, progress_bar};

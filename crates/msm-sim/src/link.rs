@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use msm_backplane::fault::{FaultConfig, FaultModel, Rate};
+use msm_backplane::{FaultConfig, FaultModel, Rate};
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -75,7 +75,7 @@ impl Links {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use msm_backplane::fault::Fate;
+    use msm_backplane::Fate;
 
     use super::*;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use msm_backplane::fault::{FaultConfig, Rate};
+use msm_backplane::{FaultConfig, Rate};
 use msm_checkpoint::wire::{self, Body, FrameWriter, Record};
 use msm_checkpoint::{ConfigChoice, Event, FrameError, Phase, Role, SyncState};
 use msm_sim::host::SimStream;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use msm_backplane::link::Link;
+use msm_backplane::Link;
 use msm_checkpoint::Slot;
 use msm_linux_emu::backplane::Backplane;
 use msm_linux_emu::control_server::ControlServer;

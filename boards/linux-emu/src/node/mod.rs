@@ -15,7 +15,7 @@ mod throttle;
 
 use std::time::Duration;
 
-use msm_backplane::link::{Error as _, ErrorKind, Link};
+use msm_backplane::{Error as _, ErrorKind, Link};
 use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
 use msm_flash::ConfigName;
 use msm_time::Instant;

@@ -2,7 +2,7 @@
 //! reads or changes the node and answers with text and JSON ([`render`]
 //! shapes the `show` output).
 
-use msm_backplane::link::Link;
+use msm_backplane::Link;
 use msm_flash::ConfigName;
 use serde_json::json;
 

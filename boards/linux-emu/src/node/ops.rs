@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use msm_backplane::link::Link;
+use msm_backplane::Link;
 use std::fmt::Write as _;
 
 use msm_checkpoint::{AppId, Role};

@@ -2,7 +2,7 @@
 //! frame the throttle or the link refused is held and goes first next round
 //! (the engine has already counted it as sent).
 
-use msm_backplane::link::{Error as _, ErrorKind, Link};
+use msm_backplane::{Error as _, ErrorKind, Link};
 use msm_time::Instant;
 
 use super::throttle::Throttle;
@@ -57,7 +57,7 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use msm_backplane::link::ErrorType;
+    use msm_backplane::ErrorType;
 
     use super::*;
 

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use msm_backplane::link::{ErrorKind, ErrorType, Link};
+use msm_backplane::{ErrorKind, ErrorType, Link};
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
 

@@ -210,7 +210,7 @@ fn le32(b: &[u8], at: usize) -> u32 {
 ///
 /// ```
 /// use core::time::Duration;
-/// use msm_backplane::{Channel, ChannelConfig};
+/// use msm_backplane::channel::{Channel, ChannelConfig};
 /// use msm_time::Instant;
 ///
 /// type Side = Channel<4, 128>;

@@ -574,3 +574,59 @@ fn a_frame_in_flight_from_a_dead_master_is_not_a_slot_conflict() {
         panic!("{failure}");
     }
 }
+
+/// The same in the backup's slot: the master hears two boots of slot B; it
+/// keeps its session with the backup it has (no re-bulk), reports the
+/// conflict, and ignores the other module's hellos; a backup that really
+/// reboots still gets a fresh session and a bulk.
+#[test]
+fn a_second_module_in_the_backups_slot_is_a_conflict_not_a_rebulk() {
+    let mut sim = synced(SimConfig::chassis(2), 6);
+    let bulks_before = sim.events_of(A).len();
+    let term = sim.engine(A).unwrap().term().raw();
+    for i in 0..40u32 {
+        let hb = wire::Heartbeat {
+            role: if i < 10 { 0 } else { 2 }, // INIT, then BACKUP as the master's heartbeat names slot B
+            priority: 0,
+            health: 100,
+            backup: wire::NO_SLOT,
+            in_sync: false,
+            session: 0,
+            incarnation: 7_777,
+            config: wire::DigestMark::default(),
+        };
+        let mut buf = [0u8; 128];
+        let n = FrameWriter::new(&mut buf, 1, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+        sim.inject(A, &buf[..n]);
+        if i >= 10 {
+            let mut buf = [0u8; 128];
+            let hello = Body::Hello { incarnation: 7_777, hello_id: 1, total: 0 };
+            let n = FrameWriter::new(&mut buf, 1, 0, term, &hello).unwrap().finish();
+            sim.inject(A, &buf[..n]);
+        }
+        sim.run_for(Duration::from_millis(5)).unwrap();
+    }
+    let a = sim.engine(A).unwrap();
+    assert_eq!(a.switch_status().slot_conflict, Some(msm_checkpoint::Slot::B));
+    assert_eq!(a.sync_state(), SyncState::InSync, "the session with the real backup goes on");
+    let rebulks =
+        sim.events_of(A)[bulks_before..].iter().filter(|(_, e)| matches!(e, Event::Rebulk { .. })).count();
+    let attached = sim.events_of(A)[bulks_before..]
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::BackupAttached(_)))
+        .count();
+    assert_eq!((rebulks, attached), (0, 0), "no new session, no re-bulk");
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    assert_eq!(sim.engine(A).unwrap().switch_status().slot_conflict, None);
+    sim.check_converged().unwrap();
+
+    // A real reboot of the backup: a new session and a bulk.
+    sim.crash(B);
+    sim.boot(B);
+    let attached = |s: &Sim| {
+        s.events_of(A)[bulks_before..].iter().filter(|(_, e)| matches!(e, Event::BackupAttached(_))).count()
+    };
+    assert!(sim.run_until_cond(Duration::from_secs(2), |s| attached(s) >= 1).unwrap(), "no new session");
+    assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap());
+    sim.check_converged().unwrap();
+}

@@ -1,8 +1,8 @@
-//! Who is really in a slot. A heartbeat of another boot in the slot of the
-//! master we follow means the master restarted (its old boot falls silent)
-//! or a second module claims that slot (the old boot is heard again well
-//! after the new one spoke); a frame claiming our own slot means a second
-//! module in it. A conflict lasts a detection interval past its last sign,
+//! Who is really in a slot. A heartbeat of another boot in the slot of our
+//! partner (the master we follow; as master, the backup our session is
+//! with) means the partner restarted (its old boot falls silent) or a second
+//! module claims that slot (the old boot is heard again well after the new
+//! one spoke); a frame claiming our own slot means a second module in it. A conflict lasts a detection interval past its last sign,
 //! is shown in status, and while it lasts the other module's heartbeats
 //! change nothing here and no election is won for a claimed slot.
 
@@ -17,9 +17,9 @@ use crate::role::Slot;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finding {
     Nothing,
-    /// The master we follow restarted, or fell silent while another module
-    /// spoke in its slot: it is lost.
-    MasterLost,
+    /// The partner restarted, or fell silent while another module spoke in
+    /// its slot: it is lost.
+    Lost,
 }
 
 /// Slot conflicts and restarts of the master we follow.
@@ -29,23 +29,23 @@ pub(crate) struct Identity {
     detect: Duration,
     /// The slot two modules claim, while [`Timer::SlotConflict`] runs.
     conflict: Option<Slot>,
-    /// Last heartbeat of the master we follow, in its boot.
-    master_heard: Instant,
-    /// When another boot of the master's slot first spoke.
+    /// Last heartbeat of the partner, in its boot.
+    partner_heard: Instant,
+    /// When another boot of the partner's slot first spoke.
     suspect_since: Instant,
 }
 
 impl Identity {
     pub(crate) const fn new(now: Instant, heartbeat: Duration, detect: Duration) -> Self {
-        Identity { heartbeat, detect, conflict: None, master_heard: now, suspect_since: now }
+        Identity { heartbeat, detect, conflict: None, partner_heard: now, suspect_since: now }
     }
 
-    /// A heartbeat of the master we follow, in its boot (or we just began following it).
-    pub(crate) fn master_heard(&mut self, now: Instant) {
-        self.master_heard = now;
+    /// A heartbeat of the partner, in its boot (or the partnership just began).
+    pub(crate) fn partner_heard(&mut self, now: Instant) {
+        self.partner_heard = now;
     }
 
-    /// A heartbeat from the master's slot with another boot count. It
+    /// A heartbeat from the partner's slot with another boot count. It
     /// changes nothing yet: see [`on_timeout`](Self::on_timeout).
     pub(crate) fn other_boot(&mut self, now: Instant, slot: Slot, timers: &mut TimerTable) -> bool {
         if self.conflict == Some(slot) && timers.is_armed(Timer::SlotConflict) {
@@ -68,17 +68,23 @@ impl Identity {
         timers.set(Timer::SlotConflict, now + self.detect);
     }
 
+    /// Another boot of the partner's slot spoke and is being judged, or is a
+    /// conflict: its frames wait or are ignored.
+    pub(crate) fn doubted(&self, slot: Slot, timers: &TimerTable) -> bool {
+        timers.is_armed(Timer::MasterSuspect) || self.current(timers) == Some(slot)
+    }
+
     /// The slot in conflict, if any.
     pub(crate) fn current(&self, timers: &TimerTable) -> Option<Slot> {
         self.conflict.filter(|_| timers.is_armed(Timer::SlotConflict))
     }
 
     /// Decide what the suspect window showed; end a conflict whose last sign
-    /// is a detection interval old. `master`: the master we follow, if any.
+    /// is a detection interval old. `partner`: its slot, if any.
     pub(crate) fn on_timeout(
         &mut self,
         now: Instant,
-        master: Option<Slot>,
+        partner: Option<Slot>,
         timers: &mut TimerTable,
     ) -> Finding {
         if timers.is_expired(Timer::SlotConflict, now) {
@@ -90,21 +96,21 @@ impl Identity {
             timers.stop(Timer::MasterSuspect);
             // The old boot heard well after the new one spoke, not a frame
             // still on its way when it died: a second module.
-            let alive = self.master_heard > self.suspect_since + self.heartbeat / 2;
-            match master {
+            let alive = self.partner_heard > self.suspect_since + self.heartbeat / 2;
+            match partner {
                 Some(m) if alive => self.conflict(now, m, timers),
                 Some(_) => {
-                    info!("master restarted");
-                    return Finding::MasterLost;
+                    info!("partner restarted");
+                    return Finding::Lost;
                 }
                 None => {}
             }
         }
-        // A conflict must not keep us following a master that died: the
-        // other module's heartbeats refresh the slot, not the master we follow.
-        let silent = now.saturating_since(self.master_heard) >= self.detect;
-        if silent && self.conflict.is_some() && self.conflict == master {
-            return Finding::MasterLost;
+        // A conflict must not keep us with a partner that died: the other
+        // module's heartbeats refresh the slot, not the partner.
+        let silent = now.saturating_since(self.partner_heard) >= self.detect;
+        if silent && self.conflict.is_some() && self.conflict == partner {
+            return Finding::Lost;
         }
         Finding::Nothing
     }
@@ -123,22 +129,22 @@ mod tests {
     fn a_restart_is_a_lost_master_a_second_module_a_conflict() {
         // Restart: the old boot says nothing after the new one spoke.
         let (mut id, mut t) = (Identity::new(ms(0), HB, HB * 3), TimerTable::new());
-        id.master_heard(ms(100));
+        id.partner_heard(ms(100));
         assert!(!id.other_boot(ms(101), Slot::A, &mut t));
-        id.master_heard(ms(102)); // still on its way when the old boot died
-        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), &mut t), Finding::MasterLost);
+        id.partner_heard(ms(102)); // still on its way when the old boot died
+        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), &mut t), Finding::Lost);
         assert_eq!(id.current(&t), None);
 
         // Second module: the followed boot keeps speaking.
         let (mut id, mut t) = (Identity::new(ms(0), HB, HB * 3), TimerTable::new());
         id.other_boot(ms(101), Slot::A, &mut t);
-        id.master_heard(ms(110));
+        id.partner_heard(ms(110));
         assert_eq!(id.on_timeout(ms(116), Some(Slot::A), &mut t), Finding::Nothing);
         assert_eq!(id.current(&t), Some(Slot::A));
         assert!(id.other_boot(ms(120), Slot::A, &mut t), "the other module's frames are the conflict's");
         // The followed master falls silent while the other one speaks: lost.
         id.other_boot(ms(140), Slot::A, &mut t);
-        assert_eq!(id.on_timeout(ms(141), Some(Slot::A), &mut t), Finding::MasterLost);
+        assert_eq!(id.on_timeout(ms(141), Some(Slot::A), &mut t), Finding::Lost);
         // The other module leaves: the conflict ends a detection interval later.
         assert_eq!(id.on_timeout(ms(171), None, &mut t), Finding::Nothing);
         assert_eq!(id.current(&t), None);

@@ -121,22 +121,20 @@ impl Membership {
         p.version = Some(version);
     }
 
-    /// Record what a heartbeat says of its sender. Returns the sender's role
-    /// and whether it restarted (a new incarnation) since we last heard it.
-    pub(crate) fn heartbeat(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat) -> (Role, bool) {
+    /// Record what a heartbeat says of its sender; its role.
+    pub(crate) fn heartbeat(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat) -> Role {
         let role = Role::from_wire(hb.role).unwrap_or(Role::Init);
         let p = &mut self.peers[from.index()];
         if let Some(last) = p.last_heartbeat {
             p.max_gap = p.max_gap.max(now.saturating_since(last));
         }
         p.last_heartbeat = Some(now);
-        let restarted = p.incarnation != hb.incarnation;
         p.role = role;
         p.term = term;
         p.priority = hb.priority;
         p.health = hb.health;
         p.incarnation = hb.incarnation;
-        (role, restarted)
+        role
     }
 
     pub(crate) fn judge_master(&self, from: Slot, term: Term) -> MasterVerdict {

@@ -265,6 +265,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     self.choose_backup(now);
                 }
                 self.members.check_from_backup(from, term)?;
+                let other_boot = self.partner().is_some_and(|(s, inc)| s == from && inc != incarnation);
+                if other_boot && self.identity.doubted(from, &self.timers) {
+                    // A boot of our backup's slot we are not sure of: its hello waits (it repeats).
+                    return Ok(());
+                }
                 let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
                 self.sender.on_hello(
                     from,
@@ -322,17 +327,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn on_heartbeat<H: Host>(&mut self, now: Instant, from: Slot, term: Term, hb: &Heartbeat, host: &mut H) {
-        if self.members.role != Role::Master && self.members.master == Some(from) {
-            if hb.incarnation != self.members.master_incarnation {
-                // Another boot in our master's slot: nothing changes yet (see `identity`).
-                if self.identity.other_boot(now, from, &mut self.timers) {
+        if let Some((slot, incarnation)) = self.partner().filter(|p| p.0 == from) {
+            if hb.incarnation != incarnation {
+                // Another boot in our partner's slot: nothing changes yet (see `identity`).
+                if self.identity.other_boot(now, slot, &mut self.timers) {
                     self.errors.unexpected += 1;
                 }
                 return;
             }
-            self.identity.master_heard(now);
+            self.identity.partner_heard(now);
         }
-        let (role, restarted) = self.members.heartbeat(now, from, term, hb);
+        let role = self.members.heartbeat(now, from, term, hb);
         if role == Role::Master {
             match self.members.judge_master(from, term) {
                 MasterVerdict::StepDown => {
@@ -383,11 +388,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             return;
         }
         if self.members.role == Role::Master {
-            if restarted && self.checkpoint_peer() == Some(from) {
-                // The backup rebooted: everything checkpointed to it is gone with its RAM.
-                self.forget_backup();
-            }
             self.choose_backup(now);
+        }
+    }
+
+    /// The module whose boot we depend on: the master we follow, or, as
+    /// master, the backup our session is with; and its boot count.
+    fn partner(&self) -> Option<(Slot, u32)> {
+        match self.members.role {
+            Role::Master => self.sender.session(),
+            _ => self.members.master.map(|m| (m, self.members.master_incarnation)),
         }
     }
 
@@ -408,7 +418,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         info!("following new master");
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::MasterSuspect);
-        self.identity.master_heard(now);
+        self.identity.partner_heard(now);
         self.members.follow(master, incarnation, term);
         self.receiver.follow(&mut self.timers);
         self.timers.stop(Timer::Election);
@@ -514,9 +524,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.peer_lost(now, slot, host);
             }
         }
-        let master = self.members.master.filter(|_| self.members.role != Role::Master);
-        if self.identity.on_timeout(now, master, &mut self.timers) == Finding::MasterLost {
-            self.master_lost(now, host);
+        if self.identity.on_timeout(now, self.partner().map(|p| p.0), &mut self.timers) == Finding::Lost {
+            if self.members.role == Role::Master {
+                // The backup rebooted: everything checkpointed to it is gone with its RAM.
+                self.forget_backup();
+                self.choose_backup(now);
+            } else {
+                self.master_lost(now, host);
+            }
         }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
             // Two modules for our slot: neither may take the chassis as that slot.

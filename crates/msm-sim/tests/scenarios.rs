@@ -490,9 +490,10 @@ fn repeated_rebulk_requests_back_off_and_show_why() {
     sim.check_converged().unwrap();
 }
 
-/// A heartbeat from slot A as a second module claiming it would send one:
-/// another boot count, INIT or MASTER, no backup named.
-fn intruder_heartbeat(sim: &Sim, role: u8) -> Vec<u8> {
+/// A heartbeat from `slot` (0: A, 1: B) as a second module claiming it would
+/// send one: another boot count, the given role, no backup named, the
+/// chassis' current term.
+fn intruder_heartbeat(sim: &Sim, slot: u8, role: u8) -> Vec<u8> {
     let hb = wire::Heartbeat {
         role,
         priority: 0,
@@ -505,7 +506,7 @@ fn intruder_heartbeat(sim: &Sim, role: u8) -> Vec<u8> {
     };
     let term = sim.engine(B).unwrap().term().raw();
     let mut buf = [0u8; 128];
-    let n = FrameWriter::new(&mut buf, 0, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+    let n = FrameWriter::new(&mut buf, slot, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
     buf[..n].to_vec()
 }
 
@@ -519,7 +520,7 @@ fn a_second_module_in_the_masters_slot_is_a_conflict_not_a_failover() {
     let term = sim.engine(B).unwrap().term();
     for i in 0..40 {
         let role = if i < 20 { 0 } else { 1 }; // INIT, then as if it elected itself
-        let frame = intruder_heartbeat(&sim, role);
+        let frame = intruder_heartbeat(&sim, 0, role);
         sim.inject(B, &frame);
         sim.run_for(Duration::from_millis(5)).unwrap();
         let b = sim.engine(B).unwrap();
@@ -585,22 +586,12 @@ fn a_second_module_in_the_backups_slot_is_a_conflict_not_a_rebulk() {
     let bulks_before = sim.events_of(A).len();
     let term = sim.engine(A).unwrap().term().raw();
     for i in 0..40u32 {
-        let hb = wire::Heartbeat {
-            role: if i < 10 { 0 } else { 2 }, // INIT, then BACKUP as the master's heartbeat names slot B
-            priority: 0,
-            health: 100,
-            backup: wire::NO_SLOT,
-            in_sync: false,
-            session: 0,
-            incarnation: 7_777,
-            config: wire::DigestMark::default(),
-        };
-        let mut buf = [0u8; 128];
-        let n = FrameWriter::new(&mut buf, 1, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
-        sim.inject(A, &buf[..n]);
+        // INIT, then BACKUP as the master's heartbeat names slot B.
+        let frame = intruder_heartbeat(&sim, 1, if i < 10 { 0 } else { 2 });
+        sim.inject(A, &frame);
         if i >= 10 {
             let mut buf = [0u8; 128];
-            let hello = Body::Hello { incarnation: 7_777, hello_id: 1, total: 0 };
+            let hello = Body::Hello { incarnation: 9_999, hello_id: 1, total: 0 };
             let n = FrameWriter::new(&mut buf, 1, 0, term, &hello).unwrap().finish();
             sim.inject(A, &buf[..n]);
         }

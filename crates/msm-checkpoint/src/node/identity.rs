@@ -52,9 +52,9 @@ impl Identity {
             timers.set(Timer::SlotConflict, now + self.detect);
             return true; // counted by the caller: a frame of the other module
         }
-        if !timers.is_armed(Timer::MasterSuspect) {
+        if !timers.is_armed(Timer::PartnerSuspect) {
             self.suspect_since = now;
-            timers.set(Timer::MasterSuspect, now + self.heartbeat + self.heartbeat / 2);
+            timers.set(Timer::PartnerSuspect, now + self.heartbeat + self.heartbeat / 2);
         }
         false
     }
@@ -71,7 +71,7 @@ impl Identity {
     /// Another boot of the partner's slot spoke and is being judged, or is a
     /// conflict: its frames wait or are ignored.
     pub(crate) fn doubted(&self, slot: Slot, timers: &TimerTable) -> bool {
-        timers.is_armed(Timer::MasterSuspect) || self.current(timers) == Some(slot)
+        timers.is_armed(Timer::PartnerSuspect) || self.current(timers) == Some(slot)
     }
 
     /// The slot in conflict, if any.
@@ -92,8 +92,8 @@ impl Identity {
             timers.stop(Timer::SlotConflict);
             self.conflict = None;
         }
-        if timers.is_expired(Timer::MasterSuspect, now) {
-            timers.stop(Timer::MasterSuspect);
+        if timers.is_expired(Timer::PartnerSuspect, now) {
+            timers.stop(Timer::PartnerSuspect);
             // The old boot heard well after the new one spoke, not a frame
             // still on its way when it died: a second module.
             let alive = self.partner_heard > self.suspect_since + self.heartbeat / 2;

@@ -22,7 +22,6 @@ struct Peer {
     term: Term,
     priority: u8,
     health: u8,
-    incarnation: u32,
     /// Set while the peer speaks another protocol version.
     version: Option<u8>,
     /// Its last heartbeat, and the longest silence between two since it
@@ -40,7 +39,6 @@ impl Peer {
             term: Term::NONE,
             priority: 0,
             health: 0,
-            incarnation: 0,
             version: None,
             last_heartbeat: None,
             max_gap: Duration::ZERO,
@@ -133,7 +131,6 @@ impl Membership {
         p.term = term;
         p.priority = hb.priority;
         p.health = hb.health;
-        p.incarnation = hb.incarnation;
         role
     }
 

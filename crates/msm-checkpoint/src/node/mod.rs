@@ -417,7 +417,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     fn follow<H: Host>(&mut self, now: Instant, master: Slot, incarnation: u32, term: Term, host: &mut H) {
         info!("following new master");
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
-        self.timers.stop(Timer::MasterSuspect);
+        self.timers.stop(Timer::PartnerSuspect);
         self.identity.partner_heard(now);
         self.members.follow(master, incarnation, term);
         self.receiver.follow(&mut self.timers);
@@ -434,7 +434,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
-        self.timers.stop(Timer::MasterSuspect);
+        self.timers.stop(Timer::PartnerSuspect);
         self.events.push(Event::PeerLost(self.members.master.unwrap_or(self.cfg.slot)));
         if self.members.role == Role::Backup {
             self.promote(now, host);

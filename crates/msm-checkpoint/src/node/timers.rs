@@ -28,9 +28,10 @@ pub(crate) enum Timer {
     SlotConflict,
     /// Master: a stream held back after repeated re-bulk requests may start.
     BulkHoldoff,
-    /// Another boot of our master's slot spoke: unless the master we follow
-    /// is heard again by then, it restarted and is lost.
-    MasterSuspect,
+    /// Another boot of our partner's slot spoke (the master we follow; as
+    /// master, our backup): unless the partner is heard again by then, it
+    /// restarted and is lost.
+    PartnerSuspect,
     /// A peer is lost unless heard from by then.
     PeerLost(Slot),
 }
@@ -50,7 +51,7 @@ impl Timer {
             Timer::HandoverResend => 6,
             Timer::SlotConflict => 7,
             Timer::BulkHoldoff => 8,
-            Timer::MasterSuspect => 9,
+            Timer::PartnerSuspect => 9,
             Timer::PeerLost(s) => FIXED + s.index(),
         }
     }
@@ -149,7 +150,7 @@ mod tests {
             Timer::HandoverResend,
             Timer::SlotConflict,
             Timer::BulkHoldoff,
-            Timer::MasterSuspect,
+            Timer::PartnerSuspect,
         ];
         all[..FIXED].copy_from_slice(&fixed);
         for (i, slot) in (0..MAX_NODES as u8).filter_map(Slot::new).enumerate() {

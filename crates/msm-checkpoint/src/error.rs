@@ -31,6 +31,26 @@ pub enum FrameError {
     },
     /// A record list that does not decode, although the CRC matched.
     BadRecord,
+    /// The tag does not verify under any key this node holds.
+    Auth {
+        /// The slot the frame claims.
+        from: u8,
+        /// The key id it carries (0: none).
+        key_id: u8,
+    },
+    /// Authentic, but seen already or from an earlier boot of the sender.
+    Replay {
+        /// The sender.
+        from: crate::role::Slot,
+    },
+    /// A term beyond [`MAX_TERM_COUNT`](crate::MAX_TERM_COUNT), or more
+    /// than [`MAX_TERM_JUMP`](crate::MAX_TERM_JUMP) ahead of ours.
+    TermOutOfRange {
+        /// The frame's term.
+        got: Term,
+        /// The newest term this node knows.
+        ours: Term,
+    },
 }
 
 impl FrameErrors {
@@ -38,7 +58,24 @@ impl FrameErrors {
     pub(crate) fn count(&mut self, e: &FrameError) {
         let counter = match e {
             FrameError::Wire(WireError::BadCrc) => &mut self.bad_crc,
-            FrameError::Wire(WireError::UnsupportedVersion { .. }) => &mut self.version,
+            FrameError::Wire(WireError::UnsupportedVersion { from, got }) => {
+                if let Some(r) = self.by_slot.get_mut(*from as usize) {
+                    r.version += 1;
+                    r.last_version = *got;
+                }
+                &mut self.version
+            }
+            FrameError::Auth { from, .. } => {
+                if let Some(r) = self.by_slot.get_mut(*from as usize) {
+                    r.auth += 1;
+                }
+                &mut self.auth
+            }
+            FrameError::Replay { from } => {
+                self.by_slot[from.index()].replay += 1;
+                &mut self.replay
+            }
+            FrameError::TermOutOfRange { .. } => &mut self.term_range,
             FrameError::Wire(_) | FrameError::BadRecord => &mut self.malformed,
             FrameError::StaleTerm { .. } => &mut self.stale_term,
             FrameError::UnknownStream(_) => &mut self.unknown_stream,
@@ -66,6 +103,16 @@ impl fmt::Display for FrameError {
             FrameError::UnknownStream(s) => write!(f, "unknown stream id {s}"),
             FrameError::Unexpected { from } => write!(f, "unexpected message from {from} in this role"),
             FrameError::BadRecord => f.write_str("record list does not decode"),
+            FrameError::Auth { from, key_id: 0 } => {
+                write!(f, "frame claiming slot {from} is unauthenticated and this node requires a key")
+            }
+            FrameError::Auth { from, key_id } => {
+                write!(f, "frame claiming slot {from} failed authentication (key id {key_id})")
+            }
+            FrameError::Replay { from } => write!(f, "replayed frame from {from}"),
+            FrameError::TermOutOfRange { got, ours } => {
+                write!(f, "term {got} is out of range (newest known {ours})")
+            }
         }
     }
 }

@@ -48,6 +48,7 @@
 mod fmt;
 
 mod app;
+mod auth;
 mod error;
 mod event;
 mod host;
@@ -58,13 +59,14 @@ mod stream;
 pub mod wire;
 
 pub use app::{AppRegistry, AppSpec, MAX_APPS, MAX_NAME, RegisterError};
+pub use auth::{KEY_LEN, Key, KeyError, KeyStatus, NO_KEY, SecondKey, TAG_LEN};
 pub use error::{ChangeError, ConfigError, FailoverError, FrameError};
 pub use event::{ConfigChoice, Event, RebulkReason};
 pub use host::{AppId, CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 pub use node::{Config, Node};
-pub use role::{MAX_NODES, Role, Slot, Term};
+pub use role::{MAX_NODES, MAX_TERM_COUNT, MAX_TERM_JUMP, Role, Slot, Term};
 pub use status::{
-    FrameErrors, Name, PeerStatus, StreamStatus, SwitchStatus, SyncState, render_checkpoint, render_switch,
-    state_label,
+    FrameErrors, Name, PeerStatus, SlotRefusals, StreamStatus, SwitchStatus, SyncState, render_checkpoint,
+    render_switch, state_label,
 };
 pub use stream::{Counters, Failure, Mismatch, Phase};

@@ -118,11 +118,27 @@ impl Term {
     pub const fn owner(self) -> Option<Slot> {
         if self.0 == 0 { None } else { Slot::new(0xff - (self.0 & 0xff) as u8) }
     }
-    /// The term `slot` claims when it becomes master after `self`.
-    pub const fn next(self, slot: Slot) -> Term {
-        Term(((self.count() + 1) << 8) | (0xff - slot.0) as u64)
+    /// The term `slot` claims when it becomes master after `self`; `None`
+    /// when `self` is at [`MAX_TERM_COUNT`]: terms never wrap.
+    pub const fn next(self, slot: Slot) -> Option<Term> {
+        if self.count() >= MAX_TERM_COUNT {
+            return None;
+        }
+        Some(Term(((self.count() + 1) << 8) | (0xff - slot.0) as u64))
     }
 }
+
+/// The highest term count. One takeover a millisecond would take 35 years
+/// to reach it; a frame beyond it is refused, so `count + 1` never wraps.
+pub const MAX_TERM_COUNT: u64 = 1 << 40;
+
+/// How far ahead of a node's term a frame's term count may be. Each
+/// takeover adds one, and a module that missed takeovers (partitioned,
+/// restarted) learns the term from the first frame it hears; a jump beyond
+/// this from a module we know is a forged or broken frame, refused even
+/// when authenticated. A node with no term yet takes any count up to
+/// [`MAX_TERM_COUNT`].
+pub const MAX_TERM_JUMP: u64 = 1 << 16;
 
 impl fmt::Display for Term {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,14 +170,23 @@ mod tests {
 
     #[test]
     fn terms_of_different_slots_never_collide_and_increase() {
-        let t1 = Term::NONE.next(Slot::A);
-        let t2 = t1.next(Slot::B);
-        let t2a = t1.next(Slot::A);
+        let t1 = Term::NONE.next(Slot::A).unwrap();
+        let t2 = t1.next(Slot::B).unwrap();
+        let t2a = t1.next(Slot::A).unwrap();
         assert!(t2 > t1 && t2a > t1);
         assert_ne!(t2, t2a);
         assert_eq!(t2.owner(), Some(Slot::B));
         assert_eq!(t2.count(), 2);
         assert!(t2a > t2, "same count: slot A's term wins, as in the election");
+    }
+
+    #[test]
+    fn a_term_at_its_maximum_has_no_next() {
+        let last = Term::from_raw((MAX_TERM_COUNT << 8) | 0xFE);
+        assert_eq!(last.next(Slot::A), None);
+        let before = Term::from_raw(((MAX_TERM_COUNT - 1) << 8) | 0xFE);
+        assert_eq!(before.next(Slot::A).map(Term::count), Some(MAX_TERM_COUNT));
+        assert_eq!(Term::from_raw(u64::MAX).next(Slot::A), None, "the frame of the wrap attack");
     }
 
     #[test]

@@ -43,13 +43,6 @@ pub enum SyncState {
         /// The stream.
         stream: Name,
     },
-    /// The peer speaks another protocol version.
-    ProtocolMismatch {
-        /// The peer.
-        slot: Slot,
-        /// The version it speaks.
-        version: u8,
-    },
     /// A stream failed on one side and waits for a new bulk.
     Failed {
         /// The stream.
@@ -72,9 +65,6 @@ impl fmt::Display for SyncState {
                 write!(f, "checkpointing {stream} {percent}%")
             }
             SyncState::VersionMismatch { stream } => write!(f, "version mismatch: {stream}"),
-            SyncState::ProtocolMismatch { slot, version } => {
-                write!(f, "{slot} speaks protocol v{version}")
-            }
             SyncState::Failed { stream } => write!(f, "{stream} failed"),
             SyncState::NoMaster => f.write_str("no master"),
             SyncState::AwaitingMaster => f.write_str("waiting for the master"),
@@ -136,8 +126,6 @@ pub struct PeerStatus {
     pub priority: u8,
     /// Its health (higher wins ties).
     pub health: u8,
-    /// Set when the peer speaks another protocol version.
-    pub version: Option<u8>,
     /// The longest time between two of its heartbeats since it came up.
     pub max_heartbeat_gap: core::time::Duration,
 }
@@ -179,6 +167,14 @@ pub struct FrameErrors {
     pub malformed: u64,
     /// From a peer speaking another protocol version.
     pub version: u64,
+    /// The tag does not verify under any key this node holds: a forged
+    /// frame, a module with another chassis key, or no key where one is
+    /// required.
+    pub auth: u64,
+    /// Authentic but seen before, or from an earlier boot of its sender.
+    pub replay: u64,
+    /// A term beyond the maximum or implausibly far ahead.
+    pub term_range: u64,
     /// From a master of an older term.
     pub stale_term: u64,
     /// Claiming this node's own slot: another module with the same slot.
@@ -187,6 +183,22 @@ pub struct FrameErrors {
     pub unexpected: u64,
     /// Naming a stream this node does not have.
     pub unknown_stream: u64,
+    /// The refusals before authentication, by the slot the frame claims.
+    pub by_slot: [SlotRefusals; MAX_NODES],
+}
+
+/// Frames refused before they could be trusted, by the slot they claim to
+/// come from ("12 frames from MSM-B failed authentication").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotRefusals {
+    /// Failed authentication.
+    pub auth: u64,
+    /// Replays.
+    pub replay: u64,
+    /// In another protocol version.
+    pub version: u64,
+    /// The last other version heard (0: none).
+    pub last_version: u8,
 }
 
 impl FrameErrors {
@@ -195,6 +207,9 @@ impl FrameErrors {
         self.bad_crc
             + self.malformed
             + self.version
+            + self.auth
+            + self.replay
+            + self.term_range
             + self.stale_term
             + self.own_slot
             + self.unexpected

@@ -1,34 +1,40 @@
-//! The backplane wire format, version 1. See `docs/wire-protocol.md`.
+//! The backplane wire format, version 2: every frame authenticated. See
+//! `docs/wire-protocol.md`.
 //!
 //! ```text
-//! +-------+---------+------+----+------------------------+--------------+-----------+
-//! | magic | version | from | to | postcard (term, Body)  | tail records | CRC-32C LE |
-//! |  u8   |   u8    |  u8  | u8 |                        | (postcard)   |   4 bytes  |
-//! +-------+---------+------+----+------------------------+--------------+-----------+
+//! +-------+---------+------+----+--------+-------------+---------+------------------------+----------+-----------+
+//! | magic | version | from | to | key id | incarnation | counter | postcard (term, Body)  | tag      | CRC-32C   |
+//! |  u8   |   u8    |  u8  | u8 |   u8   |   u32 LE    | u64 LE  | + tail records         | 16 bytes | u32 LE    |
+//! +-------+---------+------+----+--------+-------------+---------+------------------------+----------+-----------+
 //! ```
-//! The four-byte prefix and the CRC trailer never change between versions,
-//! so a peer speaking another version is recognised and named rather than
-//! misparsed. The CRC
-//! protects the frame end to end on any link (datagram or byte stream).
+//! The tag is HMAC-SHA256 under the chassis key of every byte before it,
+//! truncated to 16 bytes. The CRC covers every byte before it, tag
+//! included: a frame corrupted on the link is told apart from a forged one.
+//! The magic, version and CRC sit where version 1 had them, so a version 1
+//! peer is recognised and named rather than misparsed.
 //! Decoding any byte string gives a frame or a [`WireError`], never a panic.
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Key, Keyring, TAG_LEN};
 use crate::role::{MAX_NODES, Slot, Term};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// First byte of every frame.
 pub const MAGIC: u8 = 0xC5;
 /// `to` value addressing every module.
 pub const BROADCAST: u8 = 0xFF;
-/// Bytes before the postcard body: magic, version, from, to.
-pub const PREFIX_LEN: usize = 4;
+/// Bytes before the postcard body: magic, version, from, to, key id,
+/// incarnation, counter.
+pub const HEADER_LEN: usize = 17;
 /// Bytes of the trailing CRC-32C.
 pub const CRC_LEN: usize = 4;
-/// No valid frame is shorter: prefix, a term and a body tag, CRC.
-pub const MIN_FRAME: usize = PREFIX_LEN + 2 + CRC_LEN;
+/// Bytes after the body: tag and CRC.
+pub const TRAILER_LEN: usize = TAG_LEN + CRC_LEN;
+/// No valid frame is shorter: header, a term and a body tag, trailer.
+pub const MIN_FRAME: usize = HEADER_LEN + 2 + TRAILER_LEN;
 /// "No backup chosen" in a heartbeat.
 pub const NO_SLOT: u8 = 0xFF;
 
@@ -234,9 +240,47 @@ pub struct Frame<'a> {
     pub tail: &'a [u8],
 }
 
-/// Decode one frame. Checks magic, version, CRC, slots, then the body.
-pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
-    if bytes.len() < MIN_FRAME {
+/// A frame whose envelope is whole (length, magic, CRC, version, slots),
+/// not yet authenticated, its body not yet decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sealed<'a> {
+    /// The slot the frame claims to come from (unauthenticated until checked).
+    pub from: u8,
+    /// The receiver's slot, or [`BROADCAST`].
+    pub to: u8,
+    /// Which key made the tag; [`NO_KEY`](crate::NO_KEY): none.
+    pub key_id: u8,
+    /// The sender's boot: a restart is a higher incarnation.
+    pub incarnation: u32,
+    /// The sender's frame counter within the incarnation, from 1.
+    pub counter: u64,
+    signed: &'a [u8],
+    tag: &'a [u8],
+}
+
+impl<'a> Sealed<'a> {
+    /// The bytes the tag covers: every byte before it.
+    pub fn signed(&self) -> &'a [u8] {
+        self.signed
+    }
+
+    /// The 16-byte tag.
+    pub fn tag(&self) -> &'a [u8] {
+        self.tag
+    }
+
+    /// Decode the term, body and tail. Only after the tag is checked.
+    pub fn decode(&self) -> Result<Frame<'a>, WireError> {
+        let ((term, body), tail): ((u64, Body), &[u8]) =
+            postcard::take_from_bytes(&self.signed[HEADER_LEN..]).map_err(|_| WireError::Malformed)?;
+        Ok(Frame { from: self.from, to: self.to, term, body, tail })
+    }
+}
+
+/// Check a frame's envelope: length, magic, CRC, version, slots. Nothing of
+/// the body is read.
+pub fn open(bytes: &[u8]) -> Result<Sealed<'_>, WireError> {
+    if bytes.len() < 10 {
         return Err(WireError::Truncated);
     }
     if bytes[0] != MAGIC {
@@ -251,6 +295,9 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
     if bytes[1] != PROTOCOL_VERSION {
         return Err(WireError::UnsupportedVersion { from: bytes[2], got: bytes[1] });
     }
+    if bytes.len() < MIN_FRAME {
+        return Err(WireError::Truncated);
+    }
     let (from, to) = (content[2], content[3]);
     if from as usize >= MAX_NODES {
         return Err(WireError::BadSlot(from));
@@ -258,9 +305,50 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
     if to != BROADCAST && to as usize >= MAX_NODES {
         return Err(WireError::BadSlot(to));
     }
-    let ((term, body), tail): ((u64, Body), &[u8]) =
-        postcard::take_from_bytes(&content[PREFIX_LEN..]).map_err(|_| WireError::Malformed)?;
-    Ok(Frame { from, to, term, body, tail })
+    let (signed, tag) = content.split_at(content.len() - TAG_LEN);
+    let mut inc = [0u8; 4];
+    inc.copy_from_slice(&content[5..9]);
+    let mut counter = [0u8; 8];
+    counter.copy_from_slice(&content[9..17]);
+    Ok(Sealed {
+        from,
+        to,
+        key_id: content[4],
+        incarnation: u32::from_le_bytes(inc),
+        counter: u64::from_le_bytes(counter),
+        signed,
+        tag,
+    })
+}
+
+/// Decode one frame without checking its tag: for tools and tests. A node
+/// uses [`open`], authenticates, then [`Sealed::decode`].
+pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
+    open(bytes)?.decode()
+}
+
+/// Fill in a written frame's header fields, tag and CRC. `frame` is what
+/// [`FrameWriter::finish`] measured. `key`: `None` for an unauthenticated
+/// backplane.
+pub fn seal(frame: &mut [u8], key: Option<&Key>, incarnation: u32, counter: u64) {
+    let mut ring = Keyring::open();
+    if let Some(k) = key {
+        ring.set(k);
+    }
+    seal_with(frame, &ring, incarnation, counter);
+}
+
+pub(crate) fn seal_with(frame: &mut [u8], keys: &Keyring, incarnation: u32, counter: u64) {
+    let n = frame.len();
+    frame[5..9].copy_from_slice(&incarnation.to_le_bytes());
+    frame[9..17].copy_from_slice(&counter.to_le_bytes());
+    let signed_end = n - TRAILER_LEN;
+    // The key id is part of what the tag covers: write it first.
+    frame[4] = keys.send_id();
+    let tag = keys.seal(&frame[..signed_end]);
+    frame[signed_end..n - CRC_LEN].copy_from_slice(&tag);
+    let crc = CRC32C.checksum(&frame[..n - CRC_LEN]);
+    frame[n - CRC_LEN..].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Take the next item of a tail, advancing it.
@@ -273,8 +361,8 @@ pub(crate) fn take<'a, T: Deserialize<'a>>(tail: &mut &'a [u8]) -> Result<T, Wir
     Ok(v)
 }
 
-/// Writes one frame into a caller's buffer: prefix and body, then tail items,
-/// then [`FrameWriter::finish`] appends the CRC.
+/// Writes one frame into a caller's buffer: header and body, then tail
+/// items, then [`FrameWriter::finish`] reserves the trailer; [`seal`] fills it.
 #[derive(Debug)]
 pub struct FrameWriter<'b> {
     buf: &'b mut [u8],
@@ -287,15 +375,16 @@ impl<'b> FrameWriter<'b> {
         if buf.len() < MIN_FRAME {
             return Err(WireError::BufferTooSmall);
         }
-        buf[..PREFIX_LEN].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
-        let mut w = FrameWriter { buf, len: PREFIX_LEN };
+        buf[..4].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
+        buf[4..HEADER_LEN].fill(0);
+        let mut w = FrameWriter { buf, len: HEADER_LEN };
         w.push(&(term, body))?;
         Ok(w)
     }
 
     /// Append one tail item; on `BufferTooSmall` the frame is unchanged.
     pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), WireError> {
-        let end = self.buf.len() - CRC_LEN;
+        let end = self.buf.len() - TRAILER_LEN;
         let room = self.buf.get_mut(self.len..end).ok_or(WireError::BufferTooSmall)?;
         let used = postcard::to_slice(item, room).map_err(|_| WireError::BufferTooSmall)?.len();
         self.len += used;
@@ -304,18 +393,18 @@ impl<'b> FrameWriter<'b> {
 
     /// Bytes still free for tail items.
     pub fn remaining(&self) -> usize {
-        self.buf.len() - CRC_LEN - self.len
+        self.buf.len() - TRAILER_LEN - self.len
     }
 
-    /// Append the CRC; returns the frame length.
+    /// Reserve the trailer; returns the frame length. The frame is not
+    /// valid until [`seal`]ed.
     pub fn finish(self) -> usize {
-        let crc = CRC32C.checksum(&self.buf[..self.len]);
-        self.buf[self.len..self.len + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
-        self.len + CRC_LEN
+        self.len + TRAILER_LEN
     }
 }
 
 /// Who writes a frame: this node's slot, the term it holds, its boot count.
+/// The node seals what they write.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Origin {
     pub me: Slot,
@@ -350,7 +439,7 @@ pub(crate) const fn bytes_record_len(len: usize) -> usize {
 /// Worst-case bytes of a run header in a data frame's tail.
 pub(crate) const RUN_LEN: usize = 1 + 1 + 5 + 10;
 /// Worst-case bytes of a data frame with one run, without its records.
-pub(crate) const DATA_OVERHEAD: usize = PREFIX_LEN + 10 + 1 + RUN_LEN + CRC_LEN;
+pub(crate) const DATA_OVERHEAD: usize = HEADER_LEN + 10 + 1 + RUN_LEN + TRAILER_LEN;
 
 /// Largest record payload that always fits in one data frame of `max_frame`
 /// bytes (at least 128).
@@ -369,7 +458,9 @@ mod tests {
         w.push(&Record::Begin { total: 2 }).unwrap();
         w.push(&Record::Bulk(b"vlan 10")).unwrap();
         w.push(&Record::End { digest: 99 }).unwrap();
-        w.finish()
+        let n = w.finish();
+        seal(&mut buf[..n], Some(&Key::new([7; 32])), 3, 1);
+        n
     }
 
     #[test]
@@ -385,6 +476,18 @@ mod tests {
         assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Bulk(b"vlan 10"));
         assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::End { digest: 99 });
         assert!(tail.is_empty());
+        let s = open(&buf[..n]).unwrap();
+        assert_eq!((s.key_id, s.incarnation, s.counter), (Key::new([7; 32]).id(), 3, 1));
+        assert_eq!(s.signed().len() + TRAILER_LEN, n);
+    }
+
+    #[test]
+    fn a_version_1_frame_is_named_not_parsed() {
+        // Version 1: magic, 1, from, to, postcard body, CRC-32C; no tag.
+        let mut v1 = [MAGIC, 1, 2, 0xFF, 0xFF, 0x03, 0x00, 0, 0, 0, 0];
+        let crc = CRC32C.checksum(&v1[..7]);
+        v1[7..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(open(&v1), Err(WireError::UnsupportedVersion { from: 2, got: 1 }));
     }
 
     #[test]
@@ -410,10 +513,9 @@ mod tests {
 
     #[test]
     fn crc_valid_but_malformed_body_is_named() {
-        let mut buf = [0xEEu8; 32];
-        buf[..PREFIX_LEN].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, 0, 1]);
-        let crc = CRC32C.checksum(&buf[..28]);
-        buf[28..].copy_from_slice(&crc.to_le_bytes());
+        let mut buf = [0xEEu8; 48];
+        buf[..4].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, 0, 1]);
+        seal(&mut buf, None, 1, 1);
         assert_eq!(decode(&buf), Err(WireError::Malformed));
     }
 
@@ -429,10 +531,11 @@ mod tests {
 
     #[test]
     fn full_buffer_leaves_frame_intact() {
-        let mut buf = [0u8; 24];
+        let mut buf = [0u8; 48];
         let mut w = FrameWriter::new(&mut buf, 0, 1, 1, &Body::Handover { force: false }).unwrap();
         assert_eq!(w.push(&Record::Bulk(&[0u8; 64])), Err(WireError::BufferTooSmall));
         let n = w.finish();
+        seal(&mut buf[..n], None, 1, 1);
         assert_eq!(decode(&buf[..n]).unwrap().body, Body::Handover { force: false });
     }
 }

@@ -9,7 +9,7 @@ use msm_time::Instant;
 
 use super::config::Config;
 use crate::error::FrameError;
-use crate::role::{MAX_NODES, Rank, Role, Slot, Term};
+use crate::role::{MAX_NODES, MAX_TERM_COUNT, MAX_TERM_JUMP, Rank, Role, Slot, Term};
 use crate::status::PeerStatus;
 use crate::wire::{DigestMark, Heartbeat, NO_SLOT};
 
@@ -22,8 +22,6 @@ struct Peer {
     term: Term,
     priority: u8,
     health: u8,
-    /// Set while the peer speaks another protocol version.
-    version: Option<u8>,
     /// Its last heartbeat, and the longest silence between two since it
     /// came up: how close the chassis came to a failover.
     last_heartbeat: Option<Instant>,
@@ -39,7 +37,6 @@ impl Peer {
             term: Term::NONE,
             priority: 0,
             health: 0,
-            version: None,
             last_heartbeat: None,
             max_gap: Duration::ZERO,
         }
@@ -104,19 +101,10 @@ impl Membership {
         }
         p.known = true;
         p.alive = true;
-        p.version = None;
         if term > self.max_term {
             self.max_term = term;
         }
         !was_alive
-    }
-
-    /// A frame from `from` in protocol `version`, which we do not speak.
-    pub(crate) fn heard_version(&mut self, from: Slot, version: u8) {
-        let p = &mut self.peers[from.index()];
-        p.known = true;
-        p.alive = true;
-        p.version = Some(version);
     }
 
     /// Record what a heartbeat says of its sender; its role.
@@ -196,9 +184,24 @@ impl Membership {
         }
     }
 
-    /// Become master in a term no module has claimed.
-    pub(crate) fn claim(&mut self) -> Term {
-        let term = self.max_term.next(self.me);
+    /// The term we would claim; `None` at the maximum.
+    pub(crate) fn next_term(&self) -> Option<Term> {
+        self.max_term.next(self.me)
+    }
+
+    /// A frame's term is one a module could hold: not beyond the maximum,
+    /// not implausibly far ahead of the newest we know.
+    pub(crate) fn check_term_range(&self, got: Term) -> Result<(), FrameError> {
+        let known = self.max_term.count();
+        let too_far = known != 0 && got.count() > known.saturating_add(MAX_TERM_JUMP);
+        if got.count() > MAX_TERM_COUNT || too_far {
+            return Err(FrameError::TermOutOfRange { got, ours: self.max_term });
+        }
+        Ok(())
+    }
+
+    /// Become master in `term`, from [`next_term`](Self::next_term).
+    pub(crate) fn claim(&mut self, term: Term) -> Term {
         self.term = term;
         self.max_term = term;
         self.role = Role::Master;
@@ -221,13 +224,14 @@ impl Membership {
         self.peers[slot.index()].alive = false;
     }
 
-    /// The best module to be master or backup besides us: alive, speaking
-    /// our protocol, not itself a master. The one candidate filter.
+    /// The best module to be master or backup besides us: alive (heard in
+    /// authenticated frames of our protocol), not itself a master. The one
+    /// candidate filter.
     fn best_candidate(&self) -> Option<(Rank, Slot)> {
         self.peers
             .iter()
             .zip((0..MAX_NODES as u8).filter_map(Slot::new))
-            .filter(|(p, _)| p.alive && p.version.is_none() && p.role != Role::Master)
+            .filter(|(p, _)| p.alive && p.role != Role::Master)
             .map(|(p, s)| (Rank::new(p.priority, p.health, s), s))
             .min()
     }
@@ -247,14 +251,6 @@ impl Membership {
         self.best_candidate().map(|(_, s)| s).filter(|&s| Some(s) != self.backup)
     }
 
-    /// An alive peer speaking another protocol version, if any.
-    pub(crate) fn protocol_mismatch(&self) -> Option<(Slot, u8)> {
-        self.peers
-            .iter()
-            .zip((0..MAX_NODES as u8).filter_map(Slot::new))
-            .find_map(|(p, s)| p.version.filter(|_| p.alive).map(|v| (s, v)))
-    }
-
     /// Every module ever heard, for `show switch`.
     pub(crate) fn peer_status(&self) -> [Option<PeerStatus>; MAX_NODES] {
         let mut out = [None; MAX_NODES];
@@ -268,7 +264,6 @@ impl Membership {
                     term: p.term,
                     priority: p.priority,
                     health: p.health,
-                    version: p.version,
                     max_heartbeat_gap: p.max_gap,
                 });
             }
@@ -300,28 +295,39 @@ mod tests {
     }
 
     #[test]
-    fn candidates_exclude_dead_masters_and_other_versions() {
+    fn candidates_exclude_dead_masters() {
         let mut m = Membership::new(Slot::A);
         m.heard(slot(1), Term::NONE);
         m.heartbeat(Instant::ZERO, slot(1), Term::NONE, &hb(Role::Master, 0, 100));
         m.heard(slot(2), Term::NONE);
         m.heartbeat(Instant::ZERO, slot(2), Term::NONE, &hb(Role::Init, 5, 100));
-        m.heard_version(slot(3), 2);
-        m.heartbeat(Instant::ZERO, slot(3), Term::NONE, &hb(Role::Init, 0, 100));
-        assert_eq!(m.best_candidate().map(|c| c.1), Some(slot(2)), "B is a master, D speaks v2");
+        assert_eq!(m.best_candidate().map(|c| c.1), Some(slot(2)), "B is a master");
         assert!(m.wins_election(5, 100), "equal rank: the lower slot wins");
         assert!(!m.wins_election(6, 100));
         m.lost(slot(2));
         assert_eq!(m.best_candidate(), None);
         assert!(m.wins_election(255, 0));
-        assert_eq!(m.protocol_mismatch(), Some((slot(3), 2)));
+    }
+
+    #[test]
+    fn terms_out_of_range_are_refused_by_name() {
+        let mut m = Membership::new(Slot::B);
+        let huge = Term::from_raw(u64::MAX);
+        assert!(matches!(m.check_term_range(huge), Err(FrameError::TermOutOfRange { .. })));
+        let far = Term::from_raw((MAX_TERM_COUNT - 5) << 8 | 0xFE);
+        assert_eq!(m.check_term_range(far), Ok(()), "a node with no term takes any count");
+        m.heard(Slot::A, Term::from_raw(0x3FF));
+        let next = Term::from_raw((3 + MAX_TERM_JUMP) << 8 | 0xFF);
+        assert_eq!(m.check_term_range(next), Ok(()));
+        let beyond = Term::from_raw((4 + MAX_TERM_JUMP) << 8 | 0xFF);
+        assert!(matches!(m.check_term_range(beyond), Err(FrameError::TermOutOfRange { .. })));
     }
 
     #[test]
     fn backup_choice_keeps_a_live_backup_and_replaces_a_lost_one() {
         let mut m = Membership::new(Slot::A);
         assert_eq!(m.better_backup(), None, "only a master chooses");
-        m.claim();
+        m.claim(m.next_term().unwrap());
         for s in [slot(1), slot(2)] {
             m.heard(s, Term::NONE);
             m.heartbeat(Instant::ZERO, s, Term::NONE, &hb(Role::Standby, 0, 100));
@@ -336,15 +342,15 @@ mod tests {
     #[test]
     fn verdicts_on_master_heartbeats() {
         let mut m = Membership::new(Slot::B);
-        let t1 = Term::NONE.next(Slot::A);
+        let t1 = Term::NONE.next(Slot::A).unwrap();
         assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Follow, "INIT follows any master");
         m.heard(Slot::A, t1);
         m.follow(Slot::A, 1, t1);
         assert_eq!(m.judge_master(Slot::A, t1), MasterVerdict::Current);
         assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Stale);
-        let t2 = m.claim();
-        assert_eq!(t2, t1.next(Slot::B));
+        let t2 = m.claim(m.next_term().unwrap());
+        assert_eq!(t2, t1.next(Slot::B).unwrap());
         assert_eq!(m.judge_master(Slot::A, t1), MasterVerdict::Rival);
-        assert_eq!(m.judge_master(Slot::A, t2.next(Slot::A)), MasterVerdict::StepDown);
+        assert_eq!(m.judge_master(Slot::A, t2.next(Slot::A).unwrap()), MasterVerdict::StepDown);
     }
 }

@@ -20,6 +20,7 @@ mod membership;
 mod packer;
 mod receiver;
 mod recorder;
+mod replay;
 mod sender;
 mod status;
 mod streams;
@@ -31,11 +32,14 @@ pub use config::Config;
 use identity::{Finding, Identity};
 use membership::{MasterVerdict, Membership};
 use receiver::Receiver;
+use replay::{ReplayGuard, Stale};
 use sender::{SendLimits, Sender};
 use streams::{ACTIVE, SAVED, Streams};
 use timers::{Timer, TimerTable};
 
 use crate::app::AppRegistry;
+use crate::auth::NO_KEY;
+use crate::auth::{Key, KeyError, KeyStatus, Keyring};
 use crate::error::{ChangeError, ConfigError, FailoverError, FrameError};
 use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
@@ -59,6 +63,10 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     events: EventQueue,
     errors: FrameErrors,
     identity: Identity,
+    keys: Keyring,
+    replay: ReplayGuard,
+    /// Frames sealed in this incarnation: the counter of the last one.
+    sent: u64,
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
@@ -86,8 +94,39 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             events: EventQueue::new(),
             errors: FrameErrors::default(),
             identity: Identity::new(now, cfg.heartbeat_interval, cfg.detect()),
+            keys: Keyring::open(),
+            replay: ReplayGuard::default(),
+            sent: 0,
             cfg,
         })
+    }
+
+    /// Authenticate every frame with `key` from now on, and only `key`
+    /// (the board calls this at start). Without it the backplane is
+    /// unauthenticated: untagged frames are sent and only those accepted.
+    pub fn set_key(&mut self, key: &Key) {
+        self.keys.set(key);
+    }
+
+    /// Key rotation, step 1: accept frames under `key` too.
+    pub fn install_key(&mut self, key: &Key) -> Result<(), KeyError> {
+        self.keys.install(key)
+    }
+
+    /// Key rotation, step 2: send under the installed key; the previous one
+    /// is still accepted.
+    pub fn switch_key(&mut self) -> Result<(), KeyError> {
+        self.keys.switch()
+    }
+
+    /// Key rotation, step 3: stop accepting the second key.
+    pub fn retire_key(&mut self) -> Result<(), KeyError> {
+        self.keys.retire()
+    }
+
+    /// The keys held, by fingerprint.
+    pub fn key_status(&self) -> KeyStatus {
+        self.keys.status()
     }
 
     /// Backup: the stream's state is whole (its bulk completed) for the current master.
@@ -202,14 +241,40 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         bytes: &[u8],
         host: &mut H,
     ) -> Result<(), FrameError> {
-        let f = match wire::decode(bytes) {
-            Ok(f) => f,
+        let sealed = match wire::open(bytes) {
+            Ok(s) => s,
             Err(e) => {
-                self.refused_wire(now, e);
-                return Err(e.into());
+                // Nothing here is authenticated: count it, change nothing.
+                let e = FrameError::Wire(e);
+                self.errors.count(&e);
+                return Err(e);
             }
         };
-        if f.from == self.cfg.slot.raw() {
+        if !self.keys.verify(sealed.key_id, sealed.signed(), sealed.tag()) {
+            return self.refuse(FrameError::Auth { from: sealed.from, key_id: sealed.key_id });
+        }
+        let Some(from) = Slot::new(sealed.from) else {
+            return self.refuse(WireError::BadSlot(sealed.from).into());
+        };
+        // Untagged frames (an unauthenticated backplane) can be forged
+        // whole: a replay window on them would only let a forger lock a slot out.
+        if sealed.key_id != NO_KEY {
+            if from == self.cfg.slot {
+                if self.is_own_echo(sealed.incarnation, sealed.counter) {
+                    return self.refuse(FrameError::Replay { from });
+                }
+            } else if let Err(stale) =
+                self.replay.check(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter)
+            {
+                debug!("replay from {}: {}", from, stale == Stale::OldIncarnation);
+                return self.refuse(FrameError::Replay { from });
+            }
+        }
+        let f = match sealed.decode() {
+            Ok(f) => f,
+            Err(e) => return self.refuse(e.into()),
+        };
+        if from == self.cfg.slot {
             // Our links never echo our own frames: another module claims this slot.
             self.errors.count(&FrameError::OwnSlot);
             self.identity.conflict(now, self.cfg.slot, &mut self.timers);
@@ -218,12 +283,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         if f.to != BROADCAST && f.to != self.cfg.slot.raw() {
             return Ok(());
         }
-        let Some(from) = Slot::new(f.from) else {
-            let e = WireError::BadSlot(f.from).into();
-            self.errors.count(&e);
-            return Err(e);
-        };
         let term = Term::from_raw(f.term);
+        self.members.check_term_range(term).or_else(|e| self.refuse(e))?;
         if self.members.heard(from, term) {
             self.events.push(Event::PeerUp(from));
         }
@@ -236,14 +297,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         r
     }
 
-    fn refused_wire(&mut self, now: Instant, e: WireError) {
-        self.errors.count(&FrameError::Wire(e));
-        if let WireError::UnsupportedVersion { from, got } = e {
-            if let Some(slot) = Slot::new(from).filter(|&s| s != self.cfg.slot) {
-                self.members.heard_version(slot, got);
-                self.timers.set(Timer::PeerLost(slot), now + self.cfg.detect());
-            }
-        }
+    fn refuse(&mut self, e: FrameError) -> Result<(), FrameError> {
+        self.errors.count(&e);
+        Err(e)
+    }
+
+    /// An authentic frame from our own slot that we could have sent: of an
+    /// earlier boot of ours (incarnations only grow), or of this one with a
+    /// counter we used. Anything else is another module in our slot.
+    fn is_own_echo(&self, incarnation: u32, counter: u64) -> bool {
+        incarnation < self.cfg.incarnation || (incarnation == self.cfg.incarnation && counter <= self.sent)
     }
 
     fn dispatch<H: Host>(
@@ -449,6 +512,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     /// Become master: after the master was lost, on handover, or by election.
     fn promote<H: Host>(&mut self, now: Instant, host: &mut H) {
+        let Some(term) = self.members.next_term() else {
+            warn!("cannot become master: term {} is the last one", self.members.max_term);
+            return;
+        };
         let backup = self.members.role == Role::Backup;
         // The master's active configuration if a whole one of its term is
         // held here: a bulk completed, whether or not a later one is in
@@ -463,7 +530,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let in_sync =
             backup && self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync;
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
-        let term = self.members.claim();
+        let term = self.members.claim(term);
         self.sender.end_session(&mut self.streams, &mut self.timers);
         self.timers.stop(Timer::Election);
         self.timers.stop(Timer::Hello);
@@ -502,9 +569,6 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn master_sync_state(&self) -> SyncState {
-        if let Some((slot, version)) = self.members.protocol_mismatch() {
-            return SyncState::ProtocolMismatch { slot, version };
-        }
         self.sender.sync_state(self.members.backup, &self.streams)
     }
 
@@ -575,7 +639,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let from = Origin { me: self.cfg.slot, term: self.members.term, incarnation: self.cfg.incarnation };
         if self.timers.is_expired(Timer::Heartbeat, now) {
             self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat_interval);
-            return self.heartbeat(from, buf);
+            let n = self.heartbeat(from, buf)?;
+            return Some(self.seal(&mut buf[..n]));
         }
         let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
         let sent = match self.members.role {
@@ -591,7 +656,15 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         };
         // Bulk reads may have failed a stream or overflowed the backlog.
         self.update_in_sync();
-        sent
+        let n = sent?;
+        Some(self.seal(&mut buf[..n]))
+    }
+
+    /// Number, authenticate and check-sum a frame a part of the node wrote.
+    fn seal(&mut self, frame: &mut [u8]) -> usize {
+        self.sent += 1;
+        wire::seal_with(frame, &self.keys, self.cfg.incarnation, self.sent);
+        frame.len()
     }
 
     fn heartbeat(&self, from: Origin, buf: &mut [u8]) -> Option<usize> {

@@ -95,6 +95,7 @@ mod tests {
         assert_eq!(runs.iter().map(|r| (r.sid, r.last_seq)).collect::<Vec<_, 4>>(), [(0, 2), (1, 1), (0, 3)]);
         assert!(b.get(end).is_none(), "everything packed");
         let n = w.finish();
+        crate::wire::seal(&mut buf[..n], None, 1, 1);
         let f = decode(&buf[..n]).unwrap();
         let mut tail = f.tail;
         assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Run { stream: 7, epoch: 0, first_seq: 1 });

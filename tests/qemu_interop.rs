@@ -7,8 +7,17 @@
 //! `MSM_FIRMWARE`. Without that variable, or without qemu-system-arm, the
 //! test prints why and passes without running.
 //!
-//! Every wait has a deadline; nothing sleeps to let things happen.
+//! The backplane is authenticated: the SD image and the Linux node's key
+//! file hold the same chassis key (`msm-node --key-file`). A firmware with
+//! another key never joins, and one without a usable key says why.
+//!
+//! Every wait has a deadline; nothing sleeps to let things happen. The tests
+//! take turns (QEMU is timing-sensitive on a shared machine).
 #![allow(clippy::unwrap_used, clippy::panic)]
+
+/// The firmware's card layout, shared with it and `cargo xtask sd-image`.
+#[path = "../boards/lm3s6965evb/src/card.rs"]
+mod card;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +32,96 @@ use msm_linux_emu::chassis::{Chassis, call};
 use msm_linux_emu::control::{Request, Response};
 use msm_linux_emu::journal::Journal;
 use rand::{Rng, SeedableRng};
+
+/// The chassis key of these tests (a published test key, not a secret),
+/// and another chassis's.
+const KEY: [u8; 32] = *b"msm-ha interop test key, public.";
+const OTHER_KEY: [u8; 32] = *b"another chassis, another key....";
+
+/// One QEMU test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn fingerprint(key: &[u8; 32]) -> String {
+    format!("{:08x}", msm_checkpoint::Key::new(*key).fingerprint())
+}
+
+/// A fresh 4 MiB card as `cargo xtask sd-image --key-file` provisions it:
+/// the key block (if `key`), the boot counter seeded with seconds since
+/// 2025-01-01 UTC. Returns the seed.
+fn provision(sd: &Path, key: Option<&[u8; 32]>) -> u32 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .checked_sub(1_735_689_600)
+        .expect("the host clock is before 2025");
+    let seed = u32::try_from(seed).unwrap();
+    std::fs::File::create(sd).unwrap().set_len(4 << 20).unwrap();
+    if let Some(key) = key {
+        write_block(sd, card::KEY_BLOCK, &card::encode_key(key));
+    }
+    write_block(sd, card::BOOT_BLOCK, &card::encode_boot(seed));
+    seed
+}
+
+fn write_block(sd: &Path, idx: u32, block: &[u8; card::BLOCK]) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().write(true).open(sd).unwrap();
+    f.seek(SeekFrom::Start(u64::from(idx) * card::BLOCK as u64)).unwrap();
+    f.write_all(block).unwrap();
+}
+
+fn boot_count(sd: &Path) -> Option<u32> {
+    let bytes = std::fs::read(sd).unwrap();
+    let at = card::BOOT_BLOCK as usize * card::BLOCK;
+    card::decode_boot(bytes[at..at + card::BLOCK].try_into().unwrap())
+}
+
+/// A key file as `msm keygen` writes it: 64 hex digits, a newline, mode 0600.
+fn key_file(dir: &Path, name: &str, key: &[u8; 32]) -> PathBuf {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = dir.join(name);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+    f.set_permissions(std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    writeln!(f, "{hex}").unwrap();
+    path
+}
+
+/// `msm-node` of this build, slot A, on `pty`, with the chassis key of
+/// `key_file`. Its log (stderr) goes to `<dir>/<name>.log`.
+fn linux_node(dir: &Path, name: &str, pty: &str, key_file: &Path) -> Proc {
+    let help = Command::new(bin_dir().join("msm-node")).arg("--help").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("--key-file"),
+        "msm-node has no --key-file flag yet: this test needs the Linux board's key file support \
+         (`msm-node --key-file PATH`, 64 hex digits, mode 0600)"
+    );
+    let node_log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let node = Command::new(bin_dir().join("msm-node"))
+        .args(["--slot", "A", "--heartbeat-ms", "100", "--miss", "3", "--max-frame", "512"])
+        .args(["--apps", "devmgr,cfgmgr,vlan"])
+        .arg("--flash")
+        .arg(dir.join(format!("{name}.img")))
+        .arg("--control")
+        .arg(dir.join(format!("{name}.ctl")))
+        .arg("--journal")
+        .arg(dir.join(format!("{name}.journal")))
+        .arg("--key-file")
+        .arg(key_file)
+        .arg("--backplane")
+        .arg(format!("serial:{pty}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(node_log)
+        .spawn()
+        .unwrap();
+    Proc(node)
+}
 
 /// Kills QEMU or the node when the test ends, passed or not.
 struct Proc(Child);
@@ -60,15 +159,17 @@ fn bin_dir() -> std::path::PathBuf {
 }
 
 /// QEMU running the firmware: its defmt log, decoded, to `log`; UART1 to a
-/// pty (returned).
-fn start_qemu(elf: &Path, log: &Path, sd: &Path) -> (Proc, String) {
+/// pty (returned); the SD card image `sd`, or no card.
+fn start_qemu(elf: &Path, log: &Path, sd: Option<&Path>) -> (Proc, String) {
     let _ = std::fs::remove_file(log);
-    let mut child = Command::new("qemu-system-arm")
-        .args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
+    let mut qemu = Command::new("qemu-system-arm");
+    qemu.args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        .args(["-serial", "null", "-serial", "pty", "-serial", "null"])
-        .arg("-drive")
-        .arg(format!("if=sd,format=raw,file={}", sd.display()))
+        .args(["-serial", "null", "-serial", "pty", "-serial", "null"]);
+    if let Some(sd) = sd {
+        qemu.arg("-drive").arg(format!("if=sd,format=raw,file={}", sd.display()));
+    }
+    let mut child = qemu
         .arg("-kernel")
         .arg(elf)
         .stdin(Stdio::null())
@@ -246,36 +347,28 @@ fn wait_ctl(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 #[test]
 fn linux_master_and_qemu_firmware_form_one_chassis() {
     let Some(elf) = firmware() else { return };
+    let _turn = one_at_a_time();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("uart0.log");
     let sd = dir.path().join("sd.img");
-    std::fs::File::create(&sd).unwrap().set_len(4 << 20).unwrap();
+    let seed = provision(&sd, Some(&KEY));
+    let key = key_file(dir.path(), "chassis.key", &KEY);
 
-    let (qemu, pty) = start_qemu(&elf, &log, &sd);
+    let (qemu, pty) = start_qemu(&elf, &log, Some(&sd));
     wait_log(&log, "its boot banner", Duration::from_secs(10), |l| l.contains("booting"));
     let boot = started.elapsed();
+    let fp = fingerprint(&KEY);
+    wait_log(&log, "the chassis key from the card", Duration::from_secs(5), |l| {
+        l.starts_with(&format!("auth: chassis key {fp} from the card"))
+    });
+    // The incarnation is on the card before the engine sends anything.
+    wait_log(&log, "the tag timing", Duration::from_secs(5), |l| l.contains("-byte frame tagged in"));
+    assert_eq!(boot_count(&sd), Some(seed + 1), "the boot count is persisted before the engine starts");
 
-    // The Linux master, on QEMU's pty.
+    // The Linux master, on QEMU's pty, with the same chassis key.
     let ctl = dir.path().join("A.ctl");
-    let node_log = std::fs::File::create(dir.path().join("A.log")).unwrap();
-    let node = Command::new(bin_dir().join("msm-node"))
-        .args(["--slot", "A", "--heartbeat-ms", "100", "--miss", "3", "--max-frame", "512"])
-        .args(["--apps", "devmgr,cfgmgr,vlan"])
-        .arg("--flash")
-        .arg(dir.path().join("A.img"))
-        .arg("--control")
-        .arg(&ctl)
-        .arg("--journal")
-        .arg(dir.path().join("A.journal"))
-        .arg("--backplane")
-        .arg(format!("serial:{pty}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(node_log)
-        .spawn()
-        .unwrap();
-    let mut node = Proc(node);
+    let mut node = linux_node(dir.path(), "A", &pty, &key);
     wait_ctl("the Linux node to be MASTER", Duration::from_secs(10), || {
         call(&ctl, &Request::ShowSwitch).is_ok_and(|r| match r {
             Response::Ok { json, .. } => json["role"] == "MASTER",
@@ -284,6 +377,8 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     });
 
     // The firmware follows as BACKUP and receives config, then every app in dependency order.
+    let up = format!("node MSM-B up: incarnation {}, key {fp},", seed + 1);
+    wait_log(&log, "the engine up with the key", Duration::from_secs(10), |l| l.starts_with(&up));
     wait_log(&log, "role BACKUP", Duration::from_secs(10), |l| l.starts_with("role BACKUP"));
     wait_log(&log, "vlan synced", Duration::from_secs(10), |l| l == "synced vlan");
     let lines = log_lines(&log);
@@ -391,7 +486,7 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     // The saved configuration survives a QEMU restart, through the SD image file.
     let restarted = Instant::now();
     let log2 = dir.path().join("uart0-restart.log");
-    let (qemu, _pty) = start_qemu(&elf, &log2, &sd);
+    let (qemu, _pty) = start_qemu(&elf, &log2, Some(&sd));
     let loaded = stored.replace(" stored, ", " loaded, ");
     wait_log(&log2, &loaded, Duration::from_secs(10), |l| l == loaded);
     wait_log(&log2, "the vlan in the saved config", Duration::from_secs(2), |l| {
@@ -399,9 +494,8 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     });
     let restart = restarted.elapsed();
     // Alone, it is a new incarnation, elects itself and runs that saved configuration.
-    wait_log(&log2, "the second boot's incarnation", Duration::from_secs(10), |l| {
-        l.starts_with("node MSM-B up: incarnation 2,")
-    });
+    let up = format!("node MSM-B up: incarnation {}, key {fp},", seed + 2);
+    wait_log(&log2, "the second boot's incarnation", Duration::from_secs(10), |l| l.starts_with(&up));
     let running = wait_log(&log2, "the configuration it runs", Duration::from_secs(5), |l| {
         l.starts_with("active configuration: ")
     });
@@ -424,4 +518,104 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
         synced_at.as_secs_f64(),
         takeover.as_secs_f64() * 1000.0
     );
+}
+
+#[test]
+fn firmware_with_another_chassis_key_never_joins() {
+    let Some(elf) = firmware() else { return };
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("uart0.log");
+    let sd = dir.path().join("sd.img");
+    provision(&sd, Some(&OTHER_KEY));
+    let key = key_file(dir.path(), "chassis.key", &KEY);
+    let (_qemu, pty) = start_qemu(&elf, &log, Some(&sd));
+    wait_log(&log, "its boot banner", Duration::from_secs(10), |l| l.contains("booting"));
+    let ctl = dir.path().join("A.ctl");
+    let _node = linux_node(dir.path(), "A", &pty, &key);
+
+    // Each side refuses the other's frames: the tags do not verify.
+    let refused = wait_log(&log, "a refused frame", Duration::from_secs(10), |l| {
+        l.starts_with("frame refused (1 so far): frame claiming slot 0 failed authentication")
+    });
+    let switch = |ctl: &Path| ask(ctl, &Request::ShowSwitch);
+    wait_ctl("the Linux node to count refused frames", Duration::from_secs(5), || {
+        switch(&ctl)["frame_errors"]["total"].as_u64().is_some_and(|n| n >= 3)
+    });
+    // A second of heartbeats both ways: nobody joins anybody.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let s = switch(&ctl);
+        assert_eq!(s["role"], "MASTER", "{s}");
+        assert!(s["backup"].is_null(), "the Linux master took a backup with another key: {s}");
+        assert!(s["peers"].as_array().is_none_or(|p| p.iter().all(|p| p["alive"] != true)), "{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lines = log_lines(&log);
+    assert!(
+        !lines.iter().any(|l| l.starts_with("role BACKUP") || l.starts_with("peer MSM-A up")),
+        "the firmware joined a chassis with another key:\n{}",
+        lines.join("\n")
+    );
+    // The refusals are rate-limited: one line, not one per heartbeat.
+    let lines_refused = lines[refused..].iter().filter(|l| l.starts_with("frame refused")).count();
+    assert_eq!(lines_refused, 1, "{}", lines.join("\n"));
+    let s = switch(&ctl);
+    if let Some(auth) = s["frame_errors"].get("auth") {
+        assert!(auth.as_u64().is_some_and(|n| n > 0), "{s}");
+    }
+}
+
+#[test]
+fn firmware_without_a_usable_key_says_why() {
+    let Some(elf) = firmware() else { return };
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    provision(&blank, None);
+    let damaged = dir.path().join("damaged.img");
+    provision(&damaged, Some(&KEY));
+    let mut block = card::encode_key(&KEY);
+    block[20] ^= 0x01;
+    write_block(&damaged, card::KEY_BLOCK, &block);
+    let newer = dir.path().join("newer.img");
+    provision(&newer, Some(&KEY));
+    let mut block = card::encode_key(&KEY);
+    block[4] = 9;
+    write_block(&newer, card::KEY_BLOCK, &block);
+    let cases: [(&str, Option<&Path>, &str); 4] = [
+        ("no card", None, "auth: backplane UNAUTHENTICATED: no SD card, so no chassis key"),
+        (
+            "blank card",
+            Some(&blank),
+            "auth: backplane UNAUTHENTICATED: no key block on the card (block 2046)",
+        ),
+        (
+            "damaged key block",
+            Some(&damaged),
+            "auth: backplane UNAUTHENTICATED: the key block's CRC does not match (damaged) (block 2046)",
+        ),
+        (
+            "newer key block",
+            Some(&newer),
+            "auth: backplane UNAUTHENTICATED: key block version 9 unknown (this firmware reads version 1)",
+        ),
+    ];
+    for (what, sd, want) in cases {
+        let log = dir.path().join(format!("{what}.log"));
+        let (qemu, _pty) = start_qemu(&elf, &log, sd);
+        wait_log(&log, want, Duration::from_secs(10), |l| l == want);
+        wait_log(&log, "how to provision a key", Duration::from_secs(5), |l| {
+            l.ends_with("provision a key with `cargo xtask sd-image --key-file PATH`")
+        });
+        if sd.is_none() {
+            wait_log(&log, "the incarnation warning", Duration::from_secs(5), |l| {
+                l.starts_with(
+                    "sd: no boot counter without a card: incarnation 0 on every boot, not monotonic",
+                )
+            });
+        }
+        drop(qemu);
+        eprintln!("qemu_interop: {what}: the firmware says `{want}`");
+    }
 }

@@ -11,9 +11,11 @@ mod ci;
 mod cmd;
 mod cross;
 mod emu;
+mod keyfile;
 mod load;
 mod msrv;
 mod qemu;
+mod sdimage;
 mod sim;
 mod size;
 mod soak;
@@ -66,6 +68,9 @@ enum Flow {
     /// Build the lm3s6965evb firmware and run it in QEMU: UART0 logs here,
     /// UART1 (backplane) on a pty, SD card on an image file.
     Qemu(qemu::QemuArgs),
+    /// Provision the lm3s6965evb's SD card image: create it if missing, write
+    /// the chassis key (`--key-file`), seed the boot counter from the clock.
+    SdImage(sdimage::SdImageArgs),
     /// The interoperation test: a Linux node and the firmware in QEMU form
     /// one chassis over a serial backplane (installs qemu-system-arm if needed).
     QemuTest,
@@ -108,6 +113,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Cross => cross::run(),
         Flow::Build { board } => board::build(&board::find(&board)?).map(drop),
         Flow::Qemu(args) => qemu::run(&args),
+        Flow::SdImage(args) => sdimage::run(&args),
         Flow::QemuTest => qemu::interop(),
         Flow::Size => size::run(),
         Flow::Soak(args) => soak::run(&args),

@@ -15,29 +15,36 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::board;
 use crate::cmd;
+use crate::sdimage;
 
 /// The QEMU machine of the board and the Debian package that provides it.
 const QEMU: &str = "qemu-system-arm";
 const QEMU_PACKAGE: &str = "qemu-system-arm";
-/// Size of a fresh SD card image (QEMU wants a power of two).
-pub(crate) const SD_SIZE: u64 = 4 << 20;
 
 #[derive(Debug, Args)]
 pub(crate) struct QemuArgs {
-    /// The SD card image (created, 4 MiB, if missing).
+    /// The SD card image (created, 4 MiB, if missing; relative to the workspace root).
     #[arg(long, default_value = "target/firmware/sd.img")]
     sd: PathBuf,
+    /// Provision this chassis key onto the card first (as `cargo xtask sd-image --key-file`).
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
     /// Where UART1 (the backplane) goes: `pty`, or any QEMU chardev
     /// (e.g. `unix:/tmp/bp.sock,server=on,wait=off`).
     #[arg(long, default_value = "pty")]
     uart1: String,
+    /// Count instructions instead of host time (QEMU `-icount shift=0`): one
+    /// instruction is 1 ns of guest time, so the firmware's timings read as
+    /// thousands of instructions, the same on every host.
+    #[arg(long)]
+    icount: bool,
 }
 
 /// Makes sure `qemu-system-arm` can run: installs it with apt-get when
@@ -73,19 +80,6 @@ pub(crate) fn ensure_qemu() -> Result<()> {
         bail!("installed {QEMU_PACKAGE} but {QEMU} still does not run");
     }
     println!("qemu: installed in {:.1} s", start.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// Creates a zeroed SD card image of [`SD_SIZE`] bytes unless it exists.
-pub(crate) fn ensure_sd_image(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.set_len(SD_SIZE)?;
     Ok(())
 }
 
@@ -181,8 +175,9 @@ pub(crate) fn run(args: &QemuArgs) -> Result<()> {
     ensure_qemu()?;
     let b = board::find("lm3s6965evb")?;
     let elf = board::build(&b)?;
-    let sd = if args.sd.is_absolute() { args.sd.clone() } else { cmd::workspace_root().join(&args.sd) };
-    ensure_sd_image(&sd)?;
+    let sd = cmd::workspace_root().join(&args.sd);
+    sdimage::provision(&sd, args.key_file.as_deref(), SystemTime::now())?;
+    sdimage::describe(&sd)?;
     println!("qemu: the firmware's defmt log below, decoded; SD card {}", sd.display());
     if args.uart1 == "pty" {
         println!(
@@ -195,6 +190,9 @@ pub(crate) fn run(args: &QemuArgs) -> Result<()> {
     }
     println!("qemu: stop with Ctrl-C");
     let mut c = command(&elf, "null", &args.uart1, &sd);
+    if args.icount {
+        c.args(["-icount", "shift=0"]);
+    }
     c.stdout(Stdio::piped());
     eprintln!("$ {}", cmd::display(&c));
     let mut child = c.spawn().context("starting qemu-system-arm")?;
@@ -225,11 +223,54 @@ pub(crate) fn interop() -> Result<()> {
     cmd::run(&mut c)
 }
 
-/// The scenario whose output is checked in: the firmware boots on a blank
-/// SD card with no peer; the backplane stays silent and the node elects
-/// itself. The decoded defmt log (timestamps removed) must equal
-/// `boards/<board>/expected/solo.log`; `MSM_BLESS=1` rewrites that file
-/// instead (then review the diff), as rtic's and defmt's expected outputs do.
+/// The chassis key of the checked-in scenario: a published test key, not a secret.
+const SCENARIO_KEY: &[u8; 32] = b"msm-ha qemu scenario: not secret";
+
+/// Values that change from run to run, masked as `*` in the scenario's
+/// output: the text between each pair.
+const VARIABLE: &[(&str, &str)] = &[
+    // Seeded from the host clock at provisioning; checked against the card instead.
+    ("up: incarnation ", ","),
+    // A time measured under QEMU.
+    ("-byte frame tagged in ", " us"),
+];
+
+fn normalise(line: &str) -> String {
+    let mut out = line.to_owned();
+    for (after, before) in VARIABLE {
+        if let Some(from) = out.find(after).map(|i| i + after.len()) {
+            if let Some(len) = out[from..].find(before) {
+                out.replace_range(from..from + len, "*");
+            }
+        }
+    }
+    out
+}
+
+/// A key file as `msm keygen` writes one: 64 hex digits and a newline, mode 0600.
+fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::remove_file(path);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(f, "{hex}").with_context(|| format!("writing {}", path.display()))
+}
+
+/// The scenario whose output is checked in: the firmware boots on a fresh
+/// SD card provisioned with [`SCENARIO_KEY`] (as `cargo xtask sd-image
+/// --key-file` does it) and no peer; the backplane stays silent and the
+/// node elects itself. The decoded defmt log (timestamps removed, the
+/// values of [`VARIABLE`] masked) must equal `boards/<board>/expected/solo.log`;
+/// `MSM_BLESS=1` rewrites that file instead (then review the diff), as
+/// rtic's and defmt's expected outputs do. The masked incarnation is
+/// checked here instead: one above the provisioned seed, and on the card.
 fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
     const LAST: &str = "active configuration: ";
     let start = Instant::now();
@@ -237,7 +278,10 @@ fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let sd = dir.join("sd.img");
     let _ = std::fs::remove_file(&sd);
-    ensure_sd_image(&sd)?;
+    let key_file = dir.join("chassis.key");
+    write_key_file(&key_file, SCENARIO_KEY)?;
+    sdimage::provision(&sd, Some(&key_file), SystemTime::now())?;
+    let seed = sdimage::boot_count(&sd)?.context("the provisioned image has no boot counter")?;
     let mut c = command(elf, "null", "null", &sd);
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     eprintln!("$ {}", cmd::display(&c));
@@ -271,11 +315,18 @@ fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
     }
     let text = text.lock().map(|t| t.clone()).unwrap_or_default();
     // Timestamps differ from run to run: compare `LEVEL text` only.
-    let got: String = text
-        .lines()
-        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let raw: Vec<&str> = text.lines().map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest)).collect();
+    let want = format!("incarnation {}, ", u64::from(seed) + 1);
+    if !raw.iter().any(|l| l.contains("node MSM-B up: ") && l.contains(&want)) {
+        bail!("the firmware did not run as {want}one above the card's seed {seed}; its log:\n{text}");
+    }
+    let on_card = sdimage::boot_count(&sd)?;
+    if on_card != Some(seed + 1) {
+        bail!(
+            "the card's boot count is {on_card:?} after one boot from seed {seed}: the bump was not persisted"
+        );
+    }
+    let got: String = raw.iter().map(|l| format!("{}\n", normalise(l))).collect();
     let expected_path = b.dir().join("expected/solo.log");
     if std::env::var_os("MSM_BLESS").is_some() {
         std::fs::write(&expected_path, &got)?;
@@ -308,4 +359,30 @@ fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
     }
     println!("scenario: output matches {} ({:.1} s)", expected_path.display(), start.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variable_values_are_masked_and_nothing_else() {
+        assert_eq!(
+            normalise("INFO  node MSM-B up: incarnation 31536001, key 1a2b3c4d, apps"),
+            "INFO  node MSM-B up: incarnation *, key 1a2b3c4d, apps"
+        );
+        assert_eq!(
+            normalise("INFO  auth: 512-byte frame tagged in 153.2 us (100 runs)"),
+            "INFO  auth: 512-byte frame tagged in * us (100 runs)"
+        );
+        assert_eq!(normalise("INFO  role MASTER term 1.B"), "INFO  role MASTER term 1.B");
+    }
+
+    #[test]
+    fn the_scenario_key_file_is_one_the_key_file_rules_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_key_file(&path, SCENARIO_KEY).unwrap();
+        assert_eq!(&crate::keyfile::read(&path).unwrap(), SCENARIO_KEY);
+    }
 }

@@ -38,3 +38,15 @@ impl defmt::Format for TermName {
         }
     }
 }
+
+/// The key frames are sent under, by fingerprint: `1a2b3c4d`, or `none`.
+pub struct KeyName(pub Option<u32>);
+
+impl defmt::Format for KeyName {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self.0 {
+            Some(fp) => defmt::write!(f, "{=u32:08x}", fp),
+            None => defmt::write!(f, "none (unauthenticated)"),
+        }
+    }
+}

@@ -12,6 +12,8 @@
 #![no_main]
 
 mod apps;
+mod auth;
+mod card;
 mod clock;
 mod host;
 mod log;
@@ -31,7 +33,7 @@ use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot}
 
 use crate::apps::APPS;
 use crate::host::FirmwareHost;
-use crate::log::{SlotName, TermName};
+use crate::log::{KeyName, SlotName, TermName};
 
 /// Largest backplane frame (run the Linux peer with `--max-frame 512` or less).
 pub const MAX_FRAME: usize = 512;
@@ -80,8 +82,11 @@ fn main() -> ! {
     let clock = clock::Clock::start(core.SYST);
     let uart1 = uart::Uart1::init();
     let host: &'static mut FirmwareHost = HOST;
-    let mut incarnation = 0;
-    let mut store = storage::mount(host, &mut incarnation);
+    // The boot count is on the card from here on: before any frame goes out.
+    let boot = storage::mount(host);
+    let (incarnation, mut store) = (boot.incarnation, boot.store);
+    let key = auth::from_card(boot.key);
+    auth::time_tag(&clock);
 
     let mut reg = AppRegistry::<{ APPS.len() }>::new();
     for (name, schema, deps) in APPS {
@@ -123,11 +128,16 @@ fn main() -> ! {
             fatal()
         }
     };
+    // Before the first poll_transmit: not one frame goes out untagged.
+    if let Some(key) = &key {
+        engine.set_key(key);
+    }
     log!(
-        "node {} up: incarnation {=u32}, apps devmgr <- cfgmgr <- vlan, max frame {=usize}, \
+        "node {} up: incarnation {=u32}, key {}, apps devmgr <- cfgmgr <- vlan, max frame {=usize}, \
          heartbeat 100 ms x 3, engine {=usize} bytes",
         SlotName(slot),
         incarnation,
+        KeyName(engine.key_status().sending),
         MAX_FRAME,
         core::mem::size_of::<Engine>()
     );
@@ -138,6 +148,7 @@ fn main() -> ! {
 fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>) -> ! {
     let mut pending: Option<usize> = None;
     let mut last_bad = 0u64;
+    let mut refused = 0u64;
     loop {
         let now = clock.now();
         let mut busy = false;
@@ -148,7 +159,12 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
                 Ok(Some(n)) => {
                     busy = true;
                     if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], s.host) {
-                        log!("frame refused: {}", defmt::Display2Format(&e));
+                        // The first and every 100th: a module with another key
+                        // would otherwise fill the log ten lines a second.
+                        refused += 1;
+                        if refused == 1 || refused % 100 == 0 {
+                            log!("frame refused ({=u64} so far): {}", refused, defmt::Display2Format(&e));
+                        }
                     }
                 }
                 Ok(None) => break,

@@ -18,6 +18,7 @@ use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, SdCard};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 use msm_flash::Durable;
 
+use crate::card;
 use crate::regs::{self, SYSCTL_RCGC1, SYSCTL_RCGC2};
 
 const SSI0: usize = 0x4000_8000;
@@ -171,6 +172,10 @@ pub enum SdNorError {
     Card(#[allow(dead_code)] embedded_sdmmc::SdCardError),
     OutOfBounds,
     NotAligned,
+    /// A written block read back different.
+    Readback,
+    /// The boot counter is at its maximum (2^32 - 1 boots).
+    Exhausted,
 }
 
 impl NorFlashError for SdNorError {
@@ -179,11 +184,23 @@ impl NorFlashError for SdNorError {
             SdNorError::Card(_) => NorFlashErrorKind::Other,
             SdNorError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
             SdNorError::NotAligned => NorFlashErrorKind::NotAligned,
+            SdNorError::Readback | SdNorError::Exhausted => NorFlashErrorKind::Other,
         }
     }
 }
 
-const BLOCK: usize = 512;
+const BLOCK: usize = card::BLOCK;
+
+/// What [`SdNor::bump_boot_count`] did.
+#[derive(Debug)]
+pub struct BootCount {
+    /// This boot's count: the node's incarnation.
+    pub count: u32,
+    /// The card had a counter (provisioned, or booted before).
+    pub provisioned: bool,
+    /// The count is on the card; if not, a later boot may repeat it.
+    pub persisted: Result<(), SdNorError>,
+}
 
 /// NOR flash rules on blocks `first .. first + blocks` of the card. One
 /// block is cached for reads; writes go through.
@@ -208,22 +225,43 @@ impl SdNor {
         Ok(SdNor { card, card_blocks: n, first, blocks, cache: Block::new(), cached: None })
     }
 
-    /// Adds one to the boot counter kept in the block just before the region
-    /// (magic `MSMb`, then a u32 LE) and returns the new count.
-    pub fn bump_boot_count(&mut self) -> Result<u32, SdNorError> {
-        let idx = BlockIdx(self.first.checked_sub(1).ok_or(SdNorError::OutOfBounds)?);
+    /// Adds one to the boot counter (block [`card::BOOT_BLOCK`]). The new
+    /// count is written and read back before this returns, so it is on the
+    /// card before the node sends a frame under it: a later boot never
+    /// reuses an incarnation. `Err` only when the counter cannot be read.
+    pub fn bump_boot_count(&mut self) -> Result<BootCount, SdNorError> {
         let mut block = Block::new();
-        self.card.read(core::slice::from_mut(&mut block), idx).map_err(SdNorError::Card)?;
-        let old = match block.contents.get(..8) {
-            Some([b'M', b'S', b'M', b'b', a, b, c, d]) => u32::from_le_bytes([*a, *b, *c, *d]),
-            _ => 0,
+        self.read_block(card::BOOT_BLOCK, &mut block)?;
+        let old = card::decode_boot(&block.contents);
+        let Some(count) = old.unwrap_or(0).checked_add(1) else {
+            return Ok(BootCount {
+                count: u32::MAX,
+                provisioned: true,
+                persisted: Err(SdNorError::Exhausted),
+            });
         };
-        let count = old.wrapping_add(1);
-        block.contents.fill(0);
-        block.contents[..4].copy_from_slice(b"MSMb");
-        block.contents[4..8].copy_from_slice(&count.to_le_bytes());
-        self.card.write(core::slice::from_ref(&block), idx).map_err(SdNorError::Card)?;
-        Ok(count)
+        block.contents = card::encode_boot(count);
+        let persisted = self.write_block(card::BOOT_BLOCK, &block).and_then(|()| {
+            let mut back = Block::new();
+            self.read_block(card::BOOT_BLOCK, &mut back)?;
+            if back.contents == block.contents { Ok(()) } else { Err(SdNorError::Readback) }
+        });
+        Ok(BootCount { count, provisioned: old.is_some(), persisted })
+    }
+
+    /// Reads block `idx` of the card (anywhere, not only in the region).
+    pub fn read_block(&mut self, idx: u32, block: &mut Block) -> Result<(), SdNorError> {
+        self.card.read(core::slice::from_mut(block), BlockIdx(idx)).map_err(SdNorError::Card)
+    }
+
+    /// Writes block `idx` of the card; done when it returns (the card has
+    /// left its busy state and reported success).
+    fn write_block(&mut self, idx: u32, block: &Block) -> Result<(), SdNorError> {
+        if (self.first..self.first + self.blocks).contains(&idx) {
+            // The region's cached block must not go stale.
+            self.cached = None;
+        }
+        self.card.write(core::slice::from_ref(block), BlockIdx(idx)).map_err(SdNorError::Card)
     }
 
     pub fn card_blocks(&self) -> u32 {

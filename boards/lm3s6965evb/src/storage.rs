@@ -1,48 +1,117 @@
-//! The saved configuration on the SD card: `msm-flash`'s config store on
-//! [`SdNor`], a 64 KiB region (128 blocks) 1 MiB into the card, holding
-//! `primary.cfg`. What the master's saved-config stream carries (its store's
-//! framing: an 8-byte length, then the text) is stored as is, so this node
-//! sends the same bytes when it is master.
+//! What the node keeps on the SD card (layout: [`card`]): the chassis key
+//! and the boot counter, each in a block of its own, and the saved
+//! configuration: `msm-flash`'s config store on [`SdNor`], a 64 KiB region
+//! (128 blocks) 1 MiB into the card, holding `primary.cfg`. What the
+//! master's saved-config stream carries (its store's framing: an 8-byte
+//! length, then the text) is stored as is, so this node sends the same bytes
+//! when it is master.
 
+use embedded_sdmmc::Block;
 use msm_flash::{ConfigName, ConfigStore, SaveInfo};
 
+use crate::card::{self, KeyBlockError, REGION_BLOCKS, REGION_FIRST};
 use crate::host::FirmwareHost;
 use crate::log;
 use crate::sd::{self, SdNor};
 
-/// First block of the config region, and its length in blocks.
-const REGION_FIRST: u32 = 2048;
-const REGION_BLOCKS: u32 = 128;
 const SW_VERSION: &str = concat!("msm-lm3s6965evb ", env!("CARGO_PKG_VERSION"));
 
 pub type Store = ConfigStore<SdNor>;
 
-/// Mounts the store and loads the saved configuration into `host`; `None`
-/// (logged) without a card or with an unusable one: the node then keeps the
-/// saved configuration in RAM only.
+/// What the card gave this boot.
+pub struct Boot {
+    /// The config store; `None` without a card or with an unusable one.
+    pub store: Option<Store>,
+    /// The engine's incarnation: the boot counter (0 without a card).
+    pub incarnation: u32,
+    /// The chassis key, or why there is none.
+    pub key: Result<[u8; card::KEY_BYTES], NoKey>,
+}
+
+/// Why the backplane runs unauthenticated.
+#[derive(Debug, Clone, Copy)]
+pub enum NoKey {
+    /// No usable card at all.
+    NoCard,
+    /// The key block could not be read.
+    Unreadable,
+    /// The key block is missing, damaged or of another version.
+    Block(KeyBlockError),
+}
+
+/// Mounts the store and loads the saved configuration into `host`; reads
+/// the chassis key and counts this boot. Without a card or with an
+/// unusable one the node keeps the saved configuration in RAM only, runs
+/// unauthenticated and has incarnation 0 on every boot (logged).
 ///
-/// Also counts boots in the block before the region: the count is the
-/// node's incarnation (0 without a card), so a restarted node never resumes
-/// an old checkpoint session.
-pub fn mount(host: &mut FirmwareHost, incarnation: &mut u32) -> Option<Store> {
+/// The boot count is the node's incarnation: it is written to the card
+/// here, before the engine exists, so no frame goes out under a count that
+/// a later boot could repeat (peers refuse a repeated or lower incarnation
+/// as a replay once the backplane is authenticated).
+pub fn mount(host: &mut FirmwareHost) -> Boot {
     let card = sd::Card::new(sd::SdSpi::init(), sd::Delay);
     let mut nor = match SdNor::new(card, REGION_FIRST, REGION_BLOCKS) {
         Ok(nor) => nor,
         Err(e) => {
             log!("sd: no usable card ({}): saved configuration kept in RAM only", e);
-            return None;
+            defmt::warn!(
+                "sd: no boot counter without a card: incarnation 0 on every boot, not monotonic \
+                 (a peer cannot tell a reboot of this node from the boot before)"
+            );
+            return Boot { store: None, incarnation: 0, key: Err(NoKey::NoCard) };
         }
     };
-    match nor.bump_boot_count() {
-        Ok(n) => *incarnation = n,
-        Err(e) => log!("sd: boot counter not updated ({})", e),
-    }
+    let incarnation = boot_count(&mut nor);
+    let key = read_key(&mut nor);
     log!(
         "sd: card of {=u32} blocks, config region blocks {=u32}..{=u32}",
         nor.card_blocks(),
         REGION_FIRST,
         REGION_FIRST + REGION_BLOCKS
     );
+    Boot { store: load(nor, host), incarnation, key }
+}
+
+/// Counts this boot on the card; the count, or 0 when the counter cannot
+/// be read (logged).
+fn boot_count(nor: &mut SdNor) -> u32 {
+    match nor.bump_boot_count() {
+        Ok(b) => {
+            if !b.provisioned {
+                defmt::warn!(
+                    "sd: no boot counter on the card (block {=u32}): counting from 1; a card provisioned \
+                     with `cargo xtask sd-image` starts from the provisioning time",
+                    card::BOOT_BLOCK
+                );
+            }
+            if let Err(e) = b.persisted {
+                defmt::warn!(
+                    "sd: boot count {=u32} NOT persisted ({}): a later boot may repeat this incarnation",
+                    b.count,
+                    e
+                );
+            }
+            b.count
+        }
+        Err(e) => {
+            defmt::warn!("sd: boot counter unreadable ({}): incarnation 0, not monotonic", e);
+            0
+        }
+    }
+}
+
+/// The chassis key from its block on the card.
+fn read_key(nor: &mut SdNor) -> Result<[u8; card::KEY_BYTES], NoKey> {
+    let mut block = Block::new();
+    if let Err(e) = nor.read_block(card::KEY_BLOCK, &mut block) {
+        log!("sd: key block {=u32} unreadable: {}", card::KEY_BLOCK, e);
+        return Err(NoKey::Unreadable);
+    }
+    card::decode_key(&block.contents).map_err(NoKey::Block)
+}
+
+/// Mounts the config store and loads `primary.cfg` into `host`.
+fn load(nor: SdNor, host: &mut FirmwareHost) -> Option<Store> {
     let mut store = match ConfigStore::mount(nor, ConfigName::Primary) {
         Ok(s) => s,
         Err(e) => {

@@ -217,6 +217,9 @@ pub(crate) fn interop() -> Result<()> {
     let b = board::find("lm3s6965evb")?;
     let elf = board::build(&b)?;
     scenario(&b, &elf)?;
+    // The test finds msm-node in the target dir and builds it only when
+    // missing: build it here so a stale one (e.g. without --key-file) is not run.
+    cmd::run(cmd::cargo().args(["build", "-p", "msm-linux-emu", "--bins"]))?;
     let mut c = cmd::cargo();
     c.args(["test", "-p", "msm-system-tests", "--test", "qemu_interop", "--", "--nocapture"])
         .env("MSM_FIRMWARE", &elf);

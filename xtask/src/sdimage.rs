@@ -100,20 +100,19 @@ fn seed(now: SystemTime) -> Result<u32> {
 pub(crate) fn describe(sd: &Path) -> Result<()> {
     let mut f = File::open(sd).with_context(|| format!("opening {}", sd.display()))?;
     let (key, count) = (read_block(&mut f, card::KEY_BLOCK)?, read_block(&mut f, card::BOOT_BLOCK)?);
+    let b = card::KEY_BLOCK;
     let key = match card::decode_key(&key) {
-        Ok(k) => format!("chassis key {:08x}", msm_checkpoint::Key::new(k).fingerprint()),
+        Ok(k) => format!("chassis key {:08x} (block {b})", msm_checkpoint::Key::new(k).fingerprint()),
         Err(card::KeyBlockError::UnknownVersion(v)) => {
-            format!("NO usable key: key block version {v} unknown")
+            format!(
+                "NO usable key: block {b} has key block version {v}, the firmware reads {}",
+                card::KEY_VERSION
+            )
         }
-        Err(e) => format!("NO key: {} (the firmware runs unauthenticated)", e.reason()),
+        Err(e) => format!("NO key: {} (block {b}), the firmware runs unauthenticated", e.reason()),
     };
     let count = card::decode_boot(&count).map_or("no boot counter".to_owned(), |n| format!("boot count {n}"));
-    println!(
-        "sd-image: {}: {key} (block {}), {count} (block {})",
-        sd.display(),
-        card::KEY_BLOCK,
-        card::BOOT_BLOCK
-    );
+    println!("sd-image: {}: {key}; {count} (block {})", sd.display(), card::BOOT_BLOCK);
     Ok(())
 }
 

@@ -1,13 +1,14 @@
 //! The chassis key file, as `msm keygen` writes it and `msm-node --key-file`
 //! reads it: exactly 64 hex digits (32 bytes), an optional trailing newline,
-//! in a regular file that group and others cannot access (mode & 0o077 == 0).
+//! in a regular file (not a symlink) that group and others cannot access
+//! (mode & 0o077 == 0).
 //! Anything else is refused with a message naming the file and the fault.
 //!
 //! A copy of the Linux board's rule rather than a dependency on that crate:
 //! the format is the contract, and it is small enough to state twice.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -19,12 +20,18 @@ const HEX_DIGITS: usize = 2 * KEY_BYTES;
 /// Reads and checks the key file at `path`.
 pub(crate) fn read(path: &Path) -> Result<[u8; KEY_BYTES]> {
     let shown = path.display();
+    // The path itself, not what a symlink points at (as msm-node checks it).
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| anyhow::anyhow!("key file {shown}: cannot stat: {e}"))?;
+    if let Err(why) = check_file(meta.file_type().is_file(), meta.permissions().mode()) {
+        bail!("key file {shown}: {why}");
+    }
     let file =
         std::fs::File::open(path).map_err(|e| anyhow::anyhow!("key file {shown}: cannot open: {e}"))?;
-    // The opened file's own metadata: what we check is what we read.
-    let meta = file.metadata().map_err(|e| anyhow::anyhow!("key file {shown}: cannot stat: {e}"))?;
-    if let Err(why) = check_file(meta.is_file(), meta.permissions().mode()) {
-        bail!("key file {shown}: {why}");
+    // What we checked is what we read: not replaced in between.
+    let opened = file.metadata().map_err(|e| anyhow::anyhow!("key file {shown}: cannot stat: {e}"))?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        bail!("key file {shown}: replaced while being read");
     }
     // One byte more than the longest valid file, so a longer one is seen as such.
     let mut text = Vec::with_capacity(HEX_DIGITS + 2);
@@ -37,7 +44,7 @@ pub(crate) fn read(path: &Path) -> Result<[u8; KEY_BYTES]> {
 /// A regular file, no access for group or others.
 fn check_file(is_file: bool, mode: u32) -> Result<(), String> {
     if !is_file {
-        return Err("not a regular file".into());
+        return Err("not a regular file (a symlink, directory or device)".into());
     }
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -124,7 +131,7 @@ mod tests {
         assert_eq!(check_file(true, 0o100400), Ok(()));
         assert!(check_file(true, 0o100640).unwrap_err().starts_with("mode 0640 lets group or others"));
         assert!(check_file(true, 0o100604).unwrap_err().starts_with("mode 0604 lets group or others"));
-        assert_eq!(check_file(false, 0o040700), Err("not a regular file".to_string()));
+        assert!(check_file(false, 0o040700).unwrap_err().starts_with("not a regular file"));
     }
 
     #[test]
@@ -139,9 +146,13 @@ mod tests {
         let e = read(&long).unwrap_err().to_string();
         assert!(e.starts_with(&format!("key file {}: 66 bytes or more", long.display())), "{e}");
         let e = read(dir.path()).unwrap_err().to_string();
-        assert_eq!(e, format!("key file {}: not a regular file", dir.path().display()));
+        assert!(e.starts_with(&format!("key file {}: not a regular file", dir.path().display())), "{e}");
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let e = read(&link).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("key file {}: not a regular file", link.display())), "{e}");
         let missing = dir.path().join("missing.key");
         let e = read(&missing).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("key file {}: cannot open", missing.display())), "{e}");
+        assert!(e.starts_with(&format!("key file {}: cannot stat", missing.display())), "{e}");
     }
 }

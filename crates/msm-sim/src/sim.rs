@@ -124,6 +124,9 @@ pub struct Stats {
     pub bulks_checked: u64,
     pub records_checked: u64,
     pub frame_errors: u64,
+    /// Attacker frames injected, and how many were replays.
+    pub attacks: u64,
+    pub attack_replays: u64,
 }
 
 pub struct Sim {
@@ -398,6 +401,8 @@ impl Sim {
         let term =
             self.nodes.iter().filter_map(|n| n.engine.as_ref()).map(|e| e.term().raw()).max().unwrap_or(0);
         let Some((to, bytes, kind)) = self.attacker.next(self.nodes.len(), term) else { return };
+        // Events of earlier steps first, so any event now is the attack's.
+        self.after(to);
         let now = self.instant();
         let st = &mut self.nodes[to];
         let Some(e) = st.engine.as_deref_mut() else { return };
@@ -713,6 +718,8 @@ impl Sim {
         self.stats.takeovers_checked = self.checker.takeovers_checked;
         self.stats.bulks_checked = self.checker.bulks_checked;
         self.stats.records_checked = self.checker.records_checked;
+        self.stats.attacks = self.attacker.stats.injected;
+        self.stats.attack_replays = self.attacker.stats.replays;
         self.stats.clone()
     }
 

@@ -477,11 +477,13 @@ fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> 
             }
         }
     }
-    match settings.increment_boot_count() {
+    // Seconds since 2025-01-01 UTC: a fresh flash starts its count there.
+    let clock_floor = u32::try_from(unix_now().saturating_sub(EPOCH_2025)).unwrap_or(u32::MAX);
+    match settings.advance_boot_count(clock_floor) {
         Ok(n) => n,
         Err(e) => {
             note(format!("settings area: boot count not stored ({e}): reformatting the area"));
-            if let Ok(n) = settings.erase_all().and_then(|()| settings.increment_boot_count()) {
+            if let Ok(n) = settings.erase_all().and_then(|()| settings.advance_boot_count(clock_floor)) {
                 return n;
             }
             note("settings area unusable: settings are not kept this run".into());
@@ -489,6 +491,9 @@ fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> 
         }
     }
 }
+
+/// 2025-01-01T00:00:00Z in Unix seconds: where boot counts of a fresh flash start.
+pub const EPOCH_2025: u64 = 1_735_689_600;
 
 /// Seconds since the Unix epoch, the time a save records (0 if the clock is before it).
 pub fn unix_now() -> u64 {
@@ -688,11 +693,10 @@ mod tests {
                 notes.contains("settings area damaged (") && notes.contains("default settings"),
                 "{what}: {notes}"
             );
-            assert_eq!(
-                (f.boot_count(), f.priority(), f.selected()),
-                (1, None, ConfigName::Primary),
-                "{what}"
-            );
+            let floor = (unix_now() - EPOCH_2025) as u32;
+            assert!(f.boot_count() >= floor, "{what}: a lost count restarts at the clock, above any before");
+            let first = f.boot_count();
+            assert_eq!((f.priority(), f.selected()), (None, ConfigName::Primary), "{what}");
             // The configurations are separate and still good.
             assert_eq!(f.load(ConfigName::Primary).unwrap().as_deref(), Some(P), "{what}");
             // Later writes work.
@@ -700,7 +704,7 @@ mod tests {
             drop(f);
             let mut f = BoardFlash::open(&image).unwrap();
             assert!(f.boot_notes().is_empty(), "{what}: {:?}", f.boot_notes());
-            assert_eq!((f.boot_count(), f.priority()), (2, Some(9)), "{what}");
+            assert_eq!((f.boot_count(), f.priority()), (first + 1, Some(9)), "{what}");
         }
     }
 

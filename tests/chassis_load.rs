@@ -183,6 +183,19 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
     let term = switch(&c, 'A')["term"].clone();
+    // A fresh flash counts boots from the clock's seconds: the second
+    // module booted in the same second would have A's incarnation, and its
+    // frames would only be refused as replays (documented). It boots later.
+    let a_inc: u64 = log(&c, 'A')
+        .split("incarnation ")
+        .nth(1)
+        .and_then(|s| s.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    c.wait("a later second", Duration::from_secs(3), |_| {
+        Ok(msm_linux_emu::flash::unix_now() - msm_linux_emu::flash::EPOCH_2025 > a_inc)
+    })
+    .unwrap();
     // Its own files and the chassis key, but slot A and a backplane to B: B
     // hears two modules claim A.
     let intruder = Command::new(c.bin.join("msm-node"))

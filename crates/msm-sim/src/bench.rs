@@ -154,27 +154,20 @@ fn engine_run(records: u64, key: Option<&Key>) -> Result<EngineRun> {
     Ok(EngineRun { rate: records as f64 / secs, frames, p50_ns: pct(50), p99_ns: pct(99) })
 }
 
-/// Payload bytes over frame bytes of a Data frame of `size` bytes full of
-/// `payload`-byte changes, as sent (v2) and with version 1's 33 fewer
-/// envelope bytes: what the tag and the replay fields cost.
-fn framing(size: usize, payload: usize) -> (f64, f64) {
-    let fill = |room: usize| {
-        let mut buf = vec![0u8; room];
-        let Ok(mut w) = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Data) else { return 0 };
-        if w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 1000 }).is_err() {
-            return 0;
-        }
-        let rec = vec![0x5Au8; payload];
-        let mut n = 0;
-        while w.push(&Record::Change(&rec)).is_ok() {
-            n += 1;
-        }
-        n
-    };
-    let v2 = fill(size) * payload;
-    let v1 = fill(size + wire::HEADER_LEN - 4 + msm_checkpoint::TAG_LEN) * payload;
-    (v2 as f64 / size as f64, v1 as f64 / size as f64)
+/// Bytes of the Data frame that carries `records` changes of `payload`
+/// bytes in one run, as sent (version 2).
+fn data_frame_len(payload: usize, records: usize) -> usize {
+    let mut buf = vec![0u8; 128 + records * (payload + 4)];
+    let Ok(mut w) = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Data) else { return 0 };
+    let rec = vec![0x5Au8; payload];
+    let ok = w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 1000 }).is_ok()
+        && (0..records).all(|_| w.push(&Record::Change(&rec)).is_ok());
+    if ok { w.finish() } else { 0 }
 }
+
+/// What the authenticated envelope adds to a version 1 frame: the key id,
+/// incarnation and counter, and the tag.
+const V2_EXTRA: usize = wire::HEADER_LEN - 4 + msm_checkpoint::TAG_LEN;
 
 fn baseline_run(records: u64) -> f64 {
     let mut q: VecDeque<Vec<u8>> = VecDeque::new();
@@ -243,18 +236,23 @@ pub fn run(records: u64) -> Result<()> {
         auth.rate / open.rate,
         auth.p99_ns as f64 / open.p99_ns.max(1) as f64
     );
-    println!(
-        "framing efficiency (payload bytes / frame bytes, Data frames of {}-byte changes):",
-        msm_sim::record::LEN
-    );
-    for size in [64usize, 256, 1024] {
-        let (v2, v1) = framing(size, msm_sim::record::LEN);
+    println!("framing efficiency (payload bytes / frame bytes), authenticated v2 against v1's envelope:");
+    for payload in [64usize, 256, 1024] {
+        let n = data_frame_len(payload, 1);
         println!(
-            "  {size:>5}-byte frames: {:>5.1} % authenticated (v2), {:>5.1} % without tag and replay fields (v1)",
-            v2 * 100.0,
-            v1 * 100.0
+            "  one {payload:>4}-byte change a frame: {n:>4}-byte frame, {:>5.1} % (v1 {:>5.1} %)",
+            100.0 * payload as f64 / n as f64,
+            100.0 * payload as f64 / (n - V2_EXTRA) as f64
         );
     }
+    let p = msm_sim::record::LEN;
+    let per = (1..).take_while(|&k| data_frame_len(p, k) <= 1024).last().unwrap_or(0);
+    let n = data_frame_len(p, per);
+    println!(
+        "  a full 1 KiB frame of {p}-byte changes ({per} of them): {:>5.1} % (v1 {:>5.1} %)",
+        100.0 * (per * p) as f64 / n as f64,
+        100.0 * (per * p) as f64 / (n - V2_EXTRA) as f64
+    );
     let size = std::mem::size_of::<BenchNode>();
     println!(
         "memory: Node<16 apps, 64-frame window, 64 KiB backlog> = {size} bytes ({:.1} KiB); of which backlog 65536, engine state {} bytes",

@@ -453,7 +453,8 @@ impl SavedStore for BoardFlash {
 
 /// Mount the settings area and count this boot. Never fails: damage is a
 /// warning (in `notes` too) and the area is reformatted so later writes work;
-/// the settings are then their defaults. Boot count 0 if it cannot be stored.
+/// the settings are then their defaults. If the count cannot be stored it is
+/// the clock's seconds since 2025, so incarnations still grow across boots.
 fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> u32 {
     let mut note = |m: String| {
         log::warn!("{m}");
@@ -486,8 +487,8 @@ fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> 
             if let Ok(n) = settings.erase_all().and_then(|()| settings.advance_boot_count(clock_floor)) {
                 return n;
             }
-            note("settings area unusable: settings are not kept this run".into());
-            0
+            note("settings area unusable: settings are not kept this run; the incarnation is the clock's".into());
+            clock_floor
         }
     }
 }

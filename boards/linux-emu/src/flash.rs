@@ -487,7 +487,10 @@ fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> 
             if let Ok(n) = settings.erase_all().and_then(|()| settings.advance_boot_count(clock_floor)) {
                 return n;
             }
-            note("settings area unusable: settings are not kept this run; the incarnation is the clock's".into());
+            note(
+                "settings area unusable: settings are not kept this run; the incarnation is the clock's"
+                    .into(),
+            );
             clock_floor
         }
     }

@@ -86,6 +86,8 @@ impl fmt::Display for WireError {
     }
 }
 
+impl core::error::Error for WireError {}
+
 /// A config-stream digest at a point of the stream, for the backup to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DigestMark {

@@ -33,6 +33,7 @@ fn opts(slot: u8) -> Options {
         max_frame: 8192,
         link_rate: None,
         apps: Some(vec!["devmgr".into(), "cfgmgr".into(), "vlan".into(), "fdb".into()]),
+        key: None,
     }
 }
 

@@ -29,6 +29,13 @@ pub struct Chassis {
     pub children: [Option<Child>; 2],
     /// Extra flags every node gets (heartbeat, churn...).
     pub common: Vec<String>,
+    /// Nodes get the chassis key ([`key_path`](Self::key_path), created at
+    /// the first start) and `--require-auth`, unless `extra` names another
+    /// `--key-file`. Off: an unauthenticated backplane (benchmarks compare).
+    pub authenticated: bool,
+    /// Per slot: send the backplane's datagrams here instead of to the
+    /// peer's socket (a test's tap that records and forwards them).
+    pub taps: [Option<PathBuf>; 2],
 }
 
 pub fn slot_index(slot: char) -> usize {
@@ -38,7 +45,28 @@ pub fn slot_index(slot: char) -> usize {
 impl Chassis {
     /// `bin`: the directory holding `msm-node`.
     pub fn new(dir: impl Into<PathBuf>, bin: impl Into<PathBuf>) -> Chassis {
-        Chassis { dir: dir.into(), bin: bin.into(), children: [None, None], common: Vec::new() }
+        Chassis {
+            dir: dir.into(),
+            bin: bin.into(),
+            children: [None, None],
+            common: Vec::new(),
+            authenticated: true,
+            taps: [None, None],
+        }
+    }
+
+    /// The chassis key every node of this chassis holds.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("chassis.key")
+    }
+
+    /// The flags that give a node the chassis key, creating it if needed.
+    pub fn key_args(&self) -> Result<Vec<String>> {
+        let key = self.key_path();
+        if !key.exists() {
+            crate::key_file::generate(&key).map_err(|e| anyhow!(e))?;
+        }
+        Ok(vec!["--key-file".into(), key.display().to_string(), "--require-auth".into()])
     }
 
     /// Where the binaries of this build are, next to the running executable
@@ -74,10 +102,12 @@ impl Chassis {
         self.dir.join(format!("{slot}.{ext}"))
     }
 
-    /// The backplane of `slot`: a Unix datagram socket to the other slot's.
+    /// The backplane of `slot`: a Unix datagram socket to the other slot's
+    /// (or to its tap).
     pub fn backplane(&self, slot: char) -> String {
         let other = if slot == 'A' { 'B' } else { 'A' };
-        format!("unix:{}:{}", self.path(slot, "sock").display(), self.path(other, "sock").display())
+        let to = self.taps[slot_index(slot)].clone().unwrap_or_else(|| self.path(other, "sock"));
+        format!("unix:{}:{}", self.path(slot, "sock").display(), to.display())
     }
 
     /// Start node `slot` with the chassis' common flags and `extra`.
@@ -87,6 +117,10 @@ impl Chassis {
             bail!("MSM-{slot} is already running");
         }
         let _ = std::fs::remove_file(self.path(slot, "ctl"));
+        let auth = match self.authenticated && !extra.contains(&"--key-file") {
+            true => self.key_args()?,
+            false => Vec::new(),
+        };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path(slot, "log"))?;
         let mut cmd = Command::new(self.bin.join("msm-node"));
         cmd.arg("--slot")
@@ -100,6 +134,7 @@ impl Chassis {
             .arg("--journal")
             .arg(self.path(slot, "journal"))
             .args(&self.common)
+            .args(&auth)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

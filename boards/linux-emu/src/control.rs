@@ -60,6 +60,14 @@ pub enum Request {
     Churn {
         rate: u32,
     },
+    /// Key rotation step 1: accept frames under the key in this file (read by the node).
+    KeyInstall {
+        path: String,
+    },
+    /// Step 2: send under the installed key; the previous one is still accepted.
+    KeySwitch,
+    /// Step 3: stop accepting the previous key.
+    KeyRetire,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

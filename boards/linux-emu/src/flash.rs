@@ -453,7 +453,8 @@ impl SavedStore for BoardFlash {
 
 /// Mount the settings area and count this boot. Never fails: damage is a
 /// warning (in `notes` too) and the area is reformatted so later writes work;
-/// the settings are then their defaults. Boot count 0 if it cannot be stored.
+/// the settings are then their defaults. If the count cannot be stored it is
+/// the clock's seconds since 2025, so incarnations still grow across boots.
 fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> u32 {
     let mut note = |m: String| {
         log::warn!("{m}");
@@ -477,18 +478,26 @@ fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> 
             }
         }
     }
-    match settings.increment_boot_count() {
+    // Seconds since 2025-01-01 UTC: a fresh flash starts its count there.
+    let clock_floor = u32::try_from(unix_now().saturating_sub(EPOCH_2025)).unwrap_or(u32::MAX);
+    match settings.advance_boot_count(clock_floor) {
         Ok(n) => n,
         Err(e) => {
             note(format!("settings area: boot count not stored ({e}): reformatting the area"));
-            if let Ok(n) = settings.erase_all().and_then(|()| settings.increment_boot_count()) {
+            if let Ok(n) = settings.erase_all().and_then(|()| settings.advance_boot_count(clock_floor)) {
                 return n;
             }
-            note("settings area unusable: settings are not kept this run".into());
-            0
+            note(
+                "settings area unusable: settings are not kept this run; the incarnation is the clock's"
+                    .into(),
+            );
+            clock_floor
         }
     }
 }
+
+/// 2025-01-01T00:00:00Z in Unix seconds: where boot counts of a fresh flash start.
+pub const EPOCH_2025: u64 = 1_735_689_600;
 
 /// Seconds since the Unix epoch, the time a save records (0 if the clock is before it).
 pub fn unix_now() -> u64 {
@@ -688,11 +697,10 @@ mod tests {
                 notes.contains("settings area damaged (") && notes.contains("default settings"),
                 "{what}: {notes}"
             );
-            assert_eq!(
-                (f.boot_count(), f.priority(), f.selected()),
-                (1, None, ConfigName::Primary),
-                "{what}"
-            );
+            let floor = (unix_now() - EPOCH_2025) as u32;
+            assert!(f.boot_count() >= floor, "{what}: a lost count restarts at the clock, above any before");
+            let first = f.boot_count();
+            assert_eq!((f.priority(), f.selected()), (None, ConfigName::Primary), "{what}");
             // The configurations are separate and still good.
             assert_eq!(f.load(ConfigName::Primary).unwrap().as_deref(), Some(P), "{what}");
             // Later writes work.
@@ -700,7 +708,7 @@ mod tests {
             drop(f);
             let mut f = BoardFlash::open(&image).unwrap();
             assert!(f.boot_notes().is_empty(), "{what}: {:?}", f.boot_notes());
-            assert_eq!((f.boot_count(), f.priority()), (2, Some(9)), "{what}");
+            assert_eq!((f.boot_count(), f.priority()), (first + 1, Some(9)), "{what}");
         }
     }
 
@@ -708,7 +716,8 @@ mod tests {
     fn blank_settings_area_boots_with_defaults_and_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         let f = BoardFlash::open(&dir.path().join("new.img")).unwrap();
-        assert_eq!(f.boot_count(), 1);
+        let floor = (unix_now() - EPOCH_2025) as u32;
+        assert!((floor..floor + 5).contains(&f.boot_count()), "a fresh flash counts from the clock");
         assert!(f.boot_notes().iter().any(|n| n.contains("settings area blank")), "{:?}", f.boot_notes());
     }
 }

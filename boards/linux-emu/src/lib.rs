@@ -11,5 +11,6 @@ pub mod control_server;
 pub mod flash;
 pub mod host;
 pub mod journal;
+pub mod key_file;
 pub mod node;
 pub mod socket_path;

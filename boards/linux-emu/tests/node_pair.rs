@@ -24,6 +24,7 @@ fn opts(slot: u8) -> Options {
         max_frame: 4096,
         link_rate: None,
         apps: None,
+        key: None,
     }
 }
 

@@ -165,6 +165,8 @@ impl fmt::Display for KeyError {
     }
 }
 
+impl core::error::Error for KeyError {}
+
 /// The keys of one node and the rotation steps.
 #[derive(Clone)]
 pub(crate) struct Keyring {

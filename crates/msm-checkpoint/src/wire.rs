@@ -86,6 +86,8 @@ impl fmt::Display for WireError {
     }
 }
 
+impl core::error::Error for WireError {}
+
 /// A config-stream digest at a point of the stream, for the backup to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DigestMark {
@@ -479,6 +481,26 @@ mod tests {
         let s = open(&buf[..n]).unwrap();
         assert_eq!((s.key_id, s.incarnation, s.counter), (Key::new([7; 32]).id(), 3, 1));
         assert_eq!(s.signed().len() + TRAILER_LEN, n);
+    }
+
+    /// The example of `docs/wire-protocol.md`, byte for byte.
+    #[test]
+    fn worked_example_of_the_docs() {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let key = Key::new(k);
+        assert_eq!((key.fingerprint(), key.id()), (0x630d_cd29, 100));
+        let mut buf = [0u8; 64];
+        let n = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Handover { force: false }).unwrap().finish();
+        seal(&mut buf[..n], Some(&key), 7, 1);
+        let want = [
+            0xC5, 0x02, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0xFF, 0x03, 0x06, 0x00, 0x74, 0x78, 0xF1, 0x02, 0xC7, 0x18, 0xF6, 0xA3, 0x29, 0x0A, 0xAA,
+            0xCE, 0xB1, 0xE2, 0xC8, 0xFB, 0x46, 0xC5, 0x3E, 0x8B,
+        ];
+        assert_eq!(&buf[..n], &want[..]);
     }
 
     #[test]

@@ -487,7 +487,15 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
 
     /// Count one more boot; returns the new count.
     pub fn increment_boot_count(&mut self) -> Result<u32, Error<F::Error>> {
-        let n = self.boot_count()?.saturating_add(1);
+        self.advance_boot_count(0)
+    }
+
+    /// Count a boot, at least to `at_least`: a board with a clock passes
+    /// the time, so a wiped or replaced flash still counts above every boot
+    /// before it (the count is the node's incarnation, which peers require
+    /// to grow). Durable when this returns.
+    pub fn advance_boot_count(&mut self, at_least: u32) -> Result<u32, Error<F::Error>> {
+        let n = self.boot_count()?.saturating_add(1).max(at_least);
         self.store(Setting::BootCount, n)?;
         Ok(n)
     }

@@ -7,7 +7,10 @@
 //!    none is missing and none out of order);
 //! 3. no application's bulk starts before its dependencies finished theirs;
 //! 5. two masters never act in one term; a node never follows an older term;
-//! 6. corrupt frames never reach state (no garbage record is ever applied).
+//! 6. corrupt frames never reach state (no garbage record is ever applied);
+//! 7. no frame of the attacker (forged, replayed, mutated, under another
+//!    key) gets past authentication or changes a node's role, term, master
+//!    or events (checked in `Sim::attack`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

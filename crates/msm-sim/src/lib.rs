@@ -2,6 +2,7 @@
 //! benchmarks: virtual time, a faulty backplane, crashes, and invariant
 //! checkers after every step. A failing seed prints the command that replays it.
 
+pub mod attacker;
 pub mod check;
 pub mod host;
 pub mod link;

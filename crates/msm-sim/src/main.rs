@@ -107,6 +107,8 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.bulks_checked += st.bulks_checked;
                                 t.records_checked += st.records_checked;
                                 t.frame_errors += st.frame_errors;
+                                t.attacks += st.attacks;
+                                t.attack_replays += st.attack_replays;
                             }
                         }
                         Err(f) => {
@@ -142,6 +144,10 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         t.bulks_checked,
         t.takeovers,
         t.takeovers_checked
+    );
+    println!(
+        "     attacker: {} frames injected ({} replays of taken frames), every one refused before authentication completed",
+        t.attacks, t.attack_replays
     );
     Ok(true)
 }

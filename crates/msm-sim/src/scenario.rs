@@ -58,6 +58,8 @@ pub fn random_config(rng: &mut Pcg64Mcg, faults: bool) -> SimConfig {
     cfg.boot_gap = Duration::from_millis(rng.random_range(0..60));
     if faults {
         cfg.link = link::random_faults(rng);
+        // The attacker is on in every faulty run, at a seeded rate.
+        cfg.attack = rng.random_range(0.005..0.05);
     }
     cfg
 }

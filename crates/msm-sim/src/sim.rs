@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use msm_backplane::{Fate, FaultConfig};
 use msm_checkpoint::{
-    AppId, AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot, Stream, SyncState, Term,
+    AppId, AppRegistry, Config, ConfigChoice, Event, Key, Node, Role, Slot, Stream, SyncState, Term,
 };
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+use crate::attacker::{self, Attacker};
 use crate::check::{Checker, Report, Violation};
 use crate::host::{SimHost, SimStream};
 use crate::link::{self, Links};
@@ -50,6 +51,10 @@ pub struct SimConfig {
     pub saved_config: Vec<u8>,
     /// Node i boots at i * this.
     pub boot_gap: Duration,
+    /// The chassis key every node holds; `None`: an unauthenticated backplane.
+    pub key: Option<Key>,
+    /// Probability of an attacker's frame after each delivered frame.
+    pub attack: f64,
 }
 
 impl SimConfig {
@@ -74,6 +79,8 @@ impl SimConfig {
             link: link::CLEAN,
             saved_config: default_config(),
             boot_gap: Duration::from_millis(0),
+            key: Some(attacker::CHASSIS_KEY),
+            attack: 0.0,
         }
     }
 }
@@ -117,6 +124,9 @@ pub struct Stats {
     pub bulks_checked: u64,
     pub records_checked: u64,
     pub frame_errors: u64,
+    /// Attacker frames injected, and how many were replays.
+    pub attacks: u64,
+    pub attack_replays: u64,
 }
 
 pub struct Sim {
@@ -137,6 +147,9 @@ pub struct Sim {
     /// App index -> the AppId each node registered it under.
     ids: Vec<Vec<AppId>>,
     steps: u64,
+    pub attacker: Attacker,
+    /// Counter for frames tests forge with [`Sim::seal_as`].
+    forged: u64,
 }
 
 /// Simulator steps one run may take: a deterministic guard against livelock.
@@ -168,6 +181,8 @@ impl Sim {
             violation: None,
             ids: Vec::new(),
             steps: 0,
+            attacker: Attacker::new(cfg.attack, seed ^ 0xa77a_c4e5),
+            forged: 1 << 40,
             cfg,
         };
         for i in 0..n {
@@ -244,8 +259,13 @@ impl Sim {
                 return;
             }
         };
+        let mut node = node;
+        if let Some(k) = &self.cfg.key {
+            node.set_key(k);
+        }
         st.engine = Some(Box::new(node));
         st.followed = Term::NONE;
+        self.attacker.forget(i);
         self.ids[i] = ids;
         self.checker.rebooted(i);
         self.log(Some(i), format_args!("boot (incarnation {})", self.nodes[i].incarnation));
@@ -376,6 +396,50 @@ impl Sim {
         r.map_err(|e| e.to_string())
     }
 
+    /// The attacker's turn: maybe one frame, which must change nothing.
+    fn attack(&mut self) {
+        let term =
+            self.nodes.iter().filter_map(|n| n.engine.as_ref()).map(|e| e.term().raw()).max().unwrap_or(0);
+        let Some((to, bytes, kind)) = self.attacker.next(self.nodes.len(), term) else { return };
+        // Events of earlier steps first, so any event now is the attack's.
+        self.after(to);
+        let now = self.instant();
+        let st = &mut self.nodes[to];
+        let Some(e) = st.engine.as_deref_mut() else { return };
+        let before = (e.role(), e.term(), e.master());
+        let r = e.handle_frame(now, &bytes, &mut st.host);
+        let after = (e.role(), e.term(), e.master());
+        let mut events = Vec::new();
+        while let Some(ev) = e.poll_event() {
+            events.push(ev);
+        }
+        if !attacker::refused_early(&r) || before != after || !events.is_empty() {
+            self.violation.get_or_insert(Violation {
+                invariant: 7,
+                message: format!(
+                    "attacker's {kind:?} frame to {} was not refused before authentication: {r:?}; \
+                     (role, term, master) {before:?} -> {after:?}, events {events:?}",
+                    slot(to)
+                ),
+            });
+        }
+    }
+
+    /// Seal a frame a test wrote as if `slot`'s boot `incarnation` sent it
+    /// under the chassis key, with a counter no node has seen.
+    pub fn seal_as(&mut self, frame: &mut [u8], incarnation: u32) {
+        self.forged += 1;
+        msm_checkpoint::wire::seal(frame, self.cfg.key.as_ref(), incarnation, self.forged);
+    }
+
+    /// Seal a frame a test wrote as if node `i` sent it next (its real next
+    /// frame with that counter is then refused as a duplicate: a loss).
+    pub fn seal_from(&mut self, frame: &mut [u8], i: usize) {
+        let inc = self.nodes[i].incarnation;
+        let counter = self.nodes[i].engine.as_ref().map_or(1, |e| e.frames_sent() + 1);
+        msm_checkpoint::wire::seal(frame, self.cfg.key.as_ref(), inc, counter);
+    }
+
     /// Deliver a raw frame to node `i` now, as if from the backplane.
     pub fn inject(&mut self, i: usize, bytes: &[u8]) {
         let now = self.instant();
@@ -440,11 +504,16 @@ impl Sim {
                 let now = self.instant();
                 let st = &mut self.nodes[d.to];
                 if let Some(e) = st.engine.as_deref_mut() {
-                    if e.handle_frame(now, &d.bytes, &mut st.host).is_err() {
+                    let r = e.handle_frame(now, &d.bytes, &mut st.host);
+                    if r.is_err() {
                         self.stats.frame_errors += 1;
+                    }
+                    if !attacker::refused_early(&r) {
+                        self.attacker.capture(d.to, &d.bytes);
                     }
                     self.after(d.to);
                 }
+                self.attack();
             }
             for i in 0..self.nodes.len() {
                 let now = self.instant();
@@ -649,6 +718,8 @@ impl Sim {
         self.stats.takeovers_checked = self.checker.takeovers_checked;
         self.stats.bulks_checked = self.checker.bulks_checked;
         self.stats.records_checked = self.checker.records_checked;
+        self.stats.attacks = self.attacker.stats.injected;
+        self.stats.attack_replays = self.attacker.stats.replays;
         self.stats.clone()
     }
 

@@ -154,6 +154,7 @@ fn stale_term_master_refused() {
     w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 1 }).unwrap();
     w.push(&Record::Begin { total: 1 }).unwrap();
     let n = w.finish();
+    sim.seal_from(&mut buf[..n], A);
     let now = msm_time::Instant::from_micros(sim.now);
     let node = &mut sim.nodes[B];
     let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &buf[..n], &mut node.host);
@@ -336,21 +337,29 @@ fn version_mismatch_reported_by_name() {
     assert!(sim.failover(false).unwrap_err().contains("version mismatch: ospf"));
 }
 
+/// A frame of another protocol version is named and counted by the slot it
+/// claims, and changes nothing: it cannot be authenticated, so it could be
+/// anyone's (the phantom "v2 peer" blocked failovers).
 #[test]
-fn protocol_version_mismatch_is_named() {
-    let mut sim = Sim::new(SimConfig::chassis(2), 2);
-    sim.run_for(Duration::from_millis(100)).unwrap();
-    let mut buf = [0u8; 64];
-    let n = FrameWriter::new(&mut buf, 1, 0xFF, 0, &Body::Handover { force: false }).unwrap().finish();
-    buf[1] = 2; // a v2 peer in slot B: same prefix and CRC trailer, another version
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&buf[..n - 4]);
-    buf[n - 4..n].copy_from_slice(&crc.to_le_bytes());
-    let now = msm_time::Instant::from_micros(sim.now);
-    let node = &mut sim.nodes[A];
-    let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &buf[..n], &mut node.host);
-    assert_eq!(r, Err(FrameError::Wire(wire::WireError::UnsupportedVersion { from: 1, got: 2 })));
-    let s = sim.engine(A).unwrap().sync_state();
-    assert_eq!(s.to_string(), "MSM-B speaks protocol v2");
+fn protocol_version_mismatch_is_named_and_changes_nothing() {
+    let mut sim = synced(SimConfig::chassis(2), 2);
+    // A version 1 frame: magic, version, from, to, postcard body, CRC-32C.
+    let mut v1 = vec![wire::MAGIC, 1, 2, 0xFF, 0xFF, 0x03, 0x06, 0x00];
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    for _ in 0..20 {
+        let now = msm_time::Instant::from_micros(sim.now);
+        let node = &mut sim.nodes[A];
+        let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &v1, &mut node.host);
+        assert_eq!(r, Err(FrameError::Wire(wire::WireError::UnsupportedVersion { from: 2, got: 1 })));
+        sim.run_for(Duration::from_millis(5)).unwrap();
+    }
+    let a = sim.engine(A).unwrap();
+    assert_eq!(a.sync_state(), SyncState::InSync, "a phantom version does not block sync");
+    let e = a.switch_status().errors;
+    assert_eq!((e.version, e.by_slot[2].version, e.by_slot[2].last_version), (20, 20, 1));
+    assert!(a.switch_status().peers[2].is_none(), "the phantom is not a member");
+    assert_eq!(sim.failover(false), Ok(()), "a normal failover is not refused");
 }
 
 #[test]
@@ -365,6 +374,7 @@ fn garbage_frames_rejected() {
     w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 99 }).unwrap();
     w.push(&Record::Change(&[1, 2, 3])).unwrap();
     let rn = w.finish();
+    sim.seal_from(&mut real[..rn], A);
     let states =
         |sim: &Sim| (0..6).map(|a| (sim.state(A, a).clone(), sim.state(B, a).clone())).collect::<Vec<_>>();
     let before = states(&sim);
@@ -397,7 +407,8 @@ fn garbage_frames_rejected() {
     sim.run_for(Duration::from_millis(20)).unwrap();
     assert_eq!(sim.engine(A).unwrap().sync_state(), SyncState::InSync);
     let e = sim.engine(B).unwrap().switch_status().errors;
-    assert!(e.bad_crc > 0 && e.malformed + e.unexpected + e.unknown_stream + e.version > 0, "{e:?}");
+    assert!(e.bad_crc > 0 && e.version + e.malformed > 0, "{e:?}");
+    assert_eq!(e.unexpected + e.unknown_stream + e.stale_term, 0, "nothing got past authentication: {e:?}");
 }
 
 #[test]
@@ -493,7 +504,7 @@ fn repeated_rebulk_requests_back_off_and_show_why() {
 /// A heartbeat from `slot` (0: A, 1: B) as a second module claiming it would
 /// send one: another boot count, the given role, no backup named, the
 /// chassis' current term.
-fn intruder_heartbeat(sim: &Sim, slot: u8, role: u8) -> Vec<u8> {
+fn intruder_heartbeat(sim: &mut Sim, slot: u8, role: u8) -> Vec<u8> {
     let hb = wire::Heartbeat {
         role,
         priority: 0,
@@ -507,6 +518,7 @@ fn intruder_heartbeat(sim: &Sim, slot: u8, role: u8) -> Vec<u8> {
     let term = sim.engine(B).unwrap().term().raw();
     let mut buf = [0u8; 128];
     let n = FrameWriter::new(&mut buf, slot, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+    sim.seal_as(&mut buf[..n], 9_999);
     buf[..n].to_vec()
 }
 
@@ -520,7 +532,7 @@ fn a_second_module_in_the_masters_slot_is_a_conflict_not_a_failover() {
     let term = sim.engine(B).unwrap().term();
     for i in 0..40 {
         let role = if i < 20 { 0 } else { 1 }; // INIT, then as if it elected itself
-        let frame = intruder_heartbeat(&sim, 0, role);
+        let frame = intruder_heartbeat(&mut sim, 0, role);
         sim.inject(B, &frame);
         sim.run_for(Duration::from_millis(5)).unwrap();
         let b = sim.engine(B).unwrap();
@@ -587,12 +599,13 @@ fn a_second_module_in_the_backups_slot_is_a_conflict_not_a_rebulk() {
     let term = sim.engine(A).unwrap().term().raw();
     for i in 0..40u32 {
         // INIT, then BACKUP as the master's heartbeat names slot B.
-        let frame = intruder_heartbeat(&sim, 1, if i < 10 { 0 } else { 2 });
+        let frame = intruder_heartbeat(&mut sim, 1, if i < 10 { 0 } else { 2 });
         sim.inject(A, &frame);
         if i >= 10 {
             let mut buf = [0u8; 128];
             let hello = Body::Hello { incarnation: 9_999, hello_id: 1, total: 0 };
             let n = FrameWriter::new(&mut buf, 1, 0, term, &hello).unwrap().finish();
+            sim.seal_as(&mut buf[..n], 9_999);
             sim.inject(A, &buf[..n]);
         }
         sim.run_for(Duration::from_millis(5)).unwrap();
@@ -620,4 +633,96 @@ fn a_second_module_in_the_backups_slot_is_a_conflict_not_a_rebulk() {
     assert!(sim.run_until_cond(Duration::from_secs(2), |s| attached(s) >= 1).unwrap(), "no new session");
     assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap());
     sim.check_converged().unwrap();
+}
+
+/// Every attack the authenticated backplane was built against, by hand: no
+/// frame without the chassis key changes a role, a term or the session, and
+/// an authenticated frame with an impossible term is refused by name.
+#[test]
+fn the_backplane_attacks_change_nothing() {
+    use msm_checkpoint::Key;
+    let mut sim = synced(SimConfig::chassis(2), 12);
+    let wrong = Key::new([1; 32]);
+    let term = sim.engine(A).unwrap().term().raw();
+    let hb = |role: u8, incarnation: u32| wire::Heartbeat {
+        role,
+        priority: 0,
+        health: 255,
+        backup: wire::NO_SLOT,
+        in_sync: true,
+        session: 0,
+        incarnation,
+        config: wire::DigestMark::default(),
+    };
+    let forge = |from: u8, to: u8, term: u64, body: Body, key: Option<&Key>| {
+        let mut buf = [0u8; 128];
+        let n = FrameWriter::new(&mut buf, from, to, term, &body).unwrap().finish();
+        wire::seal(&mut buf[..n], key, 77, 1);
+        buf[..n].to_vec()
+    };
+    let attacks: Vec<(&str, usize, Vec<u8>)> = vec![
+        (
+            "MASTER heartbeat from a phantom slot C, higher term",
+            A,
+            forge(2, 0xFF, term + 0x100, Body::Heartbeat(hb(1, 1)), Some(&wrong)),
+        ),
+        (
+            "STANDBY heartbeat claiming A, to B",
+            B,
+            forge(0, 0xFF, term, Body::Heartbeat(hb(3, 1)), Some(&wrong)),
+        ),
+        ("Handover with the right term, no key", B, forge(0, 1, term, Body::Handover { force: true }, None)),
+        (
+            "heartbeat claiming B with another incarnation",
+            A,
+            forge(1, 0xFF, term, Body::Heartbeat(hb(2, 4242)), Some(&wrong)),
+        ),
+        ("term u64::MAX, no key", B, forge(0, 0xFF, u64::MAX, Body::Heartbeat(hb(1, 1)), None)),
+    ];
+    let before = |sim: &Sim| [A, B].map(|i| sim.engine(i).map(|e| (e.role(), e.term(), e.master())));
+    let snap = before(&sim);
+    for (what, to, frame) in &attacks {
+        for _ in 0..5 {
+            let now = msm_time::Instant::from_micros(sim.now);
+            let node = &mut sim.nodes[*to];
+            let r = node.engine.as_deref_mut().unwrap().handle_frame(now, frame, &mut node.host);
+            assert!(matches!(r, Err(FrameError::Auth { .. })), "{what}: {r:?}");
+            sim.run_for(Duration::from_millis(3)).unwrap();
+        }
+        assert_eq!(before(&sim), snap, "{what} changed a role or term");
+    }
+    // A replay of a real frame B took.
+    let mut real = [0u8; 128];
+    let n = FrameWriter::new(&mut real, 0, 0xFF, term, &Body::Heartbeat(hb(1, sim.nodes[A].incarnation)))
+        .unwrap()
+        .finish();
+    sim.seal_from(&mut real[..n], A);
+    sim.inject(B, &real[..n]);
+    let now = msm_time::Instant::from_micros(sim.now);
+    let node = &mut sim.nodes[B];
+    let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &real[..n], &mut node.host);
+    assert!(matches!(r, Err(FrameError::Replay { .. })), "replay: {r:?}");
+    // A key holder's frame with a term at the wrap point is refused by name.
+    sim.run_for(Duration::from_millis(11)).unwrap(); // A seals more frames of its own
+    let mut huge = [0u8; 128];
+    let n = FrameWriter::new(&mut huge, 0, 0xFF, u64::MAX, &Body::Heartbeat(hb(1, sim.nodes[A].incarnation)))
+        .unwrap()
+        .finish();
+    sim.seal_from(&mut huge[..n], A);
+    let now = msm_time::Instant::from_micros(sim.now);
+    let node = &mut sim.nodes[B];
+    let r = node.engine.as_deref_mut().unwrap().handle_frame(now, &huge[..n], &mut node.host);
+    assert!(matches!(r, Err(FrameError::TermOutOfRange { .. })), "u64::MAX term: {r:?}");
+    sim.run_for(Duration::from_millis(50)).unwrap();
+    assert_eq!(before(&sim), snap);
+    let e = sim.engine(A).unwrap().switch_status().errors;
+    assert!(e.by_slot[2].auth >= 5 && e.by_slot[1].auth >= 5, "{e:?}");
+    assert_eq!(sim.engine(A).unwrap().sync_state(), SyncState::InSync);
+    assert_eq!(sim.failover(false), Ok(()));
+    sim.run_for(Duration::from_millis(50)).unwrap();
+    assert_eq!(sim.master(), Some(B));
+    assert!(
+        sim.engine(B).unwrap().term().raw() > term && sim.engine(B).unwrap().term().count() < 10,
+        "no wrap"
+    );
 }

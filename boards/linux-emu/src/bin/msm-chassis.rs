@@ -183,6 +183,9 @@ fn main() -> Result<()> {
     show(&c, 'B', Request::ShowCheckpointData { process: Some("fdb".into()) }, "show checkpoint-data fdb")?;
     show(&c, 'A', Request::Reboot { force: false }, "reboot").unwrap_or_else(|e| println!("{e}"));
 
+    heading("A stranger on the backplane: forged frames without the chassis key");
+    stranger(&c)?;
+
     heading("MSM-A dies (SIGKILL) in the middle of the churn");
     c.kill('A')?;
     let killed = Instant::now();
@@ -215,5 +218,57 @@ fn main() -> Result<()> {
     }
     let (sa, sb) = (c.stop('A')?, c.stop('B')?);
     println!("\nstopped with SIGTERM: MSM-A {sa}, MSM-B {sb}. Demo complete.");
+    Ok(())
+}
+
+/// What the first wave's attacker did with one datagram each: a MASTER
+/// heartbeat of a phantom slot C with a higher term (to make A step down),
+/// a Handover "from A" to B; now refused, counted, and nothing moves.
+fn stranger(c: &Chassis) -> Result<()> {
+    use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+    let before = c.ask('A', &Request::ShowSwitch)?["term"].clone();
+    let hb = Heartbeat {
+        role: 1,
+        priority: 0,
+        health: 255,
+        backup: wire::NO_SLOT,
+        in_sync: true,
+        session: 0,
+        incarnation: u32::MAX,
+        config: wire::DigestMark::default(),
+    };
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    for i in 0..50u64 {
+        let mut buf = [0u8; 128];
+        let n = FrameWriter::new(&mut buf, 2, wire::BROADCAST, u64::MAX, &Body::Heartbeat(hb))?.finish();
+        wire::seal(&mut buf[..n], None, u32::MAX, i + 1);
+        sock.send_to(&buf[..n], c.path('A', "sock"))?;
+        let n = FrameWriter::new(&mut buf, 0, 1, 0x7FFF_FFFF, &Body::Handover { force: true })?.finish();
+        wire::seal(&mut buf[..n], None, u32::MAX, i + 1);
+        sock.send_to(&buf[..n], c.path('B', "sock"))?;
+    }
+    println!(
+        "sent 50 MASTER heartbeats of a phantom MSM-C in term u64::MAX to MSM-A, 50 Handovers 'from MSM-A' to MSM-B"
+    );
+    c.wait("both to count them", Duration::from_secs(5), |c| {
+        let refused = |s: char, from: &str| -> Result<u64> {
+            let j = c.ask(s, &Request::ShowSwitch)?;
+            Ok(j["frame_errors"]["by_slot"]
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["slot"] == from))
+                .and_then(|r| r["auth"].as_u64())
+                .unwrap_or(0))
+        };
+        Ok(refused('A', "C")? >= 50 && refused('B', "A")? >= 50)
+    })?;
+    show(c, 'A', Request::ShowSwitch, "show switch")?;
+    let after = c.ask('A', &Request::ShowSwitch)?;
+    if after["term"] != before || after["role"] != "MASTER" || c.role('B').as_deref() != Some("BACKUP") {
+        bail!("a forged frame moved the chassis: {after}");
+    }
+    println!(
+        "nothing moved: MSM-A is MASTER in term {}, MSM-B BACKUP; every forged frame was refused before it was read",
+        before.as_str().unwrap_or("?")
+    );
     Ok(())
 }

@@ -68,6 +68,14 @@ struct Args {
     /// Run only these applications, comma-separated (e.g. devmgr,vlan for an MCU peer).
     #[arg(long, value_delimiter = ',')]
     apps: Option<Vec<String>>,
+    /// The chassis key: 64 hex characters, mode 0600 (create one with `msm keygen PATH`).
+    /// Every backplane frame is authenticated with it.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Refuse to start without --key-file (an unauthenticated backplane is
+    /// open to anything that can send it a datagram).
+    #[arg(long)]
+    require_auth: bool,
 }
 
 /// Exit code: a socket path is held by a running process.
@@ -136,6 +144,15 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     if args.churn > MAX_CHURN {
         return Err(start(anyhow::anyhow!("--churn {}: at most {MAX_CHURN} changes per second", args.churn)));
     }
+    let key = match &args.key_file {
+        Some(p) => Some(msm_linux_emu::key_file::load(p).map_err(|e| start(anyhow::anyhow!(e)))?),
+        None if args.require_auth => {
+            return Err(start(anyhow::anyhow!(
+                "--require-auth: no --key-file given (create a chassis key with `msm keygen PATH`)"
+            )));
+        }
+        None => None,
+    };
     // Both sockets before anything else: a second node with our paths stops here.
     let control = ControlServer::bind(&args.control).map_err(refused)?;
     if let Some((own, _)) = args.backplane.strip_prefix("unix:").and_then(|r| r.split_once(':')) {
@@ -158,17 +175,26 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         max_frame: args.max_frame,
         link_rate: args.link_rate,
         apps: args.apps.clone(),
+        key,
     };
     let mut node = MsmNode::new(opts, flash, link, journal).map_err(start)?;
     let mut control = control;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK).map_err(|e| start(e.into()))?;
     log::info!(
-        "{} up: flash {}, backplane {}, control {}",
+        "{} up: flash {}, backplane {}, control {}, incarnation {}",
         slot,
         args.flash.display(),
         args.backplane,
-        args.control.display()
+        args.control.display(),
+        node.engine.config().incarnation
     );
+    match node.engine.key_status().sending {
+        Some(fp) => log::info!("{slot}: backplane authenticated, chassis key {fp:08x}"),
+        None => log::warn!(
+            "{slot}: THE BACKPLANE IS UNAUTHENTICATED: any process that can send a datagram to it \
+             controls this chassis. Give --key-file (and --require-auth)."
+        ),
+    }
 
     loop {
         node.pump();

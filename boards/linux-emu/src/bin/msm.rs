@@ -6,6 +6,8 @@
 //! msm --node A.ctl configure "create vlan v10 tag 10" "configure vlan v10 add ports 1-4"
 //! msm --node A.ctl save primary
 //! msm --node A.ctl run msm-failover force
+//! msm keygen /etc/msm/chassis.key
+//! msm --node A.ctl key install /etc/msm/next.key     # then: key switch, key retire
 //! ```
 //!
 //! Exit codes: 0 done, 1 the node refused (the reason on stderr), 2 the
@@ -26,9 +28,9 @@ use msm_linux_emu::control::{CONFIG_WORDS, Request, Response, parse_config_word}
 #[derive(Parser)]
 #[command(name = "msm", about = "Operator CLI of an emulated MSM")]
 struct Cli {
-    /// The node's control socket.
+    /// The node's control socket (every command but keygen).
     #[arg(long, env = "MSM_NODE")]
-    node: PathBuf,
+    node: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -86,6 +88,24 @@ enum Cmd {
     },
     /// Set the state-change workload (changes per second).
     Churn { rate: u32 },
+    /// Create a new chassis key file (mode 0600, never overwrites); prints its fingerprint.
+    Keygen { path: PathBuf },
+    /// Rotate the chassis key with no outage: on every node `key install PATH`,
+    /// then on every node `key switch`, then on every node `key retire`.
+    Key {
+        #[command(subcommand)]
+        step: KeyStep,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyStep {
+    /// Accept frames under the key in PATH too (the node reads the file).
+    Install { path: PathBuf },
+    /// Send under the installed key; the previous one is still accepted.
+    Switch,
+    /// Stop accepting the previous key.
+    Retire,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +150,14 @@ fn request(cmd: Cmd) -> Request {
         Cmd::Reboot { force } => Request::Reboot { force },
         Cmd::Run { force, .. } => Request::Failover { force: force.is_some() },
         Cmd::Churn { rate } => Request::Churn { rate },
+        Cmd::Key { step: KeyStep::Install { path } } => {
+            // The node resolves the path: make it absolute from here.
+            let path = std::path::absolute(&path).unwrap_or(path);
+            Request::KeyInstall { path: path.display().to_string() }
+        }
+        Cmd::Key { step: KeyStep::Switch } => Request::KeySwitch,
+        Cmd::Key { step: KeyStep::Retire } => Request::KeyRetire,
+        Cmd::Keygen { .. } => unreachable!("keygen is local"),
     }
 }
 
@@ -138,10 +166,26 @@ const EXIT_NOT_ON_BACKUP: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Keygen { path } = &cli.cmd {
+        return match msm_linux_emu::key_file::generate(path) {
+            Ok(fp) => {
+                println!("chassis key {fp:08x} written to {} (mode 0600)", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("msm keygen: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let Some(node) = cli.node else {
+        eprintln!("msm: --node <control socket> (or MSM_NODE) is required for this command");
+        return ExitCode::from(2);
+    };
     let req = request(cli.cmd);
     let waited =
         matches!(req, Request::Configure { wait: Some(_), .. } | Request::Save { wait: Some(_), .. });
-    match msm_linux_emu::chassis::call(&cli.node, &req) {
+    match msm_linux_emu::chassis::call(&node, &req) {
         Ok(Response::Ok { text, json }) => {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());

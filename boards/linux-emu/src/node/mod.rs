@@ -36,15 +36,6 @@ use outbox::Outbox;
 /// link blip shorter than failure detection needs).
 pub type Engine = Node<8, 64, { 256 * 1024 }>;
 
-/// This boot's incarnation: the boot count in the high half (a restart is
-/// always newer), 16 random bits below it, so that two modules started with
-/// the same boot count (two fresh images in one slot) are told apart.
-fn incarnation(boot_count: u32) -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    (boot_count << 16) | (random as u32 & 0xFFFF)
-}
-
 /// Frames and time a loop turn spends receiving at most.
 const RX_FRAMES: usize = 256;
 const RX_SLICE: Duration = Duration::from_millis(3);
@@ -70,6 +61,8 @@ pub struct Options {
     /// Run only these applications (by name; `None`: all). Both MSMs of a
     /// chassis run the same set; a small MCU peer runs few.
     pub apps: Option<Vec<String>>,
+    /// The chassis key; `None`: an unauthenticated backplane.
+    pub key: Option<msm_checkpoint::Key>,
 }
 
 /// Why the node wants to stop.
@@ -143,10 +136,16 @@ impl<L: Link> MsmNode<L> {
         c.heartbeat_interval = opts.heartbeat;
         c.miss_count = opts.miss_count;
         c.max_frame = opts.max_frame.min(link.max_frame());
-        c.incarnation = incarnation(flash.boot_count());
+        // The boot count is durable before the first frame, grows by one a
+        // boot and starts at the clock's seconds since 2025 on a fresh
+        // flash: peers refuse frames of an incarnation older than one heard.
+        c.incarnation = flash.boot_count();
         c.rto = (opts.heartbeat / 2).max(Duration::from_millis(2));
         c.rto_max = opts.heartbeat * 4;
-        let engine = Box::new(Engine::new(c, reg, Instant::ZERO).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let mut engine = Box::new(Engine::new(c, reg, Instant::ZERO).map_err(|e| anyhow::anyhow!("{e}"))?);
+        if let Some(k) = &opts.key {
+            engine.set_key(k);
+        }
         let max_frame = engine.config().max_frame;
         Ok(MsmNode {
             engine,

@@ -107,6 +107,28 @@ impl<L: Link> MsmNode<L> {
                 self.churn.rate = rate;
                 Response::ok(format!("workload: {rate} changes per second"), json!({ "rate": rate }))
             }
+            Request::KeyInstall { path } => match crate::key_file::load(std::path::Path::new(&path)) {
+                Ok(key) => self.key_step("install", |e| e.install_key(&key)),
+                Err(e) => Response::error(format!("key install: {e}")),
+            },
+            Request::KeySwitch => self.key_step("switch", |e| e.switch_key()),
+            Request::KeyRetire => self.key_step("retire", |e| e.retire_key()),
+        }
+    }
+
+    /// A key rotation step, logged with the fingerprints it leaves.
+    fn key_step(
+        &mut self,
+        step: &str,
+        f: impl FnOnce(&mut super::Engine) -> Result<(), msm_checkpoint::KeyError>,
+    ) -> Response {
+        match f(&mut self.engine) {
+            Ok(()) => {
+                let keys = render::keys(&self.engine.key_status());
+                log::info!("{}: key {step}: {keys}", self.engine.slot());
+                Response::ok(format!("key {step}: {keys}"), json!({ "keys": keys }))
+            }
+            Err(e) => Response::error(format!("key {step}: {e}")),
         }
     }
 
@@ -135,7 +157,7 @@ impl<L: Link> MsmNode<L> {
             saved: [ConfigName::Primary, ConfigName::Secondary].map(|w| (w, flash.info(w))),
             unsaved: self.unsaved(),
         };
-        render::switch(&self.engine.switch_status(), &files, self.link_errors)
+        render::switch(&self.engine.switch_status(), &self.engine.key_status(), &files, self.link_errors)
     }
 
     fn show_checkpoint(&self, process: Option<&str>) -> Response {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use msm_checkpoint::{Slot, StreamStatus, SwitchStatus, SyncState};
+use msm_checkpoint::{KeyStatus, SecondKey, Slot, StreamStatus, SwitchStatus, SyncState};
 use msm_checkpoint::{render_checkpoint, render_switch, state_label};
 use msm_flash::ConfigName;
 use serde_json::json;
@@ -25,8 +25,22 @@ pub struct ConfigFiles {
     pub unsaved: bool,
 }
 
+/// The keys a node holds, by fingerprint: "a1b2c3d4 (sending), 5e6f7a8b (next, accepted)".
+pub fn keys(k: &KeyStatus) -> String {
+    let name = |fp: Option<u32>| fp.map_or("none (unauthenticated)".to_string(), |f| format!("{f:08x}"));
+    let mut out = format!("{} (sending)", name(k.sending));
+    if let Some((fp, which)) = k.also {
+        let which = match which {
+            SecondKey::Next => "next",
+            SecondKey::Previous => "previous",
+        };
+        out.push_str(&format!(", {} ({which}, accepted)", name(fp)));
+    }
+    out
+}
+
 /// `show switch`. `oversize`: datagrams the link refused as larger than a frame.
-pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response {
+pub fn switch(s: &SwitchStatus, keys: &KeyStatus, files: &ConfigFiles, oversize: u64) -> Response {
     let mut t = String::new();
     let _ = writeln!(t, "SysName:          {}", files.sysname);
     let _ = render_switch(s, &mut t);
@@ -46,11 +60,15 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response 
         }
     }
     let _ = writeln!(t, "Unsaved changes:  {}", if files.unsaved { "yes" } else { "no" });
+    let _ = writeln!(t, "Backplane key:    {}", self::keys(keys));
     let e = &s.errors;
     let reasons = [
         ("crc", e.bad_crc),
         ("malformed", e.malformed),
         ("version", e.version),
+        ("auth", e.auth),
+        ("replay", e.replay),
+        ("term range", e.term_range),
         ("stale term", e.stale_term),
         ("own slot", e.own_slot),
         ("unexpected", e.unexpected),
@@ -62,6 +80,32 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response 
     let _ = write!(t, "Refused frames:   {}", e.total() + oversize);
     let _ =
         writeln!(t, "{}", if seen.is_empty() { String::new() } else { format!(" ({})", seen.join(", ")) });
+    // Before authentication the sender is only claimed: say so per slot.
+    let mut by_slot = Vec::new();
+    for (i, r) in e.by_slot.iter().enumerate() {
+        let Some(slot) = Slot::new(i as u8) else { continue };
+        if r.auth > 0 {
+            let _ = writeln!(t, "                  {} frames from {slot} failed authentication", r.auth);
+        }
+        if r.replay > 0 {
+            let _ = writeln!(t, "                  {} frames from {slot} refused as replays", r.replay);
+        }
+        if r.version > 0 {
+            let _ = writeln!(
+                t,
+                "                  {} frames from {slot} in protocol v{} (this node speaks v{})",
+                r.version,
+                r.last_version,
+                msm_checkpoint::wire::PROTOCOL_VERSION
+            );
+        }
+        if r.auth + r.replay + r.version > 0 {
+            by_slot.push(json!({
+                "slot": slot.letter().to_string(), "auth": r.auth, "replay": r.replay,
+                "version": r.version, "last_version": r.last_version,
+            }));
+        }
+    }
     let mut label = String::new();
     let _ = state_label(s.role, &s.sync, &mut label);
     let peers: Vec<_> = s
@@ -94,11 +138,23 @@ pub fn switch(s: &SwitchStatus, files: &ConfigFiles, oversize: u64) -> Response 
         "saved": saved,
         "unsaved_changes": files.unsaved,
         "slot_conflict": s.slot_conflict.map(|c| c.letter().to_string()),
+        "keys": {
+            "sending": keys.sending.map(|f| format!("{f:08x}")),
+            "also": keys.also.map(|(f, w)| json!({
+                "fingerprint": f.map(|f| format!("{f:08x}")),
+                "role": if w == SecondKey::Next { "next" } else { "previous" },
+            })),
+            "authenticated": keys.authenticated(),
+        },
         "frame_errors": {
             "total": e.total() + oversize,
             "bad_crc": e.bad_crc,
             "malformed": e.malformed,
             "version": e.version,
+            "auth": e.auth,
+            "replay": e.replay,
+            "term_range": e.term_range,
+            "by_slot": by_slot,
             "stale_term": e.stale_term,
             "own_slot": e.own_slot,
             "unexpected": e.unexpected,

@@ -36,6 +36,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     pub fn apps(&self) -> &AppRegistry<APPS> {
         self.streams.apps()
     }
+    /// Frames sealed in this incarnation: the last frame counter used.
+    pub fn frames_sent(&self) -> u64 {
+        self.sent
+    }
+
     /// Total retransmission rounds (go-back-N restarts).
     pub fn retransmits(&self) -> u64 {
         self.sender.retransmits()

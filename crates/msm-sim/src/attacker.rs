@@ -1,0 +1,160 @@
+//! The attacker: anything that can put a datagram on the backplane, without
+//! the chassis key. At a seeded rate it injects forged, replayed and
+//! mutated frames; the simulator checks that each one was refused before
+//! it could change anything (an authentication, replay or envelope
+//! refusal, never a refusal that comes after authentication, never `Ok`),
+//! and that the target's role, term and master are as before.
+
+use std::collections::VecDeque;
+
+use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+use msm_checkpoint::{FrameError, Key, MAX_NODES};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+/// The simulated chassis key.
+pub const CHASSIS_KEY: Key = Key::new([0x5A; 32]);
+/// Another chassis' key: frames the attacker captured elsewhere.
+const OTHER_KEY: Key = Key::new([0xA5; 32]);
+/// Frames kept for replay.
+const CAPTURED: usize = 256;
+
+/// What was sent, for the violation message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attack {
+    /// A frame the target took, sent again.
+    Replay,
+    /// A real frame re-sealed under another chassis' key.
+    OtherKey,
+    /// A real frame with a bit flipped before the CRC, CRC recomputed.
+    BitFlip,
+    /// A MASTER heartbeat from a random slot with a huge term, under another key.
+    Forged,
+    /// A real frame with its tag zeroed and key id cleared: "unauthenticated".
+    Untagged,
+}
+
+/// Counts of attacks by kind, for the sweep's summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AttackStats {
+    pub injected: u64,
+    pub replays: u64,
+}
+
+#[derive(Debug)]
+pub struct Attacker {
+    /// Probability of an attack after each delivered frame.
+    pub rate: f64,
+    rng: Pcg64Mcg,
+    /// (target, bytes) of frames a target took.
+    captured: VecDeque<(usize, Vec<u8>)>,
+    pub stats: AttackStats,
+}
+
+impl Attacker {
+    pub fn new(rate: f64, seed: u64) -> Attacker {
+        Attacker {
+            rate,
+            rng: Pcg64Mcg::seed_from_u64(seed),
+            captured: VecDeque::new(),
+            stats: AttackStats::default(),
+        }
+    }
+
+    /// A frame `to` took (authenticated and fresh): keep some for replay.
+    pub fn capture(&mut self, to: usize, bytes: &[u8]) {
+        if self.rate > 0.0 && self.rng.random_bool(0.2) {
+            if self.captured.len() == CAPTURED {
+                self.captured.pop_front();
+            }
+            self.captured.push_back((to, bytes.to_vec()));
+        }
+    }
+
+    /// Node `i` rebooted: a fresh node takes the first boot it hears of each
+    /// slot (documented), so frames its old boot took are no test of replay.
+    pub fn forget(&mut self, i: usize) {
+        self.captured.retain(|(to, _)| *to != i);
+    }
+
+    /// Maybe an attack now: (target, frame, kind).
+    pub fn next(&mut self, nodes: usize, term: u64) -> Option<(usize, Vec<u8>, Attack)> {
+        if self.rate <= 0.0 || !self.rng.random_bool(self.rate) {
+            return None;
+        }
+        let kind = match self.rng.random_range(0..5) {
+            0 => Attack::Replay,
+            1 => Attack::OtherKey,
+            2 => Attack::BitFlip,
+            3 => Attack::Forged,
+            _ => Attack::Untagged,
+        };
+        let (to, bytes) = if kind == Attack::Forged {
+            (self.rng.random_range(0..nodes), self.forged_heartbeat(term))
+        } else {
+            if self.captured.is_empty() {
+                return None;
+            }
+            let k = self.rng.random_range(0..self.captured.len());
+            let (to, mut b) = self.captured[k].clone();
+            let sealed = wire::open(&b).ok()?;
+            let (inc, counter) = (sealed.incarnation, sealed.counter);
+            match kind {
+                Attack::Replay => {}
+                Attack::OtherKey => wire::seal(&mut b, Some(&OTHER_KEY), inc, counter),
+                Attack::BitFlip => {
+                    let n = b.len() - wire::CRC_LEN;
+                    let at = self.rng.random_range(0..n);
+                    b[at] ^= 1 << self.rng.random_range(0..8);
+                    refresh_crc(&mut b);
+                }
+                _ => {
+                    let n = b.len();
+                    b[4] = msm_checkpoint::NO_KEY;
+                    b[n - wire::TRAILER_LEN..n - wire::CRC_LEN].fill(0);
+                    refresh_crc(&mut b);
+                }
+            }
+            (to, b)
+        };
+        self.stats.injected += 1;
+        if kind == Attack::Replay {
+            self.stats.replays += 1;
+        }
+        Some((to, bytes, kind))
+    }
+
+    fn forged_heartbeat(&mut self, term: u64) -> Vec<u8> {
+        let hb = Heartbeat {
+            role: 1,
+            priority: 0,
+            health: 255,
+            backup: wire::NO_SLOT,
+            in_sync: true,
+            session: self.rng.random(),
+            incarnation: self.rng.random(),
+            config: wire::DigestMark::default(),
+        };
+        let from = self.rng.random_range(0..MAX_NODES as u8);
+        let term = if self.rng.random_bool(0.5) { u64::MAX } else { term + 0x100 };
+        let mut buf = [0u8; 128];
+        let Ok(w) = FrameWriter::new(&mut buf, from, wire::BROADCAST, term, &Body::Heartbeat(hb)) else {
+            return Vec::new();
+        };
+        let n = w.finish();
+        wire::seal(&mut buf[..n], Some(&OTHER_KEY), u32::MAX, self.rng.random());
+        buf[..n].to_vec()
+    }
+}
+
+fn refresh_crc(b: &mut [u8]) {
+    let n = b.len();
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&b[..n - wire::CRC_LEN]);
+    b[n - wire::CRC_LEN..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// An attack frame's fate is acceptable: refused before authentication
+/// completed, or as a replay.
+pub fn refused_early(r: &Result<(), FrameError>) -> bool {
+    matches!(r, Err(FrameError::Auth { .. } | FrameError::Replay { .. } | FrameError::Wire(_)))
+}

@@ -1,0 +1,301 @@
+//! The authenticated backplane with real `msm-node` processes: a module
+//! with another key never joins, captured datagrams replayed are refused,
+//! forged frames of every kind the first wave found change nothing, and the
+//! chassis key rotates under churn with no failover and no re-bulk. Every
+//! wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use msm_checkpoint::Key;
+use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::control::Request;
+use serde_json::Value;
+
+/// One chassis at a time: timing under two debug chassis on two cores is noise.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const HB: u64 = 20;
+
+fn chassis() -> (tempfile::TempDir, Chassis) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
+    c.common = vec!["--heartbeat-ms".into(), HB.to_string(), "--miss".into(), "3".into()];
+    (dir, c)
+}
+
+fn pair(c: &mut Chassis, extra: &[&str]) {
+    c.start('A', extra).unwrap();
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    c.start('B', extra).unwrap();
+    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+fn switch(c: &Chassis, slot: char) -> Value {
+    c.ask(slot, &Request::ShowSwitch).unwrap()
+}
+
+fn no_failover(c: &Chassis, term: &Value) {
+    let a = switch(c, 'A');
+    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
+    let b = switch(c, 'B');
+    assert_eq!(b["role"], "BACKUP", "B: {b}");
+}
+
+fn rebulks(c: &Chassis) -> u64 {
+    let j = c.ask('A', &Request::ShowCheckpointData { process: None }).unwrap();
+    j.as_array().unwrap().iter().map(|r| r["rebulks"].as_u64().unwrap_or(0)).sum()
+}
+
+fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
+    j["frame_errors"]["by_slot"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["slot"] == slot))
+        .and_then(|r| r[what].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    c.start('A', &[]).unwrap();
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    let other = c.dir.join("other.key");
+    msm_linux_emu::key_file::generate(&other).unwrap();
+    let other = other.display().to_string();
+    c.start('B', &["--key-file", &other, "--require-auth"]).unwrap();
+    c.wait("both refuse the other", Duration::from_secs(5), |c| {
+        Ok(by_slot(&switch(c, 'A'), "B", "auth") >= 10 && by_slot(&switch(c, 'B'), "A", "auth") >= 10)
+    })
+    .unwrap();
+    let a = switch(&c, 'A');
+    assert_eq!(a["in_sync"], false, "{a}");
+    assert!(a["peers"].as_array().unwrap().is_empty(), "B is no member of A's chassis: {a}");
+    let text = c.text('A', &Request::ShowSwitch).unwrap();
+    assert!(text.contains("frames from MSM-B failed authentication"), "{text}");
+    let text = c.text('B', &Request::ShowSwitch).unwrap();
+    assert!(text.contains("frames from MSM-A failed authentication"), "{text}");
+    // Without a key at all, a node with --require-auth does not start.
+    let out = std::process::Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "B", "--require-auth", "--flash"])
+        .arg(c.dir.join("x.img"))
+        .arg("--control")
+        .arg(c.dir.join("x.ctl"))
+        .args(["--backplane", "unix:/nonexistent/x:/nonexistent/y"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--require-auth: no --key-file"), "{out:?}");
+}
+
+/// Records every datagram A sends to B, and forwards it.
+struct Tap {
+    frames: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tap {
+    fn start(at: &Path, to: &Path) -> Tap {
+        let sock = UnixDatagram::bind(at).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let (frames, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (f, s, to) = (frames.clone(), stop.clone(), to.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], &to);
+                    let mut f = f.lock().unwrap();
+                    if f.len() < 5000 {
+                        f.push(buf[..n].to_vec());
+                    }
+                }
+            }
+        });
+        Tap { frames, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn captured_datagrams_replayed_are_refused_and_change_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    let tap_path = c.dir.join("tap.sock");
+    let tap = Tap::start(&tap_path, &c.path('B', "sock"));
+    c.taps[0] = Some(tap_path);
+    pair(&mut c, &["--churn", "2000"]);
+    let term = switch(&c, 'A')["term"].clone();
+    let before = rebulks(&c);
+    c.wait("a second of traffic captured", Duration::from_secs(10), |_| {
+        Ok(tap.frames.lock().unwrap().len() > 200)
+    })
+    .unwrap();
+    let captured: Vec<Vec<u8>> = tap.frames.lock().unwrap().clone();
+    let sock = UnixDatagram::unbound().unwrap();
+    for f in &captured {
+        let _ = sock.send_to(f, c.path('B', "sock"));
+    }
+    c.wait("B refuses every replay", Duration::from_secs(5), |c| {
+        Ok(by_slot(&switch(c, 'B'), "A", "replay") >= captured.len() as u64 * 9 / 10)
+    })
+    .unwrap();
+    no_failover(&c, &term);
+    assert_eq!(rebulks(&c), before, "no re-bulk");
+    c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
+    let text = c.text('B', &Request::ShowSwitch).unwrap();
+    assert!(text.contains("frames from MSM-A refused as replays"), "{text}");
+}
+
+/// The frames the first wave forged, each without the chassis key.
+fn forged(term: u64) -> Vec<(&'static str, char, Vec<u8>)> {
+    let wrong = Key::new([0x42; 32]);
+    let hb = |role: u8, incarnation: u32| Heartbeat {
+        role,
+        priority: 0,
+        health: 255,
+        backup: wire::NO_SLOT,
+        in_sync: true,
+        session: 0,
+        incarnation,
+        config: wire::DigestMark::default(),
+    };
+    let frame = |from: u8, to: u8, term: u64, body: Body, key: Option<&Key>, counter: u64| {
+        let mut buf = [0u8; 128];
+        let n = FrameWriter::new(&mut buf, from, to, term, &body).unwrap().finish();
+        wire::seal(&mut buf[..n], key, u32::MAX, counter);
+        buf[..n].to_vec()
+    };
+    let mut out = Vec::new();
+    for i in 0..20u64 {
+        out.push((
+            "phantom MASTER in slot C, higher term",
+            'A',
+            frame(2, 0xFF, term + 0x100, Body::Heartbeat(hb(1, 7)), Some(&wrong), i),
+        ));
+        out.push((
+            "STANDBY heartbeat 'from A'",
+            'B',
+            frame(0, 0xFF, term, Body::Heartbeat(hb(3, 7)), None, i),
+        ));
+        out.push((
+            "Handover 'from A'",
+            'B',
+            frame(0, 1, term + (i << 8), Body::Handover { force: true }, Some(&wrong), i),
+        ));
+        out.push((
+            "heartbeat 'from B', another incarnation",
+            'A',
+            frame(1, 0xFF, term, Body::Heartbeat(hb(2, 99)), None, i),
+        ));
+        out.push((
+            "term u64::MAX",
+            'B',
+            frame(0, 0xFF, u64::MAX, Body::Heartbeat(hb(1, 7)), Some(&wrong), i),
+        ));
+    }
+    // Version 1 frames from a phantom slot: named, counted, nothing else.
+    let mut v1 = vec![wire::MAGIC, 1, 3, 0xFF, 0x00, 0x00, 0x01, 0x00];
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    for _ in 0..20 {
+        out.push(("v1 frames from phantom slot D", 'A', v1.clone()));
+    }
+    out
+}
+
+#[test]
+fn forged_frames_of_every_kind_cause_no_failover_and_are_counted_by_slot() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c, &["--churn", "1000"]);
+    let term = switch(&c, 'A')["term"].clone();
+    // "3.A": count 3, claimed by slot A; on the wire count << 8 | (0xFF - slot).
+    let (count, owner) = term.as_str().unwrap().split_once('.').unwrap();
+    let slot = u64::from(owner.as_bytes()[0] - b'A');
+    let term_raw = count.parse::<u64>().unwrap() << 8 | (0xFF - slot);
+    let before = rebulks(&c);
+    let sock = UnixDatagram::unbound().unwrap();
+    let frames = forged(term_raw);
+    for (what, to, f) in &frames {
+        sock.send_to(f, c.path(*to, "sock")).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    c.wait("all counted", Duration::from_secs(5), |c| {
+        let (a, b) = (switch(c, 'A'), switch(c, 'B'));
+        Ok(by_slot(&a, "C", "auth") >= 20
+            && by_slot(&a, "B", "auth") >= 20
+            && by_slot(&b, "A", "auth") >= 60
+            && by_slot(&a, "D", "version") >= 20)
+    })
+    .unwrap();
+    // A normal failover is still possible afterwards: the phantom v1 peer blocks nothing.
+    no_failover(&c, &term);
+    assert_eq!(rebulks(&c), before, "no re-bulk");
+    let text = c.text('A', &Request::ShowSwitch).unwrap();
+    assert!(text.contains("frames from MSM-D in protocol v1"), "{text}");
+    c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
+    c.ask('A', &Request::Failover { force: false }).unwrap();
+    c.wait("B took over", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("MASTER"))).unwrap();
+    let b = switch(&c, 'B');
+    assert!(!b["term"].as_str().unwrap_or("").starts_with("0."), "terms did not wrap: {b}");
+}
+
+#[test]
+fn the_chassis_key_rotates_under_churn_with_no_failover_and_no_rebulk() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c, &["--churn", "3000"]);
+    let term = switch(&c, 'A')["term"].clone();
+    let before = rebulks(&c);
+    let fp_old = switch(&c, 'A')["keys"]["sending"].clone();
+    let next = c.dir.join("next.key");
+    msm_linux_emu::key_file::generate(&next).unwrap();
+    let next = next.display().to_string();
+    let checkpointed = |c: &Chassis| {
+        let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) }).unwrap();
+        j[0]["checkpointed"].as_u64().unwrap_or(0)
+    };
+    // Each step on A, some traffic, then on B: the nodes are a step apart a while.
+    let steps = [Request::KeyInstall { path: next.clone() }, Request::KeySwitch, Request::KeyRetire];
+    for step in &steps {
+        for slot in ['A', 'B'] {
+            c.ask(slot, step).unwrap();
+            let seen = checkpointed(&c);
+            c.wait("changes flow between the steps", Duration::from_secs(5), |c| {
+                Ok(checkpointed(c) > seen + 100)
+            })
+            .unwrap();
+            no_failover(&c, &term);
+        }
+    }
+    let (a, b) = (switch(&c, 'A'), switch(&c, 'B'));
+    assert_ne!(a["keys"]["sending"], fp_old, "{a}");
+    assert_eq!(a["keys"]["sending"], b["keys"]["sending"]);
+    assert!(a["keys"]["also"].is_null() && a["keys"]["authenticated"] == true, "{a}");
+    assert_eq!(a["frame_errors"]["auth"], 0, "no frame was refused during the rotation: {a}");
+    assert_eq!(b["frame_errors"]["auth"], 0, "{b}");
+    assert_eq!(rebulks(&c), before, "no re-bulk");
+    c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
+    // The retired key is refused now; a step out of order is refused by name.
+    match c.call('A', &Request::KeySwitch).unwrap() {
+        msm_linux_emu::control::Response::Error { message } => {
+            assert!(message.contains("no next key"), "{message}")
+        }
+        r => panic!("{r:?}"),
+    }
+}

@@ -42,10 +42,15 @@ pub fn parse(text: &str) -> Result<Key, String> {
     if hex.len() != HEX_LEN {
         return Err(format!("expected exactly {HEX_LEN} hexadecimal characters, found {}", hex.len()));
     }
+    // Byte by byte: `from_str_radix` takes a leading '+', and slicing text
+    // that is not ASCII could cut a character (and the panic would print the key).
+    if let Some(i) = hex.bytes().position(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("character {} is not hexadecimal", i + 1));
+    }
+    let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
     let mut bytes = [0u8; KEY_LEN];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("character {} is not hexadecimal", 2 * i + 1))?;
+    for (b, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        *b = digit(pair[0]) << 4 | digit(pair[1]);
     }
     Ok(Key::new(bytes))
 }
@@ -105,5 +110,9 @@ mod tests {
         assert!(parse(&"g".repeat(64)).unwrap_err().contains("character 1 is not hexadecimal"));
         assert!(parse(&format!("{}\n\n", "0".repeat(64))).is_err(), "one newline at most");
         assert_eq!(parse(&"ab".repeat(32)).unwrap(), Key::new([0xAB; 32]));
+        assert!(parse(&"+a".repeat(32)).unwrap_err().contains("character 1 is not hexadecimal"));
+        let euros = format!("a{}", "\u{20ac}".repeat(21));
+        assert_eq!(euros.len(), 64);
+        assert!(parse(&euros).unwrap_err().contains("character 2 is not hexadecimal"), "no panic");
     }
 }

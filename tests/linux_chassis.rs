@@ -282,3 +282,32 @@ fn bad_cli_input_and_malformed_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(c.ask('A', &Request::ShowConfiguration).unwrap(), before, "nothing changed");
     assert_eq!(c.role('A').as_deref(), Some("MASTER"));
 }
+
+#[test]
+fn the_control_socket_is_for_the_nodes_user_root_and_its_socket_group() {
+    use std::os::unix::fs::MetadataExt;
+    let (_d, mut c) = chassis(20);
+    master(&mut c, 'A', &[]);
+    let meta = std::fs::symlink_metadata(c.path('A', "ctl")).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "only the node's user may connect");
+    // An unknown group stops the node at start-up, naming the group: exit code 2.
+    let out = Command::new(c.bin.join("msm-node"))
+        .args(["--slot", "B", "--flash"])
+        .arg(c.path('B', "img"))
+        .arg("--control")
+        .arg(c.path('B', "ctl"))
+        .arg("--backplane")
+        .arg(c.backplane('B'))
+        .args(["--socket-group", "no-such-group-msm"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-group-msm") && err.contains("no such group"), "{err}");
+    // Our own group (every user may give a file its own group): mode 0660, that group.
+    let own = nix::unistd::Group::from_gid(nix::unistd::Gid::effective()).unwrap().unwrap();
+    c.start('B', &["--socket-group", &own.name]).unwrap();
+    c.wait("B answering", Duration::from_secs(5), |c| Ok(c.role('B').is_some())).unwrap();
+    let meta = std::fs::symlink_metadata(c.path('B', "ctl")).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, own.gid.as_raw()));
+}

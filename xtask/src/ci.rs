@@ -5,10 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::{cmd, cross, msrv, qemu, sim, soak};
+use crate::{cmd, cross, fuzz, msrv, qemu, sim, soak};
 
 /// Seeds swept (with faults) by CI.
 const CI_SEEDS: &str = "0..2000";
+/// Seconds of fuzzing per target in CI: a smoke test of the targets and of
+/// what changed since; long sessions are `cargo xtask fuzz --time 300`.
+const CI_FUZZ_SECONDS: u64 = 20;
 
 #[derive(Debug)]
 struct Step {
@@ -18,7 +21,7 @@ struct Step {
 }
 
 const STEPS: &[Step] = &[
-    Step { name: "fmt", what: "cargo fmt --all -- --check", run: fmt },
+    Step { name: "fmt", what: "cargo fmt --all -- --check, and fuzz/", run: fmt },
     Step { name: "clippy", what: "cargo clippy --workspace --all-targets -- -D warnings", run: clippy },
     Step { name: "doc", what: "RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps --workspace", run: doc },
     Step {
@@ -39,6 +42,11 @@ const STEPS: &[Step] = &[
         run: soak_small,
     },
     Step {
+        name: "fuzz",
+        what: "every fuzz target for 20 s (cargo xtask fuzz --time 20; needs a nightly toolchain)",
+        run: fuzz_short,
+    },
+    Step {
         name: "cross",
         what: "no_std crates for thumbv7m-none-eabi, core only: no features, defmt, log",
         run: cross::run,
@@ -51,7 +59,9 @@ const STEPS: &[Step] = &[
 ];
 
 fn fmt() -> Result<()> {
-    cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))
+    cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    // fuzz/ is outside the workspace: `--all` does not reach it.
+    cmd::run(cmd::cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]))
 }
 
 fn clippy() -> Result<()> {
@@ -83,6 +93,10 @@ fn examples() -> Result<()> {
 
 fn sim_sweep() -> Result<()> {
     sim::run(&sim::SimArgs::sweep(CI_SEEDS))
+}
+
+fn fuzz_short() -> Result<()> {
+    fuzz::run(&fuzz::FuzzArgs { time: CI_FUZZ_SECONDS, target: None })
 }
 
 fn soak_small() -> Result<()> {

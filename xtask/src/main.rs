@@ -11,6 +11,7 @@ mod ci;
 mod cmd;
 mod cross;
 mod emu;
+mod fuzz;
 mod keyfile;
 mod load;
 mod msrv;
@@ -37,7 +38,7 @@ struct Cli {
 }
 
 // Each flow with more than a few lines gets its own module (`cross`, `board`,
-// `qemu`, `size`, `soak`, `ci`).
+// `qemu`, `size`, `soak`, `fuzz`, `ci`).
 #[derive(Debug, Subcommand)]
 enum Flow {
     /// Run the host test suite: `cargo test --workspace [ARGS]`.
@@ -81,7 +82,11 @@ enum Flow {
     /// save, during a configure burst), checks every checkpointed change on
     /// the new master, restarts the dead node and waits for resync.
     Soak(soak::SoakArgs),
-    /// The full CI pipeline: fmt, clippy, test, simulator sweep, soak, cross, qemu.
+    /// Run the cargo-fuzz targets of fuzz/ for S seconds each (installs
+    /// cargo-fuzz; needs a nightly toolchain, see docs/fuzzing.md). A crash
+    /// fails, naming the input and the command that replays it.
+    Fuzz(fuzz::FuzzArgs),
+    /// The full CI pipeline: fmt, clippy, test, simulator sweep, soak, fuzz, cross, qemu.
     Ci,
 }
 
@@ -117,6 +122,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::QemuTest => qemu::interop(),
         Flow::Size => size::run(),
         Flow::Soak(args) => soak::run(&args),
+        Flow::Fuzz(args) => fuzz::run(&args),
         Flow::Ci => ci::run(),
         Flow::Msrv => msrv::run(),
     }

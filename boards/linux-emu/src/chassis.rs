@@ -301,8 +301,23 @@ pub fn call(path: &Path, req: &Request) -> Result<Response> {
     s.set_read_timeout(Some(Duration::from_secs(30) + Duration::from_millis(waits)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
-    s.write_all(line.as_bytes())?;
+    // A node closes a client it does not admit without reading: the write
+    // or the read sees the connection end (reset, if our request was unread).
+    let closed = || {
+        anyhow!(
+            "{}: the node closed the connection without answering (it stopped, or this user may not use \
+             its control socket: only the node's user, root and its --socket-group may)",
+            path.display()
+        )
+    };
+    let ended = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => closed(),
+        _ => e.into(),
+    };
+    s.write_all(line.as_bytes()).map_err(ended)?;
     let mut resp = String::new();
-    BufReader::new(s).read_line(&mut resp)?;
+    if BufReader::new(s).read_line(&mut resp).map_err(ended)? == 0 {
+        return Err(closed());
+    }
     serde_json::from_str(&resp).with_context(|| format!("bad response {resp:?}"))
 }

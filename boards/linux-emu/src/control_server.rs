@@ -3,16 +3,29 @@
 //! is written from a bounded buffer without blocking, a piece per loop
 //! turn. A client that sends too much, or stops reading its answer, is
 //! dropped and logged; the node goes on.
+//!
+//! Only the users [`Access`] names get in. The socket file is bound, given
+//! its mode (0600, or 0660 and the operator group) and only then put in the
+//! listening state: until `listen`, a `connect` is refused whatever the
+//! mode, so no client can get in through the moment between `bind` (which
+//! creates the file with the umask's mode) and the `chmod`. A process-wide
+//! umask around `bind` would do the same but also changes the mode of files
+//! other threads create meanwhile (the tests run in threads), and `fchmod` on
+//! a socket descriptor does not reach the file. Each accepted client's
+//! credentials are checked against [`Access`] before a byte is read.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use msm_backplane::Link;
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr, sockopt};
 
 use crate::control::{Response, parse_request};
+use crate::control_access::{Access, Peer, log_refusal};
 use crate::node::{Handled, MsmNode, Ticket};
 use crate::socket_path::{self, Refused};
 
@@ -49,6 +62,8 @@ struct Client {
 pub struct Served {
     pub answered: u64,
     pub dropped: u64,
+    /// Clients closed unread: not admitted by [`Access`].
+    pub refused: u64,
 }
 
 /// The listening socket and its clients.
@@ -56,21 +71,41 @@ pub struct Served {
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    access: Access,
     clients: Vec<Client>,
     pub served: Served,
 }
 
 impl ControlServer {
-    /// Bind `path`: refused if a live process holds it (another node), a
-    /// stale socket is replaced.
-    pub fn bind(path: &Path) -> Result<ControlServer, Refused> {
+    /// Bind `path` for the users `access` admits: refused if a live process
+    /// holds it (another node), a stale socket is replaced.
+    pub fn bind(path: &Path, access: Access) -> Result<ControlServer, Refused> {
         socket_path::claim(path, socket_path::Kind::Stream)?;
-        let listener = UnixListener::bind(path)
-            .map_err(|e| Refused::Unusable(format!("control socket {}: {e}", path.display())))?;
-        listener.set_nonblocking(true).map_err(|e| Refused::Unusable(e.to_string()))?;
+        let unusable = |what: &str, e: &dyn std::fmt::Display| {
+            Refused::Unusable(format!("control socket {}: {what}: {e}", path.display()))
+        };
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| unusable("socket", &e))?;
+        let addr = UnixAddr::new(path).map_err(|e| unusable("path", &e))?;
+        socket::bind(fd.as_raw_fd(), &addr).map_err(|e| unusable("bind", &e))?;
+        // The file exists from here on: remove it again if the rest fails.
+        let restricted = restrict(path, &access).and_then(|()| {
+            let backlog = Backlog::new(128).map_err(|e| unusable("listen", &e))?;
+            socket::listen(&fd, backlog).map_err(|e| unusable("listen", &e))
+        });
+        if let Err(e) = restricted {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         Ok(ControlServer {
-            listener,
+            listener: UnixListener::from(fd),
             path: path.to_path_buf(),
+            access,
             clients: Vec::new(),
             served: Served::default(),
         })
@@ -93,22 +128,56 @@ impl ControlServer {
         self.clients.iter().filter(|c| c.state == State::Writing).map(|c| c.moved + STALL).min()
     }
 
-    /// Accept, read, submit, write: all without blocking.
-    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) {
-        while self.clients.len() < MAX_CLIENTS {
-            match self.listener.accept() {
-                Ok((stream, _)) if stream.set_nonblocking(true).is_ok() => self.clients.push(Client {
+    /// Accept admitted clients; close the others unread, counted and logged.
+    /// At most [`MAX_CLIENTS`] connections a turn, so a process connecting
+    /// in a loop cannot keep the node in here.
+    fn accept(&mut self) {
+        for _ in 0..MAX_CLIENTS {
+            if self.clients.len() >= MAX_CLIENTS {
+                break;
+            }
+            let Ok((stream, _)) = self.listener.accept() else { break };
+            let peer = socket::getsockopt(&stream, sockopt::PeerCredentials).map(|c| Peer {
+                pid: c.pid(),
+                uid: c.uid(),
+                gid: c.gid(),
+            });
+            match peer {
+                Ok(p) if self.access.admits(p) => {}
+                refused => {
+                    self.served.refused += 1;
+                    if log_refusal(self.served.refused) {
+                        let who = match refused {
+                            Ok(p) => format!("pid {} uid {} gid {}", p.pid, p.uid, p.gid),
+                            Err(e) => format!("no peer credentials ({e})"),
+                        };
+                        log::warn!(
+                            "control client refused: {who}: not the node's user, root{} ({} refused so far; \
+                             logged on the first and every {}th)",
+                            self.access.group().map(|g| format!(" or group {}", g.name)).unwrap_or_default(),
+                            self.served.refused,
+                            crate::control_access::LOG_EVERY,
+                        );
+                    }
+                    continue; // dropped: closed unread
+                }
+            }
+            if stream.set_nonblocking(true).is_ok() {
+                self.clients.push(Client {
                     stream,
                     state: State::Reading,
                     input: Vec::new(),
                     output: Vec::new(),
                     sent: 0,
                     moved: Instant::now(),
-                }),
-                Ok(_) => {}
-                Err(_) => break,
+                });
             }
         }
+    }
+
+    /// Accept, read, submit, write: all without blocking.
+    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) {
+        self.accept();
         for c in &mut self.clients {
             if c.state == State::Reading {
                 read_request(c, node);
@@ -151,6 +220,28 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Give the freshly bound socket file its mode and group, before `listen`.
+fn restrict(path: &Path, access: &Access) -> Result<(), Refused> {
+    let shown = path.display();
+    if let Some(gid) = access.gid() {
+        let name = access.group().map(|g| g.name.as_str()).unwrap_or_default();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            None,
+            Some(gid),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| {
+            Refused::Unusable(format!(
+                "control socket {shown}: giving it to group {name}: {e} (the node's user must be a member)"
+            ))
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))
+        .map_err(|e| Refused::Unusable(format!("control socket {shown}: chmod {:o}: {e}", access.mode())))
 }
 
 fn read_request<L: Link>(c: &mut Client, node: &mut MsmNode<L>) {
@@ -221,6 +312,69 @@ fn write_answer(c: &mut Client, now: Instant) {
                 c.sent = 0;
                 break;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Accept until `want` clients were taken in or refused (the connect
+    /// completed before; accept sees it at once, the deadline is a guard).
+    fn accept_all(s: &mut ControlServer, want: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (s.clients.len() as u64) + s.served.refused < want {
+            assert!(Instant::now() < deadline, "connections not accepted");
+            s.accept();
+        }
+    }
+
+    #[test]
+    fn the_socket_is_the_node_users_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.ctl");
+        let mut s = ControlServer::bind(&path, Access::owner_only()).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(meta.uid(), nix::unistd::Uid::effective().as_raw());
+        // We are the node's user: admitted.
+        let _c = UnixStream::connect(&path).unwrap();
+        accept_all(&mut s, 1);
+        assert_eq!((s.clients.len(), s.served.refused), (1, 0));
+        drop(s);
+        assert!(!path.exists(), "removed on drop");
+    }
+
+    #[test]
+    fn an_operator_group_gets_mode_0660_and_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.ctl");
+        let own = nix::unistd::Group::from_gid(nix::unistd::Gid::effective()).unwrap().unwrap();
+        let _s = ControlServer::bind(&path, Access::with_group(&own.name).unwrap()).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), own.gid.as_raw());
+    }
+
+    #[test]
+    fn refused_clients_are_closed_unread_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.ctl");
+        let mut s = ControlServer::bind(&path, Access::refusing_everyone()).unwrap();
+        let mut c = UnixStream::connect(&path).unwrap();
+        let _ = c.write_all(b"{\"op\":\"show-switch\"}\n");
+        accept_all(&mut s, 1);
+        assert_eq!((s.clients.len(), s.served.refused), (0, 1));
+        // Closed by the node: end of stream, no answer.
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        match c.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "no answer"),
+            // Our request was left unread: Linux resets the connection.
+            Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod chassis;
 pub mod churn;
 pub mod config;
 pub mod control;
+pub mod control_access;
 pub mod control_server;
 pub mod flash;
 pub mod host;

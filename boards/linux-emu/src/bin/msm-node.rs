@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 stopped by SIGTERM/SIGINT, 1 bad arguments or start-up
 //! failure, 2 flash image unusable (in use by another process, wrong size,
-//! corrupt beyond recovery), 3 the operator asked for a reboot, 4 the
+//! corrupt beyond recovery) or `--socket-group` names no group, 3 the operator asked for a reboot, 4 the
 //! control or backplane socket path is held by a running process (another
 //! node started with the same paths).
 // The argument docs below are clap's --help text, where `<peer>` is meant literally, not as HTML.
@@ -17,6 +17,7 @@ use clap::Parser;
 use msm_backplane::Link;
 use msm_checkpoint::Slot;
 use msm_linux_emu::backplane::Backplane;
+use msm_linux_emu::control_access::Access;
 use msm_linux_emu::control_server::ControlServer;
 use msm_linux_emu::flash::BoardFlash;
 use msm_linux_emu::journal::JournalWriter;
@@ -46,6 +47,9 @@ struct Args {
     /// The control socket for the `msm` CLI.
     #[arg(long)]
     control: PathBuf,
+    /// Let this group's members use the control socket too (mode 0660); default: only the node's user and root (0600).
+    #[arg(long, value_name = "NAME")]
+    socket_group: Option<String>,
     /// unix:<own>:<peer> | udp:<bind>,<peer> | serial:<device>
     #[arg(long)]
     backplane: String,
@@ -153,8 +157,12 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         }
         None => None,
     };
+    let access = match &args.socket_group {
+        Some(name) => Access::with_group(name).map_err(|e| (2, anyhow::anyhow!(e)))?,
+        None => Access::owner_only(),
+    };
     // Both sockets before anything else: a second node with our paths stops here.
-    let control = ControlServer::bind(&args.control).map_err(refused)?;
+    let control = ControlServer::bind(&args.control, access).map_err(refused)?;
     if let Some((own, _)) = args.backplane.strip_prefix("unix:").and_then(|r| r.split_once(':')) {
         socket_path::claim(std::path::Path::new(own), socket_path::Kind::Datagram).map_err(refused)?;
     }

@@ -141,7 +141,7 @@ fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
-fn has_nightly() -> Result<bool> {
+pub(crate) fn has_nightly() -> Result<bool> {
     let out = Command::new("rustup").args(["toolchain", "list"]).output().context(
         "cargo fuzz needs a nightly toolchain from rustup, and rustup cannot be run; install rustup \
          (https://rustup.rs), then `rustup toolchain install nightly --profile minimal`",

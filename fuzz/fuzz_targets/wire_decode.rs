@@ -20,6 +20,7 @@ fn check(bytes: &[u8]) {
     let mut buf = [0u8; 256];
     let Ok(w) = FrameWriter::new(&mut buf, f.from, f.to, f.term, &f.body) else { return };
     let n = w.finish();
+    wire::seal(&mut buf[..n], None, 1, 1);
     let again = wire::decode(&buf[..n]).expect("a frame written from a decoded one decodes");
     assert_eq!((again.from, again.to, again.term, again.body), (f.from, f.to, f.term, f.body));
     assert!(again.tail.is_empty());

@@ -7,14 +7,15 @@
 //! [`seal`] unless bit 15 of `len` is set (then as they are). An unsealed
 //! empty record only lets time pass. A short last record delivers what there is.
 //!
-//! The engine only accepts frames that pass its frame check, so only
+//! The engine only accepts frames that pass its CRC and its tag, so only
 //! [`seal`] and [`unseal`] know how a frame is protected: when the wire
 //! format changes, they and the seeds (`cargo run --example seeds`) change.
 
 use core::time::Duration;
 
+use msm_checkpoint::wire;
 use msm_checkpoint::{
-    AppRegistry, Config, Host, HostError, ItemKind, Node, Slot, Stream, config_chunks, read_config_chunk,
+    AppRegistry, Config, Host, HostError, ItemKind, Key, Node, Slot, Stream, config_chunks, read_config_chunk,
 };
 use msm_time::Instant;
 
@@ -34,16 +35,34 @@ const CONFIG: &[u8] = b"create vlan corp tag 100\nconfigure vlan corp add ports 
 /// Records of each application on the fixed host.
 const RECORDS: u64 = 5;
 
-/// Make frame contents a frame the engine accepts: the CRC-32C trailer.
+/// The chassis key of the fuzzed node: `seal` tags with it, so the fuzzer
+/// reaches everything behind the tag (the replay windows, the body).
+pub const KEY: Key = Key::new([0x46; 32]);
+
+/// Make frame contents (everything before the tag) a frame the engine
+/// accepts: key id, tag under [`KEY`] and CRC-32C, keeping the contents'
+/// own incarnation and counter so the fuzzer drives the replay windows.
+/// Contents shorter than the header get only the trailer's room and CRC.
 pub fn seal(content: &[u8]) -> Vec<u8> {
     let mut f = content.to_vec();
-    f.extend_from_slice(&crate::CRC32C.checksum(content).to_le_bytes());
+    f.resize(content.len() + wire::TRAILER_LEN, 0);
+    if content.len() >= wire::HEADER_LEN {
+        let mut inc = [0u8; 4];
+        inc.copy_from_slice(&content[5..9]);
+        let mut counter = [0u8; 8];
+        counter.copy_from_slice(&content[9..17]);
+        wire::seal(&mut f, Some(&KEY), u32::from_le_bytes(inc), u64::from_le_bytes(counter));
+    } else {
+        let n = f.len() - wire::CRC_LEN;
+        let crc = crate::CRC32C.checksum(&f[..n]);
+        f[n..].copy_from_slice(&crc.to_le_bytes());
+    }
     f
 }
 
-/// The contents of a frame [`seal`] made: it without its trailer.
+/// The contents of a frame [`seal`] made: it without its tag and CRC.
 pub fn unseal(frame: &[u8]) -> &[u8] {
-    &frame[..frame.len().saturating_sub(4)]
+    &frame[..frame.len().saturating_sub(wire::TRAILER_LEN)]
 }
 
 /// A board with a fixed state as master and counters as backup: the
@@ -124,10 +143,11 @@ impl Driver {
             max_frame: MAX_FRAME,
             ..Config::new(slot)
         };
-        let node = match FuzzNode::new(cfg, apps, Instant::ZERO) {
+        let mut node = match FuzzNode::new(cfg, apps, Instant::ZERO) {
             Ok(n) => Box::new(n),
             Err(e) => panic!("the fuzz node's settings are refused: {e:?}"),
         };
+        node.set_key(&KEY);
         Driver { node, host: FuzzHost::default(), now: Instant::ZERO }
     }
 

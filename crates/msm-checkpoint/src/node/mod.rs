@@ -230,8 +230,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         Ok(())
     }
 
-    /// Handle one received frame. A frame that does not decode changes only
-    /// counters. A decoded frame refused for its term or sender still shows
+    /// Handle one received frame. Its envelope, tag and replay window are
+    /// checked before anything of its body is read: a frame refused there
+    /// (corrupt, another version, not under a key we hold, a replay) or one
+    /// that does not decode changes only counters. An authentic frame refused
+    /// for its term or sender still shows
     /// the sender alive and its term seen (that is how a stale master learns
     /// to step down), but changes no checkpointed state. Every refusal is
     /// counted in [`SwitchStatus::errors`](crate::SwitchStatus).

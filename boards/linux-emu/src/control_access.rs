@@ -9,7 +9,15 @@
 //! added to the group later needs a node restart, as a login session needs
 //! a new login to get the group.
 
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr, sockopt};
 use nix::unistd::{Gid, Group, Uid, User};
+
+use crate::socket_path::{self, Refused};
 
 /// A connected client as the kernel saw it at `connect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,4 +177,116 @@ mod tests {
         let logged: Vec<u64> = (1..=250).filter(|n| log_refusal(*n)).collect();
         assert_eq!(logged, [1, 100, 200]);
     }
+}
+
+/// A listening Unix stream socket only the users of an [`Access`] may use:
+/// bound, given its group and mode, and only then listening, so nobody
+/// connects before the mode is final. Removed when dropped.
+#[derive(Debug)]
+pub struct Guarded {
+    pub listener: UnixListener,
+    path: PathBuf,
+    access: Access,
+    /// What it serves, for errors and the log ("control", "application").
+    what: &'static str,
+    /// Clients closed unread: not admitted.
+    pub refused: u64,
+}
+
+impl Guarded {
+    /// Bind `path`: refused if a live process holds it (another node), a
+    /// stale socket is replaced.
+    pub fn bind(path: &Path, access: Access, what: &'static str) -> Result<Guarded, Refused> {
+        socket_path::claim(path, socket_path::Kind::Stream)?;
+        let unusable = |step: &str, e: &dyn std::fmt::Display| {
+            Refused::Unusable(format!("{what} socket {}: {step}: {e}", path.display()))
+        };
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| unusable("socket", &e))?;
+        let addr = UnixAddr::new(path).map_err(|e| unusable("path", &e))?;
+        socket::bind(fd.as_raw_fd(), &addr).map_err(|e| unusable("bind", &e))?;
+        // The file exists from here on: remove it again if the rest fails.
+        let restricted = restrict(path, &access, what).and_then(|()| {
+            let backlog = Backlog::new(128).map_err(|e| unusable("listen", &e))?;
+            socket::listen(&fd, backlog).map_err(|e| unusable("listen", &e))
+        });
+        if let Err(e) = restricted {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(Guarded { listener: UnixListener::from(fd), path: path.to_path_buf(), access, what, refused: 0 })
+    }
+
+    /// Up to `max` admitted clients, non-blocking; the others are closed
+    /// unread, counted and logged (the first and every [`LOG_EVERY`]th). At
+    /// most `max` a turn, so a process connecting in a loop cannot keep the
+    /// node here.
+    pub fn accept(&mut self, max: usize) -> Vec<UnixStream> {
+        let mut out = Vec::new();
+        for _ in 0..max {
+            let Ok((stream, _)) = self.listener.accept() else { break };
+            let peer = socket::getsockopt(&stream, sockopt::PeerCredentials).map(|c| Peer {
+                pid: c.pid(),
+                uid: c.uid(),
+                gid: c.gid(),
+            });
+            match peer {
+                Ok(p) if self.access.admits(p) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        out.push(stream);
+                    }
+                }
+                refused => {
+                    self.refused += 1;
+                    if log_refusal(self.refused) {
+                        let who = match refused {
+                            Ok(p) => format!("pid {} uid {} gid {}", p.pid, p.uid, p.gid),
+                            Err(e) => format!("no peer credentials ({e})"),
+                        };
+                        log::warn!(
+                            "{} client refused: {who}: not the node's user, root{} ({} refused so far; \
+                             logged on the first and every {LOG_EVERY}th)",
+                            self.what,
+                            self.access.group().map(|g| format!(" or group {}", g.name)).unwrap_or_default(),
+                            self.refused,
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Give the freshly bound socket file its mode and group, before `listen`.
+fn restrict(path: &Path, access: &Access, what: &str) -> Result<(), Refused> {
+    let shown = path.display();
+    if let Some(gid) = access.gid() {
+        let name = access.group().map(|g| g.name.as_str()).unwrap_or_default();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            None,
+            Some(gid),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| {
+            Refused::Unusable(format!(
+                "{what} socket {shown}: giving it to group {name}: {e} (the node's user must be a member)"
+            ))
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))
+        .map_err(|e| Refused::Unusable(format!("{what} socket {shown}: chmod {:o}: {e}", access.mode())))
 }

@@ -15,19 +15,17 @@
 //! credentials are checked against [`Access`] before a byte is read.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use msm_backplane::Link;
-use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr, sockopt};
 
 use crate::control::{Response, parse_request};
-use crate::control_access::{Access, Peer, log_refusal};
+use crate::control_access::{Access, Guarded};
 use crate::node::{Handled, MsmNode, Ticket};
-use crate::socket_path::{self, Refused};
+use crate::socket_path::Refused;
 
 /// Largest request line.
 pub const MAX_REQUEST: usize = 1 << 20;
@@ -69,9 +67,7 @@ pub struct Served {
 /// The listening socket and its clients.
 #[derive(Debug)]
 pub struct ControlServer {
-    listener: UnixListener,
-    path: PathBuf,
-    access: Access,
+    socket: Guarded,
     clients: Vec<Client>,
     pub served: Served,
 }
@@ -80,32 +76,8 @@ impl ControlServer {
     /// Bind `path` for the users `access` admits: refused if a live process
     /// holds it (another node), a stale socket is replaced.
     pub fn bind(path: &Path, access: Access) -> Result<ControlServer, Refused> {
-        socket_path::claim(path, socket_path::Kind::Stream)?;
-        let unusable = |what: &str, e: &dyn std::fmt::Display| {
-            Refused::Unusable(format!("control socket {}: {what}: {e}", path.display()))
-        };
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| unusable("socket", &e))?;
-        let addr = UnixAddr::new(path).map_err(|e| unusable("path", &e))?;
-        socket::bind(fd.as_raw_fd(), &addr).map_err(|e| unusable("bind", &e))?;
-        // The file exists from here on: remove it again if the rest fails.
-        let restricted = restrict(path, &access).and_then(|()| {
-            let backlog = Backlog::new(128).map_err(|e| unusable("listen", &e))?;
-            socket::listen(&fd, backlog).map_err(|e| unusable("listen", &e))
-        });
-        if let Err(e) = restricted {
-            let _ = std::fs::remove_file(path);
-            return Err(e);
-        }
         Ok(ControlServer {
-            listener: UnixListener::from(fd),
-            path: path.to_path_buf(),
-            access,
+            socket: Guarded::bind(path, access, "control")?,
             clients: Vec::new(),
             served: Served::default(),
         })
@@ -114,7 +86,7 @@ impl ControlServer {
     /// Descriptors to poll and for what: the listener for new clients,
     /// clients for their request or for room to write their answer.
     pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
-        let mut v = vec![(self.listener.as_fd(), true, false)];
+        let mut v = vec![(self.socket.listener.as_fd(), true, false)];
         v.extend(
             self.clients
                 .iter()
@@ -128,51 +100,20 @@ impl ControlServer {
         self.clients.iter().filter(|c| c.state == State::Writing).map(|c| c.moved + STALL).min()
     }
 
-    /// Accept admitted clients; close the others unread, counted and logged.
-    /// At most [`MAX_CLIENTS`] connections a turn, so a process connecting
-    /// in a loop cannot keep the node in here.
+    /// Accept admitted clients (the socket closes the others unread, counted and logged).
     fn accept(&mut self) {
-        for _ in 0..MAX_CLIENTS {
-            if self.clients.len() >= MAX_CLIENTS {
-                break;
-            }
-            let Ok((stream, _)) = self.listener.accept() else { break };
-            let peer = socket::getsockopt(&stream, sockopt::PeerCredentials).map(|c| Peer {
-                pid: c.pid(),
-                uid: c.uid(),
-                gid: c.gid(),
+        let room = MAX_CLIENTS.saturating_sub(self.clients.len());
+        for stream in self.socket.accept(room) {
+            self.clients.push(Client {
+                stream,
+                state: State::Reading,
+                input: Vec::new(),
+                output: Vec::new(),
+                sent: 0,
+                moved: Instant::now(),
             });
-            match peer {
-                Ok(p) if self.access.admits(p) => {}
-                refused => {
-                    self.served.refused += 1;
-                    if log_refusal(self.served.refused) {
-                        let who = match refused {
-                            Ok(p) => format!("pid {} uid {} gid {}", p.pid, p.uid, p.gid),
-                            Err(e) => format!("no peer credentials ({e})"),
-                        };
-                        log::warn!(
-                            "control client refused: {who}: not the node's user, root{} ({} refused so far; \
-                             logged on the first and every {}th)",
-                            self.access.group().map(|g| format!(" or group {}", g.name)).unwrap_or_default(),
-                            self.served.refused,
-                            crate::control_access::LOG_EVERY,
-                        );
-                    }
-                    continue; // dropped: closed unread
-                }
-            }
-            if stream.set_nonblocking(true).is_ok() {
-                self.clients.push(Client {
-                    stream,
-                    state: State::Reading,
-                    input: Vec::new(),
-                    output: Vec::new(),
-                    sent: 0,
-                    moved: Instant::now(),
-                });
-            }
         }
+        self.served.refused = self.socket.refused;
     }
 
     /// Accept, read, submit, write: all without blocking.
@@ -214,34 +155,6 @@ impl ControlServer {
             }
         });
     }
-}
-
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Give the freshly bound socket file its mode and group, before `listen`.
-fn restrict(path: &Path, access: &Access) -> Result<(), Refused> {
-    let shown = path.display();
-    if let Some(gid) = access.gid() {
-        let name = access.group().map(|g| g.name.as_str()).unwrap_or_default();
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            None,
-            Some(gid),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| {
-            Refused::Unusable(format!(
-                "control socket {shown}: giving it to group {name}: {e} (the node's user must be a member)"
-            ))
-        })?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))
-        .map_err(|e| Refused::Unusable(format!("control socket {shown}: chmod {:o}: {e}", access.mode())))
 }
 
 fn read_request<L: Link>(c: &mut Client, node: &mut MsmNode<L>) {

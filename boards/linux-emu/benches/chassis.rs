@@ -34,6 +34,7 @@ fn opts(slot: u8) -> Options {
         link_rate: None,
         apps: Some(vec!["devmgr".into(), "cfgmgr".into(), "vlan".into(), "fdb".into()]),
         key: None,
+        processes: Vec::new(),
     }
 }
 

@@ -80,14 +80,16 @@ impl Chassis {
         Ok(dir)
     }
 
-    /// [`bin_dir`](Self::bin_dir), building `msm-node` and `msm` there first
-    /// if this build has not (a test of another package runs before them).
+    /// [`bin_dir`](Self::bin_dir), with `msm-node`, `msm` and `msm-app`
+    /// built there first: a test of another package runs before them, and a
+    /// binary left by an older build must not stand in for this one (cargo
+    /// does nothing when they are up to date).
     pub fn built_bin_dir() -> Result<PathBuf> {
         let dir = Self::bin_dir()?;
-        if !dir.join("msm-node").exists() || !dir.join("msm").exists() {
+        {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut c = Command::new(cargo);
-            c.args(["build", "-p", "msm-linux-emu", "--bins"]);
+            c.args(["build", "-q", "-p", "msm-linux-emu", "-p", "msm-client", "--bins"]);
             if dir.ends_with("release") {
                 c.arg("--release");
             }

@@ -4,7 +4,7 @@
 
 use msm_checkpoint::{CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 
-use crate::apps::{APPS, Change, Table};
+use crate::apps::{Change, Table};
 use crate::config::RunningConfig;
 
 /// Where the saved configuration lives: streamed in and out, never whole in RAM
@@ -24,10 +24,27 @@ pub trait SavedStore {
     fn abort_save(&mut self);
 }
 
+/// What the backup applied to a process application's table, for its
+/// process (`app_server` forwards it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    /// A bulk starts: the table is sent whole from here.
+    Begin,
+    Change(Change),
+    /// The bulk is whole.
+    End,
+    /// The bulk was abandoned: the table is the old one with what arrived.
+    Abort,
+}
+
 /// The application state of one MSM.
 #[derive(Debug)]
 pub struct ChassisHost<S> {
     pub tables: Vec<Table>,
+    /// Tables from this index on belong to process applications.
+    pub process_from: usize,
+    /// What the backup applied to them since the app server last took it.
+    pub forwarded: Vec<(usize, Forward)>,
     pub running: RunningConfig,
     pub flash: S,
     /// Master: the texts being bulk-transferred (stable while the bulk runs).
@@ -37,10 +54,13 @@ pub struct ChassisHost<S> {
 }
 
 impl<S: SavedStore> ChassisHost<S> {
-    /// `apps`: how many applications run (tables are indexed by `AppId`).
-    pub fn new(flash: S, running: RunningConfig, apps: usize) -> Self {
+    /// `apps`: how many applications run (tables are indexed by `AppId`);
+    /// those from `process_from` on are process applications.
+    pub fn new(flash: S, running: RunningConfig, apps: usize, process_from: usize) -> Self {
         ChassisHost {
-            tables: vec![Table::default(); apps.min(APPS.len())],
+            tables: vec![Table::default(); apps],
+            process_from,
+            forwarded: Vec::new(),
             running,
             flash,
             active_snapshot: Vec::new(),
@@ -98,6 +118,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
             }
             Stream::App(a) => {
                 self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.begin_refresh();
+                self.forward(a.index(), Forward::Begin);
                 Ok(())
             }
         }
@@ -122,6 +143,9 @@ impl<S: SavedStore> Host for ChassisHost<S> {
             }
             Stream::App(a) => {
                 let c = Change::decode(item)?;
+                if a.index() >= self.process_from {
+                    self.forward(a.index(), Forward::Change(c.clone()));
+                }
                 self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.apply(c);
                 Ok(())
             }
@@ -143,6 +167,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
             }
             Stream::App(a) => {
                 self.tables.get_mut(a.index()).ok_or(HostError::BadRecord)?.end_refresh();
+                self.forward(a.index(), Forward::End);
                 Ok(())
             }
         }
@@ -156,7 +181,16 @@ impl<S: SavedStore> Host for ChassisHost<S> {
                 if let Some(t) = self.tables.get_mut(a.index()) {
                     t.abort_refresh();
                 }
+                self.forward(a.index(), Forward::Abort);
             }
+        }
+    }
+}
+
+impl<S> ChassisHost<S> {
+    fn forward(&mut self, table: usize, f: Forward) {
+        if table >= self.process_from {
+            self.forwarded.push((table, f));
         }
     }
 }

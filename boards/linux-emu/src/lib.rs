@@ -1,6 +1,7 @@
 //! One management module as a Linux process: the board that binds the
 //! checkpoint engine to file-backed flash and a socket or pty backplane.
 
+pub mod app_server;
 pub mod apps;
 pub mod backplane;
 pub mod chassis;
@@ -14,4 +15,5 @@ pub mod host;
 pub mod journal;
 pub mod key_file;
 pub mod node;
+pub mod process_apps;
 pub mod socket_path;

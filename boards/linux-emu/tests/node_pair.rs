@@ -25,6 +25,7 @@ fn opts(slot: u8) -> Options {
         link_rate: None,
         apps: None,
         key: None,
+        processes: Vec::new(),
     }
 }
 

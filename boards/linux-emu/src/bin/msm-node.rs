@@ -16,12 +16,14 @@ use std::time::Duration;
 use clap::Parser;
 use msm_backplane::Link;
 use msm_checkpoint::Slot;
+use msm_linux_emu::app_server::AppServer;
 use msm_linux_emu::backplane::Backplane;
 use msm_linux_emu::control_access::Access;
 use msm_linux_emu::control_server::ControlServer;
 use msm_linux_emu::flash::BoardFlash;
 use msm_linux_emu::journal::JournalWriter;
 use msm_linux_emu::node::{Exit, MAX_CHURN, MsmNode, Options};
+use msm_linux_emu::process_apps::ProcessSpec;
 use msm_linux_emu::socket_path::{self, Refused};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -72,6 +74,13 @@ struct Args {
     /// Run only these applications, comma-separated (e.g. devmgr,vlan for an MCU peer).
     #[arg(long, value_delimiter = ',')]
     apps: Option<Vec<String>>,
+    /// An application that runs as its own process: NAME:SCHEMA[:DEP+DEP], e.g. acl:1:vlan
+    /// (repeatable; every module of the chassis declares the same).
+    #[arg(long = "process", value_parser = ProcessSpec::parse)]
+    processes: Vec<ProcessSpec>,
+    /// The socket process applications connect to (msm-client; docs/client-protocol.md).
+    #[arg(long)]
+    app_socket: Option<PathBuf>,
     /// The chassis key: 64 hex characters, mode 0600 (create one with `msm keygen PATH`).
     /// Every backplane frame is authenticated with it.
     #[arg(long)]
@@ -162,7 +171,11 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         None => Access::owner_only(),
     };
     // Both sockets before anything else: a second node with our paths stops here.
-    let control = ControlServer::bind(&args.control, access).map_err(refused)?;
+    let control = ControlServer::bind(&args.control, access.clone()).map_err(refused)?;
+    let mut apps = match &args.app_socket {
+        Some(p) => Some(AppServer::bind(p, access).map_err(refused)?),
+        None => None,
+    };
     if let Some((own, _)) = args.backplane.strip_prefix("unix:").and_then(|r| r.split_once(':')) {
         socket_path::claim(std::path::Path::new(own), socket_path::Kind::Datagram).map_err(refused)?;
     }
@@ -184,6 +197,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         link_rate: args.link_rate,
         apps: args.apps.clone(),
         key,
+        processes: args.processes.clone(),
     };
     let mut node = MsmNode::new(opts, flash, link, journal).map_err(start)?;
     let mut control = control;
@@ -207,6 +221,9 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     loop {
         node.pump();
         control.serve(&mut node);
+        if let Some(a) = &mut apps {
+            a.serve(&mut node);
+        }
         if let Some(exit) = node.exit {
             return Ok(Some(exit));
         }
@@ -214,7 +231,11 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         let now = node.now();
         let engine =
             node.next_wakeup().map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())));
-        let stall = control.next_deadline().map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        let stall = [control.next_deadline(), apps.as_ref().and_then(AppServer::next_deadline)]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()));
         let timeout = [engine, stall].into_iter().flatten().min().unwrap_or(Duration::from_millis(100));
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let signal_ready = {
@@ -226,7 +247,8 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
                 ),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             ];
-            for (fd, read, write) in control.poll_set() {
+            let app_fds = apps.as_ref().map(AppServer::poll_set).unwrap_or_default();
+            for (fd, read, write) in control.poll_set().into_iter().chain(app_fds) {
                 let mut f = PollFlags::empty();
                 f.set(PollFlags::POLLIN, read);
                 f.set(PollFlags::POLLOUT, write);

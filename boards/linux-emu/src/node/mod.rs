@@ -25,16 +25,19 @@ use crate::churn::Churn;
 use crate::config::RunningConfig;
 use crate::flash::BoardFlash;
 use crate::host::ChassisHost;
+use crate::host::Forward;
 use crate::journal::JournalWriter;
+use crate::process_apps::{ProcessApps, ProcessSpec};
 pub use operator::{Handled, MAX_CHURN};
 use ops::Ops;
 pub use ops::Ticket;
 use outbox::Outbox;
 
-/// The engine as configured on Linux: 8 applications, 64 frames in flight,
+/// The engine as configured on Linux: 16 applications (six built in, the
+/// rest process applications), 64 frames in flight,
 /// 256 KiB of backlog (about half a second of 10 000 changes/s: more than a
 /// link blip shorter than failure detection needs).
-pub type Engine = Node<8, 64, { 256 * 1024 }>;
+pub type Engine = Node<16, 64, { 256 * 1024 }>;
 
 /// Frames and time a loop turn spends receiving at most.
 const RX_FRAMES: usize = 256;
@@ -61,6 +64,8 @@ pub struct Options {
     /// Run only these applications (by name; `None`: all). Both MSMs of a
     /// chassis run the same set; a small MCU peer runs few.
     pub apps: Option<Vec<String>>,
+    /// Applications that run as their own processes (`--process`).
+    pub processes: Vec<ProcessSpec>,
     /// The chassis key; `None`: an unauthenticated backplane.
     pub key: Option<msm_checkpoint::Key>,
 }
@@ -90,6 +95,8 @@ pub struct MsmNode<L: Link> {
     journal: Option<JournalWriter>,
     /// The applications that run here, by their ids in the engine.
     apps: AppIds,
+    /// The process applications declared, by their ids in the engine.
+    pub processes: ProcessApps,
     /// MAC table entries a master elected at boot starts with.
     fdb: u32,
     /// The configuration this boot loaded, for `show switch`.
@@ -127,8 +134,17 @@ impl<L: Link> MsmNode<L> {
             }),
             None => crate::config::factory_default(),
         };
-        let mut reg = AppRegistry::<8>::new();
+        let mut reg = AppRegistry::<16>::new();
         let apps = AppIds::register(&mut reg, opts.apps.as_deref()).map_err(anyhow::Error::msg)?;
+        let process_from = reg.len();
+        let mut processes = ProcessApps::default();
+        for p in &opts.processes {
+            let deps: Vec<&str> = p.deps.iter().map(String::as_str).collect();
+            let id = reg
+                .register(&p.name, p.schema, &deps)
+                .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.name))?;
+            processes.0.push((p.clone(), id));
+        }
         let running_apps = reg.len();
         let mut c = Config::new(opts.slot);
         c.priority =
@@ -149,7 +165,7 @@ impl<L: Link> MsmNode<L> {
         let max_frame = engine.config().max_frame;
         Ok(MsmNode {
             engine,
-            host: ChassisHost::new(flash, running, running_apps),
+            host: ChassisHost::new(flash, running, running_apps, process_from),
             link,
             churn: Churn::new(opts.seed, opts.churn, 50_000),
             exit: None,
@@ -159,6 +175,7 @@ impl<L: Link> MsmNode<L> {
             outbox: Outbox::new(opts.link_rate),
             journal,
             apps,
+            processes,
             fdb: opts.fdb,
             booted,
             ops: Ops::default(),
@@ -301,6 +318,42 @@ impl<L: Link> MsmNode<L> {
                 None
             }
         }
+    }
+
+    /// The master changes one key of process application `p`; its sequence
+    /// number, or why not.
+    pub fn process_change(&mut self, p: usize, c: Change) -> Result<u64, String> {
+        let (spec, id) = self.processes.0.get(p).ok_or("no such process application")?;
+        if self.engine.role() != Role::Master {
+            return Err(format!(
+                "{}: changes are taken on the master; this node ({}) is {}",
+                spec.name,
+                self.engine.slot(),
+                self.engine.role()
+            ));
+        }
+        let seq = self.engine.record_change(*id, &c.encode()).map_err(|e| format!("{}: {e}", spec.name))?;
+        self.host.tables[id.index()].apply(c);
+        Ok(seq)
+    }
+
+    /// Every change of process application `p` up to this number is on the backup.
+    pub fn process_checkpointed(&self, p: usize) -> u64 {
+        self.processes.0.get(p).map_or(0, |(_, id)| self.engine.checkpointed(*id))
+    }
+
+    /// The node's copy of process application `p`'s table.
+    pub fn process_table(&self, p: usize) -> Option<&crate::apps::Table> {
+        self.processes.0.get(p).and_then(|(_, id)| self.host.tables.get(id.index()))
+    }
+
+    /// What the backup applied to process applications since the last call, by process index.
+    pub fn take_forwarded(&mut self) -> Vec<(usize, Forward)> {
+        let processes = &self.processes;
+        std::mem::take(&mut self.host.forwarded)
+            .into_iter()
+            .filter_map(|(table, f)| Some((processes.by_table(table)?, f)))
+            .collect()
     }
 
     /// Journal how far each application is checkpointed, while master.

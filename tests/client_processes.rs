@@ -113,3 +113,122 @@ fn every_change_a_client_waited_for_is_on_the_new_master_after_a_sigkill() {
     drop(writers);
     drop(followers);
 }
+
+fn pair(c: &mut Chassis) {
+    start(c, 'A');
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    start(c, 'B');
+    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+fn refused(r: Result<msm_client::Client, msm_client::Error>) -> String {
+    match r {
+        Err(msm_client::Error::Refused(m)) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_clients_are_refused_by_name_and_disturb_nothing() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let term = c.ask('A', &Request::ShowSwitch).unwrap()["term"].clone();
+    let sock = c.path('A', "app");
+    let m = refused(msm_client::Client::connect(&sock, "bgp", 1, &[]));
+    assert!(m.contains("no process application named 'bgp'") && m.contains("acl, stats"), "{m}");
+    let m = refused(msm_client::Client::connect(&sock, "acl", 1, &["fdb"]));
+    assert!(m.contains("dependencies [fdb] registered, the node declares [vlan]"), "{m}");
+    let m = refused(msm_client::Client::connect(&sock, "acl", 9, &["vlan"]));
+    assert!(m.contains("schema 9 registered"), "{m}");
+    // Garbage, and a message longer than the protocol allows: an error naming it, then closed.
+    for (bytes, want) in [
+        (vec![3, 0, 0, 0, 0x7F, 1, 2], "unknown op 0x7f"),
+        ((u32::MAX).to_le_bytes().to_vec(), "longer than"),
+    ] {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(String::from_utf8_lossy(&answer).contains(want), "{want}: {answer:?}");
+    }
+    // A change too large for a record is refused, and the client goes on.
+    let mut w = msm_client::Client::connect(&sock, "stats", 1, &[]).unwrap();
+    match w.set(1, &vec![0u8; 100_000]) {
+        Err(msm_client::Error::Refused(m)) => assert!(m.contains("exceeds the"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.set(1, b"ok").unwrap() >= 1);
+    // On the backup a change is refused by name: it is not the master.
+    let mut b = msm_client::Client::connect(c.path('B', "app"), "stats", 1, &[]).unwrap();
+    match b.set(2, b"x") {
+        Err(msm_client::Error::Refused(m)) => assert!(m.contains("is BACKUP"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A client on the backup that never reads while the master writes a lot: dropped, nothing else.
+    let mut idle = UnixStream::connect(c.path('B', "app")).unwrap();
+    let mut reg = Vec::new();
+    msm_client::proto::Request::Register { version: 1, name: "stats".into(), schema: 1, deps: vec![] }
+        .encode(&mut reg);
+    idle.write_all(&reg).unwrap();
+    let value = vec![7u8; 900];
+    for round in 0..40u64 {
+        for k in 0..64u64 {
+            w.send(msm_client::Change::Set(round * 64 + k, value.clone()));
+        }
+        w.flush().unwrap();
+        for _ in 0..64 {
+            w.accepted().unwrap();
+        }
+    }
+    c.wait("B drops the client that does not read", Duration::from_secs(15), |c| {
+        Ok(std::fs::read_to_string(c.path('B', "log"))
+            .unwrap_or_default()
+            .contains("application client dropped"))
+    })
+    .unwrap();
+    let a = c.ask('A', &Request::ShowSwitch).unwrap();
+    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), &term), "no failover: {a}");
+    c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+#[test]
+fn a_restarted_client_gets_its_state_back_from_its_node_without_a_rebulk() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let sock = c.path('A', "app");
+    {
+        let mut w = msm_client::Client::connect(&sock, "acl", 1, &["vlan"]).unwrap();
+        let mut last = 0;
+        for k in 0..300u64 {
+            last = w.set(k, format!("rule {k}").as_bytes()).unwrap();
+        }
+        assert!(w.wait(last, Duration::from_secs(5)).unwrap());
+    } // the process is gone
+    let rebulks = |c: &Chassis| {
+        c.ask('A', &Request::ShowCheckpointData { process: Some("acl".into()) }).unwrap()[0]["rebulks"]
+            .clone()
+    };
+    let before = rebulks(&c);
+    let mut again = msm_client::Client::connect(&sock, "acl", 1, &["vlan"]).unwrap();
+    assert!(again.checkpointed_at_start() >= 300);
+    let mut state = BTreeMap::new();
+    loop {
+        match again.next_event(Some(Duration::from_secs(5))).unwrap() {
+            Some(msm_client::Event::StateBegin { entries }) => assert_eq!(entries, 300),
+            Some(msm_client::Event::Record(msm_client::Change::Set(k, v))) => {
+                state.insert(k, String::from_utf8(v).unwrap());
+            }
+            Some(msm_client::Event::StateEnd) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(state.len(), 300);
+    assert_eq!(state[&42], "rule 42");
+    assert_eq!(rebulks(&c), before, "nothing chassis-wide was sent again");
+    assert!(c.in_sync('A'));
+}

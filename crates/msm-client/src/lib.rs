@@ -179,6 +179,8 @@ impl Client {
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
+            // What already arrived behind a reply comes first.
+            self.drain_events()?;
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
             }
@@ -198,7 +200,6 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             }
-            self.drain_events()?;
         }
     }
 

@@ -232,3 +232,27 @@ fn a_restarted_client_gets_its_state_back_from_its_node_without_a_rebulk() {
     assert_eq!(rebulks(&c), before, "nothing chassis-wide was sent again");
     assert!(c.in_sync('A'));
 }
+
+/// The Python client of `examples/python` speaks the protocol from its
+/// documentation alone.
+#[test]
+fn the_python_client_registers_sets_and_waits() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("SKIPPED the_python_client_registers_sets_and_waits: no python3 on this machine");
+        return;
+    }
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/msm_client.py");
+    let out =
+        Command::new("python3").arg(&script).arg(c.path('A', "app")).args(["stats", "1"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("on the backup: True"), "{out:?}");
+    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("stats".into()) }).unwrap();
+    assert!(j[0]["checkpointed"].as_u64() >= Some(100), "{j}");
+    // On the backup it receives the state the master's process wrote.
+    let out =
+        Command::new("python3").arg(&script).arg(c.path('B', "app")).args(["stats", "1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("state received: 100 entries"), "{out:?}");
+}

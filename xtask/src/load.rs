@@ -98,7 +98,16 @@ fn churn(bin: &Path, authenticated: bool) -> Result<(f64, f64, f64, f64, bool)> 
 
 /// Run every load scenario; print one row each.
 pub(crate) fn run() -> Result<()> {
-    cmd::run(cmd::cargo().args(["build", "--release", "-q", "-p", "msm-linux-emu", "--bins"]))?;
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-q",
+        "-p",
+        "msm-linux-emu",
+        "-p",
+        "msm-client",
+        "--bins",
+    ]))?;
     let bin = crate::soak::target_dir().join("release");
     println!(
         "chassis load (real processes, {HEARTBEAT_MS} ms heartbeats, failover after {} ms)",

@@ -120,7 +120,16 @@ struct Round {
 
 /// Build the node binaries (release), then soak.
 pub(crate) fn run(args: &SoakArgs) -> Result<()> {
-    cmd::run(cmd::cargo().args(["build", "--release", "-q", "-p", "msm-linux-emu", "--bins"]))?;
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-q",
+        "-p",
+        "msm-linux-emu",
+        "-p",
+        "msm-client",
+        "--bins",
+    ]))?;
     let bin = target_dir().join("release");
     let tmp;
     let dir = match &args.dir {

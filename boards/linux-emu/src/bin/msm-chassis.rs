@@ -97,11 +97,15 @@ fn main() -> Result<()> {
     };
     let mut c = Chassis::new(&dir, Chassis::bin_dir()?);
     c.common = vec!["--heartbeat-ms".into(), args.heartbeat_ms.to_string(), "--miss".into(), "3".into()];
+    // acl runs as its own process on each MSM (msm-app, through msm-client).
+    c.common.extend(["--process".into(), "acl:1:vlan".into()]);
     let hb = Duration::from_millis(args.heartbeat_ms);
     println!("chassis directory: {}", dir.display());
 
     heading("MSM-A boots alone");
-    c.start('A', &["--fdb", &args.fdb.to_string()])?;
+    let app_a = c.path('A', "app").display().to_string();
+    let app_b = c.path('B', "app").display().to_string();
+    c.start('A', &["--fdb", &args.fdb.to_string(), "--app-socket", &app_a])?;
     c.wait("MSM-A to become MASTER", hb * 20, |c| Ok(c.role('A').as_deref() == Some("MASTER")))?;
     c.text(
         'A',
@@ -120,7 +124,7 @@ fn main() -> Result<()> {
     show(&c, 'A', Request::ShowSwitch, "show switch")?;
 
     heading("MSM-B boots: saved config to its flash, active config, bulk checkpoint");
-    c.start('B', &[])?;
+    c.start('B', &["--app-socket", &app_b])?;
     let t0 = Instant::now();
     let mut shown = 0;
     loop {
@@ -170,6 +174,17 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
+    heading("acl, an application in its own process on each MSM");
+    let acl = AclProcesses::start(&c)?;
+    c.wait("acl writes", Duration::from_secs(10), |_| Ok(acl.acked() > 1000))?;
+    println!(
+        "acl on MSM-A (pid {}) writes and waits until MSM-B has each change: {} acknowledged so far;",
+        acl.writer.0.id(),
+        acl.acked()
+    );
+    println!("acl on MSM-B (pid {}) applies them as its node forwards them", acl.follower.0.id());
+    show(&c, 'A', Request::ShowCheckpointData { process: Some("acl".into()) }, "show checkpoint-data acl")?;
+
     heading("Dynamic checkpoint: configuration changes and state churn");
     c.text('A', &Request::Churn { rate: args.churn })?;
     for v in 1..=5 {
@@ -200,6 +215,11 @@ fn main() -> Result<()> {
         Journal::parse(&std::fs::read_to_string(c.path('A', "journal"))?).map_err(anyhow::Error::msg)?;
     let verified = journal.verify(&state_of(&c, 'B')?).map_err(anyhow::Error::msg)?;
     println!("every change MSM-A reported as checkpointed is on MSM-B: {verified} changes verified");
+    let (acked, held) = acl.verify(&c)?;
+    println!(
+        "acl: the process on MSM-B holds every one of the {acked} changes the process on MSM-A waited for \
+         ({held} keys), and its node is MASTER"
+    );
     show(&c, 'B', Request::ShowSwitch, "show switch")?;
 
     heading("MSM-A restarts: it comes back as BACKUP and resynchronises");
@@ -219,6 +239,63 @@ fn main() -> Result<()> {
     let (sa, sb) = (c.stop('A')?, c.stop('B')?);
     println!("\nstopped with SIGTERM: MSM-A {sa}, MSM-B {sb}. Demo complete.");
     Ok(())
+}
+
+/// A process is killed when the demo ends, whatever happened.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The acl application's two processes: a writer on MSM-A, a follower on MSM-B.
+struct AclProcesses {
+    writer: Reaped,
+    follower: Reaped,
+    acked: std::path::PathBuf,
+    dump: std::path::PathBuf,
+}
+
+impl AclProcesses {
+    fn start(c: &Chassis) -> Result<AclProcesses> {
+        let (acked, dump) = (c.dir.join("acl.acked"), c.dir.join("acl.dump"));
+        let spawn = |slot: char, extra: &[&std::ffi::OsStr]| -> Result<Reaped> {
+            let mut cmd = std::process::Command::new(c.bin.join("msm-app"));
+            cmd.arg("--socket").arg(c.path(slot, "app")).args(["--name", "acl", "--dep", "vlan"]).args(extra);
+            Ok(Reaped(cmd.stdin(std::process::Stdio::null()).spawn().context("starting msm-app")?))
+        };
+        let follower = spawn('B', &["--dump".as_ref(), dump.as_os_str()])?;
+        let writer =
+            spawn('A', &["--acked".as_ref(), acked.as_os_str(), "--keys".as_ref(), "2000".as_ref()])?;
+        Ok(AclProcesses { writer, follower, acked, dump })
+    }
+
+    fn acked(&self) -> usize {
+        std::fs::read_to_string(&self.acked).map_or(0, |t| t.lines().count())
+    }
+
+    /// Every change the writer waited for is in the follower's table: (changes, keys).
+    fn verify(&self, c: &Chassis) -> Result<(usize, usize)> {
+        c.wait("acl on MSM-B to dump its table", Duration::from_secs(5), |_| Ok(self.dump.exists()))?;
+        let parse = |t: String| -> BTreeMap<u64, u64> {
+            t.lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.parse().ok()?)))
+                .collect()
+        };
+        let held = parse(std::fs::read_to_string(&self.dump)?);
+        let text = std::fs::read_to_string(&self.acked)?;
+        let acked = text.lines().count();
+        for (k, v) in parse(text) {
+            if held.get(&k).is_none_or(|h| *h < v) {
+                bail!("acl key {k}: acknowledged at {v}, MSM-B's process has {:?}", held.get(&k));
+            }
+        }
+        Ok((acked, held.len()))
+    }
 }
 
 /// What the first wave's attacker did with one datagram each: a MASTER

@@ -16,6 +16,7 @@ mod keyfile;
 mod load;
 mod msrv;
 mod qemu;
+mod redis;
 mod sdimage;
 mod sim;
 mod size;
@@ -54,7 +55,8 @@ enum Flow {
     /// takeover, resync. ARGS go to msm-chassis (e.g. `--interactive`, `--dir D`).
     Emu(PassThrough),
     /// Every benchmark: the core (`msm-sim bench [ARGS]`), each crate's, and
-    /// the chassis under load with real processes.
+    /// the chassis under load with real processes. `--vs redis`: side by
+    /// side with Redis replication (installs redis-server when root).
     Bench(PassThrough),
     /// Check that the workspace's rust-version is true for every dependency.
     Msrv,
@@ -114,6 +116,8 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Sim(args) => sim::run(&args),
         Flow::Demo => sim::demo(),
         Flow::Emu(pass) => emu::run(&pass.args),
+        // `--vs redis`: the side-by-side against Redis replication alone.
+        Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--vs", "redis"]) => redis::run(),
         Flow::Bench(pass) => sim::bench(&pass.args).and_then(|()| load::run()),
         Flow::Cross => cross::run(),
         Flow::Build { board } => board::build(&board::find(&board)?).map(drop),

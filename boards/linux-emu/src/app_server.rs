@@ -109,7 +109,10 @@ impl AppServer {
     }
 
     /// Accept, read and answer, forward, write: all without blocking.
-    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) {
+    /// True when changes were taken: the node should send them now rather
+    /// than at its next deadline.
+    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) -> bool {
+        let mut taken = 0;
         let room = MAX_CLIENTS.saturating_sub(self.clients.len());
         for stream in self.socket.accept(room) {
             self.clients.push(Client {
@@ -128,7 +131,7 @@ impl AppServer {
         let start = Instant::now();
         for c in &mut self.clients {
             if start.elapsed() < SLICE {
-                read_requests(c, node, start);
+                taken += read_requests(c, node, start);
             }
         }
         let role = node.engine.role();
@@ -158,7 +161,7 @@ impl AppServer {
                     c.waiting = None;
                     c.reply(&Reply::Waited { ok: done >= seq, checkpointed: done });
                     // Requests that came behind the wait.
-                    read_requests(c, node, start);
+                    taken += read_requests(c, node, start);
                 }
             }
             if let (Some(p), Some(_)) = (c.app, c.snapshot) {
@@ -184,6 +187,7 @@ impl AppServer {
             }
             keep
         });
+        taken > 0
     }
 }
 
@@ -204,8 +208,9 @@ fn wire_change(c: &Change) -> WireChange {
 }
 
 /// Read what arrived and carry out whole requests, until a wait, the end of
-/// the input, or the turn's time is up.
-fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant) {
+/// the input, or the turn's time is up. The number of changes taken.
+fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant) -> usize {
+    let mut taken = 0;
     let mut chunk = [0u8; 64 * 1024];
     while !c.closing && c.waiting.is_none() {
         // Messages already here first.
@@ -213,7 +218,7 @@ fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant)
             Ok(Some(msg)) => {
                 let req = Request::decode(msg);
                 match req {
-                    Ok(r) => handle(c, node, r),
+                    Ok(r) => taken += usize::from(handle(c, node, r)),
                     Err(e) => c.refuse(format!("{e}")),
                 }
                 if start.elapsed() >= SLICE {
@@ -247,16 +252,16 @@ fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant)
             }
         }
     }
+    taken
 }
 
-fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) {
+/// Carry out one request; true when it was a change taken.
+fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) -> bool {
     match (c.app, r) {
         (None, Request::Register { version, name, schema, deps }) => {
             if version != proto::VERSION {
-                return c.refuse(format!(
-                    "client protocol version {version}; this node speaks {}",
-                    proto::VERSION
-                ));
+                c.refuse(format!("client protocol version {version}; this node speaks {}", proto::VERSION));
+                return false;
             }
             let found =
                 node.processes.find(&name).and_then(|(p, spec, _)| spec.matches(schema, &deps).map(|()| p));
@@ -274,22 +279,36 @@ fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) {
                 }
                 Err(why) => c.refuse(why),
             }
+            false
         }
-        (None, _) => c.refuse("the first message must be a registration".into()),
-        (Some(_), Request::Register { .. }) => c.refuse("registered already".into()),
+        (None, _) => {
+            c.refuse("the first message must be a registration".into());
+            false
+        }
+        (Some(_), Request::Register { .. }) => {
+            c.refuse("registered already".into());
+            false
+        }
         (Some(p), Request::Change(ch)) => {
             let ch = match ch {
                 WireChange::Set(k, v) => Change::Set(k, v),
                 WireChange::Delete(k) => Change::Delete(k),
             };
             match node.process_change(p, ch) {
-                Ok(seq) => c.reply(&Reply::Accepted { seq }),
+                Ok(seq) => {
+                    c.reply(&Reply::Accepted { seq });
+                    true
+                }
                 // Refused, not dropped: the process may be waiting to take over.
-                Err(why) => c.reply(&Reply::Error(why)),
+                Err(why) => {
+                    c.reply(&Reply::Error(why));
+                    false
+                }
             }
         }
         (Some(_), Request::Wait { seq, timeout_ms }) => {
             c.waiting = Some((seq, Instant::now() + Duration::from_millis(u64::from(timeout_ms))));
+            false
         }
     }
 }

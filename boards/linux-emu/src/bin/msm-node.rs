@@ -222,7 +222,10 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         node.pump();
         control.serve(&mut node);
         if let Some(a) = &mut apps {
-            a.serve(&mut node);
+            if a.serve(&mut node) {
+                // Changes a process made go out now, and their waits are answered sooner.
+                node.pump();
+            }
         }
         if let Some(exit) = node.exit {
             return Ok(Some(exit));

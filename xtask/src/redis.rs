@@ -153,6 +153,7 @@ fn msm(bin: &Path) -> Result<(Duration, Writes, Writes)> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let mut c = Chassis::new(&dir, bin);
+    c.journal = false;
     c.common = ["--heartbeat-ms", "10", "--miss", "3", "--fdb", "0", "--process", "bench:1"]
         .map(String::from)
         .to_vec();

@@ -36,6 +36,9 @@ pub struct Chassis {
     /// Per slot: send the backplane's datagrams here instead of to the
     /// peer's socket (a test's tap that records and forwards them).
     pub taps: [Option<PathBuf>; 2],
+    /// Nodes append to a change journal (for verifying takeovers); off in
+    /// benchmarks, where its writes every loop turn would be measured too.
+    pub journal: bool,
 }
 
 pub fn slot_index(slot: char) -> usize {
@@ -52,6 +55,7 @@ impl Chassis {
             common: Vec::new(),
             authenticated: true,
             taps: [None, None],
+            journal: true,
         }
     }
 
@@ -133,8 +137,9 @@ impl Chassis {
             .arg(self.path(slot, "ctl"))
             .arg("--backplane")
             .arg(self.backplane(slot))
-            .arg("--journal")
-            .arg(self.path(slot, "journal"))
+            .args(
+                self.journal.then(|| ["--journal".into(), self.path(slot, "journal")]).into_iter().flatten(),
+            )
             .args(&self.common)
             .args(&auth)
             .args(extra)

@@ -204,10 +204,13 @@ fn a_restarted_client_gets_its_state_back_from_its_node_without_a_rebulk() {
     {
         let mut w = msm_client::Client::connect(&sock, "acl", 1, &["vlan"]).unwrap();
         let mut last = 0;
-        for k in 0..300u64 {
+        for k in 0..299u64 {
             last = w.set(k, format!("rule {k}").as_bytes()).unwrap();
         }
         assert!(w.wait(last, Duration::from_secs(5)).unwrap());
+        // WAIT 0 in the same write: every change this client sent.
+        let (seq, ok) = w.set_and_wait(299, b"rule 299", Duration::from_secs(5)).unwrap();
+        assert!(ok && seq == last + 1, "{seq} after {last}");
     } // the process is gone
     let rebulks = |c: &Chassis| {
         c.ask('A', &Request::ShowCheckpointData { process: Some("acl".into()) }).unwrap()[0]["rebulks"]

@@ -187,8 +187,8 @@ fn msm(bin: &Path) -> Result<(Duration, Writes, Writes)> {
     let t = Instant::now();
     for i in 0..WRITES {
         let s = Instant::now();
-        let seq = w.set(i, &value(i + 7))?;
-        if !w.wait(seq, Duration::from_secs(5))? {
+        let (seq, ok) = w.set_and_wait(i, &value(i + 7), Duration::from_secs(5))?;
+        if !ok {
             bail!("msm: change {seq} not on the backup within 5 s");
         }
         lat.push(s.elapsed());
@@ -202,12 +202,14 @@ fn msm(bin: &Path) -> Result<(Duration, Writes, Writes)> {
         for i in 0..INFLIGHT {
             w.send(Change::Set(b * INFLIGHT + i, value(i + 9)));
         }
+        // As the Redis side: the changes and one wait in one write.
+        w.send_wait_all(Duration::from_secs(5));
         w.flush()?;
         let mut last = 0;
         for _ in 0..INFLIGHT {
             last = w.accepted()?;
         }
-        if !w.wait(last, Duration::from_secs(5))? {
+        if !w.waited()? {
             bail!("msm: change {last} not on the backup within 5 s");
         }
         lat.push(s.elapsed());

@@ -56,6 +56,8 @@ struct Client {
     moved: Instant,
     /// Set when it is to be dropped once its output (an error) is written.
     closing: bool,
+    /// The sequence number of its last change taken: what `WAIT 0` waits for.
+    last_seq: u64,
 }
 
 impl Client {
@@ -126,6 +128,7 @@ impl AppServer {
                 role: None,
                 moved: Instant::now(),
                 closing: false,
+                last_seq: 0,
             });
         }
         let start = Instant::now();
@@ -297,6 +300,7 @@ fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) -> bool {
             match node.process_change(p, ch) {
                 Ok(seq) => {
                     c.reply(&Reply::Accepted { seq });
+                    c.last_seq = seq;
                     true
                 }
                 // Refused, not dropped: the process may be waiting to take over.
@@ -307,6 +311,9 @@ fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) -> bool {
             }
         }
         (Some(_), Request::Wait { seq, timeout_ms }) => {
+            // 0: every change this client sent before (as Redis WAIT), so a
+            // change and its wait go in one write.
+            let seq = if seq == 0 { c.last_seq } else { seq };
             c.waiting = Some((seq, Instant::now() + Duration::from_millis(u64::from(timeout_ms))));
             false
         }

@@ -174,6 +174,35 @@ impl Client {
         }
     }
 
+    /// Set one key and wait until the backup has it, in one round trip (the
+    /// change and `WAIT 0`, "every change I sent", in one write): its
+    /// sequence number, and whether it is on the backup within `timeout`.
+    pub fn set_and_wait(&mut self, key: u64, value: &[u8], timeout: Duration) -> Result<(u64, bool), Error> {
+        self.send(Change::Set(key, value.to_vec()));
+        self.send_wait_all(timeout);
+        self.flush()?;
+        let seq = self.accepted()?;
+        Ok((seq, self.waited()?))
+    }
+
+    /// Queue `WAIT 0`: every change sent before it (pipelining, as Redis
+    /// `WAIT` after a pipeline of writes). Answered by [`waited`](Self::waited).
+    pub fn send_wait_all(&mut self, timeout: Duration) {
+        let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        Request::Wait { seq: 0, timeout_ms: ms }.encode(&mut self.out);
+    }
+
+    /// The answer to a queued wait: every change it covers is on the backup.
+    pub fn waited(&mut self) -> Result<bool, Error> {
+        match self.reply(None)? {
+            Reply::Waited { ok, checkpointed } => {
+                self.checkpointed = self.checkpointed.max(checkpointed);
+                Ok(ok)
+            }
+            other => Err(Error::Proto(ProtoError::Malformed(reply_name(&other)))),
+        }
+    }
+
     /// The next thing the node sent on its own, waiting at most `timeout`
     /// (`None`: until one comes). `Ok(None)`: the timeout passed.
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, Error> {

@@ -104,7 +104,10 @@ impl AppServer {
             .filter_map(|c| {
                 let stall = (c.sent < c.out.len()).then(|| c.moved + STALL);
                 let wait = c.waiting.map(|w| w.1);
-                let snap = c.snapshot.map(|_| Instant::now());
+                // A snapshot goes on next turn, unless the client's unread
+                // output holds it back (then its writability wakes us).
+                let snap =
+                    (c.snapshot.is_some() && c.out.len() - c.sent <= MAX_OUTPUT / 2).then(Instant::now);
                 [stall, wait, snap].into_iter().flatten().min()
             })
             .min()

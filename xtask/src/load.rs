@@ -14,8 +14,6 @@ use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
 
-use crate::cmd;
-
 const HEARTBEAT_MS: u64 = 10;
 
 /// A two-node chassis in a fresh directory, in sync, authenticated.
@@ -98,17 +96,7 @@ fn churn(bin: &Path, authenticated: bool) -> Result<(f64, f64, f64, f64, bool)> 
 
 /// Run every load scenario; print one row each.
 pub(crate) fn run() -> Result<()> {
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-q",
-        "-p",
-        "msm-linux-emu",
-        "-p",
-        "msm-client",
-        "--bins",
-    ]))?;
-    let bin = crate::soak::target_dir().join("release");
+    let bin = crate::soak::release_bins()?;
     println!(
         "chassis load (real processes, {HEARTBEAT_MS} ms heartbeats, failover after {} ms)",
         3 * HEARTBEAT_MS

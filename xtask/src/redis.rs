@@ -62,17 +62,7 @@ fn value(i: u64) -> Vec<u8> {
 }
 
 pub(crate) fn run() -> Result<()> {
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-q",
-        "-p",
-        "msm-linux-emu",
-        "-p",
-        "msm-client",
-        "--bins",
-    ]))?;
-    let bin = crate::soak::target_dir().join("release");
+    let bin = crate::soak::release_bins()?;
     println!(
         "msm vs Redis replication: real processes on loopback, {RECORDS} records of {VALUE}-byte values"
     );

@@ -120,17 +120,7 @@ struct Round {
 
 /// Build the node binaries (release), then soak.
 pub(crate) fn run(args: &SoakArgs) -> Result<()> {
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-q",
-        "-p",
-        "msm-linux-emu",
-        "-p",
-        "msm-client",
-        "--bins",
-    ]))?;
-    let bin = target_dir().join("release");
+    let bin = release_bins()?;
     let tmp;
     let dir = match &args.dir {
         Some(d) => {
@@ -150,6 +140,22 @@ pub(crate) fn run(args: &SoakArgs) -> Result<()> {
 }
 
 /// The target directory cargo builds into (`CARGO_TARGET_DIR`, else `target/`).
+/// Build the chassis binaries in release mode (`msm-node`, `msm`,
+/// `msm-chassis`, `msm-app`); their directory.
+pub(crate) fn release_bins() -> Result<PathBuf> {
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-q",
+        "-p",
+        "msm-linux-emu",
+        "-p",
+        "msm-client",
+        "--bins",
+    ]))?;
+    Ok(target_dir().join("release"))
+}
+
 pub(crate) fn target_dir() -> PathBuf {
     let root = cmd::workspace_root();
     match std::env::var_os("CARGO_TARGET_DIR") {

@@ -13,39 +13,15 @@ use std::time::Duration;
 
 use msm_checkpoint::Key;
 use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+mod common;
+
+use common::{HB, chassis, no_failover, pair, switch};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-const HB: u64 = 20;
-
-fn chassis() -> (tempfile::TempDir, Chassis) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
-    c.common = vec!["--heartbeat-ms".into(), HB.to_string(), "--miss".into(), "3".into()];
-    (dir, c)
-}
-
-fn pair(c: &mut Chassis, extra: &[&str]) {
-    c.start('A', extra).unwrap();
-    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
-    c.start('B', extra).unwrap();
-    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
-}
-
-fn switch(c: &Chassis, slot: char) -> Value {
-    c.ask(slot, &Request::ShowSwitch).unwrap()
-}
-
-fn no_failover(c: &Chassis, term: &Value) {
-    let a = switch(c, 'A');
-    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
-    let b = switch(c, 'B');
-    assert_eq!(b["role"], "BACKUP", "B: {b}");
-}
 
 fn rebulks(c: &Chassis) -> u64 {
     let j = c.ask('A', &Request::ShowCheckpointData { process: None }).unwrap();
@@ -63,7 +39,7 @@ fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
 #[test]
 fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_d, mut c) = chassis();
+    let (_d, mut c) = chassis(HB);
     c.start('A', &[]).unwrap();
     c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
     let other = c.dir.join("other.key");
@@ -135,7 +111,7 @@ impl Drop for Tap {
 #[test]
 fn captured_datagrams_replayed_are_refused_and_change_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_d, mut c) = chassis();
+    let (_d, mut c) = chassis(HB);
     let tap_path = c.dir.join("tap.sock");
     let tap = Tap::start(&tap_path, &c.path('B', "sock"));
     c.taps[0] = Some(tap_path);
@@ -222,7 +198,7 @@ fn forged(term: u64) -> Vec<(&'static str, char, Vec<u8>)> {
 #[test]
 fn forged_frames_of_every_kind_cause_no_failover_and_are_counted_by_slot() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_d, mut c) = chassis();
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--churn", "1000"]);
     let term = switch(&c, 'A')["term"].clone();
     // "3.A": count 3, claimed by slot A; on the wire count << 8 | (0xFF - slot).
@@ -258,7 +234,7 @@ fn forged_frames_of_every_kind_cause_no_failover_and_are_counted_by_slot() {
 #[test]
 fn the_chassis_key_rotates_under_churn_with_no_failover_and_no_rebulk() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_d, mut c) = chassis();
+    let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--churn", "3000"]);
     let term = switch(&c, 'A')["term"].clone();
     let before = rebulks(&c);

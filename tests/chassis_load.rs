@@ -6,61 +6,19 @@
 
 use std::io::Write;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use msm_linux_emu::chassis::Chassis;
+mod common;
+
+use common::{HB, chassis, log, no_failover, pair, switch};
+use msm_linux_emu::chassis::{Chassis, Reaped};
 use msm_linux_emu::control::{Request, Response};
-use serde_json::Value;
 
 /// One chassis at a time: these tests are about timing under load, and two
 /// chassis of debug builds on two cores would be each other's load.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A process killed when the test ends, passed or not.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Heartbeats of the tests: 20 ms, failure detected in 60 ms.
-const HB: u64 = 20;
-
-fn chassis(hb_ms: u64) -> (tempfile::TempDir, Chassis) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
-    c.common = vec!["--heartbeat-ms".into(), hb_ms.to_string(), "--miss".into(), "3".into()];
-    (dir, c)
-}
-
-/// A and B running, in sync, A master.
-fn pair(c: &mut Chassis, extra: &[&str]) {
-    c.start('A', extra).unwrap();
-    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
-    c.start('B', extra).unwrap();
-    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
-}
-
-fn switch(c: &Chassis, slot: char) -> Value {
-    c.ask(slot, &Request::ShowSwitch).unwrap()
-}
-
-fn log(c: &Chassis, slot: char) -> String {
-    std::fs::read_to_string(c.path(slot, "log")).unwrap_or_default()
-}
-
-/// Neither node changed role or term since `term` (no failover happened).
-fn no_failover(c: &Chassis, term: &Value) {
-    let a = switch(c, 'A');
-    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
-    let b = switch(c, 'B');
-    assert_eq!(b["role"], "BACKUP", "B: {b}\nA log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
-}
 
 #[test]
 fn a_configure_of_20000_lines_keeps_the_heartbeats_and_is_on_the_backup_when_acknowledged() {

@@ -7,31 +7,22 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use msm_linux_emu::chassis::Chassis;
+mod common;
+
+use msm_linux_emu::chassis::{Chassis, Reaped};
 use msm_linux_emu::control::Request;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The process applications both nodes declare.
 const PROCESSES: [(&str, &str); 2] = [("acl", "acl:1:vlan"), ("stats", "stats:1")];
 
 fn chassis() -> (tempfile::TempDir, Chassis) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
-    c.common = vec!["--heartbeat-ms".into(), "20".into(), "--miss".into(), "3".into()];
+    let (dir, mut c) = common::chassis(common::HB);
     for (_, spec) in PROCESSES {
         c.common.extend(["--process".to_string(), spec.to_string()]);
     }

@@ -15,12 +15,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use msm_client::{Change, Client};
-use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::chassis::{Chassis, Reaped};
 use msm_linux_emu::control::Request;
 
 use crate::cmd;
@@ -30,16 +30,6 @@ const VALUE: usize = 100;
 /// Acknowledged writes timed, per mode.
 const WRITES: u64 = 20_000;
 const INFLIGHT: u64 = 64;
-
-/// A process killed when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Throughput and latency of one acknowledged-write mode.
 #[derive(Debug, Clone, Copy)]

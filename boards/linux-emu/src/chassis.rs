@@ -20,6 +20,18 @@ use crate::config::RunningConfig;
 use crate::control::{Request, Response};
 use crate::journal::Journal;
 
+/// A process of the chassis' own (a client, an intruder, a server to compare
+/// with) that is killed and reaped when dropped, whatever happened.
+#[derive(Debug)]
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A chassis in a directory: per slot a flash image, a control socket, a
 /// backplane socket and a journal.
 #[derive(Debug)]

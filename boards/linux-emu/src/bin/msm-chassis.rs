@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use msm_linux_emu::apps::APPS;
-use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::chassis::{Chassis, Reaped};
 use msm_linux_emu::control::Request;
 use msm_linux_emu::journal::Journal;
 use msm_narrate::{Progress, progress_bar};
@@ -239,16 +239,6 @@ fn main() -> Result<()> {
     let (sa, sb) = (c.stop('A')?, c.stop('B')?);
     println!("\nstopped with SIGTERM: MSM-A {sa}, MSM-B {sb}. Demo complete.");
     Ok(())
-}
-
-/// A process is killed when the demo ends, whatever happened.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The acl application's two processes: a writer on MSM-A, a follower on MSM-B.

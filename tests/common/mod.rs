@@ -1,0 +1,44 @@
+//! What the system tests of a two-node chassis share: a chassis in a fresh
+//! directory, a synced pair, `show switch`, and the no-failover check.
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+
+use std::time::Duration;
+
+use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::control::Request;
+use serde_json::Value;
+
+/// Heartbeats of the tests: 20 ms, failure detected in 60 ms.
+pub const HB: u64 = 20;
+
+/// A chassis in a fresh directory, `hb_ms` heartbeats, 3 missed declare a peer lost.
+pub fn chassis(hb_ms: u64) -> (tempfile::TempDir, Chassis) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
+    c.common = vec!["--heartbeat-ms".into(), hb_ms.to_string(), "--miss".into(), "3".into()];
+    (dir, c)
+}
+
+/// A and B running, in sync, A master.
+pub fn pair(c: &mut Chassis, extra: &[&str]) {
+    c.start('A', extra).unwrap();
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    c.start('B', extra).unwrap();
+    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+pub fn switch(c: &Chassis, slot: char) -> Value {
+    c.ask(slot, &Request::ShowSwitch).unwrap()
+}
+
+pub fn log(c: &Chassis, slot: char) -> String {
+    std::fs::read_to_string(c.path(slot, "log")).unwrap_or_default()
+}
+
+/// Neither node changed role or term since `term` (no failover happened).
+pub fn no_failover(c: &Chassis, term: &Value) {
+    let a = switch(c, 'A');
+    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
+    let b = switch(c, 'B');
+    assert_eq!(b["role"], "BACKUP", "B: {b}\nA log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
+}

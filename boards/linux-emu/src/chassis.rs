@@ -101,18 +101,23 @@ impl Chassis {
     /// binary left by an older build must not stand in for this one (cargo
     /// does nothing when they are up to date).
     pub fn built_bin_dir() -> Result<PathBuf> {
+        // Once per process: every test of a binary starts a chassis.
+        static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
         let dir = Self::bin_dir()?;
-        {
+        let built = BUILT.get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut c = Command::new(cargo);
             c.args(["build", "-q", "-p", "msm-linux-emu", "-p", "msm-client", "--bins"]);
             if dir.ends_with("release") {
                 c.arg("--release");
             }
-            if !c.status().context("running cargo build")?.success() {
-                bail!("building the node binaries failed");
+            match c.status() {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(format!("building the node binaries failed: {s}")),
+                Err(e) => Err(format!("running cargo build: {e}")),
             }
-        }
+        });
+        built.clone().map_err(|e| anyhow!(e))?;
         Ok(dir)
     }
 

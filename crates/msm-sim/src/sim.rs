@@ -398,6 +398,9 @@ impl Sim {
 
     /// The attacker's turn: maybe one frame, which must change nothing.
     fn attack(&mut self) {
+        if self.attacker.rate <= 0.0 {
+            return;
+        }
         let term =
             self.nodes.iter().filter_map(|n| n.engine.as_ref()).map(|e| e.term().raw()).max().unwrap_or(0);
         let Some((to, bytes, kind)) = self.attacker.next(self.nodes.len(), term) else { return };

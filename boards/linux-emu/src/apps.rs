@@ -128,21 +128,35 @@ pub struct Table {
 
 impl Table {
     pub fn apply(&mut self, c: Change) {
-        if let Some(s) = &mut self.staged {
-            s.apply(c.clone());
-        }
         match c {
             Change::Set(k, v) => {
-                self.digest ^= row_digest(k, &v);
-                if let Some(old) = self.rows.insert(k, v) {
-                    self.digest ^= row_digest(k, &old);
+                let d = row_digest(k, &v);
+                if let Some(s) = &mut self.staged {
+                    s.set(k, v.clone(), d);
                 }
+                self.set(k, v, d);
             }
             Change::Delete(k) => {
-                if let Some(old) = self.rows.remove(&k) {
-                    self.digest ^= row_digest(k, &old);
+                if let Some(s) = &mut self.staged {
+                    s.delete(k);
                 }
+                self.delete(k);
             }
+        }
+    }
+
+    /// Set row `k` to `v`, whose [`row_digest`] is `d` (computed once for
+    /// the table and its staged copy).
+    fn set(&mut self, k: u64, v: Vec<u8>, d: u64) {
+        self.digest ^= d;
+        if let Some(old) = self.rows.insert(k, v) {
+            self.digest ^= row_digest(k, &old);
+        }
+    }
+
+    fn delete(&mut self, k: u64) {
+        if let Some(old) = self.rows.remove(&k) {
+            self.digest ^= row_digest(k, &old);
         }
     }
 
@@ -159,8 +173,13 @@ impl Table {
         self.rows.is_empty()
     }
 
+    /// A bulk starts. An empty table (a fresh backup's) takes the bulk
+    /// directly: with no old rows there is nothing for the bulk to sweep,
+    /// and staging would only apply, digest and store every row twice.
     pub fn begin_refresh(&mut self) {
-        if let Some(old) = self.staged.replace(Box::default()) {
+        let fresh = self.rows.is_empty();
+        let staged = (!fresh).then(Box::default);
+        if let Some(old) = std::mem::replace(&mut self.staged, staged) {
             free_later(old.rows);
         }
     }
@@ -182,10 +201,18 @@ impl Table {
         }
     }
 
-    /// The record for the first key at or after `cursor`, and the next cursor.
-    pub fn read_from(&self, cursor: u64) -> Option<(Change, u64)> {
+    /// The first row at or after `cursor`, encoded as a set (see
+    /// [`Change::encode`]) straight into `buf`, with no copy of the row on
+    /// the way (a bulk reads a million): the record's length and the next
+    /// cursor; `Err(len)` when it needs `len` bytes.
+    pub fn encode_from(&self, cursor: u64, buf: &mut [u8]) -> Option<Result<(usize, u64), usize>> {
         let (&k, v) = self.rows.range(cursor..).next()?;
-        Some((Change::Set(k, v.clone()), k.saturating_add(1)))
+        let len = 9 + v.len();
+        let Some(out) = buf.get_mut(..len) else { return Some(Err(len)) };
+        out[0] = 1;
+        out[1..9].copy_from_slice(&k.to_le_bytes());
+        out[9..].copy_from_slice(v);
+        Some(Ok((len, k.saturating_add(1))))
     }
 
     /// An order-independent digest of the table, for comparing two nodes:
@@ -306,6 +333,43 @@ mod tests {
         assert_eq!(reg.len(), 2);
         let e = AppIds::register(&mut AppRegistry::<8>::new(), Some(&["bgp".to_string()])).unwrap_err();
         assert_eq!(e, "no application named 'bgp' (have: devmgr, cfgmgr, vlan, fdb, stp, ospf)");
+    }
+
+    #[test]
+    fn a_fresh_table_takes_its_bulk_directly_and_ends_as_a_staged_one_would() {
+        let rows = [(3, vec![3]), (1, vec![1]), (2, vec![2])];
+        let mut fresh = Table::default();
+        fresh.begin_refresh();
+        assert!(fresh.staged.is_none(), "nothing to sweep: no staging");
+        for (k, v) in &rows {
+            fresh.apply(Change::Set(*k, v.clone()));
+        }
+        fresh.apply(Change::Delete(3));
+        fresh.end_refresh();
+        let mut staged = Table::default();
+        staged.apply(Change::Set(9, vec![9]));
+        staged.begin_refresh();
+        for (k, v) in &rows {
+            staged.apply(Change::Set(*k, v.clone()));
+        }
+        staged.apply(Change::Delete(3));
+        staged.end_refresh();
+        assert_eq!(fresh.rows, staged.rows);
+        assert_eq!(fresh.digest(), staged.digest());
+    }
+
+    #[test]
+    fn bulk_reads_encode_each_row_in_key_order_and_name_the_room_they_need() {
+        let mut t = Table::default();
+        t.apply(Change::Set(7, b"seven".to_vec()));
+        t.apply(Change::Set(2, b"two".to_vec()));
+        let mut buf = [0u8; 64];
+        let (n, next) = t.encode_from(0, &mut buf).unwrap().unwrap();
+        assert_eq!(Change::decode(&buf[..n]).unwrap(), Change::Set(2, b"two".to_vec()));
+        let (n, next) = t.encode_from(next, &mut buf).unwrap().unwrap();
+        assert_eq!(Change::decode(&buf[..n]).unwrap(), Change::Set(7, b"seven".to_vec()));
+        assert!(t.encode_from(next, &mut buf).is_none());
+        assert_eq!(t.encode_from(0, &mut buf[..5]), Some(Err(12)));
     }
 
     #[test]

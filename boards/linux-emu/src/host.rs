@@ -99,12 +99,14 @@ impl<S: SavedStore> Host for ChassisHost<S> {
             Stream::ActiveConfig => read_config_chunk(&self.active_snapshot, cursor, buf),
             Stream::App(a) => {
                 let t = self.tables.get(a.index()).ok_or(HostError::BadRecord)?;
-                let Some((rec, next)) = t.read_from(*cursor) else { return Ok(None) };
-                let bytes = rec.encode();
-                let out = buf.get_mut(..bytes.len()).ok_or(HostError::RecordTooLarge)?;
-                out.copy_from_slice(&bytes);
-                *cursor = next;
-                Ok(Some(bytes.len()))
+                match t.encode_from(*cursor, buf) {
+                    None => Ok(None),
+                    Some(Ok((len, next))) => {
+                        *cursor = next;
+                        Ok(Some(len))
+                    }
+                    Some(Err(_)) => Err(HostError::RecordTooLarge),
+                }
             }
         }
     }

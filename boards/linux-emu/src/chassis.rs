@@ -48,6 +48,9 @@ pub struct Chassis {
     /// Per slot: send the backplane's datagrams here instead of to the
     /// peer's socket (a test's tap that records and forwards them).
     pub taps: [Option<PathBuf>; 2],
+    /// A second backplane path between the nodes (`<slot>.sock2`), with its
+    /// own taps: `Some` for two paths.
+    pub second_path: Option<[Option<PathBuf>; 2]>,
     /// Nodes append to a change journal (for verifying takeovers); off in
     /// benchmarks, where its writes every loop turn would be measured too.
     pub journal: bool,
@@ -67,6 +70,7 @@ impl Chassis {
             common: Vec::new(),
             authenticated: true,
             taps: [None, None],
+            second_path: None,
             journal: true,
         }
     }
@@ -133,6 +137,14 @@ impl Chassis {
         format!("unix:{}:{}", self.path(slot, "sock").display(), to.display())
     }
 
+    /// The second path of `slot`, if the chassis has one.
+    pub fn second_backplane(&self, slot: char) -> Option<String> {
+        let taps = self.second_path.as_ref()?;
+        let other = if slot == 'A' { 'B' } else { 'A' };
+        let to = taps[slot_index(slot)].clone().unwrap_or_else(|| self.path(other, "sock2"));
+        Some(format!("unix:{}:{}", self.path(slot, "sock2").display(), to.display()))
+    }
+
     /// Start node `slot` with the chassis' common flags and `extra`.
     pub fn start(&mut self, slot: char, extra: &[&str]) -> Result<()> {
         let i = slot_index(slot);
@@ -154,6 +166,7 @@ impl Chassis {
             .arg(self.path(slot, "ctl"))
             .arg("--backplane")
             .arg(self.backplane(slot))
+            .args(self.second_backplane(slot).map(|b| ["--backplane".to_string(), b]).into_iter().flatten())
             .args(
                 self.journal.then(|| ["--journal".into(), self.path(slot, "journal")]).into_iter().flatten(),
             )

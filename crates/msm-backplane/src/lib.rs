@@ -11,6 +11,8 @@
 //!   cumulative and selective acks, retransmission with backoff, a bounded
 //!   window) for links that drop, duplicate, reorder or corrupt frames, and
 //!   [`channel::ChannelLink`], which stacks it on any link.
+//! - [`Redundant`]: two or more paths to one peer as one link: heartbeats on
+//!   every path, data on the first one alive, moving when it dies.
 //! - [`UartLink`]: a link driver over `embedded-io` byte streams (an MCU's UART).
 //! - [`FaultModel`]: one seeded fault model (drop, duplicate, corrupt, delay,
 //!   reorder, partition) and [`FaultInjector`], a link wrapper that applies
@@ -34,9 +36,11 @@ mod crc32c;
 mod fault;
 pub mod framing;
 mod link;
+mod redundant;
 mod uart;
 
 pub use fault::{BitFlips, Delivery, Fate, FaultConfig, FaultInjector, FaultModel, FaultStats, Rate};
 pub use link::{Error, ErrorKind, ErrorType, Link};
 use msm_time::Instant;
+pub use redundant::{FrameClass, PathState, PathStats, Redundant};
 pub use uart::{UartError, UartLink};

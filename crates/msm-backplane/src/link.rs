@@ -15,6 +15,8 @@
 
 use core::fmt;
 
+use msm_time::Instant;
+
 /// What went wrong, portable across drivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -101,6 +103,18 @@ pub trait Link: ErrorType {
     fn tx_pending(&self) -> bool {
         false
     }
+
+    /// The board's time, once a loop turn, for links that judge their
+    /// paths' health ([`Redundant`](crate::Redundant)). True when the path
+    /// data goes on changed: what was in flight on the old one may be lost,
+    /// and the layer above should retransmit it now.
+    fn tick(&mut self, _now: Instant) -> bool {
+        false
+    }
+
+    /// The layer above refused the last frame received (corrupt, forged,
+    /// replayed): links with several paths count it against that path.
+    fn refused(&mut self) {}
 }
 
 impl<T: Link + ?Sized> Link for &mut T {
@@ -118,5 +132,11 @@ impl<T: Link + ?Sized> Link for &mut T {
     }
     fn tx_pending(&self) -> bool {
         T::tx_pending(self)
+    }
+    fn tick(&mut self, now: Instant) -> bool {
+        T::tick(self, now)
+    }
+    fn refused(&mut self) {
+        T::refused(self)
     }
 }

@@ -43,6 +43,12 @@ pub enum FrameError {
         /// The sender.
         from: crate::role::Slot,
     },
+    /// Authentic, a copy of a heartbeat already taken: it came on another
+    /// backplane path as well (redundant links send heartbeats on each).
+    Duplicate {
+        /// The sender.
+        from: crate::role::Slot,
+    },
     /// A term beyond [`MAX_TERM_COUNT`](crate::MAX_TERM_COUNT), or more
     /// than [`MAX_TERM_JUMP`](crate::MAX_TERM_JUMP) ahead of ours.
     TermOutOfRange {
@@ -75,6 +81,7 @@ impl FrameErrors {
                 self.by_slot[from.index()].replay += 1;
                 &mut self.replay
             }
+            FrameError::Duplicate { .. } => &mut self.duplicate,
             FrameError::TermOutOfRange { .. } => &mut self.term_range,
             FrameError::Wire(_) | FrameError::BadRecord => &mut self.malformed,
             FrameError::StaleTerm { .. } => &mut self.stale_term,
@@ -110,6 +117,7 @@ impl fmt::Display for FrameError {
                 write!(f, "frame claiming slot {from} failed authentication (key id {key_id})")
             }
             FrameError::Replay { from } => write!(f, "replayed frame from {from}"),
+            FrameError::Duplicate { from } => write!(f, "heartbeat from {from} also came on another path"),
             FrameError::TermOutOfRange { got, ours } => {
                 write!(f, "term {got} is out of range (newest known {ours})")
             }

@@ -175,6 +175,9 @@ pub struct FrameErrors {
     pub replay: u64,
     /// A term beyond the maximum or implausibly far ahead.
     pub term_range: u64,
+    /// Copies of heartbeats taken, from redundant paths: expected, not
+    /// counted in [`total`](Self::total).
+    pub duplicate: u64,
     /// From a master of an older term.
     pub stale_term: u64,
     /// Claiming this node's own slot: another module with the same slot.

@@ -279,6 +279,25 @@ impl<'a> Sealed<'a> {
     }
 }
 
+/// Whether `frame` is a heartbeat, from its body's first bytes: a board
+/// with redundant backplane paths sends heartbeats on every path and the
+/// rest on one. Nothing is verified; a frame misjudged only takes another
+/// path, and the receiver checks it as any other.
+pub fn is_heartbeat(frame: &[u8]) -> bool {
+    if frame.len() < MIN_FRAME || frame[0] != MAGIC {
+        return false;
+    }
+    // The term (a varint of at most 10 bytes), then the body's variant.
+    let body = &frame[HEADER_LEN..];
+    match body.iter().take(10).position(|b| b & 0x80 == 0) {
+        Some(end) => body.get(end + 1) == Some(&HEARTBEAT_VARIANT),
+        None => false,
+    }
+}
+
+/// [`Body::Heartbeat`]'s variant index on the wire.
+const HEARTBEAT_VARIANT: u8 = 0;
+
 /// Check a frame's envelope: length, magic, CRC, version, slots. Nothing of
 /// the body is read.
 pub fn open(bytes: &[u8]) -> Result<Sealed<'_>, WireError> {
@@ -481,6 +500,34 @@ mod tests {
         let s = open(&buf[..n]).unwrap();
         assert_eq!((s.key_id, s.incarnation, s.counter), (Key::new([7; 32]).id(), 3, 1));
         assert_eq!(s.signed().len() + TRAILER_LEN, n);
+    }
+
+    #[test]
+    fn heartbeats_are_told_from_other_frames_whatever_the_term() {
+        let hb = Heartbeat {
+            role: 1,
+            priority: 0,
+            health: 100,
+            backup: 1,
+            in_sync: true,
+            session: 9,
+            incarnation: 3,
+            config: DigestMark::default(),
+        };
+        for term in [0, 1, 0x7F, 0x80, u64::MAX] {
+            let mut buf = [0u8; 128];
+            let n = FrameWriter::new(&mut buf, 0, BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+            seal(&mut buf[..n], None, 1, 1);
+            assert!(is_heartbeat(&buf[..n]), "term {term}");
+            let n =
+                FrameWriter::new(&mut buf, 0, 1, term, &Body::Handover { force: false }).unwrap().finish();
+            seal(&mut buf[..n], None, 1, 2);
+            assert!(!is_heartbeat(&buf[..n]), "term {term}");
+        }
+        let mut buf = [0u8; 128];
+        let n = sample(&mut buf);
+        assert!(!is_heartbeat(&buf[..n]));
+        assert!(!is_heartbeat(&[0xC5; 8]), "too short");
     }
 
     /// The example of `docs/wire-protocol.md`, byte for byte.

@@ -22,7 +22,7 @@ use msm_linux_emu::control_access::Access;
 use msm_linux_emu::control_server::ControlServer;
 use msm_linux_emu::flash::BoardFlash;
 use msm_linux_emu::journal::JournalWriter;
-use msm_linux_emu::node::{Exit, MAX_CHURN, MsmNode, Options};
+use msm_linux_emu::node::{Exit, MAX_CHURN, MAX_PATHS, MsmNode, Options};
 use msm_linux_emu::process_apps::ProcessSpec;
 use msm_linux_emu::socket_path::{self, Refused};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -52,9 +52,11 @@ struct Args {
     /// Let this group's members use the control socket too (mode 0660); default: only the node's user and root (0600).
     #[arg(long, value_name = "NAME")]
     socket_group: Option<String>,
-    /// unix:<own>:<peer> | udp:<bind>,<peer> | serial:<device>
-    #[arg(long)]
-    backplane: String,
+    /// unix:<own>:<peer> | udp:<bind>,<peer> | serial:<device>. Give it twice
+    /// for two paths to the peer (the first is the primary): heartbeats go on
+    /// both, data on the first alive, and the peer is lost only when both are silent.
+    #[arg(long, required = true)]
+    backplane: Vec<String>,
     /// State changes per second while master.
     #[arg(long, default_value_t = 0)]
     churn: u32,
@@ -227,11 +229,24 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         Some(p) => Some(AppServer::bind(p, access).map_err(refused)?),
         None => None,
     };
-    if let Some((own, _)) = args.backplane.strip_prefix("unix:").and_then(|r| r.split_once(':')) {
-        socket_path::claim(std::path::Path::new(own), socket_path::Kind::Datagram).map_err(refused)?;
+    if args.backplane.len() > MAX_PATHS {
+        return Err((
+            1,
+            anyhow::anyhow!("--backplane given {} times: at most {MAX_PATHS} paths", args.backplane.len()),
+        ));
+    }
+    for spec in &args.backplane {
+        if let Some((own, _)) = spec.strip_prefix("unix:").and_then(|r| r.split_once(':')) {
+            socket_path::claim(std::path::Path::new(own), socket_path::Kind::Datagram).map_err(refused)?;
+        }
     }
     let flash = BoardFlash::open(&args.flash).map_err(|e| (2, e))?;
-    let link = Backplane::open(&args.backplane, args.max_frame).map_err(|e| start(anyhow::anyhow!(e)))?;
+    let links = args
+        .backplane
+        .iter()
+        .map(|spec| Backplane::open(spec, args.max_frame))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| start(anyhow::anyhow!(e)))?;
     let journal = match &args.journal {
         Some(p) => Some(JournalWriter::open(p, flash.boot_count()).map_err(|e| start(e.into()))?),
         None => None,
@@ -251,14 +266,15 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         processes: args.processes.clone(),
     };
     let opts_heartbeat = opts.heartbeat;
-    let mut node = MsmNode::new(opts, flash, link, journal).map_err(start)?;
+    let mut node = MsmNode::with_paths(opts, flash, links, journal).map_err(start)?;
+    node.path_names = args.backplane.clone();
     let mut control = control;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK).map_err(|e| start(e.into()))?;
     log::info!(
         "{} up: flash {}, backplane {}, control {}, incarnation {}",
         slot,
         args.flash.display(),
-        args.backplane,
+        args.backplane.join(" + "),
         args.control.display(),
         node.engine.config().incarnation
     );
@@ -299,14 +315,11 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         let timeout = [engine, stall].into_iter().flatten().min().unwrap_or(Duration::from_millis(100));
         let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let signal_ready = {
-            let mut fds = vec![
-                PollFd::new(
-                    node.link.as_fd(),
-                    PollFlags::POLLIN
-                        | if node.link.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() },
-                ),
-                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            ];
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            for l in node.link.links() {
+                let out = if l.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() };
+                fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN | out));
+            }
             let app_fds = apps.as_ref().map(AppServer::poll_set).unwrap_or_default();
             for (fd, read, write) in control.poll_set().into_iter().chain(app_fds) {
                 let mut f = PollFlags::empty();
@@ -318,7 +331,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err((1, e.into())),
             }
-            fds[1].revents().is_some_and(|r| !r.is_empty())
+            fds[0].revents().is_some_and(|r| !r.is_empty())
         };
         if signal_ready {
             if let Ok(Some(sig)) = signals.read_signal() {

@@ -15,8 +15,8 @@ mod throttle;
 
 use std::time::Duration;
 
-use msm_backplane::{Error as _, ErrorKind, Link};
-use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
+use msm_backplane::{Error as _, ErrorKind, FrameClass, Link, Redundant};
+use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, FrameError, Node, Role, Slot};
 use msm_flash::ConfigName;
 use msm_time::Instant;
 
@@ -38,6 +38,19 @@ use outbox::Outbox;
 /// 256 KiB of backlog (about half a second of 10 000 changes/s: more than a
 /// link blip shorter than failure detection needs).
 pub type Engine = Node<16, 64, { 256 * 1024 }>;
+
+/// Backplane paths a node takes at most (`--backplane` given twice).
+pub const MAX_PATHS: usize = 2;
+
+/// The backplane as the node sees it: one or two paths to the peer.
+pub type Paths<L> = Redundant<L, MAX_PATHS>;
+
+fn classify(frame: &[u8]) -> FrameClass {
+    match msm_checkpoint::wire::is_heartbeat(frame) {
+        true => FrameClass::EveryPath,
+        false => FrameClass::DataPath,
+    }
+}
 
 /// Frames and time a loop turn spends receiving at most.
 const RX_FRAMES: usize = 256;
@@ -83,7 +96,9 @@ pub enum Exit {
 pub struct MsmNode<L: Link> {
     pub engine: Box<Engine>,
     pub host: ChassisHost<BoardFlash>,
-    pub link: L,
+    pub link: Paths<L>,
+    /// What each path is (its `--backplane` spec), for `show switch`.
+    pub path_names: Vec<String>,
     pub churn: Churn,
     pub exit: Option<Exit>,
     /// Frames the link refused as damaged or oversized.
@@ -119,10 +134,28 @@ impl<L: Link> MsmNode<L> {
     /// none or it is refused), register the applications, start the engine.
     pub fn new(
         opts: Options,
-        mut flash: BoardFlash,
+        flash: BoardFlash,
         link: L,
         journal: Option<JournalWriter>,
     ) -> anyhow::Result<Self> {
+        Self::with_paths(opts, flash, vec![link], journal)
+    }
+
+    /// A node with one backplane link per path (at most [`MAX_PATHS`]), the
+    /// first the primary: heartbeats go on each, data on the first alive.
+    pub fn with_paths(
+        opts: Options,
+        mut flash: BoardFlash,
+        links: Vec<L>,
+        journal: Option<JournalWriter>,
+    ) -> anyhow::Result<Self> {
+        let paths = links.len();
+        // A heartbeat missed on a path (1.5 intervals of silence) marks it
+        // down and data moves: data stalls at most that long, and a spurious
+        // move under load costs one retransmission of what was in flight.
+        let dead_after = (opts.heartbeat * 3 / 2).max(Duration::from_millis(2));
+        let link = Redundant::new(links, classify, dead_after)
+            .ok_or_else(|| anyhow::anyhow!("{paths} backplane paths: give 1 to {MAX_PATHS}"))?;
         let booted = flash.selected();
         let running = match flash.load(booted)? {
             Some(text) => RunningConfig::parse(&text).unwrap_or_else(|e| {
@@ -167,6 +200,7 @@ impl<L: Link> MsmNode<L> {
             engine,
             host: ChassisHost::new(flash, running, running_apps, process_from),
             link,
+            path_names: (1..=paths).map(|i| format!("path {i}")).collect(),
             churn: Churn::new(opts.seed, opts.churn, 50_000),
             exit: None,
             link_errors: 0,
@@ -213,17 +247,25 @@ impl<L: Link> MsmNode<L> {
         // A bounded share of what arrived: a peer sending a bulk as fast as
         // it can must not keep this node from its own heartbeats and acks.
         // (The rest stays readable: the loop's poll comes straight back.)
+        if self.link.tick(now) {
+            let to = self.link.data_path();
+            let name = self.path_names.get(to).map_or("?", String::as_str);
+            log::warn!("{}: backplane data moves to path {} ({name})", self.engine.slot(), to + 1);
+            self.engine.link_changed(now);
+        }
         let start = std::time::Instant::now();
         for _ in 0..RX_FRAMES {
             if start.elapsed() >= RX_SLICE {
                 break;
             }
             match self.link.recv(&mut self.buf) {
-                Ok(Some(n)) => {
-                    if let Err(e) = self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
+                Ok(Some(n)) => match self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
+                    Ok(()) | Err(FrameError::Duplicate { .. }) => {}
+                    Err(e) => {
+                        self.link.refused();
                         log::debug!("frame refused: {e}");
                     }
-                }
+                },
                 Ok(None) => break,
                 Err(e) if e.kind() == ErrorKind::FrameTooLarge => self.link_errors += 1,
                 Err(e) => {

@@ -157,7 +157,26 @@ impl<L: Link> MsmNode<L> {
             saved: [ConfigName::Primary, ConfigName::Secondary].map(|w| (w, flash.info(w))),
             unsaved: self.unsaved(),
         };
-        render::switch(&self.engine.switch_status(), &self.engine.key_status(), &files, self.link_errors)
+        let now = self.now();
+        let paths: Vec<render::PathRow> = (0..self.link.len())
+            .filter_map(|i| {
+                let stats = self.link.stats(i)?;
+                Some(render::PathRow {
+                    name: self.path_names.get(i).cloned().unwrap_or_else(|| format!("path {}", i + 1)),
+                    state: self.link.state(i),
+                    data: self.link.data_path() == i,
+                    silent_for: stats.last_heard.map(|t| now.saturating_since(t)),
+                    stats,
+                })
+            })
+            .collect();
+        render::switch(
+            &self.engine.switch_status(),
+            &self.engine.key_status(),
+            &files,
+            self.link_errors,
+            &paths,
+        )
     }
 
     fn show_checkpoint(&self, process: Option<&str>) -> Response {

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use msm_backplane::{PathState, PathStats};
 use msm_checkpoint::{KeyStatus, SecondKey, Slot, StreamStatus, SwitchStatus, SyncState};
 use msm_checkpoint::{render_checkpoint, render_switch, state_label};
 use msm_flash::ConfigName;
@@ -39,8 +40,27 @@ pub fn keys(k: &KeyStatus) -> String {
     out
 }
 
+/// One backplane path, as `show switch` lists it.
+#[derive(Debug, Clone)]
+pub struct PathRow {
+    /// Its `--backplane` spec.
+    pub name: String,
+    pub state: PathState,
+    /// Data goes on it.
+    pub data: bool,
+    /// Since the last frame from it.
+    pub silent_for: Option<std::time::Duration>,
+    pub stats: PathStats,
+}
+
 /// `show switch`. `oversize`: datagrams the link refused as larger than a frame.
-pub fn switch(s: &SwitchStatus, keys: &KeyStatus, files: &ConfigFiles, oversize: u64) -> Response {
+pub fn switch(
+    s: &SwitchStatus,
+    keys: &KeyStatus,
+    files: &ConfigFiles,
+    oversize: u64,
+    paths: &[PathRow],
+) -> Response {
     let mut t = String::new();
     let _ = writeln!(t, "SysName:          {}", files.sysname);
     let _ = render_switch(s, &mut t);
@@ -106,6 +126,40 @@ pub fn switch(s: &SwitchStatus, keys: &KeyStatus, files: &ConfigFiles, oversize:
             }));
         }
     }
+    let mut path_json = Vec::new();
+    if paths.len() > 1 {
+        let _ = writeln!(t, "Backplane paths:");
+    }
+    for (i, p) in paths.iter().enumerate() {
+        let state = match p.state {
+            PathState::Up => "up",
+            PathState::Down => "DOWN",
+            PathState::Unknown => "never heard",
+        };
+        let heard =
+            p.silent_for.map_or("never".to_string(), |d| format!("{:.1} ms ago", d.as_secs_f64() * 1e3));
+        if paths.len() > 1 {
+            let _ = writeln!(
+                t,
+                "  {}. {:<8}{}{}, last heard {heard}, {} frames in, {} out, {} refused",
+                i + 1,
+                state,
+                p.name,
+                if p.data { " (data)" } else { "" },
+                p.stats.rx,
+                p.stats.tx,
+                p.stats.refused
+            );
+        }
+        path_json.push(json!({
+            "path": p.name, "state": state, "data": p.data,
+            "silent_for_us": p.silent_for.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            "rx": p.stats.rx, "tx": p.stats.tx, "refused": p.stats.refused, "tx_errors": p.stats.tx_errors,
+        }));
+    }
+    if e.duplicate > 0 {
+        let _ = writeln!(t, "Heartbeat copies: {} (one per extra path: expected)", e.duplicate);
+    }
     let mut label = String::new();
     let _ = state_label(s.role, &s.sync, &mut label);
     let peers: Vec<_> = s
@@ -138,6 +192,7 @@ pub fn switch(s: &SwitchStatus, keys: &KeyStatus, files: &ConfigFiles, oversize:
         "saved": saved,
         "unsaved_changes": files.unsaved,
         "slot_conflict": s.slot_conflict.map(|c| c.letter().to_string()),
+        "paths": path_json,
         "keys": {
             "sending": keys.sending.map(|f| format!("{f:08x}")),
             "also": keys.also.map(|(f, w)| json!({
@@ -154,6 +209,7 @@ pub fn switch(s: &SwitchStatus, keys: &KeyStatus, files: &ConfigFiles, oversize:
             "auth": e.auth,
             "replay": e.replay,
             "term_range": e.term_range,
+            "duplicate": e.duplicate,
             "by_slot": by_slot,
             "stale_term": e.stale_term,
             "own_slot": e.own_slot,

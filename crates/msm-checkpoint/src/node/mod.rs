@@ -230,6 +230,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         Ok(())
     }
 
+    /// The board's backplane moved data to another path (a redundant link
+    /// lost the one it used): what was in flight on the old path is resent
+    /// now, not after the retransmission timeout, so a path's loss stalls
+    /// data for about the time it takes to notice it.
+    pub fn link_changed(&mut self, now: Instant) {
+        if self.members.role == Role::Master {
+            self.sender.resend_now(now, &mut self.timers);
+        }
+    }
+
     /// Handle one received frame. Its envelope, tag and replay window are
     /// checked before anything of its body is read: a frame refused there
     /// (corrupt, another version, not under a key we hold, a replay) or one
@@ -269,6 +279,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             } else if let Err(stale) =
                 self.replay.check(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter)
             {
+                if self.replay.is_heartbeat_copy(from, sealed.incarnation, sealed.counter) {
+                    return self.refuse(FrameError::Duplicate { from });
+                }
                 debug!("replay from {}: {}", from, stale == Stale::OldIncarnation);
                 return self.refuse(FrameError::Replay { from });
             }
@@ -277,6 +290,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             Ok(f) => f,
             Err(e) => return self.refuse(e.into()),
         };
+        if matches!(f.body, Body::Heartbeat(_)) && from != self.cfg.slot {
+            self.replay.heartbeat_taken(from, sealed.incarnation, sealed.counter);
+        }
         if from == self.cfg.slot {
             // Our links never echo our own frames: another module claims this slot.
             self.errors.count(&FrameError::OwnSlot);

@@ -108,6 +108,10 @@ impl SlotWindows {
 #[derive(Debug, Default)]
 pub(crate) struct ReplayGuard {
     slots: [SlotWindows; MAX_NODES],
+    /// The last two heartbeats taken from each slot, `(incarnation,
+    /// counter)`: with redundant backplane paths every heartbeat arrives
+    /// once per path, and the copies are duplicates, not replays.
+    heartbeats: [[(u32, u64); 2]; MAX_NODES],
 }
 
 impl ReplayGuard {
@@ -123,11 +127,38 @@ impl ReplayGuard {
     ) -> Result<(), Stale> {
         self.slots[from.index()].check(now, detect, incarnation, counter)
     }
+
+    /// A heartbeat from `from` was taken.
+    pub(crate) fn heartbeat_taken(&mut self, from: Slot, incarnation: u32, counter: u64) {
+        let h = &mut self.heartbeats[from.index()];
+        h[1] = h[0];
+        h[0] = (incarnation, counter);
+    }
+
+    /// A refused frame is a copy of one of the last heartbeats taken from
+    /// `from` (another path's): authentic and harmless. Counter 0 is never
+    /// sent, so the empty entries match nothing.
+    pub(crate) fn is_heartbeat_copy(&self, from: Slot, incarnation: u32, counter: u64) -> bool {
+        counter != 0 && self.heartbeats[from.index()].contains(&(incarnation, counter))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_of_a_recent_heartbeat_is_told_from_a_replay() {
+        let mut g = ReplayGuard::default();
+        assert!(!g.is_heartbeat_copy(Slot::B, 0, 0), "nothing taken: nothing matches");
+        g.heartbeat_taken(Slot::B, 7, 10);
+        g.heartbeat_taken(Slot::B, 7, 20);
+        assert!(g.is_heartbeat_copy(Slot::B, 7, 10) && g.is_heartbeat_copy(Slot::B, 7, 20));
+        assert!(!g.is_heartbeat_copy(Slot::B, 7, 11), "a data frame's counter");
+        assert!(!g.is_heartbeat_copy(Slot::A, 7, 20), "another slot's");
+        g.heartbeat_taken(Slot::B, 7, 30);
+        assert!(!g.is_heartbeat_copy(Slot::B, 7, 10), "two remembered");
+    }
 
     const B: Slot = Slot::B;
     const T0: Instant = Instant::ZERO;

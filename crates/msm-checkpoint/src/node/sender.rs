@@ -344,6 +344,16 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         }
     }
 
+    /// The path changed under us: retransmit everything unacknowledged now,
+    /// at the first timeout again.
+    pub(crate) fn resend_now(&mut self, now: Instant, timers: &mut TimerTable) {
+        if self.attached && !self.in_flight.is_empty() {
+            self.go_back(timers);
+            self.rto = self.limits.rto;
+            self.gap_resend_after = now + self.limits.rto;
+        }
+    }
+
     /// Retransmit everything unacknowledged, from the oldest record.
     fn go_back(&mut self, timers: &mut TimerTable) {
         self.out.backlog.rewind();

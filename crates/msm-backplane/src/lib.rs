@@ -42,5 +42,5 @@ mod uart;
 pub use fault::{BitFlips, Delivery, Fate, FaultConfig, FaultInjector, FaultModel, FaultStats, Rate};
 pub use link::{Error, ErrorKind, ErrorType, Link};
 use msm_time::Instant;
-pub use redundant::{FrameClass, PathState, PathStats, Redundant};
+pub use redundant::{FrameClass, PathHealth, PathState, PathStats, Redundant};
 pub use uart::{UartError, UartLink};

@@ -47,6 +47,7 @@ pub enum PathState {
 /// One path's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathStats {
+    /// Filled in by [`Redundant::stats`].
     pub last_heard: Option<Instant>,
     pub rx: u64,
     pub tx: u64,
@@ -56,21 +57,89 @@ pub struct PathStats {
     pub tx_errors: u64,
 }
 
+/// Which of `N` paths data takes, from when each was last heard: the
+/// policy of [`Redundant`], apart from any link so the simulator runs the
+/// same decisions.
+#[derive(Debug, Clone)]
+pub struct PathHealth<const N: usize> {
+    last_heard: [Option<Instant>; N],
+    paths: usize,
+    dead_after: Duration,
+    now: Instant,
+    /// The path data goes on.
+    data: usize,
+    /// Times the data path moved.
+    moves: u64,
+}
+
+impl<const N: usize> PathHealth<N> {
+    /// `paths` (at most `N`) in order of preference; a path silent for
+    /// `dead_after` is down.
+    pub fn new(paths: usize, dead_after: Duration) -> Self {
+        PathHealth {
+            last_heard: [None; N],
+            paths: paths.min(N),
+            dead_after,
+            now: Instant::ZERO,
+            data: 0,
+            moves: 0,
+        }
+    }
+
+    /// A frame came on path `i`.
+    pub fn heard(&mut self, i: usize, now: Instant) {
+        if let Some(t) = self.last_heard.get_mut(i) {
+            *t = Some(now);
+        }
+    }
+
+    /// Judge the paths at `now`: true when data moved to another path.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        self.now = self.now.max(now);
+        let best = (0..self.paths).find(|&i| self.state(i) == PathState::Up).unwrap_or(self.data);
+        if best == self.data {
+            return false;
+        }
+        self.data = best;
+        self.moves += 1;
+        true
+    }
+
+    /// Path `i`'s health at the last [`tick`](Self::tick).
+    pub fn state(&self, i: usize) -> PathState {
+        match self.last_heard.get(i).copied().flatten() {
+            None => PathState::Unknown,
+            Some(t) if self.now.saturating_since(t) <= self.dead_after => PathState::Up,
+            Some(_) => PathState::Down,
+        }
+    }
+
+    /// The path data goes on.
+    pub fn data_path(&self) -> usize {
+        self.data
+    }
+
+    /// Times data moved from one path to another.
+    pub fn moves(&self) -> u64 {
+        self.moves
+    }
+
+    /// Path `i` was last heard at.
+    pub fn last_heard(&self, i: usize) -> Option<Instant> {
+        self.last_heard.get(i).copied().flatten()
+    }
+}
+
 /// `N` paths to one peer, as one [`Link`].
 #[derive(Debug)]
 pub struct Redundant<L, const N: usize> {
     paths: Vec<(L, PathStats), N>,
     classify: fn(&[u8]) -> FrameClass,
-    dead_after: Duration,
-    now: Instant,
-    /// The path data goes on.
-    data: usize,
+    health: PathHealth<N>,
     /// The path the last received frame came on.
     last_rx: usize,
     /// Where the next receive starts looking.
     next_rx: usize,
-    /// Times the data path moved.
-    moves: u64,
 }
 
 impl<L: Link, const N: usize> Redundant<L, N> {
@@ -90,16 +159,8 @@ impl<L: Link, const N: usize> Redundant<L, N> {
         if paths.is_empty() {
             return None;
         }
-        Some(Redundant {
-            paths,
-            classify,
-            dead_after,
-            now: Instant::ZERO,
-            data: 0,
-            last_rx: 0,
-            next_rx: 0,
-            moves: 0,
-        })
+        let health = PathHealth::new(paths.len(), dead_after);
+        Some(Redundant { paths, classify, health, last_rx: 0, next_rx: 0 })
     }
 
     pub fn len(&self) -> usize {
@@ -118,31 +179,21 @@ impl<L: Link, const N: usize> Redundant<L, N> {
 
     /// Path `i`'s health at the last [`tick`](Link::tick).
     pub fn state(&self, i: usize) -> PathState {
-        match self.paths.get(i).and_then(|p| p.1.last_heard) {
-            None => PathState::Unknown,
-            Some(t) if self.now.saturating_since(t) <= self.dead_after => PathState::Up,
-            Some(_) => PathState::Down,
-        }
+        self.health.state(i)
     }
 
     pub fn stats(&self, i: usize) -> Option<PathStats> {
-        self.paths.get(i).map(|p| p.1)
+        self.paths.get(i).map(|p| PathStats { last_heard: self.health.last_heard(i), ..p.1 })
     }
 
     /// The path data goes on.
     pub fn data_path(&self) -> usize {
-        self.data
+        self.health.data_path()
     }
 
     /// Times data moved from one path to another.
     pub fn moves(&self) -> u64 {
-        self.moves
-    }
-
-    /// The first path that is up; the current one when none is (nothing
-    /// heard: keep trying where we were).
-    fn choose(&self) -> usize {
-        (0..self.paths.len()).find(|&i| self.state(i) == PathState::Up).unwrap_or(self.data)
+        self.health.moves()
     }
 }
 
@@ -157,7 +208,7 @@ impl<L: Link, const N: usize> Link for Redundant<L, N> {
 
     fn send(&mut self, frame: &[u8]) -> Result<(), Self::Error> {
         if (self.classify)(frame) == FrameClass::DataPath || self.paths.len() == 1 {
-            let (l, s) = &mut self.paths[self.data];
+            let (l, s) = &mut self.paths[self.health.data_path()];
             l.send(frame)?;
             s.tx += 1;
             return Ok(());
@@ -196,7 +247,7 @@ impl<L: Link, const N: usize> Link for Redundant<L, N> {
             match l.recv(buf) {
                 Ok(Some(len)) => {
                     s.rx += 1;
-                    s.last_heard = Some(self.now);
+                    self.health.heard(i, self.health.now);
                     self.last_rx = i;
                     self.next_rx = (i + 1) % n;
                     return Ok(Some(len));
@@ -227,18 +278,14 @@ impl<L: Link, const N: usize> Link for Redundant<L, N> {
     }
 
     fn tick(&mut self, now: Instant) -> bool {
-        self.now = now;
         for (l, _) in self.paths.iter_mut() {
             l.tick(now);
         }
-        let best = self.choose();
-        if best == self.data {
-            return false;
+        let moved = self.health.tick(now);
+        if moved {
+            info!("backplane: data moves to path {}", self.health.data_path());
         }
-        info!("backplane: data moves to path {}", best);
-        self.data = best;
-        self.moves += 1;
-        true
+        moved
     }
 
     fn refused(&mut self) {

@@ -156,5 +156,13 @@ fn refresh_crc(b: &mut [u8]) {
 /// An attack frame's fate is acceptable: refused before authentication
 /// completed, or as a replay.
 pub fn refused_early(r: &Result<(), FrameError>) -> bool {
-    matches!(r, Err(FrameError::Auth { .. } | FrameError::Replay { .. } | FrameError::Wire(_)))
+    // A replay of one of the last two heartbeats is counted as a copy from
+    // another path: refused at the same point, before the body is read.
+    matches!(
+        r,
+        Err(FrameError::Auth { .. }
+            | FrameError::Replay { .. }
+            | FrameError::Duplicate { .. }
+            | FrameError::Wire(_))
+    )
 }

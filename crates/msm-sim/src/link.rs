@@ -28,25 +28,33 @@ pub fn random_faults(rng: &mut Pcg64Mcg) -> FaultConfig {
     }
 }
 
-/// One fault model per directed link between `n` nodes, all with one config.
+/// One fault model per path of each directed link between `n` nodes (one
+/// path, or two when the chassis has redundant backplane paths), all with
+/// one config; each path fails on its own.
 #[derive(Debug)]
 pub struct Links {
     n: usize,
+    paths: usize,
     cfg: FaultConfig,
-    /// Indexed `from * n + to`; the diagonal is never used.
+    /// Indexed `(from * n + to) * paths + path`; the diagonal is never used.
     models: Vec<FaultModel>,
 }
 
 impl Links {
-    /// Each link's model gets its own seed, drawn from `seed`.
-    pub fn new(n: usize, cfg: FaultConfig, seed: u64) -> Links {
+    /// Each path's model gets its own seed, drawn from `seed`.
+    pub fn new(n: usize, paths: usize, cfg: FaultConfig, seed: u64) -> Links {
         let mut seeds = Pcg64Mcg::seed_from_u64(seed);
-        Links { n, cfg, models: (0..n * n).map(|_| FaultModel::new(cfg, seeds.random())).collect() }
+        let models = (0..n * n * paths).map(|_| FaultModel::new(cfg, seeds.random())).collect();
+        Links { n, paths, cfg, models }
     }
 
-    /// The model of the link from node `from` to node `to`.
-    pub fn model(&mut self, from: usize, to: usize) -> &mut FaultModel {
-        &mut self.models[from * self.n + to]
+    pub fn paths(&self) -> usize {
+        self.paths
+    }
+
+    /// The model of path `path` from node `from` to node `to`.
+    pub fn model(&mut self, from: usize, to: usize, path: usize) -> &mut FaultModel {
+        &mut self.models[(from * self.n + to) * self.paths + path]
     }
 
     /// The config every link runs.
@@ -60,10 +68,17 @@ impl Links {
         self.models.iter_mut().for_each(|m| m.set_config(cfg));
     }
 
-    /// Cuts both directions between `a` and `b` until `until`.
+    /// Cuts every path, both directions, between `a` and `b` until `until`.
     pub fn partition(&mut self, a: usize, b: usize, until: Instant) {
-        self.model(a, b).partition_until(until);
-        self.model(b, a).partition_until(until);
+        for p in 0..self.paths {
+            self.cut_path(a, b, p, until);
+        }
+    }
+
+    /// Cuts one path, both directions, between `a` and `b` until `until`.
+    pub fn cut_path(&mut self, a: usize, b: usize, path: usize, until: Instant) {
+        self.model(a, b, path).partition_until(until);
+        self.model(b, a, path).partition_until(until);
     }
 
     /// Ends every partition now.
@@ -81,15 +96,27 @@ mod tests {
 
     #[test]
     fn a_partition_cuts_both_directions_of_one_pair_only() {
-        let mut l = Links::new(3, CLEAN, 1);
+        let mut l = Links::new(3, 1, CLEAN, 1);
         let now = Instant::ZERO;
         l.partition(0, 1, Instant::from_millis(5));
-        assert_eq!(l.model(0, 1).decide(now, 8), Fate::Partitioned);
-        assert_eq!(l.model(1, 0).decide(now, 8), Fate::Partitioned);
-        assert!(matches!(l.model(0, 2).decide(now, 8), Fate::Delivered(_)));
-        assert!(matches!(l.model(2, 1).decide(now, 8), Fate::Delivered(_)));
+        assert_eq!(l.model(0, 1, 0).decide(now, 8), Fate::Partitioned);
+        assert_eq!(l.model(1, 0, 0).decide(now, 8), Fate::Partitioned);
+        assert!(matches!(l.model(0, 2, 0).decide(now, 8), Fate::Delivered(_)));
+        assert!(matches!(l.model(2, 1, 0).decide(now, 8), Fate::Delivered(_)));
         l.heal();
-        assert!(matches!(l.model(0, 1).decide(now, 8), Fate::Delivered(_)));
+        assert!(matches!(l.model(0, 1, 0).decide(now, 8), Fate::Delivered(_)));
+    }
+
+    #[test]
+    fn a_cut_path_leaves_the_other_path_of_the_pair_up() {
+        let mut l = Links::new(2, 2, CLEAN, 1);
+        let now = Instant::ZERO;
+        l.cut_path(0, 1, 0, Instant::from_millis(5));
+        assert_eq!(l.model(0, 1, 0).decide(now, 8), Fate::Partitioned);
+        assert_eq!(l.model(1, 0, 0).decide(now, 8), Fate::Partitioned);
+        assert!(matches!(l.model(0, 1, 1).decide(now, 8), Fate::Delivered(_)));
+        l.partition(0, 1, Instant::from_millis(5));
+        assert_eq!(l.model(0, 1, 1).decide(now, 8), Fate::Partitioned, "a partition cuts every path");
     }
 
     #[test]
@@ -106,9 +133,11 @@ mod tests {
     #[test]
     fn each_link_draws_its_own_faults() {
         let cfg = FaultConfig { drop: Rate::percent(50), ..CLEAN };
-        let mut l = Links::new(2, cfg, 9);
+        let mut l = Links::new(2, 1, cfg, 9);
         let fates = |l: &mut Links, from, to| {
-            (0..64).map(|_| l.model(from, to).decide(Instant::ZERO, 8) == Fate::Dropped).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| l.model(from, to, 0).decide(Instant::ZERO, 8) == Fate::Dropped)
+                .collect::<Vec<_>>()
         };
         assert_ne!(fates(&mut l, 0, 1), fates(&mut l, 1, 0));
     }

@@ -1,6 +1,7 @@
 //! One random run per seed: a random chassis (2 or 3 nodes, a random
 //! dependency DAG of applications), random churn, and with faults on: a lossy
-//! link, crashes of master and backup, short and long partitions, handovers.
+//! link, crashes of master and backup, short and long partitions, handovers,
+//! and in a third of them two backplane paths, one of which is cut at times.
 //! Then faults stop, crashed nodes restart, and after a quiet period the
 //! chassis must have converged.
 
@@ -60,6 +61,10 @@ pub fn random_config(rng: &mut Pcg64Mcg, faults: bool) -> SimConfig {
         cfg.link = link::random_faults(rng);
         // The attacker is on in every faulty run, at a seeded rate.
         cfg.attack = rng.random_range(0.005..0.05);
+        // Redundant backplane paths in a third of them, each failing on its own.
+        if rng.random_bool(0.35) {
+            cfg.paths = 2;
+        }
     }
     cfg
 }
@@ -80,8 +85,9 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let wrap = |sim: &Sim, v: Violation| Failure { seed, faults, at_us: sim.now, violation: v };
     if trace {
         println!(
-            "seed {seed}: {} nodes, apps {:?}, link {:?}, backup refuses every {:?} records",
+            "seed {seed}: {} nodes, {} backplane path(s), apps {:?}, link {:?}, backup refuses every {:?} records",
             sim.cfg.nodes,
+            sim.cfg.paths,
             sim.cfg.apps,
             sim.faults(),
             sim.nodes[0].host.refuse_every
@@ -152,6 +158,13 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
                 }
             } else if r < 0.0045 {
                 let _ = sim.failover(rng.random_bool(0.3));
+            } else if r < 0.0075 && sim.cfg.paths == 2 {
+                // One path of a pair cut, for any length: the other carries on.
+                let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+                if a != b {
+                    let d = rng.random_range(hb_us / 2..200 * hb_us);
+                    sim.cut_path(a, b, rng.random_range(0..2), Duration::from_micros(d));
+                }
             }
         }
     }

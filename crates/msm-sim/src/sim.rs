@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
-use msm_backplane::{Fate, FaultConfig};
+use msm_backplane::{Fate, FaultConfig, PathHealth};
 use msm_checkpoint::{
     AppId, AppRegistry, Config, ConfigChoice, Event, Key, Node, Role, Slot, Stream, SyncState, Term,
 };
@@ -55,6 +55,9 @@ pub struct SimConfig {
     pub key: Option<Key>,
     /// Probability of an attacker's frame after each delivered frame.
     pub attack: f64,
+    /// Backplane paths between each pair (1, or 2: redundant links, each
+    /// failing on its own; heartbeats on both, data on the first alive).
+    pub paths: usize,
 }
 
 impl SimConfig {
@@ -81,8 +84,17 @@ impl SimConfig {
             boot_gap: Duration::from_millis(0),
             key: Some(attacker::CHASSIS_KEY),
             attack: 0.0,
+            paths: 1,
         }
     }
+}
+
+/// Backplane paths a simulated pair may have.
+pub const MAX_PATHS: usize = 2;
+
+/// A path silent this long is down (as the Linux board: a heartbeat missed).
+fn path_dead_after(cfg: &SimConfig) -> Duration {
+    cfg.heartbeat * 3 / 2
 }
 
 pub fn default_config() -> Vec<u8> {
@@ -111,6 +123,8 @@ struct InFlight {
     at: u64,
     seq: u64,
     to: usize,
+    from: usize,
+    path: usize,
     bytes: Vec<u8>,
 }
 
@@ -127,6 +141,8 @@ pub struct Stats {
     /// Attacker frames injected, and how many were replays.
     pub attacks: u64,
     pub attack_replays: u64,
+    /// Times a node moved its data to another backplane path.
+    pub path_moves: u64,
 }
 
 pub struct Sim {
@@ -137,6 +153,8 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     links: Links,
+    /// Node i's view of its paths to node j, at `i * n + j`.
+    health: Vec<PathHealth<MAX_PATHS>>,
     pub checker: Checker,
     next_stamp: Stamp,
     pub trace: bool,
@@ -167,7 +185,8 @@ impl Sim {
         let n = cfg.nodes;
         let mut sim = Sim {
             // The links draw from a stream of their own, apart from the churn's.
-            links: Links::new(n, cfg.link, seed ^ 0x11_4c),
+            links: Links::new(n, cfg.paths.clamp(1, MAX_PATHS), cfg.link, seed ^ 0x11_4c),
+            health: vec![PathHealth::new(cfg.paths, path_dead_after(&cfg)); n * n],
             now: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
             nodes: Vec::new(),
@@ -265,6 +284,9 @@ impl Sim {
         }
         st.engine = Some(Box::new(node));
         st.followed = Term::NONE;
+        let n = self.nodes.len();
+        let fresh = PathHealth::new(self.cfg.paths, path_dead_after(&self.cfg));
+        self.health[i * n..(i + 1) * n].fill(fresh);
         self.attacker.forget(i);
         self.ids[i] = ids;
         self.checker.rebooted(i);
@@ -292,6 +314,13 @@ impl Sim {
 
     pub fn app_id(&self, node: usize, app: usize) -> AppId {
         self.ids[node][app]
+    }
+
+    /// Cut path `path` (of two) between `a` and `b` for `d`; the other stays up.
+    pub fn cut_path(&mut self, a: usize, b: usize, path: usize, d: Duration) {
+        self.links.cut_path(a, b, path, self.instant() + d);
+        let (a, b) = (slot(a).letter(), slot(b).letter());
+        self.log(None, format_args!("CUT path {} between {a} and {b} for {d:?}", path + 1));
     }
 
     /// Cut the link between `a` and `b` for `d`.
@@ -505,8 +534,10 @@ impl Sim {
                     self.log(Some(d.to), format_args!("<- {:?}", f.map(|f| (f.from, f.term, f.body))));
                 }
                 let now = self.instant();
+                let nodes = self.nodes.len();
                 let st = &mut self.nodes[d.to];
                 if let Some(e) = st.engine.as_deref_mut() {
+                    self.health[d.to * nodes + d.from].heard(d.path, now);
                     let r = e.handle_frame(now, &d.bytes, &mut st.host);
                     if r.is_err() {
                         self.stats.frame_errors += 1;
@@ -626,9 +657,32 @@ impl Sim {
         self.nodes[i].followed = term;
     }
 
+    /// Node `i` judges its paths now, as a board does once a loop turn;
+    /// when data moves to another path, the engine resends what was in
+    /// flight at once.
+    fn judge_paths(&mut self, i: usize) {
+        if self.cfg.paths < 2 {
+            return;
+        }
+        let now = self.instant();
+        let n = self.nodes.len();
+        let mut moved = false;
+        for h in &mut self.health[i * n..(i + 1) * n] {
+            moved |= h.tick(now);
+        }
+        if moved {
+            self.stats.path_moves += 1;
+            self.log(Some(i), format_args!("data moves to another backplane path"));
+            if let Some(e) = self.nodes[i].engine.as_deref_mut() {
+                e.link_changed(now);
+            }
+        }
+    }
+
     /// Send everything node `i` has to send.
     fn flush(&mut self, i: usize) {
         let mut buf = vec![0u8; self.cfg.max_frame];
+        self.judge_paths(i);
         for _ in 0..100_000 {
             let now = self.instant();
             let st = &mut self.nodes[i];
@@ -639,19 +693,28 @@ impl Sim {
                 break;
             };
             let frame = &buf[..n];
-            for to in 0..self.nodes.len() {
+            let every_path = msm_checkpoint::wire::is_heartbeat(frame);
+            let nodes = self.nodes.len();
+            for to in 0..nodes {
                 if to == i {
                     continue;
                 }
-                let Fate::Delivered(d) = self.links.model(i, to).decide(now, n) else {
-                    continue;
-                };
-                let mut bytes = frame.to_vec();
-                d.flips.apply(&mut bytes);
-                for _ in 0..1 + usize::from(d.duplicate) {
-                    self.seq += 1;
-                    let f = InFlight { at: d.at.as_micros(), seq: self.seq, to, bytes: bytes.clone() };
-                    self.queue.push(Reverse(f));
+                let data = self.health[i * nodes + to].data_path();
+                for path in 0..self.links.paths() {
+                    if !every_path && path != data {
+                        continue;
+                    }
+                    let Fate::Delivered(d) = self.links.model(i, to, path).decide(now, n) else {
+                        continue;
+                    };
+                    let mut bytes = frame.to_vec();
+                    d.flips.apply(&mut bytes);
+                    for _ in 0..1 + usize::from(d.duplicate) {
+                        self.seq += 1;
+                        let at = d.at.as_micros();
+                        let f = InFlight { at, seq: self.seq, to, from: i, path, bytes: bytes.clone() };
+                        self.queue.push(Reverse(f));
+                    }
                 }
             }
         }

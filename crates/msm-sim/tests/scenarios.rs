@@ -726,3 +726,44 @@ fn the_backplane_attacks_change_nothing() {
         "no wrap"
     );
 }
+
+/// Two backplane paths on a lossy link; under churn, one path or the other
+/// is cut for any length (a few heartbeats to the whole run), never both:
+/// no node ever loses its peer, the term never moves, nothing is re-bulked
+/// for it, and the pair ends with the same state.
+#[test]
+fn one_of_two_paths_cut_for_any_length_never_fails_over() {
+    for seed in 0..10u64 {
+        let mut cfg = SimConfig::chassis(2);
+        cfg.paths = 2; // with 1, the first long cut is a failover: checked by hand
+        let mut sim = synced(cfg, seed);
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        sim.set_faults(FaultConfig {
+            drop: Rate::per_million(rng.random_range(0..20_000)),
+            duplicate: Rate::per_million(rng.random_range(0..10_000)),
+            reorder: Rate::per_million(rng.random_range(0..20_000)),
+            latency: Duration::from_micros(rng.random_range(50..400)),
+            jitter: Duration::from_micros(rng.random_range(0..200)),
+            ..link::CLEAN
+        });
+        let term = sim.engine(A).unwrap().term();
+        let hb = sim.cfg.heartbeat;
+        for _ in 0..12 {
+            let path = rng.random_range(0..2);
+            let long = rng.random_range(1..=40u32);
+            sim.cut_path(A, B, path, hb * long);
+            churn(&mut sim, hb * long + hb * 2, Duration::from_micros(300), &[0, 2, 3], 64);
+        }
+        sim.set_faults(sim.faults().fault_free());
+        sim.run_for(Duration::from_millis(300)).unwrap();
+        for i in [A, B] {
+            let lost: Vec<_> =
+                sim.nodes[i].events.iter().filter(|(_, e)| matches!(e, Event::PeerLost(_))).collect();
+            assert!(lost.is_empty(), "seed {seed}: {} lost its peer: {lost:?}", ["A", "B"][i]);
+        }
+        assert_eq!(sim.engine(A).unwrap().term(), term, "seed {seed}: the term moved");
+        assert_eq!(sim.masters(), vec![A], "seed {seed}");
+        sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+        assert!(sim.stats.path_moves > 0, "seed {seed}: data never moved to the other path");
+    }
+}

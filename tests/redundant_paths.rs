@@ -4,75 +4,17 @@
 //! both paths are silent. Every wait has a deadline.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod common;
 
 use common::{HB, chassis, log, no_failover, pair, switch};
-use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::chassis::{CabledPath, Chassis};
 use msm_linux_emu::control::Request;
 use serde_json::Value;
 
-/// One direction of one path: forwards datagrams to the peer's socket
-/// until it is cut (then drops them, as a pulled cable does).
-struct Cable {
-    cut: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Cable {
-    fn lay(at: &Path, to: &Path) -> Cable {
-        let sock = UnixDatagram::bind(at).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let (cut, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (c, s, to) = (cut.clone(), stop.clone(), to.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    if !c.load(Ordering::Relaxed) {
-                        let _ = sock.send_to(&buf[..n], &to);
-                    }
-                }
-            }
-        });
-        Cable { cut, stop, thread: Some(thread) }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Cable {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Both directions of one path.
-struct Path2([Cable; 2]);
-
-impl Path2 {
-    fn set_cut(&self, cut: bool) {
-        self.0.iter().for_each(|c| c.set_cut(cut));
-    }
-}
-
-/// A chassis whose two paths both run through cables; the taps to give it.
-fn cabled(c: &Chassis, path: usize) -> (Path2, [Option<PathBuf>; 2]) {
-    let sock = if path == 1 { "sock" } else { "sock2" };
-    let at = |s: char| c.dir.join(format!("cable{path}-{s}.sock"));
-    let cables = [Cable::lay(&at('A'), &c.path('B', sock)), Cable::lay(&at('B'), &c.path('A', sock))];
-    (Path2(cables), [Some(at('A')), Some(at('B'))])
+fn cabled(c: &Chassis, path: usize) -> (CabledPath, [Option<std::path::PathBuf>; 2]) {
+    CabledPath::lay(c, path).unwrap()
 }
 
 fn paths(c: &Chassis, slot: char) -> Vec<Value> {

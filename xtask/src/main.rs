@@ -15,6 +15,7 @@ mod fuzz;
 mod keyfile;
 mod load;
 mod msrv;
+mod path_loss;
 mod qemu;
 mod redis;
 mod sdimage;

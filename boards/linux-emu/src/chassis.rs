@@ -358,3 +358,67 @@ pub fn call(path: &Path, req: &Request) -> Result<Response> {
     }
     serde_json::from_str(&resp).with_context(|| format!("bad response {resp:?}"))
 }
+
+/// One direction of a backplane path through the harness: forwards the
+/// datagrams sent to `at` on to `to` until it is cut, then drops them as a
+/// pulled cable does (tests and benchmarks of redundant paths).
+#[derive(Debug)]
+pub struct Cable {
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Cable {
+    pub fn lay(at: &Path, to: &Path) -> Result<Cable> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let sock = std::os::unix::net::UnixDatagram::bind(at)?;
+        sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let (cut, stop) =
+            (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicBool::new(false)));
+        let (c, s, to) = (cut.clone(), stop.clone(), to.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    if !c.load(Ordering::Relaxed) {
+                        let _ = sock.send_to(&buf[..n], &to);
+                    }
+                }
+            }
+        });
+        Ok(Cable { cut, stop, thread: Some(thread) })
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Both directions of one backplane path of a two-node chassis, cabled.
+#[derive(Debug)]
+pub struct CabledPath(pub [Cable; 2]);
+
+impl CabledPath {
+    /// Lay path `path` (1 or 2) of `c` through cables: give the returned
+    /// taps to [`Chassis::taps`] (path 1) or [`Chassis::second_path`] (path 2).
+    pub fn lay(c: &Chassis, path: usize) -> Result<(CabledPath, [Option<PathBuf>; 2])> {
+        let sock = if path == 1 { "sock" } else { "sock2" };
+        let at = |s: char| c.dir.join(format!("cable{path}-{s}.sock"));
+        let cables = [Cable::lay(&at('A'), &c.path('B', sock))?, Cable::lay(&at('B'), &c.path('A', sock))?];
+        Ok((CabledPath(cables), [Some(at('A')), Some(at('B'))]))
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.0.iter().for_each(|c| c.set_cut(cut));
+    }
+}

@@ -62,6 +62,10 @@ pub enum Event {
     BackupAttached(Slot),
     /// A stream's bulk transfer completed (master: acknowledged; backup: applied).
     StreamSynced(Stream),
+    /// Backup: a stream continues across a switchover without a bulk (the
+    /// new master took over from this node with `run msm-failover`, and
+    /// what this node holds is what it continues from).
+    StreamContinued(Stream),
     /// A stream starts a new bulk transfer.
     Rebulk {
         /// The stream starting over.

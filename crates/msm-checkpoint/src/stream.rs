@@ -130,6 +130,11 @@ pub(crate) struct Tx {
     pub requests: u8,
     /// A bulk held back by that backoff starts no earlier than this.
     pub hold_until: Instant,
+    /// After `run msm-failover`: this epoch continues the old master's
+    /// stream (its term, epoch and last sequence number), whose state this
+    /// node holds whole. A returning old master that offers exactly that
+    /// point continues without a bulk (Redis' PSYNC2).
+    pub continues: Option<(u64, u32, u64)>,
 }
 
 impl Tx {
@@ -154,6 +159,7 @@ impl Tx {
             rebulks: 0,
             requests: 0,
             hold_until: Instant::ZERO,
+            continues: None,
         }
     }
 
@@ -170,6 +176,7 @@ impl Tx {
         self.max_acked_change = 0;
         self.bulk_sent = 0;
         self.bulk_total = 0;
+        self.continues = None;
         self.failure = self.failure.filter(|f| *f == Failure::BackupRefused);
     }
 
@@ -236,6 +243,9 @@ pub struct Counters {
     pub rx: u64,
     /// Records refused or failed.
     pub errors: u64,
+    /// Bulk transfers begun: sent (master) or received (backup). A stream
+    /// resumed or continued across a switchover adds none.
+    pub bulks: u64,
 }
 
 #[derive(Debug, Clone)]

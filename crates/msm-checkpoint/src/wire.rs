@@ -198,6 +198,18 @@ pub struct AckItem {
     pub gap: bool,
 }
 
+/// An item of a `HelloAck`'s tail: "your `stream` (the backup's id) holds
+/// what my `epoch` of it starts from." After `run msm-failover` the new
+/// master continues the old one's streams under new epochs; the old master,
+/// now backup, takes them without a bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContinuedItem {
+    /// The backup's stream id.
+    pub stream: u8,
+    /// The master's epoch that continues it, from sequence number 1.
+    pub epoch: u32,
+}
+
 /// An item of a data frame's tail. A run header names the stream; the
 /// records after it have sequence numbers `first_seq`, `first_seq + 1`, ...
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

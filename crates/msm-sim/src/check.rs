@@ -149,6 +149,12 @@ impl Checker {
         );
     }
 
+    /// A stream of `node` continued across a switchover in `term`: whole,
+    /// as if its bulk had finished (streams depending on it may bulk).
+    pub fn continued(&mut self, node: usize, term: Term, stream: SimStream) {
+        self.ended.entry((node, term)).or_default().insert(stream);
+    }
+
     pub fn rebooted(&mut self, node: usize) {
         self.logs.remove(&node);
         self.ended.retain(|(n, _), _| *n != node);

@@ -80,7 +80,7 @@ impl SimHost {
         self.map.get(a.index()).copied().ok_or(HostError::BadRecord)
     }
 
-    fn sim_stream(&self, s: Stream) -> Result<SimStream, HostError> {
+    pub fn sim_stream(&self, s: Stream) -> Result<SimStream, HostError> {
         Ok(match s {
             Stream::SavedConfig => SimStream::Saved,
             Stream::ActiveConfig => SimStream::Active,

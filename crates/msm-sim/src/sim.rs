@@ -600,6 +600,13 @@ impl Sim {
         while let Some(ev) = self.nodes[i].engine.as_deref_mut().and_then(|e| e.poll_event()) {
             self.log(Some(i), format_args!("{ev:?}"));
             self.nodes[i].events.push((self.now, ev));
+            if let Event::StreamContinued(s) = ev {
+                // Whole without a bulk: it counts as finished for the order of bulks.
+                let term = self.engine(i).map_or(Term::NONE, |e| e.term());
+                if let Ok(s) = self.nodes[i].host.sim_stream(s) {
+                    self.checker.continued(i, term, s);
+                }
+            }
             if let Event::Promoted { term, config, .. } = ev {
                 self.stats.takeovers += 1;
                 let followed = self.nodes[i].followed;

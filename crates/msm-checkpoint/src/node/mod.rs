@@ -367,10 +367,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             Body::HelloAck { incarnation, hello_id } => {
                 self.members.check_from_master(from, term)?;
-                if incarnation == self.cfg.incarnation {
-                    self.receiver.on_hello_ack(hello_id, &mut self.timers);
+                if incarnation != self.cfg.incarnation || self.members.role != Role::Backup {
+                    return Ok(());
                 }
-                Ok(())
+                let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
+                self.receiver.on_hello_ack(hello_id, term, tail, streams, events, timers)
             }
             Body::Data => {
                 self.members.check_from_master(from, term)?;
@@ -401,7 +402,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.members.check_from_master(from, term)?;
                 if self.members.role == Role::Backup {
                     info!("handover received: taking over");
+                    let old = self.partner().filter(|p| p.0 == from);
                     self.promote(now, host);
+                    // The old master comes back as our backup holding what we
+                    // hold: its streams continue without a bulk.
+                    // (Another module chosen as backup instead ends that session.)
+                    if let Some((slot, incarnation)) = old {
+                        self.sender.continue_after_handover(slot, incarnation, term.raw(), &mut self.streams);
+                    }
                 }
                 Ok(())
             }
@@ -509,6 +517,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     fn step_down(&mut self) {
+        // After `run msm-failover`: what the backup acknowledged whole is what
+        // we hold, as its backup now.
+        self.sender.hand_over_streams(self.members.term.raw(), &mut self.streams);
         self.sender.end_session(&mut self.streams, &mut self.timers);
         self.members.backup = None;
         self.sender.in_sync = false;

@@ -15,7 +15,7 @@ use crate::host::{Host, ItemKind};
 use crate::role::{Slot, Term};
 use crate::status::{SyncState, percent, stream_name};
 use crate::stream::{Digest, Failure};
-use crate::wire::{self, AckItem, Body, DigestMark, Origin, Record, StreamHello};
+use crate::wire::{self, AckItem, Body, ContinuedItem, DigestMark, Origin, Record, StreamHello};
 
 /// What the backup knows of its session with the master.
 #[derive(Debug)]
@@ -63,11 +63,43 @@ impl Receiver {
         timers.set(Timer::Hello, now);
     }
 
-    pub(crate) fn on_hello_ack(&mut self, hello_id: u32, timers: &mut TimerTable) {
-        if hello_id == self.hello_id {
-            self.hello_acked = true;
-            timers.stop(Timer::Hello);
+    /// The master took our hello. Its tail names the streams it continues
+    /// across a switchover (see `Sender::continue_after_handover`): what we
+    /// hold of them is whole and becomes the start of its new epoch.
+    pub(crate) fn on_hello_ack<const A: usize>(
+        &mut self,
+        hello_id: u32,
+        term: Term,
+        mut tail: &[u8],
+        streams: &mut Streams<A>,
+        events: &mut EventQueue,
+        timers: &mut TimerTable,
+    ) -> Result<(), FrameError> {
+        if hello_id != self.hello_id || self.hello_acked {
+            return Ok(());
         }
+        self.hello_acked = true;
+        timers.stop(Timer::Hello);
+        while !tail.is_empty() {
+            let c: ContinuedItem = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
+            let sid = usize::from(c.stream);
+            if sid >= streams.len() {
+                return Err(FrameError::UnknownStream(c.stream));
+            }
+            let rx = &mut streams.get_mut(sid).rx;
+            if !rx.complete || rx.in_bulk {
+                continue; // not what we offered: its data will ask for a bulk
+            }
+            rx.term = term.raw();
+            rx.epoch = c.epoch;
+            rx.applied = 0;
+            rx.held_term = rx.term;
+            rx.digest = Digest::new();
+            rx.resync = false;
+            rx.gap = false;
+            events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
+        }
+        Ok(())
     }
 
     /// A new master: nothing is known of it yet.
@@ -336,7 +368,11 @@ fn apply<H: Host, const A: usize>(
     events: &mut EventQueue,
 ) -> Result<(), Failure> {
     let stream = Streams::<A>::stream(sid);
-    let rx = &mut streams.get_mut(sid).rx;
+    let st = streams.get_mut(sid);
+    if matches!(rec, Record::Begin { .. }) {
+        st.counters.bulks += 1;
+    }
+    let rx = &mut st.rx;
     match rec {
         Record::Begin { total } => {
             host.bulk_begin(stream, total).map_err(Failure::Host)?;

@@ -84,6 +84,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
                 continue;
             }
             let total = host.bulk_start(Streams::<A>::stream(sid));
+            streams.get_mut(sid).counters.bulks += 1;
             let tx = &mut streams.get_mut(sid).tx;
             tx.phase = Phase::Bulk;
             tx.recording = true;

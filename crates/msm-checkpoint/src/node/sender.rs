@@ -19,7 +19,7 @@ use crate::host::Host;
 use crate::role::Slot;
 use crate::status::{SyncState, percent, stream_name};
 use crate::stream::{Failure, Mismatch, Phase};
-use crate::wire::{self, AckItem, Body, NO_SLOT, Origin, StreamHello};
+use crate::wire::{self, AckItem, Body, ContinuedItem, NO_SLOT, Origin, StreamHello};
 
 /// The master's checkpoint session with one backup incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,9 @@ pub(crate) struct Sender<const WINDOW: usize, const BACKLOG: usize> {
     pub(crate) in_sync: bool,
     out: Recorder<BACKLOG>,
     retransmits: u64,
+    /// Our streams the backup's hello continued across a switchover: the
+    /// `HelloAck` names them (and is repeated with them).
+    continued: u32,
 }
 
 impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
@@ -79,6 +82,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             in_sync: false,
             out: Recorder::new(limits.max_record, limits.max_frame),
             retransmits: 0,
+            continued: 0,
         }
     }
 
@@ -179,6 +183,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             }
             self.detach(timers);
             self.peer_sid = [NO_SLOT; MAX_STREAMS];
+            self.continued = 0;
             let total = total.min(MAX_STREAMS as u8);
             self.session = Some(Session { slot: from, incarnation, hello_id, seen: 0, total });
         }
@@ -238,6 +243,11 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             tx.mismatch = Some(Mismatch { ours, theirs: Some(h.schema) });
             return;
         }
+        if let Some(point) = streams.get(sid).tx.continues {
+            if self.continue_stream(sid, h, point, streams) {
+                return;
+            }
+        }
         let tx = &streams.get(sid).tx;
         let resumable = tx.recording
             && h.term == term
@@ -257,6 +267,88 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
                 streams.get_mut(sid).tx.rebulks += 1;
             }
             streams.restart(sid);
+        }
+    }
+
+    /// A stream that continues the old master's after `run msm-failover`:
+    /// the backup (that old master) offers exactly the point it continues
+    /// from, with its state whole, so it takes the new epoch without a bulk.
+    /// False: it offers anything else (another module, or state that moved
+    /// on), and the stream starts over as any other would.
+    fn continue_stream<const A: usize>(
+        &mut self,
+        sid: usize,
+        h: &StreamHello<'_>,
+        point: (u64, u32, u64),
+        streams: &mut Streams<A>,
+    ) -> bool {
+        let tx = &mut streams.get_mut(sid).tx;
+        tx.continues = None;
+        if !(h.complete && (h.term, h.epoch, h.seq) == point) {
+            debug!("stream diverged from the switchover point: bulk");
+            return false;
+        }
+        debug!("stream continues across the switchover");
+        tx.checkpointed = tx.checkpointed.max(tx.covers);
+        self.continued |= 1 << sid;
+        true
+    }
+
+    /// After `run msm-failover` made this node master: continue every stream
+    /// whose state this node held whole from the old master, each under a
+    /// new epoch that records from now on, and hold a session open for the
+    /// old master (`slot`, `incarnation`) to come back to.
+    pub(crate) fn continue_after_handover<const A: usize>(
+        &mut self,
+        slot: Slot,
+        incarnation: u32,
+        old_term: u64,
+        streams: &mut Streams<A>,
+    ) {
+        for sid in streams.ids() {
+            let st = streams.get_mut(sid);
+            let rx = &st.rx;
+            let whole = rx.complete && rx.term == old_term && !rx.in_bulk && !rx.resync;
+            if !whole {
+                continue;
+            }
+            let point = (rx.term, rx.epoch, rx.applied);
+            let tx = &mut st.tx;
+            tx.restart();
+            tx.phase = Phase::Synced;
+            tx.recording = true;
+            tx.covers = tx.changes;
+            tx.continues = Some(point);
+        }
+        self.session = Some(Session { slot, incarnation, hello_id: 0, seen: 0, total: 0 });
+        self.attached = false;
+        self.continued = 0;
+    }
+
+    /// The old master's side of `run msm-failover`, as it steps down: every
+    /// stream the backup acknowledged whole is, from now on, what this node
+    /// holds as a backup would (term, epoch, last sequence number), so its
+    /// hello offers the new master exactly the point it continues from.
+    pub(crate) fn hand_over_streams<const A: usize>(&self, term: u64, streams: &mut Streams<A>) {
+        if self.handover.is_none() {
+            return;
+        }
+        for sid in streams.ids() {
+            let st = streams.get_mut(sid);
+            let tx = &st.tx;
+            if !(tx.recording && tx.phase == Phase::Synced && tx.acked + 1 == tx.next_seq) {
+                continue;
+            }
+            let rx = &mut st.rx;
+            rx.term = term;
+            rx.epoch = tx.epoch;
+            rx.applied = tx.acked;
+            rx.in_bulk = false;
+            rx.complete = true;
+            rx.held_term = term;
+            rx.digest = tx.digest.clone();
+            rx.resync = false;
+            rx.failure = None;
         }
     }
 
@@ -474,7 +566,15 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             let s = self.session?;
             self.hello_ack_due = false;
             let body = Body::HelloAck { incarnation: s.incarnation, hello_id: s.hello_id };
-            return Some(from.writer(buf, backup.raw(), &body)?.finish());
+            let mut w = from.writer(buf, backup.raw(), &body)?;
+            for sid in streams.ids().filter(|&i| self.continued & (1 << i) != 0) {
+                let item = ContinuedItem { stream: self.peer_sid[sid], epoch: streams.get(sid).tx.epoch };
+                // A stream table fits a frame (it fits the hello); the rest would bulk.
+                if w.push(&item).is_err() {
+                    break;
+                }
+            }
+            return Some(w.finish());
         }
         if let Some(force) = self.handover {
             // Resends wait for the drain; an acknowledgement brings the board back here.

@@ -115,6 +115,9 @@ pub(crate) struct Tx {
     pub digest: Digest,
     /// Change ids handed out so far.
     pub changes: u64,
+    /// The change id when this node last became master: ids above it were
+    /// handed out in the current mastership.
+    pub since: u64,
     /// Changes up to this id are inside the current bulk.
     pub covers: u64,
     pub max_acked_change: u64,
@@ -144,6 +147,7 @@ impl Tx {
             recording: false,
             digest: Digest::new(),
             changes: 0,
+            since: 0,
             covers: 0,
             max_acked_change: 0,
             checkpointed: 0,
@@ -175,10 +179,17 @@ impl Tx {
 
     /// Forget the session (no backup any more); change ids continue.
     pub(crate) fn stop(&mut self) {
-        let (changes, epoch) = (self.changes, self.epoch);
+        let (changes, since, epoch) = (self.changes, self.since, self.epoch);
         *self = Tx::new();
         self.changes = changes;
+        self.since = since;
         self.epoch = epoch;
+    }
+
+    /// Changes handed out in the current mastership that no backup
+    /// acknowledged: above both [`since`](Self::since) and `checkpointed`.
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.changes.saturating_sub(self.since.max(self.checkpointed))
     }
 }
 

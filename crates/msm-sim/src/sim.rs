@@ -127,6 +127,8 @@ pub struct Stats {
     /// Attacker frames injected, and how many were replays.
     pub attacks: u64,
     pub attack_replays: u64,
+    /// Split brains reported, each checked for its count (invariant 8).
+    pub split_brains: u64,
 }
 
 pub struct Sim {
@@ -334,6 +336,12 @@ impl Sim {
     /// The master changes one key of `app`. Returns the change id.
     pub fn change(&mut self, app: usize, key: u32, op: Op) -> Option<u64> {
         let m = self.master()?;
+        self.change_on(m, app, key, op)
+    }
+
+    /// Node `m` changes one key of `app` if it is master (of two, during a
+    /// partition). Returns the change id.
+    pub fn change_on(&mut self, m: usize, app: usize, key: u32, op: Op) -> Option<u64> {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         let rec = Rec { op, key, stamp };
@@ -365,6 +373,11 @@ impl Sim {
     /// The operator changes the master's active configuration.
     pub fn config_change(&mut self, line: &str) -> Option<u64> {
         let m = self.master()?;
+        self.config_change_on(m, line)
+    }
+
+    /// Node `m`, if master, changes its active configuration by one line.
+    pub fn config_change_on(&mut self, m: usize, line: &str) -> Option<u64> {
         let st = &mut self.nodes[m];
         let id = st.engine.as_deref_mut()?.config_change(line.as_bytes()).ok()?;
         st.host.active_config.extend_from_slice(line.as_bytes());
@@ -584,6 +597,16 @@ impl Sim {
                 let config = self.nodes[i].host.active_config.clone();
                 self.checker.mastership(i, term, &state, &config);
             }
+            if let Event::SplitBrain { winner, winner_term, our_term, discarded } = ev {
+                self.stats.split_brains += 1;
+                let still = self
+                    .engine(winner.index())
+                    .is_some_and(|e| e.role() == Role::Master && e.term() == winner_term);
+                let r = self.checker.split_brain(i, winner.raw(), winner_term, our_term, discarded, still);
+                if let Err(v) = r {
+                    self.violation.get_or_insert(v);
+                }
+            }
         }
     }
 
@@ -610,7 +633,9 @@ impl Sim {
             self.violation.get_or_insert(v);
         }
         if role == Role::Master {
-            let Some(e) = self.engine(i) else { return };
+            let Some(e) = self.nodes[i].engine.as_deref() else { return };
+            let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
+            self.checker.master_step(i, term, self.now, checkpointed, e.config_checkpointed());
             self.checker.last_report = e.checkpoint_peer().map(|b| {
                 let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
                 Report {

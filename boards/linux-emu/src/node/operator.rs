@@ -157,7 +157,14 @@ impl<L: Link> MsmNode<L> {
             saved: [ConfigName::Primary, ConfigName::Secondary].map(|w| (w, flash.info(w))),
             unsaved: self.unsaved(),
         };
-        render::switch(&self.engine.switch_status(), &self.engine.key_status(), &files, self.link_errors)
+        let status = self.engine.switch_status();
+        render::switch(
+            &status,
+            &self.engine.key_status(),
+            &files,
+            self.link_errors,
+            self.split_brain.as_ref(),
+        )
     }
 
     fn show_checkpoint(&self, process: Option<&str>) -> Response {

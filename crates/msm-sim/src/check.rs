@@ -8,12 +8,12 @@
 //! 3. no application's bulk starts before its dependencies finished theirs;
 //! 5. two masters never act in one term; a node never follows an older term;
 //! 6. corrupt frames never reach state (no garbage record is ever applied);
-//! 8. a master that steps down for a rival of a higher term reports a split
-//!    brain only if both were master at once, and counts exactly the changes
-//!    it made as master that its backup had not acknowledged (`checkpointed`);
 //! 7. no frame of the attacker (forged, replayed, mutated, under another
 //!    key) gets past authentication or changes a node's role, term, master
 //!    or events (checked in `Sim::attack`).
+//! 8. a master that steps down for a rival of a higher term reports a split
+//!    brain only if both were master at once, and counts exactly the changes
+//!    it made as master that its backup had not acknowledged (`checkpointed`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

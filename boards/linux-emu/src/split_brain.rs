@@ -20,8 +20,11 @@ use msm_checkpoint::{AppId, Slot, Term};
 
 /// Changes kept at most, whatever their size.
 pub const MAX_ENTRIES: usize = 1 << 20;
-/// Bytes of change data kept at most.
+/// Bytes kept at most: the changes' data and what keeping each costs.
 pub const MAX_BYTES: usize = 64 << 20;
+
+/// What keeping one change costs besides its data (its entry and allocation).
+const OVERHEAD: usize = std::mem::size_of::<Entry>() + 16;
 
 /// Which stream a change belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,35 +56,37 @@ pub struct Unacked {
 
 impl Unacked {
     /// The master of `term` made change `id` of `source`.
-    pub fn record(&mut self, term: Term, source: Source, id: u64, data: &[u8]) {
+    pub fn record(&mut self, term: Term, source: Source, id: u64, data: Vec<u8>) {
         if self.term != Some(term) {
             self.clear();
             self.term = Some(term);
         }
-        if self.entries >= MAX_ENTRIES || self.bytes + data.len() > MAX_BYTES {
+        if self.entries >= MAX_ENTRIES || self.bytes + data.len() + OVERHEAD > MAX_BYTES {
             return;
         }
         self.order += 1;
         self.entries += 1;
-        self.bytes += data.len();
-        let e = Entry { order: self.order, id, data: data.to_vec() };
+        self.bytes += data.len() + OVERHEAD;
+        let e = Entry { order: self.order, id, data };
         self.streams.entry(source).or_default().push_back(e);
     }
 
     /// Every change of `source` up to `checkpointed` is on the backup.
     pub fn trim(&mut self, source: Source, checkpointed: u64) {
-        let Some(q) = self.streams.get_mut(&source) else { return };
-        while q.front().is_some_and(|e| e.id <= checkpointed) {
-            if let Some(e) = q.pop_front() {
-                self.entries -= 1;
-                self.bytes -= e.data.len();
-            }
-        }
+        self.trim_with(|s| if s == source { checkpointed } else { 0 });
     }
 
-    /// The streams holding changes.
-    pub fn sources(&self) -> Vec<Source> {
-        self.streams.iter().filter(|(_, q)| !q.is_empty()).map(|(s, _)| *s).collect()
+    /// Every change of each stream up to `checkpointed(stream)` is on the backup.
+    pub fn trim_with(&mut self, checkpointed: impl Fn(Source) -> u64) {
+        for (source, q) in &mut self.streams {
+            let upto = checkpointed(*source);
+            while q.front().is_some_and(|e| e.id <= upto) {
+                if let Some(e) = q.pop_front() {
+                    self.entries -= 1;
+                    self.bytes -= e.data.len() + OVERHEAD;
+                }
+            }
+        }
     }
 
     /// Changes kept.
@@ -200,11 +205,26 @@ pub fn render(
     t
 }
 
-/// Write `text` to `path` (created; an existing file is not overwritten) and sync it.
-pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+/// Write `text` to `path`, or to `path` with `-2`, `-3`, ... before its
+/// extension if that exists (an existing file is never overwritten), and
+/// sync it. The path written.
+pub fn write_file(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+    let mut n = 1;
+    loop {
+        let p = match n {
+            1 => path.to_path_buf(),
+            n => path.with_extension(format!("{n}.txt")),
+        };
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                return Ok(p);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -220,9 +240,9 @@ mod tests {
         let (t1, t2) = (term(1, Slot::A), term(2, Slot::A));
         let mut u = Unacked::default();
         let fdb = Source::App(AppId::new(3));
-        u.record(t1, fdb, 1, b"a");
-        u.record(t1, Source::Config, 1, b"configure x\n");
-        u.record(t1, fdb, 2, b"b");
+        u.record(t1, fdb, 1, b"a".to_vec());
+        u.record(t1, Source::Config, 1, b"configure x\n".to_vec());
+        u.record(t1, fdb, 2, b"b".to_vec());
         u.trim(fdb, 1);
         assert_eq!(u.len(), 2);
         u.trim(fdb, 0);
@@ -230,8 +250,8 @@ mod tests {
         let all = u.take(t1);
         assert_eq!(all.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(Source::Config, 1), (fdb, 2)]);
         assert!(u.is_empty());
-        u.record(t1, fdb, 3, b"c");
-        u.record(t2, fdb, 4, b"d");
+        u.record(t1, fdb, 3, b"c".to_vec());
+        u.record(t2, fdb, 4, b"d".to_vec());
         assert_eq!(u.len(), 1, "changes of an earlier mastership are gone");
         assert!(u.take(t1).is_empty());
     }
@@ -240,12 +260,12 @@ mod tests {
     fn beyond_the_cap_changes_are_not_kept() {
         let t = term(1, Slot::B);
         let mut u = Unacked::default();
-        let big = vec![0u8; MAX_BYTES / 2 + 1];
-        u.record(t, Source::Config, 1, &big);
-        u.record(t, Source::Config, 2, &big);
+        let big = vec![0u8; MAX_BYTES / 2];
+        u.record(t, Source::Config, 1, big.clone());
+        u.record(t, Source::Config, 2, big.clone());
         assert_eq!(u.len(), 1);
         u.trim(Source::Config, 1);
-        u.record(t, Source::Config, 3, &big);
+        u.record(t, Source::Config, 3, big);
         assert_eq!(u.len(), 1, "room again once acknowledged");
     }
 
@@ -280,5 +300,15 @@ mod tests {
         assert!(text.contains("# discarded: 4 change(s)"), "{text}");
         assert!(text.contains("# not listed: 1 "), "{text}");
         assert_eq!(file_path(Path::new("/x/a.img"), 5), PathBuf::from("/x/a.img.split-brain-5.txt"));
+    }
+
+    #[test]
+    fn a_second_file_in_the_same_second_gets_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file_path(&dir.path().join("a.img"), 5);
+        assert_eq!(write_file(&p, "one").unwrap(), p);
+        let second = write_file(&p, "two").unwrap();
+        assert_eq!(second, dir.path().join("a.img.split-brain-5.2.txt"));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "one");
     }
 }

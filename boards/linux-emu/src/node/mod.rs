@@ -320,7 +320,7 @@ impl<L: Link> MsmNode<L> {
         let record = c.encode();
         match self.engine.record_change(id, &record) {
             Ok(change) => {
-                self.unacked.record(self.engine.term(), Source::App(id), change, &record);
+                self.unacked.record(self.engine.term(), Source::App(id), change, record);
                 if let Some(j) = &mut self.journal {
                     j.change(app, change, &c);
                 }
@@ -348,7 +348,7 @@ impl<L: Link> MsmNode<L> {
         }
         let record = c.encode();
         let seq = self.engine.record_change(*id, &record).map_err(|e| format!("{}: {e}", spec.name))?;
-        self.unacked.record(self.engine.term(), Source::App(*id), seq, &record);
+        self.unacked.record(self.engine.term(), Source::App(*id), seq, record);
         self.host.tables[id.index()].apply(c);
         Ok(seq)
     }
@@ -374,7 +374,7 @@ impl<L: Link> MsmNode<L> {
 
     /// A configuration line the master recorded under change id `id`.
     pub(crate) fn config_recorded(&mut self, id: u64, line: &[u8]) {
-        self.unacked.record(self.engine.term(), Source::Config, id, line);
+        self.unacked.record(self.engine.term(), Source::Config, id, line.to_vec());
     }
 
     /// Forget, while master, the changes the backup acknowledged.
@@ -382,13 +382,11 @@ impl<L: Link> MsmNode<L> {
         if self.engine.role() != Role::Master || self.unacked.is_empty() {
             return;
         }
-        for source in self.unacked.sources() {
-            let checkpointed = match source {
-                Source::Config => self.engine.config_checkpointed(),
-                Source::App(id) => self.engine.checkpointed(id),
-            };
-            self.unacked.trim(source, checkpointed);
-        }
+        let engine = &self.engine;
+        self.unacked.trim_with(|source| match source {
+            Source::Config => engine.config_checkpointed(),
+            Source::App(id) => engine.checkpointed(id),
+        });
     }
 
     /// This node was master in `our_term`, heard `winner` master in the
@@ -424,9 +422,7 @@ impl<L: Link> MsmNode<L> {
             Source::Config => None,
         };
         let text = split_brain::render(&report, &changes, name, describe);
-        if let Err(e) = split_brain::write_file(&path, &text) {
-            report.file = Err(format!("{}: {e}", path.display()));
-        }
+        report.file = split_brain::write_file(&path, &text).map_err(|e| format!("{}: {e}", path.display()));
         match &report.file {
             Ok(p) => log::warn!(
                 "{}: split brain: stepped down to {winner} (term {winner_term} > {our_term}); {discarded} change(s) \

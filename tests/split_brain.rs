@@ -66,6 +66,8 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     let _ta = Tap::start(&tap_a, &c.path('B', "sock"), cut.clone());
     let _tb = Tap::start(&tap_b, &c.path('A', "sock"), cut.clone());
     c.taps = [Some(tap_a), Some(tap_b)];
+    // A's journal: every change it makes and what the engine reported checkpointed, to check the file against.
+    c.journal = true;
     pair(&mut c, &["--churn", "200"]);
     let a_term = switch(&c, 'A')["term"].clone();
     assert_eq!(switch(&c, 'A')["split_brain"], Value::Null);
@@ -123,6 +125,28 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     assert!(body.iter().all(|l| l.starts_with("config ") || l.starts_with("app ")), "{text}");
     assert!(text.contains(&format!("# discarded: {discarded} change(s)")), "{text}");
     assert!(!text.contains("kept1"), "B's changes are not A's to discard: {text}");
+    // Exactly the changes A's journal shows it made above what its backup acknowledged.
+    let j = c.journal('A').unwrap();
+    let mut want: Vec<String> = j
+        .config
+        .iter()
+        .filter(|l| l.id > j.config_checkpointed)
+        .map(|l| format!("config {} {}", l.id, l.line))
+        .collect();
+    for (app, changes) in j.changes.iter().enumerate() {
+        let name = msm_linux_emu::apps::APPS[app].0;
+        for ch in changes.iter().filter(|ch| ch.id > j.checkpointed[app]) {
+            want.push(match &ch.value {
+                Some(v) => format!("app {name} {} set {} {v}", ch.id, ch.key),
+                None => format!("app {name} {} delete {}", ch.id, ch.key),
+            });
+        }
+    }
+    let mut have: Vec<String> =
+        body.iter().map(|l| l.split("  # ").next().unwrap().trim_end().to_string()).collect();
+    want.sort();
+    have.sort();
+    assert_eq!(have, want, "the file against A's journal");
 
     // A took B's state: its own lines are gone, B's are there.
     let running = c.running_config('A').unwrap();

@@ -110,6 +110,7 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.attacks += st.attacks;
                                 t.attack_replays += st.attack_replays;
                                 t.split_brains += st.split_brains;
+                                t.discarded += st.discarded;
                             }
                         }
                         Err(f) => {
@@ -137,7 +138,7 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         if faults { "on" } else { "off" }
     );
     println!(
-        "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes), {} split brains (each count checked)",
+        "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes), {} split brains ({} changes discarded, each count checked)",
         t.frames,
         t.frame_errors,
         t.changes,
@@ -145,7 +146,8 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         t.bulks_checked,
         t.takeovers,
         t.takeovers_checked,
-        t.split_brains
+        t.split_brains,
+        t.discarded
     );
     println!(
         "     attacker: {} frames injected ({} replays of taken frames), every one refused before authentication completed",

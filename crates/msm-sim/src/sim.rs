@@ -129,6 +129,8 @@ pub struct Stats {
     pub attack_replays: u64,
     /// Split brains reported, each checked for its count (invariant 8).
     pub split_brains: u64,
+    /// Changes they discarded.
+    pub discarded: u64,
 }
 
 pub struct Sim {
@@ -360,6 +362,8 @@ impl Sim {
     }
 
     /// A random change on a random application.
+    /// During a split brain (two masters), on one of them: what the loser
+    /// makes is what it reports discarded.
     pub fn random_change(&mut self, keys: u32) {
         if self.cfg.apps.is_empty() {
             return;
@@ -367,7 +371,17 @@ impl Sim {
         let app = self.rng.random_range(0..self.cfg.apps.len());
         let key = self.rng.random_range(0..keys);
         let op = if self.rng.random_bool(0.8) { Op::Set } else { Op::Delete };
-        self.change(app, key, op);
+        let masters = self.masters();
+        match masters.as_slice() {
+            [] => {}
+            [m] => {
+                self.change_on(*m, app, key, op);
+            }
+            _ => {
+                let m = masters[self.rng.random_range(0..masters.len())];
+                self.change_on(m, app, key, op);
+            }
+        }
     }
 
     /// The operator changes the master's active configuration.
@@ -599,6 +613,7 @@ impl Sim {
             }
             if let Event::SplitBrain { winner, winner_term, our_term, discarded } = ev {
                 self.stats.split_brains += 1;
+                self.stats.discarded += discarded;
                 let still = self
                     .engine(winner.index())
                     .is_some_and(|e| e.role() == Role::Master && e.term() == winner_term);

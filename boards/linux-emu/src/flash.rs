@@ -90,6 +90,8 @@ enum Incoming {
 }
 
 pub struct BoardFlash {
+    /// The image file.
+    path: std::path::PathBuf,
     primary: ConfigStore<Part>,
     secondary: ConfigStore<Part>,
     settings: NodeSettings<Part>,
@@ -135,6 +137,7 @@ impl BoardFlash {
         let secondary = ConfigStore::mount(part("secondary.cfg", SECONDARY)?, ConfigName::Secondary)
             .map_err(|e| anyhow!("{}: secondary.cfg: {e}", path.display()))?;
         let mut flash = BoardFlash {
+            path: path.to_path_buf(),
             primary,
             secondary,
             settings,
@@ -145,6 +148,11 @@ impl BoardFlash {
         };
         flash.choose_boot_config();
         Ok(flash)
+    }
+
+    /// The image file this flash lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The warnings [`open`](Self::open) logged about damaged flash contents.

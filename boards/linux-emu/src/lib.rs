@@ -17,3 +17,4 @@ pub mod key_file;
 pub mod node;
 pub mod process_apps;
 pub mod socket_path;
+pub mod split_brain;

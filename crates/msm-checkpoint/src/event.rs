@@ -54,6 +54,23 @@ pub enum Event {
         /// The higher term that made it step down.
         term: Term,
     },
+    /// Split brain: this node was master and heard a master of a higher term
+    /// (both were master at once, after a partition longer than the
+    /// detection time). It stepped down (a [`SteppedDown`](Event::SteppedDown)
+    /// comes just before) and follows the winner, whose state replaces its own.
+    /// Not raised on a handover (`run msm-failover`).
+    SplitBrain {
+        /// The master it now follows.
+        winner: Slot,
+        /// The winner's term.
+        winner_term: Term,
+        /// The term this node was master in.
+        our_term: Term,
+        /// Changes (application records and active-configuration lines)
+        /// this node made as master that no backup acknowledged: they are
+        /// not in the winner's state and are discarded here.
+        discarded: u64,
+    },
     /// A module was heard from after silence.
     PeerUp(Slot),
     /// A module was silent for the detection interval.

@@ -3,6 +3,8 @@
 
 use core::fmt::{self, Write};
 
+use msm_time::Instant;
+
 use heapless::String;
 
 use crate::app::MAX_NAME;
@@ -130,6 +132,40 @@ pub struct PeerStatus {
     pub max_heartbeat_gap: core::time::Duration,
 }
 
+/// The last split brain this node lost: it was master, heard a master of a
+/// higher term, stepped down and discarded what it had not checkpointed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitBrain {
+    /// When it stepped down (engine time, since the board's epoch).
+    pub at: Instant,
+    /// The master it stepped down to.
+    pub winner: Slot,
+    /// The winner's term.
+    pub winner_term: Term,
+    /// The term this node was master in.
+    pub our_term: Term,
+    /// Changes made as master that no backup acknowledged, discarded.
+    pub discarded: u64,
+}
+
+impl fmt::Display for SplitBrain {
+    /// "stepped down to MSM-B (term 3.B > 2.A) at 12.3 s; 37 changes discarded"
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.at.as_millis();
+        write!(
+            f,
+            "stepped down to {} (term {} > {}) at {}.{} s; {} change{} discarded",
+            self.winner,
+            self.winner_term,
+            self.our_term,
+            ms / 1000,
+            ms % 1000 / 100,
+            self.discarded,
+            if self.discarded == 1 { "" } else { "s" }
+        )
+    }
+}
+
 /// The redundancy part of `show switch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchStatus {
@@ -156,6 +192,8 @@ pub struct SwitchStatus {
     /// Two modules claimed this slot within the last detection interval
     /// (this node's own, or its master's): two modules configured for one slot.
     pub slot_conflict: Option<Slot>,
+    /// The last split brain this node lost since it booted.
+    pub last_split_brain: Option<SplitBrain>,
 }
 
 /// Refused frames by cause, for `show node` style diagnostics.
@@ -253,6 +291,9 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     if let Some(slot) = s.slot_conflict {
         writeln!(out, "Slot conflict: two modules claim {slot} on the backplane")?;
     }
+    if let Some(sb) = &s.last_split_brain {
+        writeln!(out, "Split brain:      {sb}")?;
+    }
     Ok(())
 }
 
@@ -332,5 +373,49 @@ impl fmt::Display for DisplayTerm {
         let mut s: String<24> = String::new();
         let _ = write!(s, "{}", self.0);
         f.pad(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_brain_is_one_line_of_show_switch() {
+        let t5 = Term::NONE.next(Slot::A).and_then(|t| t.next(Slot::A)).unwrap();
+        let t7 = t5.next(Slot::B).unwrap();
+        let sb = SplitBrain {
+            at: Instant::from_millis(12_345),
+            winner: Slot::B,
+            winner_term: t7,
+            our_term: t5,
+            discarded: 37,
+        };
+        let mut s = SwitchStatus {
+            slot: Slot::A,
+            role: Role::Standby,
+            term: t7,
+            priority: 0,
+            health: 0,
+            master: Some(Slot::B),
+            backup: None,
+            sync: SyncState::NoMaster,
+            peers: [None; MAX_NODES],
+            errors: FrameErrors::default(),
+            slot_conflict: None,
+            last_split_brain: None,
+        };
+        let mut out: String<1024> = String::new();
+        render_switch(&s, &mut out).unwrap();
+        assert!(!out.contains("Split brain"));
+        s.last_split_brain = Some(sb);
+        out.clear();
+        render_switch(&s, &mut out).unwrap();
+        assert!(
+            out.contains(
+                "Split brain:      stepped down to MSM-B (term 3.B > 2.A) at 12.3 s; 37 changes discarded\n"
+            ),
+            "{out}"
+        );
     }
 }

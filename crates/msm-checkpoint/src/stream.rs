@@ -115,6 +115,9 @@ pub(crate) struct Tx {
     pub digest: Digest,
     /// Change ids handed out so far.
     pub changes: u64,
+    /// The change id when this node last became master: ids above it were
+    /// handed out in the current mastership.
+    pub since: u64,
     /// Changes up to this id are inside the current bulk.
     pub covers: u64,
     pub max_acked_change: u64,
@@ -135,6 +138,10 @@ pub(crate) struct Tx {
     /// node holds whole. A returning old master that offers exactly that
     /// point continues without a bulk (Redis' PSYNC2).
     pub continues: Option<(u64, u32, u64)>,
+    /// Continued, but the backup has not acknowledged the new epoch yet:
+    /// until it does, nothing of the stream is reported checkpointed (if
+    /// this node failed now, the backup would not know it holds our state).
+    pub unconfirmed: bool,
 }
 
 impl Tx {
@@ -149,6 +156,7 @@ impl Tx {
             recording: false,
             digest: Digest::new(),
             changes: 0,
+            since: 0,
             covers: 0,
             max_acked_change: 0,
             checkpointed: 0,
@@ -160,6 +168,7 @@ impl Tx {
             requests: 0,
             hold_until: Instant::ZERO,
             continues: None,
+            unconfirmed: false,
         }
     }
 
@@ -177,15 +186,23 @@ impl Tx {
         self.bulk_sent = 0;
         self.bulk_total = 0;
         self.continues = None;
+        self.unconfirmed = false;
         self.failure = self.failure.filter(|f| *f == Failure::BackupRefused);
     }
 
     /// Forget the session (no backup any more); change ids continue.
     pub(crate) fn stop(&mut self) {
-        let (changes, epoch) = (self.changes, self.epoch);
+        let (changes, since, epoch) = (self.changes, self.since, self.epoch);
         *self = Tx::new();
         self.changes = changes;
+        self.since = since;
         self.epoch = epoch;
+    }
+
+    /// Changes handed out in the current mastership that no backup
+    /// acknowledged: above both [`since`](Self::since) and `checkpointed`.
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.changes.saturating_sub(self.since.max(self.checkpointed))
     }
 }
 

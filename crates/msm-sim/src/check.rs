@@ -11,6 +11,9 @@
 //! 7. no frame of the attacker (forged, replayed, mutated, under another
 //!    key) gets past authentication or changes a node's role, term, master
 //!    or events (checked in `Sim::attack`).
+//! 8. a master that steps down for a rival of a higher term reports a split
+//!    brain only if both were master at once, and counts exactly the changes
+//!    it made as master that its backup had not acknowledged (`checkpointed`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -109,6 +112,12 @@ pub struct Checker {
     followed: HashMap<usize, Term>,
     /// App -> direct dependencies (app indexes).
     pub deps: Vec<Vec<usize>>,
+    /// Per master node: what its backup acknowledged, as of its last step:
+    /// `checkpointed` per app, and configuration lines.
+    acked: HashMap<usize, (Vec<u64>, u64)>,
+    /// Per term: the first and last simulated time its master was seen master.
+    master_seen: HashMap<Term, (u64, u64)>,
+    pub split_brains_checked: u64,
     pub takeovers_checked: u64,
     pub bulks_checked: u64,
     pub records_checked: u64,
@@ -157,6 +166,7 @@ impl Checker {
 
     pub fn rebooted(&mut self, node: usize) {
         self.logs.remove(&node);
+        self.acked.remove(&node);
         self.ended.retain(|(n, _), _| *n != node);
         self.followed.remove(&node);
     }
@@ -254,6 +264,71 @@ impl Checker {
             return fail(5, format!("node {node} went back from term {} to {term}", *f));
         }
         *f = term;
+        Ok(())
+    }
+
+    /// A master at the end of a step: in `term` at `now`, and what its
+    /// backup acknowledged so far (all 0 without a session).
+    pub fn master_step(&mut self, node: usize, term: Term, now: u64, checkpointed: Vec<u64>, config: u64) {
+        let seen = self.master_seen.entry(term).or_insert((now, now));
+        seen.1 = now;
+        self.acked.insert(node, (checkpointed, config));
+    }
+
+    /// `node` reported a split brain: it was master in `ours` and stepped
+    /// down to `winner`, master of `theirs`, discarding `discarded`
+    /// changes. Both must have been master at once (the winner still is, or
+    /// was seen master after this node became master), and the count must be
+    /// the changes of its mastership above what its backup acknowledged.
+    pub fn split_brain(
+        &mut self,
+        node: usize,
+        winner: u8,
+        theirs: Term,
+        ours: Term,
+        discarded: u64,
+        winner_still_master: bool,
+    ) -> Result<(), Violation> {
+        self.split_brains_checked += 1;
+        let Some(log) = self.logs.get(&node).filter(|l| l.term == ours) else {
+            return fail(8, format!("node {node} reported a split brain, but was not master in term {ours}"));
+        };
+        if theirs <= ours || theirs.owner().map(|s| s.raw()) != Some(winner) {
+            return fail(
+                8,
+                format!("node {node}: split brain to term {theirs} of slot {winner} from {ours}"),
+            );
+        }
+        let (Some(&(ours_from, _)), Some(&(_, theirs_until))) =
+            (self.master_seen.get(&ours), self.master_seen.get(&theirs))
+        else {
+            return fail(
+                8,
+                format!("node {node}: split brain with term {theirs}, which no node was master in"),
+            );
+        };
+        if !winner_still_master && theirs_until < ours_from {
+            return fail(
+                8,
+                format!(
+                    "node {node}: split brain with term {theirs}, master last at {theirs_until} us, before this node became master in {ours} at {ours_from} us"
+                ),
+            );
+        }
+        let (apps, config) = self.acked.get(&node).cloned().unwrap_or_default();
+        let mut want = log.config_lines.iter().filter(|(id, _)| *id > config).count() as u64;
+        for (app, changes) in log.changes.iter().enumerate() {
+            let upto = apps.get(app).copied().unwrap_or(0);
+            want += changes.iter().filter(|(id, _)| *id > upto).count() as u64;
+        }
+        if want != discarded {
+            return fail(
+                8,
+                format!(
+                    "node {node} reported {discarded} changes discarded in its split brain; it made {want} its backup had not acknowledged"
+                ),
+            );
+        }
         Ok(())
     }
 

@@ -109,6 +109,8 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.frame_errors += st.frame_errors;
                                 t.attacks += st.attacks;
                                 t.attack_replays += st.attack_replays;
+                                t.split_brains += st.split_brains;
+                                t.discarded += st.discarded;
                             }
                         }
                         Err(f) => {
@@ -136,14 +138,16 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         if faults { "on" } else { "off" }
     );
     println!(
-        "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes)",
+        "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes), {} split brains ({} changes discarded, each count checked)",
         t.frames,
         t.frame_errors,
         t.changes,
         t.records_checked,
         t.bulks_checked,
         t.takeovers,
-        t.takeovers_checked
+        t.takeovers_checked,
+        t.split_brains,
+        t.discarded
     );
     println!(
         "     attacker: {} frames injected ({} replays of taken frames), every one refused before authentication completed",

@@ -143,6 +143,10 @@ pub struct Stats {
     pub attack_replays: u64,
     /// Times a node moved its data to another backplane path.
     pub path_moves: u64,
+    /// Split brains reported, each checked for its count (invariant 8).
+    pub split_brains: u64,
+    /// Changes they discarded.
+    pub discarded: u64,
 }
 
 pub struct Sim {
@@ -363,6 +367,12 @@ impl Sim {
     /// The master changes one key of `app`. Returns the change id.
     pub fn change(&mut self, app: usize, key: u32, op: Op) -> Option<u64> {
         let m = self.master()?;
+        self.change_on(m, app, key, op)
+    }
+
+    /// Node `m` changes one key of `app` if it is master (of two, during a
+    /// partition). Returns the change id.
+    pub fn change_on(&mut self, m: usize, app: usize, key: u32, op: Op) -> Option<u64> {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         let rec = Rec { op, key, stamp };
@@ -381,6 +391,8 @@ impl Sim {
     }
 
     /// A random change on a random application.
+    /// During a split brain (two masters), on one of them: what the loser
+    /// makes is what it reports discarded.
     pub fn random_change(&mut self, keys: u32) {
         if self.cfg.apps.is_empty() {
             return;
@@ -388,12 +400,27 @@ impl Sim {
         let app = self.rng.random_range(0..self.cfg.apps.len());
         let key = self.rng.random_range(0..keys);
         let op = if self.rng.random_bool(0.8) { Op::Set } else { Op::Delete };
-        self.change(app, key, op);
+        let masters = self.masters();
+        match masters.as_slice() {
+            [] => {}
+            [m] => {
+                self.change_on(*m, app, key, op);
+            }
+            _ => {
+                let m = masters[self.rng.random_range(0..masters.len())];
+                self.change_on(m, app, key, op);
+            }
+        }
     }
 
     /// The operator changes the master's active configuration.
     pub fn config_change(&mut self, line: &str) -> Option<u64> {
         let m = self.master()?;
+        self.config_change_on(m, line)
+    }
+
+    /// Node `m`, if master, changes its active configuration by one line.
+    pub fn config_change_on(&mut self, m: usize, line: &str) -> Option<u64> {
         let st = &mut self.nodes[m];
         let id = st.engine.as_deref_mut()?.config_change(line.as_bytes()).ok()?;
         st.host.active_config.extend_from_slice(line.as_bytes());
@@ -622,6 +649,17 @@ impl Sim {
                 let config = self.nodes[i].host.active_config.clone();
                 self.checker.mastership(i, term, &state, &config);
             }
+            if let Event::SplitBrain { winner, winner_term, our_term, discarded } = ev {
+                self.stats.split_brains += 1;
+                self.stats.discarded += discarded;
+                let still = self
+                    .engine(winner.index())
+                    .is_some_and(|e| e.role() == Role::Master && e.term() == winner_term);
+                let r = self.checker.split_brain(i, winner.raw(), winner_term, our_term, discarded, still);
+                if let Err(v) = r {
+                    self.violation.get_or_insert(v);
+                }
+            }
         }
     }
 
@@ -648,7 +686,9 @@ impl Sim {
             self.violation.get_or_insert(v);
         }
         if role == Role::Master {
-            let Some(e) = self.engine(i) else { return };
+            let Some(e) = self.nodes[i].engine.as_deref() else { return };
+            let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
+            self.checker.master_step(i, term, self.now, checkpointed, e.config_checkpointed());
             self.checker.last_report = e.checkpoint_peer().map(|b| {
                 let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
                 Report {

@@ -12,7 +12,7 @@ use msm_sim::host::SimStream;
 use msm_sim::link;
 use msm_sim::record::Op;
 use msm_sim::scenario::random_apps;
-use msm_sim::sim::{Sim, SimConfig};
+use msm_sim::sim::{Sim, SimConfig, slot};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -313,6 +313,70 @@ fn graceful_failover_hands_over_with_every_change() {
     assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
     assert_eq!(sim.backup(), Some(A));
     sim.check_converged().unwrap();
+    let split = |i: usize| sim.events_of(i).iter().any(|(_, e)| matches!(e, Event::SplitBrain { .. }));
+    assert!(!split(A) && !split(B), "a handover is not a split brain");
+    assert_eq!(sim.engine(A).unwrap().switch_status().last_split_brain, None);
+}
+
+#[test]
+fn split_brain_is_reported_once_with_the_changes_discarded() {
+    for seed in 0..20u64 {
+        let mut sim = synced(SimConfig::chassis(2), seed);
+        churn(&mut sim, Duration::from_millis(10), Duration::from_micros(300), &[2, 3], 100);
+        // Let every change before the partition be acknowledged.
+        sim.run_for(Duration::from_millis(20)).unwrap();
+        let a_term = sim.engine(A).unwrap().term();
+        assert_eq!(sim.engine(A).unwrap().switch_status().last_split_brain, None);
+        // Longer than the detection time (3 x 10 ms): B takes over, A stays master.
+        sim.partition(A, B, Duration::from_millis(150));
+        let both = sim
+            .run_until_cond(Duration::from_millis(100), |s| s.masters() == vec![A, B])
+            .unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+        assert!(both, "seed {seed}: B never became master during the partition");
+        // Changes on both sides; only A's are lost (it has the lower term).
+        let n = sim.rng.random_range(5..40u32);
+        let mut made_on_a = 0;
+        for k in 0..n {
+            let app = [2, 3, 4][k as usize % 3];
+            made_on_a += u64::from(sim.change_on(A, app, 1000 + k, Op::Set).is_some());
+            sim.change_on(B, app, 2000 + k, Op::Set).unwrap();
+            if k % 4 == 0 {
+                made_on_a += u64::from(sim.config_change_on(A, &format!("configure vlan a{k}\n")).is_some());
+            }
+            sim.run_for(Duration::from_micros(500)).unwrap();
+        }
+        assert!(made_on_a > n as u64, "seed {seed}: A refused changes as master");
+        let b_term = sim.engine(B).unwrap().term();
+        assert!(b_term > a_term);
+        // The partition heals: A hears B, steps down, and takes B's state.
+        assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "seed {seed}");
+        assert_eq!(sim.master(), Some(B), "seed {seed}");
+        let reports = |i: usize| -> Vec<Event> {
+            sim.events_of(i)
+                .iter()
+                .map(|(_, e)| *e)
+                .filter(|e| matches!(e, Event::SplitBrain { .. }))
+                .collect()
+        };
+        assert!(reports(B).is_empty(), "seed {seed}: the winner reported a split brain");
+        let want = Event::SplitBrain {
+            winner: slot(B),
+            winner_term: b_term,
+            our_term: a_term,
+            discarded: made_on_a,
+        };
+        assert_eq!(reports(A), vec![want], "seed {seed}");
+        let sb = sim.engine(A).unwrap().switch_status().last_split_brain.unwrap();
+        assert_eq!(
+            (sb.winner, sb.winner_term, sb.our_term, sb.discarded),
+            (slot(B), b_term, a_term, made_on_a)
+        );
+        assert_eq!(sim.checker.split_brains_checked, 1, "seed {seed}");
+        for k in 0..n {
+            assert!(!sim.state(A, [2, 3, 4][k as usize % 3]).contains_key(&(1000 + k)), "seed {seed}");
+        }
+        sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+    }
 }
 
 #[test]

@@ -10,13 +10,13 @@
 mod operator;
 mod ops;
 mod outbox;
-mod render;
+pub(crate) mod render;
 mod throttle;
 
 use std::time::Duration;
 
 use msm_backplane::{Error as _, ErrorKind, FrameClass, Link, Redundant};
-use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, FrameError, Node, Role, Slot};
+use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, FrameError, Node, Role, Slot, Term};
 use msm_flash::ConfigName;
 use msm_time::Instant;
 
@@ -28,6 +28,7 @@ use crate::host::ChassisHost;
 use crate::host::Forward;
 use crate::journal::JournalWriter;
 use crate::process_apps::{ProcessApps, ProcessSpec};
+use crate::split_brain::{self, Source, Unacked};
 pub use operator::{Handled, MAX_CHURN};
 use ops::Ops;
 pub use ops::Ticket;
@@ -121,6 +122,10 @@ pub struct MsmNode<L: Link> {
     /// A fresh master's initial state, recorded a slice per loop turn (a
     /// million MAC entries must not hold the loop).
     seeding: std::collections::VecDeque<(usize, Change)>,
+    /// While master: the changes no backup acknowledged yet.
+    unacked: Unacked,
+    /// The last split brain this node lost.
+    pub split_brain: Option<split_brain::Report>,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
@@ -214,6 +219,8 @@ impl<L: Link> MsmNode<L> {
             booted,
             ops: Ops::default(),
             seeding: std::collections::VecDeque::new(),
+            unacked: Unacked::default(),
+            split_brain: None,
         })
     }
 
@@ -259,13 +266,17 @@ impl<L: Link> MsmNode<L> {
                 break;
             }
             match self.link.recv(&mut self.buf) {
-                Ok(Some(n)) => match self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
-                    Ok(()) | Err(FrameError::Duplicate { .. }) => {}
-                    Err(e) => {
-                        self.link.refused();
-                        log::debug!("frame refused: {e}");
+                Ok(Some(n)) => {
+                    match self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
+                        Ok(()) | Err(FrameError::Duplicate { .. }) => {}
+                        Err(e) => {
+                            self.link.refused();
+                            log::debug!("frame refused: {e}");
+                        }
                     }
-                },
+                    // Frame by frame: an ack just before a rival master's heartbeat counts.
+                    self.trim_unacked();
+                }
                 Ok(None) => break,
                 Err(e) if e.kind() == ErrorKind::FrameTooLarge => self.link_errors += 1,
                 Err(e) => {
@@ -314,6 +325,9 @@ impl<L: Link> MsmNode<L> {
     fn events(&mut self) {
         while let Some(ev) = self.engine.poll_event() {
             log::info!("{}: {ev:?}", self.engine.slot());
+            if let Event::SplitBrain { winner, winner_term, our_term, discarded } = ev {
+                self.split_brain_lost(winner, winner_term, our_term, discarded);
+            }
             if let Event::Promoted { config, in_sync, .. } = ev {
                 if config == ConfigChoice::OwnSaved {
                     let selected = self.host.flash.selected();
@@ -347,8 +361,10 @@ impl<L: Link> MsmNode<L> {
     /// The master changes one key of one application; the change id, if it was taken.
     pub fn change(&mut self, app: usize, c: Change) -> Option<u64> {
         let id = self.apps.get(app)?;
-        match self.engine.record_change(id, &c.encode()) {
+        let record = c.encode();
+        match self.engine.record_change(id, &record) {
             Ok(change) => {
+                self.unacked.record(self.engine.term(), Source::App(id), change, record);
                 if let Some(j) = &mut self.journal {
                     j.change(app, change, &c);
                 }
@@ -374,7 +390,9 @@ impl<L: Link> MsmNode<L> {
                 self.engine.role()
             ));
         }
-        let seq = self.engine.record_change(*id, &c.encode()).map_err(|e| format!("{}: {e}", spec.name))?;
+        let record = c.encode();
+        let seq = self.engine.record_change(*id, &record).map_err(|e| format!("{}: {e}", spec.name))?;
+        self.unacked.record(self.engine.term(), Source::App(*id), seq, record);
         self.host.tables[id.index()].apply(c);
         Ok(seq)
     }
@@ -396,6 +414,74 @@ impl<L: Link> MsmNode<L> {
             .into_iter()
             .filter_map(|(table, f)| Some((processes.by_table(table)?, f)))
             .collect()
+    }
+
+    /// A configuration line the master recorded under change id `id`.
+    pub(crate) fn config_recorded(&mut self, id: u64, line: &[u8]) {
+        self.unacked.record(self.engine.term(), Source::Config, id, line.to_vec());
+    }
+
+    /// Forget, while master, the changes the backup acknowledged.
+    fn trim_unacked(&mut self) {
+        if self.engine.role() != Role::Master || self.unacked.is_empty() {
+            return;
+        }
+        let engine = &self.engine;
+        self.unacked.trim_with(|source| match source {
+            Source::Config => engine.config_checkpointed(),
+            Source::App(id) => engine.checkpointed(id),
+        });
+    }
+
+    /// This node was master in `our_term`, heard `winner` master in the
+    /// higher `winner_term` and stepped down: the changes it made that no
+    /// backup acknowledged are discarded here. Write them next to the flash
+    /// image for the operator, and say so in the log and in `show switch`.
+    fn split_brain_lost(&mut self, winner: Slot, winner_term: Term, our_term: Term, discarded: u64) {
+        let changes = self.unacked.take(our_term);
+        let at_unix = crate::flash::unix_now();
+        let path = split_brain::file_path(self.host.flash.path(), at_unix);
+        let mut report = split_brain::Report {
+            at_unix,
+            slot: self.engine.slot(),
+            winner,
+            winner_term,
+            our_term,
+            discarded,
+            listed: changes.len() as u64,
+            file: Ok(path.clone()),
+        };
+        let reg = self.engine.apps();
+        let name = |s: Source| match s {
+            Source::Config => "active-config".to_string(),
+            Source::App(id) => {
+                reg.spec(id).map_or_else(|| format!("#{}", id.index()), |a| a.name.to_string())
+            }
+        };
+        let apps = &self.apps;
+        let describe = |s: Source, key: u64, value: &[u8]| match s {
+            Source::App(id) => {
+                apps.iter().find(|(_, x)| *x == id).map(|(i, _)| crate::apps::describe(i, key, value))
+            }
+            Source::Config => None,
+        };
+        let text = split_brain::render(&report, &changes, name, describe);
+        report.file = split_brain::write_file(&path, &text).map_err(|e| format!("{}: {e}", path.display()));
+        match &report.file {
+            Ok(p) => log::warn!(
+                "{}: split brain: stepped down to {winner} (term {winner_term} > {our_term}); {discarded} change(s) \
+                 made as master discarded, {} listed in {}",
+                report.slot,
+                report.listed,
+                p.display()
+            ),
+            Err(e) => log::warn!(
+                "{}: split brain: stepped down to {winner} (term {winner_term} > {our_term}); {discarded} change(s) \
+                 made as master discarded; writing them failed: {e}",
+                report.slot
+            ),
+        }
+        self.split_brain = Some(report);
     }
 
     /// Journal how far each application is checkpointed, while master.

@@ -176,6 +176,7 @@ impl<L: Link> MsmNode<L> {
             &files,
             self.link_errors,
             &paths,
+            self.split_brain.as_ref(),
         )
     }
 

@@ -330,6 +330,7 @@ impl<L: Link> MsmNode<L> {
         let effect = self.host.running.check(line)?;
         let config = self.engine.config_change(text.as_bytes()).map_err(|e| e.to_string())?;
         self.host.running.apply(line)?;
+        self.config_recorded(config, text.as_bytes());
         if let Some(j) = &mut self.journal {
             j.config_change(config, line.trim());
         }

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::apps::{Table, describe, hex};
 use crate::control::Response;
 use crate::flash::SavedInfo;
+use crate::split_brain;
 
 /// The configuration files, as `show switch` lists them below the engine's table.
 #[derive(Debug)]
@@ -54,16 +55,25 @@ pub struct PathRow {
 }
 
 /// `show switch`. `oversize`: datagrams the link refused as larger than a frame.
+/// `split`: the last split brain this node lost, with its file.
 pub fn switch(
     s: &SwitchStatus,
     keys: &KeyStatus,
     files: &ConfigFiles,
     oversize: u64,
     paths: &[PathRow],
+    split: Option<&split_brain::Report>,
 ) -> Response {
     let mut t = String::new();
     let _ = writeln!(t, "SysName:          {}", files.sysname);
     let _ = render_switch(s, &mut t);
+    if let Some(r) = split {
+        let _ = writeln!(t, "                  on {} UTC", ctime(r.at_unix));
+        let _ = match &r.file {
+            Ok(p) => writeln!(t, "                  {} of them listed in {}", r.listed, p.display()),
+            Err(e) => writeln!(t, "                  not written: {e}"),
+        };
+    }
     let _ = writeln!(t, "Config Selected:  {}", files.selected.file_name());
     let _ = writeln!(t, "Config Booted:    {}", files.booted.file_name());
     let mut saved = Vec::new();
@@ -193,6 +203,17 @@ pub fn switch(
         "unsaved_changes": files.unsaved,
         "slot_conflict": s.slot_conflict.map(|c| c.letter().to_string()),
         "paths": path_json,
+        "split_brain": split.map(|r| json!({
+            "at": r.at_unix,
+            "uptime_ms": s.last_split_brain.map(|e| e.at.as_millis()),
+            "winner": r.winner.letter().to_string(),
+            "winner_term": r.winner_term.to_string(),
+            "our_term": r.our_term.to_string(),
+            "discarded": r.discarded,
+            "listed": r.listed,
+            "file": r.file.as_ref().ok().map(|p| p.display().to_string()),
+            "error": r.file.as_ref().err(),
+        })),
         "keys": {
             "sending": keys.sending.map(|f| format!("{f:08x}")),
             "also": keys.also.map(|(f, w)| json!({
@@ -282,7 +303,7 @@ pub fn app(name: &str, app: usize, table: &Table, rows: bool) -> Response {
 
 /// "Tue Nov 24 23:20:56 2026" (UTC), as XOS prints when a file was saved,
 /// without a date crate.
-fn ctime(unix: u64) -> String {
+pub(crate) fn ctime(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
     let secs = unix % 86_400;
     // Howard Hinnant's days-to-civil.

@@ -44,7 +44,7 @@ use crate::error::{ChangeError, ConfigError, FailoverError, FrameError};
 use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
-use crate::status::{FrameErrors, SyncState};
+use crate::status::{FrameErrors, SplitBrain, SyncState};
 use crate::stream::Phase;
 use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, Origin, WireError};
 
@@ -67,6 +67,8 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     replay: ReplayGuard,
     /// Frames sealed in this incarnation: the counter of the last one.
     sent: u64,
+    /// The last split brain this node lost.
+    split_brain: Option<SplitBrain>,
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
@@ -97,6 +99,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             keys: Keyring::open(),
             replay: ReplayGuard::default(),
             sent: 0,
+            split_brain: None,
             cfg,
         })
     }
@@ -432,7 +435,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             match self.members.judge_master(from, term) {
                 MasterVerdict::StepDown => {
                     warn!("stepping down: higher term seen");
-                    self.step_down();
+                    self.step_down(now, from, term);
                     self.follow(now, from, hb.incarnation, term, host);
                 }
                 MasterVerdict::Rival => {
@@ -516,7 +519,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.events.push(Event::RoleChanged { role: Role::Standby, term });
     }
 
-    fn step_down(&mut self) {
+    /// A master heard `winner`, master of the higher term `term`. Unless it
+    /// handed over to it (`run msm-failover`), both were master at once: a
+    /// split brain, which this node lost. What it made as master and no
+    /// backup acknowledged is counted before the session that knew it ends.
+    fn step_down(&mut self, now: Instant, winner: Slot, term: Term) {
+        let split = !self.sender.handover_in_progress();
+        let discarded = self.streams.unacknowledged();
+        let our_term = self.members.term;
         // After `run msm-failover`: what the backup acknowledged whole is what
         // we hold, as its backup now.
         self.sender.hand_over_streams(self.members.term.raw(), &mut self.streams);
@@ -524,6 +534,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.members.backup = None;
         self.sender.in_sync = false;
         self.events.push(Event::SteppedDown { term: self.members.max_term });
+        if split {
+            warn!("split brain: {} changes made as master discarded", discarded);
+            self.split_brain = Some(SplitBrain { at: now, winner, winner_term: term, our_term, discarded });
+            self.events.push(Event::SplitBrain { winner, winner_term: term, our_term, discarded });
+        }
     }
 
     fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
@@ -562,6 +577,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         let term = self.members.claim(term);
         self.sender.end_session(&mut self.streams, &mut self.timers);
+        self.streams.begin_mastership();
         self.timers.stop(Timer::Election);
         self.timers.stop(Timer::Hello);
         self.timers.set(Timer::Heartbeat, now);
@@ -669,6 +685,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let from = Origin { me: self.cfg.slot, term: self.members.term, incarnation: self.cfg.incarnation };
         if self.timers.is_expired(Timer::Heartbeat, now) {
             self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat_interval);
+            if self.members.role == Role::Master {
+                self.sender.repeat_continuation(&self.streams);
+            }
             let n = self.heartbeat(from, buf)?;
             return Some(self.seal(&mut buf[..n]));
         }

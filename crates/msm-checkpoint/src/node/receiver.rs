@@ -75,9 +75,12 @@ impl Receiver {
         events: &mut EventQueue,
         timers: &mut TimerTable,
     ) -> Result<(), FrameError> {
-        if hello_id != self.hello_id || self.hello_acked {
+        if hello_id != self.hello_id {
             return Ok(());
         }
+        // A repeat (our acknowledgement of a continued stream was lost):
+        // acknowledge the streams already continued again.
+        let repeat = self.hello_acked;
         self.hello_acked = true;
         timers.stop(Timer::Hello);
         while !tail.is_empty() {
@@ -87,6 +90,10 @@ impl Receiver {
                 return Err(FrameError::UnknownStream(c.stream));
             }
             let rx = &mut streams.get_mut(sid).rx;
+            if repeat {
+                rx.ack_due |= rx.term == term.raw() && rx.epoch == c.epoch;
+                continue;
+            }
             if !rx.complete || rx.in_bulk {
                 continue; // not what we offered: its data will ask for a bulk
             }
@@ -97,6 +104,9 @@ impl Receiver {
             rx.digest = Digest::new();
             rx.resync = false;
             rx.gap = false;
+            // Acknowledge the new epoch at once: the master reports the
+            // stream checkpointed only from then on.
+            rx.ack_due = true;
             events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
         }
         Ok(())

@@ -289,7 +289,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             return false;
         }
         debug!("stream continues across the switchover");
-        tx.checkpointed = tx.checkpointed.max(tx.covers);
+        tx.unconfirmed = true;
         self.continued |= 1 << sid;
         true
     }
@@ -352,6 +352,16 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         }
     }
 
+    /// Once a heartbeat interval: while the backup has not acknowledged a
+    /// continued stream (its acknowledgement can be lost, and a quiet stream
+    /// sends nothing that would bring another), the `HelloAck` naming the
+    /// continued streams goes again.
+    pub(crate) fn repeat_continuation<const A: usize>(&mut self, streams: &Streams<A>) {
+        if self.attached && streams.ids().any(|i| streams.get(i).tx.unconfirmed) {
+            self.hello_ack_due = true;
+        }
+    }
+
     /// Our stream id for the backup's `peer_id`.
     pub(crate) fn local_sid<const A: usize>(
         &self,
@@ -386,6 +396,12 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
                 return Err(FrameError::BadRecord);
             }
             streams.get_mut(sid).counters.rx += 1;
+            let tx = &mut streams.get_mut(sid).tx;
+            if tx.unconfirmed {
+                // The backup took the continuation: what it holds is ours.
+                tx.unconfirmed = false;
+                tx.checkpointed = tx.checkpointed.max(tx.covers);
+            }
             gap |= a.gap;
             if a.seq > streams.acked(sid) {
                 self.acknowledge(sid, a.seq, streams, events);
@@ -651,6 +667,9 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             let tx = &streams.get(sid).tx;
             let stream = || stream_name(streams.name(sid));
             match tx.phase {
+                Phase::Synced if tx.unconfirmed => {
+                    return SyncState::Syncing { stream: stream(), percent: 100 };
+                }
                 Phase::Synced => {}
                 Phase::Blocked => return SyncState::VersionMismatch { stream: stream() },
                 Phase::Failed => return SyncState::Failed { stream: stream() },

@@ -98,6 +98,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             peers: self.members.peer_status(),
             errors: self.errors,
             slot_conflict: self.identity.current(&self.timers),
+            last_split_brain: self.split_brain,
         }
     }
 

@@ -142,6 +142,23 @@ impl<const APPS: usize> Streams<APPS> {
         self.get_mut(sid).tx.restart();
     }
 
+    /// This node becomes master: the changes it hands out from now on are
+    /// the ones [`unacknowledged`](Self::unacknowledged) can count.
+    pub(crate) fn begin_mastership(&mut self) {
+        for sid in self.ids() {
+            let tx = &mut self.get_mut(sid).tx;
+            tx.since = tx.changes;
+        }
+    }
+
+    /// Changes of the active configuration and of every application made
+    /// in this mastership that no backup acknowledged: what a master that
+    /// steps down for a rival discards. (`save`s are not counted: the
+    /// saved configuration is one file, replaced whole by the winner's.)
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.unacknowledged()).sum()
+    }
+
     /// No backup any more: every stream stops sending; change ids continue.
     pub(crate) fn stop_all(&mut self) {
         for sid in self.ids() {
@@ -196,5 +213,25 @@ mod tests {
         s.stop_all();
         assert_eq!(s.acked(3), 0);
         assert!(!s.live(40, 1), "no such stream: nothing of it is live");
+    }
+
+    #[test]
+    fn unacknowledged_counts_this_mastership_above_the_checkpoint() {
+        let mut s = streams();
+        // Changes of an earlier mastership are not this one's to discard.
+        s.get_mut(2).tx.changes = 10;
+        s.get_mut(ACTIVE).tx.changes = 4;
+        s.begin_mastership();
+        assert_eq!(s.unacknowledged(), 0);
+        s.get_mut(2).tx.changes = 15;
+        s.get_mut(ACTIVE).tx.changes = 6;
+        s.get_mut(SAVED).tx.changes = 3;
+        assert_eq!(s.unacknowledged(), 5 + 2, "saves are not counted");
+        s.get_mut(2).tx.checkpointed = 12;
+        assert_eq!(s.unacknowledged(), 3 + 2);
+        // A session ends: what was checkpointed to it is gone, the mastership's start is not.
+        s.stop_all();
+        assert_eq!(s.unacknowledged(), 5 + 2);
+        assert_eq!(s.get(2).tx.since, 10);
     }
 }

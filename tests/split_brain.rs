@@ -1,0 +1,170 @@
+//! Split brain with real `msm-node` processes: the backplane between A and B
+//! is cut (two taps that stop forwarding) for longer than the detection
+//! time, so B takes over while A stays master; both make changes; the cut
+//! heals. A, of the lower term, steps down and follows B, and tells the
+//! operator: `show switch` (text and JSON) and the log say when, to whom,
+//! with both terms and how many changes were discarded, and a file next to
+//! A's flash image lists exactly those changes. Every wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+mod common;
+
+use common::{HB, chassis, log, pair, switch};
+use msm_linux_emu::control::Request;
+use serde_json::Value;
+
+/// Forwards every datagram sent to `at` on to `to`, unless `cut`.
+struct Tap {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tap {
+    fn start(at: &Path, to: &Path, cut: Arc<AtomicBool>) -> Tap {
+        let sock = UnixDatagram::bind(at).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, to) = (stop.clone(), to.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    if !cut.load(Ordering::Relaxed) {
+                        let _ = sock.send_to(&buf[..n], &to);
+                    }
+                }
+            }
+        });
+        Tap { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn role(j: &Value) -> &str {
+    j["role"].as_str().unwrap_or("")
+}
+
+#[test]
+fn the_lower_term_steps_down_and_writes_what_it_discarded() {
+    let (_d, mut c) = chassis(HB);
+    let cut = Arc::new(AtomicBool::new(false));
+    let (tap_a, tap_b) = (c.dir.join("tap-a.sock"), c.dir.join("tap-b.sock"));
+    let _ta = Tap::start(&tap_a, &c.path('B', "sock"), cut.clone());
+    let _tb = Tap::start(&tap_b, &c.path('A', "sock"), cut.clone());
+    c.taps = [Some(tap_a), Some(tap_b)];
+    // A's journal: every change it makes and what the engine reported checkpointed, to check the file against.
+    c.journal = true;
+    pair(&mut c, &["--churn", "200"]);
+    let a_term = switch(&c, 'A')["term"].clone();
+    assert_eq!(switch(&c, 'A')["split_brain"], Value::Null);
+
+    // The partition: longer than the detection time (3 x 20 ms), so B takes over.
+    cut.store(true, Ordering::Relaxed);
+    c.wait("B master while A still is", Duration::from_secs(5), |c| {
+        Ok(role(&switch(c, 'B')) == "MASTER" && role(&switch(c, 'A')) == "MASTER")
+    })
+    .unwrap();
+    let b_term = switch(&c, 'B')["term"].clone();
+    assert_ne!(a_term, b_term);
+    // Both sides take configuration; only A's is lost: its term is the lower one.
+    let lines_a = vec!["create vlan lost1 tag 3001".to_string(), "create vlan lost2 tag 3002".to_string()];
+    c.ask('A', &Request::Configure { lines: lines_a, wait: None }).unwrap();
+    let lines_b = vec!["create vlan kept1 tag 3101".to_string()];
+    c.ask('B', &Request::Configure { lines: lines_b, wait: None }).unwrap();
+    cut.store(false, Ordering::Relaxed);
+
+    c.wait("A follows B", Duration::from_secs(10), |c| {
+        let a = switch(c, 'A');
+        Ok(role(&a) == "BACKUP" && a["master"] == "B" && a["split_brain"] != Value::Null)
+    })
+    .unwrap();
+    c.wait("in sync again", Duration::from_secs(20), |c| Ok(c.in_sync('B'))).unwrap();
+
+    let a = switch(&c, 'A');
+    let sb = &a["split_brain"];
+    assert_eq!(
+        (&sb["winner"], &sb["winner_term"], &sb["our_term"]),
+        (&Value::from("B"), &b_term, &a_term),
+        "{a}"
+    );
+    let discarded = sb["discarded"].as_u64().unwrap();
+    // Two lines and the two vlan records they made, at least (and A's churn).
+    assert!(discarded >= 4, "{a}");
+    assert_eq!(sb["listed"].as_u64(), Some(discarded), "{a}");
+    assert_eq!(switch(&c, 'B')["split_brain"], Value::Null, "the winner lost nothing");
+
+    // The file: next to A's flash image, exactly the discarded changes.
+    let file = sb["file"].as_str().unwrap();
+    let img = c.path('A', "img").display().to_string();
+    assert!(file.starts_with(&format!("{img}.split-brain-")) && file.ends_with(".txt"), "{file}");
+    let text = std::fs::read_to_string(file).unwrap();
+    let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(body.len() as u64, discarded, "{text}");
+    let config: Vec<&str> = body.iter().copied().filter(|l| l.starts_with("config ")).collect();
+    assert_eq!(config.len(), 2, "{text}");
+    assert!(config[0].ends_with(" create vlan lost1 tag 3001"), "{text}");
+    assert!(config[1].ends_with(" create vlan lost2 tag 3002"), "{text}");
+    assert!(
+        body.iter().any(|l| l.starts_with("app vlan ") && l.contains("  # vlan lost2 tag 3002")),
+        "{text}"
+    );
+    assert!(body.iter().all(|l| l.starts_with("config ") || l.starts_with("app ")), "{text}");
+    assert!(text.contains(&format!("# discarded: {discarded} change(s)")), "{text}");
+    assert!(!text.contains("kept1"), "B's changes are not A's to discard: {text}");
+    // Exactly the changes A's journal shows it made above what its backup acknowledged.
+    let j = c.journal('A').unwrap();
+    let mut want: Vec<String> = j
+        .config
+        .iter()
+        .filter(|l| l.id > j.config_checkpointed)
+        .map(|l| format!("config {} {}", l.id, l.line))
+        .collect();
+    for (app, changes) in j.changes.iter().enumerate() {
+        let name = msm_linux_emu::apps::APPS[app].0;
+        for ch in changes.iter().filter(|ch| ch.id > j.checkpointed[app]) {
+            want.push(match &ch.value {
+                Some(v) => format!("app {name} {} set {} {v}", ch.id, ch.key),
+                None => format!("app {name} {} delete {}", ch.id, ch.key),
+            });
+        }
+    }
+    let mut have: Vec<String> =
+        body.iter().map(|l| l.split("  # ").next().unwrap().trim_end().to_string()).collect();
+    want.sort();
+    have.sort();
+    assert_eq!(have, want, "the file against A's journal");
+
+    // A took B's state: its own lines are gone, B's are there.
+    let running = c.running_config('A').unwrap();
+    assert!(running.vlans.contains_key("kept1") && !running.vlans.contains_key("lost1"), "{running:?}");
+
+    // show switch and the log say so.
+    let shown = c.text('A', &Request::ShowSwitch).unwrap();
+    let want = format!(
+        "Split brain:      stepped down to MSM-B (term {} > {})",
+        b_term.as_str().unwrap(),
+        a_term.as_str().unwrap()
+    );
+    assert!(shown.contains(&want), "{shown}");
+    assert!(shown.contains(&format!("; {discarded} changes discarded")), "{shown}");
+    assert!(shown.contains(file), "{shown}");
+    let l = log(&c, 'A');
+    assert!(
+        l.lines().any(|x| x.contains("WARN") && x.contains("split brain") && x.contains(file)),
+        "A log:\n{l}"
+    );
+}

@@ -22,6 +22,7 @@ mod sdimage;
 mod sim;
 mod size;
 mod soak;
+mod switchover;
 
 use std::process::ExitCode;
 

@@ -51,6 +51,8 @@ pub struct PathStats {
     pub last_heard: Option<Instant>,
     pub rx: u64,
     pub tx: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
     /// Frames the layer above refused (see [`Link::refused`]).
     pub refused: u64,
     /// Sends the path's driver failed (other than "would block").
@@ -211,6 +213,7 @@ impl<L: Link, const N: usize> Link for Redundant<L, N> {
             let (l, s) = &mut self.paths[self.health.data_path()];
             l.send(frame)?;
             s.tx += 1;
+            s.tx_bytes += frame.len() as u64;
             return Ok(());
         }
         // Best effort on each path: a path that cannot take it now misses
@@ -222,6 +225,7 @@ impl<L: Link, const N: usize> Link for Redundant<L, N> {
             match l.send(frame) {
                 Ok(()) => {
                     s.tx += 1;
+                    s.tx_bytes += frame.len() as u64;
                     taken = true;
                 }
                 Err(e) => {
@@ -247,6 +251,7 @@ impl<L: Link, const N: usize> Link for Redundant<L, N> {
             match l.recv(buf) {
                 Ok(Some(len)) => {
                     s.rx += 1;
+                    s.rx_bytes += len as u64;
                     self.health.heard(i, self.health.now);
                     self.last_rx = i;
                     self.next_rx = (i + 1) % n;

@@ -165,6 +165,7 @@ pub fn switch(
             "path": p.name, "state": state, "data": p.data,
             "silent_for_us": p.silent_for.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             "rx": p.stats.rx, "tx": p.stats.tx, "refused": p.stats.refused, "tx_errors": p.stats.tx_errors,
+            "rx_bytes": p.stats.rx_bytes, "tx_bytes": p.stats.tx_bytes,
         }));
     }
     if e.duplicate > 0 {
@@ -253,6 +254,7 @@ pub fn checkpoint(rows: &[StreamStatus]) -> Response {
                 "process": r.name.as_str(), "tx": r.counters.tx, "rx": r.counters.rx, "errors": r.counters.errors,
                 "sent": r.sent, "total": r.total, "percent": r.percent(), "status": r.phase.as_str(),
                 "changes": r.changes, "checkpointed": r.checkpointed, "rebulks": r.rebulks,
+                "bulks": r.counters.bulks,
                 "mismatch": r.mismatch.map(|m| json!({ "ours": m.ours, "theirs": m.theirs })),
             })
         })

@@ -1,0 +1,66 @@
+//! `run msm-failover` back and forth under churn, with real processes: after
+//! the first sync no bulk is sent again (the old master continues every
+//! stream from the point it handed over, as Redis' PSYNC2 continues a
+//! replica across a promotion), and the pair ends with the same state.
+//! Every wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::time::Duration;
+
+mod common;
+
+use common::{HB, chassis, pair, switch};
+use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::control::Request;
+
+/// Bulk transfers sent (master) and received (backup) by `slot`, all streams.
+fn bulks(c: &Chassis, slot: char) -> u64 {
+    let j = c.ask(slot, &Request::ShowCheckpointData { process: None }).unwrap();
+    j.as_array().unwrap().iter().map(|r| r["bulks"].as_u64().unwrap()).sum()
+}
+
+fn digests(c: &Chassis, slot: char) -> Vec<String> {
+    ["devmgr", "vlan", "fdb", "ospf", "bgp", "aaa"]
+        .iter()
+        .filter_map(|n| c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).ok())
+        .map(|j| format!("{}:{}", j["entries"], j["digest"]))
+        .collect()
+}
+
+#[test]
+fn a_hundred_switchovers_under_churn_send_no_bulk_after_the_first_sync() {
+    let (_d, mut c) = chassis(HB);
+    pair(&mut c, &["--churn", "1000"]);
+    let first = [bulks(&c, 'A'), bulks(&c, 'B')];
+    assert!(first[0] > 0 && first[1] > 0, "the first sync is a bulk: {first:?}");
+    let start_term: u64 =
+        switch(&c, 'A')["term"].as_str().unwrap().split('.').next().unwrap().parse().unwrap();
+    let mut master = 'A';
+    for round in 0..100 {
+        let other = if master == 'A' { 'B' } else { 'A' };
+        // The old master is in sync (its streams acknowledged) before each handover.
+        c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
+        let r = c.ask(master, &Request::Failover { force: false }).unwrap();
+        assert_eq!(r["failover"], true, "round {round}: {r}");
+        c.wait("the other takes over", Duration::from_secs(10), |c| {
+            Ok(c.role(other).as_deref() == Some("MASTER") && c.role(master).as_deref() == Some("BACKUP"))
+        })
+        .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", switch(&c, master)));
+        // The churn follows the master.
+        c.ask(master, &Request::Churn { rate: 0 }).unwrap();
+        c.ask(other, &Request::Churn { rate: 1000 }).unwrap();
+        master = other;
+    }
+    let term = |c: &Chassis| -> u64 {
+        let t = switch(c, 'A')["term"].as_str().unwrap().to_string();
+        t.split('.').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(term(&c), start_term + 100, "one new term per switchover");
+    c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
+    assert_eq!([bulks(&c, 'A'), bulks(&c, 'B')], first, "a bulk was sent after the first sync");
+    c.ask(master, &Request::Churn { rate: 0 }).unwrap();
+    c.wait("the same state on both", Duration::from_secs(10), |c| {
+        Ok(c.in_sync(master) && digests(c, 'A') == digests(c, 'B'))
+    })
+    .unwrap();
+}

@@ -26,6 +26,10 @@ pub enum RebulkReason {
     BackupRequest,
     /// `save` on the master: the saved configuration changed.
     ConfigSaved,
+    /// After `run msm-failover`, the returning old master offered another
+    /// point than the one the new master continues from (its state moved
+    /// on, or another module came back): it cannot continue without a bulk.
+    Diverged,
 }
 
 /// Something the board should know or act on, from `Node::poll_event`.

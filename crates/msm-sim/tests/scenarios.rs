@@ -892,3 +892,35 @@ fn switchovers_back_and_forth_send_no_bulk_after_the_first_sync() {
         sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
     }
 }
+
+/// A forced switchover with changes still unacknowledged: the streams the
+/// old master had not handed over whole are named `Diverged` and bulked,
+/// the others continue, and the pair converges.
+#[test]
+fn a_forced_switchover_bulks_only_the_streams_that_diverged() {
+    use msm_checkpoint::RebulkReason;
+    let mut sim = synced(SimConfig::chassis(2), 21);
+    sim.set_faults(FaultConfig { latency: Duration::from_millis(2), ..link::CLEAN });
+    // Changes on fdb only, and the handover before the backup acknowledged them.
+    for k in 0..20 {
+        sim.change(3, k, Op::Set);
+    }
+    sim.failover(true).unwrap();
+    assert!(sim.run_until_cond(Duration::from_millis(200), |s| s.master() == Some(B)).unwrap());
+    assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+    let diverged: Vec<_> = sim.nodes[B]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Rebulk { stream, reason: RebulkReason::Diverged } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    let continued =
+        sim.nodes[A].events.iter().filter(|(_, e)| matches!(e, Event::StreamContinued(_))).count();
+    assert!(!diverged.is_empty(), "the fdb stream was not handed over whole");
+    assert!(continued > 0, "the others continue");
+    assert_eq!(diverged.len() + continued, 2 + sim.cfg.apps.len(), "every stream is one or the other");
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    sim.check_converged().unwrap();
+}

@@ -247,6 +247,8 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             if self.continue_stream(sid, h, point, streams) {
                 return;
             }
+            let stream = Streams::<A>::stream(sid);
+            events.push(Event::Rebulk { stream, reason: RebulkReason::Diverged });
         }
         let tx = &streams.get(sid).tx;
         let resumable = tx.recording

@@ -111,6 +111,9 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.attack_replays += st.attack_replays;
                                 t.split_brains += st.split_brains;
                                 t.discarded += st.discarded;
+                                t.two_path_runs += st.two_path_runs;
+                                t.path_moves += st.path_moves;
+                                t.continued += st.continued;
                             }
                         }
                         Err(f) => {
@@ -148,6 +151,10 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         t.takeovers_checked,
         t.split_brains,
         t.discarded
+    );
+    println!(
+        "     {} runs with two backplane paths ({} moves of data to the other path), {} streams continued across a switchover without a bulk",
+        t.two_path_runs, t.path_moves, t.continued
     );
     println!(
         "     attacker: {} frames injected ({} replays of taken frames), every one refused before authentication completed",

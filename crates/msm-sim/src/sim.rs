@@ -143,6 +143,10 @@ pub struct Stats {
     pub attack_replays: u64,
     /// Times a node moved its data to another backplane path.
     pub path_moves: u64,
+    /// Runs with two backplane paths.
+    pub two_path_runs: u64,
+    /// Streams continued across a switchover (no bulk).
+    pub continued: u64,
     /// Split brains reported, each checked for its count (invariant 8).
     pub split_brains: u64,
     /// Changes they discarded.
@@ -628,6 +632,7 @@ impl Sim {
             self.log(Some(i), format_args!("{ev:?}"));
             self.nodes[i].events.push((self.now, ev));
             if let Event::StreamContinued(s) = ev {
+                self.stats.continued += 1;
                 // Whole without a bulk: it counts as finished for the order of bulks.
                 let term = self.engine(i).map_or(Term::NONE, |e| e.term());
                 if let Ok(s) = self.nodes[i].host.sim_stream(s) {
@@ -833,6 +838,7 @@ impl Sim {
         self.stats.records_checked = self.checker.records_checked;
         self.stats.attacks = self.attacker.stats.injected;
         self.stats.attack_replays = self.attacker.stats.replays;
+        self.stats.two_path_runs = u64::from(self.cfg.paths > 1);
         self.stats.clone()
     }
 

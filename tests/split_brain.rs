@@ -111,6 +111,9 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     let file = sb["file"].as_str().unwrap();
     let img = c.path('A', "img").display().to_string();
     assert!(file.starts_with(&format!("{img}.split-brain-")) && file.ends_with(".txt"), "{file}");
+    // Written off the loop: it appears under its name once whole.
+    c.wait("the split-brain file", Duration::from_secs(10), |_| Ok(std::path::Path::new(file).exists()))
+        .unwrap();
     let text = std::fs::read_to_string(file).unwrap();
     let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(body.len() as u64, discarded, "{text}");

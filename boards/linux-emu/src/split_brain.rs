@@ -205,26 +205,49 @@ pub fn render(
     t
 }
 
-/// Write `text` to `path`, or to `path` with `-2`, `-3`, ... before its
+/// Write `text` to `path`, or to `path` with `.2`, `.3`, ... before its
 /// extension if that exists (an existing file is never overwritten), and
 /// sync it. The path written.
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+    let (f, tmp, p) = reserve(path)?;
+    finish(f, &tmp, &p, text)?;
+    Ok(p)
+}
+
+/// Claim the file's name: `path`, or `.2`, `.3`, ... before its extension
+/// if that (or its `.tmp` being written) exists. The open `.tmp` file, its
+/// path, and the name it gets once written.
+pub fn reserve(path: &Path) -> std::io::Result<(std::fs::File, PathBuf, PathBuf)> {
     let mut n = 1;
     loop {
         let p = match n {
             1 => path.to_path_buf(),
             n => path.with_extension(format!("{n}.txt")),
         };
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
-            Ok(mut f) => {
-                f.write_all(text.as_bytes())?;
-                f.sync_all()?;
-                return Ok(p);
+        let mut tmp = p.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let taken = p.exists();
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) if !taken => return Ok((f, tmp, p)),
+            Ok(_) => {
+                let _ = std::fs::remove_file(&tmp);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
+        if n >= 100 {
+            return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "100 files of that second"));
+        }
+        n += 1;
     }
+}
+
+/// Write and sync `text`, then give the file its name: it appears whole.
+pub fn finish(mut f: std::fs::File, tmp: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]

@@ -451,22 +451,43 @@ impl<L: Link> MsmNode<L> {
             listed: changes.len() as u64,
             file: Ok(path.clone()),
         };
+        // Names and describers of the streams, for the file.
         let reg = self.engine.apps();
-        let name = |s: Source| match s {
-            Source::Config => "active-config".to_string(),
-            Source::App(id) => {
-                reg.spec(id).map_or_else(|| format!("#{}", id.index()), |a| a.name.to_string())
+        let mut names = std::collections::BTreeMap::new();
+        for (s, _, _) in &changes {
+            names.entry(*s).or_insert_with(|| match s {
+                Source::Config => ("active-config".to_string(), None),
+                Source::App(id) => (
+                    reg.spec(*id).map_or_else(|| format!("#{}", id.index()), |a| a.name.to_string()),
+                    self.apps.iter().find(|(_, x)| x == id).map(|(i, _)| i),
+                ),
+            });
+        }
+        // The name is claimed here; rendering and writing (a million changes
+        // at most) go on another thread: heartbeats come first. The file
+        // appears under its name once whole.
+        report.file = match split_brain::reserve(&path) {
+            Ok((f, tmp, final_path)) => {
+                let r = report.clone();
+                let slot = report.slot;
+                let shown = final_path.clone();
+                let spawned = std::thread::Builder::new().name("split-brain".into()).spawn(move || {
+                    let name = |s: Source| names.get(&s).map_or_else(|| "?".to_string(), |n| n.0.clone());
+                    let describe = |s: Source, key: u64, value: &[u8]| {
+                        names.get(&s).and_then(|n| n.1).map(|i| crate::apps::describe(i, key, value))
+                    };
+                    let text = split_brain::render(&r, &changes, name, describe);
+                    if let Err(e) = split_brain::finish(f, &tmp, &shown, &text) {
+                        log::error!("{slot}: writing the split-brain file {}: {e}", shown.display());
+                    }
+                });
+                match spawned {
+                    Ok(_) => Ok(final_path),
+                    Err(e) => Err(format!("{}: {e}", path.display())),
+                }
             }
+            Err(e) => Err(format!("{}: {e}", path.display())),
         };
-        let apps = &self.apps;
-        let describe = |s: Source, key: u64, value: &[u8]| match s {
-            Source::App(id) => {
-                apps.iter().find(|(_, x)| *x == id).map(|(i, _)| crate::apps::describe(i, key, value))
-            }
-            Source::Config => None,
-        };
-        let text = split_brain::render(&report, &changes, name, describe);
-        report.file = split_brain::write_file(&path, &text).map_err(|e| format!("{}: {e}", path.display()));
         match &report.file {
             Ok(p) => log::warn!(
                 "{}: split brain: stepped down to {winner} (term {winner_term} > {our_term}); {discarded} change(s) \

@@ -228,6 +228,8 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
         // The paths' health: when data moved to another path, what was in
         // flight on the old one goes again now.
         if s.link.tick(now) {
+            let to = s.link.data_path() + 1;
+            log!("backplane: data on path {=usize} (UART{=usize}) now", to, to);
             s.engine.link_changed(now);
         }
         for (i, was) in states.iter_mut().enumerate() {
@@ -332,9 +334,10 @@ fn overruns(link: &Backplane) -> u32 {
 
 fn state_name(state: PathState) -> &'static str {
     match state {
-        PathState::Up => "UP",
+        // As the Linux node's `show switch` says them.
+        PathState::Up => "up",
         PathState::Down => "DOWN",
-        PathState::Unknown => "UNKNOWN",
+        PathState::Unknown => "never heard",
     }
 }
 

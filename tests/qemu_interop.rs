@@ -228,6 +228,16 @@ fn start_qemu(elf: &Path, log: &Path, sd: Option<&Path>) -> (Proc, Ptys) {
 /// QEMU's ptys and a pty pair of its own, whose slave the Linux node opens
 /// (`path`); while cut, it drops them both ways, as a pulled cable does.
 /// Nothing is killed and neither end is told.
+///
+/// QEMU reads a pty only once it has noticed that the other end is open (it
+/// looks once a second); until then the kernel holds what the node writes,
+/// and hands it to the firmware late, in a burst: heartbeats older than the
+/// last two the firmware took on the other path, which its engine rightly
+/// refuses as replays. A cable laid with `plugged_when_qemu_talks` therefore
+/// drops the node's bytes until QEMU's first byte came through it (the
+/// firmware sends on every path from its start), as a cable plugged in then
+/// would. The first path's cable cannot wait: the firmware starts its engine
+/// on the first byte from the node.
 struct Cable {
     cut: Arc<AtomicBool>,
     path: String,
@@ -236,7 +246,7 @@ struct Cable {
 }
 
 impl Cable {
-    fn lay(qemu_pty: &str) -> Cable {
+    fn lay(qemu_pty: &str, plugged_when_qemu_talks: bool) -> Cable {
         let pty = nix::pty::openpty(None, None).unwrap();
         let (master, slave) = (std::fs::File::from(pty.master), std::fs::File::from(pty.slave));
         raw(&slave);
@@ -247,10 +257,12 @@ impl Cable {
         let qemu = std::fs::OpenOptions::new().read(true).write(true).open(qemu_pty).unwrap();
         raw(&qemu);
         let cut = Arc::new(AtomicBool::new(false));
-        for (from, to) in [(qemu.try_clone().unwrap(), master.try_clone().unwrap()), (master, qemu)] {
-            let cut = Arc::clone(&cut);
-            std::thread::spawn(move || copy(from, to, &cut));
-        }
+        let qemu_talked = Arc::new(AtomicBool::new(!plugged_when_qemu_talks));
+        let (from_qemu, to_node) = (qemu.try_clone().unwrap(), master.try_clone().unwrap());
+        let (c, talked) = (Arc::clone(&cut), Arc::clone(&qemu_talked));
+        std::thread::spawn(move || copy(from_qemu, to_node, &c, None, Some(&talked)));
+        let c = Arc::clone(&cut);
+        std::thread::spawn(move || copy(master, qemu, &c, Some(&qemu_talked), None));
         Cable { cut, path, _slave: slave }
     }
 
@@ -259,16 +271,29 @@ impl Cable {
     }
 }
 
-/// Copies `from` to `to` until either end closes; drops the bytes while `cut`.
-fn copy(mut from: std::fs::File, mut to: std::fs::File, cut: &AtomicBool) {
+/// Copies `from` to `to` until either end closes; drops the bytes while
+/// `cut`, or while `plugged` is false; sets `passed` once a byte went through.
+fn copy(
+    mut from: std::fs::File,
+    mut to: std::fs::File,
+    cut: &AtomicBool,
+    plugged: Option<&AtomicBool>,
+    passed: Option<&AtomicBool>,
+) {
     let mut buf = [0u8; 4096];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if !cut.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+        if cut.load(Ordering::SeqCst) || plugged.is_some_and(|p| !p.load(Ordering::SeqCst)) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
             return;
+        }
+        if let Some(p) = passed {
+            p.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -732,8 +757,8 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
     let key = key_file(dir.path(), "chassis.key", &KEY);
     let (_qemu, ptys) = start_qemu(&elf, &log, Some(&sd));
     wait_log(&log, "its boot banner", Duration::from_secs(10), |l| l.contains("booting"));
-    let one = Cable::lay(&ptys.uart1);
-    let two = Cable::lay(&ptys.uart2);
+    let one = Cable::lay(&ptys.uart1, false);
+    let two = Cable::lay(&ptys.uart2, true);
     let ctl = dir.path().join("A.ctl");
     let _node = linux_node(dir.path(), "A", &[&one.path, &two.path], &key);
     wait_ctl("the Linux node to be MASTER", Duration::from_secs(10), || {
@@ -759,6 +784,12 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
     };
     configure(&["create vlan v10 tag 10", "configure vlan v10 add ports 1-4"]);
     wait_records(&log, "v10", 2);
+    wait_ctl("the master in sync", wait, || ask(&ctl, &Request::ShowSwitch)["in_sync"] == true);
+    // In sync over both paths: from here on, nothing may change role.
+    // (Before, while both paths come up, the node may move data to path 2
+    // and back within milliseconds, and the backup re-attach once: see the
+    // board's README.)
+    let synced = log_lines(&log).len();
 
     // Path 1 (UART1, the data path) is cut: data moves to UART2 on both sides.
     let cut_at = log_lines(&log).len();
@@ -806,13 +837,22 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
     assert!(s["frame_errors"]["duplicate"].as_u64().is_some_and(|n| n > 0), "{s}");
     assert_eq!(s["frame_errors"]["replay"], 0, "{s}");
 
-    // No failover anywhere: the firmware stayed BACKUP, never lost its peer,
-    // and refused no frame (heartbeat copies are not refusals).
+    // No failover: the firmware stayed BACKUP through both cuts, never lost
+    // its peer, never promoted itself. (Refusals are not checked here: the
+    // firmware logs only its first and every 100th, and a heartbeat copy
+    // that arrives more than two heartbeats late behind bulk data on the
+    // other path is rightly refused as a replay.)
     let lines = log_lines(&log);
-    let roles: Vec<&String> = lines.iter().filter(|l| l.starts_with("role ")).collect();
-    assert_eq!(roles.len(), 2, "the firmware changed role: {roles:?}\n{}", lines.join("\n"));
-    assert!(roles[1].starts_with("role BACKUP"), "{roles:?}");
-    for bad in ["peer MSM-A lost", "promoted", "frame refused"] {
+    let roles: Vec<&String> = lines[synced..].iter().filter(|l| l.starts_with("role ")).collect();
+    let node_log = std::fs::read_to_string(dir.path().join("A.log")).unwrap_or_default();
+    assert!(
+        roles.is_empty(),
+        "the firmware changed role: {roles:?}\n{}\nthe node's log:\n{node_log}",
+        lines.join("\n")
+    );
+    let last_role = lines.iter().rev().find(|l| l.starts_with("role "));
+    assert!(last_role.is_some_and(|l| l.starts_with("role BACKUP")), "{last_role:?}");
+    for bad in ["peer MSM-A lost", "promoted"] {
         assert!(
             !lines.iter().any(|l| l.starts_with(bad)),
             "the firmware logged `{bad}`:\n{}",

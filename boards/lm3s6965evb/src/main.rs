@@ -253,7 +253,7 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
                             // The first and every 100th: a module with another key
                             // would otherwise fill the log ten lines a second.
                             refused += 1;
-                            if refused == 1 || refused % 100 == 0 {
+                            if refused == 1 || refused.is_multiple_of(100) {
                                 log!("frame refused ({=u64} so far): {}", refused, defmt::Display2Format(&e));
                             }
                         }

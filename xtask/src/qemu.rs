@@ -2,8 +2,9 @@
 //! interoperation test step of CI (`cargo xtask qemu-test`).
 //!
 //! Wiring (QEMU maps `-serial` options in order to UART0, UART1, UART2):
-//! UART0 unused, UART1 (the backplane) to a pty that a Linux
-//! `msm-node --backplane serial:<pty>` opens, the SD card (SSI0) to an image
+//! UART0 unused, UART1 and UART2 (the two backplane paths, UART1 the
+//! primary) each to a pty that a Linux `msm-node --backplane serial:<UART1's pty>
+//! --backplane serial:<UART2's pty>` opens, the SD card (SSI0) to an image
 //! file that keeps the saved configuration across runs.
 //!
 //! Logs: the firmware writes defmt frames over semihosting, which QEMU
@@ -36,10 +37,14 @@ pub(crate) struct QemuArgs {
     /// Provision this chassis key onto the card first (as `cargo xtask sd-image --key-file`).
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
-    /// Where UART1 (the backplane) goes: `pty`, or any QEMU chardev
-    /// (e.g. `unix:/tmp/bp.sock,server=on,wait=off`).
+    /// Where UART1 (backplane path 1, the primary) goes: `pty`, or any QEMU
+    /// chardev (e.g. `unix:/tmp/bp.sock,server=on,wait=off`).
     #[arg(long, default_value = "pty")]
     uart1: String,
+    /// Where UART2 (backplane path 2) goes: `pty`, `null` (one path only), or
+    /// any QEMU chardev.
+    #[arg(long, default_value = "pty")]
+    uart2: String,
     /// Count instructions instead of host time (QEMU `-icount shift=0`): one
     /// instruction is 1 ns of guest time, so the firmware's timings read as
     /// thousands of instructions, the same on every host.
@@ -84,7 +89,8 @@ pub(crate) fn ensure_qemu() -> Result<()> {
 }
 
 /// What QEMU itself prints on its standard output, before the guest runs,
-/// for each `-serial pty`: `char device redirected to /dev/pts/N (label serial1)`.
+/// for each `-serial pty`: `char device redirected to /dev/pts/N (label serial1)`
+/// (`serial1` is UART1, `serial2` UART2).
 const QEMU_PTY_LINE: &[u8] = b"char device redirected to ";
 
 /// Decodes the defmt frames read from `input` (QEMU's standard output) with
@@ -156,13 +162,13 @@ fn format_frame(frame: &defmt_decoder::Frame<'_>) -> String {
     format!("[{ts:>10}] {level:<5} {}", frame.display_message())
 }
 
-/// The QEMU command line for `elf`: UART0 to `uart0`, UART1 to `uart1`;
-/// the defmt log on QEMU's standard output.
-pub(crate) fn command(elf: &Path, uart0: &str, uart1: &str, sd: &Path) -> Command {
+/// The QEMU command line for `elf`: UART0 to `uart0`, UART1 to `uart1`,
+/// UART2 to `uart2`; the defmt log on QEMU's standard output.
+pub(crate) fn command(elf: &Path, uart0: &str, uart1: &str, uart2: &str, sd: &Path) -> Command {
     let mut c = Command::new(QEMU);
     c.args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        .args(["-serial", uart0, "-serial", uart1, "-serial", "null"])
+        .args(["-serial", uart0, "-serial", uart1, "-serial", uart2])
         .arg("-drive")
         .arg(format!("if=sd,format=raw,file={}", sd.display()))
         .arg("-kernel")
@@ -179,17 +185,25 @@ pub(crate) fn run(args: &QemuArgs) -> Result<()> {
     sdimage::provision(&sd, args.key_file.as_deref(), SystemTime::now())?;
     sdimage::describe(&sd)?;
     println!("qemu: the firmware's defmt log below, decoded; SD card {}", sd.display());
-    if args.uart1 == "pty" {
-        println!(
-            "qemu: UART1 (backplane) is the pty QEMU names below (\"char device redirected to /dev/pts/N \
-             (label serial1)\");\n      join it with: target/release/msm-node --slot A --flash A.img \
-             --control A.ctl --apps devmgr,cfgmgr,vlan --max-frame 512 --backplane serial:/dev/pts/N"
-        );
-    } else {
-        println!("qemu: UART1 (backplane) on {}", args.uart1);
+    for (uart, chardev) in [("UART1", &args.uart1), ("UART2", &args.uart2)] {
+        let path = if uart == "UART1" { "path 1, the primary" } else { "path 2" };
+        if chardev == "pty" {
+            println!(
+                "qemu: {uart} (backplane {path}) is the pty QEMU names below \
+                 (\"char device redirected to /dev/pts/N (label serial{})\")",
+                &uart[4..]
+            );
+        } else {
+            println!("qemu: {uart} (backplane {path}) on {chardev}");
+        }
     }
+    println!(
+        "      join them with: target/release/msm-node --slot A --flash A.img --control A.ctl \
+         --apps devmgr,cfgmgr,vlan --max-frame 512 --backplane serial:<UART1's pty> \
+         --backplane serial:<UART2's pty>"
+    );
     println!("qemu: stop with Ctrl-C");
-    let mut c = command(&elf, "null", &args.uart1, &sd);
+    let mut c = command(&elf, "null", &args.uart1, &args.uart2, &sd);
     if args.icount {
         c.args(["-icount", "shift=0"]);
     }
@@ -285,7 +299,7 @@ fn scenario(b: &board::Board, elf: &Path) -> Result<()> {
     write_key_file(&key_file, SCENARIO_KEY)?;
     sdimage::provision(&sd, Some(&key_file), SystemTime::now())?;
     let seed = sdimage::boot_count(&sd)?.context("the provisioned image has no boot counter")?;
-    let mut c = command(elf, "null", "null", &sd);
+    let mut c = command(elf, "null", "null", "null", &sd);
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     eprintln!("$ {}", cmd::display(&c));
     let mut child = c.spawn().context("starting qemu-system-arm")?;

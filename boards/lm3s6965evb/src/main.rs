@@ -1,12 +1,13 @@
 //! MSM firmware for the TI Stellaris LM3S6965 evaluation board, as QEMU's
 //! `lm3s6965evb` machine emulates it: the `msm-checkpoint` engine with the
-//! `devmgr <- cfgmgr <- vlan` applications, UART1 as the backplane (`msm-backplane`'s
-//! UART link over an interrupt-fed PL011 driver), UART0 for logs, SysTick for
+//! `devmgr <- cfgmgr <- vlan` applications, UART1 and UART2 as two redundant
+//! backplane paths (`msm-backplane`'s `Redundant` over two UART links, each
+//! over an interrupt-fed PL011 driver), defmt logs over semihosting, SysTick for
 //! time, and the saved configuration on the SD card (SSI0) through
 //! `msm-flash`'s config store.
 //!
-//! Boot: the node waits up to [`LINK_WAIT_MS`] for the first byte on the
-//! backplane before it starts its engine, like a module that waits for the
+//! Boot: the node waits up to [`LINK_WAIT_MS`] for the first byte on either
+//! backplane path before it starts its engine, like a module that waits for the
 //! chassis link; then it elects or follows as any MSM does.
 #![no_std]
 #![no_main]
@@ -28,8 +29,8 @@ use core::time::Duration;
 
 use cortex_m_rt::entry;
 use msm_backplane::Link;
-use msm_backplane::{UartError, UartLink};
-use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, Node, Role, Slot};
+use msm_backplane::{FrameClass, PathState, Redundant, UartError, UartLink};
+use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, FrameError, Node, Role, Slot};
 
 use crate::apps::APPS;
 use crate::host::FirmwareHost;
@@ -44,9 +45,27 @@ const WINDOW: usize = 8;
 const BACKLOG: usize = 4096;
 /// How long a booting node waits for the backplane before it starts alone.
 const LINK_WAIT_MS: u64 = 5000;
+/// The engine's heartbeat interval.
+const HEARTBEAT_MS: u64 = 100;
+/// Backplane paths: UART1 (the primary), UART2.
+const PATHS: usize = 2;
+/// A path silent this long is down (a heartbeat missed on it), as on Linux:
+/// data then moves to the other path.
+const DEAD_AFTER_MS: u64 = HEARTBEAT_MS * 3 / 2;
 
 type Engine = Node<{ APPS.len() }, WINDOW, BACKLOG>;
-type Backplane = UartLink<uart::Uart1, MAX_FRAME, LINK_TX>;
+/// One backplane path: a UART link over UART1 or UART2.
+type Path = UartLink<uart::BoardUart, MAX_FRAME, LINK_TX>;
+/// The backplane: heartbeats on both paths, data on the first alive.
+type Backplane = Redundant<Path, PATHS>;
+
+/// Heartbeats go on every path, everything else on the data path.
+fn classify(frame: &[u8]) -> FrameClass {
+    match msm_checkpoint::wire::is_heartbeat(frame) {
+        true => FrameClass::EveryPath,
+        false => FrameClass::DataPath,
+    }
+}
 
 /// Unmasks an interrupt in the NVIC.
 pub(crate) fn unmask(irq: lm3s6965::Interrupt) {
@@ -74,17 +93,32 @@ fn main() -> ! {
     static mut LINK: MaybeUninit<Backplane> = MaybeUninit::uninit();
     static mut RX_FRAME: [u8; MAX_FRAME] = [0; MAX_FRAME];
     static mut TX_FRAME: [u8; MAX_FRAME] = [0; MAX_FRAME];
+    let (clock, mut s, mut store) = boot(HOST, ENGINE, LINK, RX_FRAME, TX_FRAME);
+    run(&clock, &mut s, &mut store)
+}
+
+/// Everything up to the main loop. Not inlined: its frame (the engine and
+/// the links as they are built, about 20 KiB) is gone before [`run`] starts,
+/// which would otherwise run on what is left of the stack.
+#[inline(never)]
+fn boot(
+    host: &'static mut FirmwareHost,
+    engine: &'static mut MaybeUninit<Engine>,
+    link: &'static mut MaybeUninit<Backplane>,
+    rx: &'static mut [u8; MAX_FRAME],
+    tx: &'static mut [u8; MAX_FRAME],
+) -> (clock::Clock, Statics, Option<storage::Store>) {
     log!("msm-lm3s6965evb {=str} booting", env!("CARGO_PKG_VERSION"));
     let Some(core) = cortex_m::Peripherals::take() else {
         log!("fatal: core peripherals already taken");
         fatal()
     };
     let clock = clock::Clock::start(core.SYST);
-    let uart1 = uart::Uart1::init();
-    let host: &'static mut FirmwareHost = HOST;
+    let uart1 = uart::BoardUart::uart1();
+    let uart2 = uart::BoardUart::uart2();
     // The boot count is on the card from here on: before any frame goes out.
     let boot = storage::mount(host);
-    let (incarnation, mut store) = (boot.incarnation, boot.store);
+    let (incarnation, store) = (boot.incarnation, boot.store);
     let key = auth::from_card(boot.key);
     auth::time_tag(&clock);
 
@@ -99,19 +133,30 @@ fn main() -> ! {
     let mut cfg = Config::new(slot);
     cfg.priority = 1;
     cfg.max_frame = MAX_FRAME;
-    cfg.heartbeat_interval = Duration::from_millis(100);
+    cfg.heartbeat_interval = Duration::from_millis(HEARTBEAT_MS);
     cfg.miss_count = 3;
     cfg.rto = Duration::from_millis(50);
     cfg.rto_max = Duration::from_millis(400);
     cfg.incarnation = incarnation;
 
-    // Wait for the chassis link (any byte), then start the engine.
-    let link: &'static mut Backplane = LINK.write(Backplane::new(uart1));
+    // Wait for the chassis link (any byte on either path), then start the engine.
+    let link = make_link(link, uart1, uart2);
+    log!(
+        "backplane: {=usize} paths (UART1, UART2): heartbeats on both, data on the first alive; \
+         a path silent {=u64} ms is down",
+        PATHS,
+        DEAD_AFTER_MS
+    );
     let start = clock.now();
     loop {
         let now = clock.now();
-        if embedded_io::ReadReady::read_ready(link.inner_mut()).unwrap_or(false) {
-            log!("backplane up after {=u128} ms", now.saturating_since(start).as_millis());
+        if let Some(i) = link.links().position(|l| l.inner().rx_ready()) {
+            log!(
+                "backplane up after {=u128} ms (first byte on path {=usize}, UART{=usize})",
+                now.saturating_since(start).as_millis(),
+                i + 1,
+                i + 1
+            );
             break;
         }
         if now.saturating_since(start) >= Duration::from_millis(LINK_WAIT_MS) {
@@ -121,8 +166,8 @@ fn main() -> ! {
         cortex_m::asm::wfi();
     }
 
-    let engine: &'static mut Engine = match Engine::new(cfg, reg, clock.now()) {
-        Ok(e) => ENGINE.write(e),
+    let engine: &'static mut Engine = match make_engine(engine, cfg, reg, clock.now()) {
+        Ok(e) => e,
         Err(e) => {
             log!("fatal: engine configuration refused: {}", defmt::Display2Format(&e));
             fatal()
@@ -134,36 +179,83 @@ fn main() -> ! {
     }
     log!(
         "node {} up: incarnation {=u32}, key {}, apps devmgr <- cfgmgr <- vlan, max frame {=usize}, \
-         heartbeat 100 ms x 3, engine {=usize} bytes",
+         heartbeat {=u64} ms x 3, engine {=usize} bytes",
         SlotName(slot),
         incarnation,
         KeyName(engine.key_status().sending),
         MAX_FRAME,
+        HEARTBEAT_MS,
         core::mem::size_of::<Engine>()
     );
-    let mut s = Statics { engine, host, link, rx: RX_FRAME, tx: TX_FRAME };
-    run(&clock, &mut s, &mut store)
+    (clock, Statics { engine, host, link, rx, tx }, store)
+}
+
+/// The backplane, in its static. Not inlined, nor is [`make_engine`]: each
+/// builds a large value on the stack, one after the other, not both at once.
+#[inline(never)]
+fn make_link(
+    slot: &'static mut MaybeUninit<Backplane>,
+    uart1: uart::BoardUart,
+    uart2: uart::BoardUart,
+) -> &'static mut Backplane {
+    let paths = [Path::new(uart1), Path::new(uart2)];
+    match Backplane::new(paths, classify, Duration::from_millis(DEAD_AFTER_MS)) {
+        Some(b) => slot.write(b),
+        None => fatal(),
+    }
+}
+
+/// The engine, in its static.
+#[inline(never)]
+fn make_engine(
+    slot: &'static mut MaybeUninit<Engine>,
+    cfg: Config,
+    reg: AppRegistry<{ APPS.len() }>,
+    now: msm_time::Instant,
+) -> Result<&'static mut Engine, msm_checkpoint::ConfigError> {
+    Ok(slot.write(Engine::new(cfg, reg, now)?))
 }
 
 fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>) -> ! {
     let mut pending: Option<usize> = None;
     let mut last_bad = 0u64;
     let mut refused = 0u64;
+    let mut states = [PathState::Unknown; PATHS];
     loop {
         let now = clock.now();
         let mut busy = false;
+
+        // The paths' health: when data moved to another path, what was in
+        // flight on the old one goes again now.
+        if s.link.tick(now) {
+            let to = s.link.data_path() + 1;
+            log!("backplane: data on path {=usize} (UART{=usize}) now", to, to);
+            s.engine.link_changed(now);
+        }
+        for (i, was) in states.iter_mut().enumerate() {
+            let state = s.link.state(i);
+            if state != *was {
+                log!("backplane path {=usize} (UART{=usize}) {=str}", i + 1, i + 1, state_name(state));
+                *was = state;
+            }
+        }
 
         // Receive every complete frame.
         loop {
             match s.link.recv(&mut s.rx[..]) {
                 Ok(Some(n)) => {
                     busy = true;
-                    if let Err(e) = s.engine.handle_frame(now, &s.rx[..n], s.host) {
-                        // The first and every 100th: a module with another key
-                        // would otherwise fill the log ten lines a second.
-                        refused += 1;
-                        if refused == 1 || refused % 100 == 0 {
-                            log!("frame refused ({=u64} so far): {}", refused, defmt::Display2Format(&e));
+                    match s.engine.handle_frame(now, &s.rx[..n], s.host) {
+                        // A heartbeat's copy from the other path.
+                        Ok(()) | Err(FrameError::Duplicate { .. }) => {}
+                        Err(e) => {
+                            s.link.refused();
+                            // The first and every 100th: a module with another key
+                            // would otherwise fill the log ten lines a second.
+                            refused += 1;
+                            if refused == 1 || refused.is_multiple_of(100) {
+                                log!("frame refused ({=u64} so far): {}", refused, defmt::Display2Format(&e));
+                            }
                         }
                     }
                 }
@@ -179,7 +271,7 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
             log!(
                 "backplane: {=u64} damaged frame(s) dropped so far, {=u32} byte(s) lost at the receive ring",
                 bad,
-                s.link.inner().overruns()
+                overruns(s.link)
             );
             last_bad = bad;
         }
@@ -225,9 +317,28 @@ fn run(clock: &clock::Clock, s: &mut Statics, store: &mut Option<storage::Store>
     }
 }
 
+/// Damaged frames dropped on both paths.
 fn framing_errors(link: &Backplane) -> u64 {
-    let c = link.counters();
-    u64::from(c.bad_crc) + u64::from(c.oversize) + u64::from(c.resyncs) + u64::from(c.runts)
+    link.links()
+        .map(|l| {
+            let c = l.counters();
+            u64::from(c.bad_crc) + u64::from(c.oversize) + u64::from(c.resyncs) + u64::from(c.runts)
+        })
+        .sum()
+}
+
+/// Bytes both receive rings dropped.
+fn overruns(link: &Backplane) -> u32 {
+    link.links().map(|l| l.inner().overruns()).fold(0, u32::wrapping_add)
+}
+
+fn state_name(state: PathState) -> &'static str {
+    match state {
+        // As the Linux node's `show switch` says them.
+        PathState::Up => "up",
+        PathState::Down => "DOWN",
+        PathState::Unknown => "never heard",
+    }
 }
 
 fn log_send_error(e: UartError<Infallible>) {

@@ -924,3 +924,45 @@ fn a_forced_switchover_bulks_only_the_streams_that_diverged() {
     sim.run_for(Duration::from_millis(100)).unwrap();
     sim.check_converged().unwrap();
 }
+
+/// A partition longer than the detection time, without a crash: B takes
+/// over while A lives on as master and changes one application only. When
+/// they meet, A steps down (a split brain); every stream it changed nothing
+/// of since B's last acknowledgement continues without a bulk, the one it
+/// changed is named `Diverged` and bulked, and the pair converges on B's state.
+#[test]
+fn after_a_partition_only_the_streams_the_old_master_changed_are_bulked() {
+    use msm_checkpoint::RebulkReason;
+    for seed in 0..5u64 {
+        let mut sim = synced(SimConfig::chassis(2), 300 + seed);
+        churn(&mut sim, Duration::from_millis(20), Duration::from_micros(300), &[0, 2, 3], 50);
+        sim.run_for(Duration::from_millis(20)).unwrap(); // everything acknowledged
+        sim.partition(A, B, Duration::from_millis(120));
+        assert!(sim.run_until_cond(Duration::from_millis(100), |s| s.masters().len() == 2).unwrap());
+        for k in 0..10 {
+            sim.change_on(A, 3, k, Op::Set); // A: fdb only
+            sim.change_on(B, 2, k, Op::Set); // B: vlan
+            sim.run_for(Duration::from_millis(2)).unwrap();
+        }
+        let before = [A, B].map(|i| all_bulks(&sim, i));
+        assert!(sim.run_until_cond(Duration::from_millis(500), |s| s.masters() == vec![B]).unwrap());
+        assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap(), "seed {seed}");
+        let app3 = sim.app_id(A, 3);
+        let diverged: Vec<_> = sim.nodes[B]
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Rebulk { stream, reason: RebulkReason::Diverged } => Some(*stream),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(diverged, vec![msm_checkpoint::Stream::App(app3)], "seed {seed}: only fdb diverged");
+        let continued =
+            sim.nodes[A].events.iter().filter(|(_, e)| matches!(e, Event::StreamContinued(_))).count();
+        // Two config streams and every application but fdb.
+        assert_eq!(continued, 2 + sim.cfg.apps.len() - 1, "seed {seed}: every other stream continued");
+        assert_eq!(all_bulks(&sim, A), before[0] + 1, "seed {seed}: one bulk, of fdb");
+        sim.run_for(Duration::from_millis(100)).unwrap();
+        sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+    }
+}

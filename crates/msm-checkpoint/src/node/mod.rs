@@ -411,7 +411,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     // hold: its streams continue without a bulk.
                     // (Another module chosen as backup instead ends that session.)
                     if let Some((slot, incarnation)) = old {
-                        self.sender.continue_after_handover(slot, incarnation, term.raw(), &mut self.streams);
+                        self.sender.continue_for_old_master(slot, incarnation, term.raw(), &mut self.streams);
                     }
                 }
                 Ok(())
@@ -527,8 +527,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let split = !self.sender.handover_in_progress();
         let discarded = self.streams.unacknowledged();
         let our_term = self.members.term;
-        // After `run msm-failover`: what the backup acknowledged whole is what
-        // we hold, as its backup now.
+        // What the backup acknowledged to the last record is what we hold,
+        // as its backup now (after `run msm-failover`, every stream; after a
+        // split brain, those we changed nothing of since).
         self.sender.hand_over_streams(self.members.term.raw(), &mut self.streams);
         self.sender.end_session(&mut self.streams, &mut self.timers);
         self.members.backup = None;
@@ -545,7 +546,15 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         self.timers.stop(Timer::PartnerSuspect);
         self.events.push(Event::PeerLost(self.members.master.unwrap_or(self.cfg.slot)));
         if self.members.role == Role::Backup {
+            let old = self.partner().filter(|p| Some(p.0) == self.members.master);
+            let old_term = self.members.term.raw();
             self.promote(now, host);
+            // If the old master lived (a partition, not a crash), it comes
+            // back holding what it had: the streams it had made no change
+            // to since our last acknowledgement continue without a bulk.
+            if let Some((slot, incarnation)) = old {
+                self.sender.continue_for_old_master(slot, incarnation, old_term, &mut self.streams);
+            }
             return;
         }
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);

@@ -296,11 +296,14 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         true
     }
 
-    /// After `run msm-failover` made this node master: continue every stream
-    /// whose state this node held whole from the old master, each under a
-    /// new epoch that records from now on, and hold a session open for the
-    /// old master (`slot`, `incarnation`) to come back to.
-    pub(crate) fn continue_after_handover<const A: usize>(
+    /// This node just became master in place of `slot` (`run msm-failover`,
+    /// or its master fell silent): continue every stream whose state this
+    /// node held whole from the old master, each under a new epoch that
+    /// records from now on, and hold a session open for the old master
+    /// (`slot`, `incarnation`) to come back to. It continues a stream only
+    /// if it offers exactly the point we hold (see `continue_stream`); a
+    /// crashed and restarted one is another incarnation and gets none.
+    pub(crate) fn continue_for_old_master<const A: usize>(
         &mut self,
         slot: Slot,
         incarnation: u32,
@@ -327,14 +330,14 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         self.continued = 0;
     }
 
-    /// The old master's side of `run msm-failover`, as it steps down: every
-    /// stream the backup acknowledged whole is, from now on, what this node
-    /// holds as a backup would (term, epoch, last sequence number), so its
-    /// hello offers the new master exactly the point it continues from.
+    /// The old master's side, as it steps down (after `run msm-failover`, or
+    /// a partition that made another master): every stream the backup
+    /// acknowledged to its last record is, from now on, what this node holds
+    /// as a backup would (term, epoch, last sequence number), so its hello
+    /// offers the new master exactly the point it may continue from. A
+    /// stream with a change the backup never acknowledged is not: its state
+    /// here has moved on from anything the new master holds.
     pub(crate) fn hand_over_streams<const A: usize>(&self, term: u64, streams: &mut Streams<A>) {
-        if self.handover.is_none() {
-            return;
-        }
         for sid in streams.ids() {
             let st = streams.get_mut(sid);
             let tx = &st.tx;

@@ -1,8 +1,10 @@
 //! The backplane of an emulated MSM, chosen by a `--backplane` spec:
 //!
-//! - `unix:<own path>:<peer path>` (default in `cargo xtask emu`): Unix
-//!   datagram sockets by path; a peer that is down or restarting is a lost
-//!   frame, not an error, so nodes can come and go.
+//! - `unix:<own path>:<peer path>[+<peer path>...]` (default in `cargo xtask
+//!   emu`): Unix datagram sockets by path; a peer that is down or restarting
+//!   is a lost frame, not an error, so nodes can come and go. With several
+//!   peers (a chassis of three or four modules) it is a bus: every frame goes
+//!   to each, and each takes what is addressed to it.
 //! - `udp:<bind addr>,<peer addr>`: UDP datagrams.
 //! - `serial:<device>`: a serial port or a pty (e.g. the one QEMU prints for
 //!   a board's UART), COBS/CRC-32C framed.
@@ -15,11 +17,11 @@ use std::path::PathBuf;
 use msm_backplane::{ErrorType, Link};
 use msm_backplane_linux::{Datagram, DatagramLink, Error, SerialLink, UdpLink};
 
-/// A Unix datagram socket bound to its own path, sending to the peer's path.
+/// A Unix datagram socket bound to its own path, sending to each peer's path.
 #[derive(Debug)]
 pub struct PathDatagram {
     sock: UnixDatagram,
-    peer: PathBuf,
+    peers: Vec<PathBuf>,
 }
 
 impl AsFd for PathDatagram {
@@ -32,11 +34,25 @@ impl Datagram for PathDatagram {
     /// A peer not bound yet (down, restarting) loses the frame, like a cable
     /// to an empty slot.
     const REFUSED_IS_LOSS: bool = true;
+    /// On a bus, a peer that is down or full misses the frame, as on a
+    /// shared backplane; only when no peer took it does the frame count as
+    /// lost (or, all full, as "try again").
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.send_to(buf, &self.peer).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => io::Error::from(io::ErrorKind::ConnectionRefused),
-            _ => e,
-        })
+        let mut last = None;
+        for peer in &self.peers {
+            match self.sock.send_to(buf, peer) {
+                Ok(n) if self.peers.len() == 1 => return Ok(n),
+                Ok(_) => last = Some(Ok(buf.len())),
+                Err(e) if last.as_ref().is_some_and(Result::is_ok) => drop(e),
+                Err(e) => {
+                    last = Some(Err(match e.kind() {
+                        io::ErrorKind::NotFound => io::Error::from(io::ErrorKind::ConnectionRefused),
+                        _ => e,
+                    }))
+                }
+            }
+        }
+        last.unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::ConnectionRefused)))
     }
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.sock.recv(buf)
@@ -57,11 +73,16 @@ impl Backplane {
         let (kind, rest) = spec.split_once(':').ok_or_else(|| bad("expected unix:, udp: or serial:"))?;
         match kind {
             "unix" => {
-                let (own, peer) =
-                    rest.split_once(':').ok_or_else(|| bad("expected unix:<own path>:<peer path>"))?;
+                let (own, peers) = rest
+                    .split_once(':')
+                    .ok_or_else(|| bad("expected unix:<own path>:<peer path>[+<peer path>...]"))?;
+                let peers: Vec<PathBuf> = peers.split('+').map(PathBuf::from).collect();
+                if peers.iter().any(|p| p.as_os_str().is_empty()) {
+                    return Err(bad("an empty peer path"));
+                }
                 let _ = std::fs::remove_file(own);
                 let sock = UnixDatagram::bind(own).map_err(|e| bad(&format!("bind {own}: {e}")))?;
-                let link = DatagramLink::new(PathDatagram { sock, peer: PathBuf::from(peer) }, max_frame)
+                let link = DatagramLink::new(PathDatagram { sock, peers }, max_frame)
                     .map_err(|e| bad(&e.to_string()))?;
                 Ok(Backplane::Unix(link))
             }
@@ -131,5 +152,28 @@ impl Link for Backplane {
             Backplane::Udp(l) => l.tx_pending(),
             Backplane::Serial(l) => l.tx_pending(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_unix_bus_sends_each_frame_to_every_peer_and_a_missing_peer_loses_only_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let b = UnixDatagram::bind(p("b")).unwrap();
+        let c = UnixDatagram::bind(p("c")).unwrap();
+        let spec = format!("unix:{}:{}+{}+{}", p("a"), p("b"), p("gone"), p("c"));
+        let mut a = Backplane::open(&spec, 256).unwrap();
+        a.send(b"frame").unwrap();
+        let mut buf = [0u8; 16];
+        for peer in [&b, &c] {
+            let n = peer.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"frame");
+        }
+        assert!(Backplane::open(&format!("unix:{}:{}+", p("x"), p("b")), 256).unwrap_err().contains("empty"));
     }
 }

@@ -38,7 +38,10 @@ impl Drop for Reaped {
 pub struct Chassis {
     pub dir: PathBuf,
     pub bin: PathBuf,
-    pub children: [Option<Child>; 2],
+    /// By slot, A to D.
+    pub children: [Option<Child>; 4],
+    /// Modules in the chassis (2 to 4): each one's backplane reaches every other.
+    pub nodes: usize,
     /// Extra flags every node gets (heartbeat, churn...).
     pub common: Vec<String>,
     /// Nodes get the chassis key ([`key_path`](Self::key_path), created at
@@ -57,7 +60,12 @@ pub struct Chassis {
 }
 
 pub fn slot_index(slot: char) -> usize {
-    if slot == 'A' { 0 } else { 1 }
+    match slot {
+        'B' => 1,
+        'C' => 2,
+        'D' => 3,
+        _ => 0,
+    }
 }
 
 impl Chassis {
@@ -66,7 +74,8 @@ impl Chassis {
         Chassis {
             dir: dir.into(),
             bin: bin.into(),
-            children: [None, None],
+            children: [None, None, None, None],
+            nodes: 2,
             common: Vec::new(),
             authenticated: true,
             taps: [None, None],
@@ -132,6 +141,15 @@ impl Chassis {
     /// The backplane of `slot`: a Unix datagram socket to the other slot's
     /// (or to its tap).
     pub fn backplane(&self, slot: char) -> String {
+        if self.nodes > 2 {
+            // A bus: every other module's socket.
+            let peers: Vec<String> = ['A', 'B', 'C', 'D'][..self.nodes.min(4)]
+                .iter()
+                .filter(|&&s| s != slot)
+                .map(|&s| self.path(s, "sock").display().to_string())
+                .collect();
+            return format!("unix:{}:{}", self.path(slot, "sock").display(), peers.join("+"));
+        }
         let other = if slot == 'A' { 'B' } else { 'A' };
         let to = self.taps[slot_index(slot)].clone().unwrap_or_else(|| self.path(other, "sock"));
         format!("unix:{}:{}", self.path(slot, "sock").display(), to.display())

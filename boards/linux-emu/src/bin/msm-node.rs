@@ -32,8 +32,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 #[derive(Parser, Debug)]
 #[command(name = "msm-node", about = "One emulated MSM (management module)")]
 struct Args {
-    /// Slot: A or B.
-    #[arg(long, value_parser = ["A", "B"])]
+    /// Slot: A or B; C and D in a chassis of three or four modules.
+    #[arg(long, value_parser = ["A", "B", "C", "D"])]
     slot: String,
     /// Election priority (lower wins); default: from the saved configuration or flash settings.
     #[arg(long)]
@@ -204,8 +204,7 @@ fn log_init(level: &str) {
 
 fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     let start = |e: anyhow::Error| (1u8, e);
-    let slot =
-        Slot::new(if args.slot == "A" { 0 } else { 1 }).ok_or_else(|| start(anyhow::anyhow!("bad slot")))?;
+    let slot = Slot::new(args.slot.as_bytes()[0] - b'A').ok_or_else(|| start(anyhow::anyhow!("bad slot")))?;
     msm_linux_emu::churn::check_fdb(args.fdb).map_err(|e| start(anyhow::anyhow!(e)))?;
     if args.churn > MAX_CHURN {
         return Err(start(anyhow::anyhow!("--churn {}: at most {MAX_CHURN} changes per second", args.churn)));

@@ -15,18 +15,13 @@ use msm_checkpoint::Key;
 use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
 mod common;
 
-use common::{HB, chassis, no_failover, pair, switch};
+use common::{HB, chassis, no_failover, pair, rebulks, switch};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rebulks(c: &Chassis) -> u64 {
-    let j = c.ask('A', &Request::ShowCheckpointData { process: None }).unwrap();
-    j.as_array().unwrap().iter().map(|r| r["rebulks"].as_u64().unwrap_or(0)).sum()
-}
 
 fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
     j["frame_errors"]["by_slot"]

@@ -6,8 +6,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::digests;
+
 use msm_flash::ConfigName;
-use msm_linux_emu::apps::APPS;
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::{Request, Response};
 use msm_linux_emu::flash::BoardFlash;
@@ -34,15 +37,6 @@ fn master(c: &mut Chassis, slot: char, extra: &[&str]) {
 fn configure(c: &Chassis, slot: char, lines: &[&str]) -> Response {
     c.call(slot, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None })
         .unwrap()
-}
-
-fn digests(c: &Chassis, slot: char) -> Vec<String> {
-    APPS.iter()
-        .map(|(n, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
-            format!("{n}:{}:{}", j["entries"], j["digest"])
-        })
-        .collect()
 }
 
 fn state(c: &Chassis, slot: char) -> Vec<std::collections::BTreeMap<u64, String>> {

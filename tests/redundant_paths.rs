@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{HB, chassis, log, no_failover, pair, switch};
+use common::{HB, chassis, digests, log, no_failover, pair, rebulks, switch};
 use msm_linux_emu::chassis::{CabledPath, Chassis};
 use msm_linux_emu::control::Request;
 use serde_json::Value;
@@ -25,19 +25,6 @@ fn paths(c: &Chassis, slot: char) -> Vec<Value> {
 fn path_is(c: &Chassis, slot: char, i: usize, state: &str, data: usize) -> bool {
     let p = paths(c, slot);
     p.len() == 2 && p[i]["state"] == state && p[data]["data"] == true
-}
-
-fn rebulks(c: &Chassis) -> u64 {
-    let j = c.ask('A', &Request::ShowCheckpointData { process: None }).unwrap();
-    j.as_array().unwrap().iter().map(|r| r["rebulks"].as_u64().unwrap_or(0)).sum()
-}
-
-fn digests(c: &Chassis, slot: char) -> Vec<String> {
-    ["devmgr", "vlan", "fdb", "ospf", "bgp", "aaa"]
-        .iter()
-        .filter_map(|n| c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).ok())
-        .map(|j| format!("{}:{}", j["entries"], j["digest"]))
-        .collect()
 }
 
 fn data_sent_on(c: &Chassis, slot: char, i: usize) -> u64 {

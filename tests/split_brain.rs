@@ -1,5 +1,5 @@
 //! Split brain with real `msm-node` processes: the backplane between A and B
-//! is cut (two taps that stop forwarding) for longer than the detection
+//! is cut (its cables stop forwarding) for longer than the detection
 //! time, so B takes over while A stays master; both make changes; the cut
 //! heals. A, of the lower term, steps down and follows B, and tells the
 //! operator: `show switch` (text and JSON) and the log say when, to whom,
@@ -7,52 +7,14 @@
 //! A's flash image lists exactly those changes. Every wait has a deadline.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod common;
 
 use common::{HB, chassis, log, pair, switch};
+use msm_linux_emu::chassis::CabledPath;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
-
-/// Forwards every datagram sent to `at` on to `to`, unless `cut`.
-struct Tap {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Tap {
-    fn start(at: &Path, to: &Path, cut: Arc<AtomicBool>) -> Tap {
-        let sock = UnixDatagram::bind(at).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, to) = (stop.clone(), to.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    if !cut.load(Ordering::Relaxed) {
-                        let _ = sock.send_to(&buf[..n], &to);
-                    }
-                }
-            }
-        });
-        Tap { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn role(j: &Value) -> &str {
     j["role"].as_str().unwrap_or("")
@@ -61,11 +23,8 @@ fn role(j: &Value) -> &str {
 #[test]
 fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     let (_d, mut c) = chassis(HB);
-    let cut = Arc::new(AtomicBool::new(false));
-    let (tap_a, tap_b) = (c.dir.join("tap-a.sock"), c.dir.join("tap-b.sock"));
-    let _ta = Tap::start(&tap_a, &c.path('B', "sock"), cut.clone());
-    let _tb = Tap::start(&tap_b, &c.path('A', "sock"), cut.clone());
-    c.taps = [Some(tap_a), Some(tap_b)];
+    let (cable, taps) = CabledPath::lay(&c, 1).unwrap();
+    c.taps = taps;
     // A's journal: every change it makes and what the engine reported checkpointed, to check the file against.
     c.journal = true;
     pair(&mut c, &["--churn", "200"]);
@@ -73,7 +32,7 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     assert_eq!(switch(&c, 'A')["split_brain"], Value::Null);
 
     // The partition: longer than the detection time (3 x 20 ms), so B takes over.
-    cut.store(true, Ordering::Relaxed);
+    cable.set_cut(true);
     c.wait("B master while A still is", Duration::from_secs(5), |c| {
         Ok(role(&switch(c, 'B')) == "MASTER" && role(&switch(c, 'A')) == "MASTER")
     })
@@ -85,7 +44,7 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     c.ask('A', &Request::Configure { lines: lines_a, wait: None }).unwrap();
     let lines_b = vec!["create vlan kept1 tag 3101".to_string()];
     c.ask('B', &Request::Configure { lines: lines_b, wait: None }).unwrap();
-    cut.store(false, Ordering::Relaxed);
+    cable.set_cut(false);
 
     c.wait("A follows B", Duration::from_secs(10), |c| {
         let a = switch(c, 'A');

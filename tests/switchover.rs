@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{HB, chassis, pair, switch};
+use common::{HB, chassis, digests, pair, switch};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 
@@ -17,14 +17,6 @@ use msm_linux_emu::control::Request;
 fn bulks(c: &Chassis, slot: char) -> u64 {
     let j = c.ask(slot, &Request::ShowCheckpointData { process: None }).unwrap();
     j.as_array().unwrap().iter().map(|r| r["bulks"].as_u64().unwrap()).sum()
-}
-
-fn digests(c: &Chassis, slot: char) -> Vec<String> {
-    ["devmgr", "vlan", "fdb", "ospf", "bgp", "aaa"]
-        .iter()
-        .filter_map(|n| c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).ok())
-        .map(|j| format!("{}:{}", j["entries"], j["digest"]))
-        .collect()
 }
 
 #[test]

@@ -8,20 +8,12 @@ use std::time::Duration;
 
 mod common;
 
-use common::{HB, chassis, switch};
+use common::{HB, chassis, digests, switch};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 
 fn role(c: &Chassis, slot: char) -> String {
     c.role(slot).unwrap_or_default()
-}
-
-fn digests(c: &Chassis, slot: char) -> Vec<String> {
-    ["devmgr", "vlan", "fdb", "ospf", "bgp", "aaa"]
-        .iter()
-        .filter_map(|n| c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).ok())
-        .map(|j| format!("{}:{}", j["entries"], j["digest"]))
-        .collect()
 }
 
 #[test]

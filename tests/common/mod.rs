@@ -35,6 +35,23 @@ pub fn log(c: &Chassis, slot: char) -> String {
     std::fs::read_to_string(c.path(slot, "log")).unwrap_or_default()
 }
 
+/// Entries and digest of every application on `slot`, for comparing two nodes.
+pub fn digests(c: &Chassis, slot: char) -> Vec<String> {
+    msm_linux_emu::apps::APPS
+        .iter()
+        .map(|(n, _, _)| {
+            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
+            format!("{n}:{}:{}", j["entries"], j["digest"])
+        })
+        .collect()
+}
+
+/// Bulk transfers the master started again after the first (all streams).
+pub fn rebulks(c: &Chassis) -> u64 {
+    let j = c.ask('A', &Request::ShowCheckpointData { process: None }).unwrap();
+    j.as_array().unwrap().iter().map(|r| r["rebulks"].as_u64().unwrap_or(0)).sum()
+}
+
 /// Neither node changed role or term since `term` (no failover happened).
 pub fn no_failover(c: &Chassis, term: &Value) {
     let a = switch(c, 'A');

@@ -137,9 +137,7 @@ pub(crate) fn run() -> Result<()> {
     }
 
     // A bulk of a million MAC entries to a fresh backup.
-    let dir = crate::soak::target_dir().join("load-bulk");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::soak::fresh_dir("load-bulk")?;
     let mut c = Chassis::new(&dir, &bin);
     c.common = vec!["--heartbeat-ms".into(), HEARTBEAT_MS.to_string(), "--miss".into(), "3".into()];
     c.start('A', &["--fdb", "1000000"])?;

@@ -35,9 +35,7 @@ fn longest_wait(w: &mut Client, d: Duration, next: &mut u64) -> Result<Duration>
 }
 
 pub(crate) fn run(bin: &Path) -> Result<()> {
-    let dir = crate::soak::target_dir().join("path-loss");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::soak::fresh_dir("path-loss")?;
     let mut c = Chassis::new(&dir, bin);
     c.journal = false;
     c.common = ["--heartbeat-ms", "10", "--miss", "3", "--process", "bench:1"].map(String::from).to_vec();

@@ -156,6 +156,14 @@ pub(crate) fn release_bins() -> Result<PathBuf> {
     Ok(target_dir().join("release"))
 }
 
+/// An empty directory `name` under the target directory, for a benchmark's chassis.
+pub(crate) fn fresh_dir(name: &str) -> Result<PathBuf> {
+    let dir = target_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 pub(crate) fn target_dir() -> PathBuf {
     let root = cmd::workspace_root();
     match std::env::var_os("CARGO_TARGET_DIR") {

@@ -22,9 +22,7 @@ fn sent(c: &Chassis, slot: char) -> Result<u64> {
 }
 
 pub(crate) fn run(bin: &Path) -> Result<()> {
-    let dir = crate::soak::target_dir().join("switchover");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::soak::fresh_dir("switchover")?;
     let mut c = Chassis::new(&dir, bin);
     c.journal = false;
     c.common = ["--heartbeat-ms", "10", "--miss", "3", "--fdb", "1000000"].map(String::from).to_vec();

@@ -47,8 +47,6 @@ pub enum PathState {
 /// One path's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathStats {
-    /// Filled in by [`Redundant::stats`].
-    pub last_heard: Option<Instant>,
     pub rx: u64,
     pub tx: u64,
     pub rx_bytes: u64,
@@ -185,7 +183,12 @@ impl<L: Link, const N: usize> Redundant<L, N> {
     }
 
     pub fn stats(&self, i: usize) -> Option<PathStats> {
-        self.paths.get(i).map(|p| PathStats { last_heard: self.health.last_heard(i), ..p.1 })
+        self.paths.get(i).map(|p| p.1)
+    }
+
+    /// When path `i` was last heard from.
+    pub fn last_heard(&self, i: usize) -> Option<Instant> {
+        self.health.last_heard(i)
     }
 
     /// The path data goes on.

@@ -893,12 +893,28 @@ fn switchovers_back_and_forth_send_no_bulk_after_the_first_sync() {
     }
 }
 
+/// The streams master `node` named `Diverged` and bulked, in order.
+fn diverged(sim: &Sim, node: usize) -> Vec<msm_checkpoint::Stream> {
+    sim.nodes[node]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Rebulk { stream, reason: msm_checkpoint::RebulkReason::Diverged } => Some(*stream),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Streams backup `node` continued across a switchover without a bulk.
+fn continued(sim: &Sim, node: usize) -> usize {
+    sim.nodes[node].events.iter().filter(|(_, e)| matches!(e, Event::StreamContinued(_))).count()
+}
+
 /// A forced switchover with changes still unacknowledged: the streams the
 /// old master had not handed over whole are named `Diverged` and bulked,
 /// the others continue, and the pair converges.
 #[test]
 fn a_forced_switchover_bulks_only_the_streams_that_diverged() {
-    use msm_checkpoint::RebulkReason;
     let mut sim = synced(SimConfig::chassis(2), 21);
     sim.set_faults(FaultConfig { latency: Duration::from_millis(2), ..link::CLEAN });
     // Changes on fdb only, and the handover before the backup acknowledged them.
@@ -908,16 +924,8 @@ fn a_forced_switchover_bulks_only_the_streams_that_diverged() {
     sim.failover(true).unwrap();
     assert!(sim.run_until_cond(Duration::from_millis(200), |s| s.master() == Some(B)).unwrap());
     assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
-    let diverged: Vec<_> = sim.nodes[B]
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::Rebulk { stream, reason: RebulkReason::Diverged } => Some(*stream),
-            _ => None,
-        })
-        .collect();
-    let continued =
-        sim.nodes[A].events.iter().filter(|(_, e)| matches!(e, Event::StreamContinued(_))).count();
+    let diverged = diverged(&sim, B);
+    let continued = continued(&sim, A);
     assert!(!diverged.is_empty(), "the fdb stream was not handed over whole");
     assert!(continued > 0, "the others continue");
     assert_eq!(diverged.len() + continued, 2 + sim.cfg.apps.len(), "every stream is one or the other");
@@ -932,7 +940,6 @@ fn a_forced_switchover_bulks_only_the_streams_that_diverged() {
 /// changed is named `Diverged` and bulked, and the pair converges on B's state.
 #[test]
 fn after_a_partition_only_the_streams_the_old_master_changed_are_bulked() {
-    use msm_checkpoint::RebulkReason;
     for seed in 0..5u64 {
         let mut sim = synced(SimConfig::chassis(2), 300 + seed);
         churn(&mut sim, Duration::from_millis(20), Duration::from_micros(300), &[0, 2, 3], 50);
@@ -948,17 +955,9 @@ fn after_a_partition_only_the_streams_the_old_master_changed_are_bulked() {
         assert!(sim.run_until_cond(Duration::from_millis(500), |s| s.masters() == vec![B]).unwrap());
         assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap(), "seed {seed}");
         let app3 = sim.app_id(A, 3);
-        let diverged: Vec<_> = sim.nodes[B]
-            .events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Event::Rebulk { stream, reason: RebulkReason::Diverged } => Some(*stream),
-                _ => None,
-            })
-            .collect();
+        let diverged = diverged(&sim, B);
         assert_eq!(diverged, vec![msm_checkpoint::Stream::App(app3)], "seed {seed}: only fdb diverged");
-        let continued =
-            sim.nodes[A].events.iter().filter(|(_, e)| matches!(e, Event::StreamContinued(_))).count();
+        let continued = continued(&sim, A);
         // Two config streams and every application but fdb.
         assert_eq!(continued, 2 + sim.cfg.apps.len() - 1, "seed {seed}: every other stream continued");
         assert_eq!(all_bulks(&sim, A), before[0] + 1, "seed {seed}: one bulk, of fdb");

@@ -165,7 +165,7 @@ impl<L: Link> MsmNode<L> {
                     name: self.path_names.get(i).cloned().unwrap_or_else(|| format!("path {}", i + 1)),
                     state: self.link.state(i),
                     data: self.link.data_path() == i,
-                    silent_for: stats.last_heard.map(|t| now.saturating_since(t)),
+                    silent_for: self.link.last_heard(i).map(|t| now.saturating_since(t)),
                     stats,
                 })
             })

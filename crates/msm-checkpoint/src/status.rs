@@ -194,6 +194,34 @@ pub struct SwitchStatus {
     pub slot_conflict: Option<Slot>,
     /// The last split brain this node lost since it booted.
     pub last_split_brain: Option<SplitBrain>,
+    /// Master: where each standby's copy of the configuration is, by slot
+    /// (standbys that have reported).
+    pub standby_config: [Option<ConfigCopy>; MAX_NODES],
+}
+
+/// Master: how a standby's copy of the configuration (saved and active)
+/// stands against the master's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfigCopy {
+    /// The master has nothing to send it yet: no backup session, or a bulk
+    /// of the configuration to the backup is in progress.
+    Waiting,
+    /// Records or a snapshot are on their way.
+    Copying,
+    /// Both streams are at the master's point.
+    InSync,
+}
+
+impl ConfigCopy {
+    /// "In Sync", "copying", "waiting".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConfigCopy::Waiting => "waiting",
+            ConfigCopy::Copying => "copying",
+            ConfigCopy::InSync => "In Sync",
+        }
+    }
 }
 
 /// Refused frames by cause, for `show node` style diagnostics.
@@ -278,7 +306,14 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
         } else if let Some(p) = &s.peers[i] {
             let role = if p.alive { p.role } else { Role::Init };
             let sync = if p.alive && p.role == Role::Backup { s.sync.clone() } else { SyncState::NoMaster };
-            if p.alive {
+            if p.alive && p.role == Role::Standby && s.standby_config[i].is_some() {
+                let copy = s.standby_config[i].map_or("", ConfigCopy::as_str);
+                let mut label: String<48> = String::new();
+                let _ = write!(label, "STANDBY (config {copy})");
+                let (slot, term) = (DisplaySlot(p.slot, false), DisplayTerm(p.term));
+                let (prio, health) = (p.priority, p.health);
+                writeln!(out, "{slot:<10} {:<28} {term:<6} {prio:<8} {health:<8}", label.as_str())?;
+            } else if p.alive {
                 switch_line(out, p.slot, role, &sync, p.term, p.priority, p.health, false)?;
             } else {
                 writeln!(out, "{:<10} {:<28}", DisplaySlot(p.slot, false), "DOWN")?;
@@ -404,6 +439,7 @@ mod tests {
             errors: FrameErrors::default(),
             slot_conflict: None,
             last_split_brain: None,
+            standby_config: [None; MAX_NODES],
         };
         let mut out: String<1024> = String::new();
         render_switch(&s, &mut out).unwrap();

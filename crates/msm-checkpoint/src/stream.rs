@@ -24,6 +24,15 @@ impl Digest {
     pub(crate) fn value(&self) -> u64 {
         self.0.clone().finalize()
     }
+    /// A digest that continues from `value`, a running digest's
+    /// [`value`](Self::value): a standby that received a stream's state as a
+    /// snapshot goes on from the master's digest at that point.
+    pub(crate) fn resume(value: u64) -> Self {
+        // CRC-64/XZ is reflected in and out: the running register is the
+        // finalized value without the final XOR; `digest_with_initial` takes
+        // it bit-reversed, as it takes an algorithm's `init`.
+        Digest(CRC64.digest_with_initial((value ^ crc::CRC_64_XZ.xorout).reverse_bits()))
+    }
 }
 
 impl core::fmt::Debug for Digest {
@@ -199,6 +208,30 @@ impl Tx {
         self.epoch = epoch;
     }
 
+    /// The point (`term`, epoch, sequence number) whose state is exactly
+    /// this master's now: every record of the stream is made, none pending
+    /// in a bulk. A module that holds that point whole holds our state.
+    pub(crate) fn exact_point(&self, term: u64) -> Option<(u64, u32, u64)> {
+        if !self.recording || !matches!(self.phase, Phase::Synced | Phase::Ending) {
+            return None;
+        }
+        match (self.next_seq, self.continues) {
+            // Continued and nothing recorded since: the point continued from.
+            (1, Some(point)) => Some(point),
+            (1, None) => None,
+            (next, _) => Some((term, self.epoch, next - 1)),
+        }
+    }
+
+    /// The session ends but this node stays master: the stream's exact
+    /// point, if it has one, is kept as the point a new backup may
+    /// continue from (a standby holds the configuration at it).
+    pub(crate) fn stop_keeping_point(&mut self, term: u64) {
+        let point = self.exact_point(term);
+        self.stop();
+        self.continues = point;
+    }
+
     /// Changes handed out in the current mastership that no backup
     /// acknowledged: above both [`since`](Self::since) and `checkpointed`.
     pub(crate) fn unacknowledged(&self) -> u64 {
@@ -275,5 +308,23 @@ pub(crate) struct StreamState {
 impl StreamState {
     pub(crate) fn new() -> Self {
         StreamState { tx: Tx::new(), rx: Rx::new(), counters: Counters::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_digest_continues_as_the_running_one() {
+        let mut whole = Digest::new();
+        whole.update(b"vlan 10 name red\n");
+        let resumed_from = whole.value();
+        whole.update(b"vlan 20 name blue\n");
+        let mut resumed = Digest::resume(resumed_from);
+        assert_eq!(resumed.value(), resumed_from);
+        resumed.update(b"vlan 20 name blue\n");
+        assert_eq!(resumed.value(), whole.value());
+        assert_eq!(Digest::resume(Digest::new().value()).value(), Digest::new().value());
     }
 }

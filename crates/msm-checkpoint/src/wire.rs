@@ -163,6 +163,85 @@ pub enum Body {
         /// `run msm-failover force`: the backup may not be in sync.
         force: bool,
     },
+    /// Standby to master, every heartbeat interval and after every frame of
+    /// its configuration mirror: where its copy of each configuration
+    /// stream is; tail: one [`MirrorItem`] per configuration stream. The
+    /// master answers with what the copy lacks: data runs of the stream
+    /// (stream ids are the master's), a [`Body::Snapshot`] or a [`Body::Rebase`].
+    Report {
+        /// The standby's boot count.
+        incarnation: u32,
+    },
+    /// Master to standby: a configuration stream's whole state at (the
+    /// frame's term, `epoch`, `seq`), read from the master's `cursor` on;
+    /// tail: [`SnapshotItem`]s, the last one [`SnapshotItem::END`] once the
+    /// state is all sent.
+    Snapshot {
+        /// The stream (0 saved, 1 active configuration).
+        stream: u8,
+        /// The epoch of the point the snapshot is of.
+        epoch: u32,
+        /// The sequence number of that point.
+        seq: u64,
+        /// The master's read position of the first item (0: the snapshot starts).
+        cursor: u64,
+        /// The stream's running digest at the point (see [`DigestMark`]).
+        digest: u64,
+    },
+    /// Master to standby: your `stream`, whole at `from`, is this master's
+    /// `epoch` before its first record (the stream was continued across a
+    /// switchover).
+    Rebase {
+        /// The stream (0 saved, 1 active configuration).
+        stream: u8,
+        /// The point the standby holds.
+        from: MirrorPoint,
+        /// The master's epoch that continues it, from sequence number 1.
+        epoch: u32,
+    },
+}
+
+/// A point of a stream: the master's term, the epoch and the last sequence number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorPoint {
+    /// Term of the master whose records these are (0: nothing).
+    pub term: u64,
+    /// The epoch.
+    pub epoch: u32,
+    /// Last sequence number applied.
+    pub seq: u64,
+}
+
+/// An item of a [`Body::Snapshot`]: a part of the state as the master's
+/// host reads it (a configuration chunk), and the read position after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotItem<'a> {
+    /// The master's read position after this item.
+    pub next: u64,
+    /// The item.
+    pub data: &'a [u8],
+}
+
+impl SnapshotItem<'_> {
+    /// The item after the last: the snapshot is whole.
+    pub const END: SnapshotItem<'static> = SnapshotItem { next: NO_CURSOR, data: &[] };
+}
+
+/// A `cursor` of [`MirrorItem`] for a stream with no snapshot in progress.
+pub const NO_CURSOR: u64 = u64::MAX;
+
+/// An item of a [`Body::Report`]: one configuration stream as a standby holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorItem {
+    /// The stream (0 saved, 1 active configuration).
+    pub stream: u8,
+    /// What it holds; during a snapshot, the point the snapshot is of.
+    pub point: MirrorPoint,
+    /// The state at `point` is whole.
+    pub complete: bool,
+    /// A snapshot in progress: the master's read position it continues
+    /// from; else [`NO_CURSOR`].
+    pub cursor: u64,
 }
 
 /// One stream as the backup has it, so the master can resume or re-bulk it.

@@ -183,6 +183,19 @@ impl<const N: usize> Backlog<N> {
         off
     }
 
+    /// Where `stream`'s record `seq` is, if the backlog still holds it
+    /// (acknowledged or not): a standby's mirror is sent from here.
+    pub(crate) fn find(&self, stream: u8, seq: u64) -> Option<usize> {
+        let mut off = self.start;
+        while let Some(e) = self.get(off) {
+            if e.stream == stream && !e.dead && e.seq >= seq {
+                return (e.seq == seq).then_some(off);
+            }
+            off = e.next;
+        }
+        None
+    }
+
     /// The highest change id among `stream`'s live entries up to `seq`.
     pub(crate) fn max_change(&self, stream: u8, seq: u64) -> Option<u64> {
         let mut max = None;

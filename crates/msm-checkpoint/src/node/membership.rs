@@ -163,6 +163,19 @@ impl Membership {
         Ok(())
     }
 
+    /// A frame only a standby sends (its mirror's report): as master in our
+    /// term, from a live peer that is not our backup.
+    pub(crate) fn check_from_standby(&self, from: Slot, term: Term) -> Result<(), FrameError> {
+        if term < self.term {
+            return Err(FrameError::StaleTerm { got: term, ours: self.term });
+        }
+        let live = self.peer_status()[from.index()].is_some_and(|p| p.alive);
+        if self.role != Role::Master || term != self.term || self.backup == Some(from) || !live {
+            return Err(FrameError::Unexpected { from });
+        }
+        Ok(())
+    }
+
     /// What our heartbeat says: who we are, whom we chose, and (master) the
     /// session and config position the sender and streams report.
     pub(crate) fn heartbeat_of(

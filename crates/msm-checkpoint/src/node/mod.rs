@@ -17,11 +17,13 @@ mod backlog;
 mod config;
 mod identity;
 mod membership;
+mod mirror;
 mod packer;
 mod receiver;
 mod recorder;
 mod replay;
 mod sender;
+mod standbys;
 mod status;
 mod streams;
 mod timers;
@@ -31,10 +33,12 @@ use msm_time::Instant;
 pub use config::Config;
 use identity::{Finding, Identity};
 use membership::{MasterVerdict, Membership};
+use mirror::Mirror;
 use receiver::Receiver;
 use replay::{ReplayGuard, Stale};
 use sender::{SendLimits, Sender};
-use streams::{ACTIVE, SAVED, Streams};
+use standbys::Standbys;
+use streams::{ACTIVE, CONFIG_STREAMS, SAVED, Streams};
 use timers::{Timer, TimerTable};
 
 use crate::app::AppRegistry;
@@ -51,14 +55,19 @@ use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, Origin, WireErro
 /// One management module's checkpoint engine. `APPS` applications, at most
 /// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
 /// a data frame; a frame carries one or more), `BACKLOG` bytes of
-/// unacknowledged records.
+/// unacknowledged records, configuration mirrors for up to `STANDBYS`
+/// standbys (a chassis of `STANDBYS + 2` modules; 0 for a pair).
 #[derive(Debug)]
-pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
+pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize = 2> {
     cfg: Config,
     members: Membership,
     streams: Streams<APPS>,
     sender: Sender<WINDOW, BACKLOG>,
     receiver: Receiver,
+    /// Master: its standbys' configuration mirrors.
+    standbys: Standbys<STANDBYS>,
+    /// Standby: its own.
+    mirror: Mirror,
     timers: TimerTable,
     events: EventQueue,
     errors: FrameErrors,
@@ -71,7 +80,9 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> {
     split_brain: Option<SplitBrain>,
 }
 
-impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
+impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize>
+    Node<APPS, WINDOW, BACKLOG, STANDBYS>
+{
     /// A node in INIT. `cfg` and `apps` are validated here: settings that
     /// cannot work, unknown dependencies and cycles are refused by name.
     pub fn new(cfg: Config, mut apps: AppRegistry<APPS>, now: Instant) -> Result<Self, ConfigError> {
@@ -92,6 +103,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             streams: Streams::new(apps),
             sender: Sender::new(limits),
             receiver: Receiver::new(cfg.heartbeat_interval),
+            standbys: Standbys::new(),
+            mirror: Mirror::new(cfg.heartbeat_interval),
             timers,
             events: EventQueue::new(),
             errors: FrameErrors::default(),
@@ -183,6 +196,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let tx = &mut self.streams.get_mut(SAVED).tx;
         tx.changes += 1;
         let id = tx.changes;
+        if !tx.recording {
+            tx.continues = None; // the saved configuration moved on from it
+        }
+        self.standbys.changed();
         if self.members.role == Role::Master && self.sender.session().is_some() {
             let tx = &self.streams.get(SAVED).tx;
             if tx.recording || tx.phase == Phase::Synced || tx.phase == Phase::Failed {
@@ -207,6 +224,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let (id, rebulked) = self.sender.change(sid, record, &mut self.streams, &mut self.events);
         if rebulked {
             self.update_in_sync();
+        }
+        if sid < CONFIG_STREAMS {
+            self.standbys.changed();
         }
         Ok(id)
     }
@@ -378,14 +398,41 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             Body::Data => {
                 self.members.check_from_master(from, term)?;
+                let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
+                if self.members.role == Role::Standby {
+                    // Our configuration mirror.
+                    self.mirror.data_received();
+                    let skip = Some(self.mirror.snapshots());
+                    return self.receiver.on_data(term, tail, streams, host, events, timers, skip);
+                }
                 // Data belongs to a session: until the master acknowledged our
                 // hello, it may be for an earlier incarnation of this slot
                 // (sent before the master heard we rebooted).
                 if self.members.role != Role::Backup || !self.receiver.hello_acked() {
                     return Ok(());
                 }
-                let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
-                self.receiver.on_data(term, tail, streams, host, events, timers)
+                self.receiver.on_data(term, tail, streams, host, events, timers, None)
+            }
+            Body::Report { incarnation } => {
+                self.members.check_from_standby(from, term)?;
+                self.standbys.on_report(from, incarnation, tail)
+            }
+            Body::Snapshot { stream, epoch, seq, cursor, digest } => {
+                self.members.check_from_master(from, term)?;
+                if self.members.role != Role::Standby {
+                    return Ok(());
+                }
+                let (streams, events) = (&mut self.streams, &mut self.events);
+                let sid = usize::from(stream);
+                self.mirror.on_snapshot(term, sid, epoch, seq, cursor, digest, tail, streams, host, events)
+            }
+            Body::Rebase { stream, from: point, epoch } => {
+                self.members.check_from_master(from, term)?;
+                if self.members.role != Role::Standby {
+                    return Ok(());
+                }
+                let (streams, events) = (&mut self.streams, &mut self.events);
+                self.mirror.on_rebase(term, usize::from(stream), point, epoch, streams, events)
             }
             Body::Ack => {
                 self.members.check_from_backup(from, term)?;
@@ -454,7 +501,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                 self.receiver.master_heartbeat(hb.in_sync, hb.config);
                 let want = if hb.backup == self.cfg.slot.raw() { Role::Backup } else { Role::Standby };
                 if want != self.members.role {
-                    self.enter(now, want);
+                    self.enter(now, want, host);
                 } else if want == Role::Backup
                     && self.receiver.hello_acked()
                     && hb.session != self.receiver.hello_id()
@@ -462,14 +509,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
                     // The master dropped our session (it lost us for a while): say hello again.
                     self.receiver.new_hello(now, &mut self.timers);
                 }
-                if self.members.role == Role::Backup {
+                if matches!(self.members.role, Role::Backup | Role::Standby) {
                     let term = self.members.term;
-                    self.receiver.compare_config_digest(
-                        term,
-                        &mut self.streams,
-                        &mut self.events,
-                        &mut self.timers,
-                    );
+                    let resync = self.members.role == Role::Backup;
+                    let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
+                    self.receiver.compare_config_digest(term, streams, events, timers, resync);
                 }
             }
             return;
@@ -495,25 +539,29 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
     }
 
     /// Backup or standby of the current master, as its heartbeat says.
-    fn enter(&mut self, now: Instant, role: Role) {
+    fn enter<H: Host>(&mut self, now: Instant, role: Role, host: &mut H) {
         self.members.role = role;
         if role == Role::Backup {
+            self.mirror.stop(&mut self.streams, host, &mut self.timers);
             self.receiver.new_hello(now, &mut self.timers);
             self.receiver.resume_resyncs(now, &self.streams, &mut self.timers);
         } else {
             self.timers.stop(Timer::Hello);
             self.timers.stop(Timer::Resync);
+            self.mirror.start(now, &mut self.timers);
         }
         self.events.push(Event::RoleChanged { role, term: self.members.term });
     }
 
     fn follow<H: Host>(&mut self, now: Instant, master: Slot, incarnation: u32, term: Term, host: &mut H) {
         info!("following new master");
+        self.mirror.stop(&mut self.streams, host, &mut self.timers);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::PartnerSuspect);
         self.identity.partner_heard(now);
         self.members.follow(master, incarnation, term);
         self.receiver.follow(&mut self.timers);
+        self.mirror.start(now, &mut self.timers);
         self.timers.stop(Timer::Election);
         self.timers.set(Timer::Heartbeat, now);
         self.events.push(Event::RoleChanged { role: Role::Standby, term });
@@ -531,7 +579,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         // as its backup now (after `run msm-failover`, every stream; after a
         // split brain, those we changed nothing of since).
         self.sender.hand_over_streams(self.members.term.raw(), &mut self.streams);
-        self.sender.end_session(&mut self.streams, &mut self.timers);
+        self.sender.end_session(&mut self.streams, &mut self.timers, None);
+        self.standbys.clear();
         self.members.backup = None;
         self.sender.in_sync = false;
         self.events.push(Event::SteppedDown { term: self.members.max_term });
@@ -557,6 +606,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             }
             return;
         }
+        self.mirror.stop(&mut self.streams, host, &mut self.timers);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.members.orphan();
         self.timers.stop(Timer::Hello);
@@ -583,9 +633,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         };
         let in_sync =
             backup && self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync;
+        self.mirror.stop(&mut self.streams, host, &mut self.timers);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
+        self.standbys.clear();
         let term = self.members.claim(term);
-        self.sender.end_session(&mut self.streams, &mut self.timers);
+        self.sender.end_session(&mut self.streams, &mut self.timers, None);
         self.streams.begin_mastership();
         self.timers.stop(Timer::Election);
         self.timers.stop(Timer::Hello);
@@ -603,12 +655,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             self.forget_backup();
         }
         self.members.backup = Some(best);
+        self.standbys.forget(best);
         self.timers.set(Timer::Heartbeat, now);
     }
 
     /// End the checkpoint session: nothing is on a backup any more.
     fn forget_backup(&mut self) {
-        if self.sender.end_session(&mut self.streams, &mut self.timers) {
+        let term = Some(self.members.term.raw());
+        if self.sender.end_session(&mut self.streams, &mut self.timers, term) {
             self.events.push(Event::FailoverFailed);
         }
         self.members.backup = None;
@@ -668,6 +722,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
 
     fn peer_lost<H: Host>(&mut self, now: Instant, slot: Slot, host: &mut H) {
         self.members.lost(slot);
+        self.standbys.forget(slot);
         if self.members.master == Some(slot) && self.members.role != Role::Master {
             self.master_lost(now, host);
             return;
@@ -703,14 +758,22 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
         let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
         let sent = match self.members.role {
             Role::Master => {
-                let backup = self.members.backup?;
-                self.sender.poll_transmit(now, from, backup, host, streams, events, timers, buf)
+                let to_backup = match self.members.backup {
+                    Some(backup) => self.sender.poll_transmit(now, from, backup, host, streams, events, timers, buf),
+                    None => None,
+                };
+                // Standbys after the backup: what they lack waits for its data.
+                to_backup.or_else(|| self.standbys.poll_transmit(from, host, &self.streams, self.sender.backlog(), buf))
             }
             Role::Backup => {
                 let master = self.members.master?;
                 self.receiver.poll_transmit(now, from, master, streams, timers, buf)
             }
-            _ => None,
+            Role::Standby => {
+                let master = self.members.master?;
+                self.mirror.poll_transmit(now, from, master, streams, timers, buf)
+            }
+            Role::Init => None,
         };
         // Bulk reads may have failed a stream or overflowed the backlog.
         self.update_in_sync();

@@ -4,7 +4,7 @@
 
 use heapless::Vec;
 
-use super::backlog::{Backlog, Kind};
+use super::backlog::{Backlog, Entry, Kind};
 use super::streams::{Acked, Streams};
 use crate::wire::{self, FrameWriter, Record};
 
@@ -35,13 +35,7 @@ pub(crate) fn pack<const W: usize, const N: usize, const A: usize>(
             cur = e.next;
             continue;
         }
-        let word = |d: &[u8]| d.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-        let rec = match e.kind {
-            Kind::Begin => Record::Begin { total: word(e.data) },
-            Kind::Bulk => Record::Bulk(e.data),
-            Kind::Change => Record::Change(e.data),
-            Kind::End => Record::End { digest: word(e.data) },
-        };
+        let rec = record(&e);
         let same_run = runs.last().is_some_and(|r| r.sid == e.stream && expect == e.seq);
         if !same_run {
             // Begin/End carry a u64 as a varint: up to 11 bytes with the tag.
@@ -66,6 +60,47 @@ pub(crate) fn pack<const W: usize, const N: usize, const A: usize>(
         cur = e.next;
     }
     (runs, cur)
+}
+
+/// One run of `sid` (epoch `epoch`) from the entry at `off`, for a
+/// standby's mirror: every record of the stream that follows in order and
+/// fits, acknowledged by the backup or not, under the stream id `sid` (the
+/// configuration streams have the same ids on every module). Returns the
+/// last sequence number written, if any.
+pub(crate) fn pack_stream<const N: usize>(
+    w: &mut FrameWriter<'_>,
+    backlog: &Backlog<N>,
+    off: usize,
+    sid: u8,
+    epoch: u32,
+) -> Option<u64> {
+    let first = backlog.get(off)?;
+    let run = Record::Run { stream: sid, epoch, first_seq: first.seq };
+    w.push(&run).ok()?;
+    let (mut cur, mut expect, mut last) = (off, first.seq, None);
+    while let Some(e) = backlog.get(cur) {
+        cur = e.next;
+        if e.stream != sid {
+            continue;
+        }
+        if e.dead || e.seq != expect || w.push(&record(&e)).is_err() {
+            break;
+        }
+        last = Some(e.seq);
+        expect += 1;
+    }
+    last
+}
+
+/// The wire record of a backlog entry.
+fn record<'a>(e: &Entry<'a>) -> Record<'a> {
+    let word = |d: &[u8]| d.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+    match e.kind {
+        Kind::Begin => Record::Begin { total: word(e.data) },
+        Kind::Bulk => Record::Bulk(e.data),
+        Kind::Change => Record::Change(e.data),
+        Kind::End => Record::End { digest: word(e.data) },
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use msm_time::Instant;
 
-use super::streams::{ACTIVE, Streams};
+use super::streams::{ACTIVE, CONFIG_STREAMS, Streams};
 use super::timers::{Timer, TimerTable};
 use crate::error::FrameError;
 use crate::event::{Event, EventQueue};
@@ -159,7 +159,12 @@ impl Receiver {
         }
     }
 
-    /// A data frame from our master in `term`.
+    /// A data frame from our master in `term`. `standby`: the frame is of
+    /// our configuration mirror: only configuration streams, those in
+    /// `skip` (a snapshot of them in progress) left alone, and a failed
+    /// stream waits for the master to see it in our report instead of
+    /// asking for a bulk.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_data<H: Host, const A: usize>(
         &mut self,
         term: Term,
@@ -168,6 +173,7 @@ impl Receiver {
         host: &mut H,
         events: &mut EventQueue,
         timers: &mut TimerTable,
+        standby: Option<u32>,
     ) -> Result<(), FrameError> {
         // The current run: stream, next sequence number, and whether to skip the rest of it.
         let mut run: Option<(usize, u64, bool)> = None;
@@ -180,10 +186,16 @@ impl Receiver {
             };
             if let Record::Run { stream, epoch, first_seq } = rec {
                 let sid = stream as usize;
-                if sid >= streams.len() {
+                if sid >= streams.len() || (standby.is_some() && sid >= CONFIG_STREAMS) {
                     return Err(FrameError::UnknownStream(stream));
                 }
-                let skip = !start_run(streams, sid, term, epoch, host);
+                // A standby's mirror only extends the epoch it holds (new
+                // ones come as snapshots or rebases): data of another epoch
+                // is for a backup session it is not in (a late frame).
+                let rx = &streams.get(sid).rx;
+                let other = rx.term != term.raw() || rx.epoch != epoch;
+                let held = standby.is_some_and(|skip| skip & (1 << sid) != 0 || other);
+                let skip = held || !start_run(streams, sid, term, epoch, host);
                 run = Some((sid, first_seq, skip));
                 continue;
             }
@@ -205,7 +217,7 @@ impl Receiver {
             }
             if let Err(failure) = apply(streams, sid, rec, host, events) {
                 warn!("record refused: the stream waits for a new bulk");
-                fail(streams, sid, failure, timers);
+                fail(streams, sid, failure, timers, standby.is_none());
                 if failure == Failure::Digest && sid == ACTIVE {
                     events.push(Event::ConfigDigestMismatch);
                 }
@@ -214,19 +226,21 @@ impl Receiver {
             }
             streams.get_mut(sid).rx.applied = this;
             if sid == ACTIVE {
-                self.compare_config_digest(term, streams, events, timers);
+                self.compare_config_digest(term, streams, events, timers, standby.is_none());
             }
         }
         Ok(())
     }
 
-    /// Compare our active-config digest with the master's at the same point.
+    /// Compare our active-config digest with the master's at the same point
+    /// (`resync`: as backup, ask for a new bulk if they differ).
     pub(crate) fn compare_config_digest<const A: usize>(
         &mut self,
         term: Term,
         streams: &mut Streams<A>,
         events: &mut EventQueue,
         timers: &mut TimerTable,
+        resync: bool,
     ) {
         let Some(m) = self.master_config else { return };
         let rx = &streams.get(ACTIVE).rx;
@@ -235,7 +249,7 @@ impl Receiver {
         }
         if rx.digest.value() != m.digest && !rx.resync {
             warn!("active config digest differs from the master's");
-            fail(streams, ACTIVE, Failure::Digest, timers);
+            fail(streams, ACTIVE, Failure::Digest, timers, resync);
             events.push(Event::ConfigDigestMismatch);
         }
     }
@@ -418,14 +432,23 @@ fn apply<H: Host, const A: usize>(
     Ok(())
 }
 
-/// The stream's state is unusable until a new bulk: ask the master for one now.
-fn fail<const A: usize>(streams: &mut Streams<A>, sid: usize, failure: Failure, timers: &mut TimerTable) {
+/// The stream's state is unusable until a new bulk: ask the master for one
+/// now (`ask`; a standby's report shows it instead).
+fn fail<const A: usize>(
+    streams: &mut Streams<A>,
+    sid: usize,
+    failure: Failure,
+    timers: &mut TimerTable,
+    ask: bool,
+) {
     let st = streams.get_mut(sid);
     st.counters.errors += 1;
-    st.rx.resync = true;
+    st.rx.resync = ask;
     st.rx.complete = false;
     st.rx.failure = Some(failure);
-    timers.set(Timer::Resync, Instant::ZERO);
+    if ask {
+        timers.set(Timer::Resync, Instant::ZERO);
+    }
 }
 
 /// One frame acknowledging every stream with news.

@@ -43,6 +43,10 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
         let tx = &mut streams.get_mut(sid).tx;
         tx.changes += 1;
         let id = tx.changes;
+        if !tx.recording {
+            // Our state moved on from the point a new backup could continue from.
+            tx.continues = None;
+        }
         let rebulked =
             if tx.recording { self.append(sid, Kind::Change, id, record, streams, events).1 } else { 0 };
         (id, rebulked)

@@ -9,6 +9,7 @@ use core::time::Duration;
 use heapless::Vec;
 use msm_time::Instant;
 
+use super::backlog::Backlog;
 use super::packer::{Run, pack};
 use super::recorder::{Rebulked, Recorder};
 use super::streams::{Acked, MAX_STREAMS, Streams};
@@ -100,6 +101,11 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         self.handover.is_some()
     }
 
+    /// The records made and not yet trimmed (standbys' mirrors read them).
+    pub(crate) fn backlog(&self) -> &Backlog<BACKLOG> {
+        &self.out.backlog
+    }
+
     pub(crate) fn backlog_used(&self) -> usize {
         self.out.backlog.used()
     }
@@ -109,8 +115,9 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Stop every stream and clear the backlog: nothing is on a backup.
-    fn stop_all<const A: usize>(&mut self, streams: &mut Streams<A>, timers: &mut TimerTable) {
-        streams.stop_all();
+    /// `keep`: we stay master in that term (see [`Streams::stop_all`]).
+    fn stop_all<const A: usize>(&mut self, streams: &mut Streams<A>, timers: &mut TimerTable, keep: Option<u64>) {
+        streams.stop_all(keep);
         timers.stop(Timer::BulkHoldoff);
         self.out.backlog.clear();
         self.in_flight.clear();
@@ -126,15 +133,18 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// End the session: nothing checkpointed is on a backup any more. True
-    /// when a handover in progress was abandoned with it.
+    /// when a handover in progress was abandoned with it. `keep`: we stay
+    /// master in that term, and a new backup holding a stream's exact point
+    /// (a standby's configuration) continues it.
     pub(crate) fn end_session<const A: usize>(
         &mut self,
         streams: &mut Streams<A>,
         timers: &mut TimerTable,
+        keep: Option<u64>,
     ) -> bool {
         self.detach(timers);
         self.session = None;
-        self.stop_all(streams, timers);
+        self.stop_all(streams, timers, keep);
         self.cancel_handover(timers)
     }
 
@@ -175,11 +185,12 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         let fresh = self
             .session
             .is_none_or(|s| s.slot != from || s.incarnation != incarnation || s.hello_id != hello_id);
+        // The module the session was with (or held open for: an old master coming back).
+        let same_backup = self.session.is_some_and(|s| s.slot == from && s.incarnation == incarnation);
         if fresh {
-            let same_backup = self.session.is_some_and(|s| s.slot == from && s.incarnation == incarnation);
             debug!("new hello");
             if !same_backup {
-                self.stop_all(streams, timers);
+                self.stop_all(streams, timers, Some(term));
             }
             self.detach(timers);
             self.peer_sid = [NO_SLOT; MAX_STREAMS];
@@ -202,7 +213,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
                 continue;
             };
             self.peer_sid[sid] = h.id;
-            self.plan_stream(sid, &h, term, streams, events);
+            self.plan_stream(sid, &h, term, same_backup, streams, events);
         }
         let complete = session.seen.count_ones() >= u32::from(session.total);
         self.session = Some(session);
@@ -231,6 +242,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         sid: usize,
         h: &StreamHello<'_>,
         term: u64,
+        returning: bool,
         streams: &mut Streams<A>,
         events: &mut EventQueue,
     ) {
@@ -247,8 +259,12 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             if self.continue_stream(sid, h, point, streams) {
                 return;
             }
-            let stream = Streams::<A>::stream(sid);
-            events.push(Event::Rebulk { stream, reason: RebulkReason::Diverged });
+            if h.complete || returning {
+                // (A module new to the session holding nothing of it just
+                // gets its first bulk; the old master's history diverged.)
+                let stream = Streams::<A>::stream(sid);
+                events.push(Event::Rebulk { stream, reason: RebulkReason::Diverged });
+            }
         }
         let tx = &streams.get(sid).tx;
         let resumable = tx.recording
@@ -291,6 +307,14 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             return false;
         }
         debug!("stream continues across the switchover");
+        if !tx.recording {
+            // Kept when the last session ended (a standby's configuration):
+            // a new epoch records from now on.
+            tx.restart();
+            tx.phase = Phase::Synced;
+            tx.recording = true;
+            tx.covers = tx.changes;
+        }
         tx.unconfirmed = true;
         self.continued |= 1 << sid;
         true

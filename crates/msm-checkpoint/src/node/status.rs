@@ -11,7 +11,9 @@ use crate::role::{Role, Slot, Term};
 use crate::status::{StreamStatus, SwitchStatus, stream_name};
 use crate::stream::Phase;
 
-impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WINDOW, BACKLOG> {
+impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize>
+    Node<APPS, WINDOW, BACKLOG, STANDBYS>
+{
     /// INIT, MASTER, BACKUP or STANDBY.
     pub fn role(&self) -> Role {
         self.members.role
@@ -99,6 +101,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize> Node<APPS, WI
             errors: self.errors,
             slot_conflict: self.identity.current(&self.timers),
             last_split_brain: self.split_brain,
+            standby_config: match self.members.role {
+                Role::Master => {
+                    self.standbys.copies(self.members.term.raw(), &self.streams, self.sender.backlog())
+                }
+                _ => [None; crate::role::MAX_NODES],
+            },
         }
     }
 

@@ -16,7 +16,7 @@ pub(crate) const MAX_STREAMS: usize = 32;
 pub(crate) const SAVED: usize = 0;
 /// Local id of the active-configuration stream.
 pub(crate) const ACTIVE: usize = 1;
-const CONFIG_STREAMS: usize = 2;
+pub(crate) const CONFIG_STREAMS: usize = 2;
 const SAVED_NAME: &str = "saved-config";
 const ACTIVE_NAME: &str = "active-config";
 const CONFIG_SCHEMA: u16 = 1;
@@ -160,9 +160,15 @@ impl<const APPS: usize> Streams<APPS> {
     }
 
     /// No backup any more: every stream stops sending; change ids continue.
-    pub(crate) fn stop_all(&mut self) {
+    /// `keep`: this node stays master in that term, and each stream's exact
+    /// point is kept for a new backup to continue from (see `Tx::continues`).
+    pub(crate) fn stop_all(&mut self, keep: Option<u64>) {
         for sid in self.ids() {
-            self.get_mut(sid).tx.stop();
+            let tx = &mut self.get_mut(sid).tx;
+            match keep {
+                Some(term) => tx.stop_keeping_point(term),
+                None => tx.stop(),
+            }
         }
     }
 }
@@ -210,7 +216,7 @@ mod tests {
         s.restart(2);
         assert!(s.live(2, 1));
         s.set_acked(3, 9);
-        s.stop_all();
+        s.stop_all(None);
         assert_eq!(s.acked(3), 0);
         assert!(!s.live(40, 1), "no such stream: nothing of it is live");
     }
@@ -230,7 +236,7 @@ mod tests {
         s.get_mut(2).tx.checkpointed = 12;
         assert_eq!(s.unacknowledged(), 3 + 2);
         // A session ends: what was checkpointed to it is gone, the mastership's start is not.
-        s.stop_all();
+        s.stop_all(None);
         assert_eq!(s.unacknowledged(), 5 + 2);
         assert_eq!(s.get(2).tx.since, 10);
     }

@@ -32,11 +32,13 @@ pub(crate) enum Timer {
     /// master, our backup): unless the partner is heard again by then, it
     /// restarted and is lost.
     PartnerSuspect,
+    /// Standby: report where its configuration mirror is.
+    Report,
     /// A peer is lost unless heard from by then.
     PeerLost(Slot),
 }
 
-const FIXED: usize = 10;
+const FIXED: usize = 11;
 const COUNT: usize = FIXED + MAX_NODES;
 
 impl Timer {
@@ -52,6 +54,7 @@ impl Timer {
             Timer::SlotConflict => 7,
             Timer::BulkHoldoff => 8,
             Timer::PartnerSuspect => 9,
+            Timer::Report => 10,
             Timer::PeerLost(s) => FIXED + s.index(),
         }
     }
@@ -151,6 +154,7 @@ mod tests {
             Timer::SlotConflict,
             Timer::BulkHoldoff,
             Timer::PartnerSuspect,
+            Timer::Report,
         ];
         all[..FIXED].copy_from_slice(&fixed);
         for (i, slot) in (0..MAX_NODES as u8).filter_map(Slot::new).enumerate() {

@@ -1,0 +1,256 @@
+//! A standby's copy of the configuration. The seed: "during the
+//! initialization of a standby or backup MSM, the master's saved
+//! configuration is copied to local flash". A standby holds both
+//! configuration streams as a backup holds them (term, epoch, last sequence
+//! number, digest), so that when it becomes backup its hello offers them and
+//! the master continues them without a bulk; only application state is sent.
+//!
+//! The standby reports where each copy is (`Report`) every heartbeat
+//! interval and after every frame of its mirror; the master (`standbys`)
+//! answers with what it lacks: data runs from the backlog, applied by the
+//! receiver as a backup would, a snapshot of the stream's state at a point,
+//! or a rebase onto the epoch that continued the stream across a switchover.
+
+use core::time::Duration;
+
+use msm_time::Instant;
+
+use super::streams::{CONFIG_STREAMS, Streams};
+use super::timers::{Timer, TimerTable};
+use crate::error::FrameError;
+use crate::event::{Event, EventQueue};
+use crate::host::{Host, ItemKind};
+use crate::role::{Slot, Term};
+use crate::stream::{Digest, Failure, Rx};
+use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, SnapshotItem};
+
+/// A snapshot being received.
+#[derive(Debug, Clone, Copy, Default)]
+struct Incoming {
+    epoch: u32,
+    seq: u64,
+    /// The master's read position the next frame starts at.
+    next: u64,
+    active: bool,
+}
+
+/// What a standby keeps of its configuration mirror besides the streams' receive state.
+#[derive(Debug)]
+pub(crate) struct Mirror {
+    repeat: Duration,
+    incoming: [Incoming; CONFIG_STREAMS],
+    report_due: bool,
+}
+
+impl Mirror {
+    pub(crate) const fn new(repeat: Duration) -> Self {
+        Mirror { repeat, incoming: [Incoming { epoch: 0, seq: 0, next: 0, active: false }; CONFIG_STREAMS], report_due: false }
+    }
+
+    /// Standby of a master from now on: report at once.
+    pub(crate) fn start(&mut self, now: Instant, timers: &mut TimerTable) {
+        self.report_due = true;
+        timers.set(Timer::Report, now);
+    }
+
+    /// Standby no more (backup, master, or no master). A snapshot in
+    /// progress is abandoned, and its stream holds nothing a master could
+    /// resume: its point names the snapshot's epoch, not records of it (the
+    /// host keeps its state from before the snapshot, as after any bulk abort).
+    pub(crate) fn stop<H: Host, const A: usize>(
+        &mut self,
+        streams: &mut Streams<A>,
+        host: &mut H,
+        timers: &mut TimerTable,
+    ) {
+        for sid in 0..CONFIG_STREAMS {
+            if core::mem::take(&mut self.incoming[sid]).active {
+                let rx = &mut streams.get_mut(sid).rx;
+                if rx.in_bulk {
+                    host.bulk_abort(Streams::<A>::stream(sid));
+                }
+                let held_term = rx.held_term;
+                *rx = Rx::new();
+                rx.held_term = held_term;
+            }
+        }
+        self.report_due = false;
+        timers.stop(Timer::Report);
+    }
+
+    /// A data frame of the mirror was applied (or skipped): say where we are now.
+    pub(crate) fn data_received(&mut self) {
+        self.report_due = true;
+    }
+
+    /// Streams a snapshot is being received for: data runs of them wait
+    /// (the host stages the snapshot; a run's bulk would start another).
+    pub(crate) fn snapshots(&self) -> u32 {
+        self.incoming.iter().enumerate().filter(|(_, i)| i.active).fold(0, |m, (sid, _)| m | 1 << sid)
+    }
+
+    /// A part of a snapshot of configuration stream `sid`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_snapshot<H: Host, const A: usize>(
+        &mut self,
+        term: Term,
+        sid: usize,
+        epoch: u32,
+        seq: u64,
+        cursor: u64,
+        digest: u64,
+        mut tail: &[u8],
+        streams: &mut Streams<A>,
+        host: &mut H,
+        events: &mut EventQueue,
+    ) -> Result<(), FrameError> {
+        if sid >= CONFIG_STREAMS {
+            return Err(FrameError::UnknownStream(sid as u8));
+        }
+        self.report_due = true;
+        let stream = Streams::<A>::stream(sid);
+        let st = streams.get_mut(sid);
+        let inc = &mut self.incoming[sid];
+        if cursor == 0 {
+            if st.rx.in_bulk {
+                host.bulk_abort(stream);
+            }
+            st.counters.bulks += 1;
+            st.rx.in_bulk = false;
+            st.rx.complete = false;
+            if let Err(e) = host.bulk_begin(stream, 0) {
+                st.counters.errors += 1;
+                st.rx.failure = Some(Failure::Host(e));
+                *inc = Incoming::default();
+                return Ok(());
+            }
+            let rx = &mut st.rx;
+            rx.in_bulk = true;
+            rx.term = term.raw();
+            rx.epoch = epoch;
+            rx.applied = 0;
+            rx.bulk_rcvd = 0;
+            rx.bulk_total = 0;
+            rx.resync = false;
+            *inc = Incoming { epoch, seq, next: 0, active: true };
+        }
+        let rx = &st.rx;
+        let expected = inc.active
+            && rx.in_bulk
+            && rx.term == term.raw()
+            && (inc.epoch, inc.seq, inc.next) == (epoch, seq, cursor);
+        if !expected {
+            // Late or out of order: the report says where we are.
+            return Ok(());
+        }
+        st.counters.rx += 1;
+        while !tail.is_empty() {
+            let item: SnapshotItem<'_> = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
+            if item.next == NO_CURSOR {
+                return self.finish(term, sid, digest, streams, host, events);
+            }
+            if let Err(e) = host.apply(stream, ItemKind::Bulk, item.data) {
+                warn!("standby: configuration snapshot refused");
+                let st = streams.get_mut(sid);
+                st.counters.errors += 1;
+                st.rx.failure = Some(Failure::Host(e));
+                st.rx.in_bulk = false;
+                host.bulk_abort(stream);
+                self.incoming[sid] = Incoming::default();
+                return Ok(());
+            }
+            streams.get_mut(sid).rx.bulk_rcvd += 1;
+            self.incoming[sid].next = item.next;
+        }
+        Ok(())
+    }
+
+    fn finish<H: Host, const A: usize>(
+        &mut self,
+        term: Term,
+        sid: usize,
+        digest: u64,
+        streams: &mut Streams<A>,
+        host: &mut H,
+        events: &mut EventQueue,
+    ) -> Result<(), FrameError> {
+        let stream = Streams::<A>::stream(sid);
+        let inc = core::mem::take(&mut self.incoming[sid]);
+        let st = streams.get_mut(sid);
+        st.rx.in_bulk = false;
+        if let Err(e) = host.bulk_end(stream) {
+            st.counters.errors += 1;
+            st.rx.failure = Some(Failure::Host(e));
+            return Ok(());
+        }
+        let rx = &mut st.rx;
+        rx.applied = inc.seq;
+        rx.complete = true;
+        rx.held_term = term.raw();
+        rx.digest = Digest::resume(digest);
+        rx.failure = None;
+        events.push(Event::StreamSynced(stream));
+        Ok(())
+    }
+
+    /// The master continued `sid` across a switchover: if we hold exactly
+    /// the point it continued from, we hold its `epoch` before record 1.
+    pub(crate) fn on_rebase<const A: usize>(
+        &mut self,
+        term: Term,
+        sid: usize,
+        from: MirrorPoint,
+        epoch: u32,
+        streams: &mut Streams<A>,
+        events: &mut EventQueue,
+    ) -> Result<(), FrameError> {
+        if sid >= CONFIG_STREAMS {
+            return Err(FrameError::UnknownStream(sid as u8));
+        }
+        self.report_due = true;
+        let rx = &mut streams.get_mut(sid).rx;
+        let held = MirrorPoint { term: rx.term, epoch: rx.epoch, seq: rx.applied };
+        if !(rx.complete && !rx.in_bulk && held == from) {
+            return Ok(());
+        }
+        rx.term = term.raw();
+        rx.epoch = epoch;
+        rx.applied = 0;
+        rx.held_term = rx.term;
+        rx.digest = Digest::new();
+        events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
+        Ok(())
+    }
+
+    /// The report, when one is due: after a mirror frame, and every
+    /// heartbeat interval (a lost frame or report costs one interval).
+    pub(crate) fn poll_transmit<const A: usize>(
+        &mut self,
+        now: Instant,
+        from: Origin,
+        master: Slot,
+        streams: &Streams<A>,
+        timers: &mut TimerTable,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        if !(self.report_due || timers.is_expired(Timer::Report, now)) {
+            return None;
+        }
+        let body = Body::Report { incarnation: from.incarnation };
+        let mut w = from.writer(buf, master.raw(), &body)?;
+        for (sid, inc) in self.incoming.iter().enumerate() {
+            let rx = &streams.get(sid).rx;
+            let item = if inc.active && rx.in_bulk {
+                let point = MirrorPoint { term: rx.term, epoch: inc.epoch, seq: inc.seq };
+                MirrorItem { stream: sid as u8, point, complete: false, cursor: inc.next }
+            } else {
+                let point = MirrorPoint { term: rx.term, epoch: rx.epoch, seq: rx.applied };
+                MirrorItem { stream: sid as u8, point, complete: rx.complete, cursor: NO_CURSOR }
+            };
+            w.push(&item).ok()?;
+        }
+        self.report_due = false;
+        timers.set(Timer::Report, now + self.repeat);
+        Some(w.finish())
+    }
+}

@@ -1,0 +1,277 @@
+//! The master's side of its standbys' configuration mirrors (the standby's
+//! side is `mirror`). Each standby reports where its copy of each
+//! configuration stream is; the master answers one frame per report (stop
+//! and wait: a standby never costs the backup's window or backlog) with
+//! what the copy lacks:
+//! - the stream's records from the backlog, as the backup got them, while
+//!   the backlog still holds them (acknowledged or not);
+//! - else a snapshot of the stream's state at its exact point (the host's
+//!   bulk view, read again), after which records follow;
+//! - or, for a copy at the point a switchover continued the stream from, a
+//!   rebase onto the new epoch.
+//!
+//! The saved configuration first, then the active one, as for the backup.
+//!
+//! Nothing here holds records: the backlog and the host do.
+
+use heapless::Vec;
+
+use super::backlog::Backlog;
+use super::packer::pack_stream;
+use super::streams::{CONFIG_STREAMS, Streams};
+use crate::error::FrameError;
+use crate::host::{CONFIG_CHUNK, Host};
+use crate::role::{MAX_NODES, Slot};
+use crate::status::ConfigCopy;
+use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, SnapshotItem};
+
+/// The host's bulk view of a configuration stream, taken for snapshots:
+/// the stream's point then, and its digest there.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    epoch: u32,
+    seq: u64,
+    digest: u64,
+}
+
+/// One standby, as its last report describes it.
+#[derive(Debug, Clone, Copy)]
+struct Follower {
+    slot: Slot,
+    incarnation: u32,
+    copies: [MirrorItem; CONFIG_STREAMS],
+    /// A frame is due (a report came, or a change while not waiting).
+    due: bool,
+    /// A frame went out; the next waits for its report.
+    waiting: bool,
+}
+
+/// What a standby's copy of one stream lacks.
+enum Lack {
+    Nothing,
+    /// Records from this backlog offset.
+    Records(usize),
+    /// A snapshot, from this read position (0: a new one).
+    Snapshot(u64),
+    /// The copy is at the point the stream was continued from.
+    Rebase(MirrorPoint),
+    /// Nothing can be sent now (a bulk to the backup is in progress).
+    Wait,
+}
+
+/// The master's standbys (at most `N`: a chassis of `N` + 2 modules).
+#[derive(Debug)]
+pub(crate) struct Standbys<const N: usize> {
+    list: Vec<Follower, N>,
+    views: [Option<View>; CONFIG_STREAMS],
+}
+
+impl<const N: usize> Standbys<N> {
+    pub(crate) const fn new() -> Self {
+        Standbys { list: Vec::new(), views: [None; CONFIG_STREAMS] }
+    }
+
+    /// Not master any more: no standby is ours.
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+        self.views = [None; CONFIG_STREAMS];
+    }
+
+    /// `slot` is lost or became the backup.
+    pub(crate) fn forget(&mut self, slot: Slot) {
+        self.list.retain(|f| f.slot != slot);
+    }
+
+    /// A configuration change was recorded: standbys in step get it now.
+    pub(crate) fn changed(&mut self) {
+        for f in self.list.iter_mut().filter(|f| !f.waiting) {
+            f.due = true;
+        }
+    }
+
+    /// A standby's report (already checked to be from a live non-backup
+    /// peer in our term).
+    pub(crate) fn on_report(&mut self, from: Slot, incarnation: u32, mut tail: &[u8]) -> Result<(), FrameError> {
+        let unknown = MirrorItem { stream: 0, point: MirrorPoint::default(), complete: false, cursor: NO_CURSOR };
+        let i = match self.list.iter().position(|f| f.slot == from) {
+            Some(i) => i,
+            None => {
+                let fresh =
+                    Follower { slot: from, incarnation, copies: [unknown; CONFIG_STREAMS], due: true, waiting: false };
+                self.list.push(fresh).map_err(|_| FrameError::Unexpected { from })?;
+                self.list.len() - 1
+            }
+        };
+        let f = &mut self.list[i];
+        if f.incarnation != incarnation {
+            f.incarnation = incarnation;
+            f.copies = [unknown; CONFIG_STREAMS];
+        }
+        while !tail.is_empty() {
+            let item: MirrorItem = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
+            if let Some(c) = f.copies.get_mut(usize::from(item.stream)) {
+                *c = item;
+            }
+        }
+        f.due = true;
+        f.waiting = false;
+        Ok(())
+    }
+
+    /// What `copy` lacks of stream `sid` on this master (term `term`).
+    fn lack<const A: usize, const B: usize>(
+        &self,
+        copy: &MirrorItem,
+        sid: usize,
+        term: u64,
+        streams: &Streams<A>,
+        backlog: &Backlog<B>,
+    ) -> Lack {
+        let tx = &streams.get(sid).tx;
+        let p = copy.point;
+        let ours = p.term == term && p.epoch == tx.epoch && tx.recording;
+        if copy.cursor != NO_CURSOR {
+            let view = self.views[sid].filter(|v| (v.epoch, v.seq) == (p.epoch, p.seq));
+            if ours && view.is_some() {
+                return Lack::Snapshot(copy.cursor);
+            }
+        } else if ours {
+            let last = tx.next_seq - 1;
+            if copy.complete && p.seq == last {
+                return Lack::Nothing;
+            }
+            if p.seq < last {
+                if let Some(off) = backlog.find(sid as u8, p.seq + 1) {
+                    return Lack::Records(off);
+                }
+            }
+        } else if copy.complete && tx.recording && tx.continues == Some((p.term, p.epoch, p.seq)) {
+            return Lack::Rebase(p);
+        }
+        if tx.exact_point(term).is_some() { Lack::Snapshot(0) } else { Lack::Wait }
+    }
+
+    /// The next frame for a standby, if one is due.
+    pub(crate) fn poll_transmit<H: Host, const A: usize, const B: usize>(
+        &mut self,
+        from: Origin,
+        host: &mut H,
+        streams: &Streams<A>,
+        backlog: &Backlog<B>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let term = from.term.raw();
+        for i in 0..self.list.len() {
+            if !self.list[i].due {
+                continue;
+            }
+            self.list[i].due = false;
+            let f = self.list[i];
+            for (sid, copy) in f.copies.iter().enumerate() {
+                let to = f.slot.raw();
+                let epoch = streams.get(sid).tx.epoch;
+                // In order: the active configuration only once the saved one is in step.
+                let n = match self.lack(copy, sid, term, streams, backlog) {
+                    Lack::Nothing => continue,
+                    Lack::Wait => break,
+                    Lack::Records(off) => {
+                        let mut w = from.writer(buf, to, &Body::Data)?;
+                        match pack_stream(&mut w, backlog, off, sid as u8, epoch) {
+                            Some(_) => w.finish(),
+                            None => break,
+                        }
+                    }
+                    Lack::Rebase(p) => {
+                        from.writer(buf, to, &Body::Rebase { stream: sid as u8, from: p, epoch })?.finish()
+                    }
+                    Lack::Snapshot(cursor) => self.snapshot(from, to, sid, cursor, host, streams, buf)?,
+                };
+                self.list[i].waiting = true;
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    /// One frame of a snapshot of `sid` from `cursor` (0: take a new view
+    /// of the host's state, at the stream's exact point).
+    #[allow(clippy::too_many_arguments)]
+    fn snapshot<H: Host, const A: usize>(
+        &mut self,
+        from: Origin,
+        to: u8,
+        sid: usize,
+        mut cursor: u64,
+        host: &mut H,
+        streams: &Streams<A>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let stream = Streams::<A>::stream(sid);
+        let tx = &streams.get(sid).tx;
+        if cursor == 0 {
+            let seq = tx.next_seq - 1;
+            if self.views[sid].is_none_or(|v| (v.epoch, v.seq) != (tx.epoch, seq)) {
+                // Safe: at an exact point no bulk of the stream is reading the view.
+                host.bulk_start(stream);
+                self.views[sid] = Some(View { epoch: tx.epoch, seq, digest: tx.digest.value() });
+            }
+        }
+        let v = self.views[sid]?;
+        let body = Body::Snapshot { stream: sid as u8, epoch: v.epoch, seq: v.seq, cursor, digest: v.digest };
+        let mut w = from.writer(buf, to, &body)?;
+        let mut chunk = [0u8; CONFIG_CHUNK];
+        loop {
+            if w.remaining() < wire::bytes_record_len(CONFIG_CHUNK) + 10 {
+                break;
+            }
+            match host.bulk_read(stream, &mut cursor, &mut chunk) {
+                Ok(Some(n)) => w.push(&SnapshotItem { next: cursor, data: &chunk[..n] }).ok()?,
+                Ok(None) => {
+                    w.push(&SnapshotItem::END).ok()?;
+                    break;
+                }
+                Err(_) => {
+                    // The view is unreadable: the next report starts a new one.
+                    warn!("standby snapshot: the host failed a read");
+                    self.views[sid] = None;
+                    return None;
+                }
+            }
+        }
+        Some(w.finish())
+    }
+
+    /// Where `slot`'s copy of the configuration is, for `show switch`.
+    pub(crate) fn copy_state<const A: usize, const B: usize>(
+        &self,
+        slot: Slot,
+        term: u64,
+        streams: &Streams<A>,
+        backlog: &Backlog<B>,
+    ) -> Option<ConfigCopy> {
+        let f = self.list.iter().find(|f| f.slot == slot)?;
+        let mut state = ConfigCopy::InSync;
+        for (sid, copy) in f.copies.iter().enumerate() {
+            match self.lack(copy, sid, term, streams, backlog) {
+                Lack::Nothing => {}
+                Lack::Wait => state = state.min(ConfigCopy::Waiting),
+                _ => state = state.min(ConfigCopy::Copying),
+            }
+        }
+        Some(state)
+    }
+
+    /// Every standby with a report, by slot.
+    pub(crate) fn copies<const A: usize, const B: usize>(
+        &self,
+        term: u64,
+        streams: &Streams<A>,
+        backlog: &Backlog<B>,
+    ) -> [Option<ConfigCopy>; MAX_NODES] {
+        let mut out = [None; MAX_NODES];
+        for f in &self.list {
+            out[f.slot.index()] = self.copy_state(f.slot, term, streams, backlog);
+        }
+        out
+    }
+}

@@ -216,9 +216,9 @@ impl Tx {
             return None;
         }
         match (self.next_seq, self.continues) {
-            // Continued and nothing recorded since: the point continued from.
+            // Continued and nothing recorded since: the point continued
+            // from, as long as a module may still offer it.
             (1, Some(point)) => Some(point),
-            (1, None) => None,
             (next, _) => Some((term, self.epoch, next - 1)),
         }
     }

@@ -14,6 +14,9 @@
 //! 8. a master that steps down for a rival of a higher term reports a split
 //!    brain only if both were master at once, and counts exactly the changes
 //!    it made as master that its backup had not acknowledged (`checkpointed`).
+//! 9. a standby the master sees holding the configuration In Sync holds
+//!    exactly the master's saved and active configuration (checked in
+//!    `Sim::check_copies`, and for every standby after the quiet period).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

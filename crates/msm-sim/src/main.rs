@@ -114,6 +114,9 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.two_path_runs += st.two_path_runs;
                                 t.path_moves += st.path_moves;
                                 t.continued += st.continued;
+                                t.copies_checked += st.copies_checked;
+                                t.standby_runs[0] += st.standby_runs[0];
+                                t.standby_runs[1] += st.standby_runs[1];
                             }
                         }
                         Err(f) => {
@@ -155,6 +158,10 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
     println!(
         "     {} runs with two backplane paths ({} moves of data to the other path), {} streams continued across a switchover without a bulk",
         t.two_path_runs, t.path_moves, t.continued
+    );
+    println!(
+        "     {} runs with three modules and {} with four: {} standby configuration copies checked against the master's",
+        t.standby_runs[0], t.standby_runs[1], t.copies_checked
     );
     println!(
         "     attacker: {} frames injected ({} replays of taken frames), every one refused before authentication completed",

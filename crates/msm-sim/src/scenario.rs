@@ -49,7 +49,13 @@ pub fn random_apps(rng: &mut Pcg64Mcg, n: usize) -> Vec<AppDef> {
 }
 
 pub fn random_config(rng: &mut Pcg64Mcg, faults: bool) -> SimConfig {
-    let mut cfg = SimConfig::chassis(if rng.random_bool(0.2) { 3 } else { 2 });
+    // Standbys in a quarter of the runs: three modules, or four.
+    let modules = match rng.random_range(0..20) {
+        0..=2 => 3,
+        3..=4 => 4,
+        _ => 2,
+    };
+    let mut cfg = SimConfig::chassis(modules);
     let n = rng.random_range(1..=APPS.min(6));
     cfg.apps = random_apps(rng, n);
     let mut order: Vec<usize> = (0..n).collect();

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use msm_backplane::{Fate, FaultConfig, PathHealth};
 use msm_checkpoint::{
-    AppId, AppRegistry, Config, ConfigChoice, Event, Key, Node, Role, Slot, Stream, SyncState, Term,
+    AppId, AppRegistry, Config, ConfigChoice, ConfigCopy, Event, Key, Node, Role, Slot, Stream, SyncState,
+    Term,
 };
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
@@ -145,8 +146,13 @@ pub struct Stats {
     pub path_moves: u64,
     /// Runs with two backplane paths.
     pub two_path_runs: u64,
+    /// Runs of a chassis with three modules, and with four.
+    pub standby_runs: [u64; 2],
     /// Streams continued across a switchover (no bulk).
     pub continued: u64,
+    /// Standbys' configuration copies found equal to the master's each
+    /// time the master saw one reach In Sync (invariant 9).
+    pub copies_checked: u64,
     /// Split brains reported, each checked for its count (invariant 8).
     pub split_brains: u64,
     /// Changes they discarded.
@@ -163,6 +169,8 @@ pub struct Sim {
     links: Links,
     /// Node i's view of its paths to node j, at `i * n + j`.
     health: Vec<PathHealth<MAX_PATHS>>,
+    /// What each master last saw of each standby's configuration copy, `[master * n + standby]`.
+    copies: Vec<Option<ConfigCopy>>,
     pub checker: Checker,
     next_stamp: Stamp,
     pub trace: bool,
@@ -195,6 +203,7 @@ impl Sim {
             // The links draw from a stream of their own, apart from the churn's.
             links: Links::new(n, cfg.paths.clamp(1, MAX_PATHS), cfg.link, seed ^ 0x11_4c),
             health: vec![PathHealth::new(cfg.paths, path_dead_after(&cfg)); n * n],
+            copies: vec![None; n * n],
             now: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
             nodes: Vec::new(),
@@ -705,8 +714,51 @@ impl Sim {
                     config_checkpointed: e.config_checkpointed(),
                 }
             });
+            self.check_copies(i);
         }
         self.nodes[i].followed = term;
+    }
+
+    /// Invariant 9: each time master `m` sees a standby's copy of the
+    /// configuration reach In Sync, the standby holds exactly the master's
+    /// saved and active configuration.
+    fn check_copies(&mut self, m: usize) {
+        let n = self.nodes.len();
+        if n < 3 {
+            return;
+        }
+        for s in (0..n).filter(|&s| s != m) {
+            let Some(slot) = Slot::new(s as u8) else { continue };
+            let state = self.engine(m).and_then(|e| e.standby_config(slot));
+            let was = std::mem::replace(&mut self.copies[m * n + s], state);
+            if state != Some(ConfigCopy::InSync) || was == state {
+                continue;
+            }
+            self.stats.copies_checked += 1;
+            if let Err(v) = self.same_config(m, s, "reported In Sync") {
+                self.violation.get_or_insert(v);
+            }
+        }
+    }
+
+    /// Node `s` holds master `m`'s saved and active configuration.
+    fn same_config(&self, m: usize, s: usize, when: &str) -> Result<(), Violation> {
+        let (hm, hs) = (&self.nodes[m].host, &self.nodes[s].host);
+        for (what, ours, theirs) in
+            [("saved", &hm.saved_config, &hs.saved_config), ("active", &hm.active_config, &hs.active_config)]
+        {
+            if ours != theirs {
+                return Err(Violation {
+                    invariant: 9,
+                    message: format!(
+                        "standby {s} {when}: its {what} configuration ({} bytes) is not master {m}'s ({} bytes)",
+                        theirs.len(),
+                        ours.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Node `i` judges its paths now, as a board does once a loop turn;
@@ -829,6 +881,17 @@ impl Sim {
                 message: "saved configs differ after quiet period".into(),
             });
         }
+        // Every standby holds the configuration too.
+        for s in up.iter().copied().filter(|&s| self.engine(s).is_some_and(|e| e.role() == Role::Standby)) {
+            let state = Slot::new(s as u8).and_then(|slot| me.standby_config(slot));
+            if state != Some(ConfigCopy::InSync) {
+                return Err(Violation {
+                    invariant: 9,
+                    message: format!("standby {s}'s configuration is {state:?} after quiet period"),
+                });
+            }
+            self.same_config(*m, s, "after quiet period")?;
+        }
         Ok(())
     }
 
@@ -839,6 +902,7 @@ impl Sim {
         self.stats.attacks = self.attacker.stats.injected;
         self.stats.attack_replays = self.attacker.stats.replays;
         self.stats.two_path_runs = u64::from(self.cfg.paths > 1);
+        self.stats.standby_runs = [u64::from(self.cfg.nodes == 3), u64::from(self.cfg.nodes == 4)];
         self.stats.clone()
     }
 

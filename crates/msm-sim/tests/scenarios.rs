@@ -965,3 +965,73 @@ fn after_a_partition_only_the_streams_the_old_master_changed_are_bulked() {
         sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
     }
 }
+
+/// Three and four modules: every standby receives the saved configuration
+/// into its flash and the active configuration with its changes, and the
+/// master shows it In Sync. When the master dies, the backup takes over and
+/// a standby becomes backup: it continues both configuration streams
+/// without a bulk (only application state is bulked to it).
+#[test]
+fn standbys_hold_the_configuration_and_a_standby_made_backup_bulks_only_applications() {
+    for modules in [3usize, 4] {
+        for seed in 0..4u64 {
+            let mut sim = synced(SimConfig::chassis(modules), 700 + seed);
+            sim.set_faults(FaultConfig { latency: Duration::from_millis(1), ..link::CLEAN });
+            for k in 0..5 {
+                sim.config_change(&format!("configure vlan v{k} add ports {k}\n"));
+                sim.change(0, k, Op::Set);
+                sim.run_for(2 * MS).unwrap();
+            }
+            sim.save();
+            sim.config_change("configure vlan v9 add ports 9\n");
+            let m = sim.master().unwrap();
+            let b = sim.backup().unwrap();
+            let standbys: Vec<usize> = (0..modules).filter(|&i| i != m && i != b).collect();
+            let in_sync = |s: &Sim| {
+                let e = s.engine(m).unwrap();
+                standbys
+                    .iter()
+                    .all(|&i| e.standby_config(slot(i)) == Some(msm_checkpoint::ConfigCopy::InSync))
+            };
+            assert!(
+                sim.run_until_cond(Duration::from_secs(1), in_sync).unwrap(),
+                "{modules} modules, seed {seed}"
+            );
+            for &s in &standbys {
+                assert_eq!(sim.nodes[s].host.saved_config, sim.nodes[m].host.saved_config, "saved, in flash");
+                assert_eq!(sim.nodes[s].host.active_config, sim.nodes[m].host.active_config, "active");
+                assert!(sim.nodes[s].host.apps.iter().all(|t| t.is_empty()), "no application state");
+            }
+            let before: Vec<[usize; 2]> = (0..modules)
+                .map(|i| [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, i, st)))
+                .collect();
+            sim.crash(m);
+            assert!(
+                sim.run_until_cond(Duration::from_secs(2), |s| s.master() == Some(b) && s.backup().is_some())
+                    .unwrap()
+            );
+            assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "{modules} modules, seed {seed}");
+            let nb = sim.backup().unwrap();
+            assert!(standbys.contains(&nb), "a standby became backup");
+            let after = [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, nb, st));
+            assert_eq!(
+                after, before[nb],
+                "{modules} modules, seed {seed}: no configuration bulk to the new backup"
+            );
+            let continued: Vec<_> = sim.nodes[nb]
+                .events
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::StreamContinued(s) => Some(*s),
+                    _ => None,
+                })
+                .collect();
+            assert!(continued.contains(&msm_checkpoint::Stream::SavedConfig), "{continued:?}");
+            assert!(continued.contains(&msm_checkpoint::Stream::ActiveConfig), "{continued:?}");
+            sim.boot(m);
+            sim.run_for(Duration::from_millis(500)).unwrap();
+            assert_eq!(sim.engine(m).unwrap().role(), Role::Standby, "the old master returns as standby");
+            sim.check_converged().unwrap_or_else(|v| panic!("{modules} modules, seed {seed}: {v}"));
+        }
+    }
+}

@@ -44,7 +44,11 @@ pub(crate) struct Mirror {
 
 impl Mirror {
     pub(crate) const fn new(repeat: Duration) -> Self {
-        Mirror { repeat, incoming: [Incoming { epoch: 0, seq: 0, next: 0, active: false }; CONFIG_STREAMS], report_due: false }
+        Mirror {
+            repeat,
+            incoming: [Incoming { epoch: 0, seq: 0, next: 0, active: false }; CONFIG_STREAMS],
+            report_due: false,
+        }
     }
 
     /// Standby of a master from now on: report at once.

@@ -759,11 +759,15 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         let sent = match self.members.role {
             Role::Master => {
                 let to_backup = match self.members.backup {
-                    Some(backup) => self.sender.poll_transmit(now, from, backup, host, streams, events, timers, buf),
+                    Some(backup) => {
+                        self.sender.poll_transmit(now, from, backup, host, streams, events, timers, buf)
+                    }
                     None => None,
                 };
                 // Standbys after the backup: what they lack waits for its data.
-                to_backup.or_else(|| self.standbys.poll_transmit(from, host, &self.streams, self.sender.backlog(), buf))
+                to_backup.or_else(|| {
+                    self.standbys.poll_transmit(from, host, &self.streams, self.sender.backlog(), buf)
+                })
             }
             Role::Backup => {
                 let master = self.members.master?;

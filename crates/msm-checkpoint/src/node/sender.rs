@@ -116,7 +116,12 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
 
     /// Stop every stream and clear the backlog: nothing is on a backup.
     /// `keep`: we stay master in that term (see [`Streams::stop_all`]).
-    fn stop_all<const A: usize>(&mut self, streams: &mut Streams<A>, timers: &mut TimerTable, keep: Option<u64>) {
+    fn stop_all<const A: usize>(
+        &mut self,
+        streams: &mut Streams<A>,
+        timers: &mut TimerTable,
+        keep: Option<u64>,
+    ) {
         streams.stop_all(keep);
         timers.stop(Timer::BulkHoldoff);
         self.out.backlog.clear();

@@ -25,6 +25,11 @@ use crate::role::{MAX_NODES, Slot};
 use crate::status::ConfigCopy;
 use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, SnapshotItem};
 
+/// Bytes of a [`SnapshotItem`] besides its data: two varints at most.
+const ITEM_OVERHEAD: usize = 10 + 3;
+/// A frame with less room than this for an item's data goes as it is.
+const MIN_ITEM: usize = 16;
+
 /// The host's bulk view of a configuration stream, taken for snapshots:
 /// the stream's point then, and its digest there.
 #[derive(Debug, Clone, Copy)]
@@ -91,13 +96,24 @@ impl<const N: usize> Standbys<N> {
 
     /// A standby's report (already checked to be from a live non-backup
     /// peer in our term).
-    pub(crate) fn on_report(&mut self, from: Slot, incarnation: u32, mut tail: &[u8]) -> Result<(), FrameError> {
-        let unknown = MirrorItem { stream: 0, point: MirrorPoint::default(), complete: false, cursor: NO_CURSOR };
+    pub(crate) fn on_report(
+        &mut self,
+        from: Slot,
+        incarnation: u32,
+        mut tail: &[u8],
+    ) -> Result<(), FrameError> {
+        let unknown =
+            MirrorItem { stream: 0, point: MirrorPoint::default(), complete: false, cursor: NO_CURSOR };
         let i = match self.list.iter().position(|f| f.slot == from) {
             Some(i) => i,
             None => {
-                let fresh =
-                    Follower { slot: from, incarnation, copies: [unknown; CONFIG_STREAMS], due: true, waiting: false };
+                let fresh = Follower {
+                    slot: from,
+                    incarnation,
+                    copies: [unknown; CONFIG_STREAMS],
+                    due: true,
+                    waiting: false,
+                };
                 self.list.push(fresh).map_err(|_| FrameError::Unexpected { from })?;
                 self.list.len() - 1
             }
@@ -221,10 +237,12 @@ impl<const N: usize> Standbys<N> {
         let mut w = from.writer(buf, to, &body)?;
         let mut chunk = [0u8; CONFIG_CHUNK];
         loop {
-            if w.remaining() < wire::bytes_record_len(CONFIG_CHUNK) + 10 {
+            // An item's own bytes: its read position and length, as varints.
+            let room = w.remaining().saturating_sub(ITEM_OVERHEAD).min(CONFIG_CHUNK);
+            if room < MIN_ITEM {
                 break;
             }
-            match host.bulk_read(stream, &mut cursor, &mut chunk) {
+            match host.bulk_read(stream, &mut cursor, &mut chunk[..room]) {
                 Ok(Some(n)) => w.push(&SnapshotItem { next: cursor, data: &chunk[..n] }).ok()?,
                 Ok(None) => {
                     w.push(&SnapshotItem::END).ok()?;

@@ -8,7 +8,7 @@ use super::streams::ACTIVE;
 use crate::app::AppRegistry;
 use crate::host::AppId;
 use crate::role::{Role, Slot, Term};
-use crate::status::{StreamStatus, SwitchStatus, stream_name};
+use crate::status::{ConfigCopy, StreamStatus, SwitchStatus, stream_name};
 use crate::stream::Phase;
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize>
@@ -84,6 +84,15 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     /// Master: the same for configuration changes.
     pub fn config_checkpointed(&self) -> u64 {
         self.streams.get(ACTIVE).tx.checkpointed
+    }
+
+    /// Master: where standby `slot`'s copy of the configuration is (`None`:
+    /// no report from it, or not master).
+    pub fn standby_config(&self, slot: Slot) -> Option<ConfigCopy> {
+        if self.members.role != Role::Master {
+            return None;
+        }
+        self.standbys.copy_state(slot, self.members.term.raw(), &self.streams, self.sender.backlog())
     }
 
     /// The redundancy part of `show switch`.

@@ -1,19 +1,53 @@
 //! A chassis of three modules with real processes (a Unix datagram bus
-//! between them): the master is killed, the backup takes over, the standby
-//! becomes its backup and reaches In Sync, and the old master returns as a
-//! standby. Every wait has a deadline.
+//! between them): the standby holds the master's saved configuration in its
+//! flash and its active configuration; the master is killed, the backup
+//! takes over, the standby becomes its backup with the configuration already
+//! in place (no configuration bulk) and reaches In Sync, and the old master
+//! returns as a standby and gets the configuration. Every wait has a deadline.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::time::Duration;
 
 mod common;
 
-use common::{HB, chassis, digests, switch};
+use common::{HB, chassis, digests, log, switch};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
+use serde_json::Value;
 
 fn role(c: &Chassis, slot: char) -> String {
     c.role(slot).unwrap_or_default()
+}
+
+/// How `master` sees `standby`'s copy of the configuration.
+fn copy(c: &Chassis, master: char, standby: char) -> String {
+    let s = switch(c, master);
+    let peers = s["peers"].as_array().cloned().unwrap_or_default();
+    let p = peers.iter().find(|p| p["slot"] == standby.to_string()).cloned().unwrap_or(Value::Null);
+    p["config"].as_str().unwrap_or_default().to_string()
+}
+
+fn running(c: &Chassis, slot: char) -> String {
+    c.ask(slot, &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap_or_default().to_string()
+}
+
+/// The saved configurations in `slot`'s flash: name, size and time of each.
+fn flash(c: &Chassis, slot: char) -> Value {
+    switch(c, slot)["saved"].clone()
+}
+
+/// Bulk transfers `slot` received of the two configuration streams.
+fn config_bulks(c: &Chassis, slot: char) -> Vec<u64> {
+    let j = c.ask(slot, &Request::ShowCheckpointData { process: None }).unwrap();
+    j.as_array().unwrap()[..2].iter().map(|r| r["bulks"].as_u64().unwrap_or(0)).collect()
+}
+
+/// `standby` holds `master`'s configuration, saved (in flash) and active,
+/// and the master says so.
+fn holds_config(c: &Chassis, master: char, standby: char) -> bool {
+    copy(c, master, standby) == "In Sync"
+        && running(c, master) == running(c, standby)
+        && flash(c, master) == flash(c, standby)
 }
 
 #[test]
@@ -30,13 +64,28 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
     let peers = switch(&c, 'A')["peers"].as_array().unwrap().len();
     assert_eq!(peers, 2, "the master hears both others: {}", switch(&c, 'A'));
 
+    // The configuration, and changes to it, reach the standby.
+    let lines = (0..50).map(|i| format!("create vlan v{i}")).collect();
+    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
+    c.ask('A', &Request::Configure { lines: vec!["create vlan v99".into()], wait: None }).unwrap();
+    c.wait("C holds A's configuration", wait, |c| Ok(holds_config(c, 'A', 'C'))).unwrap();
+    assert!(running(&c, 'C').contains("v99"), "{}", running(&c, 'C'));
+    let before = config_bulks(&c, 'C');
+
     c.kill('A').unwrap();
     c.wait("B takes over", wait, |c| Ok(role(c, 'B') == "MASTER")).unwrap();
     c.wait("C becomes B's backup, in sync", wait, |c| Ok(role(c, 'C') == "BACKUP" && c.in_sync('B')))
         .unwrap();
+    // Only application state was bulked: the configuration was in place.
+    assert_eq!(config_bulks(&c, 'C'), before, "C's log:\n{}", log(&c, 'C'));
+    let continued = log(&c, 'C');
+    assert!(continued.contains("StreamContinued(SavedConfig)"), "{continued}");
+    assert!(continued.contains("StreamContinued(ActiveConfig)"), "{continued}");
 
     c.start('A', &["--churn", "500"]).unwrap();
     c.wait("A returns as a standby", wait, |c| Ok(role(c, 'A') == "STANDBY")).unwrap();
+    c.wait("A holds B's configuration", wait, |c| Ok(holds_config(c, 'B', 'A'))).unwrap();
     assert_eq!((role(&c, 'B'), role(&c, 'C')), ("MASTER".into(), "BACKUP".into()));
     c.ask('B', &Request::Churn { rate: 0 }).unwrap();
     c.wait("B and C hold the same state", wait, |c| Ok(c.in_sync('B') && digests(c, 'B') == digests(c, 'C')))

@@ -53,7 +53,11 @@ const PATHS: usize = 2;
 /// data then moves to the other path.
 const DEAD_AFTER_MS: u64 = HEARTBEAT_MS * 3 / 2;
 
-type Engine = Node<{ APPS.len() }, WINDOW, BACKLOG>;
+/// Standbys this board mirrors its configuration to as master: none, it
+/// pairs with one peer (a standby's side of the mirror is always there).
+const STANDBYS: usize = 0;
+
+type Engine = Node<{ APPS.len() }, WINDOW, BACKLOG, STANDBYS>;
 /// One backplane path: a UART link over UART1 or UART2.
 type Path = UartLink<uart::BoardUart, MAX_FRAME, LINK_TX>;
 /// The backplane: heartbeats on both paths, data on the first alive.

@@ -185,6 +185,8 @@ pub fn switch(
                 "term": p.term.to_string(),
                 "priority": p.priority,
                 "max_heartbeat_gap_us": u64::try_from(p.max_heartbeat_gap.as_micros()).unwrap_or(u64::MAX),
+                // Master: a standby's copy of the configuration ("In Sync", "copying", "waiting").
+                "config": s.standby_config[p.slot.index()].map(|c| c.as_str()),
             })
         })
         .collect();

@@ -134,11 +134,16 @@ impl Membership {
 
     /// Follow `master` (boot count `incarnation`) in `term`, as a standby
     /// until it names us backup.
-    pub(crate) fn follow(&mut self, master: Slot, incarnation: u32, term: Term) {
+    /// Follow `master`. True when it is another boot of the module whose
+    /// term we followed, claiming that term again (it restarted and heard
+    /// no higher one): records of that term held here are not of its history.
+    pub(crate) fn follow(&mut self, master: Slot, incarnation: u32, term: Term) -> bool {
+        let reused = self.term == term && term != Term::NONE && self.master_incarnation != incarnation;
         self.master = Some(master);
         self.master_incarnation = incarnation;
         self.term = term;
         self.role = Role::Standby;
+        reused
     }
 
     /// A frame only our master sends (hello ack, data, handover).
@@ -169,7 +174,7 @@ impl Membership {
         if term < self.term {
             return Err(FrameError::StaleTerm { got: term, ours: self.term });
         }
-        let live = self.peer_status()[from.index()].is_some_and(|p| p.alive);
+        let live = self.is_alive(from);
         if self.role != Role::Master || term != self.term || self.backup == Some(from) || !live {
             return Err(FrameError::Unexpected { from });
         }

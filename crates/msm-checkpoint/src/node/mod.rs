@@ -559,7 +559,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::PartnerSuspect);
         self.identity.partner_heard(now);
-        self.members.follow(master, incarnation, term);
+        if self.members.follow(master, incarnation, term) {
+            warn!("the master restarted and claims its term again: what it sent before is dropped");
+            self.streams.forget_term(term.raw());
+        }
         self.receiver.follow(&mut self.timers);
         self.mirror.start(now, &mut self.timers);
         self.timers.stop(Timer::Election);

@@ -159,6 +159,24 @@ impl<const APPS: usize> Streams<APPS> {
         self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.unacknowledged()).sum()
     }
 
+    /// Records of `term` held here are of another boot of its master: the
+    /// streams hold nothing a master could resume or continue from. (The
+    /// host keeps its state; only a bulk replaces it.)
+    pub(crate) fn forget_term(&mut self, term: u64) {
+        for sid in self.ids() {
+            let rx = &mut self.get_mut(sid).rx;
+            if rx.term == term {
+                rx.term = 0;
+                rx.epoch = 0;
+                rx.applied = 0;
+                rx.complete = false;
+            }
+            if rx.held_term == term {
+                rx.held_term = 0;
+            }
+        }
+    }
+
     /// No backup any more: every stream stops sending; change ids continue.
     /// `keep`: this node stays master in that term, and each stream's exact
     /// point is kept for a new backup to continue from (see `Tx::continues`).

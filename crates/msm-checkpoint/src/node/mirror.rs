@@ -115,7 +115,8 @@ impl Mirror {
         let stream = Streams::<A>::stream(sid);
         let st = streams.get_mut(sid);
         let inc = &mut self.incoming[sid];
-        if cursor == 0 {
+        let same = inc.active && st.rx.term == term.raw() && (inc.epoch, inc.seq) == (epoch, seq);
+        if cursor == 0 && !(same && inc.next > 0) {
             if st.rx.in_bulk {
                 host.bulk_abort(stream);
             }
@@ -256,5 +257,115 @@ impl Mirror {
         self.report_due = false;
         timers.set(Timer::Report, now + self.repeat);
         Some(w.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::AppRegistry;
+    use crate::host::{HostError, Stream};
+    use crate::node::streams::SAVED;
+
+    /// What a standby's host was asked to do with the saved configuration.
+    #[derive(Default)]
+    struct Flash {
+        staged: Option<heapless::Vec<u8, 64>>,
+        saved: heapless::Vec<u8, 64>,
+        aborts: u32,
+    }
+
+    impl Host for Flash {
+        fn bulk_start(&mut self, _: Stream) -> u64 {
+            0
+        }
+        fn bulk_read(&mut self, _: Stream, _: &mut u64, _: &mut [u8]) -> Result<Option<usize>, HostError> {
+            Ok(None)
+        }
+        fn bulk_begin(&mut self, _: Stream, _: u64) -> Result<(), HostError> {
+            self.staged = Some(heapless::Vec::new());
+            Ok(())
+        }
+        fn apply(&mut self, _: Stream, _: ItemKind, item: &[u8]) -> Result<(), HostError> {
+            let staged = self.staged.as_mut().ok_or(HostError::BadRecord)?;
+            staged.extend_from_slice(item).map_err(|_| HostError::Full)
+        }
+        fn bulk_end(&mut self, _: Stream) -> Result<(), HostError> {
+            self.saved = self.staged.take().ok_or(HostError::BadRecord)?;
+            Ok(())
+        }
+        fn bulk_abort(&mut self, _: Stream) {
+            self.staged = None;
+            self.aborts += 1;
+        }
+    }
+
+    const TERM: Term = Term::from_raw(0x1FF);
+
+    fn items<'a>(buf: &'a mut [u8], items: &[SnapshotItem<'_>]) -> &'a [u8] {
+        let mut n = 0;
+        for i in items {
+            n += postcard::to_slice(i, &mut buf[n..]).unwrap().len();
+        }
+        &buf[..n]
+    }
+
+    #[test]
+    fn a_snapshot_in_order_is_the_masters_state_at_its_point() {
+        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let (mut m, mut host, mut events) =
+            (Mirror::new(Duration::from_millis(100)), Flash::default(), EventQueue::new());
+        let mut buf = [0u8; 64];
+        let first = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
+        m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, first, &mut streams, &mut host, &mut events).unwrap();
+        // A late copy of the first frame, and a frame from elsewhere, change nothing.
+        let again = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
+        m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, again, &mut streams, &mut host, &mut events).unwrap();
+        let again = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
+        m.on_snapshot(TERM, SAVED, 4, 9, 6 + 1, 0xD1, again, &mut streams, &mut host, &mut events).unwrap();
+        assert_eq!(m.snapshots(), 1 << SAVED);
+        let last = items(&mut buf, &[SnapshotItem { next: 12, data: b"vlan 2" }, SnapshotItem::END]);
+        m.on_snapshot(TERM, SAVED, 4, 9, 6, 0xD1, last, &mut streams, &mut host, &mut events).unwrap();
+        assert_eq!(host.saved.as_slice(), b"vlan 1vlan 2");
+        let rx = &streams.get(SAVED).rx;
+        assert_eq!((rx.term, rx.epoch, rx.applied, rx.complete, rx.in_bulk), (TERM.raw(), 4, 9, true, false));
+        assert_eq!(rx.digest.value(), 0xD1, "the master's digest at the point");
+        assert_eq!(m.snapshots(), 0);
+    }
+
+    #[test]
+    fn becoming_backup_mid_snapshot_offers_nothing_and_the_host_keeps_its_state() {
+        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let (mut m, mut host, mut events) =
+            (Mirror::new(Duration::from_millis(100)), Flash::default(), EventQueue::new());
+        let mut timers = TimerTable::new();
+        let mut buf = [0u8; 64];
+        let first = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
+        m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, first, &mut streams, &mut host, &mut events).unwrap();
+        m.stop(&mut streams, &mut host, &mut timers);
+        let rx = &streams.get(SAVED).rx;
+        assert_eq!((rx.term, rx.epoch, rx.applied, rx.complete, rx.in_bulk), (0, 0, 0, false, false));
+        assert_eq!(host.aborts, 1);
+        assert!(!timers.is_armed(Timer::Report));
+    }
+
+    #[test]
+    fn a_rebase_takes_only_the_exact_point_it_names() {
+        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let (mut m, mut events) = (Mirror::new(Duration::from_millis(100)), EventQueue::new());
+        let rx = &mut streams.get_mut(SAVED).rx;
+        (rx.term, rx.epoch, rx.applied, rx.complete) = (0x1FE, 2, 30, true);
+        let new = Term::from_raw(0x2FF);
+        let elsewhere = MirrorPoint { term: 0x1FE, epoch: 2, seq: 29 };
+        m.on_rebase(new, SAVED, elsewhere, 1, &mut streams, &mut events).unwrap();
+        assert_eq!(streams.get(SAVED).rx.term, 0x1FE, "not the point held");
+        let held = MirrorPoint { term: 0x1FE, epoch: 2, seq: 30 };
+        m.on_rebase(new, SAVED, held, 1, &mut streams, &mut events).unwrap();
+        let rx = &streams.get(SAVED).rx;
+        assert_eq!((rx.term, rx.epoch, rx.applied, rx.complete), (0x2FF, 1, 0, true));
+        assert!(matches!(
+            m.on_rebase(new, 5, held, 1, &mut streams, &mut events),
+            Err(FrameError::UnknownStream(5))
+        ));
     }
 }

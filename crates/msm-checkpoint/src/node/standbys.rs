@@ -52,6 +52,7 @@ struct Follower {
 }
 
 /// What a standby's copy of one stream lacks.
+#[derive(Debug, PartialEq, Eq)]
 enum Lack {
     Nothing,
     /// Records from this backlog offset.
@@ -291,5 +292,107 @@ impl<const N: usize> Standbys<N> {
             out[f.slot.index()] = self.copy_state(f.slot, term, streams, backlog);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::AppRegistry;
+    use crate::node::backlog::Kind;
+    use crate::node::streams::ACTIVE;
+    use crate::stream::Phase;
+
+    const TERM: u64 = 0x1FF;
+
+    /// The active configuration in epoch 3 with records 1..=5 made; the
+    /// backlog still holds 4 and 5 (acknowledged or not).
+    fn master() -> (Streams<0>, Backlog<512>) {
+        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let tx = &mut streams.get_mut(ACTIVE).tx;
+        (tx.phase, tx.recording, tx.epoch, tx.next_seq, tx.end_seq) = (Phase::Synced, true, 3, 6, Some(3));
+        let mut backlog = Backlog::<512>::new();
+        for seq in [4u64, 5] {
+            let slot = backlog.reserve(8, &streams).unwrap();
+            slot[..8].copy_from_slice(b"vlan 10\n");
+            backlog.commit(ACTIVE as u8, Kind::Change, seq, seq, 8);
+        }
+        (streams, backlog)
+    }
+
+    fn copy(term: u64, epoch: u32, seq: u64, complete: bool) -> MirrorItem {
+        MirrorItem {
+            stream: ACTIVE as u8,
+            point: MirrorPoint { term, epoch, seq },
+            complete,
+            cursor: NO_CURSOR,
+        }
+    }
+
+    #[test]
+    fn a_copy_gets_records_while_the_backlog_has_them_else_a_snapshot() {
+        let (streams, backlog) = master();
+        let s = Standbys::<2>::new();
+        let lack = |c: MirrorItem| s.lack(&c, ACTIVE, TERM, &streams, &backlog);
+        assert_eq!(lack(copy(TERM, 3, 5, true)), Lack::Nothing);
+        assert_eq!(lack(copy(TERM, 3, 3, true)), Lack::Records(backlog.find(ACTIVE as u8, 4).unwrap()));
+        assert_eq!(lack(copy(TERM, 3, 2, true)), Lack::Snapshot(0), "record 3 left the backlog");
+        assert_eq!(lack(copy(TERM, 3, 5, false)), Lack::Snapshot(0), "at the point but not whole");
+        assert_eq!(lack(copy(TERM, 2, 9, true)), Lack::Snapshot(0), "an older epoch");
+        assert_eq!(lack(copy(0x2FE, 3, 5, true)), Lack::Snapshot(0), "another master's term");
+    }
+
+    #[test]
+    fn a_snapshot_goes_on_only_from_the_view_its_point_names() {
+        let (streams, backlog) = master();
+        let mut s = Standbys::<2>::new();
+        s.views[ACTIVE] = Some(View { epoch: 3, seq: 5, digest: 7 });
+        let mut c = copy(TERM, 3, 5, false);
+        c.cursor = 512;
+        assert_eq!(s.lack(&c, ACTIVE, TERM, &streams, &backlog), Lack::Snapshot(512));
+        s.views[ACTIVE] = Some(View { epoch: 3, seq: 4, digest: 7 });
+        assert_eq!(
+            s.lack(&c, ACTIVE, TERM, &streams, &backlog),
+            Lack::Snapshot(0),
+            "another view: start over"
+        );
+    }
+
+    #[test]
+    fn a_copy_at_the_continued_point_is_rebased_and_nothing_goes_during_a_bulk() {
+        let (mut streams, backlog) = master();
+        let s = Standbys::<2>::new();
+        let old = copy(0x1FE, 8, 40, true);
+        streams.get_mut(ACTIVE).tx.continues = Some((0x1FE, 8, 40));
+        assert_eq!(s.lack(&old, ACTIVE, TERM, &streams, &backlog), Lack::Rebase(old.point));
+        let tx = &mut streams.get_mut(ACTIVE).tx;
+        (tx.continues, tx.phase) = (None, Phase::Bulk);
+        assert_eq!(
+            s.lack(&old, ACTIVE, TERM, &streams, &backlog),
+            Lack::Wait,
+            "no exact point for a snapshot"
+        );
+    }
+
+    #[test]
+    fn reports_make_a_frame_due_and_a_reboot_forgets_the_copies() {
+        let mut s = Standbys::<1>::new();
+        let a = Slot::new(2).unwrap();
+        let mut buf = [0u8; 64];
+        let item = copy(TERM, 3, 5, true);
+        let n = postcard::to_slice(&item, &mut buf).unwrap().len();
+        s.on_report(a, 7, &buf[..n]).unwrap();
+        assert!(s.list[0].due && s.list[0].copies[ACTIVE] == item);
+        s.list[0].waiting = true;
+        s.changed();
+        s.list[0].due = false;
+        s.changed();
+        assert!(!s.list[0].due, "waiting for the answer to the last frame");
+        s.on_report(a, 8, &[]).unwrap();
+        assert_eq!(s.list[0].copies[ACTIVE].point, MirrorPoint::default(), "another boot holds nothing");
+        let b = Slot::new(3).unwrap();
+        assert!(matches!(s.on_report(b, 1, &[]), Err(FrameError::Unexpected { .. })), "room for one standby");
+        s.forget(a);
+        assert!(s.list.is_empty());
     }
 }

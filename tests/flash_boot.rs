@@ -135,3 +135,17 @@ fn random_settings_area_boots_with_default_settings_and_the_log_says_so() {
     assert!(warned(&log, &["settings area", "damaged ("]), "{log}");
     assert!(text.contains("create vlan prim tag 10"), "{text}");
 }
+
+/// The highest term a module saw is kept in its flash's settings: killed
+/// and started again alone, MSM-A is master in a new term, never in the one
+/// it held before (a standby's or backup's points name terms).
+#[test]
+fn a_master_killed_and_started_alone_takes_a_new_term() {
+    let (_d, mut c) = chassis();
+    start_master(&mut c);
+    let first = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
+    c.kill('A').unwrap();
+    start_master(&mut c);
+    let again = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
+    assert_eq!((first.as_str(), again.as_str()), ("1.A", "2.A"));
+}

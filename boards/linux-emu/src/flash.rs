@@ -261,6 +261,15 @@ impl BoardFlash {
         self.settings.set_selected_config(w).map_err(|e| e.to_string())
     }
 
+    /// The highest term this module saw, kept across restarts (0: none).
+    pub fn last_term(&mut self) -> u64 {
+        self.settings.last_term().unwrap_or(0)
+    }
+
+    pub fn set_last_term(&mut self, term: u64) -> std::result::Result<(), String> {
+        self.settings.set_last_term(term).map_err(|e| e.to_string())
+    }
+
     pub fn priority(&mut self) -> Option<u8> {
         self.settings.priority().ok().flatten()
     }

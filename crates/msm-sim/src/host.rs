@@ -40,6 +40,8 @@ pub struct SimHost {
     refresh: Vec<Option<BTreeSet<u32>>>,
     /// Flash: survives crashes.
     pub saved_config: Vec<u8>,
+    /// Flash too: the highest term the node saw (kept when `keep_terms`).
+    pub last_term: u64,
     staged_saved: Option<Vec<u8>>,
     pub active_config: Vec<u8>,
     /// Backup: a copy being received, and changes that arrived during it.
@@ -70,10 +72,11 @@ impl SimHost {
     /// A reboot: RAM is gone, flash stays; the node boots its saved config.
     pub fn reboot(&mut self, map: Vec<usize>) {
         let saved = std::mem::take(&mut self.saved_config);
-        let refuse = self.refuse_every;
+        let (refuse, last_term) = (self.refuse_every, self.last_term);
         *self = SimHost::new(self.apps.len(), saved);
         self.map = map;
         self.refuse_every = refuse;
+        self.last_term = last_term;
     }
 
     fn idx(&self, a: msm_checkpoint::AppId) -> Result<usize, HostError> {

@@ -71,6 +71,9 @@ pub fn random_config(rng: &mut Pcg64Mcg, faults: bool) -> SimConfig {
         if rng.random_bool(0.35) {
             cfg.paths = 2;
         }
+        // In a fifth, nodes forget their term when they restart (as the
+        // firmware may): a restarted master can claim its old term again.
+        cfg.keep_terms = rng.random_bool(0.8);
     }
     cfg
 }

@@ -59,6 +59,10 @@ pub struct SimConfig {
     /// Backplane paths between each pair (1, or 2: redundant links, each
     /// failing on its own; heartbeats on both, data on the first alive).
     pub paths: usize,
+    /// Nodes keep the highest term they saw in flash and restore it at boot
+    /// (as the Linux board does); without, a restarted node may claim its
+    /// old term again (as the firmware may).
+    pub keep_terms: bool,
 }
 
 impl SimConfig {
@@ -86,6 +90,7 @@ impl SimConfig {
             key: Some(attacker::CHASSIS_KEY),
             attack: 0.0,
             paths: 1,
+            keep_terms: true,
         }
     }
 }
@@ -298,6 +303,9 @@ impl Sim {
         let mut node = node;
         if let Some(k) = &self.cfg.key {
             node.set_key(k);
+        }
+        if self.cfg.keep_terms {
+            node.restore_term(Term::from_raw(st.host.last_term));
         }
         st.engine = Some(Box::new(node));
         st.followed = Term::NONE;
@@ -787,6 +795,13 @@ impl Sim {
     fn flush(&mut self, i: usize) {
         let mut buf = vec![0u8; self.cfg.max_frame];
         self.judge_paths(i);
+        if self.cfg.keep_terms {
+            // Durable before a frame in it goes out, as on a board.
+            let st = &mut self.nodes[i];
+            if let Some(e) = st.engine.as_deref() {
+                st.host.last_term = st.host.last_term.max(e.max_term().raw());
+            }
+        }
         for _ in 0..100_000 {
             let now = self.instant();
             let st = &mut self.nodes[i];

@@ -1035,3 +1035,30 @@ fn standbys_hold_the_configuration_and_a_standby_made_backup_bulks_only_applicat
         }
     }
 }
+
+/// A module keeps the highest term it saw in flash: restarted alone, it
+/// claims a higher one, never its old term again (a term names one
+/// mastership of one boot). Without that (`keep_terms` off, as on a board
+/// that does not store it) the old term comes back, which is what
+/// `Streams::forget_term` is there for.
+#[test]
+fn a_restarted_master_never_claims_its_old_term_again() {
+    for keep in [true, false] {
+        let mut cfg = SimConfig::chassis(2);
+        cfg.keep_terms = keep;
+        let mut sim = synced(cfg, 41);
+        let first = sim.engine(A).unwrap().term();
+        sim.crash(B);
+        sim.crash(A);
+        sim.run_for(20 * MS).unwrap();
+        sim.boot(A);
+        assert!(sim.run_until_cond(Duration::from_millis(500), |s| s.master() == Some(A)).unwrap());
+        let again = sim.engine(A).unwrap().term();
+        if keep {
+            assert!(again > first, "{again} after {first}");
+            assert_eq!(again.count(), first.count() + 1);
+        } else {
+            assert_eq!(again, first, "a board that keeps no term claims the old one");
+        }
+    }
+}

@@ -126,6 +126,8 @@ pub struct MsmNode<L: Link> {
     unacked: Unacked,
     /// The last split brain this node lost.
     pub split_brain: Option<split_brain::Report>,
+    /// The highest term kept in flash (see `keep_term`).
+    last_term: u64,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
@@ -200,6 +202,10 @@ impl<L: Link> MsmNode<L> {
         if let Some(k) = &opts.key {
             engine.set_key(k);
         }
+        // Never claim a term an earlier boot of this module saw: a term names
+        // one mastership, and a standby's or backup's points rest on it.
+        let last_term = flash.last_term();
+        engine.restore_term(Term::from_raw(last_term));
         let max_frame = engine.config().max_frame;
         Ok(MsmNode {
             engine,
@@ -221,6 +227,7 @@ impl<L: Link> MsmNode<L> {
             seeding: std::collections::VecDeque::new(),
             unacked: Unacked::default(),
             split_brain: None,
+            last_term,
         })
     }
 
@@ -310,6 +317,7 @@ impl<L: Link> MsmNode<L> {
     }
 
     fn transmit(&mut self) {
+        self.keep_term();
         let now = self.now();
         let _ = self.link.flush();
         if !self.outbox.send_held(&mut self.link, now) {
@@ -318,6 +326,21 @@ impl<L: Link> MsmNode<L> {
         while let Some(n) = self.engine.poll_transmit(now, &mut self.host, &mut self.buf) {
             if !self.outbox.send(&mut self.link, now, &self.buf[..n]) {
                 return;
+            }
+        }
+    }
+
+    /// The highest term seen goes to flash before a frame in it goes out.
+    fn keep_term(&mut self) {
+        let term = self.engine.max_term().raw();
+        if term > self.last_term {
+            match self.host.flash.set_last_term(term) {
+                Ok(()) => self.last_term = term,
+                // A broken settings area: said once a term; a restart may then reuse it.
+                Err(e) => {
+                    log::warn!("keeping term {} in flash: {e}", self.engine.max_term());
+                    self.last_term = term;
+                }
             }
         }
     }

@@ -166,6 +166,23 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.timers.next_timeout()
     }
 
+    /// The highest term this module saw before it restarted (the board keeps
+    /// [`max_term`](Self::max_term) in flash): it never claims that term or
+    /// a lower one again, so a term names one mastership of one boot. Call
+    /// before the first frame.
+    pub fn restore_term(&mut self, term: Term) {
+        if term > self.members.max_term {
+            self.members.max_term = term;
+        }
+    }
+
+    /// The highest term seen or claimed. A board that keeps it across
+    /// restarts stores it when it grows, before the next `poll_transmit`:
+    /// a frame in a claimed term goes out only once the claim is durable.
+    pub fn max_term(&self) -> Term {
+        self.members.max_term
+    }
+
     /// Change this node's election priority (takes effect at the next election).
     pub fn set_priority(&mut self, priority: u8) {
         self.cfg.priority = priority;

@@ -31,9 +31,11 @@ fn running(c: &Chassis, slot: char) -> String {
     c.ask(slot, &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap_or_default().to_string()
 }
 
-/// The saved configurations in `slot`'s flash: name, size and time of each.
-fn flash(c: &Chassis, slot: char) -> Value {
-    switch(c, slot)["saved"].clone()
+/// The saved configurations in `slot`'s flash: name and size of each (the
+/// time is when that module wrote it).
+fn flash(c: &Chassis, slot: char) -> Vec<(Value, Value)> {
+    let saved = switch(c, slot)["saved"].as_array().cloned().unwrap_or_default();
+    saved.iter().map(|f| (f["file"].clone(), f["bytes"].clone())).collect()
 }
 
 /// Bulk transfers `slot` received of the two configuration streams.
@@ -48,6 +50,21 @@ fn holds_config(c: &Chassis, master: char, standby: char) -> bool {
     copy(c, master, standby) == "In Sync"
         && running(c, master) == running(c, standby)
         && flash(c, master) == flash(c, standby)
+}
+
+/// Wait until `standby` holds `master`'s configuration; on a timeout, say what differs.
+fn wait_for_config(c: &Chassis, master: char, standby: char) {
+    let what = format!("{standby} holds {master}'s configuration");
+    if let Err(e) = c.wait(&what, Duration::from_secs(20), |c| Ok(holds_config(c, master, standby))) {
+        panic!(
+            "{e}\n{master} sees the copy as {:?}; running configurations equal: {}\nflash {master}: {:?}\nflash {standby}: {:?}\n{standby}'s log:\n{}",
+            copy(c, master, standby),
+            running(c, master) == running(c, standby),
+            flash(c, master),
+            flash(c, standby),
+            log(c, standby)
+        );
+    }
 }
 
 #[test]
@@ -69,7 +86,7 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
     c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
     c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
     c.ask('A', &Request::Configure { lines: vec!["create vlan v99".into()], wait: None }).unwrap();
-    c.wait("C holds A's configuration", wait, |c| Ok(holds_config(c, 'A', 'C'))).unwrap();
+    wait_for_config(&c, 'A', 'C');
     assert!(running(&c, 'C').contains("v99"), "{}", running(&c, 'C'));
     let before = config_bulks(&c, 'C');
 
@@ -85,7 +102,7 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
 
     c.start('A', &["--churn", "500"]).unwrap();
     c.wait("A returns as a standby", wait, |c| Ok(role(c, 'A') == "STANDBY")).unwrap();
-    c.wait("A holds B's configuration", wait, |c| Ok(holds_config(c, 'B', 'A'))).unwrap();
+    wait_for_config(&c, 'B', 'A');
     assert_eq!((role(&c, 'B'), role(&c, 'C')), ("MASTER".into(), "BACKUP".into()));
     c.ask('B', &Request::Churn { rate: 0 }).unwrap();
     c.wait("B and C hold the same state", wait, |c| Ok(c.in_sync('B') && digests(c, 'B') == digests(c, 'C')))

@@ -407,7 +407,8 @@ impl SavedStore for BoardFlash {
             out.copy_from_slice(&(len as u64).to_le_bytes());
             return Ok(8);
         }
-        let at = offset - 8;
+        // Inside the length word is not a place a read stops.
+        let at = offset.checked_sub(8).ok_or(HostError::BadRecord)?;
         if at >= len {
             return Ok(0);
         }

@@ -45,6 +45,10 @@ struct Follower {
     slot: Slot,
     incarnation: u32,
     copies: [MirrorItem; CONFIG_STREAMS],
+    /// Per stream, the read positions the last snapshot frame sent to it
+    /// started at and ended at: the only ones its report may name (a
+    /// position is the host's to interpret; none from the wire reaches it).
+    sent: [[u64; 2]; CONFIG_STREAMS],
     /// A frame is due (a report came, or a change while not waiting).
     due: bool,
     /// A frame went out; the next waits for its report.
@@ -112,6 +116,7 @@ impl<const N: usize> Standbys<N> {
                     slot: from,
                     incarnation,
                     copies: [unknown; CONFIG_STREAMS],
+                    sent: [[0; 2]; CONFIG_STREAMS],
                     due: true,
                     waiting: false,
                 };
@@ -123,12 +128,17 @@ impl<const N: usize> Standbys<N> {
         if f.incarnation != incarnation {
             f.incarnation = incarnation;
             f.copies = [unknown; CONFIG_STREAMS];
+            f.sent = [[0; 2]; CONFIG_STREAMS];
         }
         while !tail.is_empty() {
-            let item: MirrorItem = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
-            if let Some(c) = f.copies.get_mut(usize::from(item.stream)) {
-                *c = item;
+            let mut item: MirrorItem = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
+            let sid = usize::from(item.stream);
+            let Some(c) = f.copies.get_mut(sid) else { continue };
+            if item.cursor != NO_CURSOR && !f.sent[sid].contains(&item.cursor) {
+                // Not where a frame of ours left it: the snapshot starts over.
+                item.cursor = 0;
             }
+            *c = item;
         }
         f.due = true;
         f.waiting = false;
@@ -201,7 +211,11 @@ impl<const N: usize> Standbys<N> {
                     Lack::Rebase(p) => {
                         from.writer(buf, to, &Body::Rebase { stream: sid as u8, from: p, epoch })?.finish()
                     }
-                    Lack::Snapshot(cursor) => self.snapshot(from, to, sid, cursor, host, streams, buf)?,
+                    Lack::Snapshot(cursor) => {
+                        let (n, next) = self.snapshot(from, to, sid, cursor, host, streams, buf)?;
+                        self.list[i].sent[sid] = [cursor, next];
+                        n
+                    }
                 };
                 self.list[i].waiting = true;
                 return Some(n);
@@ -211,7 +225,8 @@ impl<const N: usize> Standbys<N> {
     }
 
     /// One frame of a snapshot of `sid` from `cursor` (0: take a new view
-    /// of the host's state, at the stream's exact point).
+    /// of the host's state, at the stream's exact point): its length, and
+    /// the read position after it.
     #[allow(clippy::too_many_arguments)]
     fn snapshot<H: Host, const A: usize>(
         &mut self,
@@ -222,7 +237,7 @@ impl<const N: usize> Standbys<N> {
         host: &mut H,
         streams: &Streams<A>,
         buf: &mut [u8],
-    ) -> Option<usize> {
+    ) -> Option<(usize, u64)> {
         let stream = Streams::<A>::stream(sid);
         let tx = &streams.get(sid).tx;
         if cursor == 0 {
@@ -257,7 +272,7 @@ impl<const N: usize> Standbys<N> {
                 }
             }
         }
-        Some(w.finish())
+        Some((w.finish(), cursor))
     }
 
     /// Where `slot`'s copy of the configuration is, for `show switch`.
@@ -390,6 +405,14 @@ mod tests {
         assert!(!s.list[0].due, "waiting for the answer to the last frame");
         s.on_report(a, 8, &[]).unwrap();
         assert_eq!(s.list[0].copies[ACTIVE].point, MirrorPoint::default(), "another boot holds nothing");
+        // A read position no frame of ours ended at is not passed to the host.
+        s.list[0].sent[ACTIVE] = [256, 512];
+        for (cursor, taken) in [(512, 512), (256, 256), (3, 0)] {
+            let item = MirrorItem { cursor, ..copy(TERM, 3, 5, false) };
+            let n = postcard::to_slice(&item, &mut buf).unwrap().len();
+            s.on_report(a, 8, &buf[..n]).unwrap();
+            assert_eq!(s.list[0].copies[ACTIVE].cursor, taken, "reported {cursor}");
+        }
         let b = Slot::new(3).unwrap();
         assert!(matches!(s.on_report(b, 1, &[]), Err(FrameError::Unexpected { .. })), "room for one standby");
         s.forget(a);

@@ -208,6 +208,17 @@ impl Tx {
         self.epoch = epoch;
     }
 
+    /// The stream's state changed (a change, or a `save` of the saved
+    /// configuration): the next change id. Unrecorded, the change moves our
+    /// state on from the point a new backup could continue from.
+    pub(crate) fn next_change(&mut self) -> u64 {
+        self.changes += 1;
+        if !self.recording {
+            self.continues = None;
+        }
+        self.changes
+    }
+
     /// The point (`term`, epoch, sequence number) whose state is exactly
     /// this master's now: every record of the stream is made, none pending
     /// in a bulk. A module that holds that point whole holds our state.
@@ -281,6 +292,15 @@ impl Rx {
             bulk_rcvd: 0,
             bulk_total: 0,
         }
+    }
+
+    /// Hold no point a master could resume or continue from (the host keeps
+    /// its state; only a bulk replaces it).
+    pub(crate) fn forget_point(&mut self) {
+        self.term = 0;
+        self.epoch = 0;
+        self.applied = 0;
+        self.complete = false;
     }
 }
 

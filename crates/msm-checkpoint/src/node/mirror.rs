@@ -19,9 +19,9 @@ use super::streams::{CONFIG_STREAMS, Streams};
 use super::timers::{Timer, TimerTable};
 use crate::error::FrameError;
 use crate::event::{Event, EventQueue};
-use crate::host::{Host, ItemKind};
+use crate::host::{Host, HostError, ItemKind};
 use crate::role::{Slot, Term};
-use crate::stream::{Digest, Failure, Rx};
+use crate::stream::{Digest, Failure};
 use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, SnapshotItem};
 
 /// A snapshot being received.
@@ -71,11 +71,10 @@ impl Mirror {
             if core::mem::take(&mut self.incoming[sid]).active {
                 let rx = &mut streams.get_mut(sid).rx;
                 if rx.in_bulk {
+                    rx.in_bulk = false;
                     host.bulk_abort(Streams::<A>::stream(sid));
                 }
-                let held_term = rx.held_term;
-                *rx = Rx::new();
-                rx.held_term = held_term;
+                rx.forget_point();
             }
         }
         self.report_due = false;
@@ -126,9 +125,7 @@ impl Mirror {
             st.rx.in_bulk = false;
             st.rx.complete = false;
             if let Err(e) = host.bulk_begin(stream, 0) {
-                st.counters.errors += 1;
-                st.rx.failure = Some(Failure::Host(e));
-                *inc = Incoming::default();
+                self.refused(sid, e, streams, host);
                 return Ok(());
             }
             let rx = &mut st.rx;
@@ -157,13 +154,7 @@ impl Mirror {
                 return self.finish(term, sid, digest, streams, host, events);
             }
             if let Err(e) = host.apply(stream, ItemKind::Bulk, item.data) {
-                warn!("standby: configuration snapshot refused");
-                let st = streams.get_mut(sid);
-                st.counters.errors += 1;
-                st.rx.failure = Some(Failure::Host(e));
-                st.rx.in_bulk = false;
-                host.bulk_abort(stream);
-                self.incoming[sid] = Incoming::default();
+                self.refused(sid, e, streams, host);
                 return Ok(());
             }
             streams.get_mut(sid).rx.bulk_rcvd += 1;
@@ -183,14 +174,12 @@ impl Mirror {
     ) -> Result<(), FrameError> {
         let stream = Streams::<A>::stream(sid);
         let inc = core::mem::take(&mut self.incoming[sid]);
-        let st = streams.get_mut(sid);
-        st.rx.in_bulk = false;
+        streams.get_mut(sid).rx.in_bulk = false;
         if let Err(e) = host.bulk_end(stream) {
-            st.counters.errors += 1;
-            st.rx.failure = Some(Failure::Host(e));
+            self.refused(sid, e, streams, host);
             return Ok(());
         }
-        let rx = &mut st.rx;
+        let rx = &mut streams.get_mut(sid).rx;
         rx.applied = inc.seq;
         rx.complete = true;
         rx.held_term = term.raw();
@@ -198,6 +187,26 @@ impl Mirror {
         rx.failure = None;
         events.push(Event::StreamSynced(stream));
         Ok(())
+    }
+
+    /// The host refused the snapshot of `sid`: it is abandoned (the host
+    /// keeps its state from before), counted, and the report asks anew.
+    fn refused<H: Host, const A: usize>(
+        &mut self,
+        sid: usize,
+        e: HostError,
+        streams: &mut Streams<A>,
+        host: &mut H,
+    ) {
+        warn!("standby: configuration snapshot refused");
+        let st = streams.get_mut(sid);
+        st.counters.errors += 1;
+        st.rx.failure = Some(Failure::Host(e));
+        if st.rx.in_bulk {
+            st.rx.in_bulk = false;
+            host.bulk_abort(Streams::<A>::stream(sid));
+        }
+        self.incoming[sid] = Incoming::default();
     }
 
     /// The master continued `sid` across a switchover: if we hold exactly
@@ -266,7 +275,7 @@ impl Mirror {
 mod tests {
     use super::*;
     use crate::app::AppRegistry;
-    use crate::host::{HostError, Stream};
+    use crate::host::Stream;
     use crate::node::streams::SAVED;
 
     /// What a standby's host was asked to do with the saved configuration.

@@ -210,12 +210,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     /// Returns the save's id: the backup's flash holds it once
     /// [`saved_checkpointed`](Self::saved_checkpointed) reaches it.
     pub fn config_saved(&mut self) -> u64 {
-        let tx = &mut self.streams.get_mut(SAVED).tx;
-        tx.changes += 1;
-        let id = tx.changes;
-        if !tx.recording {
-            tx.continues = None; // the saved configuration moved on from it
-        }
+        let id = self.streams.get_mut(SAVED).tx.next_change();
         self.standbys.changed();
         if self.members.role == Role::Master && self.sender.session().is_some() {
             let tx = &self.streams.get(SAVED).tx;

@@ -41,12 +41,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
         events: &mut EventQueue,
     ) -> (u64, Rebulked) {
         let tx = &mut streams.get_mut(sid).tx;
-        tx.changes += 1;
-        let id = tx.changes;
-        if !tx.recording {
-            // Our state moved on from the point a new backup could continue from.
-            tx.continues = None;
-        }
+        let id = tx.next_change();
         let rebulked =
             if tx.recording { self.append(sid, Kind::Change, id, record, streams, events).1 } else { 0 };
         (id, rebulked)

@@ -166,10 +166,7 @@ impl<const APPS: usize> Streams<APPS> {
         for sid in self.ids() {
             let rx = &mut self.get_mut(sid).rx;
             if rx.term == term {
-                rx.term = 0;
-                rx.epoch = 0;
-                rx.applied = 0;
-                rx.complete = false;
+                rx.forget_point();
             }
             if rx.held_term == term {
                 rx.held_term = 0;

@@ -245,7 +245,11 @@ fn bad_cli_input_and_malformed_requests_get_clear_errors_and_change_nothing() {
     }
     // Malformed control requests.
     use std::io::{BufRead, BufReader, Write};
-    for garbage in ["not json\n", "{\"op\":\"self-destruct\"}\n", "{\"op\":\"configure\",\"lines\":7}\n"] {
+    // The last one is long enough to be parsed off the node's loop.
+    let long = format!("{{\"op\":\"configure\",\"lines\":[{}7]}}\n", "\"create vlan v\",".repeat(5_000));
+    for garbage in
+        ["not json\n", "{\"op\":\"self-destruct\"}\n", "{\"op\":\"configure\",\"lines\":7}\n", &long]
+    {
         let mut s = std::os::unix::net::UnixStream::connect(c.path('A', "ctl")).unwrap();
         s.write_all(garbage.as_bytes()).unwrap();
         let mut line = String::new();
@@ -253,7 +257,8 @@ fn bad_cli_input_and_malformed_requests_get_clear_errors_and_change_nothing() {
         let r: Response = serde_json::from_str(&line).unwrap();
         assert!(
             matches!(&r, Response::Error { message } if message.starts_with("malformed request")),
-            "{garbage}: {r:?}"
+            "{}: {r:?}",
+            &garbage[..garbage.len().min(80)]
         );
     }
     // The CLI refuses bad arguments before sending anything.

@@ -109,6 +109,13 @@ fn refused(e: Refused) -> (u8, anyhow::Error) {
 /// (perf: `malloc_consolidate`), eight heartbeat intervals of 10 ms, and the
 /// master declared its backup lost. mimalloc frees a page at a time, and
 /// another thread's frees lazily, so no allocation pays for a million frees.
+///
+/// Without transparent huge pages: mimalloc asks for them (`MADV_HUGEPAGE`)
+/// on its arenas, and the first touch of each 2 MiB then zeroes all of it
+/// in one page fault. Reading one 400 KB `configure` request took 6-14 ms
+/// of a loop turn that way (perf: `do_huge_pmd_anonymous_page`,
+/// `clear_page_erms`), more than a 10 ms heartbeat interval; with 4 KiB
+/// pages the same work is spread thin. `main` turns them off first thing.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -155,6 +162,10 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() -> ExitCode {
+    // For the whole process, before the engine's tables grow (see GLOBAL).
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("msm-node: transparent huge pages stay on ({e}): page faults may cost loop turns");
+    }
     let args = Args::parse();
     let level = std::env::var("MSM_LOG").unwrap_or_else(|_| "info".into());
     log_init(&level);

@@ -145,9 +145,10 @@ fn forged(term: u64) -> Vec<(&'static str, char, Vec<u8>)> {
         session: 0,
         incarnation,
         config: wire::DigestMark::default(),
+        ..Heartbeat::default()
     };
     let frame = |from: u8, to: u8, term: u64, body: Body, key: Option<&Key>, counter: u64| {
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; wire::MAX_HEARTBEAT];
         let n = FrameWriter::new(&mut buf, from, to, term, &body).unwrap().finish();
         wire::seal(&mut buf[..n], key, u32::MAX, counter);
         buf[..n].to_vec()

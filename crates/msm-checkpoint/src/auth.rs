@@ -27,8 +27,19 @@ pub struct Key([u8; KEY_LEN]);
 
 impl Key {
     /// A key from its bytes (generate them with a CSPRNG: `msm keygen`).
+    /// No check: boards take keys from outside through [`Key::from_secret`].
     pub const fn new(bytes: [u8; KEY_LEN]) -> Key {
         Key(bytes)
+    }
+
+    /// A key from secret bytes read from a file or an operator: refused
+    /// when every byte is the same (an all-zero key file, a blank flash
+    /// area), which no generator produces.
+    pub fn from_secret(bytes: [u8; KEY_LEN]) -> Result<Key, KeyError> {
+        if bytes.iter().all(|&b| b == bytes[0]) {
+            return Err(KeyError::Weak);
+        }
+        Ok(Key(bytes))
     }
 
     /// First 4 bytes of SHA-256 of the key: safe to show, names the key in
@@ -152,6 +163,22 @@ pub enum KeyError {
     NoNextKey,
     /// No second key to retire.
     NothingToRetire,
+    /// A live module does not hold the next key: switching would lose it.
+    PeerLacksKey {
+        /// The module.
+        slot: crate::role::Slot,
+        /// The key it lacks.
+        fingerprint: u32,
+    },
+    /// A live module still sends under the key: retiring it would lose it.
+    PeerSendsUnder {
+        /// The module.
+        slot: crate::role::Slot,
+        /// The key it sends under.
+        fingerprint: u32,
+    },
+    /// All bytes of the key are equal (all zero, say): not a secret.
+    Weak,
 }
 
 impl fmt::Display for KeyError {
@@ -161,6 +188,13 @@ impl fmt::Display for KeyError {
             KeyError::AlreadyHeld => "this key is already installed",
             KeyError::NoNextKey => "no next key installed to switch to",
             KeyError::NothingToRetire => "no second key to retire",
+            KeyError::PeerLacksKey { slot, fingerprint } => {
+                return write!(f, "{slot} does not hold key {fingerprint:08x}: install it there first");
+            }
+            KeyError::PeerSendsUnder { slot, fingerprint } => {
+                return write!(f, "{slot} still sends under key {fingerprint:08x}: switch it first");
+            }
+            KeyError::Weak => "all bytes of the key are equal: generate one with `msm keygen`",
         })
     }
 }

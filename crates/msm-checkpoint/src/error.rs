@@ -49,6 +49,21 @@ pub enum FrameError {
         /// The sender.
         from: crate::role::Slot,
     },
+    /// Authentic, from a boot of the sender that has not proven it is alive
+    /// now (no heartbeat of it echoed a recent challenge of ours): a capture
+    /// of an earlier boot, or a boot whose handshake is still under way.
+    /// Only its heartbeat's challenge is kept, to answer it.
+    Unproven {
+        /// The sender.
+        from: crate::role::Slot,
+    },
+    /// Authentic, but its counter is further ahead of the last one taken
+    /// from that boot than a module can send between two heartbeats
+    /// ([`MAX_COUNTER_JUMP`](crate::MAX_COUNTER_JUMP)): refused, never adopted.
+    CounterJump {
+        /// The sender.
+        from: crate::role::Slot,
+    },
     /// A term beyond [`MAX_TERM_COUNT`](crate::MAX_TERM_COUNT), or more
     /// than [`MAX_TERM_JUMP`](crate::MAX_TERM_JUMP) ahead of ours.
     TermOutOfRange {
@@ -82,6 +97,14 @@ impl FrameErrors {
                 &mut self.replay
             }
             FrameError::Duplicate { .. } => &mut self.duplicate,
+            FrameError::Unproven { from } => {
+                self.by_slot[from.index()].unproven += 1;
+                &mut self.unproven
+            }
+            FrameError::CounterJump { from } => {
+                self.by_slot[from.index()].replay += 1;
+                &mut self.counter_jump
+            }
             FrameError::TermOutOfRange { .. } => &mut self.term_range,
             FrameError::Wire(_) | FrameError::BadRecord => &mut self.malformed,
             FrameError::StaleTerm { .. } => &mut self.stale_term,
@@ -118,6 +141,12 @@ impl fmt::Display for FrameError {
             }
             FrameError::Replay { from } => write!(f, "replayed frame from {from}"),
             FrameError::Duplicate { from } => write!(f, "heartbeat from {from} also came on another path"),
+            FrameError::Unproven { from } => {
+                write!(f, "frame from a boot of {from} that has not proven it is alive now")
+            }
+            FrameError::CounterJump { from } => {
+                write!(f, "frame from {from} with a counter implausibly far ahead of its last one")
+            }
             FrameError::TermOutOfRange { got, ours } => {
                 write!(f, "term {got} is out of range (newest known {ours})")
             }
@@ -190,7 +219,7 @@ pub enum ConfigError {
     ZeroHeartbeat,
     /// `miss_count` is zero: every peer would be lost at once.
     ZeroMissCount,
-    /// `max_frame` outside 128..=65535.
+    /// `max_frame` outside 256..=65535 (`wire::MIN_MAX_FRAME`).
     MaxFrame(usize),
     /// The application table: a name, a dependency or a cycle.
     Apps(crate::app::RegisterError),
@@ -201,7 +230,7 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::ZeroHeartbeat => f.write_str("heartbeat interval must be non-zero"),
             ConfigError::ZeroMissCount => f.write_str("heartbeat miss count must be at least 1"),
-            ConfigError::MaxFrame(n) => write!(f, "max frame {n} outside 128..=65535"),
+            ConfigError::MaxFrame(n) => write!(f, "max frame {n} outside 256..=65535"),
             ConfigError::Apps(e) => write!(f, "{e}"),
         }
     }

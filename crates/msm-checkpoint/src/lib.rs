@@ -63,7 +63,7 @@ pub use auth::{KEY_LEN, Key, KeyError, KeyStatus, NO_KEY, SecondKey, TAG_LEN};
 pub use error::{ChangeError, ConfigError, FailoverError, FrameError};
 pub use event::{ConfigChoice, Event, RebulkReason};
 pub use host::{AppId, CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
-pub use node::{Config, Node};
+pub use node::{Config, MAX_COUNTER_JUMP, Node};
 pub use role::{MAX_NODES, MAX_TERM_COUNT, MAX_TERM_JUMP, Role, Slot, Term};
 pub use status::{
     ConfigCopy, FrameErrors, Name, PeerStatus, SlotRefusals, SplitBrain, StreamStatus, SwitchStatus,

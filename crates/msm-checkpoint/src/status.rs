@@ -241,6 +241,12 @@ pub struct FrameErrors {
     pub replay: u64,
     /// A term beyond the maximum or implausibly far ahead.
     pub term_range: u64,
+    /// A frame counter implausibly far ahead of the last one of its boot.
+    pub counter_jump: u64,
+    /// From a boot that has not yet proven it is alive now: a few during
+    /// each peer's boot handshake, not counted in [`total`](Self::total);
+    /// a steady count is someone replaying frames of an earlier boot.
+    pub unproven: u64,
     /// Copies of heartbeats taken, from redundant paths: expected, not
     /// counted in [`total`](Self::total).
     pub duplicate: u64,
@@ -262,8 +268,10 @@ pub struct FrameErrors {
 pub struct SlotRefusals {
     /// Failed authentication.
     pub auth: u64,
-    /// Replays.
+    /// Replays (and counters implausibly far ahead).
     pub replay: u64,
+    /// Frames of a boot not yet proven alive.
+    pub unproven: u64,
     /// In another protocol version.
     pub version: u64,
     /// The last other version heard (0: none).
@@ -279,6 +287,7 @@ impl FrameErrors {
             + self.auth
             + self.replay
             + self.term_range
+            + self.counter_jump
             + self.stale_term
             + self.own_slot
             + self.unexpected

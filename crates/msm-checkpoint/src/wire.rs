@@ -1,4 +1,5 @@
-//! The backplane wire format, version 2: every frame authenticated. See
+//! The backplane wire format, version 3: every frame authenticated, every
+//! boot proven alive before its frames count. See
 //! `docs/wire-protocol.md`.
 //!
 //! ```text
@@ -21,7 +22,7 @@ use crate::auth::{Key, Keyring, TAG_LEN};
 use crate::role::{MAX_NODES, Slot, Term};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// First byte of every frame.
 pub const MAGIC: u8 = 0xC5;
 /// `to` value addressing every module.
@@ -35,6 +36,13 @@ pub const CRC_LEN: usize = 4;
 pub const TRAILER_LEN: usize = TAG_LEN + CRC_LEN;
 /// No valid frame is shorter: header, a term and a body tag, trailer.
 pub const MIN_FRAME: usize = HEADER_LEN + 2 + TRAILER_LEN;
+/// The longest heartbeat frame: header, term (10), variant (1), the body's
+/// worst case (role, priority, health, backup, in_sync 5; session and
+/// incarnation 5 each; config 25; challenge 5; echo 8 x 5; holds 10; keys 2 x 5), trailer.
+pub const MAX_HEARTBEAT: usize = HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10) + TRAILER_LEN;
+/// The smallest `max_frame` a node accepts: a heartbeat always fits.
+pub const MIN_MAX_FRAME: usize = 256;
+const _: () = assert!(MAX_HEARTBEAT <= MIN_MAX_FRAME);
 /// "No backup chosen" in a heartbeat.
 pub const NO_SLOT: u8 = 0xFF;
 
@@ -100,7 +108,7 @@ pub struct DigestMark {
 }
 
 /// Sent by every module every heartbeat interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Heartbeat {
     /// The sender's role: 0 INIT, 1 MASTER, 2 BACKUP, 3 STANDBY.
     pub role: u8,
@@ -115,10 +123,23 @@ pub struct Heartbeat {
     /// Master: the hello id of the backup session it is sending to, 0 if none.
     /// A backup that sees another id says hello again.
     pub session: u32,
-    /// Boot counter of the sender; a restart is a new incarnation.
+    /// Boot counter of the sender; a restart is a new incarnation. Equal
+    /// to the header's incarnation (a frame where they differ is malformed).
     pub incarnation: u32,
     /// Master only: where its active-config stream is, with its digest.
     pub config: DigestMark,
+    /// The sender's current challenge: a receiver that echoes it proves it
+    /// sealed its frame after the challenge was sent (see `Freshness`).
+    pub challenge: u32,
+    /// Per slot (A..D), the challenges of the last two boots heard in that
+    /// slot (its newest boot first; 0: none): the sender's answer to them.
+    pub echo: [[u32; 2]; MAX_NODES],
+    /// The term whose whole state the sender holds: its own as master, its
+    /// master's as a backup in sync, else 0. The election prefers holders.
+    pub holds: u64,
+    /// Fingerprints of the keys the sender holds: the one it sends under,
+    /// then the other it accepts (0: none). Key rotation checks them.
+    pub keys: [u32; 2],
 }
 
 /// Message bodies. Variants are only ever appended; a new field or a
@@ -601,15 +622,22 @@ mod tests {
             health: 100,
             backup: 1,
             in_sync: true,
-            session: 9,
-            incarnation: 3,
-            config: DigestMark::default(),
+            session: u32::MAX,
+            incarnation: u32::MAX,
+            config: DigestMark { epoch: u32::MAX, seq: u64::MAX, digest: u64::MAX },
+            challenge: u32::MAX,
+            echo: [[u32::MAX; 2]; MAX_NODES],
+            holds: u64::MAX,
+            keys: [u32::MAX; 2],
         };
         for term in [0, 1, 0x7F, 0x80, u64::MAX] {
-            let mut buf = [0u8; 128];
+            let mut buf = [0u8; MAX_HEARTBEAT];
             let n = FrameWriter::new(&mut buf, 0, BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
             seal(&mut buf[..n], None, 1, 1);
             assert!(is_heartbeat(&buf[..n]), "term {term}");
+            if term == u64::MAX {
+                assert_eq!(n, MAX_HEARTBEAT, "the worst case is the constant");
+            }
             let n =
                 FrameWriter::new(&mut buf, 0, 1, term, &Body::Handover { force: false }).unwrap().finish();
             seal(&mut buf[..n], None, 1, 2);
@@ -634,9 +662,9 @@ mod tests {
         let n = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Handover { force: false }).unwrap().finish();
         seal(&mut buf[..n], Some(&key), 7, 1);
         let want = [
-            0xC5, 0x02, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0xFF, 0x03, 0x06, 0x00, 0x74, 0x78, 0xF1, 0x02, 0xC7, 0x18, 0xF6, 0xA3, 0x29, 0x0A, 0xAA,
-            0xCE, 0xB1, 0xE2, 0xC8, 0xFB, 0x46, 0xC5, 0x3E, 0x8B,
+            0xC5, 0x03, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0xFF, 0x03, 0x06, 0x00, 0x41, 0x74, 0x1B, 0x87, 0x5F, 0x6F, 0xC8, 0x80, 0xC3, 0xFD, 0xA2,
+            0x53, 0xCB, 0x30, 0x0B, 0x11, 0x35, 0x26, 0x2C, 0x78,
         ];
         assert_eq!(&buf[..n], &want[..]);
     }

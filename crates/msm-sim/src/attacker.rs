@@ -32,6 +32,8 @@ pub enum Attack {
     Forged,
     /// A real frame with its tag zeroed and key id cleared: "unauthenticated".
     Untagged,
+    /// Captures of earlier boots, to a node that has just booted.
+    ReplayAtBoot,
 }
 
 /// Counts of attacks by kind, for the sweep's summary.
@@ -71,10 +73,19 @@ impl Attacker {
         }
     }
 
-    /// Node `i` rebooted: a fresh node takes the first boot it hears of each
-    /// slot (documented), so frames its old boot took are no test of replay.
-    pub fn forget(&mut self, i: usize) {
-        self.captured.retain(|(to, _)| *to != i);
+    /// Frames to replay at a node that has just booted, before it hears
+    /// anything: captures of every slot's earlier boots, to anyone. A fresh
+    /// node holds no replay window, so only the freshness proof refuses them.
+    pub fn at_boot(&mut self) -> Vec<Vec<u8>> {
+        if self.rate <= 0.0 || self.captured.is_empty() {
+            return Vec::new();
+        }
+        let n = self.rng.random_range(1..=4);
+        let out: Vec<Vec<u8>> =
+            (0..n).map(|_| self.captured[self.rng.random_range(0..self.captured.len())].1.clone()).collect();
+        self.stats.injected += out.len() as u64;
+        self.stats.replays += out.len() as u64;
+        out
     }
 
     /// Maybe an attack now: (target, frame, kind).
@@ -134,10 +145,14 @@ impl Attacker {
             session: self.rng.random(),
             incarnation: self.rng.random(),
             config: wire::DigestMark::default(),
+            challenge: self.rng.random(),
+            echo: [[self.rng.random(); 2]; MAX_NODES],
+            holds: u64::MAX,
+            keys: [self.rng.random(); 2],
         };
         let from = self.rng.random_range(0..MAX_NODES as u8);
         let term = if self.rng.random_bool(0.5) { u64::MAX } else { term + 0x100 };
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; wire::MAX_HEARTBEAT];
         let Ok(w) = FrameWriter::new(&mut buf, from, wire::BROADCAST, term, &Body::Heartbeat(hb)) else {
             return Vec::new();
         };
@@ -154,7 +169,8 @@ fn refresh_crc(b: &mut [u8]) {
 }
 
 /// An attack frame's fate is acceptable: refused before authentication
-/// completed, or as a replay.
+/// completed, as a replay, or as a frame of a boot that has not proven it
+/// is alive now (a capture of an earlier boot at a fresh node).
 pub fn refused_early(r: &Result<(), FrameError>) -> bool {
     // A replay of one of the last two heartbeats is counted as a copy from
     // another path: refused at the same point, before the body is read.
@@ -163,6 +179,7 @@ pub fn refused_early(r: &Result<(), FrameError>) -> bool {
         Err(FrameError::Auth { .. }
             | FrameError::Replay { .. }
             | FrameError::Duplicate { .. }
+            | FrameError::Unproven { .. }
             | FrameError::Wire(_))
     )
 }

@@ -15,7 +15,7 @@ use msm_time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::attacker::{self, Attacker};
+use crate::attacker::{self, Attack, Attacker};
 use crate::check::{Checker, Report, Violation};
 use crate::host::{SimHost, SimStream};
 use crate::link::{self, Links};
@@ -289,6 +289,7 @@ impl Sim {
         c.miss_count = self.cfg.miss_count;
         c.max_frame = self.cfg.max_frame;
         c.incarnation = st.incarnation;
+        c.boot_nonce = self.rng.random();
         c.rto = self.cfg.heartbeat.min(Duration::from_millis(5));
         c.rto_max = self.cfg.heartbeat * 2;
         c.handover_timeout = self.cfg.heartbeat * 50;
@@ -312,10 +313,12 @@ impl Sim {
         let n = self.nodes.len();
         let fresh = PathHealth::new(self.cfg.paths, path_dead_after(&self.cfg));
         self.health[i * n..(i + 1) * n].fill(fresh);
-        self.attacker.forget(i);
         self.ids[i] = ids;
         self.checker.rebooted(i);
         self.log(Some(i), format_args!("boot (incarnation {})", self.nodes[i].incarnation));
+        for bytes in self.attacker.at_boot() {
+            self.attack_with(i, &bytes, Attack::ReplayAtBoot);
+        }
         self.flush(i);
     }
 
@@ -481,13 +484,18 @@ impl Sim {
         let term =
             self.nodes.iter().filter_map(|n| n.engine.as_ref()).map(|e| e.term().raw()).max().unwrap_or(0);
         let Some((to, bytes, kind)) = self.attacker.next(self.nodes.len(), term) else { return };
+        self.attack_with(to, &bytes, kind);
+    }
+
+    /// Deliver one attacker frame to node `to` and check it changed nothing.
+    fn attack_with(&mut self, to: usize, bytes: &[u8], kind: Attack) {
         // Events of earlier steps first, so any event now is the attack's.
         self.after(to);
         let now = self.instant();
         let st = &mut self.nodes[to];
         let Some(e) = st.engine.as_deref_mut() else { return };
         let before = (e.role(), e.term(), e.master());
-        let r = e.handle_frame(now, &bytes, &mut st.host);
+        let r = e.handle_frame(now, bytes, &mut st.host);
         let after = (e.role(), e.term(), e.master());
         let mut events = Vec::new();
         while let Some(ev) = e.poll_event() {

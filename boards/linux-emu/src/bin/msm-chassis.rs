@@ -329,10 +329,11 @@ fn stranger(c: &Chassis) -> Result<()> {
         session: 0,
         incarnation: u32::MAX,
         config: wire::DigestMark::default(),
+        ..Heartbeat::default()
     };
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
     for i in 0..50u64 {
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; wire::MAX_HEARTBEAT];
         let n = FrameWriter::new(&mut buf, 2, wire::BROADCAST, u64::MAX, &Body::Heartbeat(hb))?.finish();
         wire::seal(&mut buf[..n], None, u32::MAX, i + 1);
         sock.send_to(&buf[..n], c.path('A', "sock"))?;

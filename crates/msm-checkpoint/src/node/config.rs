@@ -18,7 +18,7 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Heartbeats missed before a peer is declared lost.
     pub miss_count: u8,
-    /// Largest frame this node sends (128..=65535).
+    /// Largest frame this node sends ([`MIN_MAX_FRAME`](crate::wire::MIN_MAX_FRAME)..=65535).
     pub max_frame: usize,
     /// First retransmission timeout; doubles on each expiry up to `rto_max`.
     pub rto: Duration,
@@ -29,6 +29,10 @@ pub struct Config {
     pub incarnation: u32,
     /// How long `run msm-failover` may take before it is abandoned.
     pub handover_timeout: Duration,
+    /// A random number drawn at boot (0: derived from `incarnation`): the
+    /// base of this boot's challenges, so that no frame of an earlier boot
+    /// of any peer can answer them.
+    pub boot_nonce: u32,
 }
 
 impl Config {
@@ -45,6 +49,7 @@ impl Config {
             rto_max: Duration::from_millis(320),
             incarnation: 0,
             handover_timeout: Duration::from_secs(5),
+            boot_nonce: 0,
         }
     }
 
@@ -56,7 +61,7 @@ impl Config {
         if self.miss_count == 0 {
             return Err(ConfigError::ZeroMissCount);
         }
-        if !(128..=65535).contains(&self.max_frame) {
+        if !(crate::wire::MIN_MAX_FRAME..=65535).contains(&self.max_frame) {
             return Err(ConfigError::MaxFrame(self.max_frame));
         }
         Ok(())

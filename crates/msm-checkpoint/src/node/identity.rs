@@ -2,7 +2,10 @@
 //! partner (the master we follow; as master, the backup our session is
 //! with) means the partner restarted (its old boot falls silent) or a second
 //! module claims that slot (the old boot is heard again well after the new
-//! one spoke); a frame claiming our own slot means a second module in it. A conflict lasts a detection interval past its last sign,
+//! one spoke); a frame claiming our own slot means a second module in it.
+//! A master ends its session with a backup that restarted at once; a
+//! follower loses its master only when the followed boot has been silent
+//! for the detection time, whatever else speaks in its slot. A conflict lasts a detection interval past its last sign,
 //! is shown in status, and while it lasts the other module's heartbeats
 //! change nothing here and no election is won for a claimed slot.
 
@@ -85,6 +88,7 @@ impl Identity {
         &mut self,
         now: Instant,
         partner: Option<Slot>,
+        master: bool,
         timers: &mut TimerTable,
     ) -> Finding {
         if timers.is_expired(Timer::SlotConflict, now) {
@@ -99,10 +103,16 @@ impl Identity {
             let alive = self.partner_heard > self.suspect_since + self.heartbeat / 2;
             match partner {
                 Some(m) if alive => self.conflict(now, m, timers),
-                Some(_) => {
-                    info!("partner restarted");
+                // Our backup restarted: its session is over now.
+                Some(_) if master => {
+                    info!("backup restarted");
                     return Finding::Lost;
                 }
+                // Our master's slot has a new boot, and the one we follow
+                // has not spoken since: it may have restarted, but only its
+                // silence for the detection time makes it lost (a new boot
+                // in its slot could be a second module, or a replay).
+                Some(_) => info!("another boot in the master's slot: waiting for the master's silence"),
                 None => {}
             }
         }
@@ -127,26 +137,33 @@ mod tests {
 
     #[test]
     fn a_restart_is_a_lost_master_a_second_module_a_conflict() {
-        // Restart: the old boot says nothing after the new one spoke.
+        // A follower never loses its master to a new boot in its slot, only to silence.
+        let (mut id, mut t) = (Identity::new(ms(0), HB, HB * 3), TimerTable::new());
+        id.partner_heard(ms(100));
+        id.other_boot(ms(101), Slot::A, &mut t);
+        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), false, &mut t), Finding::Nothing);
+        assert_eq!(id.current(&t), None);
+
+        // Restart of a backup: the old boot says nothing after the new one spoke.
         let (mut id, mut t) = (Identity::new(ms(0), HB, HB * 3), TimerTable::new());
         id.partner_heard(ms(100));
         assert!(!id.other_boot(ms(101), Slot::A, &mut t));
         id.partner_heard(ms(102)); // still on its way when the old boot died
-        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), &mut t), Finding::Lost);
+        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), true, &mut t), Finding::Lost);
         assert_eq!(id.current(&t), None);
 
         // Second module: the followed boot keeps speaking.
         let (mut id, mut t) = (Identity::new(ms(0), HB, HB * 3), TimerTable::new());
         id.other_boot(ms(101), Slot::A, &mut t);
         id.partner_heard(ms(110));
-        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), &mut t), Finding::Nothing);
+        assert_eq!(id.on_timeout(ms(116), Some(Slot::A), true, &mut t), Finding::Nothing);
         assert_eq!(id.current(&t), Some(Slot::A));
         assert!(id.other_boot(ms(120), Slot::A, &mut t), "the other module's frames are the conflict's");
         // The followed master falls silent while the other one speaks: lost.
         id.other_boot(ms(140), Slot::A, &mut t);
-        assert_eq!(id.on_timeout(ms(141), Some(Slot::A), &mut t), Finding::Lost);
+        assert_eq!(id.on_timeout(ms(141), Some(Slot::A), true, &mut t), Finding::Lost);
         // The other module leaves: the conflict ends a detection interval later.
-        assert_eq!(id.on_timeout(ms(171), None, &mut t), Finding::Nothing);
+        assert_eq!(id.on_timeout(ms(171), None, true, &mut t), Finding::Nothing);
         assert_eq!(id.current(&t), None);
     }
 }

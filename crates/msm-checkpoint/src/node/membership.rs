@@ -3,6 +3,7 @@
 //! Membership decides; the node applies each decision to the sender and the
 //! receiver.
 
+use core::cmp::Reverse;
 use core::time::Duration;
 
 use msm_time::Instant;
@@ -18,10 +19,16 @@ use crate::wire::{DigestMark, Heartbeat, NO_SLOT};
 struct Peer {
     known: bool,
     alive: bool,
+    /// The boot heard; what is known of the peer belongs to it.
+    incarnation: u32,
     role: Role,
     term: Term,
     priority: u8,
     health: u8,
+    /// The term whose whole state it holds, as its heartbeat says.
+    holds: u64,
+    /// Fingerprints of the keys it holds (sending, other).
+    keys: [u32; 2],
     /// Its last heartbeat, and the longest silence between two since it
     /// came up: how close the chassis came to a failover.
     last_heartbeat: Option<Instant>,
@@ -33,10 +40,13 @@ impl Peer {
         Peer {
             known: false,
             alive: false,
+            incarnation: 0,
             role: Role::Init,
             term: Term::NONE,
             priority: 0,
             health: 0,
+            holds: 0,
+            keys: [0; 2],
             last_heartbeat: None,
             max_gap: Duration::ZERO,
         }
@@ -91,13 +101,15 @@ impl Membership {
         }
     }
 
-    /// A frame from `from` in `term` decoded. True when the peer was not alive.
-    pub(crate) fn heard(&mut self, from: Slot, term: Term) -> bool {
+    /// A frame of `from`'s boot `incarnation` in `term` decoded. True when
+    /// the peer was not alive. A new boot is known only by its liveness
+    /// until its heartbeat says more: the old boot's role, term and what it
+    /// held are not the new one's.
+    pub(crate) fn heard(&mut self, from: Slot, term: Term, incarnation: u32) -> bool {
         let p = &mut self.peers[from.index()];
         let was_alive = p.alive;
-        if !was_alive {
-            p.last_heartbeat = None;
-            p.max_gap = Duration::ZERO;
+        if !was_alive || p.incarnation != incarnation {
+            *p = Peer { known: true, incarnation, ..Peer::new() };
         }
         p.known = true;
         p.alive = true;
@@ -119,6 +131,8 @@ impl Membership {
         p.term = term;
         p.priority = hb.priority;
         p.health = hb.health;
+        p.holds = hb.holds;
+        p.keys = hb.keys;
         role
     }
 
@@ -181,14 +195,16 @@ impl Membership {
         Ok(())
     }
 
-    /// What our heartbeat says: who we are, whom we chose, and (master) the
-    /// session and config position the sender and streams report.
+    /// What our heartbeat says: who we are, whom we chose, what we hold,
+    /// and (master) the session and config position the sender and streams
+    /// report. The caller adds the challenge, the echoes and the keys.
     pub(crate) fn heartbeat_of(
         &self,
         cfg: &Config,
         in_sync: bool,
         session: u32,
         config: DigestMark,
+        holds: u64,
     ) -> Heartbeat {
         Heartbeat {
             role: self.role.to_wire(),
@@ -199,6 +215,8 @@ impl Membership {
             session,
             incarnation: cfg.incarnation,
             config,
+            holds,
+            ..Heartbeat::default()
         }
     }
 
@@ -243,21 +261,43 @@ impl Membership {
     }
 
     /// The best module to be master or backup besides us: alive (heard in
-    /// authenticated frames of our protocol), not itself a master. The one
+    /// authenticated frames of our protocol), not itself a master; one that
+    /// holds the newest whole state first, then the best rank. The one
     /// candidate filter.
-    fn best_candidate(&self) -> Option<(Rank, Slot)> {
+    fn best_candidate(&self) -> Option<(Reverse<u64>, Rank, Slot)> {
         self.peers
             .iter()
             .zip((0..MAX_NODES as u8).filter_map(Slot::new))
             .filter(|(p, _)| p.alive && p.role != Role::Master)
-            .map(|(p, s)| (Rank::new(p.priority, p.health, s), s))
+            .map(|(p, s)| (Reverse(p.holds), Rank::new(p.priority, p.health, s), s))
             .min()
     }
 
-    /// INIT after a silent detection interval: do we outrank every candidate?
-    pub(crate) fn wins_election(&self, priority: u8, health: u8) -> bool {
-        let me = Rank::new(priority, health, self.me);
-        self.best_candidate().is_none_or(|(other, _)| me < other)
+    /// INIT after a silent detection interval: do we outrank every
+    /// candidate? A module that holds a newer whole state than `holds` (a
+    /// backup in sync whose master is gone) always does: mastership follows
+    /// the data, and rank decides only between equals.
+    pub(crate) fn wins_election(&self, priority: u8, health: u8, holds: u64) -> bool {
+        let me = (Reverse(holds), Rank::new(priority, health, self.me));
+        self.best_candidate().is_none_or(|(h, r, _)| me < (h, r))
+    }
+
+    /// A live peer that does not hold the key with fingerprint `fp`.
+    pub(crate) fn peer_lacking_key(&self, fp: u32) -> Option<Slot> {
+        self.live_peers().find(|(p, _)| !p.keys.contains(&fp)).map(|(_, s)| s)
+    }
+
+    /// A live peer that sends under the key with fingerprint `fp`.
+    pub(crate) fn peer_sending_under(&self, fp: u32) -> Option<Slot> {
+        self.live_peers().find(|(p, _)| p.keys[0] == fp).map(|(_, s)| s)
+    }
+
+    /// Live peers whose heartbeat we have (their keys are known).
+    fn live_peers(&self) -> impl Iterator<Item = (&Peer, Slot)> {
+        self.peers
+            .iter()
+            .zip((0..MAX_NODES as u8).filter_map(Slot::new))
+            .filter(move |(p, s)| *s != self.me && p.alive && p.last_heartbeat.is_some())
     }
 
     /// Master: a better backup than the current one, if the current one is
@@ -266,7 +306,7 @@ impl Membership {
         if self.role != Role::Master || self.backup.is_some_and(|b| self.is_alive(b)) {
             return None;
         }
-        self.best_candidate().map(|(_, s)| s).filter(|&s| Some(s) != self.backup)
+        self.best_candidate().map(|(_, _, s)| s).filter(|&s| Some(s) != self.backup)
     }
 
     /// Every module ever heard, for `show switch`.
@@ -301,10 +341,9 @@ mod tests {
             priority,
             health,
             backup: 0xFF,
-            in_sync: false,
-            session: 0,
             incarnation: 1,
             config: DigestMark::default(),
+            ..Heartbeat::default()
         }
     }
 
@@ -315,16 +354,16 @@ mod tests {
     #[test]
     fn candidates_exclude_dead_masters() {
         let mut m = Membership::new(Slot::A);
-        m.heard(slot(1), Term::NONE);
+        m.heard(slot(1), Term::NONE, 1);
         m.heartbeat(Instant::ZERO, slot(1), Term::NONE, &hb(Role::Master, 0, 100));
-        m.heard(slot(2), Term::NONE);
+        m.heard(slot(2), Term::NONE, 1);
         m.heartbeat(Instant::ZERO, slot(2), Term::NONE, &hb(Role::Init, 5, 100));
-        assert_eq!(m.best_candidate().map(|c| c.1), Some(slot(2)), "B is a master");
-        assert!(m.wins_election(5, 100), "equal rank: the lower slot wins");
-        assert!(!m.wins_election(6, 100));
+        assert_eq!(m.best_candidate().map(|c| c.2), Some(slot(2)), "B is a master");
+        assert!(m.wins_election(5, 100, 0), "equal rank: the lower slot wins");
+        assert!(!m.wins_election(6, 100, 0));
         m.lost(slot(2));
         assert_eq!(m.best_candidate(), None);
-        assert!(m.wins_election(255, 0));
+        assert!(m.wins_election(255, 0, 0));
     }
 
     #[test]
@@ -334,7 +373,7 @@ mod tests {
         assert!(matches!(m.check_term_range(huge), Err(FrameError::TermOutOfRange { .. })));
         let far = Term::from_raw((MAX_TERM_COUNT - 5) << 8 | 0xFE);
         assert_eq!(m.check_term_range(far), Ok(()), "a node with no term takes any count");
-        m.heard(Slot::A, Term::from_raw(0x3FF));
+        m.heard(Slot::A, Term::from_raw(0x3FF), 1);
         let next = Term::from_raw((3 + MAX_TERM_JUMP) << 8 | 0xFF);
         assert_eq!(m.check_term_range(next), Ok(()));
         let beyond = Term::from_raw((4 + MAX_TERM_JUMP) << 8 | 0xFF);
@@ -347,7 +386,7 @@ mod tests {
         assert_eq!(m.better_backup(), None, "only a master chooses");
         m.claim(m.next_term().unwrap());
         for s in [slot(1), slot(2)] {
-            m.heard(s, Term::NONE);
+            m.heard(s, Term::NONE, 1);
             m.heartbeat(Instant::ZERO, s, Term::NONE, &hb(Role::Standby, 0, 100));
         }
         assert_eq!(m.better_backup(), Some(slot(1)));
@@ -362,7 +401,7 @@ mod tests {
         let mut m = Membership::new(Slot::B);
         let t1 = Term::NONE.next(Slot::A).unwrap();
         assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Follow, "INIT follows any master");
-        m.heard(Slot::A, t1);
+        m.heard(Slot::A, t1, 1);
         m.follow(Slot::A, 1, t1);
         assert_eq!(m.judge_master(Slot::A, t1), MasterVerdict::Current);
         assert_eq!(m.judge_master(Slot::A, Term::NONE), MasterVerdict::Stale);

@@ -15,6 +15,7 @@
 
 mod backlog;
 mod config;
+mod freshness;
 mod identity;
 mod membership;
 mod mirror;
@@ -31,11 +32,13 @@ mod timers;
 use msm_time::Instant;
 
 pub use config::Config;
+use freshness::Freshness;
 use identity::{Finding, Identity};
 use membership::{MasterVerdict, Membership};
 use mirror::Mirror;
 use receiver::Receiver;
-use replay::{ReplayGuard, Stale};
+pub use replay::MAX_COUNTER_JUMP;
+use replay::{Admission, ReplayGuard, Stale};
 use sender::{SendLimits, Sender};
 use standbys::Standbys;
 use streams::{ACTIVE, CONFIG_STREAMS, SAVED, Streams};
@@ -43,7 +46,7 @@ use timers::{Timer, TimerTable};
 
 use crate::app::AppRegistry;
 use crate::auth::NO_KEY;
-use crate::auth::{Key, KeyError, KeyStatus, Keyring};
+use crate::auth::{Key, KeyError, KeyStatus, Keyring, SecondKey};
 use crate::error::{ChangeError, ConfigError, FailoverError, FrameError};
 use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
@@ -74,6 +77,10 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, co
     identity: Identity,
     keys: Keyring,
     replay: ReplayGuard,
+    freshness: Freshness,
+    /// When the last heartbeat went out: prompt heartbeats are spaced by at
+    /// least a quarter interval whatever the node hears.
+    last_heartbeat: Option<Instant>,
     /// Frames sealed in this incarnation: the counter of the last one.
     sent: u64,
     /// The last split brain this node lost.
@@ -111,6 +118,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             identity: Identity::new(now, cfg.heartbeat_interval, cfg.detect()),
             keys: Keyring::open(),
             replay: ReplayGuard::default(),
+            freshness: Freshness::new(
+                cfg.boot_nonce,
+                cfg.incarnation,
+                cfg.heartbeat_interval,
+                cfg.miss_count,
+            ),
+            last_heartbeat: None,
             sent: 0,
             split_brain: None,
             cfg,
@@ -130,14 +144,37 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     }
 
     /// Key rotation, step 2: send under the installed key; the previous one
-    /// is still accepted.
+    /// is still accepted. Refused while a live module does not hold the
+    /// next key (it would refuse every frame of ours and lose us).
     pub fn switch_key(&mut self) -> Result<(), KeyError> {
+        let next = match self.keys.status().also {
+            Some((next, SecondKey::Next)) => next,
+            _ => return Err(KeyError::NoNextKey),
+        };
+        if let Some(slot) = next.and_then(|fp| self.members.peer_lacking_key(fp)) {
+            return Err(KeyError::PeerLacksKey { slot, fingerprint: next.unwrap_or(0) });
+        }
         self.keys.switch()
     }
 
-    /// Key rotation, step 3: stop accepting the second key.
+    /// Key rotation, step 3: stop accepting the second key. Refused while a
+    /// live module still sends under it (we would refuse its frames and
+    /// lose it).
     pub fn retire_key(&mut self) -> Result<(), KeyError> {
+        let Some((second, _)) = self.keys.status().also else {
+            return Err(KeyError::NothingToRetire);
+        };
+        if let Some(slot) = second.and_then(|fp| self.members.peer_sending_under(fp)) {
+            return Err(KeyError::PeerSendsUnder { slot, fingerprint: second.unwrap_or(0) });
+        }
         self.keys.retire()
+    }
+
+    /// The challenge this boot's heartbeat carries at `now`: a peer's boot
+    /// counts here once its heartbeat echoes it (for tools and tests that
+    /// speak for a module).
+    pub fn challenge(&self, now: Instant) -> u32 {
+        self.freshness.challenge(now)
     }
 
     /// The keys held, by fingerprint.
@@ -306,26 +343,58 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         };
         // Untagged frames (an unauthenticated backplane) can be forged
         // whole: a replay window on them would only let a forger lock a slot out.
-        if sealed.key_id != NO_KEY {
-            if from == self.cfg.slot {
-                if self.is_own_echo(sealed.incarnation, sealed.counter) {
-                    return self.refuse(FrameError::Replay { from });
-                }
-            } else if let Err(stale) =
-                self.replay.check(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter)
-            {
-                if self.replay.is_heartbeat_copy(from, sealed.incarnation, sealed.counter) {
+        let keyed = sealed.key_id != NO_KEY;
+        let mut admission = Admission::Taken;
+        if keyed {
+            if from == self.cfg.slot && self.is_own_echo(sealed.incarnation, sealed.counter) {
+                return self.refuse(FrameError::Replay { from });
+            }
+            // Our own slot's windows are those of another module claiming it.
+            match self.replay.check(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter) {
+                Ok(a) => admission = a,
+                Err(_) if self.replay.is_heartbeat_copy(from, sealed.incarnation, sealed.counter) => {
                     return self.refuse(FrameError::Duplicate { from });
                 }
-                debug!("replay from {}: {}", from, stale == Stale::OldIncarnation);
-                return self.refuse(FrameError::Replay { from });
+                Err(Stale::Jump) => {
+                    warn!("counter jump from {} refused", from);
+                    return self.refuse(FrameError::CounterJump { from });
+                }
+                Err(Stale::Counter) => return self.refuse(FrameError::Replay { from }),
             }
         }
         let f = match sealed.decode() {
             Ok(f) => f,
             Err(e) => return self.refuse(e.into()),
         };
-        if matches!(f.body, Body::Heartbeat(_)) && from != self.cfg.slot {
+        // One boot count per frame: the header's, which the replay window
+        // keys on, must be the one the body states.
+        let stated = match &f.body {
+            Body::Heartbeat(hb) => Some(hb.incarnation),
+            Body::Hello { incarnation, .. } | Body::Report { incarnation } => Some(*incarnation),
+            _ => None,
+        };
+        if stated.is_some_and(|i| i != sealed.incarnation) {
+            return self.refuse(WireError::Malformed.into());
+        }
+        if let Body::Heartbeat(hb) = &f.body {
+            self.freshness.heard(now, from, sealed.incarnation, hb.challenge);
+        }
+        if admission == Admission::Unproven {
+            // A boot we hold no live window for: only a heartbeat that
+            // answers a recent challenge of ours makes its frames count.
+            let proven = match &f.body {
+                Body::Heartbeat(hb) => self.freshness.proves(now, hb.echo[self.cfg.slot.index()]),
+                _ => false,
+            };
+            if !proven {
+                // Answer its challenge promptly (heartbeats stay rate-limited).
+                self.timers.set(Timer::Heartbeat, now);
+                return self.refuse(FrameError::Unproven { from });
+            }
+            debug!("{} proved its boot alive", from);
+            self.replay.admit(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter);
+        }
+        if matches!(f.body, Body::Heartbeat(_)) {
             self.replay.heartbeat_taken(from, sealed.incarnation, sealed.counter);
         }
         if from == self.cfg.slot {
@@ -339,7 +408,25 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         }
         let term = Term::from_raw(f.term);
         self.members.check_term_range(term).or_else(|e| self.refuse(e))?;
-        if self.members.heard(from, term) {
+        let inc = sealed.incarnation;
+        if self.members.role != Role::Master
+            && self.members.master == Some(from)
+            && inc != self.members.master_incarnation
+        {
+            // Another boot in the slot of the master we follow: a restart or
+            // a second module. Neither is by itself "the master is gone":
+            // only the followed boot's silence for the detection time is,
+            // so this boot keeps nothing alive and is taken for nothing but
+            // its heartbeat, which `identity` judges.
+            return match f.body {
+                Body::Heartbeat(hb) => {
+                    self.on_heartbeat(now, from, term, &hb, host);
+                    Ok(())
+                }
+                _ => self.refuse(FrameError::Unexpected { from }),
+            };
+        }
+        if self.members.heard(from, term, inc) {
             self.events.push(Event::PeerUp(from));
         }
         self.timers.set(Timer::PeerLost(from), now + self.cfg.detect());
@@ -712,7 +799,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 self.peer_lost(now, slot, host);
             }
         }
-        if self.identity.on_timeout(now, self.partner().map(|p| p.0), &mut self.timers) == Finding::Lost {
+        let master = self.members.role == Role::Master;
+        if self.identity.on_timeout(now, self.partner().map(|p| p.0), master, &mut self.timers)
+            == Finding::Lost
+        {
             if self.members.role == Role::Master {
                 // The backup rebooted: everything checkpointed to it is gone with its RAM.
                 self.forget_backup();
@@ -724,7 +814,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
             // Two modules for our slot: neither may take the chassis as that slot.
             let conflict = self.identity.current(&self.timers) == Some(self.cfg.slot);
-            if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health) {
+            if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health, self.holds()) {
                 info!("elected master");
                 self.promote(now, host);
             } else {
@@ -763,12 +853,21 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         let buf = &mut buf[..max];
         let from = Origin { me: self.cfg.slot, term: self.members.term, incarnation: self.cfg.incarnation };
         if self.timers.is_expired(Timer::Heartbeat, now) {
-            self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat_interval);
-            if self.members.role == Role::Master {
-                self.sender.repeat_continuation(&self.streams);
+            // Prompt heartbeats (answers, rivals, new backups) are spaced by
+            // a quarter interval: nothing a peer sends makes us flood.
+            let spacing = self.cfg.heartbeat_interval / 4;
+            match self.last_heartbeat.map(|t| t + spacing).filter(|&t| t > now) {
+                Some(next) => self.timers.set(Timer::Heartbeat, next),
+                None => {
+                    self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat_interval);
+                    self.last_heartbeat = Some(now);
+                    if self.members.role == Role::Master {
+                        self.sender.repeat_continuation(&self.streams);
+                    }
+                    let n = self.heartbeat(now, from, buf)?;
+                    return Some(self.seal(&mut buf[..n]));
+                }
             }
-            let n = self.heartbeat(from, buf)?;
-            return Some(self.seal(&mut buf[..n]));
         }
         let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
         let sent = match self.members.role {
@@ -807,7 +906,18 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         frame.len()
     }
 
-    fn heartbeat(&self, from: Origin, buf: &mut [u8]) -> Option<usize> {
+    /// The term whose whole state this node holds: its own as master, its
+    /// master's as a backup in sync; else none (0).
+    fn holds(&self) -> u64 {
+        let whole = match self.members.role {
+            Role::Master => true,
+            Role::Backup => self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync,
+            _ => false,
+        };
+        if whole { self.members.term.raw() } else { 0 }
+    }
+
+    fn heartbeat(&self, now: Instant, from: Origin, buf: &mut [u8]) -> Option<usize> {
         let master = self.members.role == Role::Master;
         let a = &self.streams.get(ACTIVE).tx;
         // Master: where its active configuration is, for the backup to compare digests.
@@ -817,7 +927,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         };
         let (in_sync, session) =
             if master { (self.sender.in_sync, self.sender.attached_session()) } else { (false, 0) };
-        let hb = self.members.heartbeat_of(&self.cfg, in_sync, session, config);
+        let mut hb = self.members.heartbeat_of(&self.cfg, in_sync, session, config, self.holds());
+        hb.challenge = self.freshness.challenge(now);
+        hb.echo = self.freshness.echo(now);
+        let keys = self.keys.status();
+        hb.keys = [keys.sending.unwrap_or(0), keys.also.and_then(|(k, _)| k).unwrap_or(0)];
         Some(from.writer(buf, BROADCAST, &Body::Heartbeat(hb))?.finish())
     }
 }

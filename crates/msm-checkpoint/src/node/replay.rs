@@ -1,18 +1,24 @@
-//! Replay refusal: each sender's frames carry its incarnation (a boot; a
-//! restart is higher) and a counter from 1 within it. A receiver keeps, per
-//! slot, a 64-frame window below the highest counter of an incarnation, as
-//! IPsec and WireGuard do, for two incarnations: the newest heard, and the
-//! one before it while that one is still live (heard within the detection
-//! time). The second is what lets a second module that claims a slot be
-//! seen and reported as a conflict rather than hide the first.
+//! Replay refusal: each sender's frames carry its incarnation (a boot) and
+//! a counter from 1 within it. A receiver keeps, per slot, a 64-frame
+//! window below the highest counter of a boot, as IPsec and WireGuard do,
+//! for at most two boots at once: a restart is heard beside the boot it
+//! replaces until that one falls silent, and a second module that claims a
+//! slot is seen and reported as a conflict rather than hidden.
 //!
-//! Refused: a counter already seen or older than the window; an incarnation
-//! older than both, or the older one once silent for the detection time (a
-//! capture of an earlier boot). Taken: a higher incarnation (a restart); one
-//! between the two when the newest has fallen silent (the newest was
-//! another module that left, the older one restarted). Frames reordered
-//! within the window are taken; a legitimate frame delayed past it is
-//! refused too, which the protocol treats as a loss.
+//! A window is opened only for a boot that proved it is alive now
+//! (`freshness.rs`): a frame of a boot without a live window is
+//! [`Admission::Unproven`], and only its heartbeat, if it echoes a recent
+//! challenge of ours, opens one. So a capture of an earlier boot is
+//! refused even in the first microseconds of the receiver's boot, and no
+//! incarnation number, however high, locks a slot out: a window closes
+//! when its boot has been silent for the detection time.
+//!
+//! Refused: counter 0 (never sent), a counter seen already or older than
+//! the window, and one more than [`MAX_COUNTER_JUMP`] ahead of the newest
+//! (no module sends that many frames between two heartbeats: a faulty or
+//! hostile module's attempt to lock its slot's window; never adopted).
+//! Frames reordered within the window are taken; a legitimate frame delayed
+//! past it is refused too, which the protocol treats as a loss.
 
 use core::time::Duration;
 
@@ -23,13 +29,28 @@ use crate::role::{MAX_NODES, Slot};
 /// Frames below the highest counter that may still arrive late.
 pub(crate) const WINDOW: u64 = 64;
 
-/// Why a frame is a replay.
+/// The furthest a boot's frame counter may move ahead of the last one taken
+/// from it. A module sends far fewer frames in a detection time; a window
+/// silent that long closes, and the boot's next proven heartbeat reopens it
+/// at any counter.
+pub const MAX_COUNTER_JUMP: u64 = 1 << 24;
+
+/// Why a frame is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stale {
-    /// An incarnation this slot has moved past.
-    OldIncarnation,
-    /// A counter seen already, or older than the window.
+    /// A counter seen already, older than the window, or 0.
     Counter,
+    /// A counter more than [`MAX_COUNTER_JUMP`] ahead.
+    Jump,
+}
+
+/// A frame not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Of a boot with a live window: taken.
+    Taken,
+    /// Of a boot that has not proven it is alive now: nothing taken.
+    Unproven,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,13 +64,18 @@ struct Window {
 }
 
 impl Window {
+    /// Opened at the proving frame: every counter below it counts as seen,
+    /// so nothing the boot sent before (to us or to anyone) is taken later.
     fn new(now: Instant, incarnation: u32, counter: u64) -> Window {
-        Window { incarnation, top: counter, seen: 1, last: now }
+        Window { incarnation, top: counter, seen: u64::MAX, last: now }
     }
 
     fn take(&mut self, now: Instant, counter: u64) -> Result<(), Stale> {
         if counter > self.top {
             let shift = counter - self.top;
+            if shift > MAX_COUNTER_JUMP {
+                return Err(Stale::Jump);
+            }
             self.seen = if shift >= WINDOW { 0 } else { self.seen << shift };
             self.seen |= 1;
             self.top = counter;
@@ -71,36 +97,34 @@ impl Window {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotWindows {
-    newest: Option<Window>,
-    older: Option<Window>,
-    /// The highest incarnation ever taken: one that left is never re-admitted.
-    max_seen: u32,
+    boots: [Option<Window>; 2],
 }
 
 impl SlotWindows {
-    fn check(&mut self, now: Instant, detect: Duration, inc: u32, counter: u64) -> Result<(), Stale> {
-        let Some(newest) = &mut self.newest else {
-            self.newest = Some(Window::new(now, inc, counter));
-            self.max_seen = inc;
-            return Ok(());
-        };
-        if inc == newest.incarnation {
-            return newest.take(now, counter);
+    fn check(&mut self, now: Instant, detect: Duration, inc: u32, counter: u64) -> Result<Admission, Stale> {
+        if counter == 0 {
+            return Err(Stale::Counter);
         }
-        if inc > self.max_seen {
-            self.older = self.newest.replace(Window::new(now, inc, counter));
-            self.max_seen = inc;
-            return Ok(());
+        match self.boots.iter_mut().flatten().find(|w| w.incarnation == inc) {
+            Some(w) if w.live(now, detect) => w.take(now, counter).map(|()| Admission::Taken),
+            // A closed window still knows how far its boot got: nothing at
+            // or below that is new, proven or not.
+            Some(w) if counter <= w.top => Err(Stale::Counter),
+            _ => Ok(Admission::Unproven),
         }
-        let newest_live = newest.live(now, detect);
-        match &mut self.older {
-            Some(o) if inc == o.incarnation && o.live(now, detect) => o.take(now, counter),
-            Some(o) if inc > o.incarnation && inc < newest.incarnation && !newest_live => {
-                self.newest = Some(Window::new(now, inc, counter));
-                Ok(())
-            }
-            _ => Err(Stale::OldIncarnation),
-        }
+    }
+
+    /// Open a window for a boot that proved it is alive: in place of its
+    /// own closed one, a free one, a closed one, or the one heard longest ago.
+    fn admit(&mut self, now: Instant, detect: Duration, inc: u32, counter: u64) {
+        let b = &self.boots;
+        let i = b
+            .iter()
+            .position(|w| w.is_some_and(|w| w.incarnation == inc))
+            .or_else(|| b.iter().position(Option::is_none))
+            .or_else(|| b.iter().position(|w| w.is_some_and(|w| !w.live(now, detect))))
+            .unwrap_or(usize::from(b[1].map(|w| w.last) < b[0].map(|w| w.last)));
+        self.boots[i] = Some(Window::new(now, inc, counter));
     }
 }
 
@@ -115,8 +139,8 @@ pub(crate) struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Take an authenticated frame's `(incarnation, counter)` from `from`, or
-    /// refuse it. Only a frame taken moves a window.
+    /// Take an authenticated frame's `(incarnation, counter)` from `from`,
+    /// find it unproven, or refuse it. Only a frame taken moves a window.
     pub(crate) fn check(
         &mut self,
         now: Instant,
@@ -124,8 +148,21 @@ impl ReplayGuard {
         from: Slot,
         incarnation: u32,
         counter: u64,
-    ) -> Result<(), Stale> {
+    ) -> Result<Admission, Stale> {
         self.slots[from.index()].check(now, detect, incarnation, counter)
+    }
+
+    /// `from`'s boot `incarnation` proved it is alive with the frame
+    /// numbered `counter`: its window opens there.
+    pub(crate) fn admit(
+        &mut self,
+        now: Instant,
+        detect: Duration,
+        from: Slot,
+        incarnation: u32,
+        counter: u64,
+    ) {
+        self.slots[from.index()].admit(now, detect, incarnation, counter);
     }
 
     /// A heartbeat from `from` was taken.
@@ -163,48 +200,74 @@ mod tests {
     const B: Slot = Slot::B;
     const T0: Instant = Instant::ZERO;
     const D: Duration = Duration::from_millis(300);
+    use Admission::{Taken, Unproven};
 
-    #[test]
-    fn a_second_live_boot_is_taken_until_it_falls_silent() {
+    /// A guard with `(incarnation, counter)` of slot B admitted at `t`.
+    fn admitted(t: Instant, inc: u32, counter: u64) -> ReplayGuard {
         let mut g = ReplayGuard::default();
-        let at = Instant::from_millis;
-        assert_eq!(g.check(at(0), D, B, 5, 1), Ok(()));
-        assert_eq!(g.check(at(10), D, B, 9, 1), Ok(()), "another module (or a restart) in slot B");
-        assert_eq!(g.check(at(20), D, B, 5, 2), Ok(()), "the first one is live: both are seen");
-        assert_eq!(g.check(at(20), D, B, 5, 2), Err(Stale::Counter));
-        assert_eq!(g.check(at(30), D, B, 4, 9), Err(Stale::OldIncarnation));
-        assert_eq!(g.check(at(400), D, B, 9, 2), Ok(()));
-        assert_eq!(g.check(at(400), D, B, 5, 3), Err(Stale::OldIncarnation), "silent for 380 ms: closed");
-        // The newest falls silent; a boot between the two is a restart of the older module.
-        assert_eq!(g.check(at(1000), D, B, 7, 1), Ok(()));
-        assert_eq!(
-            g.check(at(1010), D, B, 9, 3),
-            Err(Stale::OldIncarnation),
-            "an incarnation that left stays out"
-        );
-        assert_eq!(g.check(at(1020), D, B, 7, 2), Ok(()));
+        g.admit(t, D, B, inc, counter);
+        g
     }
 
     #[test]
-    fn first_frame_of_a_slot_and_a_newer_boot_are_taken() {
+    fn nothing_is_taken_from_a_boot_before_it_proves_itself() {
         let mut g = ReplayGuard::default();
-        assert_eq!(g.check(T0, D, B, 5, 100), Ok(()));
-        assert_eq!(g.check(T0, D, B, 6, 1), Ok(()), "a restart: new incarnation, counter from 1");
-        assert_eq!(g.check(T0, D, B, 5, 100), Err(Stale::Counter), "a capture of the earlier boot");
-        let later = Instant::from_millis(300);
-        assert_eq!(
-            g.check(later, D, B, 5, 101),
-            Err(Stale::OldIncarnation),
-            "the earlier boot is silent: closed"
-        );
-        assert_eq!(g.check(T0, D, Slot::A, 1, 1), Ok(()), "slots are independent");
+        assert_eq!(g.check(T0, D, B, 5, 1), Ok(Unproven), "a fresh receiver takes no boot on trust");
+        assert_eq!(g.check(T0, D, B, 5, 1), Ok(Unproven), "nothing was recorded");
+        g.admit(T0, D, B, 5, 2);
+        assert_eq!(g.check(T0, D, B, 5, 2), Err(Stale::Counter), "the proving frame itself is taken");
+        assert_eq!(g.check(T0, D, B, 5, 3), Ok(Taken));
+        assert_eq!(g.check(T0, D, B, 4, 9), Ok(Unproven), "an earlier boot must prove itself too");
+        assert_eq!(g.check(T0, D, B, 5, 0), Err(Stale::Counter), "counter 0 is never sent");
+    }
+
+    #[test]
+    fn two_live_boots_are_heard_and_a_silent_one_closes() {
+        let at = Instant::from_millis;
+        let mut g = admitted(at(0), 5, 1);
+        g.admit(at(10), D, B, 9, 1); // a restart, or a second module in slot B
+        assert_eq!(g.check(at(20), D, B, 5, 2), Ok(Taken), "the first one is live: both are heard");
+        assert_eq!(g.check(at(20), D, B, 5, 2), Err(Stale::Counter));
+        assert_eq!(g.check(at(300), D, B, 9, 2), Ok(Taken));
+        assert_eq!(g.check(at(400), D, B, 5, 3), Ok(Unproven), "silent for 380 ms: closed");
+        // A third boot takes the place of a closed one.
+        g.admit(at(401), D, B, 7, 1);
+        assert_eq!(g.check(at(402), D, B, 7, 2), Ok(Taken));
+    }
+
+    #[test]
+    fn no_incarnation_locks_a_slot_out() {
+        let at = Instant::from_millis;
+        // A faulty module claims slot B with the highest boot count and leaves.
+        let mut g = admitted(at(0), u32::MAX, 1);
+        g.admit(at(1), D, B, 3, 1);
+        assert_eq!(g.check(at(2), D, B, 3, 2), Ok(Taken));
+        // The real module restarts twice after it: each boot proves itself and is heard.
+        g.admit(at(500), D, B, 4, 1);
+        assert_eq!(g.check(at(501), D, B, 4, 2), Ok(Taken));
+        g.admit(at(1000), D, B, 5, 1);
+        assert_eq!(g.check(at(1001), D, B, 5, 2), Ok(Taken));
+    }
+
+    #[test]
+    fn a_counter_jump_beyond_the_bound_is_refused_and_never_adopted() {
+        let mut g = admitted(T0, 1, 10);
+        assert_eq!(g.check(T0, D, B, 1, u64::MAX), Err(Stale::Jump));
+        assert_eq!(g.check(T0, D, B, 1, 11), Ok(Taken), "the real next frame still counts");
+        assert_eq!(g.check(T0, D, B, 1, 11 + MAX_COUNTER_JUMP), Ok(Taken), "the bound itself is allowed");
+        // After a silence the boot proves itself again and resumes at any counter.
+        let later = Instant::from_millis(400);
+        assert_eq!(g.check(later, D, B, 1, 11), Err(Stale::Counter), "closed, but not forgotten");
+        assert_eq!(g.check(later, D, B, 1, u64::MAX / 2), Ok(Unproven));
+        g.admit(later, D, B, 1, u64::MAX / 2);
+        assert_eq!(g.check(later, D, B, 1, u64::MAX / 2 + 1), Ok(Taken));
     }
 
     #[test]
     fn duplicates_and_frames_older_than_the_window_are_refused() {
-        let mut g = ReplayGuard::default();
-        for c in 1..=200 {
-            assert_eq!(g.check(T0, D, B, 1, c), Ok(()));
+        let mut g = admitted(T0, 1, 1);
+        for c in 2..=200 {
+            assert_eq!(g.check(T0, D, B, 1, c), Ok(Taken));
         }
         assert_eq!(g.check(T0, D, B, 1, 200), Err(Stale::Counter));
         assert_eq!(g.check(T0, D, B, 1, 150), Err(Stale::Counter));
@@ -213,24 +276,33 @@ mod tests {
     }
 
     #[test]
+    fn frames_sent_before_the_proving_one_are_never_taken() {
+        let mut g = admitted(T0, 1, 100);
+        for c in 37..100 {
+            assert_eq!(g.check(T0, D, B, 1, c), Err(Stale::Counter), "counter {c}");
+        }
+    }
+
+    #[test]
     fn reordering_within_the_window_is_taken_once() {
-        let mut g = ReplayGuard::default();
-        assert_eq!(g.check(T0, D, B, 1, 10), Ok(()));
-        assert_eq!(g.check(T0, D, B, 1, 70), Ok(()));
-        assert_eq!(g.check(T0, D, B, 1, 69), Ok(()));
-        assert_eq!(g.check(T0, D, B, 1, 11), Ok(()), "59 behind: inside the window");
+        let mut g = admitted(T0, 1, 1);
+        assert_eq!(g.check(T0, D, B, 1, 10), Ok(Taken));
+        assert_eq!(g.check(T0, D, B, 1, 70), Ok(Taken));
+        assert_eq!(g.check(T0, D, B, 1, 69), Ok(Taken));
+        assert_eq!(g.check(T0, D, B, 1, 11), Ok(Taken), "59 behind: inside the window");
         assert_eq!(g.check(T0, D, B, 1, 11), Err(Stale::Counter));
         assert_eq!(g.check(T0, D, B, 1, 6), Err(Stale::Counter), "64 behind: outside");
-        assert_eq!(g.check(T0, D, B, 1, 1000), Ok(()), "a jump clears the window");
-        assert_eq!(g.check(T0, D, B, 1, 999), Ok(()));
+        assert_eq!(g.check(T0, D, B, 1, 1000), Ok(Taken), "a jump clears the window");
+        assert_eq!(g.check(T0, D, B, 1, 999), Ok(Taken));
         assert_eq!(g.check(T0, D, B, 1, 70), Err(Stale::Counter));
     }
 
     #[test]
     fn seeded_shuffles_take_each_counter_at_most_once() {
         // A deterministic shuffle of 1..=500 with duplicates: nothing taken twice.
-        let mut g = ReplayGuard::default();
+        let mut g = admitted(T0, 1, 1);
         let mut taken = [false; 501];
+        taken[1] = true;
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for i in 0..2000u64 {
             x ^= x << 13;

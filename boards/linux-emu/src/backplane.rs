@@ -8,6 +8,10 @@
 //! - `udp:<bind addr>,<peer addr>`: UDP datagrams.
 //! - `serial:<device>`: a serial port or a pty (e.g. the one QEMU prints for
 //!   a board's UART), COBS/CRC-32C framed.
+//!
+//! A Unix socket is bound under a umask that leaves it the owner's alone,
+//! then given the mode of the node's [`Access`] (`0600`, or `0660` with
+//! `--socket-group`): whoever can write it can put frames on the backplane.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -15,6 +19,9 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
 use msm_backplane::{ErrorType, Link};
+use nix::sys::stat::{Mode, umask};
+
+use crate::control_access::{Access, restrict};
 use msm_backplane_linux::{Datagram, DatagramLink, Error, SerialLink, UdpLink};
 
 /// A Unix datagram socket bound to its own path, sending to each peer's path.
@@ -68,7 +75,7 @@ pub enum Backplane {
 
 impl Backplane {
     /// Open the backplane described by `spec`.
-    pub fn open(spec: &str, max_frame: usize) -> Result<Backplane, String> {
+    pub fn open(spec: &str, max_frame: usize, access: &Access) -> Result<Backplane, String> {
         let bad = |why: &str| format!("backplane '{spec}': {why}");
         let (kind, rest) = spec.split_once(':').ok_or_else(|| bad("expected unix:, udp: or serial:"))?;
         match kind {
@@ -81,7 +88,12 @@ impl Backplane {
                     return Err(bad("an empty peer path"));
                 }
                 let _ = std::fs::remove_file(own);
-                let sock = UnixDatagram::bind(own).map_err(|e| bad(&format!("bind {own}: {e}")))?;
+                // Nobody else may write it from its first instant, whatever the umask.
+                let old = umask(Mode::from_bits_truncate(0o177));
+                let bound = UnixDatagram::bind(own);
+                umask(old);
+                let sock = bound.map_err(|e| bad(&format!("bind {own}: {e}")))?;
+                restrict(std::path::Path::new(own), access, "backplane").map_err(|e| bad(&e.to_string()))?;
                 let link = DatagramLink::new(PathDatagram { sock, peers }, max_frame)
                     .map_err(|e| bad(&e.to_string()))?;
                 Ok(Backplane::Unix(link))
@@ -167,13 +179,20 @@ mod tests {
         let b = UnixDatagram::bind(p("b")).unwrap();
         let c = UnixDatagram::bind(p("c")).unwrap();
         let spec = format!("unix:{}:{}+{}+{}", p("a"), p("b"), p("gone"), p("c"));
-        let mut a = Backplane::open(&spec, 256).unwrap();
+        let old = umask(Mode::empty());
+        let opened = Backplane::open(&spec, 256, &Access::owner_only());
+        umask(old);
+        let mut a = opened.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p("a")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the backplane socket is the owner's alone under umask 000");
         a.send(b"frame").unwrap();
         let mut buf = [0u8; 16];
         for peer in [&b, &c] {
             let n = peer.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], b"frame");
         }
-        assert!(Backplane::open(&format!("unix:{}:{}+", p("x"), p("b")), 256).unwrap_err().contains("empty"));
+        let spec = format!("unix:{}:{}+", p("x"), p("b"));
+        assert!(Backplane::open(&spec, 256, &Access::owner_only()).unwrap_err().contains("empty"));
     }
 }

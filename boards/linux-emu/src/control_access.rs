@@ -270,7 +270,8 @@ impl Drop for Guarded {
 }
 
 /// Give the freshly bound socket file its mode and group, before `listen`.
-fn restrict(path: &Path, access: &Access, what: &str) -> Result<(), Refused> {
+/// Give the socket file at `path` the group and mode of `access`.
+pub(crate) fn restrict(path: &Path, access: &Access, what: &str) -> Result<(), Refused> {
     let shown = path.display();
     if let Some(gid) = access.gid() {
         let name = access.group().map(|g| g.name.as_str()).unwrap_or_default();

@@ -52,7 +52,7 @@ pub fn parse(text: &str) -> Result<Key, String> {
     for (b, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
         *b = digit(pair[0]) << 4 | digit(pair[1]);
     }
-    Ok(Key::new(bytes))
+    Key::from_secret(bytes).map_err(|e| e.to_string())
 }
 
 /// Create a new key file at `path` (never overwrites), mode 0600, from the
@@ -109,7 +109,15 @@ mod tests {
         assert!(parse("abc").unwrap_err().contains("found 3"));
         assert!(parse(&"g".repeat(64)).unwrap_err().contains("character 1 is not hexadecimal"));
         assert!(parse(&format!("{}\n\n", "0".repeat(64))).is_err(), "one newline at most");
-        assert_eq!(parse(&"ab".repeat(32)).unwrap(), Key::new([0xAB; 32]));
+        for weak in ["0".repeat(64), "ab".repeat(32), "FF".repeat(32)] {
+            let e = parse(&weak).unwrap_err();
+            assert!(e.contains("all bytes of the key are equal"), "{weak}: {e}");
+        }
+        let mut good = "ab".repeat(32);
+        good.replace_range(62.., "cd");
+        let mut want = [0xAB; 32];
+        want[31] = 0xCD;
+        assert_eq!(parse(&good).unwrap(), Key::new(want));
         assert!(parse(&"+a".repeat(32)).unwrap_err().contains("character 1 is not hexadecimal"));
         let euros = format!("a{}", "\u{20ac}".repeat(21));
         assert_eq!(euros.len(), 64);

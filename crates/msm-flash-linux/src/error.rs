@@ -29,6 +29,14 @@ pub enum FlashError {
         /// Why.
         reason: String,
     },
+    /// Group or others may write the image: anyone could rewrite the
+    /// configuration. Refused by name; the image is created `0600`.
+    OpenToOthers {
+        /// The image.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The path is not an MTD device (MEMGETINFO failed with ENOTTY/EINVAL).
     NotMtd {
         /// The path.
@@ -88,6 +96,12 @@ impl fmt::Display for FlashError {
                 path.display()
             ),
             Self::Geometry { path, reason } => write!(f, "flash {}: {reason}", path.display()),
+            Self::OpenToOthers { path, mode } => write!(
+                f,
+                "flash image {} has mode {mode:04o}: group or others could rewrite the configuration; run: chmod 600 {}",
+                path.display(),
+                path.display()
+            ),
             Self::NotMtd { path } => {
                 write!(f, "{} is not an MTD device (MEMGETINFO refused)", path.display())
             }

@@ -13,10 +13,12 @@
 //!   name, then linked into place, so a crash during creation never leaves a short image. An
 //!   existing image of another size is refused ([`FlashError::BadImageSize`]), never truncated or
 //!   extended.
+//! - The image is created mode `0600` whatever the umask, and an image that group or others may
+//!   write is refused ([`FlashError::OpenToOthers`]): whoever writes it rewrites the configuration.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
@@ -85,7 +87,11 @@ impl<const WRITE: usize, const ERASE: usize> FileFlash<WRITE, ERASE> {
         let io = |op, source| FlashError::Io { path: path.to_path_buf(), op, offset: 0, source };
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| io("open", e))?;
         let file = lock_exclusive(file, path)?;
-        let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        let meta = file.metadata().map_err(|e| io("stat", e))?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(FlashError::OpenToOthers { path: path.to_path_buf(), mode: meta.mode() & 0o7777 });
+        }
+        let len = meta.len();
         let expected = size.map_or(len.div_ceil(ERASE as u64).max(1) * ERASE as u64, u64::from);
         if len != expected || len > u64::from(u32::MAX) {
             return Err(FlashError::BadImageSize { path: path.to_path_buf(), found: len, expected });
@@ -129,8 +135,11 @@ fn create_image(path: &Path, size: u32) -> Result<(), FlashError> {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(|e| io("create", e))?;
+        // The umask only removes bits; an existing temporary keeps its own.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         let ff = vec![0xFF; CHUNK];
         let mut left = size as usize;
         while left > 0 {

@@ -123,3 +123,23 @@ fn config_store_and_settings_on_a_file_image_survive_reopening_and_sync_at_commi
         NodeSettings::new(Partition::new(&mut flash, "kv", 252 * 4096, 4 * 4096).unwrap()).unwrap();
     assert_eq!(settings.last_term().unwrap(), 17);
 }
+
+#[test]
+fn the_image_is_the_owners_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flash.img");
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let created = Flash::open(&path, 4 * 4096);
+    nix::sys::stat::umask(old);
+    drop(created.unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "created under umask 000");
+    // An image others may write is refused by name, and opens again once fixed.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let e = Flash::open(&path, 4 * 4096).err().unwrap();
+    assert!(matches!(e, FlashError::OpenToOthers { mode: 0o666, .. }), "{e:?}");
+    assert!(e.to_string().contains("chmod 600") && e.to_string().contains("flash.img"), "{e}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Flash::open(&path, 4 * 4096).unwrap();
+}

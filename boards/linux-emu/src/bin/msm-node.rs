@@ -236,7 +236,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     // Both sockets before anything else: a second node with our paths stops here.
     let control = ControlServer::bind(&args.control, access.clone()).map_err(refused)?;
     let mut apps = match &args.app_socket {
-        Some(p) => Some(AppServer::bind(p, access).map_err(refused)?),
+        Some(p) => Some(AppServer::bind(p, access.clone()).map_err(refused)?),
         None => None,
     };
     if args.backplane.len() > MAX_PATHS {
@@ -254,7 +254,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
     let links = args
         .backplane
         .iter()
-        .map(|spec| Backplane::open(spec, args.max_frame))
+        .map(|spec| Backplane::open(spec, args.max_frame, &access))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| start(anyhow::anyhow!(e)))?;
     let journal = match &args.journal {

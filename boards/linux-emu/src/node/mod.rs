@@ -196,6 +196,8 @@ impl<L: Link> MsmNode<L> {
         // boot and starts at the clock's seconds since 2025 on a fresh
         // flash: peers refuse frames of an incarnation older than one heard.
         c.incarnation = flash.boot_count();
+        // Random per boot: no frame of any earlier boot answers its challenges.
+        c.boot_nonce = boot_nonce();
         c.rto = (opts.heartbeat / 2).max(Duration::from_millis(2));
         c.rto_max = opts.heartbeat * 4;
         let mut engine = Box::new(Engine::new(c, reg, Instant::ZERO).map_err(|e| anyhow::anyhow!("{e}"))?);
@@ -540,5 +542,17 @@ impl<L: Link> MsmNode<L> {
         }
         j.config_checkpointed(self.engine.config_checkpointed(), peer);
         j.flush();
+    }
+}
+
+/// Four bytes of the kernel's CSPRNG; the clock's nanoseconds if it cannot be read.
+fn boot_nonce() -> u32 {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u32::from_le_bytes(b),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() ^ d.as_secs() as u32),
     }
 }

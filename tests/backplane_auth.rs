@@ -6,16 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use msm_checkpoint::Key;
 use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
 mod common;
 
-use common::{HB, chassis, no_failover, pair, rebulks, switch};
+use common::{HB, Tap, chassis, no_failover, pair, rebulks, switch};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
@@ -63,44 +61,6 @@ fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--require-auth: no --key-file"), "{out:?}");
-}
-
-/// Records every datagram A sends to B, and forwards it.
-struct Tap {
-    frames: Arc<Mutex<Vec<Vec<u8>>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Tap {
-    fn start(at: &Path, to: &Path) -> Tap {
-        let sock = UnixDatagram::bind(at).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let (frames, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (f, s, to) = (frames.clone(), stop.clone(), to.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let _ = sock.send_to(&buf[..n], &to);
-                    let mut f = f.lock().unwrap();
-                    if f.len() < 5000 {
-                        f.push(buf[..n].to_vec());
-                    }
-                }
-            }
-        });
-        Tap { frames, stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[test]

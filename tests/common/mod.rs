@@ -2,6 +2,10 @@
 //! directory, a synced pair, `show switch`, and the no-failover check.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msm_linux_emu::chassis::Chassis;
@@ -58,4 +62,42 @@ pub fn no_failover(c: &Chassis, term: &Value) {
     assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
     let b = switch(c, 'B');
     assert_eq!(b["role"], "BACKUP", "B: {b}\nA log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
+}
+
+/// Records every datagram one node sends the other, and forwards it.
+pub struct Tap {
+    pub frames: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tap {
+    pub fn start(at: &Path, to: &Path) -> Tap {
+        let sock = UnixDatagram::bind(at).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let (frames, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (f, s, to) = (frames.clone(), stop.clone(), to.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], &to);
+                    let mut f = f.lock().unwrap();
+                    if f.len() < 5000 {
+                        f.push(buf[..n].to_vec());
+                    }
+                }
+            }
+        });
+        Tap { frames, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

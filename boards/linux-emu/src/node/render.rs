@@ -99,6 +99,7 @@ pub fn switch(
         ("auth", e.auth),
         ("replay", e.replay),
         ("term range", e.term_range),
+        ("counter jump", e.counter_jump),
         ("stale term", e.stale_term),
         ("own slot", e.own_slot),
         ("unexpected", e.unexpected),
@@ -115,10 +116,21 @@ pub fn switch(
     for (i, r) in e.by_slot.iter().enumerate() {
         let Some(slot) = Slot::new(i as u8) else { continue };
         if r.auth > 0 {
-            let _ = writeln!(t, "                  {} frames from {slot} failed authentication", r.auth);
+            let _ = writeln!(
+                t,
+                "                  {} frames from {slot} failed authentication: {slot} uses a key this module does not hold, or someone forges its frames",
+                r.auth
+            );
         }
         if r.replay > 0 {
             let _ = writeln!(t, "                  {} frames from {slot} refused as replays", r.replay);
+        }
+        if r.unproven > 0 {
+            let _ = writeln!(
+                t,
+                "                  {} frames from {slot} of a boot not proven alive (its boot handshake, or replays of an earlier boot)",
+                r.unproven
+            );
         }
         if r.version > 0 {
             let _ = writeln!(
@@ -129,10 +141,10 @@ pub fn switch(
                 msm_checkpoint::wire::PROTOCOL_VERSION
             );
         }
-        if r.auth + r.replay + r.version > 0 {
+        if r.auth + r.replay + r.version + r.unproven > 0 {
             by_slot.push(json!({
                 "slot": slot.letter().to_string(), "auth": r.auth, "replay": r.replay,
-                "version": r.version, "last_version": r.last_version,
+                "unproven": r.unproven, "version": r.version, "last_version": r.last_version,
             }));
         }
     }
@@ -233,6 +245,8 @@ pub fn switch(
             "auth": e.auth,
             "replay": e.replay,
             "term_range": e.term_range,
+            "counter_jump": e.counter_jump,
+            "unproven": e.unproven,
             "duplicate": e.duplicate,
             "by_slot": by_slot,
             "stale_term": e.stale_term,

@@ -336,7 +336,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             }
         };
         if !self.keys.verify(sealed.key_id, sealed.signed(), sealed.tag()) {
-            return self.refuse(FrameError::Auth { from: sealed.from, key_id: sealed.key_id });
+            let r = self.refuse(FrameError::Auth { from: sealed.from, key_id: sealed.key_id });
+            // A key mismatch raises its own alarm, never a silent "peer
+            // dead": logged at the 1st, 2nd, 4th, 8th... refusal per slot.
+            let n = self.errors.by_slot.get(usize::from(sealed.from)).map_or(0, |r| r.auth);
+            if n.is_power_of_two() {
+                warn!(
+                    "{} frames claiming slot {} failed authentication (key id {}): that module uses a key this one does not hold, or they are forged",
+                    n, sealed.from, sealed.key_id
+                );
+            }
+            return r;
         }
         let Some(from) = Slot::new(sealed.from) else {
             return self.refuse(WireError::BadSlot(sealed.from).into());
@@ -393,6 +403,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             }
             debug!("{} proved its boot alive", from);
             self.replay.admit(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter);
+            // Our answer to its challenge lets it take our frames as soon.
+            self.timers.set(Timer::Heartbeat, now);
         }
         if matches!(f.body, Body::Heartbeat(_)) {
             self.replay.heartbeat_taken(from, sealed.incarnation, sealed.counter);

@@ -50,7 +50,7 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
         let a = switch(c, 'A');
         Ok(role(&a) == "BACKUP" && a["master"] == "B" && a["split_brain"] != Value::Null)
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\nA log:\n{}\nB log:\n{}", log(&c, 'A'), log(&c, 'B')));
     c.wait("in sync again", Duration::from_secs(20), |c| Ok(c.in_sync('B'))).unwrap();
 
     let a = switch(&c, 'A');
@@ -129,4 +129,42 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
         l.lines().any(|x| x.contains("WARN") && x.contains("split brain") && x.contains(file)),
         "A log:\n{l}"
     );
+}
+
+/// Split brain decided by what each side holds: B takes over A's whole
+/// state during a partition and changes nothing (no churn), while A takes
+/// configuration. When the cut heals, A, of the lower term, stays: B would
+/// discard nothing, A would have discarded its lines. B steps down, says
+/// which rule decided, and receives A's lines.
+#[test]
+fn a_master_that_changed_nothing_gives_way_to_the_one_that_did() {
+    let (_d, mut c) = chassis(HB);
+    let (cable, taps) = CabledPath::lay(&c, 1).unwrap();
+    c.taps = taps;
+    pair(&mut c, &[]);
+    cable.set_cut(true);
+    c.wait("B master while A still is", Duration::from_secs(5), |c| {
+        Ok(role(&switch(c, 'B')) == "MASTER" && role(&switch(c, 'A')) == "MASTER")
+    })
+    .unwrap();
+    let b_term = switch(&c, 'B')["term"].clone();
+    let lines = vec!["create vlan during1 tag 3201".to_string(), "create vlan during2 tag 3202".to_string()];
+    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
+    cable.set_cut(false);
+    c.wait("B follows A", Duration::from_secs(10), |c| {
+        let b = switch(c, 'B');
+        Ok(role(&b) == "BACKUP" && b["master"] == "A" && b["split_brain"] != Value::Null)
+    })
+    .unwrap_or_else(|e| panic!("{e}\nA log:\n{}\nB log:\n{}", log(&c, 'A'), log(&c, 'B')));
+    c.wait("in sync again", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
+    let a = switch(&c, 'A');
+    assert_eq!(role(&a), "MASTER");
+    assert_eq!(a["split_brain"], Value::Null, "A discarded nothing: {a}");
+    let sb = &switch(&c, 'B')["split_brain"];
+    assert_eq!((&sb["our_term"], sb["discarded"].as_u64()), (&b_term, Some(0)), "{sb}");
+    let running = c.running_config('B').unwrap();
+    assert!(running.vlans.contains_key("during1") && running.vlans.contains_key("during2"), "{running:?}");
+    let shown = c.text('A', &Request::ShowSwitch).unwrap();
+    assert!(shown.contains("stayed master over MSM-B"), "{shown}");
+    assert!(shown.contains("took over this state whole and changed nothing"), "{shown}");
 }

@@ -71,6 +71,14 @@ impl Unacked {
         self.streams.entry(source).or_default().push_back(e);
     }
 
+    /// The mastership goes on in `term` (a split brain won: a term above
+    /// the rival's): what it made and no backup acknowledged stays kept.
+    pub fn continue_as(&mut self, term: Term) {
+        if self.term.is_some() {
+            self.term = Some(term);
+        }
+    }
+
     /// Every change of `source` up to `checkpointed` is on the backup.
     pub fn trim(&mut self, source: Source, checkpointed: u64) {
         self.trim_with(|s| if s == source { checkpointed } else { 0 });

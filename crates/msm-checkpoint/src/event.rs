@@ -4,6 +4,7 @@ use heapless::Deque;
 
 use crate::host::Stream;
 use crate::role::{Role, Slot, Term};
+use crate::status::SplitRule;
 
 /// Which configuration a node runs after becoming master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,22 @@ pub enum Event {
         /// this node made as master that no backup acknowledged: they are
         /// not in the winner's state and are discarded here.
         discarded: u64,
+        /// Which rule decided.
+        rule: SplitRule,
+    },
+    /// A master of the lower term met a rival master and judged that it
+    /// holds the state (see [`SplitRule`]): it stays master in `term`, a
+    /// term above the rival's, which steps down to it. Its own backup
+    /// session starts again in the new term.
+    SplitBrainWon {
+        /// The rival, which steps down.
+        loser: Slot,
+        /// The rival's term, overruled.
+        loser_term: Term,
+        /// The term this node now holds.
+        term: Term,
+        /// Why this node stays.
+        rule: SplitRule,
     },
     /// A module was heard from after silence.
     PeerUp(Slot),

@@ -132,6 +132,78 @@ pub struct PeerStatus {
     pub max_heartbeat_gap: core::time::Duration,
 }
 
+/// Which rule decided a split brain (two masters met); see
+/// `docs/architecture.md`, *Split brain*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SplitRule {
+    /// The other master took over a whole state of the loser's term and
+    /// changed it since: the newer lineage stays.
+    NewerLineage,
+    /// The other master took over a whole state of the winner's term and
+    /// made no change since: the winner stays and nothing is discarded.
+    RivalMadeNothing,
+    /// The other master took over no whole state of the winner's (it started
+    /// from its own flash, or from an older state): the winner stays.
+    RivalLacksOurState,
+    /// The loser took over no state and made no change; the winner made some.
+    WeHeldNothing,
+    /// The winner judged (it overruled the loser's term by one of the
+    /// rules above) and the loser followed.
+    Overruled,
+    /// `run msm-failover` handed mastership over: not a split brain.
+    Handover,
+}
+
+impl SplitRule {
+    /// One phrase for `show switch` and the log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SplitRule::NewerLineage => "the other master took over this state whole and changed it since",
+            SplitRule::RivalMadeNothing => "the other master took over this state whole and changed nothing",
+            SplitRule::RivalLacksOurState => "the other master took over no whole copy of this state",
+            SplitRule::WeHeldNothing => "this master held no state and changed nothing",
+            SplitRule::Overruled => {
+                "the winner held state this master lacked, or changed what this one did not"
+            }
+            SplitRule::Handover => "handover",
+        }
+    }
+}
+
+/// The last split brain this node won: it was master in the lower term,
+/// judged that it holds the state, and claimed a term above the rival's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitBrainWon {
+    /// When (engine time).
+    pub at: Instant,
+    /// The master that stepped down to it.
+    pub loser: Slot,
+    /// The loser's term, overruled.
+    pub loser_term: Term,
+    /// The term this node claimed over it.
+    pub term: Term,
+    /// Why this node stayed.
+    pub rule: SplitRule,
+}
+
+impl fmt::Display for SplitBrainWon {
+    /// "stayed master over MSM-B (term 3.B) in term 4.A at 12.3 s: the other master ..."
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.at.as_millis();
+        write!(
+            f,
+            "stayed master over {} (term {}) in term {} at {}.{} s: {}",
+            self.loser,
+            self.loser_term,
+            self.term,
+            ms / 1000,
+            ms % 1000 / 100,
+            self.rule.as_str()
+        )
+    }
+}
+
 /// The last split brain this node lost: it was master, heard a master of a
 /// higher term, stepped down and discarded what it had not checkpointed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,22 +218,25 @@ pub struct SplitBrain {
     pub our_term: Term,
     /// Changes made as master that no backup acknowledged, discarded.
     pub discarded: u64,
+    /// Which rule decided.
+    pub rule: SplitRule,
 }
 
 impl fmt::Display for SplitBrain {
-    /// "stepped down to MSM-B (term 3.B > 2.A) at 12.3 s; 37 changes discarded"
+    /// "stepped down to MSM-B (term 3.B > 2.A) at 12.3 s; 37 changes discarded (the other master ...)"
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.at.as_millis();
         write!(
             f,
-            "stepped down to {} (term {} > {}) at {}.{} s; {} change{} discarded",
+            "stepped down to {} (term {} > {}) at {}.{} s; {} change{} discarded ({})",
             self.winner,
             self.winner_term,
             self.our_term,
             ms / 1000,
             ms % 1000 / 100,
             self.discarded,
-            if self.discarded == 1 { "" } else { "s" }
+            if self.discarded == 1 { "" } else { "s" },
+            self.rule.as_str()
         )
     }
 }
@@ -194,6 +269,8 @@ pub struct SwitchStatus {
     pub slot_conflict: Option<Slot>,
     /// The last split brain this node lost since it booted.
     pub last_split_brain: Option<SplitBrain>,
+    /// The last split brain this node won since it booted.
+    pub split_brain_won: Option<SplitBrainWon>,
     /// Master: where each standby's copy of the configuration is, by slot
     /// (standbys that have reported).
     pub standby_config: [Option<ConfigCopy>; MAX_NODES],
@@ -338,6 +415,9 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     if let Some(sb) = &s.last_split_brain {
         writeln!(out, "Split brain:      {sb}")?;
     }
+    if let Some(sb) = &s.split_brain_won {
+        writeln!(out, "Split brain:      {sb}")?;
+    }
     Ok(())
 }
 
@@ -434,6 +514,7 @@ mod tests {
             winner_term: t7,
             our_term: t5,
             discarded: 37,
+            rule: SplitRule::NewerLineage,
         };
         let mut s = SwitchStatus {
             slot: Slot::A,
@@ -448,6 +529,7 @@ mod tests {
             errors: FrameErrors::default(),
             slot_conflict: None,
             last_split_brain: None,
+            split_brain_won: None,
             standby_config: [None; MAX_NODES],
         };
         let mut out: String<1024> = String::new();
@@ -458,7 +540,8 @@ mod tests {
         render_switch(&s, &mut out).unwrap();
         assert!(
             out.contains(
-                "Split brain:      stepped down to MSM-B (term 3.B > 2.A) at 12.3 s; 37 changes discarded\n"
+                "Split brain:      stepped down to MSM-B (term 3.B > 2.A) at 12.3 s; 37 changes discarded \
+                 (the other master took over this state whole and changed it since)\n"
             ),
             "{out}"
         );

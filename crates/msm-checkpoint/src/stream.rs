@@ -248,6 +248,11 @@ impl Tx {
     pub(crate) fn unacknowledged(&self) -> u64 {
         self.changes.saturating_sub(self.since.max(self.checkpointed))
     }
+
+    /// Changes handed out in the current mastership.
+    pub(crate) fn made(&self) -> u64 {
+        self.changes.saturating_sub(self.since)
+    }
 }
 
 #[derive(Debug, Clone)]

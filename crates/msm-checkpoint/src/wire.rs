@@ -38,8 +38,9 @@ pub const TRAILER_LEN: usize = TAG_LEN + CRC_LEN;
 pub const MIN_FRAME: usize = HEADER_LEN + 2 + TRAILER_LEN;
 /// The longest heartbeat frame: header, term (10), variant (1), the body's
 /// worst case (role, priority, health, backup, in_sync 5; session and
-/// incarnation 5 each; config 25; challenge 5; echo 8 x 5; holds 10; keys 2 x 5), trailer.
-pub const MAX_HEARTBEAT: usize = HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10) + TRAILER_LEN;
+/// incarnation 5 each; config 25; challenge 5; echo 8 x 5; holds 10; keys 2 x 5;
+/// base, made and overrules 10 each), trailer.
+pub const MAX_HEARTBEAT: usize = HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10 + 30) + TRAILER_LEN;
 /// The smallest `max_frame` a node accepts: a heartbeat always fits.
 pub const MIN_MAX_FRAME: usize = 256;
 const _: () = assert!(MAX_HEARTBEAT <= MIN_MAX_FRAME);
@@ -140,6 +141,13 @@ pub struct Heartbeat {
     /// Fingerprints of the keys the sender holds: the one it sends under,
     /// then the other it accepts (0: none). Key rotation checks them.
     pub keys: [u32; 2],
+    /// Master: the term whose whole state it took over when it became
+    /// master (0: none). A split brain is judged by it.
+    pub base: u64,
+    /// Master: changes it made as master.
+    pub made: u64,
+    /// Master: the rival's term it overruled in a split brain (0: none).
+    pub overrules: u64,
 }
 
 /// Message bodies. Variants are only ever appended; a new field or a
@@ -629,6 +637,9 @@ mod tests {
             echo: [[u32::MAX; 2]; MAX_NODES],
             holds: u64::MAX,
             keys: [u32::MAX; 2],
+            base: u64::MAX,
+            made: u64::MAX,
+            overrules: u64::MAX,
         };
         for term in [0, 1, 0x7F, 0x80, u64::MAX] {
             let mut buf = [0u8; MAX_HEARTBEAT];

@@ -149,6 +149,9 @@ impl Attacker {
             echo: [[self.rng.random(); 2]; MAX_NODES],
             holds: u64::MAX,
             keys: [self.rng.random(); 2],
+            base: u64::MAX,
+            made: self.rng.random(),
+            overrules: self.rng.random(),
         };
         let from = self.rng.random_range(0..MAX_NODES as u8);
         let term = if self.rng.random_bool(0.5) { u64::MAX } else { term + 0x100 };

@@ -161,6 +161,14 @@ impl Checker {
         );
     }
 
+    /// `node` won a split brain and stays master in `term`: its mastership
+    /// (and the log of what it made) goes on.
+    pub fn reclaimed(&mut self, node: usize, term: Term) {
+        if let Some(log) = self.logs.get_mut(&node) {
+            log.term = term;
+        }
+    }
+
     /// A stream of `node` continued across a switchover in `term`: whole,
     /// as if its bulk had finished (streams depending on it may bulk).
     pub fn continued(&mut self, node: usize, term: Term, stream: SimStream) {

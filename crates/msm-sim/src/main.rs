@@ -111,6 +111,7 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.attack_replays += st.attack_replays;
                                 t.split_brains += st.split_brains;
                                 t.discarded += st.discarded;
+                                t.split_brains_won += st.split_brains_won;
                                 t.two_path_runs += st.two_path_runs;
                                 t.path_moves += st.path_moves;
                                 t.continued += st.continued;
@@ -144,7 +145,7 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         if faults { "on" } else { "off" }
     );
     println!(
-        "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes), {} split brains ({} changes discarded, each count checked)",
+        "     {} frames ({} refused), {} changes, {} records and {} bulk starts checked, {} takeovers ({} checked for lost changes), {} split brains ({} changes discarded, each count checked; {} won by the lower term for what it held)",
         t.frames,
         t.frame_errors,
         t.changes,
@@ -153,7 +154,8 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         t.takeovers,
         t.takeovers_checked,
         t.split_brains,
-        t.discarded
+        t.discarded,
+        t.split_brains_won
     );
     println!(
         "     {} runs with two backplane paths ({} moves of data to the other path), {} streams continued across a switchover without a bulk",

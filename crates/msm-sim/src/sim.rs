@@ -162,6 +162,8 @@ pub struct Stats {
     pub split_brains: u64,
     /// Changes they discarded.
     pub discarded: u64,
+    /// Split brains the master of the lower term won by what it held.
+    pub split_brains_won: u64,
 }
 
 pub struct Sim {
@@ -679,7 +681,11 @@ impl Sim {
                 let config = self.nodes[i].host.active_config.clone();
                 self.checker.mastership(i, term, &state, &config);
             }
-            if let Event::SplitBrain { winner, winner_term, our_term, discarded } = ev {
+            if let Event::SplitBrainWon { term, .. } = ev {
+                self.stats.split_brains_won += 1;
+                self.checker.reclaimed(i, term);
+            }
+            if let Event::SplitBrain { winner, winner_term, our_term, discarded, .. } = ev {
                 self.stats.split_brains += 1;
                 self.stats.discarded += discarded;
                 let still = self

@@ -144,7 +144,8 @@ fn stale_term_master_refused() {
     assert_eq!(sim.engine(B).unwrap().role(), Role::Master);
     let new_term = sim.engine(B).unwrap().term();
     assert!(new_term > old_term);
-    sim.change(0, 1, Op::Set); // two masters: sim.change refuses, so nothing is made
+    // B changes what it took over: its lineage is the newer one and stays.
+    sim.change_on(B, 0, 1, Op::Set).unwrap();
     let before = sim.state(B, 0).clone();
 
     // A frame of the stale master: data in its old term.
@@ -371,6 +372,7 @@ fn split_brain_is_reported_once_with_the_changes_discarded() {
             winner_term: b_term,
             our_term: a_term,
             discarded: made_on_a,
+            rule: msm_checkpoint::SplitRule::NewerLineage,
         };
         assert_eq!(reports(A), vec![want], "seed {seed}");
         let sb = sim.engine(A).unwrap().switch_status().last_split_brain.unwrap();
@@ -384,6 +386,85 @@ fn split_brain_is_reported_once_with_the_changes_discarded() {
         }
         sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
     }
+}
+
+/// Split brain decided by what each master holds, not by the term: B took
+/// over A's whole state and made no change during the partition, so A, of
+/// the lower term, stays (B discards nothing); B took over without a whole
+/// copy (its bulk was under way) and made changes, so A stays and B's
+/// changes are the ones discarded, each listed. No acknowledged change of
+/// A's is lost either way.
+#[test]
+fn split_brain_keeps_the_side_that_holds_the_state() {
+    use msm_checkpoint::SplitRule;
+    for seed in 0..10u64 {
+        // B took over whole and changed nothing.
+        let mut sim = synced(SimConfig::chassis(2), seed);
+        sim.run_for(Duration::from_millis(20)).unwrap();
+        sim.partition(A, B, Duration::from_millis(150));
+        assert!(sim.run_until_cond(Duration::from_millis(100), |s| s.masters() == vec![A, B]).unwrap());
+        let b_term = sim.engine(B).unwrap().term();
+        for k in 0..10 {
+            sim.change_on(A, 2, 1000 + k, Op::Set).unwrap();
+            sim.run_for(Duration::from_micros(500)).unwrap();
+        }
+        assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "seed {seed}");
+        assert_eq!(sim.master(), Some(A), "seed {seed}: A keeps its changes");
+        let a = sim.engine(A).unwrap().switch_status();
+        let won = a.split_brain_won.unwrap_or_else(|| panic!("seed {seed}: no win recorded"));
+        assert_eq!((won.loser, won.loser_term, won.rule), (slot(B), b_term, SplitRule::RivalMadeNothing));
+        assert!(won.term > b_term);
+        let lost = sim.engine(B).unwrap().switch_status().last_split_brain.unwrap();
+        assert_eq!((lost.discarded, lost.rule), (0, SplitRule::Overruled), "seed {seed}");
+        for k in 0..10 {
+            assert!(sim.state(B, 2).contains_key(&(1000 + k)), "seed {seed}: A's change {k} reached B");
+        }
+        sim.check_converged().unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+    }
+}
+
+#[test]
+fn split_brain_against_a_master_without_a_whole_copy_keeps_the_old_master() {
+    use msm_checkpoint::SplitRule;
+    let mut cfg = SimConfig::chassis(2);
+    let mut big = String::new();
+    for i in 0..4000 {
+        big.push_str(&format!("configure vlan v{} add ports {}\n", i % 40, i));
+    }
+    cfg.saved_config = big.into_bytes();
+    cfg.boot_gap = Duration::from_millis(50);
+    let mut sim = Sim::new(cfg, 3);
+    sim.run_for(Duration::from_millis(40)).unwrap();
+    // A's applications hold state of their own: changes it made as master.
+    for k in 0..5 {
+        sim.change_on(A, 2, 100 + k, Op::Set).unwrap();
+    }
+    sim.run_for(Duration::from_millis(5)).unwrap();
+    sim.boot(B);
+    assert!(
+        sim.run_until_cond(Duration::from_millis(30), |s| s.engine(A).unwrap().sync_state()
+            != SyncState::NoBackup)
+            .unwrap()
+    );
+    assert_ne!(sim.engine(A).unwrap().sync_state(), SyncState::InSync);
+    // B loses A mid-bulk and takes over with what it has.
+    sim.partition(A, B, Duration::from_millis(150));
+    assert!(sim.run_until_cond(Duration::from_millis(100), |s| s.masters() == vec![A, B]).unwrap());
+    let b_term = sim.engine(B).unwrap().term();
+    let mut made_on_b = 0;
+    for k in 0..8 {
+        made_on_b += u64::from(sim.change_on(B, 3, 2000 + k, Op::Set).is_some());
+        sim.run_for(Duration::from_micros(500)).unwrap();
+    }
+    assert!(made_on_b > 0);
+    assert!(sim.run_until_in_sync(Duration::from_secs(3)).unwrap());
+    assert_eq!(sim.master(), Some(A), "the master with the state stays");
+    let won = sim.engine(A).unwrap().switch_status().split_brain_won.unwrap();
+    assert_eq!((won.loser, won.rule), (slot(B), SplitRule::RivalLacksOurState));
+    let lost = sim.engine(B).unwrap().switch_status().last_split_brain.unwrap();
+    assert_eq!((lost.winner_term, lost.our_term, lost.rule), (won.term, b_term, SplitRule::Overruled));
+    assert!(lost.discarded >= made_on_b, "B's changes are the ones discarded, and counted");
+    sim.check_converged().unwrap();
 }
 
 #[test]

@@ -350,8 +350,13 @@ impl<L: Link> MsmNode<L> {
     fn events(&mut self) {
         while let Some(ev) = self.engine.poll_event() {
             log::info!("{}: {ev:?}", self.engine.slot());
-            if let Event::SplitBrain { winner, winner_term, our_term, discarded } = ev {
+            if let Event::SplitBrain { winner, winner_term, our_term, discarded, rule } = ev {
+                log::warn!("split brain lost to {winner}: {}", rule.as_str());
                 self.split_brain_lost(winner, winner_term, our_term, discarded);
+            }
+            if let Event::SplitBrainWon { loser, term, rule, .. } = ev {
+                log::warn!("split brain won over {loser}, now master in term {term}: {}", rule.as_str());
+                self.unacked.continue_as(term);
             }
             if let Event::Promoted { config, in_sync, .. } = ev {
                 if config == ConfigChoice::OwnSaved {

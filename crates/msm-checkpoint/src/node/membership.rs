@@ -246,6 +246,13 @@ impl Membership {
         term
     }
 
+    /// Stay master in `term`, a term above a rival's (a split brain we
+    /// won); the backup chosen stays chosen.
+    pub(crate) fn reclaim(&mut self, term: Term) {
+        self.term = term;
+        self.max_term = term;
+    }
+
     /// Back to INIT: the master is gone and we were not its backup.
     pub(crate) fn orphan(&mut self) {
         self.role = Role::Init;

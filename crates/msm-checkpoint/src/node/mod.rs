@@ -23,6 +23,7 @@ mod packer;
 mod receiver;
 mod recorder;
 mod replay;
+mod rivals;
 mod sender;
 mod standbys;
 mod status;
@@ -39,6 +40,7 @@ use mirror::Mirror;
 use receiver::Receiver;
 pub use replay::MAX_COUNTER_JUMP;
 use replay::{Admission, ReplayGuard, Stale};
+use rivals::{Claim, Verdict};
 use sender::{SendLimits, Sender};
 use standbys::Standbys;
 use streams::{ACTIVE, CONFIG_STREAMS, SAVED, Streams};
@@ -51,7 +53,7 @@ use crate::error::{ChangeError, ConfigError, FailoverError, FrameError};
 use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
-use crate::status::{FrameErrors, SplitBrain, SyncState};
+use crate::status::{FrameErrors, SplitBrain, SplitBrainWon, SplitRule, SyncState};
 use crate::stream::Phase;
 use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, Origin, WireError};
 
@@ -85,6 +87,12 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, co
     sent: u64,
     /// The last split brain this node lost.
     split_brain: Option<SplitBrain>,
+    /// The last split brain this node won.
+    split_brain_won: Option<SplitBrainWon>,
+    /// Master: the term whose whole state it took over (0: none).
+    base: u64,
+    /// Master: the rival term it overruled last (0: none).
+    overrules: u64,
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize>
@@ -127,6 +135,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             last_heartbeat: None,
             sent: 0,
             split_brain: None,
+            split_brain_won: None,
+            base: 0,
+            overrules: 0,
             cfg,
         })
     }
@@ -592,9 +603,27 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         if role == Role::Master {
             match self.members.judge_master(from, term) {
                 MasterVerdict::StepDown => {
-                    warn!("stepping down: higher term seen");
-                    self.step_down(now, from, term);
-                    self.follow(now, from, hb.incarnation, term, host);
+                    let verdict = if self.sender.handover_in_progress() {
+                        Verdict::Yield(SplitRule::Handover)
+                    } else {
+                        let ours = Claim {
+                            term: self.members.term.raw(),
+                            base: self.base,
+                            made: self.streams.made(),
+                            overrules: self.overrules,
+                        };
+                        let theirs =
+                            Claim { term: term.raw(), base: hb.base, made: hb.made, overrules: hb.overrules };
+                        rivals::judge(ours, theirs)
+                    };
+                    match verdict {
+                        Verdict::Stay(rule) => self.reclaim(now, (from, hb.incarnation), term, rule, host),
+                        Verdict::Yield(rule) => {
+                            warn!("stepping down: higher term seen");
+                            self.step_down(now, from, term, rule);
+                            self.follow(now, from, hb.incarnation, term, host);
+                        }
+                    }
                 }
                 MasterVerdict::Rival => {
                     // A stale master; it steps down when it hears our heartbeat.
@@ -685,8 +714,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     /// handed over to it (`run msm-failover`), both were master at once: a
     /// split brain, which this node lost. What it made as master and no
     /// backup acknowledged is counted before the session that knew it ends.
-    fn step_down(&mut self, now: Instant, winner: Slot, term: Term) {
-        let split = !self.sender.handover_in_progress();
+    fn step_down(&mut self, now: Instant, winner: Slot, term: Term, rule: SplitRule) {
+        let split = rule != SplitRule::Handover;
         let discarded = self.streams.unacknowledged();
         let our_term = self.members.term;
         // What the backup acknowledged to the last record is what we hold,
@@ -699,10 +728,48 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.sender.in_sync = false;
         self.events.push(Event::SteppedDown { term: self.members.max_term });
         if split {
-            warn!("split brain: {} changes made as master discarded", discarded);
-            self.split_brain = Some(SplitBrain { at: now, winner, winner_term: term, our_term, discarded });
-            self.events.push(Event::SplitBrain { winner, winner_term: term, our_term, discarded });
+            warn!("split brain: {} changes made as master discarded ({})", discarded, rule.as_str());
+            self.split_brain =
+                Some(SplitBrain { at: now, winner, winner_term: term, our_term, discarded, rule });
+            self.events.push(Event::SplitBrain { winner, winner_term: term, our_term, discarded, rule });
         }
+        self.base = 0;
+        self.overrules = 0;
+    }
+
+    /// A master of the lower term judged that it holds the state a rival
+    /// lacks (`rivals`): it stays master in a term above the rival's,
+    /// naming the rival's term overruled, and the rival steps down to it.
+    /// Its backup follows the new term and says hello again.
+    fn reclaim<H: Host>(
+        &mut self,
+        now: Instant,
+        rival: (Slot, u32),
+        rival_term: Term,
+        rule: SplitRule,
+        host: &mut H,
+    ) {
+        let (rival, incarnation) = rival;
+        let Some(term) = self.members.next_term() else {
+            warn!("cannot stay master: term {} is the last one", self.members.max_term);
+            self.step_down(now, rival, rival_term, rule);
+            self.follow(now, rival, incarnation, rival_term, host);
+            return;
+        };
+        warn!("split brain: staying master over {} ({})", rival, rule.as_str());
+        self.members.reclaim(term);
+        self.overrules = rival_term.raw();
+        if self.sender.end_session(&mut self.streams, &mut self.timers, None) {
+            self.events.push(Event::FailoverFailed);
+        }
+        self.standbys.clear();
+        self.members.backup = None;
+        self.timers.set(Timer::Heartbeat, now);
+        self.split_brain_won =
+            Some(SplitBrainWon { at: now, loser: rival, loser_term: rival_term, term, rule });
+        self.events.push(Event::RoleChanged { role: Role::Master, term });
+        self.events.push(Event::SplitBrainWon { loser: rival, loser_term: rival_term, term, rule });
+        self.choose_backup(now);
     }
 
     fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
@@ -747,6 +814,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         };
         let in_sync =
             backup && self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync;
+        // The lineage it continues: the whole state of its master's term, or none.
+        let whole = backup && self.receiver.holds_whole(self.members.term, &self.streams);
+        self.base = if whole { self.members.term.raw() } else { 0 };
+        self.overrules = 0;
         self.mirror.stop(&mut self.streams, host, &mut self.timers);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.standbys.clear();
@@ -923,7 +994,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     fn holds(&self) -> u64 {
         let whole = match self.members.role {
             Role::Master => true,
-            Role::Backup => self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync,
+            Role::Backup => self.receiver.holds_whole(self.members.term, &self.streams),
             _ => false,
         };
         if whole { self.members.term.raw() } else { 0 }
@@ -940,6 +1011,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         let (in_sync, session) =
             if master { (self.sender.in_sync, self.sender.attached_session()) } else { (false, 0) };
         let mut hb = self.members.heartbeat_of(&self.cfg, in_sync, session, config, self.holds());
+        if master {
+            (hb.base, hb.made, hb.overrules) = (self.base, self.streams.made(), self.overrules);
+        }
         hb.challenge = self.freshness.challenge(now);
         hb.echo = self.freshness.echo(now);
         let keys = self.keys.status();

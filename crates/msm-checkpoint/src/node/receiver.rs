@@ -339,6 +339,17 @@ impl Receiver {
     }
 
     /// Why the backup is or is not in sync, from its own view.
+    /// Every stream's bulk completed in `term`: this node holds the whole
+    /// state of that master (every change it reported checkpointed), as a
+    /// takeover would find it, whatever the master last said of the sync.
+    pub(crate) fn holds_whole<const A: usize>(&self, term: Term, streams: &Streams<A>) -> bool {
+        term != Term::NONE
+            && streams.ids().all(|sid| {
+                let rx = &streams.get(sid).rx;
+                rx.complete && rx.term == term.raw()
+            })
+    }
+
     pub(crate) fn sync_state<const A: usize>(&self, term: Term, streams: &Streams<A>) -> SyncState {
         for sid in streams.ids() {
             let rx = &streams.get(sid).rx;

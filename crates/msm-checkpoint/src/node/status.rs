@@ -110,6 +110,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             errors: self.errors,
             slot_conflict: self.identity.current(&self.timers),
             last_split_brain: self.split_brain,
+            split_brain_won: self.split_brain_won,
             standby_config: match self.members.role {
                 Role::Master => {
                     self.standbys.copies(self.members.term.raw(), &self.streams, self.sender.backlog())

@@ -152,6 +152,12 @@ impl<const APPS: usize> Streams<APPS> {
     }
 
     /// Changes of the active configuration and of every application made
+    /// in this mastership (what a split brain weighs).
+    pub(crate) fn made(&self) -> u64 {
+        self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.made()).sum()
+    }
+
+    /// Changes of the active configuration and of every application made
     /// in this mastership that no backup acknowledged: what a master that
     /// steps down for a rival discards. (`save`s are not counted: the
     /// saved configuration is one file, replaced whole by the winner's.)

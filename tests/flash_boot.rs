@@ -148,4 +148,13 @@ fn a_master_killed_and_started_alone_takes_a_new_term() {
     start_master(&mut c);
     let again = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
     assert_eq!((first.as_str(), again.as_str()), ("1.A", "2.A"));
+    // The operator's recovery when terms near their limit: the kept term cleared.
+    c.kill('A').unwrap();
+    c.start('A', &["--forget-term"]).unwrap();
+    c.wait("A master", std::time::Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER")))
+        .unwrap();
+    let fresh = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
+    assert_eq!(fresh, "1.A");
+    let log = std::fs::read_to_string(c.path('A', "log")).unwrap();
+    assert!(log.contains("--forget-term: the kept term 2.A is cleared"), "{log}");
 }

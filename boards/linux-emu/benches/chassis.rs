@@ -23,6 +23,7 @@ type B = MsmNode<UnixDatagramLink>;
 
 fn opts(slot: u8) -> Options {
     Options {
+        forget_term: false,
         slot: Slot::new(slot).unwrap(),
         priority: None,
         heartbeat: Duration::from_millis(100),

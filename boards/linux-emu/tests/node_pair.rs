@@ -14,6 +14,7 @@ use msm_linux_emu::node::{MsmNode, Options};
 
 fn opts(slot: u8) -> Options {
     Options {
+        forget_term: false,
         slot: Slot::new(slot).unwrap(),
         priority: None,
         heartbeat: Duration::from_millis(10),

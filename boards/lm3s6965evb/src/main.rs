@@ -142,6 +142,7 @@ fn boot(
     cfg.rto = Duration::from_millis(50);
     cfg.rto_max = Duration::from_millis(400);
     cfg.incarnation = incarnation;
+    cfg.paths = PATHS as u8;
 
     // Wait for the chassis link (any byte on either path), then start the engine.
     let link = make_link(link, uart1, uart2);
@@ -170,6 +171,10 @@ fn boot(
         cortex_m::asm::wfi();
     }
 
+    // No RNG on this board: the base of this boot's challenges mixes the boot
+    // counter with when the chassis link came up (the peers' timing, not
+    // ours), so no capture of an earlier boot answers them.
+    cfg.boot_nonce = boot_nonce(incarnation, clock.now().as_micros());
     let engine: &'static mut Engine = match make_engine(engine, cfg, reg, clock.now()) {
         Ok(e) => e,
         Err(e) => {
@@ -192,6 +197,14 @@ fn boot(
         core::mem::size_of::<Engine>()
     );
     (clock, Statics { engine, host, link, rx, tx }, store)
+}
+
+/// A 32-bit mix (the splitmix64 finaliser) of the boot counter and a time.
+fn boot_nonce(incarnation: u32, micros: u64) -> u32 {
+    let mut z = (u64::from(incarnation) << 32 ^ micros).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as u32
 }
 
 /// The backplane, in its static. Not inlined, nor is [`make_engine`]: each

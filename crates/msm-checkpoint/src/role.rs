@@ -132,13 +132,14 @@ impl Term {
 /// to reach it; a frame beyond it is refused, so `count + 1` never wraps.
 pub const MAX_TERM_COUNT: u64 = 1 << 40;
 
-/// How far ahead of a node's term a frame's term count may be. Each
-/// takeover adds one, and a module that missed takeovers (partitioned,
-/// restarted) learns the term from the first frame it hears; a jump beyond
-/// this from a module we know is a forged or broken frame, refused even
-/// when authenticated. A node with no term yet takes any count up to
-/// [`MAX_TERM_COUNT`].
-pub const MAX_TERM_JUMP: u64 = 1 << 16;
+/// How far the highest term a node knows may grow in one detection time.
+/// Each takeover adds one and needs a detection time of silence (a
+/// handover a drained backlog), so real terms grow far slower; a module
+/// that missed takeovers (partitioned, blank) catches up this many counts a
+/// detection time. A frame beyond is refused even when authenticated: a
+/// faulty or hostile key holder climbs at most this fast, and the term
+/// space lasts decades at the fastest heartbeat.
+pub const MAX_TERM_JUMP: u64 = 16;
 
 impl fmt::Display for Term {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

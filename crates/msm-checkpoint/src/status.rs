@@ -33,6 +33,9 @@ pub enum SyncState {
     NoBackup,
     /// This node is master and its backup stopped answering.
     BackupLost,
+    /// This node is master and a new boot spoke in its backup's slot: the
+    /// backup restarted (holding nothing) unless its boot is heard again.
+    BackupRestarting,
     /// Which stream is still in its bulk transfer, and how far (percent).
     Syncing {
         /// The first stream not yet through.
@@ -63,6 +66,7 @@ impl fmt::Display for SyncState {
             SyncState::InSync => f.write_str("In Sync"),
             SyncState::NoBackup => f.write_str("no backup"),
             SyncState::BackupLost => f.write_str("backup lost"),
+            SyncState::BackupRestarting => f.write_str("backup restarting (a new boot in its slot)"),
             SyncState::Syncing { stream, percent } => {
                 write!(f, "checkpointing {stream} {percent}%")
             }

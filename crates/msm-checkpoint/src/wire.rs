@@ -649,6 +649,9 @@ mod tests {
             if term == u64::MAX {
                 assert_eq!(n, MAX_HEARTBEAT, "the worst case is the constant");
             }
+            let least = Heartbeat::default();
+            let m = FrameWriter::new(&mut buf, 0, BROADCAST, 0, &Body::Heartbeat(least)).unwrap().finish();
+            assert_eq!(m, 64, "the smallest heartbeat, as docs/wire-protocol.md says");
             let n =
                 FrameWriter::new(&mut buf, 0, 1, term, &Body::Handover { force: false }).unwrap().finish();
             seal(&mut buf[..n], None, 1, 2);

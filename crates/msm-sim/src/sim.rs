@@ -292,6 +292,7 @@ impl Sim {
         c.max_frame = self.cfg.max_frame;
         c.incarnation = st.incarnation;
         c.boot_nonce = self.rng.random();
+        c.paths = self.cfg.paths as u8;
         c.rto = self.cfg.heartbeat.min(Duration::from_millis(5));
         c.rto_max = self.cfg.heartbeat * 2;
         c.handover_timeout = self.cfg.heartbeat * 50;

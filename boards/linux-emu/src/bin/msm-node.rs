@@ -91,6 +91,11 @@ struct Args {
     /// open to anything that can send it a datagram).
     #[arg(long)]
     require_auth: bool,
+    /// Start as if this module had never seen a term (the kept term in the
+    /// flash settings is cleared). The recovery when the chassis' terms near
+    /// their limit: stop every module, start each with this flag.
+    #[arg(long)]
+    forget_term: bool,
 }
 
 /// Exit code: a socket path is held by a running process.
@@ -262,6 +267,7 @@ fn run(args: Args, mask: SigSet) -> Result<Option<Exit>, (u8, anyhow::Error)> {
         None => None,
     };
     let opts = Options {
+        forget_term: args.forget_term,
         slot,
         priority: args.priority,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(1)),

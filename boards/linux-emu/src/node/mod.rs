@@ -82,6 +82,8 @@ pub struct Options {
     pub processes: Vec<ProcessSpec>,
     /// The chassis key; `None`: an unauthenticated backplane.
     pub key: Option<msm_checkpoint::Key>,
+    /// Clear the term kept in flash before starting (`--forget-term`).
+    pub forget_term: bool,
 }
 
 /// Why the node wants to stop.
@@ -191,6 +193,7 @@ impl<L: Link> MsmNode<L> {
             opts.priority.or(running.priority[opts.slot.index().min(1)]).or(flash.priority()).unwrap_or(0);
         c.heartbeat_interval = opts.heartbeat;
         c.miss_count = opts.miss_count;
+        c.paths = u8::try_from(paths).unwrap_or(u8::MAX);
         c.max_frame = opts.max_frame.min(link.max_frame());
         // The boot count is durable before the first frame, grows by one a
         // boot and starts at the clock's seconds since 2025 on a fresh
@@ -206,6 +209,13 @@ impl<L: Link> MsmNode<L> {
         }
         // Never claim a term an earlier boot of this module saw: a term names
         // one mastership, and a standby's or backup's points rest on it.
+        if opts.forget_term {
+            log::warn!(
+                "--forget-term: the kept term {} is cleared; start every module of the chassis this way, together",
+                Term::from_raw(flash.last_term())
+            );
+            flash.set_last_term(0).map_err(|e| anyhow::anyhow!("clearing the kept term: {e}"))?;
+        }
         let last_term = flash.last_term();
         engine.restore_term(Term::from_raw(last_term));
         let max_frame = engine.config().max_frame;

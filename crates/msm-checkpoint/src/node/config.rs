@@ -29,6 +29,11 @@ pub struct Config {
     pub incarnation: u32,
     /// How long `run msm-failover` may take before it is abandoned.
     pub handover_timeout: Duration,
+    /// Backplane paths to each peer (1, or more with redundant links). With
+    /// one, a copy of a heartbeat already taken can only be a replay; with
+    /// more, each heartbeat arrives once per path and its copies are
+    /// counted as duplicates, apart from replays.
+    pub paths: u8,
     /// A random number drawn at boot (0: derived from `incarnation`): the
     /// base of this boot's challenges, so that no frame of an earlier boot
     /// of any peer can answer them.
@@ -49,6 +54,7 @@ impl Config {
             rto_max: Duration::from_millis(320),
             incarnation: 0,
             handover_timeout: Duration::from_secs(5),
+            paths: 1,
             boot_nonce: 0,
         }
     }

@@ -85,6 +85,9 @@ pub(crate) struct Membership {
     /// Master: the module chosen to receive checkpoints.
     pub(crate) backup: Option<Slot>,
     peers: [Peer; MAX_NODES],
+    /// The count `max_term` had when the current detection time began, and
+    /// when: it may grow by at most `MAX_TERM_JUMP` within one.
+    term_window: (u64, Option<Instant>),
 }
 
 impl Membership {
@@ -98,6 +101,7 @@ impl Membership {
             master_incarnation: 0,
             backup: None,
             peers: [Peer::new(); MAX_NODES],
+            term_window: (0, None),
         }
     }
 
@@ -226,14 +230,29 @@ impl Membership {
     }
 
     /// A frame's term is one a module could hold: not beyond the maximum,
-    /// not implausibly far ahead of the newest we know.
-    pub(crate) fn check_term_range(&self, got: Term) -> Result<(), FrameError> {
-        let known = self.max_term.count();
-        let too_far = known != 0 && got.count() > known.saturating_add(MAX_TERM_JUMP);
-        if got.count() > MAX_TERM_COUNT || too_far {
+    /// and not beyond what the terms we know may have grown to in this
+    /// detection time. Refused further, the frame still teaches us that
+    /// terms went on: `max_term` moves to the bound (a module that missed
+    /// takeovers catches up `MAX_TERM_JUMP` counts a detection time).
+    pub(crate) fn admit_term(&mut self, now: Instant, detect: Duration, got: Term) -> Result<(), FrameError> {
+        if got.count() > MAX_TERM_COUNT {
             return Err(FrameError::TermOutOfRange { got, ours: self.max_term });
         }
-        Ok(())
+        let (base, since) = &mut self.term_window;
+        if since.is_none_or(|t| now >= t + detect) {
+            *base = self.max_term.count();
+            *since = Some(now);
+        }
+        let limit = base.saturating_add(MAX_TERM_JUMP).min(MAX_TERM_COUNT);
+        if got.count() <= limit {
+            return Ok(());
+        }
+        let ours = self.max_term;
+        if self.max_term.count() < limit {
+            // "At least this count": no slot owns it, so it is never followed.
+            self.max_term = Term::from_raw(limit << 8);
+        }
+        Err(FrameError::TermOutOfRange { got, ours })
     }
 
     /// Become master in `term`, from [`next_term`](Self::next_term).
@@ -374,17 +393,41 @@ mod tests {
     }
 
     #[test]
-    fn terms_out_of_range_are_refused_by_name() {
+    fn terms_grow_at_a_bounded_pace_whatever_a_module_sends() {
+        const D: Duration = Duration::from_millis(30);
+        let at = Instant::from_millis;
         let mut m = Membership::new(Slot::B);
+        let term = |count: u64| Term::from_raw(count << 8 | 0xFF);
         let huge = Term::from_raw(u64::MAX);
-        assert!(matches!(m.check_term_range(huge), Err(FrameError::TermOutOfRange { .. })));
-        let far = Term::from_raw((MAX_TERM_COUNT - 5) << 8 | 0xFE);
-        assert_eq!(m.check_term_range(far), Ok(()), "a node with no term takes any count");
-        m.heard(Slot::A, Term::from_raw(0x3FF), 1);
-        let next = Term::from_raw((3 + MAX_TERM_JUMP) << 8 | 0xFF);
-        assert_eq!(m.check_term_range(next), Ok(()));
-        let beyond = Term::from_raw((4 + MAX_TERM_JUMP) << 8 | 0xFF);
-        assert!(matches!(m.check_term_range(beyond), Err(FrameError::TermOutOfRange { .. })));
+        assert!(matches!(m.admit_term(at(0), D, huge), Err(FrameError::TermOutOfRange { .. })));
+        // A blank module takes a chassis' term a few counts on at once...
+        assert_eq!(m.admit_term(at(0), D, term(3)), Ok(()));
+        m.heard(Slot::A, term(3), 1);
+        assert_eq!(m.admit_term(at(1), D, term(MAX_TERM_JUMP)), Ok(()));
+        // ...but a frame near the maximum moves nothing it could lock.
+        let far = term(MAX_TERM_COUNT - 5);
+        assert!(matches!(m.admit_term(at(2), D, far), Err(FrameError::TermOutOfRange { .. })));
+        assert_eq!(m.max_term.count(), MAX_TERM_JUMP, "learnt: at least the bound");
+        // An insider climbing frame by frame gets MAX_TERM_JUMP a detection time.
+        let mut climbed = m.max_term.count();
+        for i in 0..1000u64 {
+            let t = term(m.max_term.count() + MAX_TERM_JUMP);
+            if m.admit_term(at(3 + i), D, t).is_ok() {
+                m.heard(Slot::A, t, 1);
+            }
+            climbed = m.max_term.count();
+        }
+        // 1000 ms: at most 34 detection times began.
+        assert!(climbed <= MAX_TERM_JUMP * 35, "climbed to {climbed}");
+        // A module that missed many takeovers catches up, a bound a detection time.
+        let mut late = Membership::new(slot(2));
+        late.heard(Slot::A, term(5), 1);
+        let now = term(500);
+        let mut t = 0;
+        while late.admit_term(at(t), D, now).is_err() {
+            t += 30;
+        }
+        assert!(t <= 31 * 30, "caught up after {t} ms");
     }
 
     #[test]

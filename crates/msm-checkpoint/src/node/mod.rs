@@ -373,7 +373,10 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             // Our own slot's windows are those of another module claiming it.
             match self.replay.check(now, self.cfg.detect(), from, sealed.incarnation, sealed.counter) {
                 Ok(a) => admission = a,
-                Err(_) if self.replay.is_heartbeat_copy(from, sealed.incarnation, sealed.counter) => {
+                Err(_)
+                    if self.cfg.paths > 1
+                        && self.replay.is_heartbeat_copy(from, sealed.incarnation, sealed.counter) =>
+                {
                     return self.refuse(FrameError::Duplicate { from });
                 }
                 Err(Stale::Jump) => {
@@ -430,7 +433,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             return Ok(());
         }
         let term = Term::from_raw(f.term);
-        self.members.check_term_range(term).or_else(|e| self.refuse(e))?;
+        let detect = self.cfg.detect();
+        self.members.admit_term(now, detect, term).or_else(|e| self.refuse(e))?;
         let inc = sealed.incarnation;
         if self.members.role != Role::Master
             && self.members.master == Some(from)
@@ -863,6 +867,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     }
 
     fn master_sync_state(&self) -> SyncState {
+        // From the new boot's first proven heartbeat: never "In Sync" for
+        // a session whose backup may have lost everything.
+        if self.sender.session().is_some() && self.timers.is_armed(Timer::PartnerSuspect) {
+            return SyncState::BackupRestarting;
+        }
         self.sender.sync_state(self.members.backup, &self.streams)
     }
 

@@ -247,7 +247,8 @@ fn key_rotation_out_of_order_is_refused_and_fails_nothing_over() {
     // A sends under the next key; B still sends under the old one: neither may retire it.
     let e = c.ask('A', &Request::KeyRetire).unwrap_err().to_string();
     assert!(e.contains("MSM-B still sends under key"), "{e}");
-    c.ask('B', &Request::KeySwitch).unwrap();
+    // B may switch once A's heartbeat since its install said it holds the key.
+    c.wait("B may switch", WAIT, |c| Ok(c.ask('B', &Request::KeySwitch).is_ok())).unwrap();
     c.wait("B switched", WAIT, |c| Ok(c.ask('A', &Request::KeyRetire).is_ok())).unwrap();
     c.ask('B', &Request::KeyRetire).unwrap();
     c.wait("in sync", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
@@ -270,4 +271,177 @@ fn key_rotation_out_of_order_is_refused_and_fails_nothing_over() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("all bytes of the key are equal"), "{out:?}");
+}
+
+/// The newest heartbeat in `frames` (a tap's capture of one module's
+/// datagrams): its boot, counter, term and body.
+fn last_heartbeat(frames: &[Vec<u8>]) -> (u32, u64, u64, msm_checkpoint::wire::Heartbeat) {
+    use msm_checkpoint::wire::{self, Body};
+    frames
+        .iter()
+        .rev()
+        .filter_map(|f| {
+            let s = wire::open(f).ok()?;
+            let fr = s.decode().ok()?;
+            match fr.body {
+                Body::Heartbeat(hb) => Some((s.incarnation, s.counter, fr.term, hb)),
+                _ => None,
+            }
+        })
+        .next()
+        .expect("a heartbeat captured")
+}
+
+/// Who a forged heartbeat claims to be: slot index, boot, frame counter,
+/// term and role.
+struct Who {
+    slot: u8,
+    inc: u32,
+    counter: u64,
+    term: u64,
+    role: u8,
+}
+
+/// A heartbeat as a module holding the chassis key would send it, as `who`,
+/// answering module `to`'s challenge `challenge`.
+fn insider_heartbeat(key: &msm_checkpoint::Key, who: Who, to: usize, challenge: u32) -> Vec<u8> {
+    use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+    let mut echo = [[0u32; 2]; msm_checkpoint::MAX_NODES];
+    echo[to] = [challenge, 0];
+    let hb = Heartbeat {
+        role: who.role,
+        incarnation: who.inc,
+        echo,
+        backup: wire::NO_SLOT,
+        health: 100,
+        ..Heartbeat::default()
+    };
+    let mut buf = [0u8; wire::MAX_HEARTBEAT];
+    let n = FrameWriter::new(&mut buf, who.slot, wire::BROADCAST, who.term, &Body::Heartbeat(hb))
+        .unwrap()
+        .finish();
+    wire::seal(&mut buf[..n], Some(key), who.inc, who.counter);
+    buf[..n].to_vec()
+}
+
+fn term_count(j: &Value) -> u64 {
+    j["term"].as_str().and_then(|t| t.split_once('.')).and_then(|(n, _)| n.parse().ok()).unwrap_or(0)
+}
+
+/// The fourth finding: a module that holds the key but misbehaves. One frame
+/// with counter u64::MAX in the master's live boot, a boot of slot B with
+/// incarnation u32::MAX, MASTER heartbeats 2^16 terms apart and 2 000
+/// MASTER heartbeats of a phantom in the master's own term: none locks a
+/// module out, exhausts the terms, fails the chassis over or makes a module
+/// flood the backplane.
+#[test]
+fn a_key_holder_that_misbehaves_locks_nothing_out() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis(HB);
+    let (tap_a, tap_b) = (c.dir.join("tapA.sock"), c.dir.join("tapB.sock"));
+    let from_a = Tap::start(&tap_a, &c.path('B', "sock"));
+    let from_b = Tap::start(&tap_b, &c.path('A', "sock"));
+    c.taps = [Some(tap_a), Some(tap_b)];
+    pair(&mut c, &["--churn", "500"]);
+    let key = msm_linux_emu::key_file::load(&c.key_path()).unwrap();
+    let term = switch(&c, 'A')["term"].clone();
+    let before = entries(&c, 'A');
+    let sock = UnixDatagram::unbound().unwrap();
+
+    // 1. Counter u64::MAX in A's live boot, to B: refused, A's next frames still taken.
+    let (a_inc, _, a_term, _) = last_heartbeat(&from_a.frames.lock().unwrap());
+    let (_, _, _, b_hb) = last_heartbeat(&from_b.frames.lock().unwrap());
+    let f = insider_heartbeat(
+        &key,
+        Who { slot: 0, inc: a_inc, counter: u64::MAX, term: a_term, role: 1 },
+        1,
+        b_hb.challenge,
+    );
+    sock.send_to(&f, c.path('B', "sock")).unwrap();
+    c.wait("B counts the jump", WAIT, |c| {
+        Ok(switch(c, 'B')["frame_errors"]["counter_jump"].as_u64() >= Some(1))
+    })
+    .unwrap();
+    let sent = from_a.frames.lock().unwrap().len();
+    c.wait("A's frames still taken", WAIT, |c| {
+        Ok(c.in_sync('A') && from_a.frames.lock().unwrap().len() > sent + 20)
+    })
+    .unwrap();
+    master_kept_everything(&c, &term, &before);
+    assert_eq!(c.role('B').as_deref(), Some("BACKUP"));
+
+    // 2. A boot of slot B with incarnation u32::MAX, proven to A; then B restarts twice.
+    let (_, _, _, a_hb) = last_heartbeat(&from_a.frames.lock().unwrap());
+    let f = insider_heartbeat(
+        &key,
+        Who { slot: 1, inc: u32::MAX, counter: 1, term: a_term, role: 0 },
+        0,
+        a_hb.challenge,
+    );
+    sock.send_to(&f, c.path('A', "sock")).unwrap();
+    for _ in 0..2 {
+        c.kill('B').unwrap();
+        c.start('B', &["--churn", "500"]).unwrap();
+        c.wait("B back in sync", WAIT, |c| Ok(c.in_sync('A') && c.role('B').as_deref() == Some("BACKUP")))
+            .unwrap();
+    }
+    master_kept_everything(&c, &term, &before);
+
+    // 3. MASTER heartbeats of a phantom slot C, each 2^16 terms above the last, for a second.
+    let start = Instant::now();
+    let mut fake = a_term;
+    let mut counter = 1;
+    while start.elapsed() < Duration::from_secs(1) {
+        let (_, _, _, b_hb) = last_heartbeat(&from_b.frames.lock().unwrap());
+        fake += 1 << 24; // count + 2^16
+        counter += 1;
+        let f = insider_heartbeat(
+            &key,
+            Who { slot: 2, inc: 7, counter, term: fake | 0xFD, role: 1 },
+            1,
+            b_hb.challenge,
+        );
+        let _ = sock.send_to(&f, c.path('B', "sock"));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    c.wait("the chassis settles", WAIT, |c| {
+        Ok(c.role('A').as_deref() == Some("MASTER")
+            && c.role('B').as_deref() == Some("BACKUP")
+            && c.in_sync('A'))
+    })
+    .unwrap_or_else(|e| panic!("{e}\nA log:\n{}\nB log:\n{}", log(&c, 'A'), log(&c, 'B')));
+    // A second of insider frames moved the terms by at most 16 a detection time (60 ms).
+    for s in ['A', 'B'] {
+        let n = term_count(&switch(&c, s));
+        assert!(n < 16 * 40, "MSM-{s}'s term count is {n}");
+    }
+    let b = switch(&c, 'B');
+    assert!(b["frame_errors"]["term_range"].as_u64() >= Some(1), "{b}");
+
+    // 4. 2 000 MASTER heartbeats of a phantom in the master's own term, to A:
+    //    A answers a rival at most four times an interval.
+    let (_, _, a_term_now, a_hb) = last_heartbeat(&from_a.frames.lock().unwrap());
+    let heartbeats =
+        |frames: &[Vec<u8>]| frames.iter().filter(|f| msm_checkpoint::wire::is_heartbeat(f)).count();
+    let before_burst = heartbeats(&from_a.frames.lock().unwrap());
+    let start = Instant::now();
+    for i in 0..2000u64 {
+        let f = insider_heartbeat(
+            &key,
+            Who { slot: 3, inc: 9, counter: i + 1, term: a_term_now, role: 1 },
+            0,
+            a_hb.challenge,
+        );
+        let _ = sock.send_to(&f, c.path('A', "sock"));
+    }
+    let during = heartbeats(&from_a.frames.lock().unwrap());
+    // A's heartbeats after the burst, until one more has gone out.
+    c.wait("A's next heartbeat", WAIT, |_| Ok(heartbeats(&from_a.frames.lock().unwrap()) > during)).unwrap();
+    let took = start.elapsed();
+    let sent = heartbeats(&from_a.frames.lock().unwrap()) - before_burst;
+    let intervals = took.as_millis() as u64 / HB + 2;
+    assert!(sent as u64 <= 4 * intervals, "A sent {sent} heartbeats in {intervals} intervals");
+    c.wait("in sync", WAIT, |c| Ok(c.in_sync('A') && c.role('B').as_deref() == Some("BACKUP"))).unwrap();
+    master_kept_everything(&c, &term, &before);
+    drop((from_a, from_b));
 }

@@ -134,6 +134,10 @@ pub struct PeerStatus {
     pub health: u8,
     /// The longest time between two of its heartbeats since it came up.
     pub max_heartbeat_gap: core::time::Duration,
+    /// Fingerprints of the keys its heartbeat says it holds (sending, other; 0: none).
+    pub keys: [u32; 2],
+    /// The term whose whole state it holds, as its heartbeat says (0: none).
+    pub holds: Term,
 }
 
 /// Which rule decided a split brain (two masters met); see
@@ -147,10 +151,18 @@ pub enum SplitRule {
     /// The other master took over a whole state of the winner's term and
     /// made no change since: the winner stays and nothing is discarded.
     RivalMadeNothing,
+    /// The other master took over a whole state of the winner's term; the
+    /// winner's changes since were acknowledged by a backup, the other's by
+    /// none: the winner stays.
+    RivalUnacknowledged,
     /// The other master took over no whole state of the winner's (it started
     /// from its own flash, or from an older state): the winner stays.
     RivalLacksOurState,
-    /// The loser took over no state and made no change; the winner made some.
+    /// Neither took over the other's state, and the winner took over a
+    /// newer whole state (a higher `base`) than the loser did.
+    RivalHoldsNewerState,
+    /// The loser took over no newer state than the winner and made no
+    /// change; the winner made some.
     WeHeldNothing,
     /// The winner judged (it overruled the loser's term by one of the
     /// rules above) and the loser followed.
@@ -165,7 +177,11 @@ impl SplitRule {
         match self {
             SplitRule::NewerLineage => "the other master took over this state whole and changed it since",
             SplitRule::RivalMadeNothing => "the other master took over this state whole and changed nothing",
+            SplitRule::RivalUnacknowledged => {
+                "this master's changes since were acknowledged by a backup, the other master's by none"
+            }
             SplitRule::RivalLacksOurState => "the other master took over no whole copy of this state",
+            SplitRule::RivalHoldsNewerState => "the other master took over a newer whole state than this one",
             SplitRule::WeHeldNothing => "this master held no state and changed nothing",
             SplitRule::Overruled => {
                 "the winner held state this master lacked, or changed what this one did not"

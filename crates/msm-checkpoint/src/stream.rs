@@ -253,6 +253,11 @@ impl Tx {
     pub(crate) fn made(&self) -> u64 {
         self.changes.saturating_sub(self.since)
     }
+
+    /// Changes handed out in the current mastership that a backup acknowledged.
+    pub(crate) fn acked(&self) -> u64 {
+        self.checkpointed.saturating_sub(self.since)
+    }
 }
 
 #[derive(Debug, Clone)]

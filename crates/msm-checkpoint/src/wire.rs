@@ -39,8 +39,8 @@ pub const MIN_FRAME: usize = HEADER_LEN + 2 + TRAILER_LEN;
 /// The longest heartbeat frame: header, term (10), variant (1), the body's
 /// worst case (role, priority, health, backup, in_sync 5; session and
 /// incarnation 5 each; config 25; challenge 5; echo 8 x 5; holds 10; keys 2 x 5;
-/// base, made and overrules 10 each), trailer.
-pub const MAX_HEARTBEAT: usize = HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10 + 30) + TRAILER_LEN;
+/// base, made, acked and overrules 10 each), trailer.
+pub const MAX_HEARTBEAT: usize = HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10 + 40) + TRAILER_LEN;
 /// The smallest `max_frame` a node accepts: a heartbeat always fits.
 pub const MIN_MAX_FRAME: usize = 256;
 const _: () = assert!(MAX_HEARTBEAT <= MIN_MAX_FRAME);
@@ -146,6 +146,8 @@ pub struct Heartbeat {
     pub base: u64,
     /// Master: changes it made as master.
     pub made: u64,
+    /// Master: of those, the changes a backup acknowledged.
+    pub acked: u64,
     /// Master: the rival's term it overruled in a split brain (0: none).
     pub overrules: u64,
 }
@@ -639,6 +641,7 @@ mod tests {
             keys: [u32::MAX; 2],
             base: u64::MAX,
             made: u64::MAX,
+            acked: u64::MAX,
             overrules: u64::MAX,
         };
         for term in [0, 1, 0x7F, 0x80, u64::MAX] {
@@ -651,7 +654,7 @@ mod tests {
             }
             let least = Heartbeat::default();
             let m = FrameWriter::new(&mut buf, 0, BROADCAST, 0, &Body::Heartbeat(least)).unwrap().finish();
-            assert_eq!(m, 64, "the smallest heartbeat, as docs/wire-protocol.md says");
+            assert_eq!(m, 65, "the smallest heartbeat, as docs/wire-protocol.md says");
             let n =
                 FrameWriter::new(&mut buf, 0, 1, term, &Body::Handover { force: false }).unwrap().finish();
             seal(&mut buf[..n], None, 1, 2);

@@ -151,6 +151,7 @@ impl Attacker {
             keys: [self.rng.random(); 2],
             base: u64::MAX,
             made: self.rng.random(),
+            acked: self.rng.random(),
             overrules: self.rng.random(),
         };
         let from = self.rng.random_range(0..MAX_NODES as u8);

@@ -121,6 +121,8 @@ pub struct Checker {
     /// Per term: the first and last simulated time its master was seen master.
     master_seen: HashMap<Term, (u64, u64)>,
     pub split_brains_checked: u64,
+    /// Invariant 10: acknowledged changes and who holds them.
+    pub facts: crate::facts::Facts,
     pub takeovers_checked: u64,
     pub bulks_checked: u64,
     pub records_checked: u64,
@@ -134,6 +136,9 @@ impl Checker {
     /// A master made a change.
     pub fn made(&mut self, node: usize, app: usize, id: u64, rec: Rec) {
         self.made.insert(rec.stamp, (app, rec));
+        if rec.op == Op::Delete {
+            self.facts.deleted(app, rec.key, rec.stamp);
+        }
         if let Some(log) = self.logs.get_mut(&node) {
             log.changes[app].push((id, rec));
         }
@@ -147,7 +152,26 @@ impl Checker {
     }
 
     /// A node became master with this state and active configuration.
+    /// Master `node`'s backup `backup` holds its changes up to `checkpointed`.
+    pub fn acknowledged(&mut self, node: usize, backup: Option<usize>, checkpointed: &[u64]) {
+        if let Some(log) = self.logs.get(&node) {
+            self.facts.acknowledged(node, backup, log, checkpointed);
+        }
+    }
+
+    /// `loser` stepped down to `winner`: if the winner's backup also
+    /// acknowledged changes of its mastership, the loser's are lost (admitted).
+    pub fn split_facts(&mut self, loser: usize, winner: usize) {
+        let (Some(log), Some((acked, _))) = (self.logs.get(&winner), self.acked.get(&winner)) else { return };
+        let winner_acked =
+            log.changes.iter().zip(acked).any(|(c, &upto)| c.first().is_some_and(|(id, _)| *id <= upto));
+        if winner_acked {
+            self.facts.lost_to_a_split(loser, winner);
+        }
+    }
+
     pub fn mastership(&mut self, node: usize, term: Term, state: &[BTreeMap<u32, Stamp>], config: &[u8]) {
+        self.facts.mastership(node);
         let apps = state.len();
         self.logs.insert(
             node,
@@ -176,6 +200,7 @@ impl Checker {
     }
 
     pub fn rebooted(&mut self, node: usize) {
+        self.facts.released(node);
         self.logs.remove(&node);
         self.acked.remove(&node);
         self.ended.retain(|(n, _), _| *n != node);

@@ -4,6 +4,7 @@
 
 pub mod attacker;
 pub mod check;
+pub mod facts;
 pub mod host;
 pub mod link;
 pub mod record;

@@ -112,6 +112,8 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.split_brains += st.split_brains;
                                 t.discarded += st.discarded;
                                 t.split_brains_won += st.split_brains_won;
+                                t.facts_checked += st.facts_checked;
+                                t.lost_both_sides += st.lost_both_sides;
                                 t.two_path_runs += st.two_path_runs;
                                 t.path_moves += st.path_moves;
                                 t.continued += st.continued;
@@ -156,6 +158,10 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
         t.split_brains,
         t.discarded,
         t.split_brains_won
+    );
+    println!(
+        "     invariant 10: {} acknowledged changes checked present at promotions and after the quiet periods; {} lost to split brains where both sides had a backup acknowledge changes",
+        t.facts_checked, t.lost_both_sides
     );
     println!(
         "     {} runs with two backplane paths ({} moves of data to the other path), {} streams continued across a switchover without a bulk",

@@ -164,6 +164,11 @@ pub struct Stats {
     pub discarded: u64,
     /// Split brains the master of the lower term won by what it held.
     pub split_brains_won: u64,
+    /// Acknowledged changes checked present (invariant 10).
+    pub facts_checked: u64,
+    /// Acknowledged changes lost to split brains where both sides had a
+    /// backup acknowledge changes (admitted by the design).
+    pub lost_both_sides: u64,
 }
 
 pub struct Sim {
@@ -328,6 +333,7 @@ impl Sim {
     /// Node `i` loses power: RAM and in-flight frames to it are gone.
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].engine = None;
+        self.checker.facts.released(i);
         self.log(Some(i), format_args!("CRASH"));
     }
 
@@ -679,8 +685,17 @@ impl Sim {
                 if let Err(v) = self.checker.takeover(i, inc, followed, &state, active.as_deref()) {
                     self.violation.get_or_insert(v);
                 }
+                match self.checker.facts.check(i, &state, true, "at its promotion") {
+                    Ok(n) => self.stats.facts_checked += n,
+                    Err(v) => {
+                        self.violation.get_or_insert(v);
+                    }
+                }
                 let config = self.nodes[i].host.active_config.clone();
                 self.checker.mastership(i, term, &state, &config);
+            }
+            if let Event::RoleChanged { role: Role::Standby | Role::Init, .. } = ev {
+                self.checker.facts.released(i);
             }
             if let Event::SplitBrainWon { term, .. } = ev {
                 self.stats.split_brains_won += 1;
@@ -692,6 +707,7 @@ impl Sim {
                 let still = self
                     .engine(winner.index())
                     .is_some_and(|e| e.role() == Role::Master && e.term() == winner_term);
+                self.checker.split_facts(i, winner.index());
                 let r = self.checker.split_brain(i, winner.raw(), winner_term, our_term, discarded, still);
                 if let Err(v) = r {
                     self.violation.get_or_insert(v);
@@ -724,7 +740,14 @@ impl Sim {
         }
         if role == Role::Master {
             let Some(e) = self.nodes[i].engine.as_deref() else { return };
-            let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
+            let checkpointed: Vec<u64> =
+                (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
+            // The backup holds them only if it still follows this master
+            // (it may have left since the master last stepped).
+            let backup = e.checkpoint_peer().map(|b| b.index()).filter(|&b| {
+                self.engine(b).is_some_and(|be| be.role() == Role::Backup && be.master() == Some(slot(i)))
+            });
+            self.checker.acknowledged(i, backup, &checkpointed);
             self.checker.master_step(i, term, self.now, checkpointed, e.config_checkpointed());
             self.checker.last_report = e.checkpoint_peer().map(|b| {
                 let checkpointed = (0..self.cfg.apps.len()).map(|a| e.checkpointed(self.ids[i][a])).collect();
@@ -884,6 +907,7 @@ impl Sim {
         }
         let b = self.backup().ok_or_else(|| Violation { invariant: 0, message: "no backup".into() })?;
         let (hm, hb) = (&self.nodes[*m].host, &self.nodes[b].host);
+        self.checker.facts.check(*m, &hm.apps, false, "after the quiet period")?;
         for a in 0..self.cfg.apps.len() {
             if hm.apps[a] != hb.apps[a] {
                 let diff: Vec<_> =
@@ -932,6 +956,7 @@ impl Sim {
         self.stats.attacks = self.attacker.stats.injected;
         self.stats.attack_replays = self.attacker.stats.replays;
         self.stats.two_path_runs = u64::from(self.cfg.paths > 1);
+        self.stats.lost_both_sides = self.checker.facts.lost_both_sides;
         self.stats.standby_runs = [u64::from(self.cfg.nodes == 3), u64::from(self.cfg.nodes == 4)];
         self.stats.clone()
     }

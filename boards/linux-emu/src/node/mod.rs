@@ -130,6 +130,8 @@ pub struct MsmNode<L: Link> {
     pub split_brain: Option<split_brain::Report>,
     /// The highest term kept in flash (see `keep_term`).
     last_term: u64,
+    /// When `last_term` was last written.
+    last_term_at: std::time::Instant,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
@@ -240,6 +242,7 @@ impl<L: Link> MsmNode<L> {
             unacked: Unacked::default(),
             split_brain: None,
             last_term,
+            last_term_at: std::time::Instant::now(),
         })
     }
 
@@ -342,17 +345,24 @@ impl<L: Link> MsmNode<L> {
         }
     }
 
-    /// The highest term seen goes to flash before a frame in it goes out.
+    /// A term this node claimed goes to flash before a frame in it goes
+    /// out; the highest term seen goes at most once a second (a module
+    /// that misbehaves must not make the loop write flash for every frame).
     fn keep_term(&mut self) {
-        let term = self.engine.max_term().raw();
-        if term > self.last_term {
-            match self.host.flash.set_last_term(term) {
-                Ok(()) => self.last_term = term,
-                // A broken settings area: said once a term; a restart may then reuse it.
-                Err(e) => {
-                    log::warn!("keeping term {} in flash: {e}", self.engine.max_term());
-                    self.last_term = term;
-                }
+        let claimed = self.engine.claimed_term().raw();
+        let seen = self.engine.max_term().raw();
+        let lazy = seen > self.last_term && self.last_term_at.elapsed() >= Duration::from_secs(1);
+        if claimed <= self.last_term && !lazy {
+            return;
+        }
+        let term = claimed.max(seen);
+        self.last_term_at = std::time::Instant::now();
+        match self.host.flash.set_last_term(term) {
+            Ok(()) => self.last_term = term,
+            // A broken settings area: said once a term; a restart may then reuse it.
+            Err(e) => {
+                log::warn!("keeping term {} in flash: {e}", Term::from_raw(term));
+                self.last_term = term;
             }
         }
     }

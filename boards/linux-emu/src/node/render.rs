@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use msm_backplane::{PathState, PathStats};
-use msm_checkpoint::{KeyStatus, SecondKey, Slot, StreamStatus, SwitchStatus, SyncState};
+use msm_checkpoint::{KeyStatus, SecondKey, Slot, StreamStatus, SwitchStatus, SyncState, Term};
 use msm_checkpoint::{render_checkpoint, render_switch, state_label};
 use msm_flash::ConfigName;
 use serde_json::json;
@@ -197,6 +197,8 @@ pub fn switch(
                 "term": p.term.to_string(),
                 "priority": p.priority,
                 "max_heartbeat_gap_us": u64::try_from(p.max_heartbeat_gap.as_micros()).unwrap_or(u64::MAX),
+                "keys": p.keys.iter().filter(|&&k| k != 0).map(|k| format!("{k:08x}")).collect::<Vec<_>>(),
+                "holds": (p.holds != Term::NONE).then(|| p.holds.to_string()),
                 // Master: a standby's copy of the configuration ("In Sync", "copying", "waiting").
                 "config": s.standby_config[p.slot.index()].map(|c| c.as_str()),
             })

@@ -78,6 +78,8 @@ pub(crate) struct Membership {
     pub(crate) term: Term,
     /// The highest term seen on the backplane.
     pub(crate) max_term: Term,
+    /// The highest term this node claimed (became master in).
+    pub(crate) claimed: Term,
     pub(crate) master: Option<Slot>,
     /// The boot count of the master we follow: another one in its slot is a
     /// restart, or a second module claiming that slot.
@@ -97,6 +99,7 @@ impl Membership {
             role: Role::Init,
             term: Term::NONE,
             max_term: Term::NONE,
+            claimed: Term::NONE,
             master: None,
             master_incarnation: 0,
             backup: None,
@@ -259,6 +262,7 @@ impl Membership {
     pub(crate) fn claim(&mut self, term: Term) -> Term {
         self.term = term;
         self.max_term = term;
+        self.claimed = term;
         self.role = Role::Master;
         self.master = Some(self.me);
         self.backup = None;
@@ -270,6 +274,7 @@ impl Membership {
     pub(crate) fn reclaim(&mut self, term: Term) {
         self.term = term;
         self.max_term = term;
+        self.claimed = term;
     }
 
     /// Back to INIT: the master is gone and we were not its backup.
@@ -349,6 +354,8 @@ impl Membership {
                     priority: p.priority,
                     health: p.health,
                     max_heartbeat_gap: p.max_gap,
+                    keys: p.keys,
+                    holds: Term::from_raw(p.holds),
                 });
             }
         }

@@ -93,6 +93,9 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, co
     base: u64,
     /// Master: the rival term it overruled last (0: none).
     overrules: u64,
+    /// Master: per slot, `Streams::acked_ever` when the backup in that slot
+    /// was lost: what was acknowledged since, that module lacks.
+    forks: [Option<u64>; crate::role::MAX_NODES],
 }
 
 impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize>
@@ -138,6 +141,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             split_brain_won: None,
             base: 0,
             overrules: 0,
+            forks: [None; crate::role::MAX_NODES],
             cfg,
         })
     }
@@ -149,9 +153,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.keys.set(key);
     }
 
-    /// Key rotation, step 1: accept frames under `key` too.
+    /// Key rotation, step 1: accept frames under `key` too. The next
+    /// heartbeat goes out at once: peers learn the keys this node holds.
     pub fn install_key(&mut self, key: &Key) -> Result<(), KeyError> {
-        self.keys.install(key)
+        self.keys.install(key)?;
+        self.timers.set(Timer::Heartbeat, Instant::ZERO);
+        Ok(())
     }
 
     /// Key rotation, step 2: send under the installed key; the previous one
@@ -165,7 +172,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         if let Some(slot) = next.and_then(|fp| self.members.peer_lacking_key(fp)) {
             return Err(KeyError::PeerLacksKey { slot, fingerprint: next.unwrap_or(0) });
         }
-        self.keys.switch()
+        self.keys.switch()?;
+        self.timers.set(Timer::Heartbeat, Instant::ZERO);
+        Ok(())
     }
 
     /// Key rotation, step 3: stop accepting the second key. Refused while a
@@ -178,7 +187,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         if let Some(slot) = second.and_then(|fp| self.members.peer_sending_under(fp)) {
             return Err(KeyError::PeerSendsUnder { slot, fingerprint: second.unwrap_or(0) });
         }
-        self.keys.retire()
+        self.keys.retire()?;
+        self.timers.set(Timer::Heartbeat, Instant::ZERO);
+        Ok(())
     }
 
     /// The challenge this boot's heartbeat carries at `now`: a peer's boot
@@ -225,10 +236,19 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     }
 
     /// The highest term seen or claimed. A board that keeps it across
-    /// restarts stores it when it grows, before the next `poll_transmit`:
-    /// a frame in a claimed term goes out only once the claim is durable.
+    /// restarts may store it when it grows, at its own pace (a module that
+    /// misbehaves can make it grow by `MAX_TERM_JUMP` a detection time):
+    /// after a restart the module then catches up at once.
     pub fn max_term(&self) -> Term {
         self.members.max_term
+    }
+
+    /// The highest term this node claimed (became master in). A board that
+    /// keeps terms across restarts stores it when it grows, before the next
+    /// `poll_transmit`: a frame in a claimed term goes out only once the
+    /// claim is durable, so no later boot claims it again.
+    pub fn claimed_term(&self) -> Term {
+        self.members.claimed
     }
 
     /// Change this node's election priority (takes effect at the next election).
@@ -610,15 +630,31 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                     let verdict = if self.sender.handover_in_progress() {
                         Verdict::Yield(SplitRule::Handover)
                     } else {
+                        // Ours acknowledged since the rival was our backup (the fork).
+                        let acked = self.forks[from.index()]
+                            .map_or(0, |at| self.streams.acked_ever().saturating_sub(at));
                         let ours = Claim {
                             term: self.members.term.raw(),
                             base: self.base,
                             made: self.streams.made(),
+                            acked,
                             overrules: self.overrules,
                         };
-                        let theirs =
-                            Claim { term: term.raw(), base: hb.base, made: hb.made, overrules: hb.overrules };
-                        rivals::judge(ours, theirs)
+                        let theirs = Claim {
+                            term: term.raw(),
+                            base: hb.base,
+                            made: hb.made,
+                            acked: hb.acked,
+                            overrules: hb.overrules,
+                        };
+                        let v = rivals::judge(ours, theirs);
+                        if v == Verdict::Yield(SplitRule::NewerLineage) && acked > 0 {
+                            warn!(
+                                "split brain: {} changes a backup acknowledged are discarded: both sides had a backup acknowledge changes",
+                                acked
+                            );
+                        }
+                        v
                     };
                     match verdict {
                         Verdict::Stay(rule) => self.reclaim(now, (from, hb.incarnation), term, rule, host),
@@ -635,7 +671,19 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                     self.timers.set(Timer::Heartbeat, now);
                 }
                 MasterVerdict::Current => {}
-                MasterVerdict::Follow => self.follow(now, from, hb.incarnation, term, host),
+                MasterVerdict::Follow => {
+                    // A master of a higher term that took over no state of
+                    // ours, while the master we follow lives: the two
+                    // masters settle it between them (a split brain); we
+                    // keep the copy we hold rather than have it replaced.
+                    let ours = self.members.master.filter(|&m| m != from && self.members.is_alive(m));
+                    let current = self.members.term.raw();
+                    if ours.is_some() && hb.base < current && hb.overrules != current {
+                        self.errors.stale_term += 1;
+                        return;
+                    }
+                    self.follow(now, from, hb.incarnation, term, host)
+                }
                 MasterVerdict::Stale => {
                     self.errors.stale_term += 1;
                     return;
@@ -822,6 +870,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         let whole = backup && self.receiver.holds_whole(self.members.term, &self.streams);
         self.base = if whole { self.members.term.raw() } else { 0 };
         self.overrules = 0;
+        self.forks = [None; crate::role::MAX_NODES];
         self.mirror.stop(&mut self.streams, host, &mut self.timers);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.standbys.clear();
@@ -848,8 +897,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.timers.set(Timer::Heartbeat, now);
     }
 
+    /// The backup in `slot` is gone: what is acknowledged from now on, it lacks.
+    fn fork(&mut self, slot: Option<Slot>) {
+        if let Some(s) = slot {
+            self.forks[s.index()] = Some(self.streams.acked_ever());
+        }
+    }
+
     /// End the checkpoint session: nothing is on a backup any more.
     fn forget_backup(&mut self) {
+        self.fork(self.members.backup);
         let term = Some(self.members.term.raw());
         if self.sender.end_session(&mut self.streams, &mut self.timers, term) {
             self.events.push(Event::FailoverFailed);
@@ -927,6 +984,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.events.push(Event::PeerLost(slot));
         if self.members.role == Role::Master && self.members.backup == Some(slot) {
             warn!("backup lost");
+            self.fork(Some(slot));
             self.members.backup = None;
             self.sender.detach(&mut self.timers);
             if self.sender.cancel_handover(&mut self.timers) {
@@ -1022,6 +1080,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         let mut hb = self.members.heartbeat_of(&self.cfg, in_sync, session, config, self.holds());
         if master {
             (hb.base, hb.made, hb.overrules) = (self.base, self.streams.made(), self.overrules);
+            hb.acked = self.streams.acked_made();
         }
         hb.challenge = self.freshness.challenge(now);
         hb.echo = self.freshness.echo(now);

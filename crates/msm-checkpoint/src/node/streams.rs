@@ -157,6 +157,18 @@ impl<const APPS: usize> Streams<APPS> {
         self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.made()).sum()
     }
 
+    /// Of those, the changes a backup acknowledged.
+    pub(crate) fn acked_made(&self) -> u64 {
+        self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.acked()).sum()
+    }
+
+    /// Every change id any backup acknowledged, summed over the streams: it
+    /// only grows, so its growth since a point counts what was acknowledged
+    /// since.
+    pub(crate) fn acked_ever(&self) -> u64 {
+        self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.checkpointed).sum()
+    }
+
     /// Changes of the active configuration and of every application made
     /// in this mastership that no backup acknowledged: what a master that
     /// steps down for a rival discards. (`save`s are not counted: the

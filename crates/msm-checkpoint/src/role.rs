@@ -7,8 +7,15 @@ pub const MAX_NODES: usize = 4;
 
 /// A management-module slot. Slot 0 is "A".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Slot(u8);
+
+/// "MSM-A", as `Display` says it.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Slot {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "MSM-{=char}", self.letter())
+    }
+}
 
 impl Slot {
     /// The first MSM slot.
@@ -95,8 +102,18 @@ impl fmt::Display for Role {
 /// byte holds `0xFF - slot`, so when two masters of the same count meet after
 /// a partition, slot A's term is the higher one, as in the election rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Term(u64);
+
+/// "3.A", as `Display` says it.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Term {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self.owner() {
+            Some(s) => defmt::write!(f, "{=u64}.{=char}", self.count(), s.letter()),
+            None => defmt::write!(f, "-"),
+        }
+    }
+}
 
 impl Term {
     /// No master yet.

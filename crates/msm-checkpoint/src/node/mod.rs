@@ -599,7 +599,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 if self.members.role == Role::Backup {
                     info!("handover received: taking over");
                     let old = self.partner().filter(|p| p.0 == from);
-                    self.promote(now, host);
+                    self.promote(now, host, "the master handed over (run msm-failover)");
                     // The old master comes back as our backup holding what we
                     // hold: its streams continue without a bulk.
                     // (Another module chosen as backup instead ends that session.)
@@ -713,7 +713,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         // A non-master peer.
         if self.members.master == Some(from) && self.members.role != Role::Master {
             // Our master restarted or stepped down without us missing a beat.
-            self.master_lost(now, host);
+            self.master_lost(now, host, "the master's boot says it is master no more");
             return;
         }
         if self.members.role == Role::Master {
@@ -746,7 +746,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     }
 
     fn follow<H: Host>(&mut self, now: Instant, master: Slot, incarnation: u32, term: Term, host: &mut H) {
-        info!("following new master");
+        info!("following {} in term {}", master, term);
         self.mirror.stop(&mut self.streams, host, &mut self.timers);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::PartnerSuspect);
@@ -824,13 +824,14 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.choose_backup(now);
     }
 
-    fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H) {
+    fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H, why: &'static str) {
+        warn!("master lost: {}", why);
         self.timers.stop(Timer::PartnerSuspect);
         self.events.push(Event::PeerLost(self.members.master.unwrap_or(self.cfg.slot)));
         if self.members.role == Role::Backup {
             let old = self.partner().filter(|p| Some(p.0) == self.members.master);
             let old_term = self.members.term.raw();
-            self.promote(now, host);
+            self.promote(now, host, why);
             // If the old master lived (a partition, not a crash), it comes
             // back holding what it had: the streams it had made no change
             // to since our last acknowledgement continue without a bulk.
@@ -848,7 +849,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     }
 
     /// Become master: after the master was lost, on handover, or by election.
-    fn promote<H: Host>(&mut self, now: Instant, host: &mut H) {
+    fn promote<H: Host>(&mut self, now: Instant, host: &mut H, why: &'static str) {
         let Some(term) = self.members.next_term() else {
             warn!("cannot become master: term {} is the last one", self.members.max_term);
             return;
@@ -880,7 +881,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.timers.stop(Timer::Election);
         self.timers.stop(Timer::Hello);
         self.timers.set(Timer::Heartbeat, now);
-        info!("promoted to master");
+        info!("promoted to master in term {}: {}", term, why);
         self.events.push(Event::RoleChanged { role: Role::Master, term });
         self.events.push(Event::Promoted { term, config, in_sync });
         self.choose_backup(now);
@@ -957,15 +958,18 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 self.forget_backup();
                 self.choose_backup(now);
             } else {
-                self.master_lost(now, host);
+                self.master_lost(
+                    now,
+                    host,
+                    "its boot was silent for the detection time while another spoke in its slot",
+                );
             }
         }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
             // Two modules for our slot: neither may take the chassis as that slot.
             let conflict = self.identity.current(&self.timers) == Some(self.cfg.slot);
             if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health, self.holds()) {
-                info!("elected master");
-                self.promote(now, host);
+                self.promote(now, host, "elected: no live module holds a newer state or outranks this one");
             } else {
                 self.timers.set(Timer::Election, now + self.cfg.detect());
             }
@@ -978,7 +982,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.members.lost(slot);
         self.standbys.forget(slot);
         if self.members.master == Some(slot) && self.members.role != Role::Master {
-            self.master_lost(now, host);
+            self.master_lost(now, host, "its boot was silent for the detection time on every path");
             return;
         }
         self.events.push(Event::PeerLost(slot));

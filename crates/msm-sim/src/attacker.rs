@@ -73,6 +73,17 @@ impl Attacker {
         }
     }
 
+    /// A frame node `to` took, if one was kept (for the insider).
+    pub fn taken_by(&mut self, to: usize) -> Option<Vec<u8>> {
+        let mine: Vec<usize> =
+            self.captured.iter().enumerate().filter(|(_, (t, _))| *t == to).map(|(i, _)| i).collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let k = mine[self.rng.random_range(0..mine.len())];
+        Some(self.captured[k].1.clone())
+    }
+
     /// Frames to replay at a node that has just booted, before it hears
     /// anything: captures of every slot's earlier boots, to anyone. A fresh
     /// node holds no replay window, so only the freshness proof refuses them.

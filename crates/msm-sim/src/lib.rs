@@ -6,6 +6,7 @@ pub mod attacker;
 pub mod check;
 pub mod facts;
 pub mod host;
+pub mod insider;
 pub mod link;
 pub mod record;
 pub mod scenario;

@@ -114,6 +114,7 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 t.split_brains_won += st.split_brains_won;
                                 t.facts_checked += st.facts_checked;
                                 t.lost_both_sides += st.lost_both_sides;
+                                t.insider += st.insider;
                                 t.two_path_runs += st.two_path_runs;
                                 t.path_moves += st.path_moves;
                                 t.continued += st.continued;
@@ -174,6 +175,10 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
     println!(
         "     attacker: {} frames injected ({} replays of taken frames), every one refused before authentication completed",
         t.attacks, t.attack_replays
+    );
+    println!(
+        "     insider (holds the key): {} frames with counters, boot counts and terms at their extremes; none moved a role, a term or a master, and terms stayed bounded",
+        t.insider
     );
     Ok(true)
 }

@@ -81,7 +81,13 @@ pub fn random_config(rng: &mut Pcg64Mcg, faults: bool) -> SimConfig {
 /// Run one seed. `trace` prints every event.
 pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let cfg = random_config(&mut rng, faults);
+    let mut cfg = random_config(&mut rng, faults);
+    // An insider (a module holding the key that misbehaves) in a third of
+    // the faulty runs; its own generator leaves every other choice as it was.
+    let mut irng = Pcg64Mcg::seed_from_u64(seed ^ 0x1251_de42);
+    if faults && irng.random_bool(0.3) {
+        cfg.insider = irng.random_range(0.002..0.02);
+    }
     let mut sim = Sim::new(cfg, seed ^ 0x5eed);
     sim.trace = trace;
     if faults && rng.random_bool(0.3) {
@@ -177,8 +183,10 @@ pub fn run(seed: u64, faults: bool, trace: bool) -> Result<Stats, Failure> {
             }
         }
     }
-    // Quiet period: heal, restart, no faults on the link but the usual delay.
+    // Quiet period: heal, restart, no faults on the link but the usual
+    // delay; the insider leaves.
     sim.heal();
+    sim.insider.rate = 0.0;
     for i in 0..sim.nodes.len() {
         if !sim.is_up(i) {
             sim.boot(i);

@@ -18,6 +18,7 @@ use rand_pcg::Pcg64Mcg;
 use crate::attacker::{self, Attack, Attacker};
 use crate::check::{Checker, Report, Violation};
 use crate::host::{SimHost, SimStream};
+use crate::insider::{self, Insider, Misdeed};
 use crate::link::{self, Links};
 use crate::record::{Op, Rec, Stamp};
 
@@ -56,6 +57,9 @@ pub struct SimConfig {
     pub key: Option<Key>,
     /// Probability of an attacker's frame after each delivered frame.
     pub attack: f64,
+    /// Probability of an insider's misdeed (a module holding the key)
+    /// after each delivered frame, until the quiet period.
+    pub insider: f64,
     /// Backplane paths between each pair (1, or 2: redundant links, each
     /// failing on its own; heartbeats on both, data on the first alive).
     pub paths: usize,
@@ -89,6 +93,7 @@ impl SimConfig {
             boot_gap: Duration::from_millis(0),
             key: Some(attacker::CHASSIS_KEY),
             attack: 0.0,
+            insider: 0.0,
             paths: 1,
             keep_terms: true,
         }
@@ -166,6 +171,8 @@ pub struct Stats {
     pub split_brains_won: u64,
     /// Acknowledged changes checked present (invariant 10).
     pub facts_checked: u64,
+    /// Frames a misbehaving module holding the key sent.
+    pub insider: u64,
     /// Acknowledged changes lost to split brains where both sides had a
     /// backup acknowledge changes (admitted by the design).
     pub lost_both_sides: u64,
@@ -194,6 +201,7 @@ pub struct Sim {
     ids: Vec<Vec<AppId>>,
     steps: u64,
     pub attacker: Attacker,
+    pub insider: Insider,
     /// Counter for frames tests forge with [`Sim::seal_as`].
     forged: u64,
 }
@@ -230,6 +238,7 @@ impl Sim {
             ids: Vec::new(),
             steps: 0,
             attacker: Attacker::new(cfg.attack, seed ^ 0xa77a_c4e5),
+            insider: Insider::new(cfg.insider, seed ^ 0x1251_de42),
             forged: 1 << 40,
             cfg,
         };
@@ -496,6 +505,53 @@ impl Sim {
         self.attack_with(to, &bytes, kind);
     }
 
+    /// The insider's turn: maybe one misdeed, refused or harmless to the
+    /// target's role, term and master.
+    fn misbehave(&mut self) {
+        let Some(key) = self.cfg.key.clone() else { return };
+        let Some((to, kind)) = self.insider.next(self.nodes.len()) else { return };
+        let now = self.instant();
+        let Some(challenge) = self.engine(to).map(|e| e.challenge(now)) else { return };
+        let bytes = match kind {
+            Misdeed::CounterJump => {
+                let Some(taken) = self.attacker.taken_by(to) else { return };
+                let Some(b) = self.insider.jump(&key, &taken) else { return };
+                b
+            }
+            _ => {
+                let max_term = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.engine.as_ref())
+                    .map(|e| e.max_term().raw())
+                    .max()
+                    .unwrap_or(0);
+                self.insider.phantom(&key, kind, self.nodes.len(), to, challenge, max_term)
+            }
+        };
+        self.after(to);
+        let st = &mut self.nodes[to];
+        let Some(e) = st.engine.as_deref_mut() else { return };
+        let before = (e.role(), e.term(), e.master());
+        let r = e.handle_frame(now, &bytes, &mut st.host);
+        let after = (e.role(), e.term(), e.master());
+        let mut events = Vec::new();
+        while let Some(ev) = e.poll_event() {
+            events.push(ev);
+        }
+        let quiet = events.iter().all(|ev| matches!(ev, Event::PeerUp(_) | Event::PeerLost(_)));
+        if !insider::refused(kind, &r) || before != after || !quiet {
+            self.violation.get_or_insert(Violation {
+                invariant: 7,
+                message: format!(
+                    "insider's {kind:?} frame to {}: {r:?}; (role, term, master) {before:?} -> {after:?}, events {events:?}",
+                    slot(to)
+                ),
+            });
+        }
+        self.flush(to);
+    }
+
     /// Deliver one attacker frame to node `to` and check it changed nothing.
     fn attack_with(&mut self, to: usize, bytes: &[u8], kind: Attack) {
         // Events of earlier steps first, so any event now is the attack's.
@@ -613,6 +669,7 @@ impl Sim {
                     self.after(d.to);
                 }
                 self.attack();
+                self.misbehave();
             }
             for i in 0..self.nodes.len() {
                 let now = self.instant();
@@ -895,6 +952,20 @@ impl Sim {
                 message: format!("{} masters after quiet period", masters.len()),
             });
         };
+        // No module's terms ran away, whatever the insider sent: they grow by
+        // at most MAX_TERM_JUMP a detection time (and one a claim).
+        let detect = (self.cfg.heartbeat.as_micros() as u64 * u64::from(self.cfg.miss_count)).max(1);
+        let bound = (msm_checkpoint::MAX_TERM_JUMP + 1) * (self.now / detect + 2);
+        for &i in &up {
+            if let Some(e) = self.engine(i) {
+                if e.max_term().count() > bound {
+                    return Err(Violation {
+                        invariant: 5,
+                        message: format!("node {i}'s terms ran to {} (at most {bound} by now)", e.max_term()),
+                    });
+                }
+            }
+        }
         if up.len() < 2 {
             return Ok(());
         }
@@ -957,6 +1028,7 @@ impl Sim {
         self.stats.attack_replays = self.attacker.stats.replays;
         self.stats.two_path_runs = u64::from(self.cfg.paths > 1);
         self.stats.lost_both_sides = self.checker.facts.lost_both_sides;
+        self.stats.insider = self.insider.sent;
         self.stats.standby_runs = [u64::from(self.cfg.nodes == 3), u64::from(self.cfg.nodes == 4)];
         self.stats.clone()
     }

@@ -1161,3 +1161,48 @@ fn a_restarted_master_never_claims_its_old_term_again() {
         }
     }
 }
+
+/// Status that does not lie for a moment: right after the backup restarts,
+/// the master shows the old session In Sync at most until the new boot has
+/// proven itself (its boot handshake, well under a heartbeat interval), not
+/// until the old boot's silence is judged; and the new boot is never shown
+/// with the old boot's role.
+#[test]
+fn a_restarted_backup_is_not_shown_in_sync_for_longer_than_its_handshake() {
+    for seed in 0..10u64 {
+        let mut sim = synced(SimConfig::chassis(2), seed);
+        sim.crash(B);
+        // Quickly back: the old boot's silence has not been noticed yet.
+        sim.run_for(Duration::from_millis(2)).unwrap();
+        sim.boot(B);
+        let new = sim.nodes[B].incarnation;
+        let mut first_heard = None;
+        let mut stale_until = 0;
+        let deadline = sim.now + 200_000;
+        while sim.now < deadline {
+            sim.run_for(Duration::from_micros(100)).unwrap();
+            let a = sim.engine(A).unwrap();
+            let st = a.switch_status();
+            if first_heard.is_none() && st.errors.by_slot[B].unproven > 0 {
+                first_heard = Some(sim.now);
+            }
+            let old_session = a.checkpoint_peer_incarnation().is_some_and(|i| i != new);
+            if first_heard.is_some() && old_session && a.sync_state() == SyncState::InSync {
+                stale_until = sim.now;
+            }
+            if a.checkpoint_peer_incarnation() == Some(new) && a.sync_state() == SyncState::InSync {
+                break;
+            }
+        }
+        let first = first_heard.unwrap_or_else(|| panic!("seed {seed}: the new boot was never heard"));
+        let stale = stale_until.saturating_sub(first);
+        // One heartbeat interval (10 ms): the old code showed it In Sync for
+        // 1.5 intervals and more, until the old boot's silence was judged.
+        assert!(
+            stale <= 10_000,
+            "seed {seed}: the old session shown In Sync {stale} us after the new boot spoke"
+        );
+        assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "seed {seed}");
+        sim.check_converged().unwrap();
+    }
+}

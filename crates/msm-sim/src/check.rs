@@ -361,7 +361,8 @@ impl Checker {
             return fail(
                 8,
                 format!(
-                    "node {node} reported {discarded} changes discarded in its split brain; it made {want} its backup had not acknowledged"
+                    "node {node} reported {discarded} changes discarded in its split brain; it made {want} its backup had not acknowledged (acknowledged as of its last step: apps {apps:?}, config {config}; made {:?})",
+                    log.changes.iter().map(Vec::len).collect::<Vec<_>>()
                 ),
             );
         }

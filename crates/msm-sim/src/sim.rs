@@ -549,6 +549,12 @@ impl Sim {
                 ),
             });
         }
+        // A phantom taken may change what the node reports (a master may
+        // take it for a backup): the checkers see the node as after any frame.
+        for ev in events {
+            self.nodes[to].events.push((self.now, ev));
+        }
+        self.check(to);
         self.flush(to);
     }
 

@@ -87,9 +87,17 @@ pub(crate) struct Membership {
     /// Master: the module chosen to receive checkpoints.
     pub(crate) backup: Option<Slot>,
     peers: [Peer; MAX_NODES],
-    /// The count `max_term` had when the current detection time began, and
-    /// when: it may grow by at most `MAX_TERM_JUMP` within one.
+    /// The count terms were known to have reached when the current
+    /// detection time began, and when: frames may be at most
+    /// `MAX_TERM_JUMP` beyond it within one.
     term_window: (u64, Option<Instant>),
+    /// Terms went on at least this far (counts refused frames showed):
+    /// only the admission window moves with it, never a term we claim.
+    term_floor: u64,
+    /// A module whose frames were refused for their term was heard until
+    /// then: it is alive and we cannot tell what it holds, so no election
+    /// is won meanwhile.
+    ahead_until: Option<Instant>,
 }
 
 impl Membership {
@@ -105,6 +113,8 @@ impl Membership {
             backup: None,
             peers: [Peer::new(); MAX_NODES],
             term_window: (0, None),
+            term_floor: 0,
+            ahead_until: None,
         }
     }
 
@@ -235,26 +245,28 @@ impl Membership {
     /// A frame's term is one a module could hold: not beyond the maximum,
     /// and not beyond what the terms we know may have grown to in this
     /// detection time. Refused further, the frame still teaches us that
-    /// terms went on: `max_term` moves to the bound (a module that missed
-    /// takeovers catches up `MAX_TERM_JUMP` counts a detection time).
+    /// terms went on: the admission window's floor moves to the bound (a
+    /// module that missed takeovers catches up `MAX_TERM_JUMP` counts a
+    /// detection time), but no term we claim does (so frames refused never
+    /// inflate the chassis' terms), and no election is won while such a
+    /// module is heard (it is alive; what it holds we cannot tell yet).
     pub(crate) fn admit_term(&mut self, now: Instant, detect: Duration, got: Term) -> Result<(), FrameError> {
+        let ours = self.max_term;
         if got.count() > MAX_TERM_COUNT {
-            return Err(FrameError::TermOutOfRange { got, ours: self.max_term });
+            return Err(FrameError::TermOutOfRange { got, ours });
         }
+        let known = self.max_term.count().max(self.term_floor);
         let (base, since) = &mut self.term_window;
         if since.is_none_or(|t| now >= t + detect) {
-            *base = self.max_term.count();
+            *base = known;
             *since = Some(now);
         }
         let limit = base.saturating_add(MAX_TERM_JUMP).min(MAX_TERM_COUNT);
         if got.count() <= limit {
             return Ok(());
         }
-        let ours = self.max_term;
-        if self.max_term.count() < limit {
-            // "At least this count": no slot owns it, so it is never followed.
-            self.max_term = Term::from_raw(limit << 8);
-        }
+        self.term_floor = self.term_floor.max(limit);
+        self.ahead_until = Some(now + detect);
         Err(FrameError::TermOutOfRange { got, ours })
     }
 
@@ -308,7 +320,10 @@ impl Membership {
     /// candidate? A module that holds a newer whole state than `holds` (a
     /// backup in sync whose master is gone) always does: mastership follows
     /// the data, and rank decides only between equals.
-    pub(crate) fn wins_election(&self, priority: u8, health: u8, holds: u64) -> bool {
+    pub(crate) fn wins_election(&self, now: Instant, priority: u8, health: u8, holds: u64) -> bool {
+        if self.ahead_until.is_some_and(|t| now < t) {
+            return false;
+        }
         let me = (Reverse(holds), Rank::new(priority, health, self.me));
         self.best_candidate().is_none_or(|(h, r, _)| me < (h, r))
     }
@@ -392,11 +407,11 @@ mod tests {
         m.heard(slot(2), Term::NONE, 1);
         m.heartbeat(Instant::ZERO, slot(2), Term::NONE, &hb(Role::Init, 5, 100));
         assert_eq!(m.best_candidate().map(|c| c.2), Some(slot(2)), "B is a master");
-        assert!(m.wins_election(5, 100, 0), "equal rank: the lower slot wins");
-        assert!(!m.wins_election(6, 100, 0));
+        assert!(m.wins_election(Instant::ZERO, 5, 100, 0), "equal rank: the lower slot wins");
+        assert!(!m.wins_election(Instant::ZERO, 6, 100, 0));
         m.lost(slot(2));
         assert_eq!(m.best_candidate(), None);
-        assert!(m.wins_election(255, 0, 0));
+        assert!(m.wins_election(Instant::ZERO, 255, 0, 0));
     }
 
     #[test]
@@ -411,19 +426,20 @@ mod tests {
         assert_eq!(m.admit_term(at(0), D, term(3)), Ok(()));
         m.heard(Slot::A, term(3), 1);
         assert_eq!(m.admit_term(at(1), D, term(MAX_TERM_JUMP)), Ok(()));
-        // ...but a frame near the maximum moves nothing it could lock.
+        // ...but a frame near the maximum moves no term it could claim.
         let far = term(MAX_TERM_COUNT - 5);
         assert!(matches!(m.admit_term(at(2), D, far), Err(FrameError::TermOutOfRange { .. })));
-        assert_eq!(m.max_term.count(), MAX_TERM_JUMP, "learnt: at least the bound");
+        assert_eq!(m.max_term.count(), 3, "refused frames never raise a term we claim");
+        assert!(!m.wins_election(at(3), 0, 255, u64::MAX), "a module ahead of us is alive: no election");
+        assert!(m.wins_election(at(40), 0, 255, 0), "until it falls silent");
         // An insider climbing frame by frame gets MAX_TERM_JUMP a detection time.
-        let mut climbed = m.max_term.count();
         for i in 0..1000u64 {
-            let t = term(m.max_term.count() + MAX_TERM_JUMP);
-            if m.admit_term(at(3 + i), D, t).is_ok() {
+            let t = term(m.max_term.count().max(m.term_floor) + MAX_TERM_JUMP);
+            if m.admit_term(at(100 + i), D, t).is_ok() {
                 m.heard(Slot::A, t, 1);
             }
-            climbed = m.max_term.count();
         }
+        let climbed = m.max_term.count();
         // 1000 ms: at most 34 detection times began.
         assert!(climbed <= MAX_TERM_JUMP * 35, "climbed to {climbed}");
         // A module that missed many takeovers catches up, a bound a detection time.

@@ -968,7 +968,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
             // Two modules for our slot: neither may take the chassis as that slot.
             let conflict = self.identity.current(&self.timers) == Some(self.cfg.slot);
-            if !conflict && self.members.wins_election(self.cfg.priority, self.cfg.health, self.holds()) {
+            if !conflict && self.members.wins_election(now, self.cfg.priority, self.cfg.health, self.holds())
+            {
                 self.promote(now, host, "elected: no live module holds a newer state or outranks this one");
             } else {
                 self.timers.set(Timer::Election, now + self.cfg.detect());

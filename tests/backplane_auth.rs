@@ -13,21 +13,12 @@ use msm_checkpoint::Key;
 use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
 mod common;
 
-use common::{HB, Tap, chassis, no_failover, pair, rebulks, switch};
+use common::{HB, by_slot, chassis, no_failover, pair, rebulks, switch, tapped_pair};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
-use serde_json::Value;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
-    j["frame_errors"]["by_slot"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["slot"] == slot))
-        .and_then(|r| r[what].as_u64())
-        .unwrap_or(0)
-}
 
 #[test]
 fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
@@ -67,10 +58,7 @@ fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
 fn captured_datagrams_replayed_are_refused_and_change_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
-    let tap_path = c.dir.join("tap.sock");
-    let tap = Tap::start(&tap_path, &c.path('B', "sock"));
-    c.taps[0] = Some(tap_path);
-    pair(&mut c, &["--churn", "2000"]);
+    let tap = tapped_pair(&mut c, &["--churn", "2000"]);
     let term = switch(&c, 'A')["term"].clone();
     let before = rebulks(&c);
     c.wait("a second of traffic captured", Duration::from_secs(10), |_| {

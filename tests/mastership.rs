@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{HB, Tap, chassis, log, pair, switch};
+use common::{HB, Tap, by_slot, chassis, log, pair, switch, tapped_pair};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
@@ -21,14 +21,6 @@ use serde_json::Value;
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
 static SERIAL: Mutex<()> = Mutex::new(());
 const WAIT: Duration = Duration::from_secs(20);
-
-fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
-    j["frame_errors"]["by_slot"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["slot"] == slot))
-        .and_then(|r| r[what].as_u64())
-        .unwrap_or(0)
-}
 
 /// Entries of every application on `slot`.
 fn entries(c: &Chassis, slot: char) -> Vec<(String, u64)> {
@@ -119,10 +111,7 @@ fn failover(c: &Chassis, from: char, to: char) {
 fn frames_of_an_earlier_boot_replayed_at_a_restart_move_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
-    let tap_path = c.dir.join("tap.sock");
-    let tap = Tap::start(&tap_path, &c.path('B', "sock"));
-    c.taps[0] = Some(tap_path);
-    pair(&mut c, &["--churn", "1000"]);
+    let tap = tapped_pair(&mut c, &["--churn", "1000"]);
     // A's first boot as master, then as the master that hands over (a Handover).
     failover(&c, 'A', 'B');
     failover(&c, 'B', 'A');

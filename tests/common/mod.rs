@@ -56,6 +56,26 @@ pub fn rebulks(c: &Chassis) -> u64 {
     j.as_array().unwrap().iter().map(|r| r["rebulks"].as_u64().unwrap_or(0)).sum()
 }
 
+/// Frames refused from `slot` for `what` ("auth", "replay", "unproven",
+/// "version"), as `show switch` JSON `j` counts them.
+pub fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
+    j["frame_errors"]["by_slot"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["slot"] == slot))
+        .and_then(|r| r[what].as_u64())
+        .unwrap_or(0)
+}
+
+/// A and B in sync (`pair` with `extra`), every datagram A sends to B
+/// recorded on the way.
+pub fn tapped_pair(c: &mut Chassis, extra: &[&str]) -> Tap {
+    let tap_path = c.dir.join("tap.sock");
+    let tap = Tap::start(&tap_path, &c.path('B', "sock"));
+    c.taps[0] = Some(tap_path);
+    pair(c, extra);
+    tap
+}
+
 /// Neither node changed role or term since `term` (no failover happened).
 pub fn no_failover(c: &Chassis, term: &Value) {
     let a = switch(c, 'A');

@@ -117,7 +117,7 @@ impl Change {
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     rows: BTreeMap<u64, Vec<u8>>,
-    /// XOR of the rows' digests.
+    /// Sum (mod 2^64) of the rows' digests.
     digest: u64,
     /// Backup side, during a bulk: the table the bulk is building (every
     /// record also goes to `rows`, which stays whole for a takeover mid-bulk).
@@ -148,15 +148,15 @@ impl Table {
     /// Set row `k` to `v`, whose [`row_digest`] is `d` (computed once for
     /// the table and its staged copy).
     fn set(&mut self, k: u64, v: Vec<u8>, d: u64) {
-        self.digest ^= d;
+        self.digest = self.digest.wrapping_add(d);
         if let Some(old) = self.rows.insert(k, v) {
-            self.digest ^= row_digest(k, &old);
+            self.digest = self.digest.wrapping_sub(row_digest(k, &old));
         }
     }
 
     fn delete(&mut self, k: u64) {
         if let Some(old) = self.rows.remove(&k) {
-            self.digest ^= row_digest(k, &old);
+            self.digest = self.digest.wrapping_sub(row_digest(k, &old));
         }
     }
 
@@ -216,8 +216,10 @@ impl Table {
     }
 
     /// An order-independent digest of the table, for comparing two nodes:
-    /// the XOR of every row's CRC-64, kept up to date as rows change, so
-    /// `show app` costs nothing however large the table.
+    /// the sum modulo 2^64 of every row's digest, kept up to date as rows
+    /// change, so `show app` costs nothing however large the table. (The
+    /// XOR of per-row CRCs it replaces was linear: the same change made to
+    /// an even number of rows cancelled out.)
     pub fn digest(&self) -> u64 {
         self.digest
     }
@@ -237,13 +239,19 @@ fn free_later(rows: BTreeMap<u64, Vec<u8>>) {
     }
 }
 
-/// One row's share of [`Table::digest`].
+/// One row's share of [`Table::digest`]: its CRC-64 (fast, slice-by-16),
+/// then the splitmix64 finaliser, a bijection that is not linear over
+/// GF(2). Summed, not XORed: equal changes to several rows move each row's
+/// share by unrelated amounts, so they do not cancel.
 fn row_digest(k: u64, v: &[u8]) -> u64 {
     let mut d = CRC64.digest();
     d.update(&k.to_le_bytes());
     d.update(&(v.len() as u32).to_le_bytes());
     d.update(v);
-    d.finalize()
+    let mut z = d.finalize();
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A MAC address as a key (48 bits).
@@ -405,9 +413,41 @@ mod tests {
             b.apply(Change::Set(*k, v.clone()));
         }
         b.end_refresh();
-        let scratch = a.rows().iter().fold(0, |d, (k, v)| d ^ row_digest(*k, v));
+        let scratch = a.rows().iter().fold(0u64, |d, (k, v)| d.wrapping_add(row_digest(*k, v)));
         assert_eq!(a.digest(), scratch);
         assert_eq!(b.digest(), a.digest());
         assert_ne!(Table::default().digest(), a.digest());
+    }
+
+    /// Found live: VLANs old0..old19 tagged 100..119 and new0..new19 tagged
+    /// 300..319 had one digest. CRC is linear: the same change (the same
+    /// XOR of bytes) made to an even number of rows cancelled in the XOR of
+    /// the rows' CRCs. Here: two tables whose rows differ by one XOR each.
+    #[test]
+    fn equal_changes_to_several_rows_do_not_cancel() {
+        let delta = [0x00, 0x02, 0x00, 0x01];
+        let rows = [
+            (10u64, vec![1u8, 100, 0, 7]),
+            (20, vec![2, 101, 0, 7]),
+            (30, vec![3, 102, 0, 9]),
+            (40, vec![4, 103, 1, 9]),
+        ];
+        let (mut a, mut b) = (Table::default(), Table::default());
+        for (k, v) in &rows {
+            a.apply(Change::Set(*k, v.clone()));
+            let changed: Vec<u8> = v.iter().zip(delta).map(|(x, d)| x ^ d).collect();
+            b.apply(Change::Set(*k, changed));
+        }
+        let crc = |t: &Table| {
+            t.rows().iter().fold(0u64, |d, (k, v)| {
+                let mut c = CRC64.digest();
+                c.update(&k.to_le_bytes());
+                c.update(&(v.len() as u32).to_le_bytes());
+                c.update(v);
+                d ^ c.finalize()
+            })
+        };
+        assert_eq!(crc(&a), crc(&b), "the XOR of CRCs cancels (the old digest)");
+        assert_ne!(a.digest(), b.digest(), "the sum of finalised row digests does not");
     }
 }

@@ -133,16 +133,21 @@ impl Table {
         Ok(Some((len, row.key.saturating_add(1))))
     }
 
-    /// The same order-independent digest as the Linux board's `Table::digest`.
+    /// The same order-independent digest as the Linux board's `Table::digest`:
+    /// the sum modulo 2^64 of each row's CRC-64 after the splitmix64
+    /// finaliser (equal changes to several rows do not cancel).
     pub fn digest(&self) -> u64 {
         let crc = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
-        let mut d = crc.digest();
-        for r in &self.rows {
+        self.rows.iter().fold(0u64, |sum, r| {
+            let mut d = crc.digest();
             d.update(&r.key.to_le_bytes());
             d.update(&(r.value.len() as u32).to_le_bytes());
             d.update(&r.value);
-        }
-        d.finalize()
+            let mut z = d.finalize();
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            sum.wrapping_add(z ^ (z >> 31))
+        })
     }
 }
 

@@ -55,6 +55,9 @@ pub enum SyncState {
     },
     /// Backup: the configured master is not known yet.
     NoMaster,
+    /// A standby of a live master: it holds the master's configuration,
+    /// not its application state.
+    Standby,
     /// Backup: every stream is complete here, but the master does not yet
     /// count this backup as in sync (a stream it is re-sending, a mismatch).
     AwaitingMaster,
@@ -73,6 +76,7 @@ impl fmt::Display for SyncState {
             SyncState::VersionMismatch { stream } => write!(f, "version mismatch: {stream}"),
             SyncState::Failed { stream } => write!(f, "{stream} failed"),
             SyncState::NoMaster => f.write_str("no master"),
+            SyncState::Standby => f.write_str("standby: the configuration, no application state"),
             SyncState::AwaitingMaster => f.write_str("waiting for the master"),
         }
     }
@@ -412,7 +416,12 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
         } else if let Some(p) = &s.peers[i] {
             let role = if p.alive { p.role } else { Role::Init };
             let sync = if p.alive && p.role == Role::Backup { s.sync.clone() } else { SyncState::NoMaster };
-            if p.alive && p.role == Role::Standby && s.standby_config[i].is_some() {
+            if p.alive && p.role == Role::Backup && s.role != Role::Master {
+                // Only the master knows how its backup stands.
+                let (slot, term) = (DisplaySlot(p.slot, false), DisplayTerm(p.term));
+                let (prio, health) = (p.priority, p.health);
+                writeln!(out, "{slot:<10} {:<28} {term:<6} {prio:<8} {health:<8}", "BACKUP")?;
+            } else if p.alive && p.role == Role::Standby && s.standby_config[i].is_some() {
                 let copy = s.standby_config[i].map_or("", ConfigCopy::as_str);
                 let mut label: String<48> = String::new();
                 let _ = write!(label, "STANDBY (config {copy})");
@@ -426,7 +435,7 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
             }
         }
     }
-    if s.role == Role::Master || s.role == Role::Backup {
+    if matches!(s.role, Role::Master | Role::Backup | Role::Standby) {
         writeln!(out, "Checkpoint: {}", s.sync)?;
     }
     if let Some(slot) = s.slot_conflict {
@@ -523,6 +532,49 @@ impl fmt::Display for DisplayTerm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standby_shows_the_backup_and_itself_as_they_are() {
+        let t = Term::NONE.next(Slot::A).unwrap();
+        let peer = |slot: Slot, role: Role| PeerStatus {
+            slot,
+            alive: true,
+            role,
+            term: t,
+            priority: 0,
+            health: 100,
+            max_heartbeat_gap: core::time::Duration::ZERO,
+            keys: [0; 2],
+            holds: Term::NONE,
+        };
+        let mut peers = [None; MAX_NODES];
+        peers[0] = Some(peer(Slot::A, Role::Master));
+        peers[1] = Some(peer(Slot::B, Role::Backup));
+        let s = SwitchStatus {
+            slot: Slot::new(2).unwrap(),
+            role: Role::Standby,
+            term: t,
+            priority: 0,
+            health: 100,
+            master: Some(Slot::A),
+            backup: None,
+            sync: SyncState::Standby,
+            peers,
+            errors: FrameErrors::default(),
+            slot_conflict: None,
+            last_split_brain: None,
+            split_brain_won: None,
+            standby_config: [None; MAX_NODES],
+        };
+        let mut out: String<1024> = String::new();
+        render_switch(&s, &mut out).unwrap();
+        assert!(!out.contains("no master"), "{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with("MSM-B") && l.contains("BACKUP ") && !l.contains('(')),
+            "{out}"
+        );
+        assert!(out.contains("Checkpoint: standby: the configuration, no application state"), "{out}");
+    }
 
     #[test]
     fn a_split_brain_is_one_line_of_show_switch() {

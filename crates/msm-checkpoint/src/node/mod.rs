@@ -920,6 +920,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         match self.members.role {
             Role::Master => self.master_sync_state(),
             Role::Backup => self.receiver.sync_state(self.members.term, &self.streams),
+            Role::Standby if self.members.master.is_some() => SyncState::Standby,
             _ => SyncState::NoMaster,
         }
     }

@@ -110,3 +110,43 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
     c.wait("B and C hold the same state", wait, |c| Ok(c.in_sync('B') && digests(c, 'B') == digests(c, 'C')))
         .unwrap();
 }
+
+/// Issue 25, item 2: the backup dies while the master lives; the standby
+/// that replaces it continues both configuration streams from their kept
+/// points (only application state is bulked), with three and four modules.
+#[test]
+fn a_standby_that_replaces_a_lost_backup_gets_no_configuration_bulk() {
+    for modules in [3usize, 4] {
+        let (_d, mut c) = chassis(HB);
+        c.nodes = modules;
+        let wait = Duration::from_secs(20);
+        c.start('A', &["--churn", "500"]).unwrap();
+        c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
+        c.start('B', &["--churn", "500"]).unwrap();
+        c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
+        let standbys = &['C', 'D'][..modules - 2];
+        for &s in standbys {
+            c.start(s, &["--churn", "500"]).unwrap();
+        }
+        let lines = (0..20).map(|i| format!("create vlan s{i}")).collect();
+        c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+        c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
+        for &s in standbys {
+            wait_for_config(&c, 'A', s);
+        }
+        let before: Vec<Vec<u64>> = standbys.iter().map(|&s| config_bulks(&c, s)).collect();
+        c.kill('B').unwrap();
+        c.wait("a standby becomes A's backup, in sync", wait, |c| {
+            Ok(standbys.iter().any(|&s| role(c, s) == "BACKUP") && c.in_sync('A'))
+        })
+        .unwrap();
+        assert_eq!(role(&c, 'A'), "MASTER");
+        let (i, nb) = standbys.iter().enumerate().find(|(_, s)| role(&c, **s) == "BACKUP").unwrap();
+        assert_eq!(
+            config_bulks(&c, *nb),
+            before[i],
+            "{modules} modules: MSM-{nb} was bulked its configuration; its log:\n{}",
+            log(&c, *nb)
+        );
+    }
+}

@@ -238,7 +238,10 @@ impl Tx {
     /// point, if it has one, is kept as the point a new backup may
     /// continue from (a standby holds the configuration at it).
     pub(crate) fn stop_keeping_point(&mut self, term: u64) {
-        let point = self.exact_point(term);
+        // Stopped already (the session ended, and a new backup's hello ends
+        // it again): the point kept then still holds, as no change was made
+        // since (`next_change` forgets it on the first).
+        let point = if self.recording { self.exact_point(term) } else { self.continues };
         self.stop();
         self.continues = point;
     }

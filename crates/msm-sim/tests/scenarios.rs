@@ -1206,3 +1206,52 @@ fn a_restarted_backup_is_not_shown_in_sync_for_longer_than_its_handshake() {
         sim.check_converged().unwrap();
     }
 }
+
+/// Issue 25, item 2: losing the backup while the master stays master, the
+/// standby that replaces it continues both configuration streams from their
+/// kept points: only application state is bulked.
+#[test]
+fn a_standby_that_replaces_a_lost_backup_continues_the_configuration() {
+    for modules in [3usize, 4] {
+        for seed in 0..4u64 {
+            let mut sim = synced(SimConfig::chassis(modules), 800 + seed);
+            sim.set_faults(FaultConfig { latency: Duration::from_millis(1), ..link::CLEAN });
+            for k in 0..5 {
+                sim.config_change(&format!("configure vlan v{k} add ports {k}\n"));
+                sim.change(0, k, Op::Set);
+                sim.run_for(2 * MS).unwrap();
+            }
+            sim.save();
+            let m = sim.master().unwrap();
+            let b = sim.backup().unwrap();
+            let standbys: Vec<usize> = (0..modules).filter(|&i| i != m && i != b).collect();
+            let in_sync = |s: &Sim| {
+                let e = s.engine(m).unwrap();
+                standbys
+                    .iter()
+                    .all(|&i| e.standby_config(slot(i)) == Some(msm_checkpoint::ConfigCopy::InSync))
+            };
+            assert!(
+                sim.run_until_cond(Duration::from_secs(1), in_sync).unwrap(),
+                "{modules} modules, seed {seed}"
+            );
+            let before: Vec<[usize; 2]> = (0..modules)
+                .map(|i| [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, i, st)))
+                .collect();
+            sim.crash(b);
+            assert!(
+                sim.run_until_cond(Duration::from_secs(2), |s| s.backup().is_some_and(|nb| nb != b)).unwrap(),
+                "{modules} modules, seed {seed}: no new backup"
+            );
+            assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "{modules} modules, seed {seed}");
+            assert_eq!(sim.master(), Some(m));
+            let nb = sim.backup().unwrap();
+            let after = [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, nb, st));
+            assert_eq!(
+                after, before[nb],
+                "{modules} modules, seed {seed}: no configuration bulk to the new backup"
+            );
+            sim.check_converged().unwrap();
+        }
+    }
+}

@@ -178,6 +178,10 @@ pub struct Stats {
     pub lost_both_sides: u64,
 }
 
+/// A hostile frame's fate at a node: the refusal (or not), the node's
+/// (role, term, master) before and after, and the events it caused.
+type Hostile = (Result<(), msm_checkpoint::FrameError>, [(Role, Term, Option<Slot>); 2], Vec<Event>);
+
 pub struct Sim {
     pub cfg: SimConfig,
     pub now: u64,
@@ -529,16 +533,7 @@ impl Sim {
                 self.insider.phantom(&key, kind, self.nodes.len(), to, challenge, max_term)
             }
         };
-        self.after(to);
-        let st = &mut self.nodes[to];
-        let Some(e) = st.engine.as_deref_mut() else { return };
-        let before = (e.role(), e.term(), e.master());
-        let r = e.handle_frame(now, &bytes, &mut st.host);
-        let after = (e.role(), e.term(), e.master());
-        let mut events = Vec::new();
-        while let Some(ev) = e.poll_event() {
-            events.push(ev);
-        }
+        let Some((r, [before, after], events)) = self.hostile(to, &bytes) else { return };
         let quiet = events.iter().all(|ev| matches!(ev, Event::PeerUp(_) | Event::PeerLost(_)));
         if !insider::refused(kind, &r) || before != after || !quiet {
             self.violation.get_or_insert(Violation {
@@ -560,18 +555,7 @@ impl Sim {
 
     /// Deliver one attacker frame to node `to` and check it changed nothing.
     fn attack_with(&mut self, to: usize, bytes: &[u8], kind: Attack) {
-        // Events of earlier steps first, so any event now is the attack's.
-        self.after(to);
-        let now = self.instant();
-        let st = &mut self.nodes[to];
-        let Some(e) = st.engine.as_deref_mut() else { return };
-        let before = (e.role(), e.term(), e.master());
-        let r = e.handle_frame(now, bytes, &mut st.host);
-        let after = (e.role(), e.term(), e.master());
-        let mut events = Vec::new();
-        while let Some(ev) = e.poll_event() {
-            events.push(ev);
-        }
+        let Some((r, [before, after], events)) = self.hostile(to, bytes) else { return };
         if !attacker::refused_early(&r) || before != after || !events.is_empty() {
             self.violation.get_or_insert(Violation {
                 invariant: 7,
@@ -582,6 +566,21 @@ impl Sim {
                 ),
             });
         }
+    }
+
+    /// Deliver one hostile frame to node `to` (if up): its fate, the
+    /// node's (role, term, master) before and after, and the events it
+    /// caused (those of earlier steps are drained first).
+    fn hostile(&mut self, to: usize, bytes: &[u8]) -> Option<Hostile> {
+        self.after(to);
+        let now = self.instant();
+        let st = &mut self.nodes[to];
+        let e = st.engine.as_deref_mut()?;
+        let before = (e.role(), e.term(), e.master());
+        let r = e.handle_frame(now, bytes, &mut st.host);
+        let after = (e.role(), e.term(), e.master());
+        let events = std::iter::from_fn(|| e.poll_event()).collect();
+        Some((r, [before, after], events))
     }
 
     /// Seal a frame a test wrote as if `slot`'s boot `incarnation` sent it

@@ -41,6 +41,36 @@ fn total_bulks(sim: &Sim, node: usize, stream: SimStream) -> usize {
     sim.bulk_begins(node, stream)
 }
 
+/// Bulks of the saved and active configuration each node received.
+fn config_bulks(sim: &Sim) -> Vec<[usize; 2]> {
+    (0..sim.nodes.len())
+        .map(|i| [SimStream::Saved, SimStream::Active].map(|st| total_bulks(sim, i, st)))
+        .collect()
+}
+
+/// A chassis of `modules` in sync, with configuration changes, application
+/// changes and a save made: the sim, its master, backup and standbys.
+fn with_standbys(modules: usize, seed: u64) -> (Sim, usize, usize, Vec<usize>) {
+    let mut sim = synced(SimConfig::chassis(modules), seed);
+    sim.set_faults(FaultConfig { latency: Duration::from_millis(1), ..link::CLEAN });
+    for k in 0..5 {
+        sim.config_change(&format!("configure vlan v{k} add ports {k}\n"));
+        sim.change(0, k, Op::Set);
+        sim.run_for(2 * MS).unwrap();
+    }
+    sim.save();
+    let m = sim.master().unwrap();
+    let b = sim.backup().unwrap();
+    let standbys = (0..modules).filter(|&i| i != m && i != b).collect();
+    (sim, m, b, standbys)
+}
+
+/// Master `m` sees every standby's configuration copy In Sync.
+fn standbys_in_sync(sim: &Sim, m: usize, standbys: &[usize]) -> bool {
+    let e = sim.engine(m).unwrap();
+    standbys.iter().all(|&i| e.standby_config(slot(i)) == Some(msm_checkpoint::ConfigCopy::InSync))
+}
+
 #[test]
 fn dependency_order_respected_under_random_dags() {
     for seed in 0..150u64 {
@@ -1074,26 +1104,10 @@ fn after_a_partition_only_the_streams_the_old_master_changed_are_bulked() {
 fn standbys_hold_the_configuration_and_a_standby_made_backup_bulks_only_applications() {
     for modules in [3usize, 4] {
         for seed in 0..4u64 {
-            let mut sim = synced(SimConfig::chassis(modules), 700 + seed);
-            sim.set_faults(FaultConfig { latency: Duration::from_millis(1), ..link::CLEAN });
-            for k in 0..5 {
-                sim.config_change(&format!("configure vlan v{k} add ports {k}\n"));
-                sim.change(0, k, Op::Set);
-                sim.run_for(2 * MS).unwrap();
-            }
-            sim.save();
+            let (mut sim, m, b, standbys) = with_standbys(modules, 700 + seed);
             sim.config_change("configure vlan v9 add ports 9\n");
-            let m = sim.master().unwrap();
-            let b = sim.backup().unwrap();
-            let standbys: Vec<usize> = (0..modules).filter(|&i| i != m && i != b).collect();
-            let in_sync = |s: &Sim| {
-                let e = s.engine(m).unwrap();
-                standbys
-                    .iter()
-                    .all(|&i| e.standby_config(slot(i)) == Some(msm_checkpoint::ConfigCopy::InSync))
-            };
             assert!(
-                sim.run_until_cond(Duration::from_secs(1), in_sync).unwrap(),
+                sim.run_until_cond(Duration::from_secs(1), |s| standbys_in_sync(s, m, &standbys)).unwrap(),
                 "{modules} modules, seed {seed}"
             );
             for &s in &standbys {
@@ -1101,9 +1115,7 @@ fn standbys_hold_the_configuration_and_a_standby_made_backup_bulks_only_applicat
                 assert_eq!(sim.nodes[s].host.active_config, sim.nodes[m].host.active_config, "active");
                 assert!(sim.nodes[s].host.apps.iter().all(|t| t.is_empty()), "no application state");
             }
-            let before: Vec<[usize; 2]> = (0..modules)
-                .map(|i| [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, i, st)))
-                .collect();
+            let before = config_bulks(&sim);
             sim.crash(m);
             assert!(
                 sim.run_until_cond(Duration::from_secs(2), |s| s.master() == Some(b) && s.backup().is_some())
@@ -1112,9 +1124,9 @@ fn standbys_hold_the_configuration_and_a_standby_made_backup_bulks_only_applicat
             assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "{modules} modules, seed {seed}");
             let nb = sim.backup().unwrap();
             assert!(standbys.contains(&nb), "a standby became backup");
-            let after = [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, nb, st));
             assert_eq!(
-                after, before[nb],
+                config_bulks(&sim)[nb],
+                before[nb],
                 "{modules} modules, seed {seed}: no configuration bulk to the new backup"
             );
             let continued: Vec<_> = sim.nodes[nb]
@@ -1214,30 +1226,12 @@ fn a_restarted_backup_is_not_shown_in_sync_for_longer_than_its_handshake() {
 fn a_standby_that_replaces_a_lost_backup_continues_the_configuration() {
     for modules in [3usize, 4] {
         for seed in 0..4u64 {
-            let mut sim = synced(SimConfig::chassis(modules), 800 + seed);
-            sim.set_faults(FaultConfig { latency: Duration::from_millis(1), ..link::CLEAN });
-            for k in 0..5 {
-                sim.config_change(&format!("configure vlan v{k} add ports {k}\n"));
-                sim.change(0, k, Op::Set);
-                sim.run_for(2 * MS).unwrap();
-            }
-            sim.save();
-            let m = sim.master().unwrap();
-            let b = sim.backup().unwrap();
-            let standbys: Vec<usize> = (0..modules).filter(|&i| i != m && i != b).collect();
-            let in_sync = |s: &Sim| {
-                let e = s.engine(m).unwrap();
-                standbys
-                    .iter()
-                    .all(|&i| e.standby_config(slot(i)) == Some(msm_checkpoint::ConfigCopy::InSync))
-            };
+            let (mut sim, m, b, standbys) = with_standbys(modules, 800 + seed);
             assert!(
-                sim.run_until_cond(Duration::from_secs(1), in_sync).unwrap(),
+                sim.run_until_cond(Duration::from_secs(1), |s| standbys_in_sync(s, m, &standbys)).unwrap(),
                 "{modules} modules, seed {seed}"
             );
-            let before: Vec<[usize; 2]> = (0..modules)
-                .map(|i| [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, i, st)))
-                .collect();
+            let before = config_bulks(&sim);
             sim.crash(b);
             assert!(
                 sim.run_until_cond(Duration::from_secs(2), |s| s.backup().is_some_and(|nb| nb != b)).unwrap(),
@@ -1246,9 +1240,9 @@ fn a_standby_that_replaces_a_lost_backup_continues_the_configuration() {
             assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap(), "{modules} modules, seed {seed}");
             assert_eq!(sim.master(), Some(m));
             let nb = sim.backup().unwrap();
-            let after = [SimStream::Saved, SimStream::Active].map(|st| total_bulks(&sim, nb, st));
             assert_eq!(
-                after, before[nb],
+                config_bulks(&sim)[nb],
+                before[nb],
                 "{modules} modules, seed {seed}: no configuration bulk to the new backup"
             );
             sim.check_converged().unwrap();

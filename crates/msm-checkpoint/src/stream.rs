@@ -130,8 +130,12 @@ pub(crate) struct Tx {
     /// Changes up to this id are inside the current bulk.
     pub covers: u64,
     pub max_acked_change: u64,
-    /// Every change up to this id is on the current backup.
+    /// Every change up to this id is on the current backup (0 again when
+    /// a session ends: a new backup holds nothing yet).
     pub checkpointed: u64,
+    /// The highest `checkpointed` any backup reached: kept when a session
+    /// ends, so it counts what was ever acknowledged (split brains weigh it).
+    pub acked_high: u64,
     pub bulk_sent: u64,
     pub bulk_total: u64,
     pub mismatch: Option<Mismatch>,
@@ -169,6 +173,7 @@ impl Tx {
             covers: 0,
             max_acked_change: 0,
             checkpointed: 0,
+            acked_high: 0,
             bulk_sent: 0,
             bulk_total: 0,
             mismatch: None,
@@ -201,11 +206,18 @@ impl Tx {
 
     /// Forget the session (no backup any more); change ids continue.
     pub(crate) fn stop(&mut self) {
-        let (changes, since, epoch) = (self.changes, self.since, self.epoch);
+        let (changes, since, epoch, acked_high) = (self.changes, self.since, self.epoch, self.acked_high);
         *self = Tx::new();
         self.changes = changes;
         self.since = since;
         self.epoch = epoch;
+        self.acked_high = acked_high;
+    }
+
+    /// The current backup holds every change up to `upto`.
+    pub(crate) fn checkpoint(&mut self, upto: u64) {
+        self.checkpointed = self.checkpointed.max(upto);
+        self.acked_high = self.acked_high.max(self.checkpointed);
     }
 
     /// The stream's state changed (a change, or a `save` of the saved
@@ -257,9 +269,10 @@ impl Tx {
         self.changes.saturating_sub(self.since)
     }
 
-    /// Changes handed out in the current mastership that a backup acknowledged.
+    /// Changes handed out in the current mastership that a backup
+    /// acknowledged (any backup of it, the current one or an earlier one).
     pub(crate) fn acked(&self) -> u64 {
-        self.checkpointed.saturating_sub(self.since)
+        self.acked_high.saturating_sub(self.since)
     }
 }
 

@@ -434,7 +434,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             if tx.unconfirmed {
                 // The backup took the continuation: what it holds is ours.
                 tx.unconfirmed = false;
-                tx.checkpointed = tx.checkpointed.max(tx.covers);
+                tx.checkpoint(tx.covers);
             }
             gap |= a.gap;
             if a.seq > streams.acked(sid) {
@@ -477,7 +477,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             tx.failure = None;
         }
         if tx.phase == Phase::Synced {
-            tx.checkpointed = tx.checkpointed.max(tx.covers).max(tx.max_acked_change);
+            tx.checkpoint(tx.covers.max(tx.max_acked_change));
         }
         self.in_flight.retain(|f| !(usize::from(f.sid) == sid && f.last_seq <= seq));
         self.out.backlog.trim(&*streams);

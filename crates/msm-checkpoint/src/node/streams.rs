@@ -162,11 +162,11 @@ impl<const APPS: usize> Streams<APPS> {
         self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.acked()).sum()
     }
 
-    /// Every change id any backup acknowledged, summed over the streams: it
-    /// only grows, so its growth since a point counts what was acknowledged
-    /// since.
+    /// The highest change id any backup acknowledged, summed over the
+    /// streams: each term only grows and ids are consecutive, so its growth
+    /// since a point counts exactly the changes acknowledged beyond it.
     pub(crate) fn acked_ever(&self) -> u64 {
-        self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.checkpointed).sum()
+        self.ids().filter(|&sid| sid != SAVED).map(|sid| self.get(sid).tx.acked_high).sum()
     }
 
     /// Changes of the active configuration and of every application made
@@ -266,11 +266,16 @@ mod tests {
         s.get_mut(ACTIVE).tx.changes = 6;
         s.get_mut(SAVED).tx.changes = 3;
         assert_eq!(s.unacknowledged(), 5 + 2, "saves are not counted");
-        s.get_mut(2).tx.checkpointed = 12;
+        s.get_mut(2).tx.checkpoint(12);
         assert_eq!(s.unacknowledged(), 3 + 2);
-        // A session ends: what was checkpointed to it is gone, the mastership's start is not.
+        assert_eq!((s.acked_made(), s.acked_ever()), (2, 12));
+        // A session ends: what was checkpointed to it is gone, the mastership's start is not,
+        // nor what a backup of it ever acknowledged (split brains weigh that).
         s.stop_all(None);
         assert_eq!(s.unacknowledged(), 5 + 2);
         assert_eq!(s.get(2).tx.since, 10);
+        assert_eq!((s.acked_made(), s.acked_ever()), (2, 12));
+        s.get_mut(2).tx.checkpoint(14);
+        assert_eq!((s.acked_made(), s.acked_ever()), (4, 14), "a later backup's acknowledgements add");
     }
 }

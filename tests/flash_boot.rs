@@ -14,11 +14,10 @@ use msm_linux_emu::control::{Request, Response};
 use msm_linux_emu::flash::{PRIMARY, SETTINGS};
 use rand::{RngCore, SeedableRng};
 
+mod common;
+
 fn chassis() -> (tempfile::TempDir, Chassis) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
-    c.common = vec!["--heartbeat-ms".into(), "20".into(), "--miss".into(), "3".into()];
-    (dir, c)
+    common::chassis(common::HB)
 }
 
 /// Start MSM-A alone and wait until it is master.

@@ -12,14 +12,21 @@ use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
 
-/// Heartbeats of the tests: 20 ms, failure detected in 60 ms.
+/// Heartbeats of the tests: 20 ms.
 pub const HB: u64 = 20;
 
-/// A chassis in a fresh directory, `hb_ms` heartbeats, 3 missed declare a peer lost.
+/// Heartbeats missed before a peer is lost in the tests. A debug build on a
+/// loaded two-core machine can be descheduled for tens of milliseconds; a
+/// detection time of ten intervals keeps such a stall from being a failure,
+/// which would fail the test for a reason it does not test. How fast a
+/// failover is, is measured by `cargo xtask bench`, not here.
+pub const MISS: u64 = 10;
+
+/// A chassis in a fresh directory, `hb_ms` heartbeats, [`MISS`] missed declare a peer lost.
 pub fn chassis(hb_ms: u64) -> (tempfile::TempDir, Chassis) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Chassis::new(dir.path(), Chassis::built_bin_dir().unwrap());
-    c.common = vec!["--heartbeat-ms".into(), hb_ms.to_string(), "--miss".into(), "3".into()];
+    c.common = vec!["--heartbeat-ms".into(), hb_ms.to_string(), "--miss".into(), MISS.to_string()];
     (dir, c)
 }
 

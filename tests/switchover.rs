@@ -56,3 +56,59 @@ fn a_hundred_switchovers_under_churn_send_no_bulk_after_the_first_sync() {
     })
     .unwrap();
 }
+
+/// Issue 25, item 1: `run msm-failover` back and forth with three and four
+/// modules under churn. Each time the old master becomes the new master's
+/// BACKUP (not a standby), no module is sent a bulk after the first sync
+/// (the standbys' configuration copies are rebased, not snapshot), and the
+/// master and its backup end with the same state.
+#[test]
+fn switchovers_with_standbys_keep_the_old_master_as_backup_and_send_no_bulk() {
+    for modules in [3usize, 4] {
+        let (_d, mut c) = chassis(HB);
+        c.nodes = modules;
+        let all = &['A', 'B', 'C', 'D'][..modules];
+        pair(&mut c, &["--churn", "1000"]);
+        for &s in &all[2..] {
+            c.start(s, &["--churn", "1000"]).unwrap();
+        }
+        let standbys_in_step = |c: &Chassis, master: char| {
+            let peers = switch(c, master)["peers"].as_array().cloned().unwrap_or_default();
+            peers.len() == modules - 1
+                && peers.iter().filter(|p| p["role"] == "STANDBY").all(|p| p["config"] == "In Sync")
+        };
+        c.wait("standbys hold the configuration", Duration::from_secs(20), |c| Ok(standbys_in_step(c, 'A')))
+            .unwrap();
+        let first: Vec<u64> = all.iter().map(|&s| bulks(&c, s)).collect();
+        let mut master = 'A';
+        for round in 0..20 {
+            let other = if master == 'A' { 'B' } else { 'A' };
+            if round % 5 == 0 {
+                let lines = vec![format!("create vlan sw{round}")];
+                c.ask(master, &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+            }
+            c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
+            let r = c.ask(master, &Request::Failover { force: false }).unwrap();
+            assert_eq!(r["failover"], true, "{modules} modules, round {round}: {r}");
+            c.wait("the backup takes over, the old master is its backup", Duration::from_secs(10), |c| {
+                Ok(c.role(other).as_deref() == Some("MASTER") && c.role(master).as_deref() == Some("BACKUP"))
+            })
+            .unwrap_or_else(|e| panic!("{modules} modules, round {round}: {e}\n{}", switch(&c, master)));
+            c.ask(master, &Request::Churn { rate: 0 }).unwrap();
+            c.ask(other, &Request::Churn { rate: 1000 }).unwrap();
+            master = other;
+            c.wait("standbys in step", Duration::from_secs(10), |c| Ok(standbys_in_step(c, master))).unwrap();
+        }
+        c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
+        let now: Vec<u64> = all.iter().map(|&s| bulks(&c, s)).collect();
+        assert_eq!(now, first, "{modules} modules: a bulk after the first sync (modules {all:?})");
+        for &s in &all[2..] {
+            assert_eq!(c.role(s).as_deref(), Some("STANDBY"), "{modules} modules: MSM-{s}");
+        }
+        c.ask(master, &Request::Churn { rate: 0 }).unwrap();
+        c.wait("the same state on master and backup", Duration::from_secs(10), |c| {
+            Ok(c.in_sync(master) && digests(c, 'A') == digests(c, 'B'))
+        })
+        .unwrap();
+    }
+}

@@ -151,6 +151,11 @@ pub(crate) struct Tx {
     /// node holds whole. A returning old master that offers exactly that
     /// point continues without a bulk (Redis' PSYNC2).
     pub continues: Option<(u64, u32, u64)>,
+    /// The point this epoch began from when it continued another's stream
+    /// (`continues` at the start of the epoch): kept for the whole epoch, so
+    /// a standby holding exactly that point is rebased onto it whenever it
+    /// reports, after the new backup took `continues` or before.
+    pub origin: Option<(u64, u32, u64)>,
     /// Continued, but the backup has not acknowledged the new epoch yet:
     /// until it does, nothing of the stream is reported checkpointed (if
     /// this node failed now, the backup would not know it holds our state).
@@ -182,6 +187,7 @@ impl Tx {
             requests: 0,
             hold_until: Instant::ZERO,
             continues: None,
+            origin: None,
             unconfirmed: false,
         }
     }
@@ -200,6 +206,7 @@ impl Tx {
         self.bulk_sent = 0;
         self.bulk_total = 0;
         self.continues = None;
+        self.origin = None;
         self.unconfirmed = false;
         self.failure = self.failure.filter(|f| *f == Failure::BackupRefused);
     }

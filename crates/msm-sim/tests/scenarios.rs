@@ -1022,6 +1022,66 @@ fn switchovers_back_and_forth_send_no_bulk_after_the_first_sync() {
     }
 }
 
+/// Issue 25, item 1: `run msm-failover` with three and four modules, back
+/// and forth under churn on a lossy link. The old master becomes the new
+/// master's backup (not a standby) and continues every stream; the
+/// standbys follow the new master without a configuration snapshot (their
+/// copies are rebased onto the continued streams); no module is bulked
+/// anything after the first sync, and the chassis converges.
+#[test]
+fn switchovers_with_standbys_send_no_bulk_and_the_old_master_is_backup() {
+    for modules in [3usize, 4] {
+        for seed in 0..3u64 {
+            let (mut sim, _, _, standbys) = with_standbys(modules, 1300 + seed);
+            sim.set_faults(FaultConfig {
+                drop: Rate::percent(1),
+                latency: Duration::from_micros(200),
+                jitter: Duration::from_micros(100),
+                ..link::CLEAN
+            });
+            let what = format!("{modules} modules, seed {seed}");
+            let in_step = |s: &Sim| {
+                let m = s.master();
+                m.is_some_and(|m| {
+                    let others: Vec<usize> =
+                        (0..modules).filter(|&i| i != m && Some(i) != s.backup()).collect();
+                    standbys_in_sync(s, m, &others)
+                })
+            };
+            assert!(sim.run_until_cond(Duration::from_secs(1), in_step).unwrap(), "{what}");
+            let first: Vec<usize> = (0..modules).map(|i| all_bulks(&sim, i)).collect();
+            let mut switched = 0;
+            for round in 0..20 {
+                churn(&mut sim, Duration::from_millis(10), Duration::from_micros(300), &[0, 2, 3], 100);
+                if round % 4 == 0 {
+                    sim.config_change(&format!("configure vlan v{round} add ports {round}\n"));
+                }
+                let (m, b) = (sim.master().unwrap(), sim.backup().unwrap());
+                if let Err(e) = sim.failover(false) {
+                    assert!(e.contains("sync"), "{what} round {round}: {e}");
+                    continue;
+                }
+                let took = sim
+                    .run_until_cond(Duration::from_millis(500), |s| {
+                        s.master() == Some(b) && s.backup() == Some(m)
+                    })
+                    .unwrap();
+                let roles: Vec<_> = (0..modules).map(|i| sim.engine(i).map(|e| e.role())).collect();
+                assert!(took, "{what} round {round}: the old master is not the backup: {roles:?}");
+                assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap(), "{what} round {round}");
+                assert!(sim.run_until_cond(Duration::from_secs(1), in_step).unwrap(), "{what} round {round}");
+                switched += 1;
+            }
+            assert!(switched >= 10, "{what}: {switched} switchovers");
+            let now: Vec<usize> = (0..modules).map(|i| all_bulks(&sim, i)).collect();
+            assert_eq!(now, first, "{what}: a bulk after the first sync (standbys {standbys:?})");
+            sim.set_faults(sim.faults().fault_free());
+            sim.run_for(Duration::from_millis(200)).unwrap();
+            sim.check_converged().unwrap_or_else(|v| panic!("{what}: {v}"));
+        }
+    }
+}
+
 /// The streams master `node` named `Diverged` and bulked, in order.
 fn diverged(sim: &Sim, node: usize) -> Vec<msm_checkpoint::Stream> {
     sim.nodes[node]

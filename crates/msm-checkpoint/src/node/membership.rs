@@ -295,6 +295,18 @@ impl Membership {
         self.master = None;
     }
 
+    /// Our master handed over to us (`run msm-failover`): it steps down as
+    /// soon as it hears us, holding what we hold, so it is no longer a
+    /// master to pass over but the first candidate for our backup (its
+    /// heartbeat said it holds its whole state). Its next heartbeat, as
+    /// master or follower, says again what it is.
+    pub(crate) fn handed_over(&mut self, from: Slot) {
+        let p = &mut self.peers[from.index()];
+        if p.role == Role::Master {
+            p.role = Role::Init;
+        }
+    }
+
     pub(crate) fn is_alive(&self, slot: Slot) -> bool {
         self.peers[slot.index()].alive
     }

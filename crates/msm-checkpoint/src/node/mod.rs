@@ -599,6 +599,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 if self.members.role == Role::Backup {
                     info!("handover received: taking over");
                     let old = self.partner().filter(|p| p.0 == from);
+                    // The old master is our backup-to-be, not a standby made one.
+                    self.members.handed_over(from);
                     self.promote(now, host, "the master handed over (run msm-failover)");
                     // The old master comes back as our backup holding what we
                     // hold: its streams continue without a bulk.

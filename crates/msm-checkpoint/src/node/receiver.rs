@@ -64,7 +64,7 @@ impl Receiver {
     }
 
     /// The master took our hello. Its tail names the streams it continues
-    /// across a switchover (see `Sender::continue_after_handover`): what we
+    /// across a switchover (see `Sender::continue_for_old_master`): what we
     /// hold of them is whole and becomes the start of its new epoch.
     pub(crate) fn on_hello_ack<const A: usize>(
         &mut self,

@@ -319,6 +319,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             tx.phase = Phase::Synced;
             tx.recording = true;
             tx.covers = tx.changes;
+            tx.origin = Some(point);
         }
         tx.unconfirmed = true;
         self.continued |= 1 << sid;
@@ -353,6 +354,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             tx.recording = true;
             tx.covers = tx.changes;
             tx.continues = Some(point);
+            tx.origin = Some(point);
         }
         self.session = Some(Session { slot, incarnation, hello_id: 0, seen: 0, total: 0 });
         self.attached = false;

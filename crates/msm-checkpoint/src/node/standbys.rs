@@ -172,7 +172,7 @@ impl<const N: usize> Standbys<N> {
                     return Lack::Records(off);
                 }
             }
-        } else if copy.complete && tx.recording && tx.continues == Some((p.term, p.epoch, p.seq)) {
+        } else if copy.complete && tx.recording && tx.origin == Some((p.term, p.epoch, p.seq)) {
             return Lack::Rebase(p);
         }
         if tx.exact_point(term).is_some() { Lack::Snapshot(0) } else { Lack::Wait }
@@ -378,10 +378,13 @@ mod tests {
         let (mut streams, backlog) = master();
         let s = Standbys::<2>::new();
         let old = copy(0x1FE, 8, 40, true);
-        streams.get_mut(ACTIVE).tx.continues = Some((0x1FE, 8, 40));
+        streams.get_mut(ACTIVE).tx.origin = Some((0x1FE, 8, 40));
+        assert_eq!(s.lack(&old, ACTIVE, TERM, &streams, &backlog), Lack::Rebase(old.point));
+        // Still after the new backup took the point: the epoch began there.
+        streams.get_mut(ACTIVE).tx.continues = None;
         assert_eq!(s.lack(&old, ACTIVE, TERM, &streams, &backlog), Lack::Rebase(old.point));
         let tx = &mut streams.get_mut(ACTIVE).tx;
-        (tx.continues, tx.phase) = (None, Phase::Bulk);
+        (tx.origin, tx.phase) = (None, Phase::Bulk);
         assert_eq!(
             s.lack(&old, ACTIVE, TERM, &streams, &backlog),
             Lack::Wait,

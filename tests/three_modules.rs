@@ -150,3 +150,58 @@ fn a_standby_that_replaces_a_lost_backup_gets_no_configuration_bulk() {
         );
     }
 }
+
+fn signal(c: &Chassis, slot: char, sig: nix::sys::signal::Signal) {
+    let pid = c.children[msm_linux_emu::chassis::slot_index(slot)].as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+/// Rows of every application on `slot`.
+fn rows(c: &Chassis, slot: char) -> u64 {
+    msm_linux_emu::apps::APPS
+        .iter()
+        .map(|(n, _, _)| {
+            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
+            j["entries"].as_u64().unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Issue 25, item 3: the backup is stopped long enough for the master to
+/// make the standby its backup; when it runs again it is a standby, and
+/// the tables it held as backup are dropped (they stopped being a copy of
+/// anything). After a double failure it is elected and says its
+/// applications start fresh.
+#[test]
+fn a_backup_made_standby_drops_its_tables_and_after_a_double_failure_starts_fresh() {
+    use nix::sys::signal::Signal;
+    let (_d, mut c) = chassis(HB);
+    c.nodes = 3;
+    let wait = Duration::from_secs(20);
+    c.start('A', &["--churn", "500"]).unwrap();
+    c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
+    c.start('B', &["--churn", "500"]).unwrap();
+    c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
+    c.start('C', &["--churn", "500"]).unwrap();
+    c.wait("C standby", wait, |c| Ok(role(c, 'C') == "STANDBY")).unwrap();
+    assert!(rows(&c, 'B') > 0, "the backup holds the tables");
+    assert_eq!(rows(&c, 'C'), 0, "a standby holds none");
+
+    signal(&c, 'B', Signal::SIGSTOP);
+    let made = c.wait("A makes C its backup", wait, |c| Ok(switch(c, 'A')["backup"] == "C"));
+    signal(&c, 'B', Signal::SIGCONT);
+    made.unwrap();
+    c.wait("B a standby, C the backup in sync", wait, |c| {
+        Ok(role(c, 'B') == "STANDBY" && role(c, 'C') == "BACKUP" && c.in_sync('A'))
+    })
+    .unwrap_or_else(|e| panic!("{e}\nB's log:\n{}", log(&c, 'B')));
+    assert_eq!(rows(&c, 'B'), 0, "B kept the tables of its time as backup; its log:\n{}", log(&c, 'B'));
+    assert!(log(&c, 'B').contains("application state dropped"), "{}", log(&c, 'B'));
+
+    c.kill('A').unwrap();
+    c.kill('C').unwrap();
+    c.wait("B elected", wait, |c| Ok(role(c, 'B') == "MASTER")).unwrap();
+    let s = switch(&c, 'B');
+    assert_eq!(s["applications"], "fresh", "{s}");
+    assert!(log(&c, 'B').contains("applications start fresh"), "{}", log(&c, 'B'));
+}

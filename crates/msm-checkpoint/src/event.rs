@@ -4,7 +4,7 @@ use heapless::Deque;
 
 use crate::host::Stream;
 use crate::role::{Role, Slot, Term};
-use crate::status::SplitRule;
+use crate::status::{AppsFrom, SplitRule};
 
 /// Which configuration a node runs after becoming master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub enum Event {
         config: ConfigChoice,
         /// The node was an in-sync backup: nothing checkpointed is missing.
         in_sync: bool,
+        /// Where its application state comes from.
+        apps: AppsFrom,
     },
     /// A master saw a higher term and stepped down; a fresh bulk follows.
     SteppedDown {

@@ -112,6 +112,16 @@ pub trait Host {
     /// The bulk in progress will not complete (digest mismatch, new master):
     /// discard staged data; the state from before `bulk_begin` stays.
     fn bulk_abort(&mut self, stream: Stream);
+
+    // ---- standby side ------------------------------------------------------
+    /// This node holds no copy of application `stream`'s state any more (the
+    /// master made another module its backup; a standby serves no
+    /// application state): empty it. By default an empty bulk, which by
+    /// the contract above leaves no key.
+    fn forget(&mut self, stream: Stream) -> Result<(), HostError> {
+        self.bulk_begin(stream, 0)?;
+        self.bulk_end(stream)
+    }
 }
 
 /// Bytes of configuration per bulk item. Every board cuts its saved and

@@ -66,7 +66,7 @@ pub use host::{AppId, CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_ch
 pub use node::{Config, MAX_COUNTER_JUMP, Node};
 pub use role::{MAX_NODES, MAX_TERM_COUNT, MAX_TERM_JUMP, Role, Slot, Term};
 pub use status::{
-    ConfigCopy, FrameErrors, Name, PeerStatus, SlotRefusals, SplitBrain, SplitBrainWon, SplitRule,
+    AppsFrom, ConfigCopy, FrameErrors, Name, PeerStatus, SlotRefusals, SplitBrain, SplitBrainWon, SplitRule,
     StreamStatus, SwitchStatus, SyncState, render_checkpoint, render_switch, state_label,
 };
 pub use stream::{Counters, Failure, Mismatch, Phase};

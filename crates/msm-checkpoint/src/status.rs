@@ -298,6 +298,45 @@ pub struct SwitchStatus {
     /// Master: where each standby's copy of the configuration is, by slot
     /// (standbys that have reported).
     pub standby_config: [Option<ConfigCopy>; MAX_NODES],
+    /// Master: where its application state came from when it became master.
+    pub apps: Option<AppsFrom>,
+}
+
+/// Where a new master's application state comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AppsFrom {
+    /// It was the backup: the master's state as checkpointed to it (whole
+    /// when `in_sync`).
+    Checkpointed,
+    /// It was master itself earlier in this boot (it handed over, or lost
+    /// a split brain) and no master since made another module its backup:
+    /// what it holds is its own last mastership's state.
+    Held,
+    /// It holds no application state: a standby (a standby holds only the
+    /// configuration) or a fresh boot. The applications start from their
+    /// initial state.
+    Fresh,
+}
+
+impl AppsFrom {
+    /// What it means, for `show switch`.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            AppsFrom::Checkpointed => "the state checkpointed to this module as backup",
+            AppsFrom::Held => "the state this module held as master before this term",
+            AppsFrom::Fresh => "started fresh (this module held no copy of their state)",
+        }
+    }
+
+    /// "checkpointed", "held", "fresh".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AppsFrom::Checkpointed => "checkpointed",
+            AppsFrom::Held => "held",
+            AppsFrom::Fresh => "fresh",
+        }
+    }
 }
 
 /// Master: how a standby's copy of the configuration (saved and active)
@@ -438,6 +477,9 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     if matches!(s.role, Role::Master | Role::Backup | Role::Standby) {
         writeln!(out, "Checkpoint: {}", s.sync)?;
     }
+    if let Some(apps) = s.apps {
+        writeln!(out, "Applications: {}", apps.describe())?;
+    }
     if let Some(slot) = s.slot_conflict {
         writeln!(out, "Slot conflict: two modules claim {slot} on the backplane")?;
     }
@@ -565,6 +607,7 @@ mod tests {
             last_split_brain: None,
             split_brain_won: None,
             standby_config: [None; MAX_NODES],
+            apps: None,
         };
         let mut out: String<1024> = String::new();
         render_switch(&s, &mut out).unwrap();
@@ -603,6 +646,7 @@ mod tests {
             last_split_brain: None,
             split_brain_won: None,
             standby_config: [None; MAX_NODES],
+            apps: None,
         };
         let mut out: String<1024> = String::new();
         render_switch(&s, &mut out).unwrap();

@@ -235,6 +235,11 @@ impl Checker {
                 Seen::BulkEnd(stream) => {
                     self.ended.entry((node, term)).or_default().insert(*stream);
                 }
+                Seen::Forgot(stream) => {
+                    if let Some(ended) = self.ended.get_mut(&(node, term)) {
+                        ended.remove(stream);
+                    }
+                }
                 Seen::Garbage { app } => {
                     return fail(6, format!("node {node}: an undecodable record reached app {app}"));
                 }

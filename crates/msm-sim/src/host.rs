@@ -26,6 +26,8 @@ pub enum Seen {
         kind: ItemKind,
         rec: Rec,
     },
+    /// The host emptied an application (the node became a standby).
+    Forgot(SimStream),
     /// Bytes that do not decode as a record reached the host.
     Garbage {
         app: usize,
@@ -219,5 +221,15 @@ impl Host for SimHost {
                 }
             }
         }
+    }
+
+    fn forget(&mut self, stream: Stream) -> Result<(), HostError> {
+        let st = self.sim_stream(stream)?;
+        let Stream::App(a) = stream else { return Err(HostError::BadRecord) };
+        let i = self.idx(a)?;
+        self.apps.get_mut(i).ok_or(HostError::BadRecord)?.clear();
+        *self.refresh.get_mut(i).ok_or(HostError::BadRecord)? = None;
+        self.seen.push(Seen::Forgot(st));
+        Ok(())
     }
 }

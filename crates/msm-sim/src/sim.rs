@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use msm_backplane::{Fate, FaultConfig, PathHealth};
 use msm_checkpoint::{
-    AppId, AppRegistry, Config, ConfigChoice, ConfigCopy, Event, Key, Node, Role, Slot, Stream, SyncState,
-    Term,
+    AppId, AppRegistry, AppsFrom, Config, ConfigChoice, ConfigCopy, Event, Key, Node, Role, Slot, Stream,
+    SyncState, Term,
 };
 use msm_time::Instant;
 use rand::{Rng, SeedableRng};
@@ -735,10 +735,16 @@ impl Sim {
                     self.checker.continued(i, term, s);
                 }
             }
-            if let Event::Promoted { term, config, .. } = ev {
+            if let Event::Promoted { term, config, apps, .. } = ev {
                 self.stats.takeovers += 1;
                 let followed = self.nodes[i].followed;
                 let state = self.nodes[i].host.apps.clone();
+                if apps == AppsFrom::Fresh && state.iter().any(|t| !t.is_empty()) {
+                    let rows: usize = state.iter().map(|t| t.len()).sum();
+                    let message =
+                        format!("node {i} promoted saying its applications start fresh, holding {rows} rows");
+                    self.violation.get_or_insert(Violation { invariant: 11, message });
+                }
                 let inc = self.nodes[i].incarnation;
                 let active: Option<Vec<u8>> = match config {
                     ConfigChoice::MastersActive => Some(self.nodes[i].host.active_config.clone()),
@@ -1021,6 +1027,15 @@ impl Sim {
                 });
             }
             self.same_config(*m, s, "after quiet period")?;
+            // A standby serves no application state: what it held in an
+            // earlier role is a copy of nothing acknowledged.
+            let rows: usize = self.nodes[s].host.apps.iter().map(|t| t.len()).sum();
+            if rows > 0 {
+                return Err(Violation {
+                    invariant: 11,
+                    message: format!("standby {s} holds {rows} application rows after quiet period"),
+                });
+            }
         }
         Ok(())
     }

@@ -1207,6 +1207,60 @@ fn standbys_hold_the_configuration_and_a_standby_made_backup_bulks_only_applicat
     }
 }
 
+/// Issue 25, item 3: a module that was master earlier in this boot (it
+/// lost a split brain) and is made a standby drops the application state
+/// of that time: it is a copy of nothing the master acknowledges. After a
+/// double failure it is elected and says its applications start fresh,
+/// holding no row of the old tables.
+#[test]
+fn a_standby_that_was_master_holds_no_stale_tables_and_starts_fresh() {
+    const C: usize = 2;
+    for seed in 0..5u64 {
+        let (mut sim, m, b, _) = with_standbys(3, 1500 + seed);
+        assert_eq!((m, b), (A, B), "seed {seed}");
+        for k in 0..20 {
+            sim.change(2, 100 + k, Op::Set);
+        }
+        assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+        // A is cut off from both: B takes over and makes C its backup.
+        sim.partition(A, B, Duration::from_millis(150));
+        sim.partition(A, C, Duration::from_millis(150));
+        assert!(
+            sim.run_until_cond(Duration::from_millis(140), |s| s.masters() == vec![A, B]
+                && s.engine(C).is_some_and(|e| e.role() == Role::Backup))
+                .unwrap(),
+            "seed {seed}"
+        );
+        for k in 0..20 {
+            sim.change_on(B, 2, 100 + k, Op::Delete);
+            sim.change_on(A, 2, 500 + k, Op::Set);
+            sim.run_for(Duration::from_micros(500)).unwrap();
+        }
+        // They meet: A loses to B and is made a standby.
+        assert!(
+            sim.run_until_cond(Duration::from_secs(1), |s| s.master() == Some(B)
+                && s.engine(A).is_some_and(|e| e.role() == Role::Standby))
+                .unwrap(),
+            "seed {seed}"
+        );
+        let rows: usize = (0..sim.cfg.apps.len()).map(|a| sim.state(A, a).len()).sum();
+        assert_eq!(rows, 0, "seed {seed}: the standby kept {rows} rows of its mastership");
+        // Double failure: A is elected and starts its applications fresh.
+        sim.crash(B);
+        sim.crash(C);
+        assert!(
+            sim.run_until_cond(Duration::from_secs(1), |s| s.master() == Some(A)).unwrap(),
+            "seed {seed}"
+        );
+        let promoted = sim.events_of(A).iter().rev().find_map(|(_, e)| match e {
+            Event::Promoted { apps, .. } => Some(*apps),
+            _ => None,
+        });
+        assert_eq!(promoted, Some(msm_checkpoint::AppsFrom::Fresh), "seed {seed}");
+        assert_eq!(sim.engine(A).unwrap().switch_status().apps, Some(msm_checkpoint::AppsFrom::Fresh));
+    }
+}
+
 /// A module keeps the highest term it saw in flash: restarted alone, it
 /// claims a higher one, never its old term again (a term names one
 /// mastership of one boot). Without that (`keep_terms` off, as on a board

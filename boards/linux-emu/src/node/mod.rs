@@ -16,7 +16,9 @@ mod throttle;
 use std::time::Duration;
 
 use msm_backplane::{Error as _, ErrorKind, FrameClass, Link, Redundant};
-use msm_checkpoint::{AppRegistry, Config, ConfigChoice, Event, FrameError, Node, Role, Slot, Term};
+use msm_checkpoint::{
+    AppRegistry, AppsFrom, Config, ConfigChoice, Event, FrameError, Node, Role, Slot, Term,
+};
 use msm_flash::ConfigName;
 use msm_time::Instant;
 
@@ -378,7 +380,7 @@ impl<L: Link> MsmNode<L> {
                 log::warn!("split brain won over {loser}, now master in term {term}: {}", rule.as_str());
                 self.unacked.continue_as(term);
             }
-            if let Event::Promoted { config, in_sync, .. } = ev {
+            if let Event::Promoted { config, in_sync, apps, .. } = ev {
                 if config == ConfigChoice::OwnSaved {
                     let selected = self.host.flash.selected();
                     match self.host.flash.load(selected) {
@@ -391,8 +393,10 @@ impl<L: Link> MsmNode<L> {
                         Err(e) => log::warn!("reading the saved configuration: {e}"),
                     }
                 }
-                if !in_sync && self.host.tables.iter().all(|t| t.is_empty()) {
-                    // A fresh chassis: the applications start with their initial state.
+                if apps == AppsFrom::Fresh || (!in_sync && self.host.tables.iter().all(|t| t.is_empty())) {
+                    // No state held (a standby, a fresh boot, a backup that
+                    // got nothing yet): the applications start with their initial state.
+                    log::info!("applications start fresh: this module held no copy of their state");
                     self.seeding = self.churn.initial(self.fdb).into();
                 }
                 if let Some(j) = &mut self.journal {

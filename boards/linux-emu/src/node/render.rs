@@ -219,6 +219,8 @@ pub fn switch(
         "saved": saved,
         "unsaved_changes": files.unsaved,
         "slot_conflict": s.slot_conflict.map(|c| c.letter().to_string()),
+        // Master: where its application state came from ("checkpointed", "held", "fresh").
+        "applications": s.apps.map(|a| a.as_str()),
         "paths": path_json,
         "split_brain": split.map(|r| json!({
             "at": r.at_unix,

@@ -53,9 +53,9 @@ use crate::error::{ChangeError, ConfigError, FailoverError, FrameError};
 use crate::event::{ConfigChoice, Event, EventQueue, RebulkReason};
 use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
-use crate::status::{FrameErrors, SplitBrain, SplitBrainWon, SplitRule, SyncState};
+use crate::status::{AppsFrom, FrameErrors, SplitBrain, SplitBrainWon, SplitRule, SyncState};
 use crate::stream::Phase;
-use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, Origin, WireError};
+use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, WireError};
 
 /// One management module's checkpoint engine. `APPS` applications, at most
 /// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
@@ -89,6 +89,8 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, co
     split_brain: Option<SplitBrain>,
     /// The last split brain this node won.
     split_brain_won: Option<SplitBrainWon>,
+    /// Master: where its application state came from when it became master.
+    apps: Option<AppsFrom>,
     /// Master: the term whose whole state it took over (0: none).
     base: u64,
     /// Master: the rival term it overruled last (0: none).
@@ -139,6 +141,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             sent: 0,
             split_brain: None,
             split_brain_won: None,
+            apps: None,
             base: 0,
             overrules: 0,
             forks: [None; crate::role::MAX_NODES],
@@ -694,6 +697,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             if self.members.master == Some(from) {
                 self.receiver.master_heartbeat(hb.in_sync, hb.config);
                 let want = if hb.backup == self.cfg.slot.raw() { Role::Backup } else { Role::Standby };
+                if want == Role::Standby
+                    && hb.backup != NO_SLOT
+                    && self.receiver.drop_apps(&mut self.streams, host)
+                {
+                    // (Not on a heartbeat naming no backup yet: an old master
+                    // that stepped down may still be made backup and continue.)
+                    info!(
+                        "application state dropped: another module is the master's backup; a standby holds only the configuration"
+                    );
+                }
                 if want != self.members.role {
                     self.enter(now, want, host);
                 } else if want == Role::Backup
@@ -736,6 +749,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     fn enter<H: Host>(&mut self, now: Instant, role: Role, host: &mut H) {
         self.members.role = role;
         if role == Role::Backup {
+            self.receiver.holding_apps();
             self.mirror.stop(&mut self.streams, host, &mut self.timers);
             self.receiver.new_hello(now, &mut self.timers);
             self.receiver.resume_resyncs(now, &self.streams, &mut self.timers);
@@ -869,6 +883,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         };
         let in_sync =
             backup && self.receiver.sync_state(self.members.term, &self.streams) == SyncState::InSync;
+        let apps = match (backup, self.receiver.apps_held()) {
+            (true, _) => AppsFrom::Checkpointed,
+            (false, true) => AppsFrom::Held,
+            (false, false) => AppsFrom::Fresh,
+        };
+        self.receiver.holding_apps();
+        self.apps = Some(apps);
         // The lineage it continues: the whole state of its master's term, or none.
         let whole = backup && self.receiver.holds_whole(self.members.term, &self.streams);
         self.base = if whole { self.members.term.raw() } else { 0 };
@@ -883,9 +904,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.timers.stop(Timer::Election);
         self.timers.stop(Timer::Hello);
         self.timers.set(Timer::Heartbeat, now);
-        info!("promoted to master in term {}: {}", term, why);
+        info!("promoted to master in term {}: {}; applications: {}", term, why, apps.as_str());
         self.events.push(Event::RoleChanged { role: Role::Master, term });
-        self.events.push(Event::Promoted { term, config, in_sync });
+        self.events.push(Event::Promoted { term, config, in_sync, apps });
         self.choose_backup(now);
     }
 

@@ -14,7 +14,7 @@ use crate::event::{Event, EventQueue};
 use crate::host::{Host, ItemKind};
 use crate::role::{Slot, Term};
 use crate::status::{SyncState, percent, stream_name};
-use crate::stream::{Digest, Failure};
+use crate::stream::{Digest, Failure, Rx};
 use crate::wire::{self, AckItem, Body, ContinuedItem, DigestMark, Origin, Record, StreamHello};
 
 /// What the backup knows of its session with the master.
@@ -32,6 +32,9 @@ pub(crate) struct Receiver {
     master_in_sync: bool,
     /// Streams whose Resync goes out in this round.
     resync_round: u32,
+    /// The host may hold application state of a role this node had in
+    /// this boot (master or backup), not dropped since.
+    apps_held: bool,
 }
 
 impl Receiver {
@@ -44,6 +47,7 @@ impl Receiver {
             master_config: None,
             master_in_sync: false,
             resync_round: 0,
+            apps_held: false,
         }
     }
 
@@ -144,6 +148,42 @@ impl Receiver {
         }
         self.resync_round = 0;
         timers.stop(Timer::Resync);
+    }
+
+    /// This node became master or backup: its host holds application state.
+    pub(crate) fn holding_apps(&mut self) {
+        self.apps_held = true;
+    }
+
+    /// Does the host hold application state of an earlier role of this boot?
+    pub(crate) fn apps_held(&self) -> bool {
+        self.apps_held
+    }
+
+    /// The master made another module its backup: what this node's host
+    /// holds of the applications is a copy of nothing the master
+    /// acknowledges from now on, so it is emptied ([`Host::forget`]) and
+    /// the streams hold no point. True if anything was held.
+    pub(crate) fn drop_apps<H: Host, const A: usize>(
+        &mut self,
+        streams: &mut Streams<A>,
+        host: &mut H,
+    ) -> bool {
+        if !core::mem::take(&mut self.apps_held) {
+            return false;
+        }
+        for sid in streams.ids().skip(CONFIG_STREAMS) {
+            let stream = Streams::<A>::stream(sid);
+            let rx = &mut streams.get_mut(sid).rx;
+            if rx.in_bulk {
+                host.bulk_abort(stream);
+            }
+            *rx = Rx::new();
+            if host.forget(stream).is_err() {
+                warn!("a standby could not empty an application's state: the host refused");
+            }
+        }
+        true
     }
 
     /// Backup again after a time as standby: streams still waiting for a

@@ -117,6 +117,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 }
                 _ => [None; crate::role::MAX_NODES],
             },
+            apps: self.apps.filter(|_| self.members.role == Role::Master),
         }
     }
 

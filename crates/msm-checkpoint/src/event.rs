@@ -37,6 +37,10 @@ pub enum RebulkReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event {
+    /// A standby stopped copying a configuration stream in the middle of a
+    /// snapshot (it was made backup, or follows another master): its copy
+    /// is incomplete, so the master bulks the stream to it.
+    CopyAbandoned(Stream),
     /// This node's role changed (INIT, MASTER, BACKUP, STANDBY).
     RoleChanged {
         /// The new role.

@@ -1261,6 +1261,44 @@ fn a_standby_that_was_master_holds_no_stale_tables_and_starts_fresh() {
     }
 }
 
+/// Issue 25, item 7: a standby whose copy of the active configuration is
+/// cut off mid-snapshot (the master dies) and is made backup says so
+/// (`CopyAbandoned`), and the new master bulks that stream to it.
+#[test]
+fn a_standby_cut_off_mid_snapshot_says_so_and_gets_the_stream_bulked() {
+    const C: usize = 2;
+    let (mut sim, m, b, _) = with_standbys(3, 1600);
+    assert_eq!((m, b), (A, B));
+    sim.crash(C);
+    for k in 0..300 {
+        sim.config_change(&format!("configure vlan v{k} add ports {}\n", k % 48));
+    }
+    assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+    let before = config_bulks(&sim)[C];
+    sim.boot(C);
+    // The snapshot of the active configuration has begun on C, and not ended.
+    let began = |s: &Sim| config_bulks(s)[C][1] > before[1];
+    assert!(sim.run_until_cond(Duration::from_millis(500), began).unwrap());
+    let before = config_bulks(&sim)[C];
+    sim.crash(A);
+    assert!(
+        sim.run_until_cond(Duration::from_secs(1), |s| s.master() == Some(B) && s.backup() == Some(C))
+            .unwrap()
+    );
+    assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap());
+    let abandoned: Vec<_> = sim
+        .events_of(C)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::CopyAbandoned(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(abandoned, vec![msm_checkpoint::Stream::ActiveConfig], "{:?}", sim.events_of(C));
+    assert_eq!(config_bulks(&sim)[C][1], before[1] + 1, "the active configuration was bulked");
+    sim.check_converged().unwrap();
+}
+
 /// A module keeps the highest term it saw in flash: restarted alone, it
 /// claims a higher one, never its old term again (a term names one
 /// mastership of one boot). Without that (`keep_terms` off, as on a board

@@ -66,15 +66,18 @@ impl Mirror {
         streams: &mut Streams<A>,
         host: &mut H,
         timers: &mut TimerTable,
+        events: &mut EventQueue,
     ) {
         for sid in 0..CONFIG_STREAMS {
             if core::mem::take(&mut self.incoming[sid]).active {
+                let stream = Streams::<A>::stream(sid);
                 let rx = &mut streams.get_mut(sid).rx;
                 if rx.in_bulk {
                     rx.in_bulk = false;
-                    host.bulk_abort(Streams::<A>::stream(sid));
+                    host.bulk_abort(stream);
                 }
                 rx.forget_point();
+                events.push(Event::CopyAbandoned(stream));
             }
         }
         self.report_due = false;
@@ -354,10 +357,12 @@ mod tests {
         let mut buf = [0u8; 64];
         let first = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
         m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, first, &mut streams, &mut host, &mut events).unwrap();
-        m.stop(&mut streams, &mut host, &mut timers);
+        while events.pop().is_some() {}
+        m.stop(&mut streams, &mut host, &mut timers, &mut events);
         let rx = &streams.get(SAVED).rx;
         assert_eq!((rx.term, rx.epoch, rx.applied, rx.complete, rx.in_bulk), (0, 0, 0, false, false));
         assert_eq!(host.aborts, 1);
+        assert_eq!(events.pop(), Some(Event::CopyAbandoned(crate::host::Stream::SavedConfig)), "said");
         assert!(!timers.is_armed(Timer::Report));
     }
 

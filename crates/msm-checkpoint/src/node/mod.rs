@@ -750,7 +750,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.members.role = role;
         if role == Role::Backup {
             self.receiver.holding_apps();
-            self.mirror.stop(&mut self.streams, host, &mut self.timers);
+            self.mirror.stop(&mut self.streams, host, &mut self.timers, &mut self.events);
             self.receiver.new_hello(now, &mut self.timers);
             self.receiver.resume_resyncs(now, &self.streams, &mut self.timers);
         } else {
@@ -763,7 +763,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
 
     fn follow<H: Host>(&mut self, now: Instant, master: Slot, incarnation: u32, term: Term, host: &mut H) {
         info!("following {} in term {}", master, term);
-        self.mirror.stop(&mut self.streams, host, &mut self.timers);
+        self.mirror.stop(&mut self.streams, host, &mut self.timers, &mut self.events);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.timers.stop(Timer::PartnerSuspect);
         self.identity.partner_heard(now);
@@ -856,7 +856,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             }
             return;
         }
-        self.mirror.stop(&mut self.streams, host, &mut self.timers);
+        self.mirror.stop(&mut self.streams, host, &mut self.timers, &mut self.events);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.members.orphan();
         self.timers.stop(Timer::Hello);
@@ -895,7 +895,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.base = if whole { self.members.term.raw() } else { 0 };
         self.overrules = 0;
         self.forks = [None; crate::role::MAX_NODES];
-        self.mirror.stop(&mut self.streams, host, &mut self.timers);
+        self.mirror.stop(&mut self.streams, host, &mut self.timers, &mut self.events);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.standbys.clear();
         let term = self.members.claim(term);

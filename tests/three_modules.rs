@@ -205,3 +205,80 @@ fn a_backup_made_standby_drops_its_tables_and_after_a_double_failure_starts_fres
     assert_eq!(s["applications"], "fresh", "{s}");
     assert!(log(&c, 'B').contains("applications start fresh"), "{}", log(&c, 'B'));
 }
+
+/// The size of saved configuration `w` in `slot`'s flash, as `show switch` says.
+fn saved_size(c: &Chassis, slot: char, w: msm_flash::ConfigName) -> Option<String> {
+    let s = switch(c, slot);
+    let saved = s["saved"].as_array().cloned().unwrap_or_default();
+    saved.iter().find(|f| f["file"] == w.file_name()).map(|f| f["bytes"].to_string())
+}
+
+/// Issue 25, item 6: both saved configurations reach the backup's and the
+/// standby's flash, into the same file, with the master's selection;
+/// `save secondary --wait` answers "on the backup" only when it is; with no
+/// backup the answer says so.
+#[test]
+fn both_saved_configurations_and_the_selection_reach_every_module() {
+    use msm_flash::ConfigName::{Primary, Secondary};
+    let (_d, mut c) = chassis(HB);
+    c.nodes = 3;
+    let wait = Duration::from_secs(20);
+    c.start('A', &[]).unwrap();
+    c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
+    // Alone: a save waited for says there is no backup.
+    let r = c.ask('A', &Request::Save { which: None, wait: Some(300) }).unwrap();
+    assert_eq!((r["checkpointed"].as_bool(), r["backup"].as_bool()), (Some(false), Some(false)), "{r}");
+    c.start('B', &[]).unwrap();
+    c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
+    c.start('C', &[]).unwrap();
+    c.wait("C standby", wait, |c| Ok(role(c, 'C') == "STANDBY")).unwrap();
+
+    let lines = vec!["create vlan only_primary".to_string()];
+    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    let r = c.ask('A', &Request::Save { which: Some(Primary), wait: Some(5_000) }).unwrap();
+    assert_eq!(r["checkpointed"], true, "{r}");
+    let lines = vec!["create vlan also_secondary".to_string()];
+    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    let r = c.ask('A', &Request::Save { which: Some(Secondary), wait: Some(5_000) }).unwrap();
+    assert_eq!(r["checkpointed"], true, "{r}");
+    // The backup already holds it when the answer says so.
+    assert_eq!(saved_size(&c, 'B', Secondary), saved_size(&c, 'A', Secondary), "{}", switch(&c, 'B'));
+    assert_eq!(saved_size(&c, 'B', Primary), saved_size(&c, 'A', Primary));
+    assert_ne!(saved_size(&c, 'A', Primary), saved_size(&c, 'A', Secondary));
+    c.wait("the standby holds both files", wait, |c| {
+        Ok(saved_size(c, 'C', Secondary) == saved_size(c, 'A', Secondary)
+            && saved_size(c, 'C', Primary) == saved_size(c, 'A', Primary))
+    })
+    .unwrap();
+
+    // The selection travels too, and a save after it lands in the same file everywhere.
+    c.ask('A', &Request::UseConfiguration { which: Secondary }).unwrap();
+    let lines = vec!["create vlan third".to_string()];
+    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    let primary_before = saved_size(&c, 'B', Primary);
+    let r = c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
+    assert_eq!((r["saved"].as_str(), r["checkpointed"].as_bool()), (Some("secondary"), Some(true)), "{r}");
+    for s in ['B', 'C'] {
+        c.wait("the selection and the file", wait, |c| {
+            let j = switch(c, s);
+            Ok(j["config_selected"] == "secondary.cfg"
+                && saved_size(c, s, Secondary) == saved_size(c, 'A', Secondary))
+        })
+        .unwrap_or_else(|e| panic!("MSM-{s}: {e}\n{}", switch(&c, s)));
+        assert_eq!(saved_size(&c, s, Primary), primary_before, "MSM-{s}'s primary.cfg was overwritten");
+    }
+    // The texts, read from the images once the modules are stopped.
+    for s in ['A', 'B', 'C'] {
+        c.stop(s).unwrap();
+    }
+    let files = |s: char| {
+        let mut f = msm_linux_emu::flash::BoardFlash::open(&c.path(s, "img")).unwrap();
+        (f.load(Primary).unwrap(), f.load(Secondary).unwrap(), f.selected())
+    };
+    let a = files('A');
+    assert!(a.1.as_deref().is_some_and(|t| t.contains("third")), "{a:?}");
+    assert!(a.0.as_deref().is_some_and(|t| !t.contains("also_secondary")), "{a:?}");
+    for s in ['B', 'C'] {
+        assert_eq!(files(s), a, "MSM-{s}'s flash");
+    }
+}

@@ -68,6 +68,7 @@ pub fn read_all<F: embedded_storage::nor_flash::NorFlash + Durable>(
 
 /// The whole `flash_mount` run.
 pub fn run(data: &[u8]) {
+    saved_stream(data);
     let dev = RefCell::new(device(data));
     settings(&dev);
     for (name, which, range) in
@@ -115,4 +116,36 @@ fn settings(dev: &RefCell<Mock>) {
     if let Ok(n) = s.increment_boot_count() {
         assert_eq!(s.boot_count().ok(), Some(n), "the boot count written is not read back");
     }
+}
+
+/// The input as a saved-configuration stream from a master: whole
+/// (`file_in`) and cut at every seventh byte (`Parser`), the two agree on
+/// whether it is good; neither panics; a refusal is a named error.
+fn saved_stream(data: &[u8]) {
+    use msm_flash::saved_stream::{Parser, Piece, file_in};
+    let whole = file_in(data, Some(ConfigName::Secondary));
+    let mut p = Parser::new();
+    let mut files = 0;
+    let mut cut = Ok(());
+    for c in data.chunks(7) {
+        cut = p.push(c, |piece| -> Result<(), ()> {
+            if let Piece::FileStart(..) = piece {
+                files += 1;
+            }
+            Ok(())
+        });
+        if cut.is_err() {
+            break;
+        }
+    }
+    let cut = match cut {
+        Ok(()) => p.finish(),
+        Err(Err(e)) => Err(e),
+        Err(Ok(())) => unreachable!("the sink never fails"),
+    };
+    if let Err(e) = &whole {
+        let _ = e.to_string();
+    }
+    assert_eq!(whole.is_ok(), cut.is_ok(), "file_in {whole:?}, parser {cut:?}");
+    assert!(files <= 2);
 }

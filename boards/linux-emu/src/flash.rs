@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 use anyhow::{Result, anyhow};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use msm_checkpoint::HostError;
+use msm_checkpoint::{HostError, config_chunks};
+use msm_flash::saved_stream::{Layout, Parser, Piece, Segment};
 use msm_flash::{
     ConfigName, ConfigStore, Damage, Durable, Error as FlashError, NodeSettings, Partition, SaveInfo,
 };
@@ -74,19 +75,17 @@ pub struct SavedInfo {
     pub version: String,
 }
 
-/// A saved configuration arriving from the master, chunk by chunk.
-#[derive(Debug)]
-enum Incoming {
-    /// The stream starts with the config's length, 8 bytes little endian;
-    /// `n` of them arrived. A peer may cut its stream anywhere (the firmware
-    /// sends the length and the first text in one chunk).
-    AwaitLength {
-        len: [u8; 8],
-        n: usize,
-    },
-    Writing,
-    /// The master has no saved configuration: keep ours.
-    Nothing,
+/// The master's saved configurations arriving, chunk by chunk, in the
+/// saved-configuration stream (`msm_flash::saved_stream`).
+#[derive(Debug, Default)]
+struct Incoming {
+    parser: Parser,
+    /// The file being written now.
+    file: Option<ConfigName>,
+    /// Files begun, to commit at the end.
+    begun: Vec<ConfigName>,
+    /// The master's selected file (version 2 streams say).
+    selected: Option<ConfigName>,
 }
 
 pub struct BoardFlash {
@@ -390,82 +389,112 @@ impl BoardFlash {
     }
 }
 
-/// The saved-config checkpoint stream: the master sends an 8-byte length
-/// first (a store commits a declared length), then the bytes in chunks; the
-/// backup writes them into its selected configuration and commits at the end.
+/// The saved-config checkpoint stream (layout: `msm_flash::saved_stream`,
+/// docs/flash-format.md): the master sends both saved configurations and
+/// which is selected; the backup (or standby) writes each into the same
+/// file of its own flash, commits them at the end, and selects what the
+/// master selects. A file the master lacks is left as it is here.
 impl SavedStore for BoardFlash {
-    fn saved_len(&mut self) -> usize {
-        let w = self.selected();
-        self.store(w).current().map_or(0, |i| i.len as usize)
+    fn saved_items(&mut self) -> u64 {
+        let layout = self.layout();
+        let files = layout.lens.iter().flatten().map(|&l| 1 + config_chunks(l as usize)).sum::<u64>();
+        1 + files
     }
 
     fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> std::result::Result<usize, HostError> {
-        let w = self.selected();
-        let len = self.store(w).current().map_or(0, |i| i.len as usize);
-        if offset == 0 {
-            let out = buf.get_mut(..8).ok_or(HostError::RecordTooLarge)?;
-            out.copy_from_slice(&(len as u64).to_le_bytes());
-            return Ok(8);
+        match self.layout().at(offset as u64).ok_or(HostError::BadRecord)? {
+            Segment::Header(h) => {
+                buf.get_mut(..h.len()).ok_or(HostError::RecordTooLarge)?.copy_from_slice(&h);
+                Ok(h.len())
+            }
+            Segment::File(w, at, left) => {
+                let n = buf.len().min(left as usize);
+                self.store(w).read(at, &mut buf[..n]).map_err(|_| HostError::Storage)
+            }
+            Segment::End => Ok(0),
         }
-        // Inside the length word is not a place a read stops.
-        let at = offset.checked_sub(8).ok_or(HostError::BadRecord)?;
-        if at >= len {
-            return Ok(0);
-        }
-        self.store(w).read(at as u32, buf).map_err(|_| HostError::Storage)
     }
 
     fn begin_save(&mut self) -> std::result::Result<(), HostError> {
-        let w = self.selected();
-        self.store(w).abort_save();
-        self.incoming = Some(Incoming::AwaitLength { len: [0; 8], n: 0 });
+        self.abort_save();
+        self.incoming = Some(Incoming::default());
         Ok(())
     }
 
     fn write_save(&mut self, chunk: &[u8]) -> std::result::Result<(), HostError> {
-        let w = self.selected();
-        match self.incoming {
-            Some(Incoming::AwaitLength { mut len, n }) => {
-                let take = (8 - n).min(chunk.len());
-                len[n..n + take].copy_from_slice(&chunk[..take]);
-                let rest = &chunk[take..];
-                if n + take < 8 {
-                    self.incoming = Some(Incoming::AwaitLength { len, n: n + take });
-                    return Ok(());
-                }
-                let len = u32::try_from(u64::from_le_bytes(len)).map_err(|_| HostError::Full)?;
-                if len == 0 {
-                    self.incoming = Some(Incoming::Nothing);
-                    return if rest.is_empty() { Ok(()) } else { Err(HostError::BadRecord) };
-                }
-                self.begin_incoming(w, len)?;
-                self.incoming = Some(Incoming::Writing);
-                if rest.is_empty() {
-                    Ok(())
-                } else {
-                    self.store(w).write(rest).map_err(|_| HostError::Storage)
-                }
+        let mut inc = self.incoming.take().ok_or(HostError::BadRecord)?;
+        let Incoming { parser, file, begun, selected } = &mut inc;
+        let r = parser.push(chunk, |piece| match piece {
+            Piece::Header(h) => {
+                *selected = h.map(|h| h.selected);
+                Ok(())
             }
-            Some(Incoming::Writing) => self.store(w).write(chunk).map_err(|_| HostError::Storage),
-            Some(Incoming::Nothing) | None => Err(HostError::BadRecord),
-        }
+            // (An empty file: nothing to write; ours stays.)
+            Piece::FileStart(_, 0) => Ok(()),
+            Piece::FileStart(name, len) => {
+                let w = name.unwrap_or_else(|| self.selected());
+                self.begin_incoming(w, len)?;
+                *file = Some(w);
+                begun.push(w);
+                Ok(())
+            }
+            Piece::Data(d) => {
+                let w = file.ok_or(HostError::BadRecord)?;
+                self.store(w).write(d).map_err(|_| HostError::Storage)
+            }
+        });
+        self.incoming = Some(inc);
+        r.map_err(|e| match e {
+            Ok(host) => host,
+            Err(stream) => {
+                log::warn!("the master's saved configurations: {stream}");
+                HostError::BadRecord
+            }
+        })
     }
 
     fn commit_save(&mut self) -> std::result::Result<(), HostError> {
-        let w = self.selected();
-        match self.incoming.take() {
-            Some(Incoming::Nothing) => Ok(()),
-            _ => self.store(w).commit().map(|_| ()).map_err(|e| {
-                log::warn!("{}: the master's saved configuration not committed: {e}", w.file_name());
-                HostError::Storage
-            }),
+        let inc = self.incoming.take().ok_or(HostError::BadRecord)?;
+        if let Err(e) = inc.parser.finish() {
+            log::warn!("the master's saved configurations: {e}");
+            for w in [ConfigName::Primary, ConfigName::Secondary] {
+                self.store(w).abort_save();
+            }
+            return Err(HostError::BadRecord);
         }
+        for w in inc.begun {
+            if let Err(e) = self.store(w).commit() {
+                log::warn!("{}: the master's saved configuration not committed: {e}", w.file_name());
+                return Err(HostError::Storage);
+            }
+        }
+        if let Some(w) = inc.selected {
+            if self.settings.selected_config().ok() != Some(w) || self.boot_override.is_some_and(|b| b != w) {
+                log::info!("the master selects {}: selected here too", w.file_name());
+                self.select(w).map_err(|e| {
+                    log::warn!("selecting {}: {e}", w.file_name());
+                    HostError::Storage
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn abort_save(&mut self) {
-        let w = self.selected();
         self.incoming = None;
-        self.store(w).abort_save();
+        for w in [ConfigName::Primary, ConfigName::Secondary] {
+            self.store(w).abort_save();
+        }
+    }
+}
+
+impl BoardFlash {
+    /// The saved-configuration stream this module would send now.
+    fn layout(&mut self) -> Layout {
+        let selected = self.selected();
+        let lens =
+            [ConfigName::Primary, ConfigName::Secondary].map(|w| self.store(w).current().map(|i| i.len));
+        Layout { selected, lens }
     }
 }
 

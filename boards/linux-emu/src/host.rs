@@ -10,11 +10,11 @@ use crate::config::RunningConfig;
 /// Where the saved configuration lives: streamed in and out, never whole in RAM
 /// on the backup's receiving side.
 pub trait SavedStore {
-    /// Bytes of the saved configuration (the stream `read_saved` yields is
-    /// its 8-byte length, then these bytes).
-    fn saved_len(&mut self) -> usize;
-    /// Read the saved-config stream at `offset`: the length whole at 0, then
-    /// at most `buf.len()` bytes of the configuration; 0 at its end.
+    /// Items of the saved-configuration stream (for progress only).
+    fn saved_items(&mut self) -> u64;
+    /// Read the saved-config stream (`msm_flash::saved_stream`) at
+    /// `offset`: each header whole, then at most `buf.len()` bytes of a
+    /// file; 0 at its end.
     fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> Result<usize, HostError>;
     /// A new saved configuration arrives from the master (the items
     /// `read_saved` produced on the master): replace atomically at `commit`.
@@ -72,8 +72,7 @@ impl<S: SavedStore> ChassisHost<S> {
 impl<S: SavedStore> Host for ChassisHost<S> {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         match stream {
-            // The length item, then the configuration in chunks.
-            Stream::SavedConfig => 1 + config_chunks(self.flash.saved_len()),
+            Stream::SavedConfig => self.flash.saved_items(),
             Stream::ActiveConfig => {
                 self.active_snapshot = self.running.to_text().into_bytes();
                 config_chunks(self.active_snapshot.len())
@@ -90,7 +89,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
     ) -> Result<Option<usize>, HostError> {
         match stream {
             Stream::SavedConfig => {
-                // The store's own framing: an 8-byte length first, then chunks.
+                // The stream's headers go whole; files in chunks.
                 let want = CONFIG_CHUNK.min(buf.len());
                 let n = self.flash.read_saved(*cursor as usize, &mut buf[..want])?;
                 *cursor += n as u64;

@@ -66,10 +66,17 @@ impl FirmwareHost {
     }
 
     /// A node that takes over without the master's active configuration
-    /// runs its own saved one (the text after the store's 8-byte length).
+    /// runs its own saved one: the selected file of the saved-configuration
+    /// stream it holds (`msm_flash::saved_stream`).
     pub fn run_saved(&mut self) {
         self.active.clear();
-        let text = self.saved.get(8..).unwrap_or(&[]);
+        let text = match msm_flash::saved_stream::file_in(&self.saved, None) {
+            Ok(t) => t.unwrap_or(&[]),
+            Err(e) => {
+                log!("saved configuration unreadable: {}", e);
+                &[]
+            }
+        };
         if self.active.extend_from_slice(text).is_err() {
             log!("saved configuration larger than the active buffer: not run");
         }

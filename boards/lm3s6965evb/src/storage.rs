@@ -2,9 +2,9 @@
 //! and the boot counter, each in a block of its own, and the saved
 //! configuration: `msm-flash`'s config store on [`SdNor`], a 64 KiB region
 //! (128 blocks) 1 MiB into the card, holding `primary.cfg`. What the
-//! master's saved-config stream carries (its store's framing: an 8-byte
-//! length, then the text) is stored as is, so this node sends the same bytes
-//! when it is master.
+//! master's saved-config stream carries (`msm_flash::saved_stream`: both
+//! saved files and which is selected) is stored as is, so this node sends
+//! the same bytes when it is master and runs the selected file from it.
 
 use embedded_sdmmc::Block;
 use msm_flash::{ConfigName, ConfigStore, SaveInfo};
@@ -136,9 +136,13 @@ fn load(nor: SdNor, host: &mut FirmwareHost) -> Option<Store> {
                 info.len,
                 info.crc
             );
-            let text = host.saved.get(8..).unwrap_or(&[]);
-            for line in core::str::from_utf8(text).unwrap_or("<not utf-8>").lines() {
-                log!("saved> {=str}", line);
+            match msm_flash::saved_stream::file_in(&host.saved, None) {
+                Ok(text) => {
+                    for line in core::str::from_utf8(text.unwrap_or(&[])).unwrap_or("<not utf-8>").lines() {
+                        log!("saved> {=str}", line);
+                    }
+                }
+                Err(e) => log!("sd: primary.cfg holds no saved configuration it can read: {}", e),
             }
         }
         Ok(n) => {

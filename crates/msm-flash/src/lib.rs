@@ -7,6 +7,8 @@
 //!   generation, CRC, save time and software version; a ring of erase blocks spreads wear.
 //! - [`kv`]: [`NodeSettings`], a small key-value area for node settings (priority, selected
 //!   config, boot count, last term) over two mirrored `sequential-storage` maps.
+//! - [`saved_stream`]: the layout of the saved-configuration stream a master sends its backup
+//!   and standbys (both files and which one is selected), with its parser.
 //! - [`durable`]: [`Durable`], the commit point hook (`fsync` on Linux, nothing on raw NOR).
 //! - `mock` (feature `mock`): `mock::MockFlash`, a NOR flash in RAM with the real write
 //!   rules, wear counters and seeded power cuts, for the tests of every crate.
@@ -25,6 +27,7 @@ pub mod kv;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod partition;
+pub mod saved_stream;
 
 pub use config_store::{ConfigInfo, ConfigName, ConfigStore, Damage, MountReport, SaveInfo};
 pub use durable::{Durable, NoSync};

@@ -3,6 +3,7 @@
 //! shapes the `show` output).
 
 use msm_backplane::Link;
+use msm_checkpoint::Role;
 use msm_flash::ConfigName;
 use serde_json::json;
 
@@ -75,10 +76,16 @@ impl<L: Link> MsmNode<L> {
             Request::ShowApp { app, rows, .. } => self.show_app(&app, rows),
             Request::Configure { .. } | Request::Save { .. } => Response::error("answered later"),
             Request::UseConfiguration { which } => match self.host.flash.select(which) {
-                Ok(()) => Response::ok(
-                    format!("The selected configuration will be {} at the next boot.", which.file_name()),
-                    json!({ "selected": config_word(which) }),
-                ),
+                Ok(()) => {
+                    if self.engine.role() == Role::Master {
+                        // The selection travels with the saved configurations.
+                        self.engine.config_saved();
+                    }
+                    Response::ok(
+                        format!("The selected configuration will be {} at the next boot.", which.file_name()),
+                        json!({ "selected": config_word(which) }),
+                    )
+                }
                 Err(e) => Response::error(format!("use configuration: {e}")),
             },
             Request::Reboot { force } => {
@@ -133,7 +140,7 @@ impl<L: Link> MsmNode<L> {
     }
 
     /// `save [primary|secondary]`: the running configuration to flash; the
-    /// master sends the selected file to the backup again.
+    /// master sends both saved files to the backup and standbys again.
     /// Written in slices after the work queued before it; with `wait`, the
     /// answer waits until the backup's flash has it.
     fn save(&mut self, which: Option<ConfigName>, wait: Option<u64>) -> Handled {

@@ -277,7 +277,8 @@ impl<L: Link> MsmNode<L> {
                     }
                     Some(Ok(bytes)) => {
                         let mut marks = Marks::default();
-                        if s.which == self.host.flash.selected() && self.engine.role() == Role::Master {
+                        // Either file: the saved-configuration stream carries both.
+                        if self.engine.role() == Role::Master {
                             marks.saved = self.engine.config_saved();
                         }
                         let wait = s.wait.map(Duration::from_millis);
@@ -385,7 +386,10 @@ impl<L: Link> MsmNode<L> {
         let checkpointed = behind == 0;
         let waited = now.saturating_since(w.started).as_millis();
         let waited_for = w.deadline > w.started;
-        let on_backup = if checkpointed {
+        let no_backup = self.engine.role() == Role::Master && self.engine.switch_status().backup.is_none();
+        let on_backup = if no_backup {
+            "no backup: on no other module".to_string()
+        } else if checkpointed {
             "on the backup".to_string()
         } else if self.engine.role() != Role::Master {
             format!("{} is no longer the master: not known to be on the backup", self.engine.slot())
@@ -398,7 +402,8 @@ impl<L: Link> MsmNode<L> {
         };
         let common = json!({
             "seq": w.marks.config,
-            "checkpointed": checkpointed,
+            "checkpointed": checkpointed && !no_backup,
+            "backup": !no_backup,
             "behind": behind,
             "waited_ms": waited,
         });

@@ -137,6 +137,45 @@ fn failover_before_sync_uses_the_backups_own_flash_config() {
         !conf.contains("from_a_active") && !conf.contains("vlan a599"),
         "B cannot have A's config:\n{conf}"
     );
+    // Its vlan table is what that configuration derives (it held none of A's).
+    c.wait("B's vlan table derived from its configuration", Duration::from_secs(5), |c| {
+        Ok(common::vlans_derived(c, 'B').is_ok())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", common::vlans_derived(&c, 'B')));
+}
+
+/// Issue 25, item 4: the master dies partway through a 10 000-line
+/// configure under churn. The new master's vlan table is what its active
+/// configuration derives (the two streams are checkpointed apart, and a
+/// re-bulk of one may be in progress), and so is the old master's when it
+/// comes back as backup; the two hold the same state.
+#[test]
+fn a_master_killed_midway_through_a_large_configure_leaves_tables_and_configuration_agreeing() {
+    let (_d, mut c) = chassis(20);
+    master(&mut c, 'A', &["--churn", "20000"]);
+    c.start('B', &["--churn", "20000"]).unwrap();
+    c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
+    let lines: Vec<String> = (0..10_000).map(|i| format!("create vlan big{i}")).collect();
+    // Answered once applied on A; B is still taking it in.
+    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
+    c.wait("B's configuration partway", Duration::from_secs(30), |c| {
+        Ok(c.running_config('B').map(|r| r.vlans.len()).unwrap_or(0) > 2_000)
+    })
+    .unwrap();
+    c.kill('A').unwrap();
+    c.wait("B master", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("MASTER"))).unwrap();
+    c.text('B', &Request::Churn { rate: 0 }).unwrap();
+    c.wait("B's vlan table derived from its configuration", Duration::from_secs(5), |c| {
+        Ok(common::vlans_derived(c, 'B').is_ok())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", common::vlans_derived(&c, 'B')));
+    c.start('A', &[]).unwrap();
+    c.wait("A back as backup in sync", Duration::from_secs(30), |c| {
+        Ok(c.role('A').as_deref() == Some("BACKUP") && c.in_sync('B'))
+    })
+    .unwrap();
+    c.wait("the same state", Duration::from_secs(10), |c| Ok(digests(c, 'A') == digests(c, 'B'))).unwrap();
+    common::vlans_derived(&c, 'A').unwrap();
 }
 
 #[test]

@@ -128,3 +128,24 @@ impl Drop for Tap {
         }
     }
 }
+
+/// `slot`'s vlan table is exactly what its running configuration derives
+/// (`apps::vlan_rows`); otherwise what differs.
+pub fn vlans_derived(c: &Chassis, slot: char) -> Result<(), String> {
+    let config = c.running_config(slot).map_err(|e| e.to_string())?;
+    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let want: std::collections::BTreeMap<u64, String> =
+        msm_linux_emu::apps::vlan_rows(&config).into_iter().map(|(k, v)| (k, hex(&v))).collect();
+    let state = c.app_state(slot).map_err(|e| e.to_string())?;
+    let have = &state[msm_linux_emu::apps::VLAN];
+    if *have == want {
+        return Ok(());
+    }
+    let missing = want.keys().filter(|k| !have.contains_key(k)).count();
+    let stale = have.keys().filter(|k| !want.contains_key(k)).count();
+    Err(format!(
+        "MSM-{slot}: {} VLANs configured, {} vlan rows: {missing} missing, {stale} not configured",
+        want.len(),
+        have.len()
+    ))
+}

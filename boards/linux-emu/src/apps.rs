@@ -259,6 +259,31 @@ pub fn mac_key(mac: [u8; 6]) -> u64 {
     mac.iter().fold(0u64, |k, b| (k << 8) | u64::from(*b))
 }
 
+/// The vlan application's row for VLAN `name` as configured. The vlan
+/// table derives from the active configuration: one row per VLAN, made by
+/// the line that changes it, and made again from the whole configuration
+/// when a module takes over ([`vlan_rows`]).
+pub fn vlan_row(name: &str, v: &crate::config::Vlan) -> Vec<u8> {
+    let tag = v.tag.map_or("untagged".to_string(), |t| format!("tag {t}"));
+    format!("{name} {tag} ports {}", crate::config::port_list(&v.ports)).into_bytes()
+}
+
+/// The vlan table `running` derives: key and row of every VLAN.
+pub fn vlan_rows(running: &crate::config::RunningConfig) -> BTreeMap<u64, Vec<u8>> {
+    running.vlans.iter().map(|(n, v)| (vlan_key(n), vlan_row(n, v))).collect()
+}
+
+/// The changes that make `table` what `running` derives, deletions first.
+pub fn vlan_changes(running: &crate::config::RunningConfig, table: &Table) -> Vec<Change> {
+    let want = vlan_rows(running);
+    let mut out: Vec<Change> =
+        table.rows().keys().filter(|k| !want.contains_key(k)).map(|&k| Change::Delete(k)).collect();
+    out.extend(
+        want.into_iter().filter(|(k, v)| table.rows().get(k) != Some(v)).map(|(k, v)| Change::Set(k, v)),
+    );
+    out
+}
+
 /// The key of a VLAN (by name) in the vlan application's table, the same on every node.
 pub fn vlan_key(name: &str) -> u64 {
     crc::Crc::<u64>::new(&crc::CRC_64_XZ).checksum(name.as_bytes())

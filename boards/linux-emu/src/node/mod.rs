@@ -402,7 +402,28 @@ impl<L: Link> MsmNode<L> {
                 if let Some(j) = &mut self.journal {
                     j.promoted(config, in_sync);
                 }
+                self.derive_vlans();
             }
+        }
+    }
+
+    /// A new master's vlan table is what its active configuration derives:
+    /// the two streams are checkpointed apart (a re-bulk of one may be in
+    /// progress when the master dies), so the difference is made up here,
+    /// as changes the backup gets too.
+    fn derive_vlans(&mut self) {
+        let Some(id) = self.apps.get(crate::apps::VLAN) else { return };
+        let changes = crate::apps::vlan_changes(&self.host.running, &self.host.tables[id.index()]);
+        if changes.is_empty() {
+            return;
+        }
+        log::warn!(
+            "vlan table re-derived from the active configuration: {} row(s) differed ({} VLANs configured)",
+            changes.len(),
+            self.host.running.vlans.len()
+        );
+        for c in changes {
+            self.change(crate::apps::VLAN, c);
         }
     }
 

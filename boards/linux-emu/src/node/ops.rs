@@ -340,11 +340,7 @@ impl<L: Link> MsmNode<L> {
             Effect::Vlan(name) => {
                 let key = vlan_key(&name);
                 let c = match self.host.running.vlans.get(&name) {
-                    Some(v) => {
-                        let tag = v.tag.map_or("untagged".to_string(), |t| format!("tag {t}"));
-                        let ports = crate::config::port_list(&v.ports);
-                        Change::Set(key, format!("{name} {tag} ports {ports}").into_bytes())
-                    }
+                    Some(v) => Change::Set(key, crate::apps::vlan_row(&name, v)),
                     None => Change::Delete(key),
                 };
                 marks.vlan = self.change(VLAN, c).unwrap_or(0);

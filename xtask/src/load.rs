@@ -181,6 +181,7 @@ pub(crate) fn run() -> Result<()> {
     println!("  churn authenticated/unauthenticated: {:.3} (goal >= 0.85)", rates[1] / rates[0].max(1.0));
     crate::path_loss::run(&bin)?;
     crate::switchover::run(&bin)?;
+    crate::switchover::with_standbys(&bin)?;
     if failover {
         bail!("a failover happened under load");
     }

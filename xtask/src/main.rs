@@ -59,6 +59,7 @@ enum Flow {
     /// Every benchmark: the core (`msm-sim bench [ARGS]`), each crate's, and
     /// the chassis under load with real processes. `--vs redis`: side by
     /// side with Redis replication (installs redis-server when root).
+    /// `--switchover`: only the switchover measurements (two and three modules).
     Bench(PassThrough),
     /// Check that the workspace's rust-version is true for every dependency.
     Msrv,
@@ -120,6 +121,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Emu(pass) => emu::run(&pass.args),
         // `--vs redis`: the side-by-side against Redis replication alone.
         Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--vs", "redis"]) => redis::run(),
+        Flow::Bench(pass) if pass.args.iter().any(|a| a == "--switchover") => switchover::bench(),
         Flow::Bench(pass) => sim::bench(&pass.args).and_then(|()| load::run()),
         Flow::Cross => cross::run(),
         Flow::Build { board } => board::build(&board::find(&board)?).map(drop),

@@ -87,7 +87,14 @@ fn switchovers_with_standbys_keep_the_old_master_as_backup_and_send_no_bulk() {
                 let lines = vec![format!("create vlan sw{round}")];
                 c.ask(master, &Request::Configure { lines, wait: Some(5_000) }).unwrap();
             }
-            c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
+            // A standby still taking a change in would be sent a snapshot
+            // by the new master (it holds no records of the old term):
+            // the switchover starts with every copy in step, as the
+            // backup's is (`run msm-failover` refuses otherwise).
+            c.wait("in sync, standbys in step", Duration::from_secs(10), |c| {
+                Ok(c.in_sync(master) && standbys_in_step(c, master))
+            })
+            .unwrap();
             let r = c.ask(master, &Request::Failover { force: false }).unwrap();
             assert_eq!(r["failover"], true, "{modules} modules, round {round}: {r}");
             c.wait("the backup takes over, the old master is its backup", Duration::from_secs(10), |c| {

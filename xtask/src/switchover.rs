@@ -100,7 +100,10 @@ fn chassis(name: &str, modules: usize, bin: &Path) -> Result<(std::path::PathBuf
         let peers = j["peers"].as_array().cloned().unwrap_or_default();
         Ok(c.in_sync('A')
             && peers.len() == modules - 1
-            && peers.iter().filter(|p| p["role"] == "STANDBY").all(|p| p["config"] == "In Sync"))
+            && peers
+                .iter()
+                .filter(|p| p["role"] != "BACKUP")
+                .all(|p| p["role"] == "STANDBY" && p["config"] == "In Sync"))
     })?;
     Ok((dir, c))
 }

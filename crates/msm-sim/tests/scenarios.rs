@@ -1401,3 +1401,25 @@ fn a_standby_that_replaces_a_lost_backup_continues_the_configuration() {
         }
     }
 }
+
+/// Sweep seeds that once failed, each for the reason named: they run in
+/// every `cargo test`, not only in the sweep that found them.
+#[test]
+fn seeds_that_once_failed_pass() {
+    for (seed, why) in [
+        (
+            14562,
+            "a second hello of the old master after a switchover (the first's acknowledgement lost) left a \
+             quiet continued stream unconfirmed: never In Sync again",
+        ),
+        (
+            21192,
+            "an insider sealed a taken frame of a crashed boot again at counter u64::MAX; its window had \
+             closed, and a closed window took any counter from a proven frame",
+        ),
+    ] {
+        if let Err(f) = msm_sim::scenario::run(seed, true, false) {
+            panic!("{f}\n(once failed because {why})");
+        }
+    }
+}

@@ -18,7 +18,9 @@
 //! (no module sends that many frames between two heartbeats: a faulty or
 //! hostile module's attempt to lock its slot's window; never adopted).
 //! Frames reordered within the window are taken; a legitimate frame delayed
-//! past it is refused too, which the protocol treats as a loss.
+//! past it is refused too, which the protocol treats as a loss. A boot whose
+//! window closed may come back ahead by what it can have sent meanwhile (a
+//! frame a microsecond) and the bound, no further.
 
 use core::time::Duration;
 
@@ -95,6 +97,11 @@ impl Window {
     }
 }
 
+/// Microseconds from `then` to `now` (0 if `now` is earlier).
+fn micros_since(now: Instant, then: Instant) -> u64 {
+    u64::try_from(now.saturating_since(then).as_micros()).unwrap_or(u64::MAX)
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotWindows {
     boots: [Option<Window>; 2],
@@ -108,8 +115,14 @@ impl SlotWindows {
         match self.boots.iter_mut().flatten().find(|w| w.incarnation == inc) {
             Some(w) if w.live(now, detect) => w.take(now, counter).map(|()| Admission::Taken),
             // A closed window still knows how far its boot got: nothing at
-            // or below that is new, proven or not.
+            // or below that is new, proven or not; and nothing further than
+            // it can have sent since (a frame a microsecond, well above any
+            // backplane's rate), so a taken frame sealed again far ahead is
+            // refused even after its boot fell silent.
             Some(w) if counter <= w.top => Err(Stale::Counter),
+            Some(w) if counter - w.top > MAX_COUNTER_JUMP.saturating_add(micros_since(now, w.last)) => {
+                Err(Stale::Jump)
+            }
             _ => Ok(Admission::Unproven),
         }
     }
@@ -255,12 +268,17 @@ mod tests {
         assert_eq!(g.check(T0, D, B, 1, u64::MAX), Err(Stale::Jump));
         assert_eq!(g.check(T0, D, B, 1, 11), Ok(Taken), "the real next frame still counts");
         assert_eq!(g.check(T0, D, B, 1, 11 + MAX_COUNTER_JUMP), Ok(Taken), "the bound itself is allowed");
-        // After a silence the boot proves itself again and resumes at any counter.
+        // After a silence the boot proves itself again and resumes at any
+        // counter it can have reached meanwhile (a frame a microsecond).
         let later = Instant::from_millis(400);
+        let top = 11 + MAX_COUNTER_JUMP;
         assert_eq!(g.check(later, D, B, 1, 11), Err(Stale::Counter), "closed, but not forgotten");
-        assert_eq!(g.check(later, D, B, 1, u64::MAX / 2), Ok(Unproven));
-        g.admit(later, D, B, 1, u64::MAX / 2);
-        assert_eq!(g.check(later, D, B, 1, u64::MAX / 2 + 1), Ok(Taken));
+        assert_eq!(g.check(later, D, B, 1, u64::MAX), Err(Stale::Jump), "a taken frame sealed again far ahead");
+        let reach = top + MAX_COUNTER_JUMP + 400_000;
+        assert_eq!(g.check(later, D, B, 1, reach + 1), Err(Stale::Jump));
+        assert_eq!(g.check(later, D, B, 1, reach), Ok(Unproven));
+        g.admit(later, D, B, 1, reach);
+        assert_eq!(g.check(later, D, B, 1, reach + 1), Ok(Taken));
     }
 
     #[test]

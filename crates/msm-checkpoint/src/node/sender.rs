@@ -282,6 +282,13 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         streams.get_mut(sid).tx.mismatch = None;
         if resumable {
             debug!("stream resumes from backlog");
+            let tx = &mut streams.get_mut(sid).tx;
+            if tx.unconfirmed && h.complete {
+                // A hello in the continued epoch (a second one, after the
+                // first's acknowledgement was lost): the backup holds it.
+                tx.unconfirmed = false;
+                tx.checkpoint(tx.covers);
+            }
             self.acknowledge(sid, h.seq, streams, events);
         } else if !idle {
             // (Idle: nothing sent in this epoch yet; the bulk will start normally.)

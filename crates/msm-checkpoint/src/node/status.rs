@@ -56,6 +56,12 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.sender.backlog_used()
     }
 
+    /// Bytes of backlog there are: above them, what the backup lacks is
+    /// re-bulked (`RebulkReason::BacklogOverflow`).
+    pub fn backlog_capacity(&self) -> usize {
+        BACKLOG
+    }
+
     /// Master: the module the checkpoint session is with (it may be briefly
     /// unreachable); the one [`checkpointed`](Self::checkpointed) speaks of.
     pub fn checkpoint_peer(&self) -> Option<Slot> {

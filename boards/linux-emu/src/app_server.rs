@@ -22,22 +22,33 @@ use msm_checkpoint::Role;
 use msm_client::proto::{self, Change as WireChange, Framer, Reply, Request, Role as WireRole};
 
 use crate::apps::Change;
+use crate::client_limits::{self, Clock, MAX_CLIENTS};
 use crate::control_access::{Access, Guarded};
+use crate::forward_log::ForwardLog;
 use crate::host::Forward;
 use crate::node::MsmNode;
 use crate::socket_path::Refused;
 
-/// Clients at once; more wait in the listen queue.
-pub const MAX_CLIENTS: usize = 64;
-/// Unsent output a client may hold before it is dropped as one that does
-/// not read (a snapshot is written in slices below this).
-pub const MAX_OUTPUT: usize = 16 << 20;
+/// Output the node holds for one client (besides the kernel's socket
+/// buffer): its snapshot and what it follows of the [`ForwardLog`] are
+/// encoded only while less than [`OUT_HIGH`] waits, so this bounds it with
+/// room for one message more. Every byte counted is held for that client
+/// alone; the forward log is shared (`forward_log::MAX_BYTES`).
+pub const MAX_OUTPUT: usize = 512 << 10;
+/// A client's output is filled up to this, a loop turn at a time.
+const OUT_HIGH: usize = 256 << 10;
 /// A client with output pending that takes none of it for this long is dropped.
 pub const STALL: Duration = Duration::from_secs(5);
 /// Time a turn spends on requests, over all clients: protocol first.
 const SLICE: Duration = Duration::from_millis(2);
 /// Snapshot rows written a turn to one client, at most.
 const SNAPSHOT_ROWS: usize = 4096;
+/// Backpressure: above this share of the engine's backlog in use, changes
+/// from clients are held (not read) until it is below [`RELEASE`]: a writer
+/// that outruns the backup waits instead of overflowing the backlog into a
+/// re-bulk (DRBD's `on-congestion block`).
+const HOLD: f64 = 0.5;
+const RELEASE: f64 = 0.25;
 
 #[derive(Debug)]
 struct Client {
@@ -51,6 +62,8 @@ struct Client {
     waiting: Option<(u64, Instant)>,
     /// A snapshot being sent: the next key.
     snapshot: Option<u64>,
+    /// Its position in the forward log: what it has been sent of it.
+    follow: u64,
     /// The role last told.
     role: Option<Role>,
     moved: Instant,
@@ -58,6 +71,8 @@ struct Client {
     closing: bool,
     /// The sequence number of its last change taken: what `WAIT 0` waits for.
     last_seq: u64,
+    /// Its deadlines: registration, half-sent messages (`client_limits`).
+    clock: Clock,
 }
 
 impl Client {
@@ -79,19 +94,37 @@ pub struct AppServer {
     clients: Vec<Client>,
     /// Clients dropped for misbehaving (garbage, oversize, not reading).
     pub dropped: u64,
+    /// Of those, dropped by the limits (no registration in time, a
+    /// half-sent message, closed to make room), for the log's rate.
+    pub idle_dropped: u64,
+    /// What the node applied to process applications, for their followers.
+    log: ForwardLog,
+    /// Changes from clients are held: the backup is behind (backpressure).
+    holding: bool,
 }
 
 impl AppServer {
     /// Bind `path` for the users `access` admits (as the control socket).
     pub fn bind(path: &Path, access: Access) -> Result<AppServer, Refused> {
-        Ok(AppServer { socket: Guarded::bind(path, access, "application")?, clients: Vec::new(), dropped: 0 })
+        Ok(AppServer {
+            socket: Guarded::bind(path, access, "application")?,
+            clients: Vec::new(),
+            dropped: 0,
+            idle_dropped: 0,
+            log: ForwardLog::default(),
+            holding: false,
+        })
     }
 
     /// Descriptors to poll: the listener, clients to read, clients to write.
     pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
-        let mut v = vec![(self.socket.listener.as_fd(), true, false)];
+        // At the cap with every client busy, new ones wait unpolled (no spin).
+        let take = self.clients.len() < MAX_CLIENTS || self.clients.iter().any(|c| c.clock.idle());
+        let mut v = vec![(self.socket.listener.as_fd(), take, false)];
         v.extend(self.clients.iter().map(|c| {
-            let read = c.waiting.is_none() && !c.closing;
+            // A writer's changes wait in its socket while the node holds them.
+            let held = self.holding && c.app.is_some();
+            let read = c.waiting.is_none() && !c.closing && !held;
             (c.stream.as_fd(), read, c.sent < c.out.len())
         }));
         v
@@ -106,20 +139,31 @@ impl AppServer {
                 let wait = c.waiting.map(|w| w.1);
                 // A snapshot goes on next turn, unless the client's unread
                 // output holds it back (then its writability wakes us).
-                let snap =
-                    (c.snapshot.is_some() && c.out.len() - c.sent <= MAX_OUTPUT / 2).then(Instant::now);
-                [stall, wait, snap].into_iter().flatten().min()
+                let more = c.snapshot.is_some() || c.app.is_some_and(|p| self.log.has_for(p, c.follow));
+                let snap = (more && c.out.len() - c.sent <= OUT_HIGH).then(Instant::now);
+                [stall, wait, snap, c.clock.deadline()].into_iter().flatten().min()
             })
             .min()
     }
 
-    /// Accept, read and answer, forward, write: all without blocking.
-    /// True when changes were taken: the node should send them now rather
-    /// than at its next deadline.
-    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) -> bool {
-        let mut taken = 0;
-        let room = MAX_CLIENTS.saturating_sub(self.clients.len());
-        for stream in self.socket.accept(room) {
+    /// Take waiting connections: into free slots, or at the cap in place of
+    /// the idle client that connected first (`client_limits`).
+    fn accept(&mut self) {
+        loop {
+            let full = self.clients.len() >= MAX_CLIENTS;
+            let room = match full {
+                true => client_limits::make_room(self.clients.iter().map(|c| &c.clock)),
+                false => None,
+            };
+            if full && room.is_none() {
+                return;
+            }
+            let Some(stream) = self.socket.accept(1).pop() else { return };
+            if let Some(i) = room {
+                let mut old = self.clients.swap_remove(i);
+                let why = format!("closed to make room for a new connection ({MAX_CLIENTS} at most)");
+                self.drop_idle(&mut old, why);
+            }
             self.clients.push(Client {
                 stream,
                 framer: Framer::default(),
@@ -128,52 +172,119 @@ impl AppServer {
                 app: None,
                 waiting: None,
                 snapshot: None,
+                follow: 0,
                 role: None,
                 moved: Instant::now(),
                 closing: false,
                 last_seq: 0,
+                clock: Clock::new(Instant::now()),
             });
         }
-        let start = Instant::now();
-        for c in &mut self.clients {
-            if start.elapsed() < SLICE {
-                taken += read_requests(c, node, start);
+    }
+
+    /// Hold changes from clients while the engine's backlog is more than
+    /// [`HOLD`] full; take them again below [`RELEASE`]. Each application
+    /// whose writer is held counts one hold (`show checkpoint-data`).
+    fn backpressure<L: Link>(&mut self, node: &mut MsmNode<L>) {
+        let used = node.engine.backlog_used() as f64 / node.engine.backlog_capacity().max(1) as f64;
+        let was = self.holding;
+        self.holding = node.engine.role() == Role::Master && if was { used > RELEASE } else { used > HOLD };
+        if self.holding && !was {
+            for p in self.clients.iter().filter_map(|c| c.app) {
+                node.note_held(p);
             }
+            log::debug!("changes from application clients held: backlog {:.0} % in use", used * 100.0);
+        }
+    }
+
+    /// Drop `c` for a limit: tell it why (one try, it may not read), log
+    /// the first and every hundredth.
+    fn drop_idle(&mut self, c: &mut Client, why: String) {
+        self.idle_dropped += 1;
+        self.dropped += 1;
+        if client_limits::log_drop(self.idle_dropped) {
+            log::warn!(
+                "application client dropped: {why} ({} dropped so far by the limits)",
+                self.idle_dropped
+            );
+        }
+        c.reply(&Reply::Error(why));
+        write_out(c, Instant::now());
+    }
+
+    /// Accept, read and answer, forward, write: all without blocking.
+    /// True when changes were taken: the node should send them now rather
+    /// than at its next deadline.
+    pub fn serve<L: Link>(&mut self, node: &mut MsmNode<L>) -> bool {
+        let mut taken = 0;
+        self.accept();
+        let start = Instant::now();
+        self.backpressure(node);
+        // One live registration an application: those held now.
+        let mut held: Vec<usize> = self.clients.iter().filter(|c| !c.closing).filter_map(|c| c.app).collect();
+        let end = self.log.end();
+        for c in &mut self.clients {
+            if start.elapsed() < SLICE && !(self.holding && c.app.is_some()) {
+                taken += read_requests(c, node, start, end, &mut held);
+            }
+        }
+        for (p, f) in node.take_forwarded() {
+            self.log.push(p, f);
         }
         let role = node.engine.role();
-        for (p, f) in node.take_forwarded() {
-            for c in self.clients.iter_mut().filter(|c| c.app == Some(p) && !c.closing) {
-                match &f {
-                    Forward::Begin => {
-                        c.snapshot = None;
-                        c.reply(&Reply::State { begin: true, entries: 0 });
-                    }
-                    Forward::Change(ch) => c.reply(&Reply::Record(wire_change(ch))),
-                    Forward::End => c.reply(&Reply::State { begin: false, entries: 0 }),
-                    // The table is whole on the node again: send it whole.
-                    Forward::Abort => start_snapshot(c, node, p),
-                }
-            }
-        }
         let now = Instant::now();
         for c in &mut self.clients {
-            if c.app.is_some() && c.role != Some(role) && !c.closing {
-                c.role = Some(role);
-                c.reply(&Reply::Role(wire_role(role)));
-            }
             if let (Some(p), Some((seq, deadline))) = (c.app, c.waiting) {
                 let done = node.process_checkpointed(p);
                 if done >= seq || now >= deadline {
                     c.waiting = None;
                     c.reply(&Reply::Waited { ok: done >= seq, checkpointed: done });
                     // Requests that came behind the wait.
-                    taken += read_requests(c, node, start);
+                    if !self.holding {
+                        taken += read_requests(c, node, start, end, &mut held);
+                    }
                 }
             }
-            if let (Some(p), Some(_)) = (c.app, c.snapshot) {
-                continue_snapshot(c, node, p);
+            if let Some(p) = c.app.filter(|_| !c.closing) {
+                if c.snapshot.is_some() {
+                    continue_snapshot(c, node, p);
+                }
+                follow_log(c, &self.log, node, p);
+                // A new role only once the client holds the table whole: a
+                // follower is never told it is master in the middle of a transfer.
+                let whole = c.snapshot.is_none() && !self.log.has_for(p, c.follow);
+                if c.role != Some(role) && whole {
+                    c.role = Some(role);
+                    c.reply(&Reply::Role(wire_role(role)));
+                }
             }
             write_out(c, now);
+        }
+        // Entries every follower has are dropped; a follower behind the
+        // oldest one kept (the log is bounded) is dropped as too slow.
+        let keep = self.clients.iter().filter(|c| c.app.is_some() && !c.closing).map(|c| c.follow).min();
+        self.log.trim(keep.unwrap_or(self.log.end()));
+        for c in
+            self.clients.iter_mut().filter(|c| c.app.is_some() && !c.closing && c.follow < self.log.base())
+        {
+            log::warn!(
+                "application client dropped: it fell behind the node by more than {} MiB of changes",
+                crate::forward_log::MAX_BYTES >> 20
+            );
+            c.out.clear();
+            c.sent = 0;
+            c.closing = true;
+            self.dropped += 1;
+        }
+        let mut expired = Vec::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if let Some(why) = c.clock.expired(now).filter(|_| !c.closing) {
+                expired.push((i, why));
+            }
+        }
+        for (i, why) in expired.into_iter().rev() {
+            let mut c = self.clients.swap_remove(i);
+            self.drop_idle(&mut c, why);
         }
         let dropped = &mut self.dropped;
         self.clients.retain(|c| {
@@ -215,7 +326,13 @@ fn wire_change(c: &Change) -> WireChange {
 
 /// Read what arrived and carry out whole requests, until a wait, the end of
 /// the input, or the turn's time is up. The number of changes taken.
-fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant) -> usize {
+fn read_requests<L: Link>(
+    c: &mut Client,
+    node: &mut MsmNode<L>,
+    start: Instant,
+    end: u64,
+    held: &mut Vec<usize>,
+) -> usize {
     let mut taken = 0;
     let mut chunk = [0u8; 64 * 1024];
     while !c.closing && c.waiting.is_none() {
@@ -224,7 +341,7 @@ fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant)
             Ok(Some(msg)) => {
                 let req = Request::decode(msg);
                 match req {
-                    Ok(r) => taken += usize::from(handle(c, node, r)),
+                    Ok(r) => taken += usize::from(handle(c, node, r, end, held)),
                     Err(e) => c.refuse(format!("{e}")),
                 }
                 if start.elapsed() >= SLICE {
@@ -258,11 +375,24 @@ fn read_requests<L: Link>(c: &mut Client, node: &mut MsmNode<L>, start: Instant)
             }
         }
     }
+    c.clock.partial(c.framer.pending() > 0, Instant::now());
+    if c.closing {
+        // Its application is free for another registration.
+        if let Some(i) = c.app.and_then(|p| held.iter().position(|&h| h == p)) {
+            held.swap_remove(i);
+        }
+    }
     taken
 }
 
 /// Carry out one request; true when it was a change taken.
-fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) -> bool {
+fn handle<L: Link>(
+    c: &mut Client,
+    node: &mut MsmNode<L>,
+    r: Request,
+    end: u64,
+    held: &mut Vec<usize>,
+) -> bool {
     match (c.app, r) {
         (None, Request::Register { version, name, schema, deps }) => {
             if version != proto::VERSION {
@@ -272,8 +402,17 @@ fn handle<L: Link>(c: &mut Client, node: &mut MsmNode<L>, r: Request) -> bool {
             let found =
                 node.processes.find(&name).and_then(|(p, spec, _)| spec.matches(schema, &deps).map(|()| p));
             match found {
+                Ok(p) if held.contains(&p) => {
+                    c.refuse(format!(
+                        "{name}: registered already by another connection to this node (one process an application)"
+                    ));
+                }
                 Ok(p) => {
+                    held.push(p);
                     c.app = Some(p);
+                    // It follows what the node applies from now on, after its snapshot.
+                    c.follow = end;
+                    c.clock.served();
                     let role = node.engine.role();
                     c.role = Some(role);
                     c.reply(&Reply::Registered {
@@ -335,7 +474,7 @@ fn continue_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: usize) {
     let (Some(from), Some(table)) = (c.snapshot, node.process_table(p)) else { return };
     let mut next = None;
     for (i, (k, v)) in table.rows().range(from..).enumerate() {
-        if i >= SNAPSHOT_ROWS || c.out.len() - c.sent > MAX_OUTPUT / 2 {
+        if i >= SNAPSHOT_ROWS || c.out.len() - c.sent > OUT_HIGH {
             next = Some(*k);
             break;
         }
@@ -344,6 +483,29 @@ fn continue_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: usize) {
     c.snapshot = next;
     if next.is_none() {
         c.reply(&Reply::State { begin: false, entries: table.len() as u64 });
+    }
+}
+
+/// What the node applied to `c`'s application since its position in the
+/// log, while its output is below [`OUT_HIGH`] (a client that does not
+/// read gets nothing more encoded).
+fn follow_log<L: Link>(c: &mut Client, log: &ForwardLog, node: &MsmNode<L>, p: usize) {
+    while c.out.len() - c.sent < OUT_HIGH {
+        let Some((app, f)) = log.get(c.follow) else { return };
+        c.follow += 1;
+        if *app != p {
+            continue;
+        }
+        match f {
+            Forward::Begin => {
+                c.snapshot = None;
+                c.reply(&Reply::State { begin: true, entries: 0 });
+            }
+            Forward::Change(ch) => c.reply(&Reply::Record(wire_change(ch))),
+            Forward::End => c.reply(&Reply::State { begin: false, entries: 0 }),
+            // The table is whole on the node again: send it whole.
+            Forward::Abort => start_snapshot(c, node, p),
+        }
     }
 }
 
@@ -363,7 +525,7 @@ fn write_out(c: &mut Client, now: Instant) {
         c.out.clear();
         c.sent = 0;
         c.moved = now;
-    } else if c.sent > (1 << 20) {
+    } else if c.sent > OUT_HIGH / 2 {
         c.out.drain(..c.sent);
         c.sent = 0;
     }

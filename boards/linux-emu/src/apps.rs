@@ -21,6 +21,8 @@ pub const APPS: [(&str, u16, &[&str]); 6] = [
 pub const DEVMGR: usize = 0;
 pub const CFGMGR: usize = 1;
 pub const VLAN: usize = 2;
+/// Not one of [`APPS`]: a process application, for [`describe`].
+pub const PROCESS: usize = usize::MAX;
 pub const FDB: usize = 3;
 pub const STP: usize = 4;
 pub const OSPF: usize = 5;
@@ -328,7 +330,11 @@ pub fn describe(app: usize, key: u64, value: &[u8]) -> String {
                 u16_at(2)
             )
         }
-        _ => write!(s, "{key}"),
+        // A process application's value is its own: text if it is, else hex.
+        _ => match std::str::from_utf8(value) {
+            Ok(t) if !t.chars().any(char::is_control) => write!(s, "{key}: {t}"),
+            _ => write!(s, "{key}: {}", value.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        },
     };
     s
 }

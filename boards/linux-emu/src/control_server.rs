@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use msm_backplane::Link;
 
+use crate::client_limits::{self, Clock, MAX_CLIENTS};
 use crate::control::{Request, Response, parse_request};
 use crate::control_access::{Access, Guarded};
 use crate::node::{Handled, MsmNode, Ticket};
@@ -38,8 +39,6 @@ pub const MAX_REQUEST: usize = 1 << 20;
 pub const MAX_ANSWER: usize = 256 << 20;
 /// A client that takes no byte of its answer for this long is dropped.
 pub const STALL: Duration = Duration::from_secs(5);
-/// Clients served at once; more wait in the listen queue.
-pub const MAX_CLIENTS: usize = 64;
 /// Request bytes read in one loop turn, over every client.
 pub const READ_PER_TURN: usize = 64 << 10;
 /// A request line longer than this is parsed off the loop.
@@ -68,6 +67,8 @@ struct Client {
     moved: Instant,
     /// The thread parsing a long request.
     parser: Option<JoinHandle<Result<Request, String>>>,
+    /// Its deadlines: the request whole in time (`client_limits`).
+    clock: Clock,
 }
 
 /// What happened to a client this turn, for the log and the tests.
@@ -77,6 +78,9 @@ pub struct Served {
     pub dropped: u64,
     /// Clients closed unread: not admitted by [`Access`].
     pub refused: u64,
+    /// Clients dropped by the limits: no whole request in time, or closed
+    /// to make room for a new connection.
+    pub idle_dropped: u64,
 }
 
 /// The listening socket and its clients.
@@ -101,7 +105,9 @@ impl ControlServer {
     /// Descriptors to poll and for what: the listener for new clients,
     /// clients for their request or for room to write their answer.
     pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
-        let mut v = vec![(self.socket.listener.as_fd(), true, false)];
+        // At the cap with every client busy, new ones wait unpolled (no spin).
+        let take = self.clients.len() < MAX_CLIENTS || self.clients.iter().any(|c| c.clock.idle());
+        let mut v = vec![(self.socket.listener.as_fd(), take, false)];
         v.extend(
             self.clients
                 .iter()
@@ -113,7 +119,9 @@ impl ControlServer {
     /// The earliest time a stalled client must be dropped, or a parsed
     /// request looked for (a parser thread does not wake the loop).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let stall = self.clients.iter().filter(|c| c.state == State::Writing).map(|c| c.moved + STALL).min();
+        let stall = self.clients.iter().filter(|c| c.state == State::Writing).map(|c| c.moved + STALL);
+        let limits = self.clients.iter().filter_map(|c| c.clock.deadline());
+        let stall = stall.chain(limits).min();
         match self.clients.iter().any(|c| c.state == State::Parsing) {
             true => Some(Instant::now() + PARSE_POLL),
             false => stall,
@@ -121,9 +129,26 @@ impl ControlServer {
     }
 
     /// Accept admitted clients (the socket closes the others unread, counted and logged).
+    /// Into free slots, or at the cap in place of the client that connected
+    /// first among those that have sent no whole request (`client_limits`).
     fn accept(&mut self) {
-        let room = MAX_CLIENTS.saturating_sub(self.clients.len());
-        for stream in self.socket.accept(room) {
+        loop {
+            let full = self.clients.len() >= MAX_CLIENTS;
+            let room = match full {
+                true => client_limits::make_room(self.clients.iter().map(|c| &c.clock)),
+                false => None,
+            };
+            if full && room.is_none() {
+                break;
+            }
+            let Some(stream) = self.socket.accept(1).pop() else { break };
+            if let Some(i) = room {
+                let mut old = self.clients.swap_remove(i);
+                self.drop_idle(
+                    &mut old,
+                    format!("closed to make room for a new connection ({MAX_CLIENTS} at most)"),
+                );
+            }
             self.clients.push(Client {
                 stream,
                 state: State::Reading,
@@ -132,9 +157,25 @@ impl ControlServer {
                 sent: 0,
                 moved: Instant::now(),
                 parser: None,
+                clock: Clock::new(Instant::now()),
             });
         }
         self.served.refused = self.socket.refused;
+    }
+
+    /// Drop `c` for a limit: its answer says why (one try: it may not
+    /// read); logged the first time and every hundredth.
+    fn drop_idle(&mut self, c: &mut Client, why: String) {
+        self.served.idle_dropped += 1;
+        self.served.dropped += 1;
+        if client_limits::log_drop(self.served.idle_dropped) {
+            log::warn!(
+                "control client dropped: {why} ({} dropped so far by the limits)",
+                self.served.idle_dropped
+            );
+        }
+        set_answer(c, &Response::error(why));
+        write_answer(c, Instant::now());
     }
 
     /// Accept, read, submit, write: all without blocking.
@@ -160,6 +201,17 @@ impl ControlServer {
             }
         }
         let now = Instant::now();
+        let expired: Vec<(usize, String)> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state == State::Reading)
+            .filter_map(|(i, c)| c.clock.expired(now).map(|why| (i, why)))
+            .collect();
+        for (i, why) in expired.into_iter().rev() {
+            let mut c = self.clients.swap_remove(i);
+            self.drop_idle(&mut c, why);
+        }
         let served = &mut self.served;
         self.clients.retain_mut(|c| {
             if c.state == State::Writing {
@@ -214,7 +266,12 @@ fn read_request<L: Link>(c: &mut Client, node: &mut MsmNode<L>, budget: &mut usi
             return;
         }
     }
-    let Some(end) = c.input.iter().position(|b| *b == b'\n') else { return };
+    let Some(end) = c.input.iter().position(|b| *b == b'\n') else {
+        c.clock.partial(!c.input.is_empty(), Instant::now());
+        return;
+    };
+    c.clock.served();
+    c.clock.partial(false, Instant::now());
     c.moved = Instant::now();
     let mut input = std::mem::take(&mut c.input);
     input.truncate(end);

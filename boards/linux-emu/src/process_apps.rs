@@ -40,6 +40,14 @@ impl ProcessSpec {
         if parts.next().is_some() {
             return Err(format!("--process {s}: expected NAME:SCHEMA[:DEP+DEP]"));
         }
+        if let Some(d) = deps.iter().enumerate().find(|(i, d)| deps[..*i].contains(d)).map(|(_, d)| d) {
+            return Err(format!("--process {s}: dependency '{d}' named twice"));
+        }
+        if let Some(d) = deps.iter().find(|d| d.is_empty() || *d == name) {
+            let why =
+                if d.is_empty() { "an empty dependency name" } else { "the application depends on itself" };
+            return Err(format!("--process {s}: {why}"));
+        }
         Ok(ProcessSpec { name: name.to_string(), schema, deps })
     }
 
@@ -107,6 +115,12 @@ mod tests {
         assert!(ProcessSpec::parse("bgp").unwrap_err().contains("NAME:SCHEMA"));
         assert!(ProcessSpec::parse(":1").unwrap_err().contains("name"));
         assert!(ProcessSpec::parse("x:1:a:b").is_err());
+        assert_eq!(
+            ProcessSpec::parse("a:1:vlan+vlan").unwrap_err(),
+            "--process a:1:vlan+vlan: dependency 'vlan' named twice"
+        );
+        assert!(ProcessSpec::parse("a:1:vlan++fdb").unwrap_err().contains("empty dependency"));
+        assert!(ProcessSpec::parse("a:1:a").unwrap_err().contains("depends on itself"));
         assert_eq!(p.matches(2, &["fdb".into(), "vlan".into()]), Ok(()));
         assert!(p.matches(3, &[]).unwrap_err().contains("schema 3 registered, the node declares schema 2"));
         assert!(p.matches(2, &["vlan".into()]).unwrap_err().contains("dependencies [vlan] registered"));

@@ -171,7 +171,16 @@ fn main() -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         eprintln!("msm-node: transparent huge pages stay on ({e}): page faults may cost loop turns");
     }
-    let args = Args::parse();
+    // Bad arguments exit 1, as the operator guide says (clap's own is 2,
+    // which this node gives an unusable flash image); help and version 0.
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let level = std::env::var("MSM_LOG").unwrap_or_else(|_| "info".into());
     log_init(&level);
     // Block the stop signals before any thread exists: they are read from a signalfd.

@@ -134,6 +134,9 @@ pub struct MsmNode<L: Link> {
     last_term: u64,
     /// When `last_term` was last written.
     last_term_at: std::time::Instant,
+    /// Per process application: times its writer's changes were held back
+    /// because the backup was behind (backpressure, `app_server`).
+    held_back: Vec<u64>,
 }
 
 impl<L: Link> std::fmt::Debug for MsmNode<L> {
@@ -243,6 +246,7 @@ impl<L: Link> MsmNode<L> {
             seeding: std::collections::VecDeque::new(),
             unacked: Unacked::default(),
             split_brain: None,
+            held_back: Vec::new(),
             last_term,
             last_term_at: std::time::Instant::now(),
         })
@@ -480,6 +484,24 @@ impl<L: Link> MsmNode<L> {
     /// The node's copy of process application `p`'s table.
     pub fn process_table(&self, p: usize) -> Option<&crate::apps::Table> {
         self.processes.0.get(p).and_then(|(_, id)| self.host.tables.get(id.index()))
+    }
+
+    /// Process application `p`'s writer is held back: the backup is behind.
+    pub fn note_held(&mut self, p: usize) {
+        if self.held_back.len() <= p {
+            self.held_back.resize(p + 1, 0);
+        }
+        self.held_back[p] += 1;
+    }
+
+    /// Times each process application's writer was held back, by name.
+    pub fn held_back(&self) -> Vec<(String, u64)> {
+        self.processes
+            .0
+            .iter()
+            .enumerate()
+            .map(|(p, (spec, _))| (spec.name.clone(), self.held_back.get(p).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// What the backup applied to process applications since the last call, by process index.

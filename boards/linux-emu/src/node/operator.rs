@@ -195,7 +195,7 @@ impl<L: Link> MsmNode<L> {
             },
             None => self.engine.checkpoint_status().collect(),
         };
-        render::checkpoint(&rows)
+        render::checkpoint(&rows, &self.held_back())
     }
 
     fn show_app(&self, name: &str, rows: bool) -> Response {
@@ -205,9 +205,19 @@ impl<L: Link> MsmNode<L> {
         }
     }
 
-    /// Application `name`: its index in `APPS` and its id here.
+    /// Application `name`: a built-in application (its index in [`apps::APPS`]) or a process
+    /// application (index [`apps::PROCESS`]: rows as text or hex), and its id.
     fn app_table(&self, name: &str) -> Result<(usize, msm_checkpoint::AppId), Response> {
-        let app = apps::find(name).map_err(Response::error)?;
+        if let Ok((_, _, id)) = self.processes.find(name) {
+            return Ok((apps::PROCESS, id));
+        }
+        let app = apps::find(name).map_err(|e| match self.processes.0.is_empty() {
+            true => Response::error(e),
+            false => Response::error(format!(
+                "{e}, or the process applications {}",
+                self.processes.0.iter().map(|(p, _)| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        })?;
         let id = self
             .apps
             .get(app)

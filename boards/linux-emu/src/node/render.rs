@@ -264,13 +264,26 @@ pub fn switch(
 }
 
 /// `show checkpoint-data [process]`.
-pub fn checkpoint(rows: &[StreamStatus]) -> Response {
+/// `show checkpoint-data`; `held`: per process application, the times its
+/// writer's changes were held back for the backup (backpressure).
+pub fn checkpoint(rows: &[StreamStatus], held: &[(String, u64)]) -> Response {
     let mut t = String::new();
     let _ = render_checkpoint(rows.iter(), &mut t);
+    let held_of = |name: &str| held.iter().find(|(n, _)| n == name).map(|h| h.1);
+    let shown: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            held_of(r.name.as_str()).filter(|&n| n > 0).map(|n| format!("{} {n}", r.name.as_str()))
+        })
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(t, "Writers held back for the backup (times): {}", shown.join(", "));
+    }
     let j: Vec<_> = rows
         .iter()
         .map(|r| {
             json!({
+                "held_back": held_of(r.name.as_str()),
                 "process": r.name.as_str(), "tx": r.counters.tx, "rx": r.counters.rx, "errors": r.counters.errors,
                 "sent": r.sent, "total": r.total, "percent": r.percent(), "status": r.phase.as_str(),
                 "changes": r.changes, "checkpointed": r.checkpointed, "rebulks": r.rebulks,

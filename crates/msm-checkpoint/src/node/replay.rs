@@ -273,7 +273,11 @@ mod tests {
         let later = Instant::from_millis(400);
         let top = 11 + MAX_COUNTER_JUMP;
         assert_eq!(g.check(later, D, B, 1, 11), Err(Stale::Counter), "closed, but not forgotten");
-        assert_eq!(g.check(later, D, B, 1, u64::MAX), Err(Stale::Jump), "a taken frame sealed again far ahead");
+        assert_eq!(
+            g.check(later, D, B, 1, u64::MAX),
+            Err(Stale::Jump),
+            "a taken frame sealed again far ahead"
+        );
         let reach = top + MAX_COUNTER_JUMP + 400_000;
         assert_eq!(g.check(later, D, B, 1, reach + 1), Err(Stale::Jump));
         assert_eq!(g.check(later, D, B, 1, reach), Ok(Unproven));

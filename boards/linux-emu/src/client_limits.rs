@@ -1,0 +1,125 @@
+//! What the node's sockets (control and application) allow one client, so
+//! that no number of idle, slow or half-sending clients locks anyone out
+//! or makes the node spin:
+//! - at most [`MAX_CLIENTS`] connections a socket;
+//! - a client's first whole request (an application's registration, an
+//!   operator's command) within [`FIRST_REQUEST`] of its connection, and
+//!   every message it begins whole within [`HALF_SENT`]; else it is dropped
+//!   with an error naming which;
+//! - at the cap a new connection is still taken: the client that connected
+//!   first among those that have not sent a whole request yet is closed to
+//!   make room. Only when every client is busy (registered, or its command
+//!   being answered) do new connections wait in the listen queue, and then
+//!   the listener is not polled, so the node does not spin on it.
+
+use std::time::{Duration, Instant};
+
+/// Connections each socket serves at once.
+pub const MAX_CLIENTS: usize = 64;
+/// A client's first whole request comes within this of its connection.
+pub const FIRST_REQUEST: Duration = Duration::from_secs(2);
+/// A message begun is whole within this.
+pub const HALF_SENT: Duration = Duration::from_secs(2);
+/// Drops of one kind are logged the first time and every this many after.
+const LOG_EVERY: u64 = 100;
+
+/// One client's timing, as the limits see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    accepted: Instant,
+    /// Its first whole request arrived.
+    served: bool,
+    /// Bytes of an unfinished message are held since then.
+    partial_since: Option<Instant>,
+}
+
+impl Clock {
+    pub fn new(now: Instant) -> Self {
+        Clock { accepted: now, served: false, partial_since: None }
+    }
+
+    /// Its first whole request arrived.
+    pub fn served(&mut self) {
+        self.served = true;
+    }
+
+    /// After reading: whether bytes of an unfinished message are held.
+    pub fn partial(&mut self, held: bool, now: Instant) {
+        self.partial_since = match held {
+            true => self.partial_since.or(Some(now)),
+            false => None,
+        };
+    }
+
+    /// No whole request yet: such a client makes room for a new one at the cap.
+    pub fn idle(&self) -> bool {
+        !self.served
+    }
+
+    /// Why it is dropped now, if it is.
+    pub fn expired(&self, now: Instant) -> Option<String> {
+        if !self.served && now >= self.accepted + FIRST_REQUEST {
+            return Some(format!("no whole request within {} s of connecting", FIRST_REQUEST.as_secs()));
+        }
+        match self.partial_since {
+            Some(t) if now >= t + HALF_SENT => {
+                Some(format!("a message half-sent for {} s", HALF_SENT.as_secs()))
+            }
+            _ => None,
+        }
+    }
+
+    /// When [`expired`](Self::expired) next may say so.
+    pub fn deadline(&self) -> Option<Instant> {
+        let first = (!self.served).then_some(self.accepted + FIRST_REQUEST);
+        let half = self.partial_since.map(|t| t + HALF_SENT);
+        first.into_iter().chain(half).min()
+    }
+}
+
+/// At the cap: which client to close for a new one (the idle client that
+/// connected first), given each client's clock.
+pub fn make_room<'a>(clocks: impl Iterator<Item = &'a Clock>) -> Option<usize> {
+    clocks.enumerate().filter(|(_, c)| c.idle()).min_by_key(|(_, c)| c.accepted).map(|(i, _)| i)
+}
+
+/// Whether the `n`-th drop of a kind is logged.
+pub fn log_drop(n: u64) -> bool {
+    n == 1 || n.is_multiple_of(LOG_EVERY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_request_and_half_sent_deadlines() {
+        let t0 = Instant::now();
+        let mut c = Clock::new(t0);
+        assert_eq!(c.deadline(), Some(t0 + FIRST_REQUEST));
+        assert!(c.expired(t0 + FIRST_REQUEST - Duration::from_millis(1)).is_none());
+        assert!(c.expired(t0 + FIRST_REQUEST).unwrap().contains("no whole request"));
+        c.served();
+        assert_eq!(c.deadline(), None);
+        c.partial(true, t0 + Duration::from_secs(10));
+        c.partial(true, t0 + Duration::from_secs(11));
+        assert!(
+            c.expired(t0 + Duration::from_secs(12)).unwrap().contains("half-sent"),
+            "from the first byte"
+        );
+        c.partial(false, t0 + Duration::from_secs(12));
+        assert!(c.expired(t0 + Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn the_idle_client_that_came_first_makes_room() {
+        let t0 = Instant::now();
+        let mut busy = Clock::new(t0);
+        busy.served();
+        let clocks =
+            [busy, Clock::new(t0 + Duration::from_millis(2)), Clock::new(t0 + Duration::from_millis(1))];
+        assert_eq!(make_room(clocks.iter()), Some(2));
+        assert_eq!(make_room([busy].iter()), None, "every client busy: none");
+        assert!(log_drop(1) && !log_drop(2) && log_drop(200));
+    }
+}

@@ -1,0 +1,257 @@
+//! The application and control sockets against idle, half-sending,
+//! duplicate and flooding clients, with real processes (issue 20): nobody
+//! is locked out, nothing spins, one process an application, a writer that
+//! outruns the backup is held back instead of overflowing the backlog into
+//! re-bulks. Every wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use msm_client::proto::{self, Change, Framer, Reply, Request};
+use msm_linux_emu::chassis::Chassis;
+use msm_linux_emu::control::Request as Control;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn chassis() -> (tempfile::TempDir, Chassis) {
+    let (dir, mut c) = common::chassis(common::HB);
+    c.common.extend(["--process".to_string(), "acl:1".to_string()]);
+    (dir, c)
+}
+
+fn start(c: &mut Chassis, slot: char) {
+    let app = c.path(slot, "app").display().to_string();
+    c.start(slot, &["--app-socket", &app]).unwrap();
+}
+
+fn pair(c: &mut Chassis) {
+    start(c, 'A');
+    c.wait("A master", WAIT, |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    start(c, 'B');
+    c.wait("in sync", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
+}
+
+fn register(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    Request::Register { version: proto::VERSION, name: name.into(), schema: 1, deps: vec![] }
+        .encode(&mut out);
+    out
+}
+
+/// The replies on `s` until `until` says stop, or the node closes the
+/// stream (then the last is an error "(closed)"); fails at the deadline.
+fn replies(s: &mut UnixStream, deadline: Instant, mut until: impl FnMut(&Reply) -> bool) -> Vec<Reply> {
+    let mut framer = Framer::default();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        while let Ok(Some(m)) = framer.next_message() {
+            let r = Reply::decode(m).unwrap();
+            let stop = until(&r);
+            got.push(r);
+            if stop {
+                return got;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no reply in time; got {got:?}");
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return got_end(got),
+            Ok(n) => framer.push(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => return got_end(got),
+        }
+    }
+}
+
+/// The replies read before the node closed the stream, ending in a marker
+/// error "(closed)".
+fn got_end(mut got: Vec<Reply>) -> Vec<Reply> {
+    got.push(Reply::Error("(closed)".into()));
+    got
+}
+
+/// CPU time (user + system, in clock ticks) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Issue 20, item 1: hundreds of idle connections on both sockets, and
+/// half-sent messages, lock no one out: a process still registers, the
+/// operator's command is answered, the node does not spin, and every idle
+/// connection is closed by the node with an error naming why.
+#[test]
+fn idle_and_half_sent_connections_lock_no_one_out_and_nothing_spins() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let (app, ctl) = (c.path('A', "app"), c.path('A', "ctl"));
+    let mut idle: Vec<UnixStream> = (0..200).map(|_| UnixStream::connect(&app).unwrap()).collect();
+    idle.extend((0..200).map(|_| UnixStream::connect(&ctl).unwrap()));
+    // Half a registration, and half a control request.
+    let mut half = UnixStream::connect(&app).unwrap();
+    half.write_all(&register("acl")[..5]).unwrap();
+    let mut half_ctl = UnixStream::connect(&ctl).unwrap();
+    half_ctl.write_all(b"{\"op\":\"show-").unwrap();
+
+    // Served while they are held.
+    let t0 = Instant::now();
+    let pid = c.children[0].as_ref().unwrap().id();
+    let before = cpu_ticks(pid);
+    let mut client = msm_client::Client::connect(&app, "acl", 1, &[]).unwrap();
+    let seq = client.set(1, b"permit").unwrap();
+    assert!(client.wait(seq, Duration::from_secs(5)).unwrap());
+    let node = c.ask('A', &Control::ShowNode).unwrap();
+    assert!(node.to_string().contains("MASTER"), "{node}");
+    // Held a second more: the node does not spin on a full socket.
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed()));
+    let used = cpu_ticks(pid) - before;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
+    assert!(used * 2 < ticks * t0.elapsed().as_secs().max(1), "{used} ticks of CPU in {:?}", t0.elapsed());
+
+    // Every idle connection is closed by the node, with an error naming why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = replies(&mut half, deadline, |_| false);
+    let why = format!("{got:?}");
+    assert!(why.contains("within 2 s") || why.contains("half-sent") || why.contains("make room"), "{why}");
+    let mut text = String::new();
+    half_ctl.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = half_ctl.read_to_string(&mut text);
+    assert!(text.contains("error"), "the control socket's answer: {text:?}");
+    for s in idle.iter_mut().take(5) {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 256];
+        // An error, then the end of the stream (or a reset).
+        let mut total = 0;
+        while let Ok(n) = s.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert!(total > 0, "closed without an error");
+    }
+    // The registered client was never dropped.
+    let seq = client.set(2, b"deny").unwrap();
+    assert!(client.wait(seq, Duration::from_secs(5)).unwrap());
+    let log = common::log(&c, 'A');
+    assert!(log.contains("application client dropped") && log.contains("control client dropped"), "{log}");
+}
+
+/// Issue 20, items 4 and 5: a second live registration of an application
+/// is refused by name (the first goes on); `show app` shows a process
+/// application's table on both modules.
+#[test]
+fn one_process_an_application_and_show_app_reads_its_table() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let app = c.path('A', "app");
+    let mut first = msm_client::Client::connect(&app, "acl", 1, &[]).unwrap();
+    match msm_client::Client::connect(&app, "acl", 1, &[]) {
+        Err(msm_client::Error::Refused(why)) => assert!(why.contains("registered already"), "{why}"),
+        other => panic!("a second registration of acl: {other:?}"),
+    }
+    let seq = first.set(7, b"permit tcp").unwrap();
+    assert!(first.wait(seq, Duration::from_secs(5)).unwrap());
+    for s in ['A', 'B'] {
+        let j = c.ask(s, &Control::ShowApp { app: "acl".into(), rows: true, from: 0 }).unwrap();
+        assert_eq!(j["entries"], 1, "MSM-{s}: {j}");
+        let text = c.text(s, &Control::ShowApp { app: "acl".into(), rows: true, from: 0 }).unwrap();
+        assert!(text.contains("7: permit tcp"), "MSM-{s}: {text}");
+    }
+    // Once the first is gone, the application can be registered again.
+    drop(first);
+    c.wait("acl registered again", WAIT, |_| Ok(msm_client::Client::connect(&app, "acl", 1, &[]).is_ok()))
+        .unwrap();
+}
+
+/// Issue 20, item 3: one client sends changes as fast as it can without
+/// waiting. The master holds its changes back while the backup is behind
+/// (the backlog half full) instead of letting the backlog overflow into
+/// re-bulks: no re-bulk, and every change reaches the backup.
+#[test]
+fn a_flooding_writer_is_held_back_not_rebulked() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let app = c.path('A', "app");
+    let mut w = UnixStream::connect(&app).unwrap();
+    w.write_all(&register("acl")).unwrap();
+    let mut r = w.try_clone().unwrap();
+    let n = 60_000u64;
+    let reader = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut accepted = 0u64;
+        let got = replies(&mut r, deadline, |m| {
+            if let Reply::Accepted { .. } = m {
+                accepted += 1;
+            }
+            accepted == n || matches!(m, Reply::Error(_))
+        });
+        (accepted, got.into_iter().filter(|m| matches!(m, Reply::Error(_))).count())
+    });
+    let value = vec![b'x'; 200];
+    let mut batch = Vec::new();
+    for k in 0..n {
+        Request::Change(Change::Set(k % 5_000, value.clone())).encode(&mut batch);
+        if batch.len() > 64 << 10 {
+            w.write_all(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    w.write_all(&batch).unwrap();
+    let (accepted, errors) = reader.join().unwrap();
+    assert_eq!((accepted, errors), (n, 0), "every change accepted, none refused");
+    c.wait("the backup has every change", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
+    let j = c.ask('A', &Control::ShowCheckpointData { process: Some("acl".into()) }).unwrap();
+    assert_eq!(j[0]["rebulks"], 0, "{j}");
+    assert!(j[0]["held_back"].as_u64() > Some(0), "the writer was never held back: {j}");
+    let gap = common::switch(&c, 'A')["peers"][0]["max_heartbeat_gap_us"].as_u64().unwrap_or(0);
+    eprintln!(
+        "flood of {n} changes: held back {} time(s), largest heartbeat gap {} ms",
+        j[0]["held_back"],
+        gap / 1000
+    );
+}
+
+/// Issue 20, item 7: a malformed `--process` is a bad argument (exit 1,
+/// naming it), and so is a dependency named twice.
+#[test]
+fn bad_process_declarations_exit_1_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Chassis::built_bin_dir().unwrap().join("msm-node");
+    for (spec, says) in [("acl:1:vlan+vlan", "named twice"), ("acl", "NAME:SCHEMA"), ("acl:x", "SCHEMA")] {
+        let out = Command::new(&bin)
+            .args(["--slot", "A", "--flash"])
+            .arg(dir.path().join("a.img"))
+            .args([
+                "--backplane",
+                &format!(
+                    "unix:{}:{}",
+                    dir.path().join("a.sock").display(),
+                    dir.path().join("b.sock").display()
+                ),
+            ])
+            .args(["--process", spec])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "--process {spec}: {err}");
+        assert!(err.contains(says), "--process {spec}: {err}");
+    }
+}

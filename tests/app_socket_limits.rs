@@ -255,3 +255,41 @@ fn bad_process_declarations_exit_1_naming_them() {
         assert!(err.contains(says), "--process {spec}: {err}");
     }
 }
+
+/// Issue 20: a follower on the backup in the middle of taking the table
+/// (it has not read it yet) when the master dies is told `ROLE master`
+/// only after the whole table (`STATE` end): never with half of it.
+#[test]
+fn a_follower_is_told_it_is_master_only_with_the_whole_table() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    // 50 000 entries of 200 bytes on the master, all on the backup.
+    let mut w = msm_client::Client::connect(c.path('A', "app"), "acl", 1, &[]).unwrap();
+    let n = 50_000u64;
+    for k in 0..n {
+        w.send(Change::Set(k, vec![b'v'; 200]));
+        if k % 1000 == 999 {
+            w.flush().unwrap();
+            for _ in 0..1000 {
+                w.accepted().unwrap();
+            }
+        }
+    }
+    c.wait("the backup has them", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
+    // The follower registers on B and reads nothing yet: its table is on its way.
+    let mut f = UnixStream::connect(c.path('B', "app")).unwrap();
+    f.write_all(&register("acl")).unwrap();
+    c.kill('A').unwrap();
+    drop(w);
+    c.wait("B master", WAIT, |c| Ok(c.role('B').as_deref() == Some("MASTER"))).unwrap();
+    let got = replies(&mut f, Instant::now() + WAIT, |m| matches!(m, Reply::Role(proto::Role::Master)));
+    let ended = got.iter().rposition(|m| matches!(m, Reply::State { begin: false, .. }));
+    let began = got.iter().rposition(|m| matches!(m, Reply::State { begin: true, .. }));
+    let role = got.iter().position(|m| matches!(m, Reply::Role(proto::Role::Master)));
+    assert!(role.is_some(), "never told ROLE master: {} replies", got.len());
+    assert!(began < ended && ended < role, "STATE begin {began:?}, end {ended:?}, ROLE master {role:?}");
+    let records =
+        got[began.unwrap()..ended.unwrap()].iter().filter(|m| matches!(m, Reply::Record(_))).count();
+    assert!(records as u64 >= n, "the table before ROLE master: {records} of {n} entries");
+}

@@ -156,6 +156,51 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
 mod tests {
     use super::*;
 
+    /// docs/control-protocol.md lists every request: one of each variant
+    /// (a new one fails to compile here until it is added) names its op there.
+    #[test]
+    fn the_document_lists_every_request() {
+        let doc = include_str!("../../../docs/control-protocol.md");
+        let every = |r: &Request| match r {
+            Request::ShowSwitch
+            | Request::ShowCheckpointData { .. }
+            | Request::ShowNode
+            | Request::ShowConfiguration
+            | Request::ShowApp { .. }
+            | Request::Configure { .. }
+            | Request::Save { .. }
+            | Request::UseConfiguration { .. }
+            | Request::Reboot { .. }
+            | Request::Failover { .. }
+            | Request::Churn { .. }
+            | Request::KeyInstall { .. }
+            | Request::KeySwitch
+            | Request::KeyRetire => (),
+        };
+        let all = [
+            Request::ShowSwitch,
+            Request::ShowCheckpointData { process: None },
+            Request::ShowNode,
+            Request::ShowConfiguration,
+            Request::ShowApp { app: "fdb".into(), rows: false, from: 0 },
+            Request::Configure { lines: vec![], wait: None },
+            Request::Save { which: None, wait: None },
+            Request::UseConfiguration { which: ConfigName::Primary },
+            Request::Reboot { force: false },
+            Request::Failover { force: false },
+            Request::Churn { rate: 0 },
+            Request::KeyInstall { path: String::new() },
+            Request::KeySwitch,
+            Request::KeyRetire,
+        ];
+        for r in &all {
+            every(r);
+            let j = serde_json::to_value(r).unwrap();
+            let op = j["op"].as_str().unwrap();
+            assert!(doc.contains(&format!("| `{op}` |")), "docs/control-protocol.md does not list `{op}`");
+        }
+    }
+
     #[test]
     fn requests_round_trip_and_garbage_is_named() {
         let r = Request::Configure { lines: vec!["create vlan v1".into()], wait: None };

@@ -293,3 +293,58 @@ fn a_follower_is_told_it_is_master_only_with_the_whole_table() {
         got[began.unwrap()..ended.unwrap()].iter().filter(|m| matches!(m, Reply::Record(_))).count();
     assert!(records as u64 >= n, "the table before ROLE master: {records} of {n} entries");
 }
+
+/// Peak resident memory of process `pid`, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Issue 20, item 2: followers on the backup that never read what they
+/// are sent cost it no more than their bound: the backup's peak memory
+/// exceeds the master's (which holds the same tables and has no
+/// followers) by at most the shared forward log (32 MiB), 512 KiB a
+/// client and a margin; the largest heartbeat gap is printed.
+#[test]
+fn followers_that_never_read_cost_the_backup_only_their_bound() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const APPS: usize = 8;
+    let (_d, mut c) = common::chassis(common::HB);
+    for i in 0..APPS {
+        c.common.extend(["--process".to_string(), format!("p{i}:1")]);
+    }
+    pair(&mut c);
+    let mut followers = Vec::new();
+    for i in 0..APPS {
+        let mut f = UnixStream::connect(c.path('B', "app")).unwrap();
+        f.write_all(&register(&format!("p{i}"))).unwrap();
+        followers.push(f);
+    }
+    // 8 x 8 000 entries of 500 bytes: 32 MB of changes the followers do not read.
+    for i in 0..APPS {
+        let mut w = msm_client::Client::connect(c.path('A', "app"), &format!("p{i}"), 1, &[]).unwrap();
+        for k in 0..8_000u64 {
+            w.send(Change::Set(k, vec![b'r'; 500]));
+            if k % 500 == 499 {
+                w.flush().unwrap();
+                for _ in 0..500 {
+                    w.accepted().unwrap();
+                }
+            }
+        }
+    }
+    c.wait("the backup has every change", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
+    let (a, b) = (c.children[0].as_ref().unwrap().id(), c.children[1].as_ref().unwrap().id());
+    let (pa, pb) = (peak_kib(a), peak_kib(b));
+    let bound = 32 * 1024 + APPS as u64 * 512 + 24 * 1024;
+    let gap = common::switch(&c, 'A')["peers"][0]["max_heartbeat_gap_us"].as_u64().unwrap_or(0);
+    eprintln!(
+        "{APPS} followers not reading: backup peak {} MiB, master peak {} MiB, largest heartbeat gap {} ms",
+        pb / 1024,
+        pa / 1024,
+        gap / 1000
+    );
+    assert!(pb <= pa + bound, "backup peak {pb} KiB, master {pa} KiB: more than {bound} KiB apart");
+    drop(followers);
+}

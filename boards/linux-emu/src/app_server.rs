@@ -31,7 +31,7 @@ use crate::socket_path::Refused;
 
 /// Output the node holds for one client (besides the kernel's socket
 /// buffer): its snapshot and what it follows of the [`ForwardLog`] are
-/// encoded only while less than [`OUT_HIGH`] waits, so this bounds it with
+/// encoded only while less than `OUT_HIGH` (256 KiB) waits, so this bounds it with
 /// room for one message more. Every byte counted is held for that client
 /// alone; the forward log is shared (`forward_log::MAX_BYTES`).
 pub const MAX_OUTPUT: usize = 512 << 10;

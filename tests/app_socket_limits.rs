@@ -348,3 +348,25 @@ fn followers_that_never_read_cost_the_backup_only_their_bound() {
     assert!(pb <= pa + bound, "backup peak {pb} KiB, master {pa} KiB: more than {bound} KiB apart");
     drop(followers);
 }
+
+/// Issue 20: a change's `seq` is its position in the chassis' stream of
+/// the application: after a takeover the new master goes on from the last
+/// change it holds, so a writer can tell which of its changes survived.
+#[test]
+fn seq_continues_across_a_takeover() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    pair(&mut c);
+    let mut w = msm_client::Client::connect(c.path('A', "app"), "acl", 1, &[]).unwrap();
+    let mut last = 0;
+    for k in 0..100u64 {
+        last = w.set(k, b"permit").unwrap();
+    }
+    assert!(w.wait(last, Duration::from_secs(5)).unwrap(), "all on the backup");
+    c.kill('A').unwrap();
+    drop(w);
+    c.wait("B master", WAIT, |c| Ok(c.role('B').as_deref() == Some("MASTER"))).unwrap();
+    let mut w = msm_client::Client::connect(c.path('B', "app"), "acl", 1, &[]).unwrap();
+    let next = w.set(1000, b"deny").unwrap();
+    assert_eq!(next, last + 1, "the new master's first change goes on from the last it holds");
+}

@@ -227,6 +227,13 @@ impl Tx {
         self.acked_high = self.acked_high.max(self.checkpointed);
     }
 
+    /// This node becomes master holding the previous master's state up to
+    /// its change `held`: ids go on from there, so a change's id is its
+    /// position in the chassis' stream across takeovers.
+    pub(crate) fn continue_ids(&mut self, held: u64) {
+        self.changes = self.changes.max(held);
+    }
+
     /// The stream's state changed (a change, or a `save` of the saved
     /// configuration): the next change id. Unrecorded, the change moves our
     /// state on from the point a new backup could continue from.
@@ -306,6 +313,9 @@ pub(crate) struct Rx {
     pub failure: Option<Failure>,
     pub bulk_rcvd: u64,
     pub bulk_total: u64,
+    /// The master's change id of the last change held: the bulk's `covers`,
+    /// then one more a change applied. A new master continues from it.
+    pub change: u64,
 }
 
 impl Rx {
@@ -324,6 +334,7 @@ impl Rx {
             failure: None,
             bulk_rcvd: 0,
             bulk_total: 0,
+            change: 0,
         }
     }
 

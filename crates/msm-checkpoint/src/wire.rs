@@ -22,7 +22,7 @@ use crate::auth::{Key, Keyring, TAG_LEN};
 use crate::role::{MAX_NODES, Slot, Term};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// First byte of every frame.
 pub const MAGIC: u8 = 0xC5;
 /// `to` value addressing every module.
@@ -328,6 +328,11 @@ pub enum Record<'a> {
     Begin {
         /// Items announced.
         total: u64,
+        /// The master's change id the bulk's state includes: each later
+        /// `Change` of the epoch is the next id, so a backup knows the id
+        /// of the last change it holds and continues the count when it
+        /// takes over.
+        covers: u64,
     },
     /// Part of the bulk: one application record, or a chunk of a config.
     Bulk(&'a [u8]),
@@ -598,7 +603,7 @@ mod tests {
     fn sample(buf: &mut [u8]) -> usize {
         let mut w = FrameWriter::new(buf, 0, 1, 0x105, &Body::Data).unwrap();
         w.push(&Record::Run { stream: 3, epoch: 2, first_seq: 7 }).unwrap();
-        w.push(&Record::Begin { total: 2 }).unwrap();
+        w.push(&Record::Begin { total: 2, covers: 9 }).unwrap();
         w.push(&Record::Bulk(b"vlan 10")).unwrap();
         w.push(&Record::End { digest: 99 }).unwrap();
         let n = w.finish();
@@ -615,7 +620,7 @@ mod tests {
         assert_eq!(f.body, Body::Data);
         let mut tail = f.tail;
         assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Run { stream: 3, epoch: 2, first_seq: 7 });
-        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Begin { total: 2 });
+        assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Begin { total: 2, covers: 9 });
         assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::Bulk(b"vlan 10"));
         assert_eq!(take::<Record<'_>>(&mut tail).unwrap(), Record::End { digest: 99 });
         assert!(tail.is_empty());
@@ -679,9 +684,9 @@ mod tests {
         let n = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Handover { force: false }).unwrap().finish();
         seal(&mut buf[..n], Some(&key), 7, 1);
         let want = [
-            0xC5, 0x03, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0xFF, 0x03, 0x06, 0x00, 0x41, 0x74, 0x1B, 0x87, 0x5F, 0x6F, 0xC8, 0x80, 0xC3, 0xFD, 0xA2,
-            0x53, 0xCB, 0x30, 0x0B, 0x11, 0x35, 0x26, 0x2C, 0x78,
+            0xC5, 0x04, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0xFF, 0x03, 0x06, 0x00, 0x45, 0xD3, 0x1B, 0x54, 0xCE, 0xD0, 0x86, 0xD5, 0x9F, 0x76, 0xDA,
+            0xA5, 0xC5, 0x21, 0xC2, 0x9C, 0x7E, 0x82, 0x49, 0x88,
         ];
         assert_eq!(&buf[..n], &want[..]);
     }

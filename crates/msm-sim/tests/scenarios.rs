@@ -183,7 +183,7 @@ fn stale_term_master_refused() {
     let body = Body::Data;
     let mut w = FrameWriter::new(&mut buf, 0, 1, old_term.raw(), &body).unwrap();
     w.push(&Record::Run { stream: 2, epoch: 1, first_seq: 1 }).unwrap();
-    w.push(&Record::Begin { total: 1 }).unwrap();
+    w.push(&Record::Begin { total: 1, covers: 0 }).unwrap();
     let n = w.finish();
     sim.seal_from(&mut buf[..n], A);
     let now = msm_time::Instant::from_micros(sim.now);
@@ -1422,4 +1422,43 @@ fn seeds_that_once_failed_pass() {
             panic!("{f}\n(once failed because {why})");
         }
     }
+}
+
+/// A change's id is its position in the chassis' stream of that
+/// application: a new master goes on from the last change it holds, after
+/// a crash and after a switchover, so a writer can tell which of its
+/// changes a takeover kept (issue 20).
+#[test]
+fn change_ids_continue_across_takeovers() {
+    let mut sim = synced(SimConfig::chassis(2), 77);
+    let first: Vec<u64> = (0..20).filter_map(|k| sim.change(0, k, Op::Set)).collect();
+    assert_eq!(first.first(), Some(&1));
+    let last = *first.last().unwrap();
+    let app = sim.app_id(A, 0);
+    let acked = |s: &Sim, n: usize, upto: u64| s.engine(n).is_some_and(|e| e.checkpointed(app) >= upto);
+    assert!(sim.run_until_cond(Duration::from_secs(1), |s| acked(s, A, last)).unwrap());
+    // A crash: B held every change; its first continues the count.
+    sim.crash(A);
+    assert!(sim.run_until_cond(Duration::from_secs(1), |s| s.master() == Some(B)).unwrap());
+    let next = sim.change(0, 100, Op::Set).unwrap();
+    assert_eq!(next, last + 1, "B's first change after the takeover");
+    // A switchover back: A (restarted, bulked) goes on from B's count.
+    sim.boot(A);
+    assert!(sim.run_until_in_sync(Duration::from_secs(2)).unwrap());
+    for k in 0..5 {
+        sim.change(0, 200 + k, Op::Set);
+    }
+    let app_b = sim.app_id(B, 0);
+    assert!(
+        sim.run_until_cond(Duration::from_secs(1), |s| s
+            .engine(B)
+            .is_some_and(|e| e.checkpointed(app_b) >= next + 5))
+            .unwrap()
+    );
+    assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+    sim.failover(false).unwrap();
+    assert!(sim.run_until_cond(Duration::from_secs(1), |s| s.master() == Some(A)).unwrap());
+    assert_eq!(sim.change(0, 300, Op::Set), Some(next + 6), "A's first change after the switchover");
+    sim.run_for(Duration::from_millis(100)).unwrap();
+    sim.check_converged().unwrap();
 }

@@ -898,6 +898,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.mirror.stop(&mut self.streams, host, &mut self.timers, &mut self.events);
         self.receiver.abort_bulks(&mut self.streams, host, &mut self.timers);
         self.standbys.clear();
+        self.streams.continue_ids(self.members.term.raw());
         let term = self.members.claim(term);
         self.sender.end_session(&mut self.streams, &mut self.timers, None);
         self.streams.begin_mastership();

@@ -96,7 +96,7 @@ pub(crate) fn pack_stream<const N: usize>(
 fn record<'a>(e: &Entry<'a>) -> Record<'a> {
     let word = |d: &[u8]| d.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
     match e.kind {
-        Kind::Begin => Record::Begin { total: word(e.data) },
+        Kind::Begin => Record::Begin { total: word(e.data), covers: e.change },
         Kind::Bulk => Record::Bulk(e.data),
         Kind::Change => Record::Change(e.data),
         Kind::End => Record::End { digest: word(e.data) },

@@ -449,8 +449,9 @@ fn apply<H: Host, const A: usize>(
     }
     let rx = &mut st.rx;
     match rec {
-        Record::Begin { total } => {
+        Record::Begin { total, covers } => {
             host.bulk_begin(stream, total).map_err(Failure::Host)?;
+            rx.change = covers;
             rx.in_bulk = true;
             rx.bulk_total = total;
             rx.bulk_rcvd = 0;
@@ -462,6 +463,8 @@ fn apply<H: Host, const A: usize>(
             rx.digest.update(b);
             if kind == ItemKind::Bulk {
                 rx.bulk_rcvd += 1;
+            } else {
+                rx.change += 1;
             }
         }
         Record::Run { .. } => {} // read by on_data

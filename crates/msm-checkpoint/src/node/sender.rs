@@ -392,6 +392,8 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             rx.digest = tx.digest.clone();
             rx.resync = false;
             rx.failure = None;
+            // Every change it made is on the backup: the new master's ids go on from here.
+            rx.change = tx.changes;
         }
     }
 

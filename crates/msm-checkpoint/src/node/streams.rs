@@ -144,6 +144,21 @@ impl<const APPS: usize> Streams<APPS> {
 
     /// This node becomes master: the changes it hands out from now on are
     /// the ones [`unacknowledged`](Self::unacknowledged) can count.
+    /// Becoming master after following `term`: every stream holding records
+    /// of that term goes on numbering changes from the last one it holds
+    /// (`Rx::change`), so an id names one change chassis-wide across
+    /// takeovers through the backup (an elected standby or a fresh module
+    /// holds no application state and counts from its own).
+    pub(crate) fn continue_ids(&mut self, term: u64) {
+        for sid in self.ids() {
+            let st = self.get_mut(sid);
+            if term != 0 && st.rx.term == term {
+                let held = st.rx.change;
+                st.tx.continue_ids(held);
+            }
+        }
+    }
+
     pub(crate) fn begin_mastership(&mut self) {
         for sid in self.ids() {
             let tx = &mut self.get_mut(sid).tx;

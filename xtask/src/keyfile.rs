@@ -4,8 +4,10 @@
 //! (mode & 0o077 == 0).
 //! Anything else is refused with a message naming the file and the fault.
 //!
-//! A copy of the Linux board's rule rather than a dependency on that crate:
-//! the format is the contract, and it is small enough to state twice.
+//! xtask depends on the Linux board already, but its reader
+//! (`msm_linux_emu::key_file::load`) returns the engine's `Key`, which never
+//! gives its secret back, and the SD card image needs the 32 bytes: hence
+//! this reader of the same format (the format is the contract).
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,4 +1,4 @@
-//! `cargo xtask bench --load`: the chassis under load, with real `msm-node`
+//! Part of `cargo xtask bench`: the chassis under load, with real `msm-node`
 //! processes (release build, 10 ms heartbeats, failure detected after 30 ms):
 //! a `configure` of 1 000, 5 000 and 20 000 lines (time to answer, time until
 //! the backup has it), a bulk of a million MAC entries, and maximum churn.

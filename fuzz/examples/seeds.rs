@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use msm_backplane::framing;
 use msm_checkpoint::{AppId, Slot, SyncState, wire};
 use msm_flash::{ConfigName, ConfigStore, NodeSettings, SaveInfo};
-use msm_fuzz::{backplane, engine, flash};
+use msm_fuzz::{engine, flash};
 
 fn main() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
@@ -95,8 +95,7 @@ fn engine_seeds(corpus: &Path) -> Vec<Vec<u8>> {
     all
 }
 
-/// Framed streams of engine frames (with noise, and a low frame limit), and
-/// a channel exchange as seen by the side under test.
+/// Framed streams of engine frames (with noise, and a low frame limit).
 fn backplane_seeds(corpus: &Path, frames: &[Vec<u8>]) {
     let mut stream = Vec::new();
     for (i, f) in frames.iter().step_by(7).take(8).enumerate() {
@@ -110,27 +109,6 @@ fn backplane_seeds(corpus: &Path, frames: &[Vec<u8>]) {
     write(corpus, "backplane_frame", "frames", &[[0, 255, 7].as_slice(), &stream].concat());
     write(corpus, "backplane_frame", "frames-small-limit", &[[0, 40, 3].as_slice(), &stream].concat());
 
-    let mut sides = [backplane::Side::new(backplane::EPOCH), backplane::Side::new(backplane::EPOCH + 1)];
-    let mut input = vec![1u8];
-    let mut last = 0u64;
-    let mut q: Vec<(usize, Vec<u8>)> = Vec::new();
-    for _ in 0..200 {
-        for (to, p) in std::mem::take(&mut q) {
-            if to == 0 {
-                let now = sides[0].now.as_millis();
-                backplane::push_packet(&mut input, now - last, &p);
-                last = now;
-            }
-            sides[to].deliver(&p);
-        }
-        for (i, side) in sides.iter_mut().enumerate() {
-            side.tick(&mut |p| q.push((1 - i, p.to_vec())));
-        }
-    }
-    let delivered = sides[0].ch.stats().delivered;
-    assert!(delivered > 0, "the channel exchange delivered nothing");
-    assert_eq!(backplane::channel(&input[1..]).ch.stats().delivered, delivered, "the seed does not replay");
-    write(corpus, "backplane_frame", "channel", &input);
 }
 
 /// Images written by the stores: settings and both configs saved; and the

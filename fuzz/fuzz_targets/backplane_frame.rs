@@ -1,4 +1,4 @@
-//! The backplane's COBS/CRC-32C decoder and reliable channel on any bytes
+//! The backplane's COBS/CRC-32C decoder on any bytes
 //! (`msm_fuzz::backplane`): no panic, frames within their limit, the same
 //! frames however the stream is split.
 #![no_main]

@@ -4,12 +4,12 @@
 //! a real exchange replay the same way under the fuzzer.
 //!
 //! - [`engine`]: a checkpoint `Node` with a fixed host, fed frames on a 1 ms clock;
-//! - [`backplane`]: the COBS/CRC-32C decoder and the reliable channel;
+//! - [`backplane`]: the COBS/CRC-32C decoder;
 //! - [`flash`]: the partition layout of the image that `flash_mount` mounts.
 
 pub mod backplane;
 pub mod engine;
 pub mod flash;
 
-/// CRC-32C, the check of engine frames and channel packets.
+/// CRC-32C, the check of engine frames.
 pub(crate) static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);

@@ -33,7 +33,7 @@ const STEPS: &[Step] = &[
     Step { name: "test", what: "cargo test --workspace", run: test },
     Step {
         name: "examples",
-        what: "cargo run --example: two_nodes, config_store, lossy_channel, link_pair (each asserts its outcome)",
+        what: "cargo run --example: two_nodes, config_store, link_pair (each asserts its outcome)",
         run: examples,
     },
     Step { name: "sim", what: "simulator sweep with faults, seeds 0..2000", run: sim_sweep },
@@ -78,12 +78,8 @@ fn test() -> Result<()> {
 }
 
 /// The `examples/` program of each library crate (already built by `test`).
-const EXAMPLES: &[(&str, &str)] = &[
-    ("msm-checkpoint", "two_nodes"),
-    ("msm-flash", "config_store"),
-    ("msm-backplane", "lossy_channel"),
-    ("msm-backplane-linux", "link_pair"),
-];
+const EXAMPLES: &[(&str, &str)] =
+    &[("msm-checkpoint", "two_nodes"), ("msm-flash", "config_store"), ("msm-backplane-linux", "link_pair")];
 
 fn examples() -> Result<()> {
     for (package, example) in EXAMPLES {

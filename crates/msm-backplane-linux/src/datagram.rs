@@ -1,8 +1,8 @@
 //! One frame per datagram: Unix-domain datagram and UDP sockets.
 //!
 //! The kernel keeps datagram boundaries, so no framing is added: a frame is
-//! a datagram. Integrity is the upper layers' (the checkpoint core and the
-//! reliable channel check a CRC-32C of their own; UDP has its checksum).
+//! a datagram. Integrity is the upper layer's (the checkpoint core checks a
+//! CRC-32C of its own; UDP has its checksum).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

@@ -1,4 +1,4 @@
-//! The one CRC-32C (Castagnoli, `CRC_32_ISCSI`) used by framing and channel.
+//! The one CRC-32C (Castagnoli, `CRC_32_ISCSI`) used by framing.
 
 #[cfg(not(feature = "fast-crc"))]
 type CrcImpl = crc::Table<1>;

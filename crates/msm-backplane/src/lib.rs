@@ -7,10 +7,6 @@
 //! - [`framing`]: frames over byte streams (UARTs, ptys, stream sockets):
 //!   COBS with a CRC-32C trailer and `0x00` delimiters, resynchronising after
 //!   garbage or a lost byte.
-//! - [`channel`]: a sans-IO reliable, ordered channel (sequence numbers,
-//!   cumulative and selective acks, retransmission with backoff, a bounded
-//!   window) for links that drop, duplicate, reorder or corrupt frames, and
-//!   [`channel::ChannelLink`], which stacks it on any link.
 //! - [`Redundant`]: two or more paths to one peer as one link: heartbeats on
 //!   every path, data on the first one alive, moving when it dies.
 //! - [`UartLink`]: a link driver over `embedded-io` byte streams (an MCU's UART).
@@ -18,9 +14,11 @@
 //!   reorder, partition) and [`FaultInjector`], a link wrapper that applies
 //!   it; the simulator uses the same model.
 //!
-//! Every type has one public path: the crate root, except the two wire
-//! formats, [`framing`] and [`channel`], whose types live in their module
-//! beside their constants and functions.
+//! Every type has one public path: the crate root, except the wire format,
+//! [`framing`], whose types live in its module beside its constants and
+//! functions. (Reliability, ordering and retransmission are the checkpoint
+//! engine's, end to end across reconnects and failovers; a reliable channel
+//! that stood here was used by no board and went in issue 22.)
 //!
 //! `no_std`, no allocation, no `unsafe`. Time is an argument (`msm_time::Instant`,
 //! shared with the checkpoint core), never read from a clock. See
@@ -31,7 +29,6 @@
 #[macro_use]
 mod fmt;
 
-pub mod channel;
 mod crc32c;
 mod fault;
 pub mod framing;

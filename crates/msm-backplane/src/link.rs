@@ -1,7 +1,7 @@
 //! The link trait: whole frames in, whole frames out, never blocking.
 //!
 //! Every backplane driver implements [`Link`] (a UART, a pty, a Unix or UDP
-//! socket, the fault injector, the reliable channel stacked on another link),
+//! socket, the fault injector, redundant paths over other links),
 //! and a board hands one to its poll loop:
 //!
 //! ```text
@@ -28,8 +28,7 @@ pub enum ErrorKind {
     /// The frame is larger than [`Link::max_frame`] (send), or larger than the
     /// caller's buffer (recv; that frame is dropped).
     FrameTooLarge,
-    /// The other end is gone: a closed socket or pty, or the reliable channel
-    /// gave up (see [`crate::channel::LostReason`]).
+    /// The other end is gone: a closed socket or pty.
     PeerLost,
     /// The device or operating system reported an error.
     Io,

@@ -1,6 +1,6 @@
 //! # msm-time
 //!
-//! Time is an argument: the checkpoint engine, the backplane channel and the
+//! Time is an argument: the checkpoint engine, the backplane's paths and the
 //! fault injector never read a clock. Boards pass an [`Instant`] from
 //! whatever monotonic source they have (SysTick, `CLOCK_MONOTONIC`, the
 //! simulator's virtual clock). A crate of its own, as embassy-time is, so the

@@ -10,7 +10,7 @@
 //!   model's decisions out on a real link.
 //!
 //! The simulator (`msm-sim`) runs the same model per directed link in its
-//! virtual-time queue, so the channel tests, the socket tests and the seed
+//! virtual-time queue, so the injector tests, the socket tests and the seed
 //! sweeps all see the same faults.
 
 mod config;

@@ -108,7 +108,6 @@ fn backplane_seeds(corpus: &Path, frames: &[Vec<u8>]) {
     }
     write(corpus, "backplane_frame", "frames", &[[0, 255, 7].as_slice(), &stream].concat());
     write(corpus, "backplane_frame", "frames-small-limit", &[[0, 40, 3].as_slice(), &stream].concat());
-
 }
 
 /// Images written by the stores: settings and both configs saved; and the

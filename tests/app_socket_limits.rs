@@ -188,12 +188,14 @@ fn one_process_an_application_and_show_app_reads_its_table() {
 fn a_flooding_writer_is_held_back_not_rebulked() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis();
+    // A backplane of 1 MB/s: the writer surely outruns the backup.
+    c.common.extend(["--link-rate".to_string(), "1000000".to_string()]);
     pair(&mut c);
     let app = c.path('A', "app");
     let mut w = UnixStream::connect(&app).unwrap();
     w.write_all(&register("acl")).unwrap();
     let mut r = w.try_clone().unwrap();
-    let n = 60_000u64;
+    let n = 20_000u64;
     let reader = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut accepted = 0u64;

@@ -22,7 +22,7 @@ use msm_checkpoint::Role;
 use msm_client::proto::{self, Change as WireChange, Framer, Reply, Request, Role as WireRole};
 
 use crate::apps::Change;
-use crate::client_limits::{self, Clock, MAX_CLIENTS};
+use crate::client_limits::{self, Clock};
 use crate::control_access::{Access, Guarded};
 use crate::forward_log::ForwardLog;
 use crate::host::Forward;
@@ -76,6 +76,24 @@ struct Client {
 }
 
 impl Client {
+    fn new(stream: UnixStream, now: Instant) -> Client {
+        Client {
+            stream,
+            framer: Framer::default(),
+            out: Vec::new(),
+            sent: 0,
+            app: None,
+            waiting: None,
+            snapshot: None,
+            follow: 0,
+            role: None,
+            moved: now,
+            closing: false,
+            last_seq: 0,
+            clock: Clock::new(now),
+        }
+    }
+
     fn reply(&mut self, r: &Reply) {
         r.encode(&mut self.out);
     }
@@ -119,7 +137,7 @@ impl AppServer {
     /// Descriptors to poll: the listener, clients to read, clients to write.
     pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
         // At the cap with every client busy, new ones wait unpolled (no spin).
-        let take = self.clients.len() < MAX_CLIENTS || self.clients.iter().any(|c| c.clock.idle());
+        let take = client_limits::taking(self.clients.iter().map(|c| &c.clock));
         let mut v = vec![(self.socket.listener.as_fd(), take, false)];
         v.extend(self.clients.iter().map(|c| {
             // A writer's changes wait in its socket while the node holds them.
@@ -146,39 +164,12 @@ impl AppServer {
             .min()
     }
 
-    /// Take waiting connections: into free slots, or at the cap in place of
-    /// the idle client that connected first (`client_limits`).
+    /// Take waiting connections (`client_limits::accept`); tell those
+    /// closed to make room.
     fn accept(&mut self) {
-        loop {
-            let full = self.clients.len() >= MAX_CLIENTS;
-            let room = match full {
-                true => client_limits::make_room(self.clients.iter().map(|c| &c.clock)),
-                false => None,
-            };
-            if full && room.is_none() {
-                return;
-            }
-            let Some(stream) = self.socket.accept(1).pop() else { return };
-            if let Some(i) = room {
-                let mut old = self.clients.swap_remove(i);
-                let why = format!("closed to make room for a new connection ({MAX_CLIENTS} at most)");
-                self.drop_idle(&mut old, why);
-            }
-            self.clients.push(Client {
-                stream,
-                framer: Framer::default(),
-                out: Vec::new(),
-                sent: 0,
-                app: None,
-                waiting: None,
-                snapshot: None,
-                follow: 0,
-                role: None,
-                moved: Instant::now(),
-                closing: false,
-                last_seq: 0,
-                clock: Clock::new(Instant::now()),
-            });
+        let evicted = client_limits::accept(&mut self.socket, &mut self.clients, |c| &c.clock, Client::new);
+        for mut c in evicted {
+            self.drop_idle(&mut c, client_limits::room_made());
         }
     }
 
@@ -224,7 +215,9 @@ impl AppServer {
         let mut held: Vec<usize> = self.clients.iter().filter(|c| !c.closing).filter_map(|c| c.app).collect();
         let end = self.log.end();
         for c in &mut self.clients {
-            if start.elapsed() < SLICE && !(self.holding && c.app.is_some()) {
+            if self.holding && c.app.is_some() || c.waiting.is_some() {
+                c.clock.not_read(start);
+            } else if start.elapsed() < SLICE {
                 taken += read_requests(c, node, start, end, &mut held);
             }
         }

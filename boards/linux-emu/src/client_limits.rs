@@ -12,7 +12,10 @@
 //!   being answered) do new connections wait in the listen queue, and then
 //!   the listener is not polled, so the node does not spin on it.
 
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
+
+use crate::control_access::Guarded;
 
 /// Connections each socket serves at once.
 pub const MAX_CLIENTS: usize = 64;
@@ -51,6 +54,14 @@ impl Clock {
         };
     }
 
+    /// The node is not reading this client now (it holds its requests, or
+    /// answers a wait first): a message it began is not overdue meanwhile.
+    pub fn not_read(&mut self, now: Instant) {
+        if self.partial_since.is_some() {
+            self.partial_since = Some(now);
+        }
+    }
+
     /// No whole request yet: such a client makes room for a new one at the cap.
     pub fn idle(&self) -> bool {
         !self.served
@@ -83,6 +94,42 @@ pub fn make_room<'a>(clocks: impl Iterator<Item = &'a Clock>) -> Option<usize> {
     clocks.enumerate().filter(|(_, c)| c.idle()).min_by_key(|(_, c)| c.accepted).map(|(i, _)| i)
 }
 
+/// Whether the socket takes a new connection now: below the cap, or with an
+/// idle client to close for it. (Otherwise it is not polled: no spin.)
+pub fn taking<'a>(mut clocks: impl ExactSizeIterator<Item = &'a Clock>) -> bool {
+    clocks.len() < MAX_CLIENTS || clocks.any(Clock::idle)
+}
+
+/// What a client closed to make room is told.
+pub fn room_made() -> String {
+    format!("closed to make room for a new connection ({MAX_CLIENTS} at most)")
+}
+
+/// Take waiting connections from `socket` into `clients` (`new` makes one):
+/// into free slots, or at the cap in place of the client [`make_room`]
+/// names. Returns the clients closed to make room, for the caller to tell
+/// ([`room_made`]) and count. Stops when the queue is empty or every client is busy.
+pub fn accept<C>(
+    socket: &mut Guarded,
+    clients: &mut Vec<C>,
+    clock: impl Fn(&C) -> &Clock,
+    mut new: impl FnMut(UnixStream, Instant) -> C,
+) -> Vec<C> {
+    let mut evicted = Vec::new();
+    loop {
+        let full = clients.len() >= MAX_CLIENTS;
+        let room = if full { make_room(clients.iter().map(&clock)) } else { None };
+        if full && room.is_none() {
+            return evicted;
+        }
+        let Some(stream) = socket.accept(1).pop() else { return evicted };
+        if let Some(i) = room {
+            evicted.push(clients.swap_remove(i));
+        }
+        clients.push(new(stream, Instant::now()));
+    }
+}
+
 /// Whether the `n`-th drop of a kind is logged.
 pub fn log_drop(n: u64) -> bool {
     n == 1 || n.is_multiple_of(LOG_EVERY)
@@ -109,6 +156,11 @@ mod tests {
         );
         c.partial(false, t0 + Duration::from_secs(12));
         assert!(c.expired(t0 + Duration::from_secs(60)).is_none());
+        // Time the node did not read it does not count.
+        c.partial(true, t0 + Duration::from_secs(70));
+        c.not_read(t0 + Duration::from_secs(80));
+        assert!(c.expired(t0 + Duration::from_secs(81)).is_none());
+        assert!(c.expired(t0 + Duration::from_secs(82)).is_some());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use msm_backplane::Link;
 
-use crate::client_limits::{self, Clock, MAX_CLIENTS};
+use crate::client_limits::{self, Clock};
 use crate::control::{Request, Response, parse_request};
 use crate::control_access::{Access, Guarded};
 use crate::node::{Handled, MsmNode, Ticket};
@@ -106,7 +106,7 @@ impl ControlServer {
     /// clients for their request or for room to write their answer.
     pub fn poll_set(&self) -> Vec<(BorrowedFd<'_>, bool, bool)> {
         // At the cap with every client busy, new ones wait unpolled (no spin).
-        let take = self.clients.len() < MAX_CLIENTS || self.clients.iter().any(|c| c.clock.idle());
+        let take = client_limits::taking(self.clients.iter().map(|c| &c.clock));
         let mut v = vec![(self.socket.listener.as_fd(), take, false)];
         v.extend(
             self.clients
@@ -128,37 +128,26 @@ impl ControlServer {
         }
     }
 
-    /// Accept admitted clients (the socket closes the others unread, counted and logged).
-    /// Into free slots, or at the cap in place of the client that connected
-    /// first among those that have sent no whole request (`client_limits`).
+    /// Accept admitted clients (the socket closes the others unread, counted
+    /// and logged), `client_limits::accept`; tell those closed to make room.
     fn accept(&mut self) {
-        loop {
-            let full = self.clients.len() >= MAX_CLIENTS;
-            let room = match full {
-                true => client_limits::make_room(self.clients.iter().map(|c| &c.clock)),
-                false => None,
-            };
-            if full && room.is_none() {
-                break;
-            }
-            let Some(stream) = self.socket.accept(1).pop() else { break };
-            if let Some(i) = room {
-                let mut old = self.clients.swap_remove(i);
-                self.drop_idle(
-                    &mut old,
-                    format!("closed to make room for a new connection ({MAX_CLIENTS} at most)"),
-                );
-            }
-            self.clients.push(Client {
+        let evicted = client_limits::accept(
+            &mut self.socket,
+            &mut self.clients,
+            |c| &c.clock,
+            |stream, now| Client {
                 stream,
                 state: State::Reading,
                 input: Vec::new(),
                 output: Vec::new(),
                 sent: 0,
-                moved: Instant::now(),
+                moved: now,
                 parser: None,
-                clock: Clock::new(Instant::now()),
-            });
+                clock: Clock::new(now),
+            },
+        );
+        for mut c in evicted {
+            self.drop_idle(&mut c, client_limits::room_made());
         }
         self.served.refused = self.socket.refused;
     }

@@ -26,6 +26,10 @@ use core::fmt;
 use crc::Digest;
 use embedded_storage::nor_flash::NorFlash;
 
+mod format;
+
+use format::{COMMIT, HEADER_LEN, Header, TRAILER_LEN, Trailer};
+
 use crate::CRC32C;
 use crate::durable::Durable;
 use crate::error::{CorruptReason, Error};
@@ -37,10 +41,6 @@ pub const MAX_WRITE_SIZE: usize = 64;
 /// Bytes of software version kept per record (UTF-8, longer strings are cut at a char boundary).
 pub const SW_VERSION_LEN: usize = 32;
 
-const MAGIC: [u8; 4] = *b"MSMc";
-const HEADER_LEN: u32 = 64;
-const TRAILER_LEN: u32 = 16;
-const COMMIT: [u8; 8] = *b"COMMIT:)";
 /// Chunk used to stream data through the CRC when verifying.
 const SCAN_CHUNK: usize = 256;
 
@@ -247,45 +247,6 @@ impl Geo {
     fn at(&self, block: u32, rel: u64) -> u32 {
         ((u64::from(block) * u64::from(self.block_size) + rel) % u64::from(self.region())) as u32
     }
-}
-
-/// Record header fields.
-#[derive(Clone, Copy)]
-struct Header {
-    generation: u32,
-    len: u32,
-    saved_at: u64,
-    sw_version: [u8; SW_VERSION_LEN],
-}
-
-impl Header {
-    fn encode(&self, name: ConfigName, geo: &Geo) -> [u8; HEADER_LEN as usize] {
-        let mut h = [0xFF; HEADER_LEN as usize];
-        h[0..4].copy_from_slice(&MAGIC);
-        h[4] = FORMAT_VERSION;
-        h[5] = name as u8;
-        h[6..8].copy_from_slice(&(geo.write_size as u16).to_le_bytes());
-        h[8..12].copy_from_slice(&self.generation.to_le_bytes());
-        h[12..16].copy_from_slice(&self.len.to_le_bytes());
-        h[16..24].copy_from_slice(&self.saved_at.to_le_bytes());
-        h[24..56].copy_from_slice(&self.sw_version);
-        h[56..60].copy_from_slice(&geo.block_size.to_le_bytes());
-        let crc = CRC32C.checksum(&h[..60]);
-        h[60..64].copy_from_slice(&crc.to_le_bytes());
-        h
-    }
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut w = [0; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut w = [0; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// What one block start holds.
@@ -583,7 +544,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         sw_version[..cut].copy_from_slice(&info.sw_version.as_bytes()[..cut]);
         let header = Header { generation, len, saved_at: info.saved_at, sw_version };
         let bytes = header.encode(self.name, &self.geo);
-        let header_crc = le32(&bytes, 60);
+        let header_crc = Header::crc_of(&bytes);
         let mut save = Save {
             info: ConfigInfo {
                 name: self.name,
@@ -669,11 +630,8 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             return Err(Error::VerifyFailed { block: save.info.block });
         }
         let mut trailer = [0xFF; MAX_WRITE_SIZE];
-        trailer[0..4].copy_from_slice(&crc.to_le_bytes());
-        trailer[4..8].copy_from_slice(&len.to_le_bytes());
-        trailer[8..12].copy_from_slice(&save.info.generation.to_le_bytes());
-        let tcrc = trailer_crc(&trailer, save.header_crc);
-        trailer[12..16].copy_from_slice(&tcrc.to_le_bytes());
+        Trailer { data_crc: crc, len, generation: save.info.generation }
+            .encode(save.header_crc, &mut trailer);
         program(&mut self.flash, &geo, &mut save, &trailer[..geo.trailer_len() as usize], &mut self.current)?;
         // Data and trailer must be on the medium before the marker that makes them current.
         self.flash.sync()?;
@@ -748,13 +706,6 @@ fn check_geometry<F: NorFlash>(capacity: usize) -> Result<Geo, Error<F::Error>> 
     Ok(Geo { block_size, blocks, write_size: F::WRITE_SIZE as u32 })
 }
 
-fn trailer_crc(trailer: &[u8], header_crc: u32) -> u32 {
-    let mut d = CRC32C.digest();
-    d.update(&trailer[..12]);
-    d.update(&header_crc.to_le_bytes());
-    d.finalize()
-}
-
 /// Read `buf.len()` bytes at byte `rel` of the record starting at `block`, across the region end.
 fn read_ring<F: NorFlash>(
     flash: &mut F,
@@ -824,25 +775,13 @@ fn program<F: NorFlash>(
 fn probe<F: NorFlash>(flash: &mut F, name: ConfigName, geo: &Geo, block: u32) -> Result<Probe, F::Error> {
     let mut h = [0; HEADER_LEN as usize];
     read_ring(flash, geo, block, 0, &mut h)?;
-    if h[0..4] != MAGIC {
+    if !Header::magic(&h) {
         return Ok(if h.iter().all(|b| *b == 0xFF) { Probe::Erased } else { Probe::Nothing });
     }
-    let crc = le32(&h, 60);
-    if CRC32C.checksum(&h[..60]) != crc {
-        return Ok(Probe::Damaged(CorruptReason::HeaderCrc));
-    }
-    if h[4] != FORMAT_VERSION {
-        return Ok(Probe::Damaged(CorruptReason::UnsupportedVersion(h[4])));
-    }
-    if ConfigName::from_code(h[5]) != Some(name) {
-        return Ok(Probe::Damaged(CorruptReason::WrongName));
-    }
-    if u32::from(u16::from_le_bytes([h[6], h[7]])) != geo.write_size || le32(&h, 56) != geo.block_size {
-        return Ok(Probe::Damaged(CorruptReason::WrongGeometry));
-    }
-    let mut sw_version = [0; SW_VERSION_LEN];
-    sw_version.copy_from_slice(&h[24..56]);
-    let header = Header { generation: le32(&h, 8), len: le32(&h, 12), saved_at: le64(&h, 16), sw_version };
+    let (header, crc) = match Header::decode(&h, name, geo) {
+        Ok(d) => d,
+        Err(reason) => return Ok(Probe::Damaged(reason)),
+    };
     if geo.footprint(header.len) > u64::from(geo.region()) {
         return Ok(Probe::Damaged(CorruptReason::BadLength));
     }
@@ -855,10 +794,12 @@ fn probe<F: NorFlash>(flash: &mut F, name: ConfigName, geo: &Geo, block: u32) ->
     }
     let mut t = [0; TRAILER_LEN as usize];
     read_ring(flash, geo, block, trailer_at, &mut t)?;
-    if trailer_crc(&t, crc) != le32(&t, 12) || le32(&t, 4) != header.len || le32(&t, 8) != header.generation {
-        return Ok(Probe::Damaged(CorruptReason::TrailerCrc));
+    match Trailer::decode(&t, crc) {
+        Some(tr) if tr.len == header.len && tr.generation == header.generation => {
+            Ok(Probe::Committed(header, tr.data_crc))
+        }
+        _ => Ok(Probe::Damaged(CorruptReason::TrailerCrc)),
     }
-    Ok(Probe::Committed(header, le32(&t, 0)))
 }
 
 /// Find the newest committed record whose data matches its CRC. Returns it, the report and the

@@ -58,6 +58,9 @@ mod status;
 mod stream;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 pub use app::{AppRegistry, AppSpec, MAX_APPS, MAX_NAME, RegisterError};
 pub use auth::{KEY_LEN, Key, KeyError, KeyStatus, NO_KEY, SecondKey, TAG_LEN};
 pub use error::{ChangeError, ConfigError, FailoverError, FrameError};

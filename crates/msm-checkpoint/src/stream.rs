@@ -227,6 +227,60 @@ impl Tx {
         self.acked_high = self.acked_high.max(self.checkpointed);
     }
 
+    /// The backup has no such stream, or another schema of it: nothing is
+    /// sent of it (`mismatch` says why, for status).
+    pub(crate) fn block(&mut self, mismatch: Mismatch) {
+        self.phase = Phase::Blocked;
+        self.recording = false;
+        self.mismatch = Some(mismatch);
+    }
+
+    /// A bulk of `total` items starts in this epoch: from now on every
+    /// change is recorded, and the bulk covers every change made so far.
+    pub(crate) fn begin_bulk(&mut self, total: u64) {
+        self.phase = Phase::Bulk;
+        self.recording = true;
+        self.cursor = 0;
+        self.bulk_total = total;
+        self.bulk_sent = 0;
+        self.covers = self.changes;
+    }
+
+    /// The host could not read the bulk: the stream is failed until a new one.
+    pub(crate) fn fail(&mut self, failure: Failure) {
+        self.phase = Phase::Failed;
+        self.failure = Some(failure);
+    }
+
+    /// The bulk's `End` is in the backlog: synced once it is acknowledged.
+    pub(crate) fn ending(&mut self) {
+        self.phase = Phase::Ending;
+    }
+
+    /// The backup acknowledged the bulk's `End`: synced, and a resync
+    /// backoff starts over.
+    pub(crate) fn synced(&mut self) {
+        self.phase = Phase::Synced;
+        self.requests = 0;
+        self.failure = None;
+    }
+
+    /// A re-bulk with no backup session: nothing is sent until one.
+    pub(crate) fn off(&mut self) {
+        self.phase = Phase::Off;
+    }
+
+    /// A new epoch that continues another's stream from `point` (whose
+    /// whole state this node holds) without a bulk: synced at once,
+    /// recording from now on, covering every change made so far.
+    pub(crate) fn continue_from(&mut self, point: (u64, u32, u64)) {
+        self.restart();
+        self.phase = Phase::Synced;
+        self.recording = true;
+        self.covers = self.changes;
+        self.origin = Some(point);
+    }
+
     /// This node becomes master holding the previous master's state up to
     /// its change `held`: ids go on from there, so a change's id is its
     /// position in the chassis' stream across takeovers.

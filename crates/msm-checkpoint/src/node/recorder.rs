@@ -62,7 +62,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
         let tx = &mut streams.get_mut(sid).tx;
         tx.rebulks += 1;
         if !session {
-            tx.phase = Phase::Off;
+            tx.off();
         }
         events.push(Event::Rebulk { stream: Streams::<A>::stream(sid), reason });
     }
@@ -85,12 +85,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
             let total = host.bulk_start(Streams::<A>::stream(sid));
             streams.get_mut(sid).counters.bulks += 1;
             let tx = &mut streams.get_mut(sid).tx;
-            tx.phase = Phase::Bulk;
-            tx.recording = true;
-            tx.cursor = 0;
-            tx.bulk_total = total;
-            tx.bulk_sent = 0;
-            tx.covers = tx.changes;
+            tx.begin_bulk(total);
             let covers = tx.covers;
             debug!("bulk starts");
             rebulked |= self.append(sid, Kind::Begin, covers, &total.to_le_bytes(), streams, events).1;
@@ -176,8 +171,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
                     any = true;
                 }
                 res @ (Ok(Some(_)) | Err(_)) => {
-                    st.tx.phase = Phase::Failed;
-                    st.tx.failure = Some(Failure::Host(res.err().unwrap_or(HostError::RecordTooLarge)));
+                    st.tx.fail(Failure::Host(res.err().unwrap_or(HostError::RecordTooLarge)));
                     st.counters.errors += 1;
                     break;
                 }
@@ -186,7 +180,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
                     let (stored, rebulked) =
                         self.append(sid, Kind::End, 0, &digest.to_le_bytes(), streams, events);
                     if stored {
-                        streams.get_mut(sid).tx.phase = Phase::Ending;
+                        streams.get_mut(sid).tx.ending();
                     }
                     return (any || stored, rebulked);
                 }

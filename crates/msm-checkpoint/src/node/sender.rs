@@ -207,9 +207,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         if complete && !self.attached {
             for sid in streams.ids().filter(|&i| self.peer_sid[i] == NO_SLOT) {
                 let ours = streams.schema(sid);
-                let tx = &mut streams.get_mut(sid).tx;
-                tx.phase = Phase::Blocked;
-                tx.mismatch = Some(Mismatch { ours, theirs: None });
+                streams.get_mut(sid).tx.block(Mismatch { ours, theirs: None });
             }
             self.attached = true;
             self.out.backlog.rewind();
@@ -236,10 +234,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         let ours = streams.schema(sid);
         if h.schema != ours {
             self.out.backlog.kill_stream(sid as u8);
-            let tx = &mut streams.get_mut(sid).tx;
-            tx.phase = Phase::Blocked;
-            tx.recording = false;
-            tx.mismatch = Some(Mismatch { ours, theirs: Some(h.schema) });
+            streams.get_mut(sid).tx.block(Mismatch { ours, theirs: Some(h.schema) });
             return;
         }
         if let Some(point) = streams.get(sid).tx.continues {
@@ -358,9 +353,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         tx.max_acked_change = tx.max_acked_change.max(newest.unwrap_or(0));
         let synced = tx.phase == Phase::Ending && tx.end_seq.is_some_and(|e| e <= seq);
         if synced {
-            tx.phase = Phase::Synced;
-            tx.requests = 0;
-            tx.failure = None;
+            tx.synced();
         }
         if tx.phase == Phase::Synced {
             tx.checkpoint(tx.covers.max(tx.max_acked_change));

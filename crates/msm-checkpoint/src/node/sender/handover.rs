@@ -50,11 +50,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         if !tx.recording {
             // Kept when the last session ended (a standby's configuration):
             // a new epoch records from now on.
-            tx.restart();
-            tx.phase = Phase::Synced;
-            tx.recording = true;
-            tx.covers = tx.changes;
-            tx.origin = Some(point);
+            tx.continue_from(point);
         }
         tx.unconfirmed = true;
         self.continued |= 1 << sid;
@@ -84,12 +80,8 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             }
             let point = (rx.term, rx.epoch, rx.applied);
             let tx = &mut st.tx;
-            tx.restart();
-            tx.phase = Phase::Synced;
-            tx.recording = true;
-            tx.covers = tx.changes;
+            tx.continue_from(point);
             tx.continues = Some(point);
-            tx.origin = Some(point);
         }
         self.session = Some(Session { slot, incarnation, hello_id: 0, seen: 0, total: 0 });
         self.attached = false;

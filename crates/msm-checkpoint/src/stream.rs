@@ -392,6 +392,35 @@ impl Rx {
         }
     }
 
+    /// What an old master holds of a stream it handed over whole: its own
+    /// epoch in `term` up to its last acknowledged record, its digest, and
+    /// its own change count (every change it made is on the backup).
+    pub(crate) fn handed_over(term: u64, tx: &Tx) -> Rx {
+        Rx {
+            term,
+            epoch: tx.epoch,
+            applied: tx.acked,
+            complete: true,
+            held_term: term,
+            digest: tx.digest.clone(),
+            change: tx.changes,
+            ..Rx::new()
+        }
+    }
+
+    /// The whole state held becomes the start of the master's epoch
+    /// `epoch` in `term`, before its record 1 (a continued stream, or a
+    /// standby's copy rebased). The change count goes on as it was.
+    pub(crate) fn continue_as(&mut self, term: u64, epoch: u32) {
+        self.term = term;
+        self.epoch = epoch;
+        self.applied = 0;
+        self.held_term = term;
+        self.digest = Digest::new();
+        self.resync = false;
+        self.gap = false;
+    }
+
     /// Hold no point a master could resume or continue from (the host keeps
     /// its state; only a bulk replaces it).
     pub(crate) fn forget_point(&mut self) {

@@ -232,11 +232,7 @@ impl Mirror {
         if !(rx.complete && !rx.in_bulk && held == from) {
             return Ok(());
         }
-        rx.term = term.raw();
-        rx.epoch = epoch;
-        rx.applied = 0;
-        rx.held_term = rx.term;
-        rx.digest = Digest::new();
+        rx.continue_as(term.raw(), epoch);
         events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
         Ok(())
     }

@@ -101,13 +101,7 @@ impl Receiver {
             if !rx.complete || rx.in_bulk {
                 continue; // not what we offered: its data will ask for a bulk
             }
-            rx.term = term.raw();
-            rx.epoch = c.epoch;
-            rx.applied = 0;
-            rx.held_term = rx.term;
-            rx.digest = Digest::new();
-            rx.resync = false;
-            rx.gap = false;
+            rx.continue_as(term.raw(), c.epoch);
             // Acknowledge the new epoch at once: the master reports the
             // stream checkpointed only from then on.
             rx.ack_due = true;

@@ -6,6 +6,7 @@
 //! continues the stream (`continue_stream`; Redis' PSYNC2).
 
 use super::*;
+use crate::stream::Rx;
 
 impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// `run msm-failover [force]` starts: drain, then tell the backup.
@@ -102,18 +103,8 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             if !(tx.recording && tx.phase == Phase::Synced && tx.acked + 1 == tx.next_seq) {
                 continue;
             }
-            let rx = &mut st.rx;
-            rx.term = term;
-            rx.epoch = tx.epoch;
-            rx.applied = tx.acked;
-            rx.in_bulk = false;
-            rx.complete = true;
-            rx.held_term = term;
-            rx.digest = tx.digest.clone();
-            rx.resync = false;
-            rx.failure = None;
             // Every change it made is on the backup: the new master's ids go on from here.
-            rx.change = tx.changes;
+            st.rx = Rx::handed_over(term, tx);
         }
     }
 

@@ -269,14 +269,9 @@ impl AppServer {
             c.closing = true;
             self.dropped += 1;
         }
-        let mut expired = Vec::new();
-        for (i, c) in self.clients.iter().enumerate() {
-            if let Some(why) = c.clock.expired(now).filter(|_| !c.closing) {
-                expired.push((i, why));
-            }
-        }
-        for (i, why) in expired.into_iter().rev() {
-            let mut c = self.clients.swap_remove(i);
+        let expired =
+            client_limits::take_expired(&mut self.clients, now, |c| (!c.closing).then_some(&c.clock));
+        for (mut c, why) in expired {
             self.drop_idle(&mut c, why);
         }
         let dropped = &mut self.dropped;

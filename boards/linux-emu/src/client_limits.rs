@@ -130,6 +130,23 @@ pub fn accept<C>(
     }
 }
 
+/// Take out of `clients` those the limits drop now, each with why.
+/// `judged` gives a client's clock, or `None` for one not judged now
+/// (closing, or busy being answered).
+pub fn take_expired<C>(
+    clients: &mut Vec<C>,
+    now: Instant,
+    judged: impl Fn(&C) -> Option<&Clock>,
+) -> Vec<(C, String)> {
+    let expired: Vec<(usize, String)> = clients
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| judged(c).and_then(|k| k.expired(now)).map(|why| (i, why)))
+        .collect();
+    // From the back: a swap_remove moves the last client into the gap.
+    expired.into_iter().rev().map(|(i, why)| (clients.swap_remove(i), why)).collect()
+}
+
 /// Whether the `n`-th drop of a kind is logged.
 pub fn log_drop(n: u64) -> bool {
     n == 1 || n.is_multiple_of(LOG_EVERY)

@@ -190,15 +190,10 @@ impl ControlServer {
             }
         }
         let now = Instant::now();
-        let expired: Vec<(usize, String)> = self
-            .clients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.state == State::Reading)
-            .filter_map(|(i, c)| c.clock.expired(now).map(|why| (i, why)))
-            .collect();
-        for (i, why) in expired.into_iter().rev() {
-            let mut c = self.clients.swap_remove(i);
+        let expired = client_limits::take_expired(&mut self.clients, now, |c| {
+            (c.state == State::Reading).then_some(&c.clock)
+        });
+        for (mut c, why) in expired {
             self.drop_idle(&mut c, why);
         }
         let served = &mut self.served;

@@ -127,6 +127,14 @@ fn file_header(len: u32) -> [u8; HEADER_LEN] {
     h
 }
 
+/// A file's length from its header.
+fn decode_file_header(h: &[u8; HEADER_LEN]) -> Result<u32, StreamError> {
+    if h[4..] != [0; 4] {
+        return Err(StreamError::Reserved);
+    }
+    Ok(u32::from_le_bytes([h[0], h[1], h[2], h[3]]))
+}
+
 /// The sender's view: where a byte offset of the stream falls, given the
 /// selected file and each file's length (`None`: absent). Reads stop at
 /// the end of each header and file, so every header goes out whole.
@@ -311,10 +319,7 @@ impl Parser {
             },
             State::FileHead(from) => {
                 let i = self.next_file(from).ok_or(Err(StreamError::Trailing))?;
-                let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-                if self.buf[4..] != [0; 4] {
-                    return Err(Err(StreamError::Reserved));
-                }
+                let len = decode_file_header(&self.buf).map_err(Err)?;
                 sink(Piece::FileStart(Some(FILES[i]), len)).map_err(Ok)?;
                 self.state = if len == 0 { self.after(i) } else { State::Body(i, len) };
             }
@@ -362,11 +367,7 @@ pub fn file_in(stream: &[u8], w: Option<ConfigName>) -> Result<Option<&[u8]>, St
     let want = w.unwrap_or(h.selected);
     let (mut at, mut found) = (HEADER_LEN, None);
     for f in FILES.into_iter().filter(|&f| h.has(f)) {
-        let fh = header(at)?;
-        if fh[4..] != [0; 4] {
-            return Err(StreamError::Reserved);
-        }
-        let file = body(at + HEADER_LEN, u64::from(u32::from_le_bytes([fh[0], fh[1], fh[2], fh[3]])))?;
+        let file = body(at + HEADER_LEN, u64::from(decode_file_header(&header(at)?)?))?;
         if f == want {
             found = Some(file);
         }

@@ -82,6 +82,20 @@ fn got_end(mut got: Vec<Reply>) -> Vec<Reply> {
     got
 }
 
+/// Keys 0..`n` set to `value`, `batch` changes a write, each batch's
+/// answers read before the next.
+fn pipeline(w: &mut msm_client::Client, n: u64, value: &[u8], batch: u64) {
+    for k in 0..n {
+        w.send(Change::Set(k, value.to_vec()));
+        if k % batch == batch - 1 {
+            w.flush().unwrap();
+            for _ in 0..batch {
+                w.accepted().unwrap();
+            }
+        }
+    }
+}
+
 /// CPU time (user + system, in clock ticks) the process `pid` has used.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -269,15 +283,7 @@ fn a_follower_is_told_it_is_master_only_with_the_whole_table() {
     // 50 000 entries of 200 bytes on the master, all on the backup.
     let mut w = msm_client::Client::connect(c.path('A', "app"), "acl", 1, &[]).unwrap();
     let n = 50_000u64;
-    for k in 0..n {
-        w.send(Change::Set(k, vec![b'v'; 200]));
-        if k % 1000 == 999 {
-            w.flush().unwrap();
-            for _ in 0..1000 {
-                w.accepted().unwrap();
-            }
-        }
-    }
+    pipeline(&mut w, n, &[b'v'; 200], 1000);
     c.wait("the backup has them", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
     // The follower registers on B and reads nothing yet: its table is on its way.
     let mut f = UnixStream::connect(c.path('B', "app")).unwrap();
@@ -326,15 +332,7 @@ fn followers_that_never_read_cost_the_backup_only_their_bound() {
     // 8 x 8 000 entries of 500 bytes: 32 MB of changes the followers do not read.
     for i in 0..APPS {
         let mut w = msm_client::Client::connect(c.path('A', "app"), &format!("p{i}"), 1, &[]).unwrap();
-        for k in 0..8_000u64 {
-            w.send(Change::Set(k, vec![b'r'; 500]));
-            if k % 500 == 499 {
-                w.flush().unwrap();
-                for _ in 0..500 {
-                    w.accepted().unwrap();
-                }
-            }
-        }
+        pipeline(&mut w, 8_000, &[b'r'; 500], 500);
     }
     c.wait("the backup has every change", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
     let (a, b) = (c.children[0].as_ref().unwrap().id(), c.children[1].as_ref().unwrap().id());

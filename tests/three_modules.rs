@@ -15,6 +15,16 @@ use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 use serde_json::Value;
 
+/// A master, B its backup in sync, C a standby, all with churn on.
+fn three(c: &mut Chassis, wait: Duration) {
+    c.start('A', &["--churn", "500"]).unwrap();
+    c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
+    c.start('B', &["--churn", "500"]).unwrap();
+    c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
+    c.start('C', &["--churn", "500"]).unwrap();
+    c.wait("C standby", wait, |c| Ok(role(c, 'C') == "STANDBY")).unwrap();
+}
+
 fn role(c: &Chassis, slot: char) -> String {
     c.role(slot).unwrap_or_default()
 }
@@ -72,12 +82,7 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
     let (_d, mut c) = chassis(HB);
     c.nodes = 3;
     let wait = Duration::from_secs(20);
-    c.start('A', &["--churn", "500"]).unwrap();
-    c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
-    c.start('B', &["--churn", "500"]).unwrap();
-    c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
-    c.start('C', &["--churn", "500"]).unwrap();
-    c.wait("C standby", wait, |c| Ok(role(c, 'C') == "STANDBY")).unwrap();
+    three(&mut c, wait);
     c.wait("the master hears both others", wait, |c| {
         Ok(switch(c, 'A')["peers"].as_array().unwrap().len() == 2)
     })
@@ -178,12 +183,7 @@ fn a_backup_made_standby_drops_its_tables_and_after_a_double_failure_starts_fres
     let (_d, mut c) = chassis(HB);
     c.nodes = 3;
     let wait = Duration::from_secs(20);
-    c.start('A', &["--churn", "500"]).unwrap();
-    c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
-    c.start('B', &["--churn", "500"]).unwrap();
-    c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
-    c.start('C', &["--churn", "500"]).unwrap();
-    c.wait("C standby", wait, |c| Ok(role(c, 'C') == "STANDBY")).unwrap();
+    three(&mut c, wait);
     assert!(rows(&c, 'B') > 0, "the backup holds the tables");
     assert_eq!(rows(&c, 'C'), 0, "a standby holds none");
 

@@ -1,6 +1,8 @@
 //! Per-stream state: what the master has sent and had acknowledged, and what
 //! the backup has applied. A node keeps both halves: roles change.
 
+use core::time::Duration;
+
 use msm_time::Instant;
 
 use crate::host::HostError;
@@ -252,6 +254,38 @@ impl Tx {
         self.failure = Some(failure);
     }
 
+    /// A change or a bulk item goes into the backlog: its sequence number;
+    /// the running digest takes its bytes.
+    pub(crate) fn record(&mut self, data: &[u8]) -> u64 {
+        self.digest.update(data);
+        self.take_seq()
+    }
+
+    /// The bulk's next item, read up to `cursor`, goes into the backlog.
+    pub(crate) fn record_bulk(&mut self, data: &[u8], cursor: u64) -> u64 {
+        self.cursor = cursor;
+        self.bulk_sent += 1;
+        self.record(data)
+    }
+
+    /// The bulk's `Begin` goes into the backlog.
+    pub(crate) fn record_begin(&mut self) -> u64 {
+        self.take_seq()
+    }
+
+    /// The bulk's `End` goes into the backlog: the stream syncs when it is
+    /// acknowledged.
+    pub(crate) fn record_end(&mut self) -> u64 {
+        let seq = self.take_seq();
+        self.end_seq = Some(seq);
+        seq
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
     /// The bulk's `End` is in the backlog: synced once it is acknowledged.
     pub(crate) fn ending(&mut self) {
         self.phase = Phase::Ending;
@@ -281,11 +315,41 @@ impl Tx {
         self.origin = Some(point);
     }
 
+    /// This node took over from a master whose state up to `point` it
+    /// holds whole: a new epoch continues from it, and the old master may
+    /// come back offering exactly that point.
+    pub(crate) fn continue_for_old_master(&mut self, point: (u64, u32, u64)) {
+        self.continue_from(point);
+        self.continues = Some(point);
+    }
+
+    /// No module may continue from the point kept any more (a backup
+    /// offered another, or the stream's state moved on).
+    pub(crate) fn forget_continuation(&mut self) {
+        self.continues = None;
+    }
+
+    /// The backup offered exactly `point`, the one this epoch continues
+    /// (or a kept one, for a standby's configuration: a new epoch recording
+    /// from now on): no bulk, and nothing reported checkpointed until the
+    /// backup acknowledges the epoch (see [`confirm`](Self::confirm)).
+    pub(crate) fn continued_by_backup(&mut self, point: (u64, u32, u64)) {
+        if !self.recording {
+            self.continue_from(point);
+        }
+        self.unconfirmed = true;
+    }
+
     /// This node becomes master holding the previous master's state up to
     /// its change `held`: ids go on from there, so a change's id is its
     /// position in the chassis' stream across takeovers.
     pub(crate) fn continue_ids(&mut self, held: u64) {
         self.changes = self.changes.max(held);
+    }
+
+    /// This node becomes master: changes from now on are this mastership's.
+    pub(crate) fn begin_mastership(&mut self) {
+        self.since = self.changes;
     }
 
     /// The stream's state changed (a change, or a `save` of the saved
@@ -324,6 +388,58 @@ impl Tx {
         let point = if self.recording { self.exact_point(term) } else { self.continues };
         self.stop();
         self.continues = point;
+    }
+
+    /// The backup acknowledged a record of the continued epoch (or said in
+    /// a hello it holds it): what it holds is ours, up to what the epoch
+    /// covers.
+    pub(crate) fn confirm(&mut self) {
+        if self.unconfirmed {
+            self.unconfirmed = false;
+            self.checkpoint(self.covers);
+        }
+    }
+
+    /// The backup acknowledged every record up to `seq`, the newest change
+    /// among them being `newest`. Returns whether this ended the bulk (the
+    /// stream became synced).
+    pub(crate) fn acknowledged(&mut self, seq: u64, newest: Option<u64>) -> bool {
+        self.acked = seq;
+        self.max_acked_change = self.max_acked_change.max(newest.unwrap_or(0));
+        let synced = self.phase == Phase::Ending && self.end_seq.is_some_and(|e| e <= seq);
+        if synced {
+            self.synced();
+        }
+        if self.phase == Phase::Synced {
+            self.checkpoint(self.covers.max(self.max_acked_change));
+        }
+        synced
+    }
+
+    /// A backup's hello matches no schema mismatch any more.
+    pub(crate) fn matched(&mut self) {
+        self.mismatch = None;
+    }
+
+    /// The session's state of the stream is lost (a new bulk follows):
+    /// counted as a re-bulk unless nothing was ever sent.
+    pub(crate) fn count_rebulk(&mut self) {
+        if self.phase != Phase::Off {
+            self.rebulks += 1;
+        }
+    }
+
+    /// The backup refused the stream again: the next bulk waits, a
+    /// heartbeat interval for the second request, doubling up to 64 times.
+    /// Returns when it may start, if it must wait.
+    pub(crate) fn refused(&mut self, now: Instant, heartbeat: Duration) -> Option<Instant> {
+        self.requests = self.requests.saturating_add(1);
+        self.failure = Some(Failure::BackupRefused);
+        if self.requests < 2 {
+            return None;
+        }
+        self.hold_until = now + heartbeat * (1u32 << (self.requests - 2).min(6));
+        Some(self.hold_until)
     }
 
     /// Changes handed out in the current mastership that no backup
@@ -421,6 +537,137 @@ impl Rx {
         self.gap = false;
     }
 
+    /// A record of a new epoch (`term`, `epoch`): what is held belongs to
+    /// an older one. (A bulk in progress is aborted by the caller first.)
+    pub(crate) fn new_epoch(&mut self, term: u64, epoch: u32) {
+        self.term = term;
+        self.epoch = epoch;
+        self.applied = 0;
+        self.complete = false;
+        self.digest = Digest::new();
+        self.resync = false;
+    }
+
+    /// The bulk in progress, if any, will not complete: whether there was
+    /// one (the caller tells the host).
+    pub(crate) fn abort_bulk(&mut self) -> bool {
+        core::mem::take(&mut self.in_bulk)
+    }
+
+    /// What is held is no longer whole (a new transfer starts): whether a
+    /// bulk was in progress (the caller tells the host).
+    pub(crate) fn start_over(&mut self) -> bool {
+        self.complete = false;
+        self.abort_bulk()
+    }
+
+    /// A bulk's `Begin`: `total` items follow, holding every change up to `covers`.
+    pub(crate) fn begin_bulk(&mut self, total: u64, covers: u64) {
+        self.change = covers;
+        self.in_bulk = true;
+        self.bulk_total = total;
+        self.bulk_rcvd = 0;
+        self.digest = Digest::new();
+    }
+
+    /// A bulk item (`bulk`) or a change was applied.
+    pub(crate) fn applied_item(&mut self, data: &[u8], bulk: bool) {
+        self.digest.update(data);
+        if bulk {
+            self.bulk_rcvd += 1;
+        } else {
+            self.change += 1;
+        }
+    }
+
+    /// The bulk's `End` carries `digest`: whether it is the digest of what
+    /// this bulk applied.
+    pub(crate) fn end_matches(&self, digest: u64) -> bool {
+        self.in_bulk && self.digest.value() == digest
+    }
+
+    /// The host holds the bulk whole: the state is whole, of this term.
+    pub(crate) fn complete_bulk(&mut self) {
+        self.in_bulk = false;
+        self.complete = true;
+        self.held_term = self.term;
+        self.failure = None;
+    }
+
+    /// A configuration snapshot of the master's epoch `epoch` in `term`
+    /// begins (a standby's copy).
+    pub(crate) fn begin_snapshot(&mut self, term: u64, epoch: u32) {
+        self.new_epoch(term, epoch);
+        self.in_bulk = true;
+        self.bulk_rcvd = 0;
+        self.bulk_total = 0;
+    }
+
+    /// An item of the snapshot was applied.
+    pub(crate) fn snapshot_item(&mut self) {
+        self.bulk_rcvd += 1;
+    }
+
+    /// The host holds the snapshot whole: the state at the master's record
+    /// `seq` of the epoch, whose running digest was `digest`.
+    pub(crate) fn complete_snapshot(&mut self, seq: u64, digest: u64) {
+        self.applied = seq;
+        self.complete = true;
+        self.held_term = self.term;
+        self.digest = Digest::resume(digest);
+        self.failure = None;
+    }
+
+    /// Record `seq` was applied, in order.
+    pub(crate) fn applied_to(&mut self, seq: u64) {
+        self.applied = seq;
+    }
+
+    /// A record beyond the next one arrived: the acknowledgement says so.
+    pub(crate) fn saw_gap(&mut self) {
+        self.gap = true;
+    }
+
+    /// The master is owed an acknowledgement of the stream.
+    pub(crate) fn owe_ack(&mut self) {
+        self.ack_due = true;
+    }
+
+    /// The acknowledgement went out.
+    pub(crate) fn ack_sent(&mut self) {
+        self.ack_due = false;
+        self.gap = false;
+    }
+
+    /// No master to acknowledge or ask any more.
+    pub(crate) fn stop_asking(&mut self) {
+        self.ack_due = false;
+        self.resync = false;
+    }
+
+    /// The state is unusable until a new bulk (`ask`: ask the master for one).
+    pub(crate) fn fail(&mut self, failure: Failure, ask: bool) {
+        self.resync = ask;
+        self.complete = false;
+        self.failure = Some(failure);
+    }
+
+    /// The host refused a transfer of the stream (for status).
+    pub(crate) fn refused(&mut self, failure: Failure) {
+        self.failure = Some(failure);
+    }
+
+    /// Records of `term` held here are of another boot of its master:
+    /// hold no point of it, nor a whole state of it.
+    pub(crate) fn forget_term(&mut self, term: u64) {
+        if self.term == term {
+            self.forget_point();
+        }
+        if self.held_term == term {
+            self.held_term = 0;
+        }
+    }
+
     /// Hold no point a master could resume or continue from (the host keeps
     /// its state; only a bulk replaces it).
     pub(crate) fn forget_point(&mut self) {
@@ -428,6 +675,24 @@ impl Rx {
         self.epoch = 0;
         self.applied = 0;
         self.complete = false;
+    }
+}
+
+/// States built whole for tests elsewhere in the crate.
+#[cfg(test)]
+impl Tx {
+    /// Synced in `epoch`, recording, with `next_seq` next and the bulk's
+    /// `End` at `end_seq`.
+    pub(crate) fn synced_at(epoch: u32, next_seq: u64, end_seq: u64) -> Tx {
+        Tx { phase: Phase::Synced, recording: true, epoch, next_seq, end_seq: Some(end_seq), ..Tx::new() }
+    }
+}
+
+#[cfg(test)]
+impl Rx {
+    /// Holding the whole state of the master's epoch `epoch` in `term` up to record `applied`.
+    pub(crate) fn holding(term: u64, epoch: u32, applied: u64) -> Rx {
+        Rx { term, epoch, applied, complete: true, held_term: term, ..Rx::new() }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::FrameError;
 use crate::event::{Event, EventQueue};
 use crate::host::{Host, HostError, ItemKind};
 use crate::role::{Slot, Term};
-use crate::stream::{Digest, Failure};
+use crate::stream::Failure;
 use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, SnapshotItem};
 
 /// A snapshot being received.
@@ -72,8 +72,7 @@ impl Mirror {
             if core::mem::take(&mut self.incoming[sid]).active {
                 let stream = Streams::<A>::stream(sid);
                 let rx = &mut streams.get_mut(sid).rx;
-                if rx.in_bulk {
-                    rx.in_bulk = false;
+                if rx.abort_bulk() {
                     host.bulk_abort(stream);
                 }
                 rx.forget_point();
@@ -121,24 +120,15 @@ impl Mirror {
         // whose read position it cannot vouch for, and a late copy of one
         // costs only the restart.)
         if cursor == 0 {
-            if st.rx.in_bulk {
+            if st.rx.start_over() {
                 host.bulk_abort(stream);
             }
             st.counters.bulks += 1;
-            st.rx.in_bulk = false;
-            st.rx.complete = false;
             if let Err(e) = host.bulk_begin(stream, 0) {
                 self.refused(sid, e, streams, host);
                 return Ok(());
             }
-            let rx = &mut st.rx;
-            rx.in_bulk = true;
-            rx.term = term.raw();
-            rx.epoch = epoch;
-            rx.applied = 0;
-            rx.bulk_rcvd = 0;
-            rx.bulk_total = 0;
-            rx.resync = false;
+            st.rx.begin_snapshot(term.raw(), epoch);
             *inc = Incoming { epoch, seq, next: 0, active: true };
         }
         let rx = &st.rx;
@@ -154,13 +144,13 @@ impl Mirror {
         while !tail.is_empty() {
             let item: SnapshotItem<'_> = wire::take(&mut tail).map_err(|_| FrameError::BadRecord)?;
             if item.next == NO_CURSOR {
-                return self.finish(term, sid, digest, streams, host, events);
+                return self.finish(sid, digest, streams, host, events);
             }
             if let Err(e) = host.apply(stream, ItemKind::Bulk, item.data) {
                 self.refused(sid, e, streams, host);
                 return Ok(());
             }
-            streams.get_mut(sid).rx.bulk_rcvd += 1;
+            streams.get_mut(sid).rx.snapshot_item();
             self.incoming[sid].next = item.next;
         }
         Ok(())
@@ -168,7 +158,6 @@ impl Mirror {
 
     fn finish<H: Host, const A: usize>(
         &mut self,
-        term: Term,
         sid: usize,
         digest: u64,
         streams: &mut Streams<A>,
@@ -177,17 +166,12 @@ impl Mirror {
     ) -> Result<(), FrameError> {
         let stream = Streams::<A>::stream(sid);
         let inc = core::mem::take(&mut self.incoming[sid]);
-        streams.get_mut(sid).rx.in_bulk = false;
+        streams.get_mut(sid).rx.abort_bulk();
         if let Err(e) = host.bulk_end(stream) {
             self.refused(sid, e, streams, host);
             return Ok(());
         }
-        let rx = &mut streams.get_mut(sid).rx;
-        rx.applied = inc.seq;
-        rx.complete = true;
-        rx.held_term = term.raw();
-        rx.digest = Digest::resume(digest);
-        rx.failure = None;
+        streams.get_mut(sid).rx.complete_snapshot(inc.seq, digest);
         events.push(Event::StreamSynced(stream));
         Ok(())
     }
@@ -204,9 +188,8 @@ impl Mirror {
         warn!("standby: configuration snapshot refused");
         let st = streams.get_mut(sid);
         st.counters.errors += 1;
-        st.rx.failure = Some(Failure::Host(e));
-        if st.rx.in_bulk {
-            st.rx.in_bulk = false;
+        st.rx.refused(Failure::Host(e));
+        if st.rx.abort_bulk() {
             host.bulk_abort(Streams::<A>::stream(sid));
         }
         self.incoming[sid] = Incoming::default();
@@ -276,6 +259,7 @@ mod tests {
     use crate::app::AppRegistry;
     use crate::host::Stream;
     use crate::node::streams::SAVED;
+    use crate::stream::Rx;
 
     /// What a standby's host was asked to do with the saved configuration.
     #[derive(Default)]
@@ -366,8 +350,7 @@ mod tests {
     fn a_rebase_takes_only_the_exact_point_it_names() {
         let mut streams = Streams::<0>::new(AppRegistry::new());
         let (mut m, mut events) = (Mirror::new(Duration::from_millis(100)), EventQueue::new());
-        let rx = &mut streams.get_mut(SAVED).rx;
-        (rx.term, rx.epoch, rx.applied, rx.complete) = (0x1FE, 2, 30, true);
+        streams.get_mut(SAVED).rx = Rx::holding(0x1FE, 2, 30);
         let new = Term::from_raw(0x2FF);
         let elsewhere = MirrorPoint { term: 0x1FE, epoch: 2, seq: 29 };
         m.on_rebase(new, SAVED, elsewhere, 1, &mut streams, &mut events).unwrap();

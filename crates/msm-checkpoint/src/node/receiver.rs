@@ -14,7 +14,7 @@ use crate::event::{Event, EventQueue};
 use crate::host::{Host, ItemKind};
 use crate::role::{Slot, Term};
 use crate::status::{SyncState, percent, stream_name};
-use crate::stream::{Digest, Failure, Rx};
+use crate::stream::{Failure, Rx};
 use crate::wire::{self, AckItem, Body, ContinuedItem, DigestMark, Origin, Record, StreamHello};
 
 /// What the backup knows of its session with the master.
@@ -95,7 +95,9 @@ impl Receiver {
             }
             let rx = &mut streams.get_mut(sid).rx;
             if repeat {
-                rx.ack_due |= rx.term == term.raw() && rx.epoch == c.epoch;
+                if rx.term == term.raw() && rx.epoch == c.epoch {
+                    rx.owe_ack();
+                }
                 continue;
             }
             if !rx.complete || rx.in_bulk {
@@ -104,7 +106,7 @@ impl Receiver {
             rx.continue_as(term.raw(), c.epoch);
             // Acknowledge the new epoch at once: the master reports the
             // stream checkpointed only from then on.
-            rx.ack_due = true;
+            rx.owe_ack();
             events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
         }
         Ok(())
@@ -133,12 +135,10 @@ impl Receiver {
     ) {
         for sid in streams.ids() {
             let rx = &mut streams.get_mut(sid).rx;
-            if rx.in_bulk {
-                rx.in_bulk = false;
+            if rx.abort_bulk() {
                 host.bulk_abort(Streams::<A>::stream(sid));
             }
-            rx.ack_due = false;
-            rx.resync = false;
+            rx.stop_asking();
         }
         self.resync_round = 0;
         timers.stop(Timer::Resync);
@@ -245,7 +245,7 @@ impl Receiver {
                 continue;
             }
             if this > applied + 1 {
-                streams.get_mut(sid).rx.gap = true;
+                streams.get_mut(sid).rx.saw_gap();
                 *skip = true;
                 continue;
             }
@@ -258,7 +258,7 @@ impl Receiver {
                 *skip = true;
                 continue;
             }
-            streams.get_mut(sid).rx.applied = this;
+            streams.get_mut(sid).rx.applied_to(this);
             if sid == ACTIVE {
                 self.compare_config_digest(term, streams, events, timers, standby.is_none());
             }
@@ -406,7 +406,7 @@ fn start_run<H: Host, const A: usize>(
 ) -> bool {
     let st = streams.get_mut(sid);
     st.counters.rx += 1;
-    st.rx.ack_due = true;
+    st.rx.owe_ack();
     let rx = &mut st.rx;
     if rx.term == term.raw() && epoch < rx.epoch {
         return false; // an old epoch, retransmitted late
@@ -414,16 +414,10 @@ fn start_run<H: Host, const A: usize>(
     if rx.term != term.raw() || epoch > rx.epoch {
         // A new master or a new bulk: what we hold belongs to an older epoch.
         // (If this is not the epoch's first record, the gap logic asks for it.)
-        if rx.in_bulk {
-            rx.in_bulk = false;
+        if rx.abort_bulk() {
             host.bulk_abort(Streams::<A>::stream(sid));
         }
-        rx.term = term.raw();
-        rx.epoch = epoch;
-        rx.applied = 0;
-        rx.complete = false;
-        rx.digest = Digest::new();
-        rx.resync = false;
+        rx.new_epoch(term.raw(), epoch);
     }
     true
 }
@@ -445,35 +439,23 @@ fn apply<H: Host, const A: usize>(
     match rec {
         Record::Begin { total, covers } => {
             host.bulk_begin(stream, total).map_err(Failure::Host)?;
-            rx.change = covers;
-            rx.in_bulk = true;
-            rx.bulk_total = total;
-            rx.bulk_rcvd = 0;
-            rx.digest = Digest::new();
+            rx.begin_bulk(total, covers);
         }
         Record::Bulk(b) | Record::Change(b) => {
             let kind = if matches!(rec, Record::Bulk(_)) { ItemKind::Bulk } else { ItemKind::Dynamic };
             host.apply(stream, kind, b).map_err(Failure::Host)?;
-            rx.digest.update(b);
-            if kind == ItemKind::Bulk {
-                rx.bulk_rcvd += 1;
-            } else {
-                rx.change += 1;
-            }
+            rx.applied_item(b, kind == ItemKind::Bulk);
         }
         Record::Run { .. } => {} // read by on_data
         Record::End { digest } => {
-            if rx.digest.value() != digest || !rx.in_bulk {
+            if !rx.end_matches(digest) {
                 warn!("bulk digest mismatch");
-                rx.in_bulk = false;
+                rx.abort_bulk();
                 host.bulk_abort(stream);
                 return Err(Failure::Digest);
             }
             host.bulk_end(stream).map_err(Failure::Host)?;
-            rx.in_bulk = false;
-            rx.complete = true;
-            rx.held_term = rx.term;
-            rx.failure = None;
+            rx.complete_bulk();
             events.push(Event::StreamSynced(stream));
         }
     }
@@ -491,9 +473,7 @@ fn fail<const A: usize>(
 ) {
     let st = streams.get_mut(sid);
     st.counters.errors += 1;
-    st.rx.resync = ask;
-    st.rx.complete = false;
-    st.rx.failure = Some(failure);
+    st.rx.fail(failure, ask);
     if ask {
         timers.set(Timer::Resync, Instant::ZERO);
     }
@@ -521,8 +501,7 @@ fn acks<const A: usize>(
         if w.push(&item).is_err() {
             break; // the rest go in the next frame
         }
-        st.rx.ack_due = false;
-        st.rx.gap = false;
+        st.rx.ack_sent();
         st.counters.tx += 1;
     }
     Some(w.finish())

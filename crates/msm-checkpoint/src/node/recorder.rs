@@ -60,7 +60,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
         self.backlog.kill_stream(sid as u8);
         streams.restart(sid);
         let tx = &mut streams.get_mut(sid).tx;
-        tx.rebulks += 1;
+        tx.count_rebulk();
         if !session {
             tx.off();
         }
@@ -109,13 +109,11 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
             if let Some(slot) = self.backlog.reserve(data.len(), &*streams) {
                 slot[..data.len()].copy_from_slice(data);
                 let tx = &mut streams.get_mut(sid).tx;
-                let seq = tx.next_seq;
-                tx.next_seq += 1;
-                match kind {
-                    Kind::Bulk | Kind::Change => tx.digest.update(data),
-                    Kind::End => tx.end_seq = Some(seq),
-                    Kind::Begin => {}
-                }
+                let seq = match kind {
+                    Kind::Bulk | Kind::Change => tx.record(data),
+                    Kind::End => tx.record_end(),
+                    Kind::Begin => tx.record_begin(),
+                };
                 self.backlog.commit(sid as u8, kind, seq, change, data.len());
                 return (true, rebulked);
             }
@@ -161,11 +159,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
             let st = streams.get_mut(sid);
             match read {
                 Ok(Some(len)) if len <= max => {
-                    st.tx.digest.update(&slot[..len]);
-                    let seq = st.tx.next_seq;
-                    st.tx.next_seq += 1;
-                    st.tx.cursor = cursor;
-                    st.tx.bulk_sent += 1;
+                    let seq = st.tx.record_bulk(&slot[..len], cursor);
                     self.backlog.commit(sid as u8, Kind::Bulk, seq, 0, len);
                     budget = budget.saturating_sub(len + wire::bytes_record_len(0));
                     any = true;
@@ -222,8 +216,7 @@ mod tests {
         let mut events = EventQueue::new();
         let mut rec = Recorder::<256>::new(64, 256);
         for sid in [2, 3] {
-            streams.get_mut(sid).tx.recording = true;
-            streams.get_mut(sid).tx.phase = Phase::Synced;
+            streams.get_mut(sid).tx.continue_from((0, 0, 0));
         }
         rec.change(3, b"q", &mut streams, &mut events);
         let mut rebulked = 0;

@@ -21,7 +21,7 @@ use crate::event::{Event, EventQueue, RebulkReason};
 use crate::host::Host;
 use crate::role::Slot;
 use crate::status::{SyncState, percent, stream_name};
-use crate::stream::{Failure, Mismatch, Phase};
+use crate::stream::{Mismatch, Phase};
 use crate::wire::{self, AckItem, Body, ContinuedItem, NO_SLOT, Origin, StreamHello};
 
 /// The master's checkpoint session with one backup incarnation.
@@ -256,23 +256,19 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             && h.seq < tx.next_seq
             && tx.phase != Phase::Failed;
         let idle = tx.phase == Phase::Waiting && !tx.recording;
-        streams.get_mut(sid).tx.mismatch = None;
+        streams.get_mut(sid).tx.matched();
         if resumable {
             debug!("stream resumes from backlog");
-            let tx = &mut streams.get_mut(sid).tx;
-            if tx.unconfirmed && h.complete {
+            if h.complete {
                 // A hello in the continued epoch (a second one, after the
                 // first's acknowledgement was lost): the backup holds it.
-                tx.unconfirmed = false;
-                tx.checkpoint(tx.covers);
+                streams.get_mut(sid).tx.confirm();
             }
             self.acknowledge(sid, h.seq, streams, events);
         } else if !idle {
             // (Idle: nothing sent in this epoch yet; the bulk will start normally.)
             self.out.backlog.kill_stream(sid as u8);
-            if streams.get(sid).tx.phase != Phase::Off {
-                streams.get_mut(sid).tx.rebulks += 1;
-            }
+            streams.get_mut(sid).tx.count_rebulk();
             streams.restart(sid);
         }
     }
@@ -311,12 +307,8 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
                 return Err(FrameError::BadRecord);
             }
             streams.get_mut(sid).counters.rx += 1;
-            let tx = &mut streams.get_mut(sid).tx;
-            if tx.unconfirmed {
-                // The backup took the continuation: what it holds is ours.
-                tx.unconfirmed = false;
-                tx.checkpoint(tx.covers);
-            }
+            // The backup took the continuation: what it holds is ours.
+            streams.get_mut(sid).tx.confirm();
             gap |= a.gap;
             if a.seq > streams.acked(sid) {
                 self.acknowledge(sid, a.seq, streams, events);
@@ -348,16 +340,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         events: &mut EventQueue,
     ) {
         let newest = self.out.backlog.max_change(sid as u8, seq);
-        streams.set_acked(sid, seq);
-        let tx = &mut streams.get_mut(sid).tx;
-        tx.max_acked_change = tx.max_acked_change.max(newest.unwrap_or(0));
-        let synced = tx.phase == Phase::Ending && tx.end_seq.is_some_and(|e| e <= seq);
-        if synced {
-            tx.synced();
-        }
-        if tx.phase == Phase::Synced {
-            tx.checkpoint(tx.covers.max(tx.max_acked_change));
-        }
+        let synced = streams.get_mut(sid).tx.acknowledged(seq, newest);
         self.in_flight.retain(|f| !(usize::from(f.sid) == sid && f.last_seq <= seq));
         self.out.backlog.trim(&*streams);
         if synced {
@@ -459,15 +442,10 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     ) {
         let st = streams.get_mut(sid);
         st.counters.errors += 1;
-        let tx = &mut st.tx;
-        tx.requests = tx.requests.saturating_add(1);
-        tx.failure = Some(Failure::BackupRefused);
-        if tx.requests < 2 {
-            return;
+        if let Some(until) = st.tx.refused(now, self.limits.heartbeat) {
+            warn!("backup refuses a stream again: its next bulk waits");
+            timers.set_earliest(Timer::BulkHoldoff, until);
         }
-        tx.hold_until = now + self.limits.heartbeat * (1u32 << (tx.requests - 2).min(6));
-        warn!("backup refuses a stream again: its next bulk waits");
-        timers.set_earliest(Timer::BulkHoldoff, tx.hold_until);
     }
 
     /// The next frame for the backup: hello ack, handover, then data.

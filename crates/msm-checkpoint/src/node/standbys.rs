@@ -316,7 +316,7 @@ mod tests {
     use crate::app::AppRegistry;
     use crate::node::backlog::Kind;
     use crate::node::streams::ACTIVE;
-    use crate::stream::Phase;
+    use crate::stream::Tx;
 
     const TERM: u64 = 0x1FF;
 
@@ -324,8 +324,7 @@ mod tests {
     /// backlog still holds 4 and 5 (acknowledged or not).
     fn master() -> (Streams<0>, Backlog<512>) {
         let mut streams = Streams::<0>::new(AppRegistry::new());
-        let tx = &mut streams.get_mut(ACTIVE).tx;
-        (tx.phase, tx.recording, tx.epoch, tx.next_seq, tx.end_seq) = (Phase::Synced, true, 3, 6, Some(3));
+        streams.get_mut(ACTIVE).tx = Tx::synced_at(3, 6, 3);
         let mut backlog = Backlog::<512>::new();
         for seq in [4u64, 5] {
             let slot = backlog.reserve(8, &streams).unwrap();
@@ -378,13 +377,14 @@ mod tests {
         let (mut streams, backlog) = master();
         let s = Standbys::<2>::new();
         let old = copy(0x1FE, 8, 40, true);
-        streams.get_mut(ACTIVE).tx.origin = Some((0x1FE, 8, 40));
+        streams.get_mut(ACTIVE).tx.continue_from((0x1FE, 8, 40));
         assert_eq!(s.lack(&old, ACTIVE, TERM, &streams, &backlog), Lack::Rebase(old.point));
         // Still after the new backup took the point: the epoch began there.
-        streams.get_mut(ACTIVE).tx.continues = None;
+        streams.get_mut(ACTIVE).tx.forget_continuation();
         assert_eq!(s.lack(&old, ACTIVE, TERM, &streams, &backlog), Lack::Rebase(old.point));
         let tx = &mut streams.get_mut(ACTIVE).tx;
-        (tx.origin, tx.phase) = (None, Phase::Bulk);
+        tx.restart();
+        tx.begin_bulk(0);
         assert_eq!(
             s.lack(&old, ACTIVE, TERM, &streams, &backlog),
             Lack::Wait,

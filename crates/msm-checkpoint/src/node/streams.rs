@@ -133,8 +133,9 @@ impl<const APPS: usize> Streams<APPS> {
         self.ids().filter(|&i| self.get(i).tx.phase == Phase::Synced).fold(0, |m, i| m | 1 << i)
     }
 
+    #[cfg(test)]
     pub(crate) fn set_acked(&mut self, sid: usize, seq: u64) {
-        self.get_mut(sid).tx.acked = seq;
+        self.get_mut(sid).tx.acknowledged(seq, None);
     }
 
     /// A new epoch for `sid`: nothing of it is acknowledged.
@@ -161,8 +162,7 @@ impl<const APPS: usize> Streams<APPS> {
 
     pub(crate) fn begin_mastership(&mut self) {
         for sid in self.ids() {
-            let tx = &mut self.get_mut(sid).tx;
-            tx.since = tx.changes;
+            self.get_mut(sid).tx.begin_mastership();
         }
     }
 
@@ -197,13 +197,7 @@ impl<const APPS: usize> Streams<APPS> {
     /// host keeps its state; only a bulk replaces it.)
     pub(crate) fn forget_term(&mut self, term: u64) {
         for sid in self.ids() {
-            let rx = &mut self.get_mut(sid).rx;
-            if rx.term == term {
-                rx.forget_point();
-            }
-            if rx.held_term == term {
-                rx.held_term = 0;
-            }
+            self.get_mut(sid).rx.forget_term(term);
         }
     }
 
@@ -273,13 +267,18 @@ mod tests {
     fn unacknowledged_counts_this_mastership_above_the_checkpoint() {
         let mut s = streams();
         // Changes of an earlier mastership are not this one's to discard.
-        s.get_mut(2).tx.changes = 10;
-        s.get_mut(ACTIVE).tx.changes = 4;
+        let make = |s: &mut Streams<4>, sid: usize, n: usize| {
+            (0..n).for_each(|_| {
+                s.get_mut(sid).tx.next_change();
+            })
+        };
+        make(&mut s, 2, 10);
+        make(&mut s, ACTIVE, 4);
         s.begin_mastership();
         assert_eq!(s.unacknowledged(), 0);
-        s.get_mut(2).tx.changes = 15;
-        s.get_mut(ACTIVE).tx.changes = 6;
-        s.get_mut(SAVED).tx.changes = 3;
+        make(&mut s, 2, 5);
+        make(&mut s, ACTIVE, 2);
+        make(&mut s, SAVED, 3);
         assert_eq!(s.unacknowledged(), 5 + 2, "saves are not counted");
         s.get_mut(2).tx.checkpoint(12);
         assert_eq!(s.unacknowledged(), 3 + 2);

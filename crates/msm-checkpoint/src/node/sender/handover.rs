@@ -42,18 +42,13 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
         streams: &mut Streams<A>,
     ) -> bool {
         let tx = &mut streams.get_mut(sid).tx;
-        tx.continues = None;
+        tx.forget_continuation();
         if !(h.complete && (h.term, h.epoch, h.seq) == point) {
             debug!("stream diverged from the switchover point: bulk");
             return false;
         }
         debug!("stream continues across the switchover");
-        if !tx.recording {
-            // Kept when the last session ended (a standby's configuration):
-            // a new epoch records from now on.
-            tx.continue_from(point);
-        }
-        tx.unconfirmed = true;
+        tx.continued_by_backup(point);
         self.continued |= 1 << sid;
         true
     }
@@ -80,9 +75,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
                 continue;
             }
             let point = (rx.term, rx.epoch, rx.applied);
-            let tx = &mut st.tx;
-            tx.continue_from(point);
-            tx.continues = Some(point);
+            st.tx.continue_for_old_master(point);
         }
         self.session = Some(Session { slot, incarnation, hello_id: 0, seen: 0, total: 0 });
         self.attached = false;

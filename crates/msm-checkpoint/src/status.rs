@@ -450,28 +450,25 @@ pub fn state_label(role: Role, sync: &SyncState, out: &mut impl Write) -> fmt::R
 pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     writeln!(out, "{:<10} {:<28} {:<6} {:<8} {:<8}", "Node", "Current State", "Term", "Priority", "Health")?;
     for i in 0..MAX_NODES {
+        let mut label: String<48> = String::new();
         if i == s.slot.index() {
-            switch_line(out, s.slot, s.role, &s.sync, s.term, s.priority, s.health, true)?;
+            let _ = state_label(s.role, &s.sync, &mut label);
+            switch_line(out, DisplaySlot(s.slot, true), &label, s.term, s.priority, s.health)?;
         } else if let Some(p) = &s.peers[i] {
-            let role = if p.alive { p.role } else { Role::Init };
-            let sync = if p.alive && p.role == Role::Backup { s.sync.clone() } else { SyncState::NoMaster };
-            if p.alive && p.role == Role::Backup && s.role != Role::Master {
-                // Only the master knows how its backup stands.
-                let (slot, term) = (DisplaySlot(p.slot, false), DisplayTerm(p.term));
-                let (prio, health) = (p.priority, p.health);
-                writeln!(out, "{slot:<10} {:<28} {term:<6} {prio:<8} {health:<8}", "BACKUP")?;
-            } else if p.alive && p.role == Role::Standby && s.standby_config[i].is_some() {
-                let copy = s.standby_config[i].map_or("", ConfigCopy::as_str);
-                let mut label: String<48> = String::new();
-                let _ = write!(label, "STANDBY (config {copy})");
-                let (slot, term) = (DisplaySlot(p.slot, false), DisplayTerm(p.term));
-                let (prio, health) = (p.priority, p.health);
-                writeln!(out, "{slot:<10} {:<28} {term:<6} {prio:<8} {health:<8}", label.as_str())?;
-            } else if p.alive {
-                switch_line(out, p.slot, role, &sync, p.term, p.priority, p.health, false)?;
-            } else {
+            if !p.alive {
                 writeln!(out, "{:<10} {:<28}", DisplaySlot(p.slot, false), "DOWN")?;
+                continue;
             }
+            if p.role == Role::Backup && s.role != Role::Master {
+                // Only the master knows how its backup stands.
+                let _ = label.push_str("BACKUP");
+            } else if let (Role::Standby, Some(copy)) = (p.role, s.standby_config[i]) {
+                let _ = write!(label, "STANDBY (config {})", copy.as_str());
+            } else {
+                let sync = if p.role == Role::Backup { s.sync.clone() } else { SyncState::NoMaster };
+                let _ = state_label(p.role, &sync, &mut label);
+            }
+            switch_line(out, DisplaySlot(p.slot, false), &label, p.term, p.priority, p.health)?;
         }
     }
     if matches!(s.role, Role::Master | Role::Backup | Role::Standby) {
@@ -492,28 +489,16 @@ pub fn render_switch(s: &SwitchStatus, out: &mut impl Write) -> fmt::Result {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One module's line of `show switch`.
 fn switch_line(
     out: &mut impl Write,
-    slot: Slot,
-    role: Role,
-    sync: &SyncState,
+    slot: DisplaySlot,
+    label: &str,
     term: Term,
     prio: u8,
     health: u8,
-    me: bool,
 ) -> fmt::Result {
-    let mut label: String<48> = String::new();
-    let _ = state_label(role, sync, &mut label);
-    writeln!(
-        out,
-        "{:<10} {:<28} {:<6} {:<8} {:<8}",
-        DisplaySlot(slot, me),
-        label.as_str(),
-        DisplayTerm(term),
-        prio,
-        health
-    )
+    writeln!(out, "{slot:<10} {label:<28} {:<6} {prio:<8} {health:<8}", DisplayTerm(term))
 }
 
 /// Render `show checkpoint-data`: a header and one row per stream.

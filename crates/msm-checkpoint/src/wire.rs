@@ -568,6 +568,22 @@ impl Origin {
     }
 }
 
+/// A frame about to be written: who writes it, the slot it is for, and the
+/// buffer it goes into (what a part of the node is handed to send one).
+#[derive(Debug)]
+pub(crate) struct Outgoing<'b> {
+    pub from: Origin,
+    pub to: u8,
+    pub buf: &'b mut [u8],
+}
+
+impl<'b> Outgoing<'b> {
+    /// Start the frame with `body`; `None` when the buffer cannot hold even the header.
+    pub(crate) fn writer(self, body: &Body) -> Option<FrameWriter<'b>> {
+        self.from.writer(self.buf, self.to, body)
+    }
+}
+
 /// Bytes postcard uses for `v` as a varint.
 pub(crate) const fn varint_len(mut v: u64) -> usize {
     let mut n = 1;

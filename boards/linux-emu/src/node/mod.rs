@@ -549,13 +549,12 @@ impl<L: Link> MsmNode<L> {
             file: Ok(path.clone()),
         };
         // Names and describers of the streams, for the file.
-        let reg = self.engine.apps();
         let mut names = std::collections::BTreeMap::new();
         for (s, _, _) in &changes {
             names.entry(*s).or_insert_with(|| match s {
                 Source::Config => ("active-config".to_string(), None),
                 Source::App(id) => (
-                    reg.spec(*id).map_or_else(|| format!("#{}", id.index()), |a| a.name.to_string()),
+                    self.engine.app(*id).map_or_else(|| format!("#{}", id.index()), |a| a.name.to_string()),
                     self.apps.iter().find(|(_, x)| x == id).map(|(i, _)| i),
                 ),
             });

@@ -9,6 +9,8 @@
 //! cursor (next entry to transmit) lives here too, so every move of the
 //! entries keeps it on an entry boundary.
 
+use core::ops::{Deref, DerefMut};
+
 use super::streams::Acked;
 
 /// Header: stream u8, flags u8, len u16, seq u64, change u64 (little endian).
@@ -55,12 +57,40 @@ pub(crate) struct Entry<'a> {
     pub data: &'a [u8],
 }
 
+/// The backlog over its bytes `S`: `[u8; N]` in the sender that owns it,
+/// `[u8]` (the [`Backlog`] view) everywhere else, so no function carries
+/// its size.
 #[derive(Debug)]
-pub(crate) struct Backlog<const N: usize> {
-    buf: [u8; N],
+pub(crate) struct BacklogBuf<S: ?Sized> {
     start: usize,
     end: usize,
     send: usize,
+    buf: S,
+}
+
+/// The backlog as every function takes it, whatever its size.
+pub(crate) type Backlog = BacklogBuf<[u8]>;
+
+/// A backlog of `N` bytes, as its owner holds it.
+pub(crate) type BacklogStore<const N: usize> = BacklogBuf<[u8; N]>;
+
+impl<const N: usize> BacklogStore<N> {
+    pub(crate) const fn new() -> Self {
+        BacklogBuf { buf: [0; N], start: 0, end: 0, send: 0 }
+    }
+}
+
+impl<const N: usize> Deref for BacklogStore<N> {
+    type Target = Backlog;
+    fn deref(&self) -> &Backlog {
+        self
+    }
+}
+
+impl<const N: usize> DerefMut for BacklogStore<N> {
+    fn deref_mut(&mut self) -> &mut Backlog {
+        self
+    }
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -69,11 +99,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-impl<const N: usize> Backlog<N> {
-    pub(crate) const fn new() -> Self {
-        Backlog { buf: [0; N], start: 0, end: 0, send: 0 }
-    }
-
+impl Backlog {
     /// Offset of the next entry to transmit (may be dead; skip those).
     pub(crate) fn send_cursor(&self) -> usize {
         self.send
@@ -120,12 +146,12 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Room for a payload of up to `max` bytes, compacting if needed.
-    pub(crate) fn reserve(&mut self, max: usize, acked: &impl Acked) -> Option<&mut [u8]> {
+    pub(crate) fn reserve(&mut self, max: usize, acked: &(impl Acked + ?Sized)) -> Option<&mut [u8]> {
         let need = HEADER + max.min(u16::MAX as usize);
-        if self.end + need > N {
+        if self.end + need > self.buf.len() {
             self.compact(acked);
         }
-        if self.end + need > N {
+        if self.end + need > self.buf.len() {
             return None;
         }
         Some(&mut self.buf[self.end + HEADER..self.end + need])
@@ -158,7 +184,7 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Bytes held by live entries of each stream (for the overflow policy).
-    pub(crate) fn usage(&self, acked: &impl Acked, out: &mut [usize]) {
+    pub(crate) fn usage(&self, acked: &(impl Acked + ?Sized), out: &mut [usize]) {
         out.iter_mut().for_each(|u| *u = 0);
         let mut off = self.start;
         while let Some(e) = self.get(off) {
@@ -173,7 +199,7 @@ impl<const N: usize> Backlog<N> {
 
     /// The first entry at or after `off` still waiting for its
     /// acknowledgement, or the end of the backlog.
-    pub(crate) fn skip_acknowledged(&self, mut off: usize, acked: &impl Acked) -> usize {
+    pub(crate) fn skip_acknowledged(&self, mut off: usize, acked: &(impl Acked + ?Sized)) -> usize {
         while let Some(e) = self.get(off) {
             if !e.dead && acked.live(e.stream, e.seq) {
                 break;
@@ -215,7 +241,7 @@ impl<const N: usize> Backlog<N> {
     }
 
     /// Drop entries at the front that are acknowledged or dead.
-    pub(crate) fn trim(&mut self, acked: &impl Acked) {
+    pub(crate) fn trim(&mut self, acked: &(impl Acked + ?Sized)) {
         while let Some(e) = self.get(self.start) {
             if !e.dead && acked.live(e.stream, e.seq) {
                 break;
@@ -238,7 +264,7 @@ impl<const N: usize> Backlog<N> {
 
     /// Move live entries to the front, preserving order. The send cursor
     /// moves to where the first live entry at or after it went.
-    fn compact(&mut self, acked: &impl Acked) {
+    fn compact(&mut self, acked: &(impl Acked + ?Sized)) {
         let mut read = self.start;
         let mut write = 0;
         let mut send = None;
@@ -264,7 +290,7 @@ impl<const N: usize> Backlog<N> {
 mod tests {
     use super::*;
 
-    fn push<const N: usize>(b: &mut Backlog<N>, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
+    fn push(b: &mut Backlog, stream: u8, seq: u64, data: &[u8]) -> Option<usize> {
         let slot = b.reserve(data.len(), &acked(&[]))?;
         slot[..data.len()].copy_from_slice(data);
         Some(b.commit(stream, Kind::Change, seq, seq, data.len()))
@@ -289,7 +315,7 @@ mod tests {
 
     #[test]
     fn append_read_trim() {
-        let mut b = Backlog::<256>::new();
+        let mut b = BacklogStore::<256>::new();
         let o1 = push(&mut b, 1, 1, b"abc").unwrap();
         let o2 = push(&mut b, 2, 1, b"de").unwrap();
         let e = b.get(o1).unwrap();
@@ -302,13 +328,14 @@ mod tests {
 
     #[test]
     fn compaction_keeps_live_entries_in_order_and_remaps_cursor() {
-        let mut b = Backlog::<128>::new();
+        let mut b = BacklogStore::<128>::new();
         for seq in 1..=4 {
             push(&mut b, (seq % 2) as u8, seq, &[seq as u8; 8]).unwrap();
         }
         // Stream 1 acked through seq 3: only stream 0's entries (2, 4) stay live.
         let table = acked(&[(1, 3)]);
-        b.set_send_cursor(b.get(b.start()).unwrap().next); // at seq 2
+        let next = b.get(b.start()).unwrap().next;
+        b.set_send_cursor(next); // at seq 2
         let slot = b.reserve(40, &table).unwrap();
         slot[0] = 9;
         b.commit(1, Kind::Change, 5, 5, 1);
@@ -321,7 +348,7 @@ mod tests {
 
     #[test]
     fn full_is_refused_not_overwritten() {
-        let mut b = Backlog::<64>::new();
+        let mut b = BacklogStore::<64>::new();
         push(&mut b, 0, 1, &[0; 30]).unwrap();
         assert!(push(&mut b, 0, 2, &[0; 30]).is_none());
         assert_eq!(b.get(0).unwrap().seq, 1);
@@ -329,7 +356,7 @@ mod tests {
 
     #[test]
     fn skip_acknowledged_stops_at_live_entries_or_the_end() {
-        let mut b = Backlog::<256>::new();
+        let mut b = BacklogStore::<256>::new();
         let o1 = push(&mut b, 0, 1, b"a").unwrap();
         let o2 = push(&mut b, 1, 1, b"b").unwrap();
         let o3 = push(&mut b, 0, 2, b"c").unwrap();
@@ -342,7 +369,7 @@ mod tests {
 
     #[test]
     fn max_change_covers_the_acknowledged_prefix_of_one_stream() {
-        let mut b = Backlog::<256>::new();
+        let mut b = BacklogStore::<256>::new();
         for (stream, seq, change) in [(0u8, 1, 10), (1, 1, 11), (0, 2, 12), (0, 3, 13)] {
             let slot = b.reserve(1, &acked(&[])).unwrap();
             slot[0] = 0;

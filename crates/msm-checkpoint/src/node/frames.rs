@@ -187,17 +187,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                     return Ok(());
                 }
                 let (streams, events, timers) = (&mut self.streams, &mut self.events, &mut self.timers);
-                self.sender.on_hello(
-                    from,
-                    term.raw(),
-                    incarnation,
-                    hello_id,
-                    total,
-                    tail,
-                    streams,
-                    events,
-                    timers,
-                )
+                let hello = HelloFrom { slot: from, incarnation, hello_id, total };
+                self.sender.on_hello(term.raw(), hello, tail, streams, events, timers)
             }
             Body::HelloAck { incarnation, hello_id } => {
                 self.members.check_from_master(from, term)?;
@@ -213,8 +204,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 if self.members.role == Role::Standby {
                     // Our configuration mirror.
                     self.mirror.data_received();
-                    let skip = Some(self.mirror.snapshots());
-                    return self.receiver.on_data(term, tail, streams, host, events, timers, skip);
+                    let reader = Reader::Standby { copying: self.mirror.snapshots() };
+                    return self.receiver.on_data(term, tail, streams, host, events, timers, reader);
                 }
                 // Data belongs to a session: until the master acknowledged our
                 // hello, it may be for an earlier incarnation of this slot
@@ -222,7 +213,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 if self.members.role != Role::Backup || !self.receiver.hello_acked() {
                     return Ok(());
                 }
-                self.receiver.on_data(term, tail, streams, host, events, timers, None)
+                self.receiver.on_data(term, tail, streams, host, events, timers, Reader::Backup)
             }
             Body::Report { incarnation } => {
                 self.members.check_from_standby(from, term)?;
@@ -234,8 +225,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                     return Ok(());
                 }
                 let (streams, events) = (&mut self.streams, &mut self.events);
-                let sid = usize::from(stream);
-                self.mirror.on_snapshot(term, sid, epoch, seq, cursor, digest, tail, streams, host, events)
+                let part = SnapshotPart { sid: usize::from(stream), epoch, seq, cursor, digest };
+                self.mirror.on_snapshot(term, part, tail, streams, host, events)
             }
             Body::Rebase { stream, from: point, epoch } => {
                 self.members.check_from_master(from, term)?;

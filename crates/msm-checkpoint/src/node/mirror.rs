@@ -34,6 +34,18 @@ struct Incoming {
     active: bool,
 }
 
+/// A snapshot frame's header: which configuration stream, the master's
+/// point it is of (`epoch`, `seq`, the running `digest` there), and the
+/// read position of its first item (`cursor`, 0 when it starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotPart {
+    pub sid: usize,
+    pub epoch: u32,
+    pub seq: u64,
+    pub cursor: u64,
+    pub digest: u64,
+}
+
 /// What a standby keeps of its configuration mirror besides the streams' receive state.
 #[derive(Debug)]
 pub(crate) struct Mirror {
@@ -61,16 +73,16 @@ impl Mirror {
     /// progress is abandoned, and its stream holds nothing a master could
     /// resume: its point names the snapshot's epoch, not records of it (the
     /// host keeps its state from before the snapshot, as after any bulk abort).
-    pub(crate) fn stop<H: Host, const A: usize>(
+    pub(crate) fn stop<H: Host>(
         &mut self,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         host: &mut H,
         timers: &mut TimerTable,
         events: &mut EventQueue,
     ) {
         for sid in 0..CONFIG_STREAMS {
             if core::mem::take(&mut self.incoming[sid]).active {
-                let stream = Streams::<A>::stream(sid);
+                let stream = Streams::stream(sid);
                 let rx = &mut streams.get_mut(sid).rx;
                 if rx.abort_bulk() {
                     host.bulk_abort(stream);
@@ -94,26 +106,22 @@ impl Mirror {
         self.incoming.iter().enumerate().filter(|(_, i)| i.active).fold(0, |m, (sid, _)| m | 1 << sid)
     }
 
-    /// A part of a snapshot of configuration stream `sid`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn on_snapshot<H: Host, const A: usize>(
+    /// A part of a snapshot of configuration stream `sid` from the master of `term`.
+    pub(crate) fn on_snapshot<H: Host>(
         &mut self,
         term: Term,
-        sid: usize,
-        epoch: u32,
-        seq: u64,
-        cursor: u64,
-        digest: u64,
+        part: SnapshotPart,
         mut tail: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         host: &mut H,
         events: &mut EventQueue,
     ) -> Result<(), FrameError> {
+        let SnapshotPart { sid, epoch, seq, cursor, digest } = part;
         if sid >= CONFIG_STREAMS {
             return Err(FrameError::UnknownStream(sid as u8));
         }
         self.report_due = true;
-        let stream = Streams::<A>::stream(sid);
+        let stream = Streams::stream(sid);
         let st = streams.get_mut(sid);
         let inc = &mut self.incoming[sid];
         // (A first frame always starts over: the master restarts a snapshot
@@ -156,15 +164,15 @@ impl Mirror {
         Ok(())
     }
 
-    fn finish<H: Host, const A: usize>(
+    fn finish<H: Host>(
         &mut self,
         sid: usize,
         digest: u64,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         host: &mut H,
         events: &mut EventQueue,
     ) -> Result<(), FrameError> {
-        let stream = Streams::<A>::stream(sid);
+        let stream = Streams::stream(sid);
         let inc = core::mem::take(&mut self.incoming[sid]);
         streams.get_mut(sid).rx.abort_bulk();
         if let Err(e) = host.bulk_end(stream) {
@@ -178,32 +186,26 @@ impl Mirror {
 
     /// The host refused the snapshot of `sid`: it is abandoned (the host
     /// keeps its state from before), counted, and the report asks anew.
-    fn refused<H: Host, const A: usize>(
-        &mut self,
-        sid: usize,
-        e: HostError,
-        streams: &mut Streams<A>,
-        host: &mut H,
-    ) {
+    fn refused<H: Host>(&mut self, sid: usize, e: HostError, streams: &mut Streams, host: &mut H) {
         warn!("standby: configuration snapshot refused");
         let st = streams.get_mut(sid);
         st.counters.errors += 1;
         st.rx.refused(Failure::Host(e));
         if st.rx.abort_bulk() {
-            host.bulk_abort(Streams::<A>::stream(sid));
+            host.bulk_abort(Streams::stream(sid));
         }
         self.incoming[sid] = Incoming::default();
     }
 
     /// The master continued `sid` across a switchover: if we hold exactly
     /// the point it continued from, we hold its `epoch` before record 1.
-    pub(crate) fn on_rebase<const A: usize>(
+    pub(crate) fn on_rebase(
         &mut self,
         term: Term,
         sid: usize,
         from: MirrorPoint,
         epoch: u32,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) -> Result<(), FrameError> {
         if sid >= CONFIG_STREAMS {
@@ -216,18 +218,18 @@ impl Mirror {
             return Ok(());
         }
         rx.continue_as(term.raw(), epoch);
-        events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
+        events.push(Event::StreamContinued(Streams::stream(sid)));
         Ok(())
     }
 
     /// The report, when one is due: after a mirror frame, and every
     /// heartbeat interval (a lost frame or report costs one interval).
-    pub(crate) fn poll_transmit<const A: usize>(
+    pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         from: Origin,
         master: Slot,
-        streams: &Streams<A>,
+        streams: &Streams,
         timers: &mut TimerTable,
         buf: &mut [u8],
     ) -> Option<usize> {
@@ -259,6 +261,7 @@ mod tests {
     use crate::app::AppRegistry;
     use crate::host::Stream;
     use crate::node::streams::SAVED;
+    use crate::node::streams::StreamStore;
     use crate::stream::Rx;
 
     /// What a standby's host was asked to do with the saved configuration.
@@ -304,23 +307,27 @@ mod tests {
         &buf[..n]
     }
 
+    fn part(cursor: u64) -> SnapshotPart {
+        SnapshotPart { sid: SAVED, epoch: 4, seq: 9, cursor, digest: 0xD1 }
+    }
+
     #[test]
     fn a_snapshot_in_order_is_the_masters_state_at_its_point() {
-        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let mut streams = StreamStore::<0>::new(AppRegistry::new());
         let (mut m, mut host, mut events) =
             (Mirror::new(Duration::from_millis(100)), Flash::default(), EventQueue::new());
         let mut buf = [0u8; 64];
         let first = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
-        m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, first, &mut streams, &mut host, &mut events).unwrap();
+        m.on_snapshot(TERM, part(0), first, &mut streams, &mut host, &mut events).unwrap();
         // A first frame again starts over (nothing is applied twice); a frame
         // from elsewhere changes nothing.
         let again = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
-        m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, again, &mut streams, &mut host, &mut events).unwrap();
+        m.on_snapshot(TERM, part(0), again, &mut streams, &mut host, &mut events).unwrap();
         let again = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
-        m.on_snapshot(TERM, SAVED, 4, 9, 6 + 1, 0xD1, again, &mut streams, &mut host, &mut events).unwrap();
+        m.on_snapshot(TERM, part(6 + 1), again, &mut streams, &mut host, &mut events).unwrap();
         assert_eq!(m.snapshots(), 1 << SAVED);
         let last = items(&mut buf, &[SnapshotItem { next: 12, data: b"vlan 2" }, SnapshotItem::END]);
-        m.on_snapshot(TERM, SAVED, 4, 9, 6, 0xD1, last, &mut streams, &mut host, &mut events).unwrap();
+        m.on_snapshot(TERM, part(6), last, &mut streams, &mut host, &mut events).unwrap();
         assert_eq!(host.saved.as_slice(), b"vlan 1vlan 2");
         let rx = &streams.get(SAVED).rx;
         assert_eq!((rx.term, rx.epoch, rx.applied, rx.complete, rx.in_bulk), (TERM.raw(), 4, 9, true, false));
@@ -330,13 +337,13 @@ mod tests {
 
     #[test]
     fn becoming_backup_mid_snapshot_offers_nothing_and_the_host_keeps_its_state() {
-        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let mut streams = StreamStore::<0>::new(AppRegistry::new());
         let (mut m, mut host, mut events) =
             (Mirror::new(Duration::from_millis(100)), Flash::default(), EventQueue::new());
         let mut timers = TimerTable::new();
         let mut buf = [0u8; 64];
         let first = items(&mut buf, &[SnapshotItem { next: 6, data: b"vlan 1" }]);
-        m.on_snapshot(TERM, SAVED, 4, 9, 0, 0xD1, first, &mut streams, &mut host, &mut events).unwrap();
+        m.on_snapshot(TERM, part(0), first, &mut streams, &mut host, &mut events).unwrap();
         while events.pop().is_some() {}
         m.stop(&mut streams, &mut host, &mut timers, &mut events);
         let rx = &streams.get(SAVED).rx;
@@ -348,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_rebase_takes_only_the_exact_point_it_names() {
-        let mut streams = Streams::<0>::new(AppRegistry::new());
+        let mut streams = StreamStore::<0>::new(AppRegistry::new());
         let (mut m, mut events) = (Mirror::new(Duration::from_millis(100)), EventQueue::new());
         streams.get_mut(SAVED).rx = Rx::holding(0x1FE, 2, 30);
         let new = Term::from_raw(0x2FF);

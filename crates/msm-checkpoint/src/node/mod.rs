@@ -40,14 +40,14 @@ pub use config::Config;
 use freshness::Freshness;
 use identity::{Finding, Identity};
 use membership::{MasterVerdict, Membership};
-use mirror::Mirror;
-use receiver::Receiver;
+use mirror::{Mirror, SnapshotPart};
+use receiver::{Reader, Receiver};
 pub use replay::MAX_COUNTER_JUMP;
 use replay::{Admission, ReplayGuard, Stale};
 use rivals::{Claim, Verdict};
-use sender::{SendLimits, Sender};
+use sender::{HelloFrom, SendLimits, Sender};
 use standbys::Standbys;
-use streams::{ACTIVE, CONFIG_STREAMS, SAVED, Streams};
+use streams::{ACTIVE, CONFIG_STREAMS, SAVED, StreamStore, Streams};
 use timers::{Timer, TimerTable};
 
 use crate::app::AppRegistry;
@@ -59,7 +59,7 @@ use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
 use crate::status::{AppsFrom, FrameErrors, SplitBrain, SplitBrainWon, SplitRule, SyncState};
 use crate::stream::Phase;
-use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, WireError};
+use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, Outgoing, WireError};
 
 /// One management module's checkpoint engine. `APPS` applications, at most
 /// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
@@ -70,7 +70,7 @@ use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin,
 pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBYS: usize = 2> {
     cfg: Config,
     members: Membership,
-    streams: Streams<APPS>,
+    streams: StreamStore<APPS>,
     sender: Sender<WINDOW, BACKLOG>,
     receiver: Receiver,
     /// Master: its standbys' configuration mirrors.
@@ -124,7 +124,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         };
         Ok(Node {
             members: Membership::new(cfg.slot),
-            streams: Streams::new(apps),
+            streams: StreamStore::new(apps),
             sender: Sender::new(limits),
             receiver: Receiver::new(cfg.heartbeat_interval),
             standbys: Standbys::new(),
@@ -213,7 +213,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
 
     /// Backup: the stream's state is whole (its bulk completed) for the current master.
     pub fn has_complete(&self, stream: Stream) -> bool {
-        let rx = &self.streams.get(Streams::<APPS>::sid(stream)).rx;
+        let rx = &self.streams.get(Streams::sid(stream)).rx;
         rx.complete && rx.term == self.members.term.raw()
     }
 
@@ -465,7 +465,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             Role::Master => {
                 let to_backup = match self.members.backup {
                     Some(backup) => {
-                        self.sender.poll_transmit(now, from, backup, host, streams, events, timers, buf)
+                        let out = Outgoing { from, to: backup.raw(), buf: &mut *buf };
+                        self.sender.poll_transmit(now, out, host, streams, events, timers)
                     }
                     None => None,
                 };

@@ -18,11 +18,11 @@ pub(crate) struct Run {
 /// Write records from `off` into `w` as runs, at most `room` of them, each
 /// headed with the backup's id for the stream (`peer_sid`). Returns the runs
 /// written and the backlog offset after the last record packed.
-pub(crate) fn pack<const W: usize, const N: usize, const A: usize>(
+pub(crate) fn pack<const W: usize>(
     w: &mut FrameWriter<'_>,
-    backlog: &Backlog<N>,
+    backlog: &Backlog,
     off: usize,
-    streams: &Streams<A>,
+    streams: &Streams,
     peer_sid: &[u8],
     room: usize,
 ) -> (Vec<Run, W>, usize) {
@@ -67,9 +67,9 @@ pub(crate) fn pack<const W: usize, const N: usize, const A: usize>(
 /// fits, acknowledged by the backup or not, under the stream id `sid` (the
 /// configuration streams have the same ids on every module). Returns the
 /// last sequence number written, if any.
-pub(crate) fn pack_stream<const N: usize>(
+pub(crate) fn pack_stream(
     w: &mut FrameWriter<'_>,
-    backlog: &Backlog<N>,
+    backlog: &Backlog,
     off: usize,
     sid: u8,
     epoch: u32,
@@ -107,9 +107,11 @@ fn record<'a>(e: &Entry<'a>) -> Record<'a> {
 mod tests {
     use super::*;
     use crate::app::AppRegistry;
+    use crate::node::backlog::BacklogStore;
+    use crate::node::streams::StreamStore;
     use crate::wire::{Body, decode, take};
 
-    fn commit<const N: usize>(b: &mut Backlog<N>, streams: &Streams<2>, sid: u8, seq: u64, data: &[u8]) {
+    fn commit(b: &mut Backlog, streams: &Streams, sid: u8, seq: u64, data: &[u8]) {
         let slot = b.reserve(data.len(), streams).unwrap();
         slot[..data.len()].copy_from_slice(data);
         b.commit(sid, Kind::Change, seq, seq, data.len());
@@ -117,8 +119,8 @@ mod tests {
 
     #[test]
     fn consecutive_records_share_a_run_and_the_window_bounds_runs() {
-        let streams = Streams::<2>::new(AppRegistry::new());
-        let mut b = Backlog::<512>::new();
+        let streams = StreamStore::<2>::new(AppRegistry::new());
+        let mut b = BacklogStore::<512>::new();
         commit(&mut b, &streams, 0, 1, b"a");
         commit(&mut b, &streams, 0, 2, b"b");
         commit(&mut b, &streams, 1, 1, b"c");
@@ -126,7 +128,7 @@ mod tests {
         let peer = [7u8, 8];
         let mut buf = [0u8; 256];
         let mut w = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Data).unwrap();
-        let (runs, end) = pack::<4, 512, 2>(&mut w, &b, 0, &streams, &peer, 4);
+        let (runs, end) = pack::<4>(&mut w, &b, 0, &streams, &peer, 4);
         assert_eq!(runs.iter().map(|r| (r.sid, r.last_seq)).collect::<Vec<_, 4>>(), [(0, 2), (1, 1), (0, 3)]);
         assert!(b.get(end).is_none(), "everything packed");
         let n = w.finish();
@@ -140,7 +142,7 @@ mod tests {
 
         let mut buf = [0u8; 256];
         let mut w = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Data).unwrap();
-        let (runs, end) = pack::<4, 512, 2>(&mut w, &b, 0, &streams, &peer, 1);
+        let (runs, end) = pack::<4>(&mut w, &b, 0, &streams, &peer, 1);
         assert_eq!(runs.len(), 1, "a window of one run");
         assert_eq!(b.get(end).map(|e| (e.stream, e.seq)), Some((1, 1)), "the next run waits");
     }

@@ -17,6 +17,17 @@ use crate::status::{SyncState, percent, stream_name};
 use crate::stream::{Failure, Rx};
 use crate::wire::{self, AckItem, Body, ContinuedItem, DigestMark, Origin, Record, StreamHello};
 
+/// Whom a data frame is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// Our backup session: every stream; a failed stream asks for a bulk.
+    Backup,
+    /// Our configuration mirror as a standby: configuration streams only,
+    /// those in `copying` (a snapshot of them in progress) left alone, and
+    /// a failed stream waits for the master to see it in our report.
+    Standby { copying: u32 },
+}
+
 /// What the backup knows of its session with the master.
 #[derive(Debug)]
 pub(crate) struct Receiver {
@@ -70,12 +81,12 @@ impl Receiver {
     /// The master took our hello. Its tail names the streams it continues
     /// across a switchover (see `Sender::continue_for_old_master`): what we
     /// hold of them is whole and becomes the start of its new epoch.
-    pub(crate) fn on_hello_ack<const A: usize>(
+    pub(crate) fn on_hello_ack(
         &mut self,
         hello_id: u32,
         term: Term,
         mut tail: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
         timers: &mut TimerTable,
     ) -> Result<(), FrameError> {
@@ -107,7 +118,7 @@ impl Receiver {
             // Acknowledge the new epoch at once: the master reports the
             // stream checkpointed only from then on.
             rx.owe_ack();
-            events.push(Event::StreamContinued(Streams::<A>::stream(sid)));
+            events.push(Event::StreamContinued(Streams::stream(sid)));
         }
         Ok(())
     }
@@ -127,16 +138,16 @@ impl Receiver {
     }
 
     /// Bulks in progress will not complete (new master, lost master, promotion).
-    pub(crate) fn abort_bulks<H: Host, const A: usize>(
+    pub(crate) fn abort_bulks<H: Host>(
         &mut self,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         host: &mut H,
         timers: &mut TimerTable,
     ) {
         for sid in streams.ids() {
             let rx = &mut streams.get_mut(sid).rx;
             if rx.abort_bulk() {
-                host.bulk_abort(Streams::<A>::stream(sid));
+                host.bulk_abort(Streams::stream(sid));
             }
             rx.stop_asking();
         }
@@ -158,16 +169,12 @@ impl Receiver {
     /// holds of the applications is a copy of nothing the master
     /// acknowledges from now on, so it is emptied ([`Host::forget`]) and
     /// the streams hold no point. True if anything was held.
-    pub(crate) fn drop_apps<H: Host, const A: usize>(
-        &mut self,
-        streams: &mut Streams<A>,
-        host: &mut H,
-    ) -> bool {
+    pub(crate) fn drop_apps<H: Host>(&mut self, streams: &mut Streams, host: &mut H) -> bool {
         if !core::mem::take(&mut self.apps_held) {
             return false;
         }
         for sid in streams.ids().skip(CONFIG_STREAMS) {
-            let stream = Streams::<A>::stream(sid);
+            let stream = Streams::stream(sid);
             let rx = &mut streams.get_mut(sid).rx;
             if rx.in_bulk {
                 host.bulk_abort(stream);
@@ -182,33 +189,28 @@ impl Receiver {
 
     /// Backup again after a time as standby: streams still waiting for a
     /// new bulk ask for it again.
-    pub(crate) fn resume_resyncs<const A: usize>(
-        &self,
-        now: Instant,
-        streams: &Streams<A>,
-        timers: &mut TimerTable,
-    ) {
+    pub(crate) fn resume_resyncs(&self, now: Instant, streams: &Streams, timers: &mut TimerTable) {
         if streams.ids().any(|i| streams.get(i).rx.resync) {
             timers.set_earliest(Timer::Resync, now);
         }
     }
 
-    /// A data frame from our master in `term`. `standby`: the frame is of
-    /// our configuration mirror: only configuration streams, those in
-    /// `skip` (a snapshot of them in progress) left alone, and a failed
-    /// stream waits for the master to see it in our report instead of
-    /// asking for a bulk.
+    /// A data frame from our master in `term`, read for `reader`.
+    // Eight arguments, kept: the frame (term, tail), whom it is read for,
+    // and the four parts of the node a record changes; a struct bundling
+    // some would exist for this call alone.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn on_data<H: Host, const A: usize>(
+    pub(crate) fn on_data<H: Host>(
         &mut self,
         term: Term,
         mut tail: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         host: &mut H,
         events: &mut EventQueue,
         timers: &mut TimerTable,
-        standby: Option<u32>,
+        reader: Reader,
     ) -> Result<(), FrameError> {
+        let standby = reader != Reader::Backup;
         // The current run: stream, next sequence number, and whether to skip the rest of it.
         let mut run: Option<(usize, u64, bool)> = None;
         while !tail.is_empty() {
@@ -220,7 +222,7 @@ impl Receiver {
             };
             if let Record::Run { stream, epoch, first_seq } = rec {
                 let sid = stream as usize;
-                if sid >= streams.len() || (standby.is_some() && sid >= CONFIG_STREAMS) {
+                if sid >= streams.len() || (standby && sid >= CONFIG_STREAMS) {
                     return Err(FrameError::UnknownStream(stream));
                 }
                 // A standby's mirror only extends the epoch it holds (new
@@ -228,7 +230,10 @@ impl Receiver {
                 // is for a backup session it is not in (a late frame).
                 let rx = &streams.get(sid).rx;
                 let other = rx.term != term.raw() || rx.epoch != epoch;
-                let held = standby.is_some_and(|skip| skip & (1 << sid) != 0 || other);
+                let held = match reader {
+                    Reader::Backup => false,
+                    Reader::Standby { copying } => copying & (1 << sid) != 0 || other,
+                };
                 let skip = held || !start_run(streams, sid, term, epoch, host);
                 run = Some((sid, first_seq, skip));
                 continue;
@@ -251,7 +256,7 @@ impl Receiver {
             }
             if let Err(failure) = apply(streams, sid, rec, host, events) {
                 warn!("record refused: the stream waits for a new bulk");
-                fail(streams, sid, failure, timers, standby.is_none());
+                fail(streams, sid, failure, timers, !standby);
                 if failure == Failure::Digest && sid == ACTIVE {
                     events.push(Event::ConfigDigestMismatch);
                 }
@@ -260,7 +265,7 @@ impl Receiver {
             }
             streams.get_mut(sid).rx.applied_to(this);
             if sid == ACTIVE {
-                self.compare_config_digest(term, streams, events, timers, standby.is_none());
+                self.compare_config_digest(term, streams, events, timers, !standby);
             }
         }
         Ok(())
@@ -268,10 +273,10 @@ impl Receiver {
 
     /// Compare our active-config digest with the master's at the same point
     /// (`resync`: as backup, ask for a new bulk if they differ).
-    pub(crate) fn compare_config_digest<const A: usize>(
+    pub(crate) fn compare_config_digest(
         &mut self,
         term: Term,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
         timers: &mut TimerTable,
         resync: bool,
@@ -289,12 +294,12 @@ impl Receiver {
     }
 
     /// The next frame for the master: hello parts, Resyncs, then acks.
-    pub(crate) fn poll_transmit<const A: usize>(
+    pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         from: Origin,
         master: Slot,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         timers: &mut TimerTable,
         buf: &mut [u8],
     ) -> Option<usize> {
@@ -330,12 +335,12 @@ impl Receiver {
 
     /// Hello in as many frames as the stream table needs; all parts go out
     /// in consecutive polls, then again every heartbeat until acknowledged.
-    fn hello<const A: usize>(
+    fn hello(
         &mut self,
         now: Instant,
         from: Origin,
         master: Slot,
-        streams: &Streams<A>,
+        streams: &Streams,
         timers: &mut TimerTable,
         buf: &mut [u8],
     ) -> Option<usize> {
@@ -376,7 +381,7 @@ impl Receiver {
     /// Every stream's bulk completed in `term`: this node holds the whole
     /// state of that master (every change it reported checkpointed), as a
     /// takeover would find it, whatever the master last said of the sync.
-    pub(crate) fn holds_whole<const A: usize>(&self, term: Term, streams: &Streams<A>) -> bool {
+    pub(crate) fn holds_whole(&self, term: Term, streams: &Streams) -> bool {
         term != Term::NONE
             && streams.ids().all(|sid| {
                 let rx = &streams.get(sid).rx;
@@ -384,7 +389,7 @@ impl Receiver {
             })
     }
 
-    pub(crate) fn sync_state<const A: usize>(&self, term: Term, streams: &Streams<A>) -> SyncState {
+    pub(crate) fn sync_state(&self, term: Term, streams: &Streams) -> SyncState {
         for sid in streams.ids() {
             let rx = &streams.get(sid).rx;
             if !(rx.complete && rx.term == term.raw()) {
@@ -397,13 +402,7 @@ impl Receiver {
 }
 
 /// A run of `sid` records in `epoch` starts. False: the run is stale, skip it.
-fn start_run<H: Host, const A: usize>(
-    streams: &mut Streams<A>,
-    sid: usize,
-    term: Term,
-    epoch: u32,
-    host: &mut H,
-) -> bool {
+fn start_run<H: Host>(streams: &mut Streams, sid: usize, term: Term, epoch: u32, host: &mut H) -> bool {
     let st = streams.get_mut(sid);
     st.counters.rx += 1;
     st.rx.owe_ack();
@@ -415,7 +414,7 @@ fn start_run<H: Host, const A: usize>(
         // A new master or a new bulk: what we hold belongs to an older epoch.
         // (If this is not the epoch's first record, the gap logic asks for it.)
         if rx.abort_bulk() {
-            host.bulk_abort(Streams::<A>::stream(sid));
+            host.bulk_abort(Streams::stream(sid));
         }
         rx.new_epoch(term.raw(), epoch);
     }
@@ -423,14 +422,14 @@ fn start_run<H: Host, const A: usize>(
 }
 
 /// Apply one record of `sid` through the host, in order.
-fn apply<H: Host, const A: usize>(
-    streams: &mut Streams<A>,
+fn apply<H: Host>(
+    streams: &mut Streams,
     sid: usize,
     rec: Record<'_>,
     host: &mut H,
     events: &mut EventQueue,
 ) -> Result<(), Failure> {
-    let stream = Streams::<A>::stream(sid);
+    let stream = Streams::stream(sid);
     let st = streams.get_mut(sid);
     if matches!(rec, Record::Begin { .. }) {
         st.counters.bulks += 1;
@@ -464,13 +463,7 @@ fn apply<H: Host, const A: usize>(
 
 /// The stream's state is unusable until a new bulk: ask the master for one
 /// now (`ask`; a standby's report shows it instead).
-fn fail<const A: usize>(
-    streams: &mut Streams<A>,
-    sid: usize,
-    failure: Failure,
-    timers: &mut TimerTable,
-    ask: bool,
-) {
+fn fail(streams: &mut Streams, sid: usize, failure: Failure, timers: &mut TimerTable, ask: bool) {
     let st = streams.get_mut(sid);
     st.counters.errors += 1;
     st.rx.fail(failure, ask);
@@ -480,14 +473,9 @@ fn fail<const A: usize>(
 }
 
 /// One frame acknowledging every stream with news.
-fn acks<const A: usize>(
-    from: Origin,
-    master: Slot,
-    streams: &mut Streams<A>,
-    buf: &mut [u8],
-) -> Option<usize> {
+fn acks(from: Origin, master: Slot, streams: &mut Streams, buf: &mut [u8]) -> Option<usize> {
     let term = from.term.raw();
-    let due = |streams: &Streams<A>, i: usize| streams.get(i).rx.ack_due && streams.get(i).rx.term == term;
+    let due = |streams: &Streams, i: usize| streams.get(i).rx.ack_due && streams.get(i).rx.term == term;
     if !streams.ids().any(|i| due(streams, i)) {
         return None;
     }

@@ -4,7 +4,7 @@
 //! most bytes is dropped and re-bulked, so a busy application never costs a
 //! quiet one its backlog).
 
-use super::backlog::{Backlog, Kind};
+use super::backlog::{BacklogStore, Kind};
 use super::streams::{MAX_STREAMS, Streams};
 use crate::event::{Event, EventQueue, RebulkReason};
 use crate::host::{Host, HostError};
@@ -19,7 +19,7 @@ pub(crate) type Rebulked = u32;
 /// The backlog and how records get into it.
 #[derive(Debug)]
 pub(crate) struct Recorder<const BACKLOG: usize> {
-    pub(crate) backlog: Backlog<BACKLOG>,
+    pub(crate) backlog: BacklogStore<BACKLOG>,
     /// Next stream to pull bulk records from (round robin).
     bulk_rr: usize,
     max_record: usize,
@@ -28,16 +28,16 @@ pub(crate) struct Recorder<const BACKLOG: usize> {
 
 impl<const BACKLOG: usize> Recorder<BACKLOG> {
     pub(crate) const fn new(max_record: usize, max_frame: usize) -> Self {
-        Recorder { backlog: Backlog::new(), bulk_rr: 0, max_record, max_frame }
+        Recorder { backlog: BacklogStore::new(), bulk_rr: 0, max_record, max_frame }
     }
 
     /// A change of `sid`: its id, and a record in the backlog once the
     /// stream's bulk has begun (before that, the bulk will carry it).
-    pub(crate) fn change<const A: usize>(
+    pub(crate) fn change(
         &mut self,
         sid: usize,
         record: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) -> (u64, Rebulked) {
         let tx = &mut streams.get_mut(sid).tx;
@@ -48,12 +48,12 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
     }
 
     /// Start `sid` over with a new bulk (a new epoch); `Off` without a session.
-    pub(crate) fn rebulk<const A: usize>(
+    pub(crate) fn rebulk(
         &mut self,
         sid: usize,
         reason: RebulkReason,
         session: bool,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) {
         warn!("stream re-bulk");
@@ -64,15 +64,15 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
         if !session {
             tx.off();
         }
-        events.push(Event::Rebulk { stream: Streams::<A>::stream(sid), reason });
+        events.push(Event::Rebulk { stream: Streams::stream(sid), reason });
     }
 
     /// Streams whose dependencies all finished their bulk begin theirs.
-    pub(crate) fn start_ready_bulks<H: Host, const A: usize>(
+    pub(crate) fn start_ready_bulks<H: Host>(
         &mut self,
         now: Instant,
         host: &mut H,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) -> Rebulked {
         let mut rebulked = 0;
@@ -82,7 +82,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
             if tx.phase != Phase::Waiting || held || streams.deps(sid) & !streams.synced_mask() != 0 {
                 continue;
             }
-            let total = host.bulk_start(Streams::<A>::stream(sid));
+            let total = host.bulk_start(Streams::stream(sid));
             streams.get_mut(sid).counters.bulks += 1;
             let tx = &mut streams.get_mut(sid).tx;
             tx.begin_bulk(total);
@@ -95,13 +95,13 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
 
     /// Append a record under the overflow policy. False when the record
     /// itself was dropped (its stream re-bulked).
-    fn append<const A: usize>(
+    fn append(
         &mut self,
         sid: usize,
         kind: Kind,
         change: u64,
         data: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) -> (bool, Rebulked) {
         let mut rebulked = 0;
@@ -133,10 +133,10 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
 
     /// Read bulk records from the host into the backlog, about one frame's
     /// worth, round-robin over streams in bulk. False when there is nothing.
-    pub(crate) fn pull_bulk<H: Host, const A: usize>(
+    pub(crate) fn pull_bulk<H: Host>(
         &mut self,
         host: &mut H,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) -> (bool, Rebulked) {
         let n = streams.len();
@@ -146,7 +146,7 @@ impl<const BACKLOG: usize> Recorder<BACKLOG> {
             return (false, 0);
         };
         self.bulk_rr = (sid + 1) % n;
-        let stream = Streams::<A>::stream(sid);
+        let stream = Streams::stream(sid);
         let max = self.max_record;
         let mut budget = self.max_frame;
         let mut any = false;
@@ -196,6 +196,7 @@ fn overflow_victim(usage: &[usize], sid: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::app::AppRegistry;
+    use crate::node::streams::StreamStore;
 
     #[test]
     fn overflow_victim_is_the_largest_user_and_the_appender_on_ties() {
@@ -212,7 +213,7 @@ mod tests {
         apps.register("busy", 1, &[]).unwrap();
         apps.register("quiet", 1, &[]).unwrap();
         apps.validate().unwrap();
-        let mut streams = Streams::new(apps);
+        let mut streams = StreamStore::new(apps);
         let mut events = EventQueue::new();
         let mut rec = Recorder::<256>::new(64, 256);
         for sid in [2, 3] {

@@ -22,7 +22,17 @@ use crate::host::Host;
 use crate::role::Slot;
 use crate::status::{SyncState, percent, stream_name};
 use crate::stream::{Mismatch, Phase};
-use crate::wire::{self, AckItem, Body, ContinuedItem, NO_SLOT, Origin, StreamHello};
+use crate::wire::{self, AckItem, Body, ContinuedItem, NO_SLOT, Outgoing, StreamHello};
+
+/// A backup's hello, as its header names it: who sends it, which boot,
+/// which session, and how many streams its parts list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HelloFrom {
+    pub slot: Slot,
+    pub incarnation: u32,
+    pub hello_id: u32,
+    pub total: u8,
+}
 
 /// The master's checkpoint session with one backup incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +114,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// The records made and not yet trimmed (standbys' mirrors read them).
-    pub(crate) fn backlog(&self) -> &Backlog<BACKLOG> {
+    pub(crate) fn backlog(&self) -> &Backlog {
         &self.out.backlog
     }
 
@@ -118,12 +128,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
 
     /// Stop every stream and clear the backlog: nothing is on a backup.
     /// `keep`: we stay master in that term (see [`Streams::stop_all`]).
-    fn stop_all<const A: usize>(
-        &mut self,
-        streams: &mut Streams<A>,
-        timers: &mut TimerTable,
-        keep: Option<u64>,
-    ) {
+    fn stop_all(&mut self, streams: &mut Streams, timers: &mut TimerTable, keep: Option<u64>) {
         streams.stop_all(keep);
         timers.stop(Timer::BulkHoldoff);
         self.out.backlog.clear();
@@ -143,9 +148,9 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// when a handover in progress was abandoned with it. `keep`: we stay
     /// master in that term, and a new backup holding a stream's exact point
     /// (a standby's configuration) continues it.
-    pub(crate) fn end_session<const A: usize>(
+    pub(crate) fn end_session(
         &mut self,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         timers: &mut TimerTable,
         keep: Option<u64>,
     ) -> bool {
@@ -156,19 +161,16 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// A hello part from the backup (already checked to be our backup in our term).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn on_hello<const A: usize>(
+    pub(crate) fn on_hello(
         &mut self,
-        from: Slot,
         term: u64,
-        incarnation: u32,
-        hello_id: u32,
-        total: u8,
+        hello: HelloFrom,
         mut tail: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
         timers: &mut TimerTable,
     ) -> Result<(), FrameError> {
+        let HelloFrom { slot: from, incarnation, hello_id, total } = hello;
         let fresh = self
             .session
             .is_none_or(|s| s.slot != from || s.incarnation != incarnation || s.hello_id != hello_id);
@@ -222,13 +224,13 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
 
     /// Resume a stream from the backup's last applied record if the backlog
     /// still covers it; otherwise start a new bulk.
-    fn plan_stream<const A: usize>(
+    fn plan_stream(
         &mut self,
         sid: usize,
         h: &StreamHello<'_>,
         term: u64,
         returning: bool,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) {
         let ours = streams.schema(sid);
@@ -244,7 +246,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             if h.complete || returning {
                 // (A module new to the session holding nothing of it just
                 // gets its first bulk; the old master's history diverged.)
-                let stream = Streams::<A>::stream(sid);
+                let stream = Streams::stream(sid);
                 events.push(Event::Rebulk { stream, reason: RebulkReason::Diverged });
             }
         }
@@ -274,20 +276,16 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Our stream id for the backup's `peer_id`.
-    pub(crate) fn local_sid<const A: usize>(
-        &self,
-        peer_id: u8,
-        streams: &Streams<A>,
-    ) -> Result<usize, FrameError> {
+    pub(crate) fn local_sid(&self, peer_id: u8, streams: &Streams) -> Result<usize, FrameError> {
         streams.ids().find(|&i| self.peer_sid[i] == peer_id).ok_or(FrameError::UnknownStream(peer_id))
     }
 
     /// An Ack frame from the backup (already checked to be ours, in our term).
-    pub(crate) fn on_acks<const A: usize>(
+    pub(crate) fn on_acks(
         &mut self,
         now: Instant,
         mut tail: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
         timers: &mut TimerTable,
     ) -> Result<(), FrameError> {
@@ -332,19 +330,13 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Everything of `sid` up to `seq` is on the backup.
-    fn acknowledge<const A: usize>(
-        &mut self,
-        sid: usize,
-        seq: u64,
-        streams: &mut Streams<A>,
-        events: &mut EventQueue,
-    ) {
+    fn acknowledge(&mut self, sid: usize, seq: u64, streams: &mut Streams, events: &mut EventQueue) {
         let newest = self.out.backlog.max_change(sid as u8, seq);
         let synced = streams.get_mut(sid).tx.acknowledged(seq, newest);
         self.in_flight.retain(|f| !(usize::from(f.sid) == sid && f.last_seq <= seq));
         self.out.backlog.trim(&*streams);
         if synced {
-            events.push(Event::StreamSynced(Streams::<A>::stream(sid)));
+            events.push(Event::StreamSynced(Streams::stream(sid)));
         }
     }
 
@@ -367,10 +359,10 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Deadlines of the sender that passed.
-    pub(crate) fn on_timeout<const A: usize>(
+    pub(crate) fn on_timeout(
         &mut self,
         now: Instant,
-        streams: &Streams<A>,
+        streams: &Streams,
         timers: &mut TimerTable,
         events: &mut EventQueue,
     ) {
@@ -399,11 +391,11 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
 
     /// A change of `sid`: its id (see [`Recorder::change`]), and whether a
     /// stream had to start over for it (the backlog overflowed).
-    pub(crate) fn change<const A: usize>(
+    pub(crate) fn change(
         &mut self,
         sid: usize,
         record: &[u8],
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) -> (u64, bool) {
         let (id, rebulked) = self.out.change(sid, record, streams, events);
@@ -412,11 +404,11 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Start `sid` over with a new bulk (a new epoch).
-    pub(crate) fn rebulk<const A: usize>(
+    pub(crate) fn rebulk(
         &mut self,
         sid: usize,
         reason: RebulkReason,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
     ) {
         self.out.rebulk(sid, reason, self.session.is_some(), streams, events);
@@ -433,11 +425,11 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// A stream the backup asked to re-bulk again: the next bulk waits, a
     /// heartbeat interval for the second request, doubling up to 64, so a
     /// backup that keeps refusing a stream costs little and shows in status.
-    pub(crate) fn back_off<const A: usize>(
+    pub(crate) fn back_off(
         &mut self,
         now: Instant,
         sid: usize,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         timers: &mut TimerTable,
     ) {
         let st = streams.get_mut(sid);
@@ -449,23 +441,20 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// The next frame for the backup: hello ack, handover, then data.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn poll_transmit<H: Host, const A: usize>(
+    pub(crate) fn poll_transmit<H: Host>(
         &mut self,
         now: Instant,
-        from: Origin,
-        backup: Slot,
+        out: Outgoing<'_>,
         host: &mut H,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         events: &mut EventQueue,
         timers: &mut TimerTable,
-        buf: &mut [u8],
     ) -> Option<usize> {
         if self.hello_ack_due {
             let s = self.session?;
             self.hello_ack_due = false;
             let body = Body::HelloAck { incarnation: s.incarnation, hello_id: s.hello_id };
-            let mut w = from.writer(buf, backup.raw(), &body)?;
+            let mut w = out.writer(&body)?;
             for sid in streams.ids().filter(|&i| self.continued & (1 << i) != 0) {
                 let item = ContinuedItem { stream: self.peer_sid[sid], epoch: streams.get(sid).tx.epoch };
                 // A stream table fits a frame (it fits the hello); the rest would bulk.
@@ -484,7 +473,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             }
             if timers.is_expired(Timer::HandoverResend, now) {
                 timers.set(Timer::HandoverResend, now + self.limits.heartbeat);
-                return Some(from.writer(buf, backup.raw(), &Body::Handover { force })?.finish());
+                return Some(out.writer(&Body::Handover { force })?.finish());
             }
         }
         if !self.attached || self.in_flight.is_full() {
@@ -498,7 +487,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
             let off = self.out.backlog.skip_acknowledged(self.out.backlog.send_cursor(), &*streams);
             self.out.backlog.set_send_cursor(off);
             if self.out.backlog.get(off).is_some() {
-                return self.send_data(now, from, backup, off, streams, timers, buf);
+                return self.send_data(now, out, off, streams, timers);
             }
             let (pulled, rebulked) = self.out.pull_bulk(host, streams, events);
             self.void_runs(rebulked);
@@ -509,21 +498,17 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// One data frame from the backlog at `off`; its runs join the window.
-    #[allow(clippy::too_many_arguments)]
-    fn send_data<const A: usize>(
+    fn send_data(
         &mut self,
         now: Instant,
-        from: Origin,
-        backup: Slot,
+        out: Outgoing<'_>,
         off: usize,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
         timers: &mut TimerTable,
-        buf: &mut [u8],
     ) -> Option<usize> {
-        let mut w = from.writer(buf, backup.raw(), &Body::Data)?;
+        let mut w = out.writer(&Body::Data)?;
         let room = WINDOW - self.in_flight.len();
-        let (runs, cur) =
-            pack::<WINDOW, BACKLOG, A>(&mut w, &self.out.backlog, off, streams, &self.peer_sid, room);
+        let (runs, cur) = pack::<WINDOW>(&mut w, &self.out.backlog, off, streams, &self.peer_sid, room);
         if runs.is_empty() {
             return None;
         }
@@ -539,7 +524,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     }
 
     /// Master: why its backup is or is not in sync, from the streams.
-    pub(crate) fn sync_state<const A: usize>(&self, backup: Option<Slot>, streams: &Streams<A>) -> SyncState {
+    pub(crate) fn sync_state(&self, backup: Option<Slot>, streams: &Streams) -> SyncState {
         match (backup, self.session) {
             (None, Some(_)) => return SyncState::BackupLost,
             (None, None) => return SyncState::NoBackup,

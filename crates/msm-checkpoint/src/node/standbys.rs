@@ -23,7 +23,7 @@ use crate::error::FrameError;
 use crate::host::{CONFIG_CHUNK, Host};
 use crate::role::{MAX_NODES, Slot};
 use crate::status::ConfigCopy;
-use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, SnapshotItem};
+use crate::wire::{self, Body, MirrorItem, MirrorPoint, NO_CURSOR, Origin, Outgoing, SnapshotItem};
 
 /// Bytes of a [`SnapshotItem`] besides its data: two varints at most.
 const ITEM_OVERHEAD: usize = 10 + 3;
@@ -146,14 +146,7 @@ impl<const N: usize> Standbys<N> {
     }
 
     /// What `copy` lacks of stream `sid` on this master (term `term`).
-    fn lack<const A: usize, const B: usize>(
-        &self,
-        copy: &MirrorItem,
-        sid: usize,
-        term: u64,
-        streams: &Streams<A>,
-        backlog: &Backlog<B>,
-    ) -> Lack {
+    fn lack(&self, copy: &MirrorItem, sid: usize, term: u64, streams: &Streams, backlog: &Backlog) -> Lack {
         let tx = &streams.get(sid).tx;
         let p = copy.point;
         let ours = p.term == term && p.epoch == tx.epoch && tx.recording;
@@ -179,12 +172,12 @@ impl<const N: usize> Standbys<N> {
     }
 
     /// The next frame for a standby, if one is due.
-    pub(crate) fn poll_transmit<H: Host, const A: usize, const B: usize>(
+    pub(crate) fn poll_transmit<H: Host>(
         &mut self,
         from: Origin,
         host: &mut H,
-        streams: &Streams<A>,
-        backlog: &Backlog<B>,
+        streams: &Streams,
+        backlog: &Backlog,
         buf: &mut [u8],
     ) -> Option<usize> {
         let term = from.term.raw();
@@ -212,7 +205,8 @@ impl<const N: usize> Standbys<N> {
                         from.writer(buf, to, &Body::Rebase { stream: sid as u8, from: p, epoch })?.finish()
                     }
                     Lack::Snapshot(cursor) => {
-                        let (n, next) = self.snapshot(from, to, sid, cursor, host, streams, buf)?;
+                        let out = Outgoing { from, to, buf: &mut *buf };
+                        let (n, next) = self.snapshot(out, sid, cursor, host, streams)?;
                         self.list[i].sent[sid] = [cursor, next];
                         n
                     }
@@ -227,18 +221,15 @@ impl<const N: usize> Standbys<N> {
     /// One frame of a snapshot of `sid` from `cursor` (0: take a new view
     /// of the host's state, at the stream's exact point): its length, and
     /// the read position after it.
-    #[allow(clippy::too_many_arguments)]
-    fn snapshot<H: Host, const A: usize>(
+    fn snapshot<H: Host>(
         &mut self,
-        from: Origin,
-        to: u8,
+        out: Outgoing<'_>,
         sid: usize,
         mut cursor: u64,
         host: &mut H,
-        streams: &Streams<A>,
-        buf: &mut [u8],
+        streams: &Streams,
     ) -> Option<(usize, u64)> {
-        let stream = Streams::<A>::stream(sid);
+        let stream = Streams::stream(sid);
         let tx = &streams.get(sid).tx;
         if cursor == 0 {
             let seq = tx.next_seq - 1;
@@ -250,7 +241,7 @@ impl<const N: usize> Standbys<N> {
         }
         let v = self.views[sid]?;
         let body = Body::Snapshot { stream: sid as u8, epoch: v.epoch, seq: v.seq, cursor, digest: v.digest };
-        let mut w = from.writer(buf, to, &body)?;
+        let mut w = out.writer(&body)?;
         let mut chunk = [0u8; CONFIG_CHUNK];
         loop {
             // An item's own bytes: its read position and length, as varints.
@@ -276,12 +267,12 @@ impl<const N: usize> Standbys<N> {
     }
 
     /// Where `slot`'s copy of the configuration is, for `show switch`.
-    pub(crate) fn copy_state<const A: usize, const B: usize>(
+    pub(crate) fn copy_state(
         &self,
         slot: Slot,
         term: u64,
-        streams: &Streams<A>,
-        backlog: &Backlog<B>,
+        streams: &Streams,
+        backlog: &Backlog,
     ) -> Option<ConfigCopy> {
         let f = self.list.iter().find(|f| f.slot == slot)?;
         let mut state = ConfigCopy::InSync;
@@ -296,11 +287,11 @@ impl<const N: usize> Standbys<N> {
     }
 
     /// Every standby with a report, by slot.
-    pub(crate) fn copies<const A: usize, const B: usize>(
+    pub(crate) fn copies(
         &self,
         term: u64,
-        streams: &Streams<A>,
-        backlog: &Backlog<B>,
+        streams: &Streams,
+        backlog: &Backlog,
     ) -> [Option<ConfigCopy>; MAX_NODES] {
         let mut out = [None; MAX_NODES];
         for f in &self.list {
@@ -314,20 +305,21 @@ impl<const N: usize> Standbys<N> {
 mod tests {
     use super::*;
     use crate::app::AppRegistry;
-    use crate::node::backlog::Kind;
+    use crate::node::backlog::{BacklogStore, Kind};
     use crate::node::streams::ACTIVE;
+    use crate::node::streams::StreamStore;
     use crate::stream::Tx;
 
     const TERM: u64 = 0x1FF;
 
     /// The active configuration in epoch 3 with records 1..=5 made; the
     /// backlog still holds 4 and 5 (acknowledged or not).
-    fn master() -> (Streams<0>, Backlog<512>) {
-        let mut streams = Streams::<0>::new(AppRegistry::new());
+    fn master() -> (StreamStore<0>, BacklogStore<512>) {
+        let mut streams = StreamStore::<0>::new(AppRegistry::new());
         streams.get_mut(ACTIVE).tx = Tx::synced_at(3, 6, 3);
-        let mut backlog = Backlog::<512>::new();
+        let mut backlog = BacklogStore::<512>::new();
         for seq in [4u64, 5] {
-            let slot = backlog.reserve(8, &streams).unwrap();
+            let slot = backlog.reserve(8, &*streams).unwrap();
             slot[..8].copy_from_slice(b"vlan 10\n");
             backlog.commit(ACTIVE as u8, Kind::Change, seq, seq, 8);
         }

@@ -5,7 +5,7 @@
 use super::Node;
 use super::config::Config;
 use super::streams::ACTIVE;
-use crate::app::AppRegistry;
+use crate::app::AppSpec;
 use crate::host::AppId;
 use crate::role::{Role, Slot, Term};
 use crate::status::{ConfigCopy, StreamStatus, SwitchStatus, stream_name};
@@ -34,9 +34,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     pub fn config(&self) -> &Config {
         &self.cfg
     }
-    /// The registered applications.
-    pub fn apps(&self) -> &AppRegistry<APPS> {
-        self.streams.apps()
+    /// What was registered as `app` (its name, schema and dependencies).
+    pub fn app(&self, app: AppId) -> Option<&AppSpec> {
+        self.streams.spec(app)
     }
     /// Frames sealed in this incarnation: the last frame counter used.
     pub fn frames_sent(&self) -> u64 {

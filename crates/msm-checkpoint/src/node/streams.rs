@@ -4,9 +4,9 @@
 //! its name, schema and dependencies, and what the backup has acknowledged
 //! ([`Acked`]), which the backlog consults to know what is still live.
 
-use core::ops::Range;
+use core::ops::{Deref, DerefMut, Range};
 
-use crate::app::{AppRegistry, MAX_APPS};
+use crate::app::{AppRegistry, AppSpec, MAX_APPS};
 use crate::host::{AppId, Stream};
 use crate::stream::{Phase, StreamState};
 
@@ -35,29 +35,71 @@ pub(crate) trait Acked {
     }
 }
 
-/// Every stream of this node.
-#[derive(Debug)]
-pub(crate) struct Streams<const APPS: usize> {
-    apps: AppRegistry<APPS>,
-    config: [StreamState; CONFIG_STREAMS],
-    app: [StreamState; APPS],
+/// An application's stream: what was registered, and its state.
+#[derive(Debug, Clone)]
+pub(crate) struct AppStream {
+    spec: AppSpec,
+    state: StreamState,
 }
 
-impl<const APPS: usize> Streams<APPS> {
+/// Every stream of this node. `S` holds the applications' streams:
+/// `[AppStream; N]` in the node that owns them, `[AppStream]` (the
+/// [`Streams`] view) everywhere else, so no function carries the count.
+#[derive(Debug)]
+pub(crate) struct StreamSet<S: ?Sized> {
+    config: [StreamState; CONFIG_STREAMS],
+    /// Applications registered: the first `registered` of `app`.
+    registered: usize,
+    app: S,
+}
+
+/// The streams as every engine function takes them, whatever their number.
+pub(crate) type Streams = StreamSet<[AppStream]>;
+
+/// The streams of a node of `APPS` applications, as it owns them.
+pub(crate) type StreamStore<const APPS: usize> = StreamSet<[AppStream; APPS]>;
+
+impl<const APPS: usize> StreamStore<APPS> {
+    /// The streams of the applications of `apps` (validated), in registration order.
     pub(crate) fn new(apps: AppRegistry<APPS>) -> Self {
-        Streams {
-            apps,
+        let registered = apps.len();
+        let mut specs = apps.apps.into_iter();
+        StreamSet {
             config: core::array::from_fn(|_| StreamState::new()),
-            app: core::array::from_fn(|_| StreamState::new()),
+            registered,
+            app: core::array::from_fn(|_| AppStream {
+                spec: specs.next().unwrap_or(AppSpec { name: heapless::String::new(), schema: 0, deps: 0 }),
+                state: StreamState::new(),
+            }),
         }
     }
+}
 
-    pub(crate) fn apps(&self) -> &AppRegistry<APPS> {
-        &self.apps
+impl<const APPS: usize> Deref for StreamStore<APPS> {
+    type Target = Streams;
+    fn deref(&self) -> &Streams {
+        self
+    }
+}
+
+impl<const APPS: usize> DerefMut for StreamStore<APPS> {
+    fn deref_mut(&mut self) -> &mut Streams {
+        self
+    }
+}
+
+impl Streams {
+    /// What was registered as `app`.
+    pub(crate) fn spec(&self, app: AppId) -> Option<&AppSpec> {
+        self.app[..self.registered].get(app.index()).map(|a| &a.spec)
+    }
+
+    fn app_spec(&self, sid: usize) -> Option<&AppSpec> {
+        self.spec(AppId(sid.checked_sub(CONFIG_STREAMS)? as u8))
     }
 
     pub(crate) fn len(&self) -> usize {
-        CONFIG_STREAMS + self.apps.len()
+        CONFIG_STREAMS + self.registered
     }
 
     /// Every local stream id, in order.
@@ -66,11 +108,11 @@ impl<const APPS: usize> Streams<APPS> {
     }
 
     pub(crate) fn get(&self, sid: usize) -> &StreamState {
-        if sid < CONFIG_STREAMS { &self.config[sid] } else { &self.app[sid - CONFIG_STREAMS] }
+        if sid < CONFIG_STREAMS { &self.config[sid] } else { &self.app[sid - CONFIG_STREAMS].state }
     }
 
     pub(crate) fn get_mut(&mut self, sid: usize) -> &mut StreamState {
-        if sid < CONFIG_STREAMS { &mut self.config[sid] } else { &mut self.app[sid - CONFIG_STREAMS] }
+        if sid < CONFIG_STREAMS { &mut self.config[sid] } else { &mut self.app[sid - CONFIG_STREAMS].state }
     }
 
     /// The stream as the board's [`Host`](crate::Host) knows it.
@@ -92,14 +134,14 @@ impl<const APPS: usize> Streams<APPS> {
 
     /// The local id of the application `app`, if registered.
     pub(crate) fn app_sid(&self, app: AppId) -> Option<usize> {
-        (app.index() < self.apps.len()).then(|| Self::sid(Stream::App(app)))
+        (app.index() < self.registered).then(|| Self::sid(Stream::App(app)))
     }
 
     pub(crate) fn name(&self, sid: usize) -> &str {
         match sid {
             SAVED => SAVED_NAME,
             ACTIVE => ACTIVE_NAME,
-            n => self.apps.apps.get(n - CONFIG_STREAMS).map_or("?", |a| a.name.as_str()),
+            n => self.app_spec(n).map_or("?", |a| a.name.as_str()),
         }
     }
 
@@ -109,11 +151,7 @@ impl<const APPS: usize> Streams<APPS> {
     }
 
     pub(crate) fn schema(&self, sid: usize) -> u16 {
-        if sid < CONFIG_STREAMS {
-            CONFIG_SCHEMA
-        } else {
-            self.apps.apps.get(sid - CONFIG_STREAMS).map_or(0, |a| a.schema)
-        }
+        if sid < CONFIG_STREAMS { CONFIG_SCHEMA } else { self.app_spec(sid).map_or(0, |a| a.schema) }
     }
 
     /// Streams `sid` waits for: config before apps, saved before active.
@@ -121,10 +159,7 @@ impl<const APPS: usize> Streams<APPS> {
         match sid {
             SAVED => 0,
             ACTIVE => 1 << SAVED,
-            n => {
-                (1 << ACTIVE)
-                    | (self.apps.apps.get(n - CONFIG_STREAMS).map_or(0, |a| a.deps) << CONFIG_STREAMS)
-            }
+            n => (1 << ACTIVE) | (self.app_spec(n).map_or(0, |a| a.deps) << CONFIG_STREAMS),
         }
     }
 
@@ -215,7 +250,7 @@ impl<const APPS: usize> Streams<APPS> {
     }
 }
 
-impl<const APPS: usize> Acked for Streams<APPS> {
+impl Acked for Streams {
     /// No such stream: nothing of it can be live.
     fn acked(&self, stream: usize) -> u64 {
         if stream < self.len() { self.get(stream).tx.acked } else { u64::MAX }
@@ -226,12 +261,12 @@ impl<const APPS: usize> Acked for Streams<APPS> {
 mod tests {
     use super::*;
 
-    fn streams() -> Streams<4> {
+    fn streams() -> StreamStore<4> {
         let mut apps = AppRegistry::new();
         apps.register("vlan", 3, &[]).unwrap();
         apps.register("fdb", 1, &["vlan"]).unwrap();
         apps.validate().unwrap();
-        Streams::new(apps)
+        StreamStore::new(apps)
     }
 
     #[test]
@@ -241,8 +276,8 @@ mod tests {
         assert_eq!(s.find("fdb"), Some(3));
         assert_eq!(s.name(SAVED), "saved-config");
         assert_eq!(s.schema(2), 3);
-        assert_eq!(Streams::<4>::stream(3), Stream::App(AppId(1)));
-        assert_eq!(Streams::<4>::sid(Stream::App(AppId(1))), 3);
+        assert_eq!(Streams::stream(3), Stream::App(AppId(1)));
+        assert_eq!(Streams::sid(Stream::App(AppId(1))), 3);
         // fdb waits for the active config and vlan; vlan only for the active config.
         assert_eq!(s.deps(3), (1 << ACTIVE) | (1 << 2));
         assert_eq!(s.deps(2), 1 << ACTIVE);
@@ -267,7 +302,7 @@ mod tests {
     fn unacknowledged_counts_this_mastership_above_the_checkpoint() {
         let mut s = streams();
         // Changes of an earlier mastership are not this one's to discard.
-        let make = |s: &mut Streams<4>, sid: usize, n: usize| {
+        let make = |s: &mut Streams, sid: usize, n: usize| {
             (0..n).for_each(|_| {
                 s.get_mut(sid).tx.next_change();
             })

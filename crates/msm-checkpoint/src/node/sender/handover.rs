@@ -34,12 +34,12 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// from, with its state whole, so it takes the new epoch without a bulk.
     /// False: it offers anything else (another module, or state that moved
     /// on), and the stream starts over as any other would.
-    pub(super) fn continue_stream<const A: usize>(
+    pub(super) fn continue_stream(
         &mut self,
         sid: usize,
         h: &StreamHello<'_>,
         point: (u64, u32, u64),
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
     ) -> bool {
         let tx = &mut streams.get_mut(sid).tx;
         tx.forget_continuation();
@@ -60,12 +60,12 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// (`slot`, `incarnation`) to come back to. It continues a stream only
     /// if it offers exactly the point we hold (see `continue_stream`); a
     /// crashed and restarted one is another incarnation and gets none.
-    pub(crate) fn continue_for_old_master<const A: usize>(
+    pub(crate) fn continue_for_old_master(
         &mut self,
         slot: Slot,
         incarnation: u32,
         old_term: u64,
-        streams: &mut Streams<A>,
+        streams: &mut Streams,
     ) {
         for sid in streams.ids() {
             let st = streams.get_mut(sid);
@@ -89,7 +89,7 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// offers the new master exactly the point it may continue from. A
     /// stream with a change the backup never acknowledged is not: its state
     /// here has moved on from anything the new master holds.
-    pub(crate) fn hand_over_streams<const A: usize>(&self, term: u64, streams: &mut Streams<A>) {
+    pub(crate) fn hand_over_streams(&self, term: u64, streams: &mut Streams) {
         for sid in streams.ids() {
             let st = streams.get_mut(sid);
             let tx = &st.tx;
@@ -105,14 +105,14 @@ impl<const WINDOW: usize, const BACKLOG: usize> Sender<WINDOW, BACKLOG> {
     /// continued stream (its acknowledgement can be lost, and a quiet stream
     /// sends nothing that would bring another), the `HelloAck` naming the
     /// continued streams goes again.
-    pub(crate) fn repeat_continuation<const A: usize>(&mut self, streams: &Streams<A>) {
+    pub(crate) fn repeat_continuation(&mut self, streams: &Streams) {
         if self.attached && streams.ids().any(|i| streams.get(i).tx.unconfirmed) {
             self.hello_ack_due = true;
         }
     }
 
     /// Every record made has been acknowledged: the Handover may go.
-    pub(super) fn drained<const A: usize>(&self, streams: &Streams<A>) -> bool {
+    pub(super) fn drained(&self, streams: &Streams) -> bool {
         streams.ids().all(|i| {
             let tx = &streams.get(i).tx;
             !tx.recording || streams.acked(i) + 1 == tx.next_seq

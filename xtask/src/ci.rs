@@ -24,6 +24,11 @@ struct Step {
 const STEPS: &[Step] = &[
     Step { name: "fmt", what: "cargo fmt --all -- --check, and fuzz/", run: fmt },
     Step { name: "clippy", what: "cargo clippy --workspace --all-targets -- -D warnings", run: clippy },
+    Step {
+        name: "shape",
+        what: "files of the core crates at most 600 lines; stream state assigned only in stream.rs",
+        run: crate::shape::run,
+    },
     Step { name: "doc", what: "RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps --workspace", run: doc },
     Step {
         name: "msrv",

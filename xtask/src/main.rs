@@ -19,6 +19,7 @@ mod path_loss;
 mod qemu;
 mod redis;
 mod sdimage;
+mod shape;
 mod sim;
 mod size;
 mod soak;
@@ -82,6 +83,9 @@ enum Flow {
     QemuTest,
     /// Text, data and bss of the lm3s6965evb firmware, split by crate (core, link, flash store, board).
     Size,
+    /// Rules of the code's shape CI keeps: files of the core crates at most
+    /// 600 lines, a stream's state assigned only by its own methods.
+    Shape,
     /// Soak a chassis of real processes: each round kills the master with
     /// SIGKILL at a seeded random moment (during bulk, churn, right after a
     /// save, during a configure burst), checks every checkpointed change on
@@ -129,6 +133,7 @@ fn run(flow: Flow) -> Result<()> {
         Flow::SdImage(args) => sdimage::run(&args),
         Flow::QemuTest => qemu::interop(),
         Flow::Size => size::run(),
+        Flow::Shape => shape::run(),
         Flow::Soak(args) => soak::run(&args),
         Flow::Fuzz(args) => fuzz::run(&args),
         Flow::Ci => ci::run(),

@@ -191,13 +191,10 @@ fn main() -> ExitCode {
         eprintln!("msm-node: blocking signals: {e}");
         return ExitCode::from(1);
     }
-    // The engine holds its backlog inline: give the loop a stack for it.
-    let worker = std::thread::Builder::new().stack_size(64 << 20).spawn(move || run(args, mask));
-    let result = match worker.map(|h| h.join()) {
-        Ok(Ok(r)) => r,
-        _ => Err((1, anyhow::anyhow!("node thread failed"))),
-    };
-    match result {
+    // The node runs on the main thread's normal stack: building the engine
+    // (its backlog inline, a quarter MiB) before boxing it fits even a
+    // spawned thread's 2 MiB default in a debug build.
+    match run(args, mask) {
         Ok(Some(Exit::Reboot)) => ExitCode::from(3),
         Ok(None) => ExitCode::SUCCESS,
         Err((code, e)) => {

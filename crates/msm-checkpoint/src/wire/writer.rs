@@ -1,0 +1,79 @@
+//! Writing a frame: the header and body, tail items, the trailer's room
+//! ([`FrameWriter`]); who writes it ([`Origin`]) and for whom ([`Outgoing`]).
+
+use super::*;
+
+/// Writes one frame into a caller's buffer: header and body, then tail
+/// items, then [`FrameWriter::finish`] reserves the trailer; [`seal`] fills it.
+#[derive(Debug)]
+pub struct FrameWriter<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> FrameWriter<'b> {
+    /// Start a frame from slot `from` to `to` in `term` carrying `body`.
+    pub fn new(buf: &'b mut [u8], from: u8, to: u8, term: u64, body: &Body) -> Result<Self, WireError> {
+        if buf.len() < MIN_FRAME {
+            return Err(WireError::BufferTooSmall);
+        }
+        buf[..4].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
+        buf[4..HEADER_LEN].fill(0);
+        let mut w = FrameWriter { buf, len: HEADER_LEN };
+        w.push(&(term, body))?;
+        Ok(w)
+    }
+
+    /// Append one tail item; on `BufferTooSmall` the frame is unchanged.
+    pub fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> Result<(), WireError> {
+        let end = self.buf.len() - TRAILER_LEN;
+        let room = self.buf.get_mut(self.len..end).ok_or(WireError::BufferTooSmall)?;
+        let used = postcard::to_slice(item, room).map_err(|_| WireError::BufferTooSmall)?.len();
+        self.len += used;
+        Ok(())
+    }
+
+    /// Bytes still free for tail items.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - TRAILER_LEN - self.len
+    }
+
+    /// Reserve the trailer; returns the frame length. The frame is not
+    /// valid until [`seal`]ed.
+    pub fn finish(self) -> usize {
+        self.len + TRAILER_LEN
+    }
+}
+
+/// Who writes a frame: this node's slot, the term it holds, its boot count.
+/// The node seals what they write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub me: Slot,
+    pub term: Term,
+    pub incarnation: u32,
+}
+
+impl Origin {
+    /// A frame from us to `to` (a slot or [`BROADCAST`]); `None` when `buf`
+    /// cannot hold even the header.
+    pub(crate) fn writer<'b>(&self, buf: &'b mut [u8], to: u8, body: &Body) -> Option<FrameWriter<'b>> {
+        FrameWriter::new(buf, self.me.raw(), to, self.term.raw(), body).ok()
+    }
+}
+
+/// A frame about to be written: who writes it, the slot it is for, and the
+/// buffer it goes into (what a part of the node is handed to send one).
+#[derive(Debug)]
+pub(crate) struct Outgoing<'b> {
+    pub from: Origin,
+    pub to: u8,
+    pub buf: &'b mut [u8],
+}
+
+impl<'b> Outgoing<'b> {
+    /// Start the frame with `body`; `None` when the buffer cannot hold even the header.
+    pub(crate) fn writer(self, body: &Body) -> Option<FrameWriter<'b>> {
+        self.from.writer(self.buf, self.to, body)
+    }
+}

@@ -11,7 +11,7 @@
 
 use core::ops::{Deref, DerefMut};
 
-use super::streams::Acked;
+use super::stream_set::Acked;
 
 /// Header: stream u8, flags u8, len u16, seq u64, change u64 (little endian).
 pub(crate) const HEADER: usize = 20;

@@ -15,7 +15,7 @@ use core::time::Duration;
 
 use msm_time::Instant;
 
-use super::streams::{CONFIG_STREAMS, Streams};
+use super::stream_set::{CONFIG_STREAMS, Streams};
 use super::timers::{Timer, TimerTable};
 use crate::error::FrameError;
 use crate::event::{Event, EventQueue};
@@ -260,8 +260,8 @@ mod tests {
     use super::*;
     use crate::app::AppRegistry;
     use crate::host::Stream;
-    use crate::node::streams::SAVED;
-    use crate::node::streams::StreamStore;
+    use crate::node::stream_set::SAVED;
+    use crate::node::stream_set::StreamStore;
     use crate::stream::Rx;
 
     /// What a standby's host was asked to do with the saved configuration.

@@ -23,6 +23,7 @@ mod identity;
 mod membership;
 mod mirror;
 mod packer;
+mod queries;
 mod receiver;
 mod recorder;
 mod replay;
@@ -30,8 +31,7 @@ mod rivals;
 mod roles;
 mod sender;
 mod standbys;
-mod status;
-mod streams;
+mod stream_set;
 mod timers;
 
 use msm_time::Instant;
@@ -47,7 +47,7 @@ use replay::{Admission, ReplayGuard, Stale};
 use rivals::{Claim, Verdict};
 use sender::{HelloFrom, SendLimits, Sender};
 use standbys::Standbys;
-use streams::{ACTIVE, CONFIG_STREAMS, SAVED, StreamStore, Streams};
+use stream_set::{ACTIVE, CONFIG_STREAMS, SAVED, StreamStore, Streams};
 use timers::{Timer, TimerTable};
 
 use crate::app::AppRegistry;

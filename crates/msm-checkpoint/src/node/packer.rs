@@ -5,7 +5,7 @@
 use heapless::Vec;
 
 use super::backlog::{Backlog, Entry, Kind};
-use super::streams::{Acked, Streams};
+use super::stream_set::{Acked, Streams};
 use crate::wire::{self, FrameWriter, Record};
 
 /// One run sent and not yet acknowledged: its stream and last record.
@@ -108,7 +108,7 @@ mod tests {
     use super::*;
     use crate::app::AppRegistry;
     use crate::node::backlog::BacklogStore;
-    use crate::node::streams::StreamStore;
+    use crate::node::stream_set::StreamStore;
     use crate::wire::{Body, decode, take};
 
     fn commit(b: &mut Backlog, streams: &Streams, sid: u8, seq: u64, data: &[u8]) {

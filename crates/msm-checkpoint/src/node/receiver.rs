@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use msm_time::Instant;
 
-use super::streams::{ACTIVE, CONFIG_STREAMS, Streams};
+use super::stream_set::{ACTIVE, CONFIG_STREAMS, Streams};
 use super::timers::{Timer, TimerTable};
 use crate::error::FrameError;
 use crate::event::{Event, EventQueue};

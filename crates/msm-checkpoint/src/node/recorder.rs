@@ -5,7 +5,7 @@
 //! quiet one its backlog).
 
 use super::backlog::{BacklogStore, Kind};
-use super::streams::{MAX_STREAMS, Streams};
+use super::stream_set::{MAX_STREAMS, Streams};
 use crate::event::{Event, EventQueue, RebulkReason};
 use crate::host::{Host, HostError};
 use crate::stream::{Failure, Phase};
@@ -196,7 +196,7 @@ fn overflow_victim(usage: &[usize], sid: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::app::AppRegistry;
-    use crate::node::streams::StreamStore;
+    use crate::node::stream_set::StreamStore;
 
     #[test]
     fn overflow_victim_is_the_largest_user_and_the_appender_on_ties() {

@@ -14,7 +14,7 @@ use msm_time::Instant;
 use super::backlog::Backlog;
 use super::packer::{Run, pack};
 use super::recorder::{Rebulked, Recorder};
-use super::streams::{Acked, MAX_STREAMS, Streams};
+use super::stream_set::{Acked, MAX_STREAMS, Streams};
 use super::timers::{Timer, TimerTable};
 use crate::error::FrameError;
 use crate::event::{Event, EventQueue, RebulkReason};

@@ -18,7 +18,7 @@ use heapless::Vec;
 
 use super::backlog::Backlog;
 use super::packer::pack_stream;
-use super::streams::{CONFIG_STREAMS, Streams};
+use super::stream_set::{CONFIG_STREAMS, Streams};
 use crate::error::FrameError;
 use crate::host::{CONFIG_CHUNK, Host};
 use crate::role::{MAX_NODES, Slot};
@@ -306,8 +306,8 @@ mod tests {
     use super::*;
     use crate::app::AppRegistry;
     use crate::node::backlog::{BacklogStore, Kind};
-    use crate::node::streams::ACTIVE;
-    use crate::node::streams::StreamStore;
+    use crate::node::stream_set::ACTIVE;
+    use crate::node::stream_set::StreamStore;
     use crate::stream::Tx;
 
     const TERM: u64 = 0x1FF;

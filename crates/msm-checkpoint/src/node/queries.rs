@@ -4,7 +4,7 @@
 
 use super::Node;
 use super::config::Config;
-use super::streams::ACTIVE;
+use super::stream_set::ACTIVE;
 use crate::app::AppSpec;
 use crate::host::AppId;
 use crate::role::{Role, Slot, Term};
@@ -84,7 +84,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     /// Master: the last save (see [`config_saved`](Self::config_saved)) the
     /// backup holds in its flash.
     pub fn saved_checkpointed(&self) -> u64 {
-        self.streams.get(super::streams::SAVED).tx.checkpointed
+        self.streams.get(super::stream_set::SAVED).tx.checkpointed
     }
 
     /// Master: the same for configuration changes.

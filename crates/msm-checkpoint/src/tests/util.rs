@@ -21,12 +21,14 @@ use crate::{
 /// Small on purpose: 2 applications, 8 frames in flight, 4 KiB of backlog.
 pub type Engine = Node<2, 8, 4096>;
 
-/// One module's tables; `refuse` makes its next apply fail (a full table).
+/// One module's tables; `refuse` makes its next apply fail (a full
+/// table), `refusing` every apply of an application record while set.
 #[derive(Debug, Default)]
 pub struct Tables {
     pub active_config: Vec<u8>,
     pub apps: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     pub refuse: bool,
+    pub refusing: bool,
     views: HashMap<Stream, Vec<Vec<u8>>>,
     staged: HashMap<Stream, Vec<u8>>,
     refreshed: HashMap<Stream, BTreeSet<Vec<u8>>>,
@@ -82,7 +84,7 @@ impl Host for Tables {
     }
 
     fn apply(&mut self, stream: Stream, kind: ItemKind, item: &[u8]) -> Result<(), HostError> {
-        if core::mem::take(&mut self.refuse) {
+        if core::mem::take(&mut self.refuse) || (self.refusing && matches!(stream, Stream::App(_))) {
             return Err(HostError::Full);
         }
         match (stream, kind) {
@@ -140,6 +142,8 @@ pub struct Pair {
     /// Frames dropped while it says so.
     pub filter: Option<Filter>,
     pub dropped: u64,
+    /// Every frame is delivered twice while set (a path that duplicates).
+    pub duplicate: bool,
     wire: Vec<(usize, Vec<u8>)>,
 }
 
@@ -174,6 +178,7 @@ impl Pair {
             now: Instant::ZERO,
             filter: None,
             dropped: 0,
+            duplicate: false,
             wire: Vec::new(),
         };
         // B stays silent until A is master: A elects itself alone.
@@ -203,7 +208,10 @@ impl Pair {
                 if drop {
                     self.dropped += 1;
                 } else {
-                    self.wire.push((1 - i, buf[..n].to_vec()));
+                    let copies = if self.duplicate { 2 } else { 1 };
+                    for _ in 0..copies {
+                        self.wire.push((1 - i, buf[..n].to_vec()));
+                    }
                 }
             }
             while let Some(e) = node.poll_event() {

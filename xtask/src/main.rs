@@ -6,6 +6,7 @@
 //! status of a failed child (e.g. msm-sim reporting a failing seed) becomes the
 //! exit status of the xtask.
 
+mod against;
 mod board;
 mod ci;
 mod cmd;
@@ -15,6 +16,7 @@ mod fuzz;
 mod keyfile;
 mod load;
 mod msrv;
+mod pairs;
 mod path_loss;
 mod qemu;
 mod redis;
@@ -61,6 +63,8 @@ enum Flow {
     /// the chassis under load with real processes. `--vs redis`: side by
     /// side with Redis replication (installs redis-server when root).
     /// `--switchover`: only the switchover measurements (two and three modules).
+    /// `--core-against REV`: the core benchmark of this tree against commit
+    /// REV's, in alternating pairs.
     Bench(PassThrough),
     /// Check that the workspace's rust-version is true for every dependency.
     Msrv,
@@ -126,6 +130,9 @@ fn run(flow: Flow) -> Result<()> {
         // `--vs redis`: the side-by-side against Redis replication alone.
         Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--vs", "redis"]) => redis::run(),
         Flow::Bench(pass) if pass.args.iter().any(|a| a == "--switchover") => switchover::bench(),
+        Flow::Bench(pass) if pass.args.first().is_some_and(|a| a == "--core-against") => {
+            against::run(pass.args.get(1).map_or("HEAD", String::as_str))
+        }
         Flow::Bench(pass) => sim::bench(&pass.args).and_then(|()| load::run()),
         Flow::Cross => cross::run(),
         Flow::Build { board } => board::build(&board::find(&board)?).map(drop),

@@ -14,6 +14,8 @@ use anyhow::{Context, Result, bail};
 use msm_linux_emu::chassis::Chassis;
 use msm_linux_emu::control::Request;
 
+use crate::pairs::Spread;
+
 /// Bytes `slot` has sent on its backplane paths.
 fn sent(c: &Chassis, slot: char) -> Result<u64> {
     let j = c.ask(slot, &Request::ShowSwitch)?;
@@ -125,10 +127,9 @@ fn switch_once(c: &Chassis, master: char) -> Result<Duration> {
     Ok(t0.elapsed())
 }
 
-fn median_ms(v: &mut [Duration]) -> (f64, f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(v[v.len() / 2]), ms(v[0]), ms(v[v.len() - 1]))
+fn median_ms(v: &[Duration]) -> (f64, f64, f64) {
+    let s = Spread::of(v.iter().map(|d| d.as_secs_f64() * 1e3).collect());
+    (s.median, s.min, s.max)
 }
 
 /// Issue 25: a switchover with three modules costs what one with two does
@@ -156,8 +157,8 @@ pub(crate) fn with_standbys(bin: &Path) -> Result<()> {
         master = if master == 'A' { 'B' } else { 'A' };
     }
     let again = [bulks(&c2, 2)?, bulks(&c3, 3)?];
-    let (m2, lo2, hi2) = median_ms(&mut two);
-    let (m3, lo3, hi3) = median_ms(&mut three);
+    let (m2, lo2, hi2) = median_ms(&two);
+    let (m3, lo3, hi3) = median_ms(&three);
     println!(
         "  {:<34} In Sync after run msm-failover: 2 modules {m2:.1} ms ({lo2:.1}-{hi2:.1}), 3 modules {m3:.1} ms \
          ({lo3:.1}-{hi3:.1}); {} alternating pairs, unpinned; 3/2 = {:.2} (goal <= 1.2){}",

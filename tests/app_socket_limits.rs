@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use msm_client::proto::{self, Change, Framer, Reply, Request};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request as Control;
+use msm_control::Request as Control;
+use msm_testkit::chassis::Chassis;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -14,8 +14,8 @@ use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
 mod common;
 
 use common::{HB, by_slot, chassis, no_failover, pair, rebulks, switch, tapped_pair};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -27,7 +27,7 @@ fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
     c.start('A', &[]).unwrap();
     c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
     let other = c.dir.join("other.key");
-    msm_linux_emu::key_file::generate(&other).unwrap();
+    msm_runtime::key_file::generate(&other).unwrap();
     let other = other.display().to_string();
     c.start('B', &["--key-file", &other, "--require-auth"]).unwrap();
     c.wait("both refuse the other", Duration::from_secs(5), |c| {
@@ -184,7 +184,7 @@ fn the_chassis_key_rotates_under_churn_with_no_failover_and_no_rebulk() {
     let before = rebulks(&c);
     let fp_old = switch(&c, 'A')["keys"]["sending"].clone();
     let next = c.dir.join("next.key");
-    msm_linux_emu::key_file::generate(&next).unwrap();
+    msm_runtime::key_file::generate(&next).unwrap();
     let next = next.display().to_string();
     let checkpointed = |c: &Chassis| {
         let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) }).unwrap();
@@ -213,7 +213,7 @@ fn the_chassis_key_rotates_under_churn_with_no_failover_and_no_rebulk() {
     c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
     // The retired key is refused now; a step out of order is refused by name.
     match c.call('A', &Request::KeySwitch).unwrap() {
-        msm_linux_emu::control::Response::Error { message } => {
+        msm_control::Response::Error { message } => {
             assert!(message.contains("no next key"), "{message}")
         }
         r => panic!("{r:?}"),

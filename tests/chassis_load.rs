@@ -13,8 +13,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, log, no_failover, pair, switch};
-use msm_linux_emu::chassis::{Chassis, Reaped};
-use msm_linux_emu::control::{Request, Response};
+use msm_control::{Request, Response};
+use msm_testkit::chassis::{Chassis, Reaped};
 
 /// One chassis at a time: these tests are about timing under load, and two
 /// chassis of debug builds on two cores would be each other's load.
@@ -151,7 +151,7 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     c.wait("a later second", Duration::from_secs(3), |_| {
-        Ok(msm_linux_emu::flash::unix_now() - msm_linux_emu::flash::EPOCH_2025 > a_inc)
+        Ok(msm_runtime::flash::unix_now() - msm_runtime::flash::EPOCH_2025 > a_inc)
     })
     .unwrap();
     // Its own files and the chassis key, but slot A and a backplane to B: B
@@ -218,7 +218,7 @@ fn a_backup_whose_own_saved_configuration_is_larger_takes_the_masters() {
     let (_d, mut c) = chassis(HB);
     // B's own primary.cfg: some 1.9 MB.
     {
-        let mut flash = msm_linux_emu::flash::BoardFlash::open(&c.path('B', "img")).unwrap();
+        let mut flash = msm_runtime::flash::BoardFlash::open(&c.path('B', "img")).unwrap();
         let big: String = (0..86_300).map(|i| format!("create vlan big{i:06}\n")).collect();
         assert!(big.len() > 1_850_000, "{}", big.len());
         flash.save(msm_flash::ConfigName::Primary, &big, 1).unwrap();

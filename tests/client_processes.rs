@@ -13,8 +13,8 @@ use std::time::Duration;
 
 mod common;
 
-use msm_linux_emu::chassis::{Chassis, Reaped};
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::{Chassis, Reaped};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -8,10 +8,10 @@
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use msm_control::{Request, Response};
 use msm_flash::ConfigName;
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::{Request, Response};
-use msm_linux_emu::flash::{PRIMARY, SETTINGS};
+use msm_runtime::flash::{PRIMARY, SETTINGS};
+use msm_testkit::chassis::Chassis;
 use rand::{RngCore, SeedableRng};
 
 mod common;

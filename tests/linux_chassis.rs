@@ -10,11 +10,11 @@ mod common;
 
 use common::{chassis, digests};
 
+use msm_control::{Request, Response};
 use msm_flash::ConfigName;
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::{Request, Response};
-use msm_linux_emu::flash::BoardFlash;
-use msm_linux_emu::journal::Journal;
+use msm_runtime::flash::BoardFlash;
+use msm_testkit::chassis::Chassis;
+use msm_testkit::journal::Journal;
 use rand::{Rng, SeedableRng};
 
 fn master(c: &mut Chassis, slot: char, extra: &[&str]) {
@@ -194,9 +194,8 @@ fn kill_during_save_leaves_old_or_new_config() {
         let new = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
         // Fire the save and kill the node at a random moment of it.
         let ctl = c.path('A', "ctl");
-        let save = std::thread::spawn(move || {
-            msm_linux_emu::chassis::call(&ctl, &Request::Save { which: None, wait: None })
-        });
+        let save =
+            std::thread::spawn(move || msm_control::call(&ctl, &Request::Save { which: None, wait: None }));
         std::thread::sleep(Duration::from_micros(rng.random_range(0..3000)));
         c.kill('A').unwrap();
         let _ = save.join();

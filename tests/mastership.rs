@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{HB, Tap, by_slot, chassis, log, pair, switch, tapped_pair};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 use serde_json::Value;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Entries of every application on `slot`.
 fn entries(c: &Chassis, slot: char) -> Vec<(String, u64)> {
-    msm_linux_emu::apps::APPS
+    msm_runtime::apps::APPS
         .iter()
         .map(|(n, _, _)| {
             let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
@@ -203,8 +203,8 @@ fn a_second_module_for_the_masters_slot_fails_nothing_over() {
         assert_eq!(c.role('B').as_deref(), Some("BACKUP"), "B log:\n{}", log(&c, 'B'));
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = msm_linux_emu::chassis::call(&c.dir.join("A2.ctl"), &Request::ShowSwitch);
-    if let Ok(msm_linux_emu::control::Response::Ok { json, .. }) = second {
+    let second = msm_control::call(&c.dir.join("A2.ctl"), &Request::ShowSwitch);
+    if let Ok(msm_control::Response::Ok { json, .. }) = second {
         assert_ne!(json["role"], "MASTER", "the second module took mastership: {json}");
     }
     let _ = a2.kill();
@@ -223,7 +223,7 @@ fn key_rotation_out_of_order_is_refused_and_fails_nothing_over() {
     let term = switch(&c, 'A')["term"].clone();
     let before = entries(&c, 'A');
     let next = c.dir.join("next.key");
-    msm_linux_emu::key_file::generate(&next).unwrap();
+    msm_runtime::key_file::generate(&next).unwrap();
     let next = next.display().to_string();
     // Switch on A before B holds the next key: refused, naming B.
     c.ask('A', &Request::KeyInstall { path: next.clone() }).unwrap();
@@ -332,7 +332,7 @@ fn a_key_holder_that_misbehaves_locks_nothing_out() {
     let from_b = Tap::start(&tap_b, &c.path('A', "sock"));
     c.taps = [Some(tap_a), Some(tap_b)];
     pair(&mut c, &["--churn", "500"]);
-    let key = msm_linux_emu::key_file::load(&c.key_path()).unwrap();
+    let key = msm_runtime::key_file::load(&c.key_path()).unwrap();
     let term = switch(&c, 'A')["term"].clone();
     let before = entries(&c, 'A');
     let sock = UnixDatagram::unbound().unwrap();

@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use msm_linux_emu::apps::APPS as LINUX_APPS;
-use msm_linux_emu::chassis::{Chassis, call};
-use msm_linux_emu::control::{Request, Response};
-use msm_linux_emu::journal::Journal;
+use msm_control::call;
+use msm_control::{Request, Response};
+use msm_runtime::apps::APPS as LINUX_APPS;
+use msm_testkit::chassis::Chassis;
+use msm_testkit::journal::Journal;
 use rand::{Rng, SeedableRng};
 
 /// The chassis key of these tests (a published test key, not a secret),

@@ -9,8 +9,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, digests, log, no_failover, pair, rebulks, switch};
-use msm_linux_emu::chassis::{CabledPath, Chassis};
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::{CabledPath, Chassis};
 use serde_json::Value;
 
 fn cabled(c: &Chassis, path: usize) -> (CabledPath, [Option<std::path::PathBuf>; 2]) {

@@ -12,8 +12,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, log, pair, switch};
-use msm_linux_emu::chassis::CabledPath;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::CabledPath;
 use serde_json::Value;
 
 fn role(j: &Value) -> &str {
@@ -96,7 +96,7 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
         .map(|l| format!("config {} {}", l.id, l.line))
         .collect();
     for (app, changes) in j.changes.iter().enumerate() {
-        let name = msm_linux_emu::apps::APPS[app].0;
+        let name = msm_runtime::apps::APPS[app].0;
         for ch in changes.iter().filter(|ch| ch.id > j.checkpointed[app]) {
             want.push(match &ch.value {
                 Some(v) => format!("app {name} {} set {} {v}", ch.id, ch.key),

@@ -10,8 +10,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, digests, pair, switch};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 
 /// Bulk transfers sent (master) and received (backup) by `slot`, all streams.
 fn bulks(c: &Chassis, slot: char) -> u64 {

@@ -11,8 +11,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, digests, log, switch};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 use serde_json::Value;
 
 /// A master, B its backup in sync, C a standby, all with churn on.
@@ -157,13 +157,13 @@ fn a_standby_that_replaces_a_lost_backup_gets_no_configuration_bulk() {
 }
 
 fn signal(c: &Chassis, slot: char, sig: nix::sys::signal::Signal) {
-    let pid = c.children[msm_linux_emu::chassis::slot_index(slot)].as_ref().unwrap().id() as i32;
+    let pid = c.children[msm_testkit::chassis::slot_index(slot)].as_ref().unwrap().id() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
 }
 
 /// Rows of every application on `slot`.
 fn rows(c: &Chassis, slot: char) -> u64 {
-    msm_linux_emu::apps::APPS
+    msm_runtime::apps::APPS
         .iter()
         .map(|(n, _, _)| {
             let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
@@ -290,7 +290,7 @@ fn both_saved_configurations_and_the_selection_reach_every_module() {
         c.stop(s).unwrap();
     }
     let files = |s: char| {
-        let mut f = msm_linux_emu::flash::BoardFlash::open(&c.path(s, "img")).unwrap();
+        let mut f = msm_runtime::flash::BoardFlash::open(&c.path(s, "img")).unwrap();
         (f.load(Primary).unwrap(), f.load(Secondary).unwrap(), f.selected())
     };
     let a = files('A');

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 use serde_json::Value;
 
 /// Heartbeats of the tests: 20 ms.
@@ -48,7 +48,7 @@ pub fn log(c: &Chassis, slot: char) -> String {
 
 /// Entries and digest of every application on `slot`, for comparing two nodes.
 pub fn digests(c: &Chassis, slot: char) -> Vec<String> {
-    msm_linux_emu::apps::APPS
+    msm_runtime::apps::APPS
         .iter()
         .map(|(n, _, _)| {
             let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
@@ -135,9 +135,9 @@ pub fn vlans_derived(c: &Chassis, slot: char) -> Result<(), String> {
     let config = c.running_config(slot).map_err(|e| e.to_string())?;
     let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let want: std::collections::BTreeMap<u64, String> =
-        msm_linux_emu::apps::vlan_rows(&config).into_iter().map(|(k, v)| (k, hex(&v))).collect();
+        msm_runtime::apps::vlan_rows(&config).into_iter().map(|(k, v)| (k, hex(&v))).collect();
     let state = c.app_state(slot).map_err(|e| e.to_string())?;
-    let have = &state[msm_linux_emu::apps::VLAN];
+    let have = &state[msm_runtime::apps::VLAN];
     if *have == want {
         return Ok(());
     }

@@ -5,7 +5,7 @@
 //! Anything else is refused with a message naming the file and the fault.
 //!
 //! xtask depends on the Linux board already, but its reader
-//! (`msm_linux_emu::key_file::load`) returns the engine's `Key`, which never
+//! (`msm_runtime::key_file::load`) returns the engine's `Key`, which never
 //! gives its secret back, and the SD card image needs the 32 bytes: hence
 //! this reader of the same format (the format is the contract).
 

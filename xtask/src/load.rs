@@ -4,14 +4,15 @@
 //! the backup has it), a bulk of a million MAC entries, and maximum churn.
 //! The figure that matters for a failover is the largest gap between two
 //! heartbeats the peer heard; the baseline, measured in the same run, is
-//! that gap on an idle chassis over the same time.
+//! that gap on an idle chassis over the same time. Last, the failover time:
+//! SIGKILL of the master to the backup answering MASTER, under churn.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 use serde_json::Value;
 
 const HEARTBEAT_MS: u64 = 10;
@@ -69,7 +70,7 @@ fn churn(bin: &Path, authenticated: bool) -> Result<(f64, f64, f64, f64, bool)> 
     let before = term(&c)?;
     let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
     let from = j[0]["checkpointed"].as_u64().unwrap_or(0);
-    c.ask('A', &Request::Churn { rate: msm_linux_emu::node::MAX_CHURN })?;
+    c.ask('A', &Request::Churn { rate: msm_runtime::node::MAX_CHURN })?;
     let t0 = Instant::now();
     c.wait("churn", Duration::from_secs(5), |_| Ok(t0.elapsed() >= Duration::from_secs(3)))?;
     c.ask('A', &Request::Churn { rate: 0 })?;
@@ -95,6 +96,26 @@ fn churn(bin: &Path, authenticated: bool) -> Result<(f64, f64, f64, f64, bool)> 
 }
 
 /// Run every load scenario; print one row each.
+/// Failover time, `rounds` times: SIGKILL of the master (churning 2 000
+/// changes a second) to the backup answering MASTER.
+fn failover_times(bin: &Path, rounds: usize) -> Result<Vec<Duration>> {
+    let (dir, mut c) = chassis(bin, &["--churn", "2000"])?;
+    let (mut master, mut backup) = ('A', 'B');
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync(master)))?;
+        c.kill(master)?;
+        let t = Instant::now();
+        c.wait("takeover", Duration::from_secs(5), |c| Ok(c.role(backup).as_deref() == Some("MASTER")))?;
+        out.push(t.elapsed());
+        c.start(master, &["--churn", "2000"])?;
+        std::mem::swap(&mut master, &mut backup);
+    }
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
 pub(crate) fn run() -> Result<()> {
     let bin = crate::soak::release_bins()?;
     println!(
@@ -173,7 +194,7 @@ pub(crate) fn run() -> Result<()> {
         rates[i] = rate;
         failover |= f;
         let what = if authenticated { "authenticated" } else { "unauthenticated" };
-        let figures = format!("{} asked, {rate:.0}/s checkpointed", msm_linux_emu::node::MAX_CHURN);
+        let figures = format!("{} asked, {rate:.0}/s checkpointed", msm_runtime::node::MAX_CHURN);
         row(&format!("maximum churn 3 s, {what}"), &figures, gap, idle, f);
         let figures = format!("p50 {p50:.2} ms, p99 {p99:.2} ms");
         row(&format!("configure --wait x{ACKED}, {what}"), &figures, gap, idle, f);
@@ -182,6 +203,12 @@ pub(crate) fn run() -> Result<()> {
     crate::path_loss::run(&bin)?;
     crate::switchover::run(&bin)?;
     crate::switchover::with_standbys(&bin)?;
+    let f =
+        crate::pairs::Spread::of(failover_times(&bin, 5)?.iter().map(|d| d.as_secs_f64() * 1e3).collect());
+    println!(
+        "  {:<34} SIGKILL of the master to the backup answering MASTER, 5 runs: median {:.0} ms ({:.0}-{:.0})",
+        "failover at 10 ms heartbeats x 3", f.median, f.min, f.max
+    );
     if failover {
         bail!("a failover happened under load");
     }

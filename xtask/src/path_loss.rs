@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use msm_client::Client;
-use msm_linux_emu::chassis::{CabledPath, Chassis};
+use msm_testkit::chassis::{CabledPath, Chassis};
 
 const HEARTBEAT_MS: u64 = 10;
 /// Cuts of the data path timed, each healed after.
@@ -48,7 +48,7 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
     c.wait("A master", Duration::from_secs(10), |c| Ok(c.role('A').as_deref() == Some("MASTER")))?;
     c.start('B', &[])?;
     c.wait("in sync", Duration::from_secs(30), |c| Ok(c.in_sync('A')))?;
-    let term = c.ask('A', &msm_linux_emu::control::Request::ShowSwitch)?["term"].clone();
+    let term = c.ask('A', &msm_control::Request::ShowSwitch)?["term"].clone();
     let mut w = Client::connect(&app, "bench", 1, &[])?;
     let mut next = 0u64;
     let baseline = longest_wait(&mut w, Duration::from_secs(2), &mut next)?;
@@ -62,7 +62,7 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
         longest_wait(&mut w, Duration::from_millis(300), &mut next)?;
     }
     drop(two);
-    let after = c.ask('A', &msm_linux_emu::control::Request::ShowSwitch)?;
+    let after = c.ask('A', &msm_control::Request::ShowSwitch)?;
     let failover = after["term"] != term || after["role"] != "MASTER";
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use msm_client::{Change, Client};
-use msm_linux_emu::chassis::{Chassis, Reaped};
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::{Chassis, Reaped};
 
 use crate::cmd;
 

@@ -72,7 +72,7 @@ pub(crate) fn demo() -> Result<()> {
 const CRATE_BENCHES: &[(&str, &str, &str)] = &[
     ("msm-backplane-linux", "backplane", ""),
     ("msm-flash", "flash", "mock"),
-    ("msm-linux-emu", "chassis", ""),
+    ("msm-runtime", "chassis", ""),
 ];
 
 /// The core benchmark (through msm-sim, extra args go to it), then every crate's.

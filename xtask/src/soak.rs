@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use msm_linux_emu::chassis::{self, Chassis};
-use msm_linux_emu::config::RunningConfig;
-use msm_linux_emu::control::{Request, Response};
+use msm_control::{Request, Response};
+use msm_runtime::config::RunningConfig;
+use msm_testkit::chassis::Chassis;
 use rand::seq::{IteratorRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -287,7 +287,7 @@ fn wait_in_sync(c: &Chassis, master: char) -> Result<()> {
 }
 
 fn digests(c: &Chassis, slot: char) -> Result<Vec<String>> {
-    msm_linux_emu::apps::APPS
+    msm_runtime::apps::APPS
         .iter()
         .map(|(name, _, _)| {
             let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
@@ -363,7 +363,8 @@ fn one_round(
             let delay = Duration::from_micros(rng.random_range(0..=(args.lines as u64 * 30)));
             let sent = Instant::now();
             burst = Some(std::thread::spawn(move || {
-                chassis::call(&ctl, &Request::Configure { lines: burst_lines, wait: None })
+                msm_control::call(&ctl, &Request::Configure { lines: burst_lines, wait: None })
+                    .map_err(anyhow::Error::from)
             }));
             std::thread::sleep(delay.saturating_sub(sent.elapsed()));
             in_progress = burst.as_ref().is_some_and(|b| !b.is_finished());
@@ -509,7 +510,7 @@ mod tests {
     #[test]
     fn generated_lines_are_valid_and_bounded() {
         let mut rng = round_rng(7, 3);
-        let mut model = msm_linux_emu::config::factory_default();
+        let mut model = msm_runtime::config::factory_default();
         for round in 0..20 {
             let mut check = model.clone();
             let ls = lines(&mut rng, &mut model, round, 500);

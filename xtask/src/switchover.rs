@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::control::Request;
+use msm_control::Request;
+use msm_testkit::chassis::Chassis;
 
 use crate::pairs::Spread;
 

@@ -5,7 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::apps::{CFGMGR, Change, DEVMGR, FDB, OSPF, STP, mac_key};
+use msm_runtime::apps::{CFGMGR, Change, DEVMGR, FDB, OSPF, STP, mac_key};
+use msm_runtime::hooks::Workload;
 
 /// The largest `msm-node --fdb`. A fresh master records its whole initial
 /// table in one turn of the node loop when it is promoted (and the backup
@@ -137,6 +138,30 @@ impl Churn {
                 Change::Set(obj, format!("policy-{obj}-rev{}", self.rng.random_range(0..1000)).into_bytes()),
             )
         }
+    }
+}
+
+/// The emulation's workload for the runtime: the churn at its rate, and
+/// `fdb` MAC entries (with the other applications' rows) for a master that
+/// holds no state.
+#[derive(Debug)]
+pub struct ChurnWorkload {
+    pub churn: Churn,
+    pub fdb: u32,
+}
+
+impl Workload for ChurnWorkload {
+    fn rate(&self) -> u32 {
+        self.churn.rate
+    }
+    fn set_rate(&mut self, rate: u32) {
+        self.churn.rate = rate;
+    }
+    fn due(&mut self, now_us: u64) -> Vec<(usize, Change)> {
+        self.churn.due(now_us)
+    }
+    fn initial(&mut self) -> Vec<(usize, Change)> {
+        self.churn.initial(self.fdb)
     }
 }
 

@@ -1,22 +1,7 @@
-//! One management module as a Linux process: the board that binds the
-//! checkpoint engine to file-backed flash and a socket or pty backplane.
+//! One management module as a Linux process on a development machine: the
+//! emulation board. The node service is `msm-runtime`; this crate adds what
+//! only the emulation has: the workload that keeps the applications busy
+//! ([`churn`]), and the binaries `msm-node` (file-backed flash, Unix, UDP or
+//! serial backplane), `msm` (the operator CLI) and `msm-chassis` (the demo).
 
-pub mod app_server;
-pub mod apps;
-pub mod backplane;
-pub mod chassis;
 pub mod churn;
-pub mod client_limits;
-pub mod config;
-pub mod control;
-pub mod control_access;
-pub mod control_server;
-pub mod flash;
-pub mod forward_log;
-pub mod host;
-pub mod journal;
-pub mod key_file;
-pub mod node;
-pub mod process_apps;
-pub mod socket_path;
-pub mod split_brain;

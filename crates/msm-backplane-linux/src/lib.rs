@@ -5,7 +5,7 @@
 //!
 //! | driver | kernel object | frames |
 //! |---|---|---|
-//! | [`SerialLink`] | a serial port or pty (`/dev/ttyS*`, `/dev/ttyUSB*`, `/dev/pts/*`), opened and set raw 8N1 with `nix` termios | COBS + CRC-32C framing |
+//! | [`SerialLink`] | a serial port or pty (`/dev/ttyS*`, `/dev/ttyUSB*`, `/dev/pts/*`), opened and set raw 8N1 with the `serialport` crate | COBS + CRC-32C framing |
 //! | [`UnixStreamLink`] | a Unix-domain stream socket | COBS + CRC-32C framing |
 //! | [`UnixDatagramLink`] | a connected Unix-domain datagram socket | one frame per datagram |
 //! | [`UdpLink`] | a connected UDP socket | one frame per datagram |

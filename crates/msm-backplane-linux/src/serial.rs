@@ -1,83 +1,99 @@
-//! Serial ports and ptys as framed stream links, configured with `nix`'s
-//! termios: raw mode (`cfmakeraw`), 8N1, no flow control, the baud rate,
-//! exclusive access (`TIOCEXCL`), non-blocking.
-// `TIOCEXCL` has no safe wrapper in nix: the one unsafe call of this crate.
+//! Serial ports and ptys as framed stream links, opened and configured with
+//! the `serialport` crate: raw mode, 8N1, no flow control, the baud rate,
+//! exclusive access (`TIOCEXCL` and an exclusive `flock`). The configured
+//! descriptor then leaves `serialport`'s `TTYPort` (whose reads and writes
+//! `poll(2)` with a timeout first, and whose `flush` is a blocking
+//! `tcdrain`) for a plain non-blocking `File`, so the link reads and writes
+//! straight through to the kernel as the poll loop expects.
+// Taking the descriptor out of `TTYPort` (`into_raw_fd` then `from_raw_fd`)
+// is the one unsafe call of this crate.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{FromRawFd, IntoRawFd};
 
-use nix::fcntl::OFlag;
-use nix::pty::openpty;
-use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg, Termios};
+use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits, TTYPort};
 
 use crate::stream::StreamLink;
 
 /// A framed link over a serial port or pty.
 pub type SerialLink = StreamLink<File>;
 
-nix::ioctl_none_bad!(tiocexcl, nix::libc::TIOCEXCL);
+/// The baud rate `pty_pair` sets on its slave (a pty has no line speed; the
+/// value is only reported back).
+const PTY_BAUD: u32 = 115_200;
 
-fn baud_rate(baud: u32) -> io::Result<BaudRate> {
-    Ok(match baud {
-        9_600 => BaudRate::B9600,
-        19_200 => BaudRate::B19200,
-        38_400 => BaudRate::B38400,
-        57_600 => BaudRate::B57600,
-        115_200 => BaudRate::B115200,
-        230_400 => BaudRate::B230400,
-        460_800 => BaudRate::B460800,
-        921_600 => BaudRate::B921600,
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("unsupported baud rate {other}"),
-            ));
-        }
-    })
+/// A `serialport` error as an `io::Error` whose message names `path`.
+/// `serialport` reports a port held by another opener (`TIOCEXCL`'s `EBUSY`,
+/// a taken `flock`) as `NoDevice`, which its own conversion turns into
+/// `NotFound`: here it stays `ResourceBusy`, the kind the kernel's `EBUSY` has.
+fn port_error(path: &str, e: serialport::Error) -> io::Error {
+    let kind = match e.kind() {
+        serialport::ErrorKind::NoDevice => io::ErrorKind::ResourceBusy,
+        serialport::ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+        serialport::ErrorKind::Io(kind) => kind,
+        serialport::ErrorKind::Unknown => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{path}: {e}"))
 }
 
-/// Raw 8N1, no flow control, at `baud`.
-fn raw_8n1(t: &mut Termios, baud: BaudRate) -> io::Result<()> {
-    termios::cfmakeraw(t);
-    t.control_flags &=
-        !(ControlFlags::PARENB | ControlFlags::CSTOPB | ControlFlags::CSIZE | ControlFlags::CRTSCTS);
-    t.control_flags |= ControlFlags::CS8 | ControlFlags::CLOCAL | ControlFlags::CREAD;
-    termios::cfsetspeed(t, baud)?;
-    Ok(())
+/// The configured port's descriptor as a plain `File`: `TTYPort` neither
+/// implements `AsFd` nor reads without polling first. Dropping the `File`
+/// closes the descriptor, which also releases the `flock`; a `TIOCEXCL` set by
+/// `open_serial` stays until the kernel releases the tty (a pty: once both
+/// ends are closed), as it did with the hand-written termios code.
+fn into_file(port: TTYPort) -> File {
+    let fd = port.into_raw_fd();
+    // SAFETY: `TTYPort::into_raw_fd` gives up the descriptor the port owned
+    // (it forgets itself without closing it), so the `File` is its only owner.
+    unsafe { File::from_raw_fd(fd) }
 }
 
-fn configure(file: &File, baud: BaudRate) -> io::Result<()> {
-    let mut t = termios::tcgetattr(file)?;
-    raw_8n1(&mut t, baud)?;
-    termios::tcsetattr(file, SetArg::TCSANOW, &t)?;
-    Ok(())
+/// The settings of every serial link: 8N1, no flow control, `baud`.
+fn settings(path: &str, baud: u32) -> serialport::SerialPortBuilder {
+    serialport::new(path, baud)
+        .data_bits(DataBits::Eight)
+        .parity(Parity::None)
+        .stop_bits(StopBits::One)
+        .flow_control(FlowControl::None)
+        // Leave DTR to the kernel (it raises it on open); a pty has no modem
+        // lines to set.
+        .preserve_dtr_on_open()
 }
 
 /// Open a serial device (`/dev/ttyS1`, `/dev/ttyUSB0`, a QEMU `/dev/pts/N`)
 /// at `baud`, 8N1, raw, no flow control, exclusively.
+///
+/// Any baud rate above 0 that the device's driver takes is accepted (on
+/// Linux `serialport` sets it with `termios2`/`BOTHER`); 0, which would hang
+/// the line up, is `InvalidInput`. A device already held exclusively by
+/// another opener is `ResourceBusy`.
 pub fn open_serial(path: &str, baud: u32, max_frame: usize) -> io::Result<SerialLink> {
-    let baud = baud_rate(baud)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags((OFlag::O_NOCTTY | OFlag::O_NONBLOCK).bits())
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
-    // SAFETY: TIOCEXCL takes no argument; `file` is an open descriptor for the call's duration.
-    unsafe { tiocexcl(file.as_raw_fd()) }
-        .map_err(|e| io::Error::other(format!("{path}: exclusive access: {e}")))?;
-    configure(&file, baud)?;
-    StreamLink::new(file, max_frame)
+    if baud == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{path}: baud rate 0")));
+    }
+    // `TTYPort::open` rather than `builder.open()`: the concrete type gives
+    // up its descriptor. It opens O_NOCTTY | O_CLOEXEC, takes the port
+    // exclusively (TIOCEXCL, exclusive flock), sets raw mode (`cfmakeraw`,
+    // CREAD, CLOCAL), then 8N1, no flow control and the baud rate; every
+    // step works on a pty too.
+    let port = TTYPort::open(&settings(path, baud).exclusive(true)).map_err(|e| port_error(path, e))?;
+    StreamLink::new(into_file(port), max_frame)
 }
 
 /// A connected pseudo-terminal pair (the master, and the slave in raw
-/// mode): a real kernel tty for tests and emulation.
+/// mode, 8N1, no flow control): a real kernel tty for tests and emulation.
 pub fn pty_pair(max_frame: usize) -> io::Result<(SerialLink, SerialLink)> {
-    let pty = openpty(None, None)?;
-    let (master, slave) = (File::from(pty.master), File::from(pty.slave));
-    configure(&slave, BaudRate::B115200)?;
-    Ok((StreamLink::new(master, max_frame)?, StreamLink::new(slave, max_frame)?))
+    let (master, slave) = TTYPort::pair().map_err(|e| port_error("pty pair", e))?;
+    let name = slave.name().ok_or_else(|| io::Error::other("pty pair: the slave has no name"))?;
+    // `pair` only makes the slave raw (`cfmakeraw`); as serialport's docs
+    // show, the slave is opened again by name for the line settings, the
+    // same ones `open_serial` sets (CREAD, CLOCAL, 8N1, ...). Not exclusive
+    // (a shared flock, no TIOCEXCL), like the pair itself; `pair`'s own slave
+    // descriptor is closed once the new one holds the tty.
+    let configured =
+        TTYPort::open(&settings(&name, PTY_BAUD).exclusive(false)).map_err(|e| port_error(&name, e))?;
+    drop(slave);
+    Ok((StreamLink::new(into_file(master), max_frame)?, StreamLink::new(into_file(configured), max_frame)?))
 }

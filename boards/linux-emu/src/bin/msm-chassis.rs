@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use msm_linux_emu::apps::APPS;
-use msm_linux_emu::chassis::{Chassis, Reaped};
-use msm_linux_emu::control::Request;
-use msm_linux_emu::journal::Journal;
+use msm_control::Request;
 use msm_narrate::{Progress, progress_bar};
+use msm_runtime::apps::APPS;
+use msm_testkit::chassis::{Chassis, Reaped};
+use msm_testkit::journal::Journal;
 
 #[derive(Parser)]
 #[command(about = "Run a two-MSM chassis of processes and narrate sync, checkpoint and failover")]

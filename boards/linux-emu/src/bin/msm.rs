@@ -22,8 +22,8 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+use msm_control::{CONFIG_WORDS, Request, Response, parse_config_word};
 use msm_flash::ConfigName;
-use msm_linux_emu::control::{CONFIG_WORDS, Request, Response, parse_config_word};
 
 #[derive(Parser)]
 #[command(name = "msm", about = "Operator CLI of an emulated MSM")]
@@ -167,7 +167,7 @@ const EXIT_NOT_ON_BACKUP: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Keygen { path } = &cli.cmd {
-        return match msm_linux_emu::key_file::generate(path) {
+        return match msm_runtime::key_file::generate(path) {
             Ok(fp) => {
                 println!("chassis key {fp:08x} written to {} (mode 0600)", path.display());
                 ExitCode::SUCCESS
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
     let req = request(cli.cmd);
     let waited =
         matches!(req, Request::Configure { wait: Some(_), .. } | Request::Save { wait: Some(_), .. });
-    match msm_linux_emu::chassis::call(&node, &req) {
+    match msm_control::call(&node, &req) {
         Ok(Response::Ok { text, json }) => {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());

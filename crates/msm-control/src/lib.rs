@@ -5,6 +5,10 @@
 use msm_flash::ConfigName;
 use serde::{Deserialize, Serialize};
 
+mod client;
+
+pub use client::{CallError, call};
+
 /// Rows in one `show app --rows` answer: an answer is built and sent
 /// without holding the node, and a million rows come as pages.
 pub const MAX_ROWS: usize = 5000;

@@ -26,9 +26,10 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use msm_checkpoint::{ConfigChoice, Slot};
+use msm_runtime::hooks::Watcher;
 
-use crate::apps::{APPS, Change, hex};
-use crate::config::RunningConfig;
+use msm_runtime::apps::{APPS, Change, hex};
+use msm_runtime::config::RunningConfig;
 
 /// Appends to the journal, one write per line: a node killed mid-run leaves
 /// whole lines for the reader. Write errors are ignored: the journal is for
@@ -59,8 +60,18 @@ impl<W: Write> JournalWriter<W> {
         JournalWriter { out, checkpointed: [0; APPS.len()], config_checkpointed: 0 }
     }
 
+    /// (`writeln!` would write each piece of the line separately.)
+    fn line(&mut self, line: std::fmt::Arguments<'_>) {
+        let mut text = line.to_string();
+        text.push('\n');
+        let _ = self.out.write_all(text.as_bytes());
+    }
+}
+
+/// The journal is the runtime's watcher of a test's node (`msm-node --journal`).
+impl<W: Write> Watcher for JournalWriter<W> {
     /// The master made change `id` of application `app` (index in [`APPS`]).
-    pub fn change(&mut self, app: usize, id: u64, change: &Change) {
+    fn change(&mut self, app: usize, id: u64, change: &Change) {
         match change {
             Change::Set(k, v) => self.line(format_args!("change {app} {id} {k} set {}", hex(v))),
             Change::Delete(k) => self.line(format_args!("change {app} {id} {k} del")),
@@ -68,7 +79,7 @@ impl<W: Write> JournalWriter<W> {
     }
 
     /// The engine reports every change of `app` up to `id` on the backup `peer`.
-    pub fn checkpointed(&mut self, app: usize, id: u64, peer: Option<Slot>) {
+    fn checkpointed(&mut self, app: usize, id: u64, peer: Option<Slot>) {
         if self.checkpointed.get(app).is_none_or(|last| *last == id) {
             return;
         }
@@ -78,12 +89,12 @@ impl<W: Write> JournalWriter<W> {
 
     /// The master applied configuration line `line` as change `id` of the
     /// active configuration.
-    pub fn config_change(&mut self, id: u64, line: &str) {
+    fn config_change(&mut self, id: u64, line: &str) {
         self.line(format_args!("config {id} {}", hex(line.as_bytes())));
     }
 
     /// The engine reports every configuration change up to `id` on the backup `peer`.
-    pub fn config_checkpointed(&mut self, id: u64, peer: Option<Slot>) {
+    fn config_checkpointed(&mut self, id: u64, peer: Option<Slot>) {
         if self.config_checkpointed == id {
             return;
         }
@@ -91,19 +102,12 @@ impl<W: Write> JournalWriter<W> {
         self.line(format_args!("config-checkpointed {id} {}", peer.map_or('-', |s| s.letter())));
     }
 
-    pub fn promoted(&mut self, config: ConfigChoice, in_sync: bool) {
+    fn promoted(&mut self, config: ConfigChoice, in_sync: bool) {
         self.line(format_args!("promoted {config:?} in_sync={in_sync}"));
     }
 
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         let _ = self.out.flush();
-    }
-
-    /// (`writeln!` would write each piece of the line separately.)
-    fn line(&mut self, line: std::fmt::Arguments<'_>) {
-        let mut text = line.to_string();
-        text.push('\n');
-        let _ = self.out.write_all(text.as_bytes());
     }
 }
 
@@ -363,7 +367,7 @@ mod tests {
 
     #[test]
     fn verify_config_wants_a_prefix_at_least_as_long_as_the_checkpoint() {
-        let base = crate::config::factory_default();
+        let base = msm_runtime::config::factory_default();
         let lines =
             ["create vlan a tag 10", "configure vlan a add ports 1-4", "create vlan b", "delete vlan a"];
         let mut text = String::from("boot 1\nconfig 7 6e6f7065\n"); // before the base: not replayed

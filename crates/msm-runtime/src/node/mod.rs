@@ -5,7 +5,7 @@
 //! Beside the loop, each in its own file: `outbox` (with `throttle`) paces
 //! frames to the link; `operator` carries out the operator's requests on the
 //! node and `render` shapes their output. The loop uses neither of the last
-//! two; the change journal is written through [`JournalWriter`].
+//! two; a test's [`Watcher`] sees the master's changes when one is given.
 
 mod operator;
 mod ops;
@@ -23,12 +23,11 @@ use msm_flash::ConfigName;
 use msm_time::Instant;
 
 use crate::apps::{AppIds, Change};
-use crate::churn::Churn;
 use crate::config::RunningConfig;
 use crate::flash::BoardFlash;
+use crate::hooks::{Watcher, Workload};
 use crate::host::ChassisHost;
 use crate::host::Forward;
-use crate::journal::JournalWriter;
 use crate::process_apps::{ProcessApps, ProcessSpec};
 use crate::split_brain::{self, Source, Unacked};
 pub use operator::{Handled, MAX_CHURN};
@@ -69,10 +68,6 @@ pub struct Options {
     pub priority: Option<u8>,
     pub heartbeat: Duration,
     pub miss_count: u8,
-    pub churn: u32,
-    /// MAC table entries a master elected at boot starts with.
-    pub fdb: u32,
-    pub seed: u64,
     pub max_frame: usize,
     /// Throttle sends to this many bytes per second (a slow serial
     /// backplane); `None`: as fast as the link takes them.
@@ -104,7 +99,8 @@ pub struct MsmNode<L: Link> {
     pub link: Paths<L>,
     /// What each path is (its `--backplane` spec), for `show switch`.
     pub path_names: Vec<String>,
-    pub churn: Churn,
+    /// Changes made while master (the emulation's churn).
+    pub workload: Box<dyn Workload>,
     pub exit: Option<Exit>,
     /// Frames the link refused as damaged or oversized.
     pub link_errors: u64,
@@ -112,13 +108,11 @@ pub struct MsmNode<L: Link> {
     /// One frame, received or to send.
     buf: Vec<u8>,
     outbox: Outbox,
-    journal: Option<JournalWriter>,
+    watcher: Option<Box<dyn Watcher>>,
     /// The applications that run here, by their ids in the engine.
     apps: AppIds,
     /// The process applications declared, by their ids in the engine.
     pub processes: ProcessApps,
-    /// MAC table entries a master elected at boot starts with.
-    fdb: u32,
     /// The configuration this boot loaded, for `show switch`.
     booted: ConfigName,
     /// Operator work in progress and answers ready.
@@ -148,23 +142,13 @@ impl<L: Link> std::fmt::Debug for MsmNode<L> {
 impl<L: Link> MsmNode<L> {
     /// Boot: load the selected configuration (the factory default if there is
     /// none or it is refused), register the applications, start the engine.
-    pub fn new(
-        opts: Options,
-        flash: BoardFlash,
-        link: L,
-        journal: Option<JournalWriter>,
-    ) -> anyhow::Result<Self> {
-        Self::with_paths(opts, flash, vec![link], journal)
+    pub fn new(opts: Options, flash: BoardFlash, link: L) -> anyhow::Result<Self> {
+        Self::with_paths(opts, flash, vec![link])
     }
 
     /// A node with one backplane link per path (at most [`MAX_PATHS`]), the
     /// first the primary: heartbeats go on each, data on the first alive.
-    pub fn with_paths(
-        opts: Options,
-        mut flash: BoardFlash,
-        links: Vec<L>,
-        journal: Option<JournalWriter>,
-    ) -> anyhow::Result<Self> {
+    pub fn with_paths(opts: Options, mut flash: BoardFlash, links: Vec<L>) -> anyhow::Result<Self> {
         let paths = links.len();
         // A heartbeat missed on a path (1.5 intervals of silence) marks it
         // down and data moves: data stalls at most that long, and a spurious
@@ -231,16 +215,15 @@ impl<L: Link> MsmNode<L> {
             host: ChassisHost::new(flash, running, running_apps, process_from),
             link,
             path_names: (1..=paths).map(|i| format!("path {i}")).collect(),
-            churn: Churn::new(opts.seed, opts.churn, 50_000),
+            workload: Box::new(crate::hooks::Idle),
             exit: None,
             link_errors: 0,
             clock: std::time::Instant::now(),
             buf: vec![0u8; max_frame],
             outbox: Outbox::new(opts.link_rate),
-            journal,
+            watcher: None,
             apps,
             processes,
-            fdb: opts.fdb,
             booted,
             ops: Ops::default(),
             seeding: std::collections::VecDeque::new(),
@@ -250,6 +233,17 @@ impl<L: Link> MsmNode<L> {
             last_term,
             last_term_at: std::time::Instant::now(),
         })
+    }
+
+    /// Changes to make while master (the emulation's churn); none by default.
+    pub fn set_workload(&mut self, workload: Box<dyn Workload>) {
+        self.workload = workload;
+    }
+
+    /// Let `watcher` see the master's changes and checkpoints (a test's
+    /// journal); a product node has none.
+    pub fn watch(&mut self, watcher: Box<dyn Watcher>) {
+        self.watcher = Some(watcher);
     }
 
     pub fn now(&self) -> Instant {
@@ -263,7 +257,7 @@ impl<L: Link> MsmNode<L> {
             let soon = self.now() + Duration::from_millis(1);
             t = Some(t.map_or(soon, |x| x.min(soon)));
         }
-        if self.engine.role() == Role::Master && self.churn.rate > 0 {
+        if self.engine.role() == Role::Master && self.workload.rate() > 0 {
             let tick = self.now() + Duration::from_millis(5);
             t = Some(t.map_or(tick, |x| x.min(tick)));
         }
@@ -317,7 +311,7 @@ impl<L: Link> MsmNode<L> {
             self.engine.handle_timeout(now, &mut self.host);
         }
         if self.engine.role() == Role::Master {
-            for (app, c) in self.churn.due(now.as_micros()) {
+            for (app, c) in self.workload.due(now.as_micros()) {
                 let _ = self.change(app, c);
             }
             let start = std::time::Instant::now();
@@ -334,7 +328,7 @@ impl<L: Link> MsmNode<L> {
         self.work();
         self.transmit();
         self.events();
-        self.journal_checkpoints();
+        self.watch_checkpoints();
     }
 
     fn transmit(&mut self) {
@@ -401,9 +395,9 @@ impl<L: Link> MsmNode<L> {
                     // No state held (a standby, a fresh boot, a backup that
                     // got nothing yet): the applications start with their initial state.
                     log::info!("applications start fresh: this module held no copy of their state");
-                    self.seeding = self.churn.initial(self.fdb).into();
+                    self.seeding = self.workload.initial().into();
                 }
-                if let Some(j) = &mut self.journal {
+                if let Some(j) = &mut self.watcher {
                     j.promoted(config, in_sync);
                 }
                 self.derive_vlans();
@@ -444,7 +438,7 @@ impl<L: Link> MsmNode<L> {
         match self.engine.record_change(id, &record) {
             Ok(change) => {
                 self.unacked.record(self.engine.term(), Source::App(id), change, record);
-                if let Some(j) = &mut self.journal {
+                if let Some(j) = &mut self.watcher {
                     j.change(app, change, &c);
                 }
                 self.host.tables[id.index()].apply(c);
@@ -601,9 +595,9 @@ impl<L: Link> MsmNode<L> {
         self.split_brain = Some(report);
     }
 
-    /// Journal how far each application is checkpointed, while master.
-    fn journal_checkpoints(&mut self) {
-        let Some(j) = &mut self.journal else { return };
+    /// Tell the watcher how far each application is checkpointed, while master.
+    fn watch_checkpoints(&mut self) {
+        let Some(j) = &mut self.watcher else { return };
         if self.engine.role() != Role::Master {
             return;
         }

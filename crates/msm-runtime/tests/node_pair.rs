@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use msm_backplane_linux::{UnixDatagramLink, unix_datagram_pair};
 use msm_checkpoint::{Role, Slot};
+use msm_control::{Request, Response};
 use msm_flash::ConfigName;
-use msm_linux_emu::control::{Request, Response};
-use msm_linux_emu::flash::BoardFlash;
-use msm_linux_emu::node::{MsmNode, Options};
+use msm_runtime::flash::BoardFlash;
+use msm_runtime::node::{MsmNode, Options};
 
 fn opts(slot: u8) -> Options {
     Options {
@@ -19,9 +19,6 @@ fn opts(slot: u8) -> Options {
         priority: None,
         heartbeat: Duration::from_millis(10),
         miss_count: 3,
-        churn: 0,
-        fdb: 200,
-        seed: 1,
         max_frame: 4096,
         link_rate: None,
         apps: None,
@@ -32,8 +29,8 @@ fn opts(slot: u8) -> Options {
 
 fn pair(dir: &std::path::Path) -> (MsmNode<UnixDatagramLink>, MsmNode<UnixDatagramLink>) {
     let (la, lb) = unix_datagram_pair(4096).unwrap();
-    let a = MsmNode::new(opts(0), BoardFlash::open(&dir.join("a.img")).unwrap(), la, None).unwrap();
-    let b = MsmNode::new(opts(1), BoardFlash::open(&dir.join("b.img")).unwrap(), lb, None).unwrap();
+    let a = MsmNode::new(opts(0), BoardFlash::open(&dir.join("a.img")).unwrap(), la).unwrap();
+    let b = MsmNode::new(opts(1), BoardFlash::open(&dir.join("b.img")).unwrap(), lb).unwrap();
     (a, b)
 }
 

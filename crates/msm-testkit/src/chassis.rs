@@ -4,8 +4,6 @@
 //! emu` demo) and by the system tests.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -15,10 +13,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::apps::APPS;
-use crate::config::RunningConfig;
-use crate::control::{Request, Response};
 use crate::journal::Journal;
+use msm_control::{Request, Response, call};
+use msm_runtime::apps::APPS;
+use msm_runtime::config::RunningConfig;
 
 /// A process of the chassis' own (a client, an intruder, a server to compare
 /// with) that is killed and reaped when dropped, whatever happened.
@@ -93,7 +91,7 @@ impl Chassis {
     pub fn key_args(&self) -> Result<Vec<String>> {
         let key = self.key_path();
         if !key.exists() {
-            crate::key_file::generate(&key).map_err(|e| anyhow!(e))?;
+            msm_runtime::key_file::generate(&key).map_err(|e| anyhow!(e))?;
         }
         Ok(vec!["--key-file".into(), key.display().to_string(), "--require-auth".into()])
     }
@@ -243,7 +241,7 @@ impl Chassis {
 
     /// One request to node `slot`.
     pub fn call(&self, slot: char, req: &Request) -> Result<Response> {
-        call(&self.path(slot, "ctl"), req)
+        Ok(call(&self.path(slot, "ctl"), req)?)
     }
 
     /// A request that must succeed; its JSON.
@@ -343,38 +341,6 @@ impl Drop for Chassis {
             let _ = c.wait();
         }
     }
-}
-
-/// One request over a control socket.
-pub fn call(path: &Path, req: &Request) -> Result<Response> {
-    let mut s = UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
-    // A request that waits for the backup answers after its own timeout.
-    let waits = match req {
-        Request::Configure { wait, .. } | Request::Save { wait, .. } => wait.unwrap_or(0),
-        _ => 0,
-    };
-    s.set_read_timeout(Some(Duration::from_secs(30) + Duration::from_millis(waits)))?;
-    let mut line = serde_json::to_string(req)?;
-    line.push('\n');
-    // A node closes a client it does not admit without reading: the write
-    // or the read sees the connection end (reset, if our request was unread).
-    let closed = || {
-        anyhow!(
-            "{}: the node closed the connection without answering (it stopped, or this user may not use \
-             its control socket: only the node's user, root and its --socket-group may)",
-            path.display()
-        )
-    };
-    let ended = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => closed(),
-        _ => e.into(),
-    };
-    s.write_all(line.as_bytes()).map_err(ended)?;
-    let mut resp = String::new();
-    if BufReader::new(s).read_line(&mut resp).map_err(ended)? == 0 {
-        return Err(closed());
-    }
-    serde_json::from_str(&resp).with_context(|| format!("bad response {resp:?}"))
 }
 
 /// One direction of a backplane path through the harness: forwards the

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::ops::Ticket;
 use super::{Exit, MsmNode, render};
 use crate::apps;
-use crate::control::{Request, Response, config_word};
+use msm_control::{Request, Response, config_word};
 
 /// Most changes to the workload rate a node takes (changes per second):
 /// above it one loop turn would spend more than a heartbeat interval on
@@ -111,7 +111,7 @@ impl<L: Link> MsmNode<L> {
                 "churn {rate}: more than {MAX_CHURN} changes per second is refused (the loop must keep its heartbeats)"
             )),
             Request::Churn { rate } => {
-                self.churn.rate = rate;
+                self.workload.set_rate(rate);
                 Response::ok(format!("workload: {rate} changes per second"), json!({ "rate": rate }))
             }
             Request::KeyInstall { path } => match crate::key_file::load(std::path::Path::new(&path)) {

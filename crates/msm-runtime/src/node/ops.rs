@@ -20,7 +20,7 @@ use serde_json::json;
 use super::MsmNode;
 use crate::apps::{Change, VLAN, describe, hex, vlan_key};
 use crate::config::Effect;
-use crate::control::{MAX_ROWS, Response, config_word};
+use msm_control::{MAX_ROWS, Response, config_word};
 
 /// Names one pending answer.
 pub type Ticket = u64;
@@ -332,7 +332,7 @@ impl<L: Link> MsmNode<L> {
         let config = self.engine.config_change(text.as_bytes()).map_err(|e| e.to_string())?;
         self.host.running.apply(line)?;
         self.config_recorded(config, text.as_bytes());
-        if let Some(j) = &mut self.journal {
+        if let Some(j) = &mut self.watcher {
             j.config_change(config, line.trim());
         }
         let mut marks = Marks { config, ..Marks::default() };

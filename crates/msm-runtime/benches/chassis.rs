@@ -4,8 +4,9 @@
 //!   same records through the same kind of socket into a table;
 //! - dynamic checkpoint throughput, and p50/p99 latency from a change to
 //!   its acknowledgement by the backup;
-//! - failover time, SIGKILL of the master to the backup answering MASTER,
-//!   at 10 ms heartbeats (real processes).
+//!
+//! (Failover time with real processes is in `cargo xtask bench`'s chassis
+//! load part, xtask/src/load.rs.)
 #![allow(clippy::unwrap_used, clippy::panic)] // a benchmark: a failure is a panic with its reason
 
 use std::collections::BTreeMap;
@@ -14,10 +15,9 @@ use std::time::{Duration, Instant};
 use msm_backplane::Link;
 use msm_backplane_linux::{UnixDatagramLink, unix_datagram_pair};
 use msm_checkpoint::Slot;
-use msm_linux_emu::apps::{Change, FDB};
-use msm_linux_emu::chassis::Chassis;
-use msm_linux_emu::flash::BoardFlash;
-use msm_linux_emu::node::{MsmNode, Options};
+use msm_runtime::apps::{Change, FDB};
+use msm_runtime::flash::BoardFlash;
+use msm_runtime::node::{MsmNode, Options};
 
 type B = MsmNode<UnixDatagramLink>;
 
@@ -28,9 +28,6 @@ fn opts(slot: u8) -> Options {
         priority: None,
         heartbeat: Duration::from_millis(100),
         miss_count: 3,
-        churn: 0,
-        fdb: 0,
-        seed: 7,
         max_frame: 8192,
         link_rate: None,
         apps: Some(vec!["devmgr".into(), "cfgmgr".into(), "vlan".into(), "fdb".into()]),
@@ -59,8 +56,7 @@ fn in_sync(a: &mut B) -> bool {
 /// Master with `n` MAC entries, then a backup joins: time to in sync.
 fn bulk(dir: &std::path::Path, n: u64) -> Duration {
     let (la, lb) = unix_datagram_pair(8192).unwrap();
-    let mut a =
-        MsmNode::new(opts(0), BoardFlash::open(&dir.join(format!("a{n}.img"))).unwrap(), la, None).unwrap();
+    let mut a = MsmNode::new(opts(0), BoardFlash::open(&dir.join(format!("a{n}.img"))).unwrap(), la).unwrap();
     let t = Instant::now();
     while a.engine.role() != msm_checkpoint::Role::Master {
         assert!(t.elapsed() < Duration::from_secs(5));
@@ -69,8 +65,7 @@ fn bulk(dir: &std::path::Path, n: u64) -> Duration {
     for i in 0..n {
         a.change(FDB, mac(i)).unwrap();
     }
-    let mut b =
-        MsmNode::new(opts(1), BoardFlash::open(&dir.join(format!("b{n}.img"))).unwrap(), lb, None).unwrap();
+    let mut b = MsmNode::new(opts(1), BoardFlash::open(&dir.join(format!("b{n}.img"))).unwrap(), lb).unwrap();
     let start = Instant::now();
     pump_until(&mut a, &mut b, Duration::from_secs(300), |a, _| in_sync(a));
     let took = start.elapsed();
@@ -114,10 +109,8 @@ fn dynamic(dir: &std::path::Path, n: u64, key: Option<msm_checkpoint::Key>) -> (
     let (la, lb) = unix_datagram_pair(8192).unwrap();
     let tag = if key.is_some() { "k" } else { "" };
     let o = |slot| Options { key: key.clone(), ..opts(slot) };
-    let mut a =
-        MsmNode::new(o(0), BoardFlash::open(&dir.join(format!("ad{tag}.img"))).unwrap(), la, None).unwrap();
-    let mut b =
-        MsmNode::new(o(1), BoardFlash::open(&dir.join(format!("bd{tag}.img"))).unwrap(), lb, None).unwrap();
+    let mut a = MsmNode::new(o(0), BoardFlash::open(&dir.join(format!("ad{tag}.img"))).unwrap(), la).unwrap();
+    let mut b = MsmNode::new(o(1), BoardFlash::open(&dir.join(format!("bd{tag}.img"))).unwrap(), lb).unwrap();
     pump_until(&mut a, &mut b, Duration::from_secs(10), |a, _| in_sync(a));
     let mut sent: Vec<(u64, Instant)> = Vec::with_capacity(n as usize);
     let mut lat = Vec::with_capacity(n as usize);
@@ -148,34 +141,9 @@ fn dynamic(dir: &std::path::Path, n: u64, key: Option<msm_checkpoint::Key>) -> (
     (n as f64 / secs, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
 }
 
-fn failover(rounds: usize) -> Vec<Duration> {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_msm-node")).parent().unwrap().to_path_buf();
-    let mut c = Chassis::new(dir.path(), bin);
-    c.common = vec!["--heartbeat-ms".into(), "10".into(), "--miss".into(), "3".into()];
-    let mut out = Vec::new();
-    c.start('A', &["--churn", "2000"]).unwrap();
-    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
-    c.start('B', &["--churn", "2000"]).unwrap();
-    let (mut master, mut backup) = ('A', 'B');
-    for _ in 0..rounds {
-        c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync(master))).unwrap();
-        c.kill(master).unwrap();
-        let t = Instant::now();
-        c.wait("takeover", Duration::from_secs(5), |c| Ok(c.role(backup).as_deref() == Some("MASTER")))
-            .unwrap();
-        out.push(t.elapsed());
-        c.start(master, &["--churn", "2000"]).unwrap();
-        std::mem::swap(&mut master, &mut backup);
-    }
-    out
-}
-
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    println!(
-        "chassis benchmark (two nodes in one process over a Unix datagram pair; failover with processes)"
-    );
+    println!("chassis benchmark (two nodes in one process over a Unix datagram pair)");
     for n in [100_000u64, 1_000_000] {
         let raw = raw_copy(n);
         let t = bulk(dir.path(), n);
@@ -209,13 +177,5 @@ fn main() {
         "  ratio authenticated/unauthenticated: throughput {:.3} (goal >= 0.85), p99 latency {:.2}x",
         best[1].0 / best[0].0,
         best[1].2.as_secs_f64() / best[0].2.as_secs_f64()
-    );
-    let mut f = failover(5);
-    f.sort();
-    println!(
-        "  failover at 10 ms heartbeats x 3 (SIGKILL to backup answering MASTER), 5 runs: min {:.0} ms, median {:.0} ms, max {:.0} ms",
-        f[0].as_secs_f64() * 1e3,
-        f[f.len() / 2].as_secs_f64() * 1e3,
-        f[f.len() - 1].as_secs_f64() * 1e3
     );
 }

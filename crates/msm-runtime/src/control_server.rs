@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use msm_backplane::Link;
 
 use crate::client_limits::{self, Clock};
-use crate::control::{Request, Response, parse_request};
 use crate::control_access::{Access, Guarded};
 use crate::node::{Handled, MsmNode, Ticket};
 use crate::socket_path::Refused;
+use msm_control::{Request, Response, parse_request};
 
 /// Largest request line.
 pub const MAX_REQUEST: usize = 1 << 20;

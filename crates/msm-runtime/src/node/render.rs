@@ -11,9 +11,9 @@ use msm_flash::ConfigName;
 use serde_json::json;
 
 use crate::apps::{Table, describe, hex};
-use crate::control::Response;
 use crate::flash::SavedInfo;
 use crate::split_brain;
+use msm_control::Response;
 
 /// The configuration files, as `show switch` lists them below the engine's table.
 #[derive(Debug)]

@@ -139,4 +139,8 @@ fn flash_seeds(corpus: &Path) {
     assert!(s.save(&b"create vlan c tag 3\n".repeat(30), &info).is_err(), "the cut tears the save");
     dev.borrow_mut().reboot();
     write(corpus, "flash_mount", "torn", dev.borrow().contents());
+
+    for (name, bytes) in flash::seed_images() {
+        write(corpus, "flash_mount", name, &bytes);
+    }
 }

@@ -4,14 +4,24 @@
 //! 256-byte erase blocks so that inputs stay small.
 //!
 //! Mounting must give a store or a named error, never panic; a mounted
-//! store must read its whole config; and a save on whatever the flash held
-//! must either fail with a named error or be what the next mount finds
-//! (the store's promise: the old config or the new one, after anything).
+//! store must read its whole config, and it must match the CRC the mount
+//! found; and a save on whatever the flash held must either fail with a named
+//! error or be what the next mount finds (the store's promise: the old config
+//! or the new one, after anything).
+//!
+//! The same bytes are also a configuration's data ([`config_as_data`]): saved
+//! normally, whatever they hold (record images of either format placed where
+//! a block starts), the mount finds exactly them; cut at an input-chosen point
+//! of the save, the older config or them; with their record's first block
+//! erased, the older config. A config cannot forge a record by its content.
 
 use core::cell::RefCell;
 
+use embedded_storage::nor_flash::NorFlash;
 use msm_flash::mock::MockFlash;
-use msm_flash::{ConfigName, ConfigStore, Durable, NodeSettings, Partition, SaveInfo, SharedFlash};
+use msm_flash::{
+    ConfigInfo, ConfigName, ConfigStore, Durable, NodeSettings, Partition, SaveInfo, SharedFlash,
+};
 
 pub const WRITE: usize = 4;
 pub const BLOCK: usize = 256;
@@ -66,9 +76,28 @@ pub fn read_all<F: embedded_storage::nor_flash::NorFlash + Durable>(
     Ok(out)
 }
 
+/// CRC-32C, as the store computes it.
+fn crc32c(data: &[u8]) -> u32 {
+    crate::CRC32C.checksum(data)
+}
+
+/// The mounted store's config, whole, checked against the CRC the mount found (`None`: no
+/// config, or a named error reading it).
+fn checked<F: embedded_storage::nor_flash::NorFlash + Durable>(
+    store: &mut ConfigStore<F>,
+    name: &str,
+) -> Option<(ConfigInfo, Vec<u8>)> {
+    let info = *store.current()?;
+    let data = read_all(store).ok()?;
+    assert_eq!(crc32c(&data), info.crc, "{name}: the mounted config does not match its CRC");
+    assert!(store.verify().is_ok(), "{name}: the mounted config fails its own verify");
+    Some((info, data))
+}
+
 /// The whole `flash_mount` run.
 pub fn run(data: &[u8]) {
     saved_stream(data);
+    config_as_data(data);
     let dev = RefCell::new(device(data));
     settings(&dev);
     for (name, which, range) in
@@ -82,8 +111,7 @@ pub fn run(data: &[u8]) {
             }
         };
         let _ = store.damage().map(|d| d.to_string());
-        let _ = read_all(&mut store);
-        let _ = store.verify();
+        let _ = checked(&mut store, name);
         let saved = match store.save(NEW, &INFO) {
             Ok(info) => *info,
             Err(e) => {
@@ -103,6 +131,101 @@ pub fn run(data: &[u8]) {
         );
         assert_eq!(read_all(&mut again).ok().as_deref(), Some(NEW), "{name}: the saved bytes differ");
     }
+}
+
+/// The older config [`config_as_data`] saves first.
+const OLDER: &[u8] = b"create vlan older tag 5\n";
+
+/// The input as a configuration's data (cut to what fits), saved in a blank `primary.cfg` after
+/// [`OLDER`]: see the module docs. The first two bytes choose the cut point.
+pub fn config_as_data(data: &[u8]) {
+    let dev = RefCell::new(device(&[]));
+    let open = || match ConfigStore::mount(part(&dev, "primary.cfg", PRIMARY), ConfigName::Primary) {
+        Ok(s) => s,
+        Err(e) => panic!("primary.cfg: mount of the store's own writes: {e}"),
+    };
+    let mut store = open();
+    if let Err(e) = store.save(OLDER, &INFO) {
+        panic!("primary.cfg: a save on a blank region: {e}");
+    }
+    let config = &data[..data.len().min(store.max_len() as usize)];
+    drop(store);
+    let before = dev.borrow().contents().to_vec();
+    let units = dev.borrow().stats().units;
+    let saved = match open().save(config, &INFO) {
+        Ok(info) => *info,
+        Err(e) => panic!("primary.cfg: a save of {} bytes that fit: {e}", config.len()),
+    };
+    let units = dev.borrow().stats().units - units;
+    let found = checked(&mut open(), "primary.cfg");
+    assert_eq!(found.as_ref().map(|(i, _)| *i), Some(saved), "the config saved is not what mounts");
+    assert!(found.is_some_and(|(_, d)| d == config), "the config's bytes differ");
+    // Its first block erased (a later save started there): the older config, never its content.
+    let at = saved.block * BLOCK as u32;
+    if let Err(e) = part(&dev, "primary.cfg", PRIMARY).erase(at, at + BLOCK as u32) {
+        panic!("primary.cfg: erase: {e}");
+    }
+    let found = checked(&mut open(), "primary.cfg").map(|(_, d)| d);
+    assert_eq!(found.as_deref(), Some(OLDER), "with the config's first block erased");
+    // Cut at an input-chosen point of the save: the older config or the new one.
+    let cut = u64::from(u16::from_le_bytes([
+        data.first().copied().unwrap_or(0),
+        data.get(1).copied().unwrap_or(0),
+    ])) % (units + 1);
+    dev.borrow_mut().contents_mut().copy_from_slice(&before);
+    dev.borrow_mut().cut_after(cut, cut);
+    let result = open().save(config, &INFO).map(|_| ());
+    assert_eq!(result.is_ok(), cut == units, "cut after {cut} of {units} units: {result:?}");
+    dev.borrow_mut().reboot();
+    let found = checked(&mut open(), "primary.cfg").map(|(_, d)| d);
+    assert!(
+        found.as_deref() == Some(OLDER) || found.as_deref() == Some(config),
+        "cut after {cut} of {units} units: neither the older config nor the new one"
+    );
+}
+
+/// Seeds beyond the stores' plain images (`examples/seeds.rs`): a config holding a complete
+/// record (28 bytes of another config, newer than anything the target saves) right after each
+/// continuation marker of the record [`config_as_data`] writes, and at the first block
+/// boundary; and the flash after that save, as `flash_mount` mounts it.
+pub fn seed_images() -> Vec<(&'static str, Vec<u8>)> {
+    const FORGED: &[u8; 28] = b"create vlan evil tag 666\nxx\n";
+    let scratch = RefCell::new(device(&[]));
+    let mut store = match ConfigStore::mount(part(&scratch, "primary.cfg", PRIMARY), ConfigName::Primary) {
+        Ok(s) => s,
+        Err(e) => panic!("scratch: {e}"),
+    };
+    let mut block = 0;
+    for _ in 0..9 {
+        block = match store.save(FORGED, &INFO) {
+            Ok(info) => info.block,
+            Err(e) => panic!("scratch: {e}"),
+        };
+    }
+    drop(store);
+    // Header, the 28 bytes, trailer, commit marker (WRITE 4).
+    let at = (PRIMARY.0 + block * BLOCK as u32) as usize;
+    let image = scratch.borrow().contents()[at..at + 64 + 28 + 16 + 8].to_vec();
+    let mut config: Vec<u8> =
+        b"configure vlan lab add ports 1-48\n".iter().copied().cycle().take(1200).collect();
+    // The record starts on a block; data fills 192 bytes of it, then 240 of each one after.
+    let room = config.len() - image.len();
+    for offset in (0..).map(|k| 192 + k * 240).take_while(|o| *o <= room) {
+        config[offset..offset + image.len()].copy_from_slice(&image);
+    }
+    let dev = RefCell::new(device(&[]));
+    let mut store = match ConfigStore::mount(part(&dev, "primary.cfg", PRIMARY), ConfigName::Primary) {
+        Ok(s) => s,
+        Err(e) => panic!("primary.cfg: {e}"),
+    };
+    for c in [OLDER, &config[..]] {
+        if let Err(e) = store.save(c, &INFO) {
+            panic!("primary.cfg: {e}");
+        }
+    }
+    drop(store);
+    let saved = dev.borrow().contents().to_vec();
+    vec![("config-images", config), ("saved-config-images", saved)]
 }
 
 /// The settings area: read every setting; a boot count written is read back.

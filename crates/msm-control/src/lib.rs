@@ -5,8 +5,14 @@
 use msm_flash::ConfigName;
 use serde::{Deserialize, Serialize};
 
+mod answers;
 mod client;
 
+pub use answers::{
+    AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver, FrameErrors,
+    KeyStep, Keys, Mismatch, NodeRow, OnBackup, Path, Peer, Rebooting, Saved, SavedFile, Selected, SlotErrors,
+    SplitBrain, Switch,
+};
 pub use client::{CallError, call};
 
 /// Rows in one `show app --rows` answer: an answer is built and sent
@@ -91,8 +97,32 @@ impl Response {
     pub fn error(message: impl Into<String>) -> Response {
         Response::Error { message: message.into() }
     }
-    pub fn ok(text: impl Into<String>, json: serde_json::Value) -> Response {
-        Response::Ok { text: text.into(), json }
+
+    /// An answer: `text` for the operator, `answer` as its data.
+    pub fn ok(text: impl Into<String>, answer: &impl Answer) -> Response {
+        match serde_json::to_value(answer) {
+            Ok(json) => Response::Ok { text: text.into(), json },
+            Err(e) => Response::error(format!("encoding the answer: {e}")),
+        }
+    }
+
+    /// The answer's data as `A`, or why not: the node's error message, or
+    /// data of another shape (a request answered by another version).
+    pub fn answer<A: Answer>(self) -> Result<A, String> {
+        match self {
+            Response::Ok { json, .. } => {
+                serde_json::from_value(json).map_err(|e| format!("an answer of another shape: {e}"))
+            }
+            Response::Error { message } => Err(message),
+        }
+    }
+
+    /// The operator's text, or the node's error message.
+    pub fn text(self) -> Result<String, String> {
+        match self {
+            Response::Ok { text, .. } => Ok(text),
+            Response::Error { message } => Err(message),
+        }
     }
 }
 

@@ -4,11 +4,14 @@
 //! `primary.cfg` or `secondary.cfg`. The region is a ring of erase blocks; each save appends a
 //! record starting on the erase block after the current config's record, erasing blocks just
 //! before it programs them and never touching the blocks of the current config. A record is
-//! `header | data | trailer | commit marker`; the commit marker is programmed last, after a
+//! `header | data | trailer | commit marker`, and every block of it after the first starts with a
+//! continuation marker, so the data never lies at the start of a block: a config cannot hold
+//! something the mount would take for a record. The commit marker is programmed last, after a
 //! [`Durable::sync`], so a power cut at any byte of a save leaves the old config or the new one,
 //! never neither and never a mix. [`ConfigStore::mount`] finds the newest committed record whose
-//! CRC-32C matches; it only reads, so a cut during mount is harmless. The format is in
-//! `docs/flash-format.md`.
+//! CRC-32C matches; it only reads, so a cut during mount is harmless. Records of the previous
+//! format (version 1) are still read; the first save in a region holding them cleans the region.
+//! The format is in `docs/flash-format.md`.
 //!
 //! Saves and reads are streamed: [`ConfigStore::begin_save`] (length, time, software version),
 //! [`ConfigStore::write`] any number of chunks, [`ConfigStore::commit`]; [`ConfigStore::read`]
@@ -18,30 +21,38 @@
 //! Requirements on the flash: `READ_SIZE` 1, `WRITE_SIZE` a power of two up to
 //! [`MAX_WRITE_SIZE`], `ERASE_SIZE` a multiple of `WRITE_SIZE` and at least 128 bytes, at least
 //! two erase blocks in the region. The largest config a save can take is the region minus the
-//! blocks of the current config minus 96 bytes of record overhead ([`ConfigStore::max_len`]), so
-//! size the region to at least twice the largest config; more blocks spread wear further.
+//! blocks of the current config minus the record overhead (88 bytes plus a 16-byte continuation
+//! marker per block after the first, `WRITE_SIZE`-padded: [`ConfigStore::max_len`]), so size the
+//! region to at least twice the largest config; more blocks spread wear further.
 
 use core::fmt;
 
 use crc::Digest;
 use embedded_storage::nor_flash::NorFlash;
 
+#[cfg(all(test, feature = "mock"))]
+mod forgery;
 mod format;
+mod layout;
 mod mount;
+mod recover;
 mod save;
 #[cfg(all(test, feature = "mock"))]
 mod tests;
 
 use format::{COMMIT, HEADER_LEN, TRAILER_LEN};
-use mount::{check_geometry, data_crc, read_ring, recover};
+use layout::{Format, Geo};
+use mount::{check_geometry, data_crc, read_content};
+use recover::recover;
 use save::Save;
 
 use crate::CRC32C;
 use crate::durable::Durable;
 use crate::error::{CorruptReason, Error};
 
-/// On-flash format version written in every record header.
-pub const FORMAT_VERSION: u8 = 1;
+/// On-flash format version written in every record header. Records of version 1 (the previous
+/// release) are still read; the first save in a region holding them cleans it.
+pub const FORMAT_VERSION: u8 = 2;
 /// Largest `WRITE_SIZE` supported.
 pub const MAX_WRITE_SIZE: usize = 64;
 /// Bytes of software version kept per record (UTF-8, longer strings are cut at a char boundary).
@@ -105,9 +116,20 @@ pub struct ConfigInfo {
     /// Erase block (index in the region) where the record starts.
     pub block: u32,
     sw_version: [u8; SW_VERSION_LEN],
+    format: Format,
 }
 
 impl ConfigInfo {
+    /// Format version of the record (1: written by the previous release, 2: [`FORMAT_VERSION`]).
+    pub fn format_version(&self) -> u8 {
+        self.format.version()
+    }
+
+    /// Erase blocks the record spans.
+    fn blocks(&self, geo: &Geo) -> u64 {
+        geo.blocks_for(self.format, self.len)
+    }
+
     /// Software version that saved the config.
     pub fn sw_version(&self) -> &str {
         let end = self.sw_version.iter().position(|b| *b == 0).unwrap_or(SW_VERSION_LEN);
@@ -131,6 +153,7 @@ impl fmt::Debug for ConfigInfo {
             .field("saved_at", &self.saved_at)
             .field("block", &self.block)
             .field("sw_version", &self.sw_version())
+            .field("format_version", &self.format_version())
             .finish()
     }
 }
@@ -150,9 +173,10 @@ pub struct MountReport {
     /// The first damaged record seen: a `DataCrc` one (a committed config was lost) in preference
     /// to others.
     pub first_corrupt: Option<(u32, CorruptReason)>,
-    /// Erase blocks whose first bytes are neither erased (0xFF) nor a record header: the data of
-    /// a record spanning blocks, the leftovers of older records, or damage. With no record at
-    /// all, any such block means the region was overwritten (see [`Damage::Unrecognised`]).
+    /// Erase blocks whose first bytes are neither erased (0xFF) nor a record header nor a
+    /// continuation marker: data of format-1 records (the previous release's), a torn erase, or
+    /// damage. With no record at all, any such block means the region was overwritten (see
+    /// [`Damage::Unrecognised`]).
     pub foreign_blocks: u32,
 }
 
@@ -217,44 +241,6 @@ impl MountReport {
     }
 }
 
-/// Region geometry, fixed at mount.
-#[derive(Debug, Clone, Copy)]
-struct Geo {
-    block_size: u32,
-    blocks: u32,
-    write_size: u32,
-}
-
-impl Geo {
-    fn region(&self) -> u32 {
-        self.block_size * self.blocks
-    }
-    fn align(&self, n: u32) -> u64 {
-        u64::from(n).div_ceil(u64::from(self.write_size)) * u64::from(self.write_size)
-    }
-    fn trailer_len(&self) -> u32 {
-        TRAILER_LEN.max(self.write_size)
-    }
-    fn commit_len(&self) -> u32 {
-        (COMMIT.len() as u32).max(self.write_size)
-    }
-    fn overhead(&self) -> u32 {
-        HEADER_LEN + self.trailer_len() + self.commit_len()
-    }
-    /// Record bytes for `len` bytes of data (u64: `len` may come from a damaged header).
-    fn footprint(&self, len: u32) -> u64 {
-        u64::from(self.overhead()) + self.align(len)
-    }
-    /// Erase blocks a record of `len` bytes spans.
-    fn blocks_for(&self, len: u32) -> u64 {
-        self.footprint(len).div_ceil(u64::from(self.block_size))
-    }
-    /// Region offset of byte `rel` of the record starting at `block` (wraps at the region end).
-    fn at(&self, block: u32, rel: u64) -> u32 {
-        ((u64::from(block) * u64::from(self.block_size) + rel) % u64::from(self.region())) as u32
-    }
-}
-
 /// A power-fail-safe store of one config; see the module docs.
 ///
 /// Save, stream a second save, and survive a power cut during a third: the
@@ -305,6 +291,9 @@ pub struct ConfigStore<F> {
     damage: Option<Damage>,
     next_block: u32,
     next_gen: u64,
+    /// The region holds blocks the next save must clean (format-1 records, unknown or damaged
+    /// blocks, or leftovers of a cleaning save cut short): see `save.rs`.
+    dirty: bool,
     save: Option<Save>,
 }
 
@@ -314,9 +303,10 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
     /// unsuitable geometry; corrupt or torn records are counted in [`report`](Self::report).
     pub fn mount(mut flash: F, name: ConfigName) -> Result<Self, Error<F::Error>> {
         let geo = check_geometry::<F>(flash.capacity())?;
-        let (current, report, next_gen) = recover(&mut flash, name, &geo)?;
+        let found = recover(&mut flash, name, &geo)?;
+        let (current, report, next_gen, dirty) = (found.current, found.report, found.next_gen, found.dirty);
         let next_block = match &current {
-            Some(c) => ((u64::from(c.block) + geo.blocks_for(c.len)) % u64::from(geo.blocks)) as u32,
+            Some(c) => ((u64::from(c.block) + c.blocks(&geo)) % u64::from(geo.blocks)) as u32,
             None => 0,
         };
         match &current {
@@ -339,7 +329,10 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
                 reason
             );
         }
-        Ok(Self { flash, name, geo, current, report, damage, next_block, next_gen, save: None })
+        if dirty {
+            info!("config store {}: the next save cleans the region", name.file_name());
+        }
+        Ok(Self { flash, name, geo, current, report, damage, next_block, next_gen, dirty, save: None })
     }
 
     /// Which config this store holds.
@@ -383,19 +376,18 @@ impl MountReport {
 }
 
 impl<F: NorFlash + Durable> ConfigStore<F> {
-    /// Bytes the next record may use: the blocks not holding the current record.
-    fn free_bytes(&self) -> u64 {
-        let used = self.current.map_or(0, |c| self.geo.blocks_for(c.len));
-        u64::from(self.geo.blocks).saturating_sub(used) * u64::from(self.geo.block_size)
+    /// Blocks the next record may use: the blocks not holding the current record.
+    fn free_blocks(&self) -> u64 {
+        let used = self.current.map_or(0, |c| c.blocks(&self.geo));
+        u64::from(self.geo.blocks).saturating_sub(used)
     }
 
     /// Largest config the next save can take without touching the current one (0 also when not
-    /// even an empty config fits: then every save is refused with `TooLarge`).
+    /// even an empty config fits: then every save is refused with `TooLarge`): the free blocks
+    /// minus the header, a continuation marker per block after the first, trailer and commit
+    /// marker, rounded down to `WRITE_SIZE`.
     pub fn max_len(&self) -> u32 {
-        let max = self.free_bytes().saturating_sub(u64::from(self.geo.overhead()));
-        // Round down to WRITE_SIZE so that the padded data fits too.
-        let max = max / u64::from(self.geo.write_size) * u64::from(self.geo.write_size);
-        u32::try_from(max).unwrap_or(u32::MAX)
+        self.geo.max_len_in(self.free_blocks())
     }
 
     /// The current config's info, or the named error saying why there is none.
@@ -414,13 +406,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             return Ok(0);
         }
         let n = buf.len().min((cur.len - offset) as usize);
-        read_ring(
-            &mut self.flash,
-            &self.geo,
-            cur.block,
-            u64::from(HEADER_LEN) + u64::from(offset),
-            &mut buf[..n],
-        )?;
+        read_content(&mut self.flash, &self.geo, cur.format, cur.block, u64::from(offset), &mut buf[..n])?;
         Ok(n)
     }
 
@@ -428,7 +414,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
     /// backup).
     pub fn verify(&mut self) -> Result<(), Error<F::Error>> {
         let cur = *self.current_or_err()?;
-        if data_crc(&mut self.flash, &self.geo, cur.block, cur.len)? == cur.crc {
+        if data_crc(&mut self.flash, &self.geo, cur.format, cur.block, cur.len)? == cur.crc {
             Ok(())
         } else {
             Err(Error::Corrupt { block: cur.block, reason: CorruptReason::DataCrc })

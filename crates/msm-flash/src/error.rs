@@ -20,6 +20,12 @@ pub enum CorruptReason {
     BadLength,
     /// The commit marker is present but the trailer (length, generation, CRC) does not match.
     TrailerCrc,
+    /// A committed record (format 2) has a block that does not start with its continuation
+    /// marker (generation, index, header CRC): the block was overwritten or damaged.
+    Continuation,
+    /// The record lies inside the data of an intact format-1 record: it is that config's data
+    /// (a record image a config carried), not a record.
+    InsideData,
     /// The record was committed but its data no longer matches its CRC-32C.
     DataCrc,
 }
@@ -33,6 +39,8 @@ impl fmt::Display for CorruptReason {
             Self::WrongGeometry => f.write_str("record written with another flash write size"),
             Self::BadLength => f.write_str("record length does not fit the region"),
             Self::TrailerCrc => f.write_str("committed record with a bad trailer"),
+            Self::Continuation => f.write_str("committed record with a block not marked as its own"),
+            Self::InsideData => f.write_str("record image inside another record's data"),
             Self::DataCrc => f.write_str("committed record whose data fails its CRC-32C"),
         }
     }

@@ -84,12 +84,14 @@ fn long_software_version_is_cut_at_a_char_boundary() {
 fn too_large_config_is_refused_and_the_current_one_stays() {
     let mut flash = mock::<4, 4096>(4);
     let mut store = ConfigStore::mount(&mut flash, ConfigName::Primary).unwrap();
-    assert_eq!(store.max_len(), 4 * 4096 - 64 - 16 - 8);
+    // Header, trailer, commit marker, and a 16-byte continuation marker in each block after the
+    // first.
+    assert_eq!(store.max_len(), 4 * 4096 - 64 - 16 - 8 - 3 * 16);
     let data = config(5000, 3);
     store.save(&data, &INFO).unwrap();
     // The current record uses 2 blocks, 2 remain.
     let max = store.max_len();
-    assert_eq!(max, 2 * 4096 - 88);
+    assert_eq!(max, 2 * 4096 - 88 - 16);
     assert_eq!(store.begin_save(max + 1, &INFO), Err(Error::TooLarge { len: max + 1, max }));
     store.save(&config(max as usize, 4), &INFO).unwrap();
     assert_eq!(read_all(&mut store, 999).unwrap(), config(max as usize, 4));

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 use crate::journal::Journal;
-use msm_control::{Request, Response, call};
+use msm_control::{Answer, AppTable, CheckpointRow, Configuration, Request, Response, Switch, call};
 use msm_runtime::apps::APPS;
 use msm_runtime::config::RunningConfig;
 
@@ -244,29 +243,42 @@ impl Chassis {
         Ok(call(&self.path(slot, "ctl"), req)?)
     }
 
-    /// A request that must succeed; its JSON.
-    pub fn ask(&self, slot: char, req: &Request) -> Result<Value> {
-        match self.call(slot, req)? {
-            Response::Ok { json, .. } => Ok(json),
-            Response::Error { message } => Err(anyhow!("MSM-{slot}: {message}")),
-        }
+    /// A request that must succeed; its answer as `A` (the type of the
+    /// request's answer: `Switch` for `ShowSwitch`, `Vec<CheckpointRow>`
+    /// for `ShowCheckpointData`, ...).
+    pub fn ask<A: Answer>(&self, slot: char, req: &Request) -> Result<A> {
+        self.call(slot, req)?.answer().map_err(|e| anyhow!("MSM-{slot}: {e}"))
     }
 
     /// A request that must succeed; its text.
     pub fn text(&self, slot: char, req: &Request) -> Result<String> {
-        match self.call(slot, req)? {
-            Response::Ok { text, .. } => Ok(text),
-            Response::Error { message } => Err(anyhow!("MSM-{slot}: {message}")),
-        }
+        self.call(slot, req)?.text().map_err(|e| anyhow!("MSM-{slot}: {e}"))
+    }
+
+    /// `show switch` of node `slot`.
+    pub fn switch(&self, slot: char) -> Result<Switch> {
+        self.ask(slot, &Request::ShowSwitch)
+    }
+
+    /// `show checkpoint-data [process]` of node `slot`.
+    pub fn checkpoint(&self, slot: char, process: Option<&str>) -> Result<Vec<CheckpointRow>> {
+        self.ask(slot, &Request::ShowCheckpointData { process: process.map(str::to_string) })
+    }
+
+    /// The row of one stream (`active-config`, `saved-config`, an application).
+    pub fn stream(&self, slot: char, process: &str) -> Result<CheckpointRow> {
+        self.checkpoint(slot, Some(process))?
+            .into_iter()
+            .next()
+            .with_context(|| format!("MSM-{slot}: no stream {process}"))
     }
 
     pub fn role(&self, slot: char) -> Option<String> {
-        let j = self.ask(slot, &Request::ShowSwitch).ok()?;
-        j["role"].as_str().map(str::to_string)
+        self.switch(slot).ok().map(|s| s.role)
     }
 
     pub fn in_sync(&self, slot: char) -> bool {
-        self.ask(slot, &Request::ShowSwitch).is_ok_and(|j| j["in_sync"] == Value::Bool(true))
+        self.switch(slot).is_ok_and(|s| s.in_sync)
     }
 
     /// Every application's rows (key -> value in hex), in [`APPS`] order, as
@@ -277,14 +289,9 @@ impl Chassis {
             let mut rows = BTreeMap::new();
             let mut from = 0;
             loop {
-                let j = self.ask(slot, &Request::ShowApp { app: name.into(), rows: true, from })?;
-                for r in j["rows"].as_array().with_context(|| format!("MSM-{slot}: {name} rows"))? {
-                    rows.insert(
-                        r["key"].as_u64().context("row key")?,
-                        r["value"].as_str().context("row value")?.to_string(),
-                    );
-                }
-                match j["next"].as_u64() {
+                let t: AppTable = self.ask(slot, &Request::ShowApp { app: name.into(), rows: true, from })?;
+                rows.extend(t.rows.into_iter().map(|r| (r.key, r.value)));
+                match t.next {
                     Some(next) => from = next,
                     None => break,
                 }
@@ -296,9 +303,8 @@ impl Chassis {
 
     /// The running configuration of node `slot` (`show configuration`, parsed).
     pub fn running_config(&self, slot: char) -> Result<RunningConfig> {
-        let j = self.ask(slot, &Request::ShowConfiguration)?;
-        let text = j["text"].as_str().with_context(|| format!("MSM-{slot}: configuration text"))?;
-        RunningConfig::parse(text).map_err(|e| anyhow!("MSM-{slot}: show configuration: {e}"))
+        let c: Configuration = self.ask(slot, &Request::ShowConfiguration)?;
+        RunningConfig::parse(&c.text).map_err(|e| anyhow!("MSM-{slot}: show configuration: {e}"))
     }
 
     /// The last boot of node `slot`'s change journal.

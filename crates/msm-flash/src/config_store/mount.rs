@@ -1,18 +1,21 @@
 //! Mounting a store: the geometry it needs, reading records across the
-//! region's end, and finding the newest committed record whose CRCs hold
-//! (`probe` each block start, `recover` the newest). Never writes.
+//! region's end and across their continuation markers, and what each block
+//! start holds (`probe`; `recover.rs` chooses the record). Never writes.
 
-use super::format::{Header, Trailer};
+use super::format::{Continuation, Header, Trailer};
 use super::*;
 
 /// What one block start holds.
 pub(super) enum Probe {
     /// Erased (the first bytes are all 0xFF).
     Erased,
-    /// Not a record header (data of a record spanning blocks, garbage).
+    /// A continuation marker: a later block of a format-2 record.
+    Continuation,
+    /// Neither a record header nor a marker (format-1 data, garbage, a torn erase).
     Nothing,
     Damaged(CorruptReason),
     Uncommitted(Header),
+    /// A committed record and the CRC-32C its trailer gives for its data.
     Committed(Header, u32),
 }
 
@@ -59,18 +62,53 @@ pub(super) fn read_ring<F: NorFlash>(
     Ok(())
 }
 
-/// CRC-32C of the `len` data bytes of the record starting at `block`.
-pub(super) fn data_crc<F: NorFlash>(flash: &mut F, geo: &Geo, block: u32, len: u32) -> Result<u32, F::Error> {
+/// Read `buf.len()` content bytes (data, trailer, commit marker) from content offset `c` of the
+/// record of `format` starting at `block`, skipping its header and continuation markers.
+pub(super) fn read_content<F: NorFlash>(
+    flash: &mut F,
+    geo: &Geo,
+    format: Format,
+    block: u32,
+    c: u64,
+    buf: &mut [u8],
+) -> Result<(), F::Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        let raw = geo.raw(format, c + done as u64);
+        // Content bytes are contiguous up to the end of the block.
+        let room = u64::from(geo.block_size) - raw % u64::from(geo.block_size);
+        let n = (buf.len() - done).min(room as usize);
+        read_ring(flash, geo, block, raw, &mut buf[done..done + n])?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// CRC-32C of the `len` data bytes of the record of `format` starting at `block`.
+pub(super) fn data_crc<F: NorFlash>(
+    flash: &mut F,
+    geo: &Geo,
+    format: Format,
+    block: u32,
+    len: u32,
+) -> Result<u32, F::Error> {
     let mut digest = CRC32C.digest();
     let mut buf = [0; SCAN_CHUNK];
     let mut off = 0u32;
     while off < len {
         let n = (len - off).min(SCAN_CHUNK as u32) as usize;
-        read_ring(flash, geo, block, u64::from(HEADER_LEN) + u64::from(off), &mut buf[..n])?;
+        read_content(flash, geo, format, block, u64::from(off), &mut buf[..n])?;
         digest.update(&buf[..n]);
         off += n as u32;
     }
     Ok(digest.finalize())
+}
+
+/// Whether the first bytes of `block` are erased (0xFF): nothing there for a save to clean.
+pub(super) fn erased_start<F: NorFlash>(flash: &mut F, geo: &Geo, block: u32) -> Result<bool, F::Error> {
+    let mut h = [0; HEADER_LEN as usize];
+    read_ring(flash, geo, block, 0, &mut h)?;
+    Ok(h.iter().all(|b| *b == 0xFF))
 }
 
 /// Look at the start of `block`.
@@ -83,96 +121,45 @@ pub(super) fn probe<F: NorFlash>(
     let mut h = [0; HEADER_LEN as usize];
     read_ring(flash, geo, block, 0, &mut h)?;
     if !Header::magic(&h) {
-        return Ok(if h.iter().all(|b| *b == 0xFF) { Probe::Erased } else { Probe::Nothing });
+        return Ok(if h.iter().all(|b| *b == 0xFF) {
+            Probe::Erased
+        } else if Continuation::decode(&h).is_some() {
+            Probe::Continuation
+        } else {
+            Probe::Nothing
+        });
     }
     let (header, crc) = match Header::decode(&h, name, geo) {
         Ok(d) => d,
         Err(reason) => return Ok(Probe::Damaged(reason)),
     };
-    if geo.footprint(header.len) > u64::from(geo.region()) {
+    let format = header.format;
+    if geo.footprint(format, header.len) > u64::from(geo.region()) {
         return Ok(Probe::Damaged(CorruptReason::BadLength));
     }
-    let trailer_at = u64::from(HEADER_LEN) + geo.align(header.len);
+    let trailer_at = geo.align(header.len);
     let mut marker = [0; MAX_WRITE_SIZE];
     let marker = &mut marker[..geo.commit_len() as usize];
-    read_ring(flash, geo, block, trailer_at + u64::from(geo.trailer_len()), marker)?;
+    read_content(flash, geo, format, block, trailer_at + u64::from(geo.trailer_len()), marker)?;
     if marker.iter().enumerate().any(|(i, b)| *b != COMMIT[i % COMMIT.len()]) {
         return Ok(Probe::Uncommitted(header));
     }
     let mut t = [0; TRAILER_LEN as usize];
-    read_ring(flash, geo, block, trailer_at, &mut t)?;
-    match Trailer::decode(&t, crc) {
-        Some(tr) if tr.len == header.len && tr.generation == header.generation => {
-            Ok(Probe::Committed(header, tr.data_crc))
-        }
-        _ => Ok(Probe::Damaged(CorruptReason::TrailerCrc)),
-    }
-}
-
-/// Find the newest committed record whose data matches its CRC. Returns it, the report and the
-/// generation for the next save (above every valid header seen, committed or not).
-pub(super) fn recover<F: NorFlash>(
-    flash: &mut F,
-    name: ConfigName,
-    geo: &Geo,
-) -> Result<(Option<ConfigInfo>, MountReport, u64), Error<F::Error>> {
-    let mut report = MountReport::default();
-    let mut max_gen: Option<u32> = None;
-    // Only records older than `limit` are candidates: raised each time the newest fails its CRC.
-    let mut limit: Option<u32> = None;
-    let mut first_pass = true;
-    let current = loop {
-        let mut best: Option<(u32, Header, u32)> = None;
-        for block in 0..geo.blocks {
-            let header = match probe(flash, name, geo, block)? {
-                Probe::Erased => continue,
-                Probe::Nothing => {
-                    if first_pass {
-                        report.foreign_blocks += 1;
-                    }
-                    continue;
-                }
-                Probe::Damaged(reason) => {
-                    if first_pass {
-                        report.note_corrupt(block, reason);
-                    }
-                    continue;
-                }
-                Probe::Uncommitted(h) => {
-                    if first_pass {
-                        report.torn_records += 1;
-                    }
-                    max_gen = max_gen.max(Some(h.generation));
-                    continue;
-                }
-                Probe::Committed(h, data_crc) => {
-                    max_gen = max_gen.max(Some(h.generation));
-                    (h, data_crc)
-                }
-            };
-            let (h, data_crc) = header;
-            let eligible = limit.is_none_or(|l| h.generation < l);
-            if eligible && best.is_none_or(|(_, b, _)| h.generation > b.generation) {
-                best = Some((block, h, data_crc));
+    read_content(flash, geo, format, block, trailer_at, &mut t)?;
+    let data_crc = match Trailer::decode(&t, crc) {
+        Some(tr) if tr.len == header.len && tr.generation == header.generation => tr.data_crc,
+        _ => return Ok(Probe::Damaged(CorruptReason::TrailerCrc)),
+    };
+    if format == Format::V2 {
+        // Every later block must carry this record's marker: it was written by this save.
+        for index in 1..geo.blocks_for(format, header.len) {
+            let mut m = [0; format::CONTINUATION_LEN as usize];
+            read_ring(flash, geo, block, index * u64::from(geo.block_size), &mut m)?;
+            let want = Continuation { generation: header.generation, index: index as u32, header_crc: crc };
+            if Continuation::decode(&m) != Some(want) {
+                return Ok(Probe::Damaged(CorruptReason::Continuation));
             }
         }
-        first_pass = false;
-        let Some((block, h, crc)) = best else { break None };
-        if data_crc(flash, geo, block, h.len)? == crc {
-            report.valid_records += 1;
-            break Some(ConfigInfo {
-                name,
-                generation: h.generation,
-                len: h.len,
-                crc,
-                saved_at: h.saved_at,
-                block,
-                sw_version: h.sw_version,
-            });
-        }
-        report.note_corrupt(block, CorruptReason::DataCrc);
-        limit = Some(h.generation);
-    };
-    let next_gen = max_gen.map_or(1, |g| u64::from(g) + 1);
-    Ok((current, report, next_gen))
+    }
+    Ok(Probe::Committed(header, data_crc))
 }

@@ -1,8 +1,11 @@
 //! Saving a configuration: a save in progress, streamed in chunks, each
-//! block erased just before its first byte; the trailer and then the commit
-//! marker make it current (docs/flash-format.md, "A save, in order").
+//! block erased just before its first byte and started with a continuation
+//! marker; the trailer and then the commit marker make it current. A save in
+//! a region the mount found unclean cleans it (docs/flash-format.md, "A save,
+//! in order", "Format 1").
 
-use super::format::{Header, Trailer};
+use super::format::{Continuation, FLAG_CLEANS, Header, Trailer};
+use super::mount::erased_start;
 use super::*;
 
 /// A save in progress.
@@ -41,7 +44,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             return Err(Error::SaveInProgress);
         }
         let max = self.max_len();
-        if len > max || self.geo.footprint(len) > self.free_bytes() {
+        if len > max || self.geo.blocks_for(Format::V2, len) > self.free_blocks() {
             return Err(Error::TooLarge { len, max });
         }
         self.start_save(len, info, None)
@@ -50,9 +53,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
     /// Largest config [`begin_replace`](Self::begin_replace) can take: the whole region minus the
     /// record overhead (the current config may be given up for it).
     pub fn max_len_replacing(&self) -> u32 {
-        let w = u64::from(self.geo.write_size);
-        let max = u64::from(self.geo.region()).saturating_sub(u64::from(self.geo.overhead())) / w * w;
-        u32::try_from(max).unwrap_or(u32::MAX)
+        self.geo.max_len_in(u64::from(self.geo.blocks))
     }
 
     /// Start a save that replaces the current config even when the two cannot both fit the region
@@ -69,12 +70,12 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         if self.save.is_some() {
             return Err(Error::SaveInProgress);
         }
-        if len <= self.max_len() && self.geo.footprint(len) <= self.free_bytes() {
+        if len <= self.max_len() && self.geo.blocks_for(Format::V2, len) <= self.free_blocks() {
             self.start_save(len, info, None)?;
             return Ok(false);
         }
         let max = self.max_len_replacing();
-        if len > max || self.geo.footprint(len) > u64::from(self.geo.region()) {
+        if len > max || self.geo.blocks_for(Format::V2, len) > u64::from(self.geo.blocks) {
             return Err(Error::TooLarge { len, max });
         }
         // Record-relative offset of the current record's first block: erased last of it.
@@ -108,7 +109,17 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             cut -= 1;
         }
         sw_version[..cut].copy_from_slice(&info.sw_version.as_bytes()[..cut]);
-        let header = Header { generation, len, saved_at: info.saved_at, sw_version };
+        // A save in a region the mount found unclean cleans it (`dirty` stays set until its
+        // commit has cleaned): before its header it erases every block outside the current
+        // record, so that nothing there that is not the store's own outlives this save.
+        let cleans = self.dirty;
+        if cleans {
+            let keep = self.current.map(|c| (c.block, c.blocks(&self.geo)));
+            self.erase_outside(self.next_block, keep)?;
+        }
+        let flags = if cleans { FLAG_CLEANS } else { 0 };
+        let header =
+            Header { format: Format::V2, flags, generation, len, saved_at: info.saved_at, sw_version };
         let bytes = header.encode(self.name, &self.geo);
         let header_crc = Header::crc_of(&bytes);
         let mut save = Save {
@@ -120,6 +131,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
                 saved_at: info.saved_at,
                 block: self.next_block,
                 sw_version,
+                format: Format::V2,
             },
             header_crc,
             written: 0,
@@ -130,7 +142,13 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             digest: CRC32C.digest(),
             gives_up_at,
         };
-        debug!("config store: save generation {} of {} bytes at block {}", generation, len, self.next_block);
+        debug!(
+            "config store: save generation {} of {} bytes at block {}{}",
+            generation,
+            len,
+            self.next_block,
+            if cleans { ", cleaning the region" } else { "" }
+        );
         program(&mut self.flash, &self.geo, &mut save, &bytes, &mut self.current)?;
         self.save = Some(save);
         Ok(())
@@ -174,7 +192,10 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
 
     /// Finish the save: pad and program the last word, read the data back and check its CRC,
     /// program the trailer, sync, program the commit marker, sync. When this returns `Ok` the new
-    /// config is current (and durable); on any error the previous config stays current.
+    /// config is current (and durable); on an error before the commit marker the previous config
+    /// stays current. A save that cleans the region then erases every block outside its record:
+    /// an error there is returned, but the new config is committed and current (see
+    /// [`current`](Self::current)), and the next save cleans again.
     pub fn commit(&mut self) -> Result<&ConfigInfo, Error<F::Error>> {
         let Some(mut save) = self.save.take() else {
             return Err(Error::NoSaveInProgress);
@@ -191,7 +212,7 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
             program(&mut self.flash, &geo, &mut save, &word[..w], &mut self.current)?;
         }
         let crc = save.digest.clone().finalize();
-        if data_crc(&mut self.flash, &geo, save.info.block, len)? != crc {
+        if data_crc(&mut self.flash, &geo, Format::V2, save.info.block, len)? != crc {
             warn!("config store: read-back of the new record at block {} failed", save.info.block);
             return Err(Error::VerifyFailed { block: save.info.block });
         }
@@ -209,11 +230,37 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
         self.flash.sync()?;
         save.info.crc = crc;
         let info = save.info;
-        self.next_block = ((u64::from(info.block) + geo.blocks_for(len)) % u64::from(geo.blocks)) as u32;
+        let blocks = info.blocks(&geo);
+        self.next_block = ((u64::from(info.block) + blocks) % u64::from(geo.blocks)) as u32;
         self.report.valid_records += 1;
         self.damage = None;
+        self.current = Some(info);
         debug!("config store: committed generation {}", info.generation);
+        if self.dirty {
+            // Whatever the region held besides this record goes: format-1 data, unknown blocks,
+            // older records. Records older than this one are never taken again anyway.
+            self.erase_outside(self.next_block, Some((info.block, blocks)))?;
+            self.dirty = false;
+            info!("config store {}: region cleaned", self.name.file_name());
+        }
         Ok(self.current.insert(info))
+    }
+
+    /// Erase every block whose first bytes are not erased, except the `keep` blocks (first block,
+    /// count), in ring order from `from`.
+    fn erase_outside(&mut self, from: u32, keep: Option<(u32, u64)>) -> Result<(), Error<F::Error>> {
+        let geo = self.geo;
+        for i in 0..geo.blocks {
+            let block = (from + i) % geo.blocks;
+            if keep.is_some_and(|(start, n)| geo.within(start, n, block))
+                || erased_start(&mut self.flash, &geo, block)?
+            {
+                continue;
+            }
+            let at = block * geo.block_size;
+            self.flash.erase(at, at + geo.block_size)?;
+        }
+        Ok(())
     }
 
     /// Abandon the save in progress, if any. Nothing on flash needs undoing: the record has no
@@ -238,8 +285,9 @@ impl<F: NorFlash + Durable> ConfigStore<F> {
 }
 
 /// Program `bytes` (a multiple of `WRITE_SIZE`) at the save's position, erasing each block of the
-/// record just before its first byte is programmed. Never crosses a block boundary in one write,
-/// so never the region end either.
+/// record just before its first byte is programmed and, in every block after the first, first
+/// programming the continuation marker. Never crosses a block boundary in one write, so never the
+/// region end either.
 ///
 /// A replacing save forgets `current` just before it erases the current record's first block.
 pub(super) fn program<F: NorFlash>(
@@ -261,6 +309,15 @@ pub(super) fn program<F: NorFlash>(
             let from = geo.at(save.info.block, save.erased_to);
             flash.erase(from, from + geo.block_size)?;
             save.erased_to += u64::from(geo.block_size);
+            if save.pos > 0 {
+                let mut marker = [0xFF; MAX_WRITE_SIZE];
+                let index = (save.pos / u64::from(geo.block_size)) as u32;
+                Continuation { generation: save.info.generation, index, header_crc: save.header_crc }
+                    .encode(&mut marker);
+                let n = geo.cont_len(Format::V2);
+                flash.write(from, &marker[..n as usize])?;
+                save.pos += u64::from(n);
+            }
         }
         let n = rest.len().min((save.erased_to - save.pos) as usize);
         flash.write(geo.at(save.info.block, save.pos), &rest[..n])?;

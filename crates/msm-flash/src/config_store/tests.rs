@@ -58,6 +58,13 @@ fn damage_names_what_the_mount_found() {
     one.contents_mut()[100] ^= 0x40;
     one.contents_mut()[9] ^= 1;
     assert_eq!(damage_of(&mut one), Some(Damage::Lost { block: 0, reason: CorruptReason::HeaderCrc }));
+    // Its second block's continuation marker instead (the generation in it).
+    one.contents_mut()[9] ^= 1;
+    assert_eq!(&one.contents()[256..260], b"MSMk");
+    one.contents_mut()[256 + 4] ^= 1;
+    assert_eq!(damage_of(&mut one), Some(Damage::Lost { block: 0, reason: CorruptReason::Continuation }));
+    one.contents_mut()[256 + 4] ^= 1;
+    assert_eq!(damage_of(&mut one), None);
     // Two saves, the newest damaged: the older one is current, and that is said.
     let mut two = erased();
     let mut s = ConfigStore::mount(&mut two, ConfigName::Primary).unwrap();

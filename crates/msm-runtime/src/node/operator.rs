@@ -5,7 +5,6 @@
 use msm_backplane::Link;
 use msm_checkpoint::Role;
 use msm_flash::ConfigName;
-use serde_json::json;
 
 use super::ops::Ticket;
 use super::{Exit, MsmNode, render};
@@ -83,7 +82,7 @@ impl<L: Link> MsmNode<L> {
                     }
                     Response::ok(
                         format!("The selected configuration will be {} at the next boot.", which.file_name()),
-                        json!({ "selected": config_word(which) }),
+                        &msm_control::Selected { selected: config_word(which).into() },
                     )
                 }
                 Err(e) => Response::error(format!("use configuration: {e}")),
@@ -95,14 +94,14 @@ impl<L: Link> MsmNode<L> {
                     );
                 }
                 self.exit = Some(Exit::Reboot);
-                Response::ok(format!("Rebooting {}...", self.engine.slot()), json!({ "rebooting": true }))
+                Response::ok(format!("Rebooting {}...", self.engine.slot()), &msm_control::Rebooting { rebooting: true })
             }
             Request::Failover { force } => {
                 let now = self.now();
                 match self.engine.failover(now, force) {
                     Ok(()) => Response::ok(
                         "Failover started: the backup takes over.",
-                        json!({ "failover": true, "force": force }),
+                        &msm_control::FailingOver { failover: true, force },
                     ),
                     Err(e) => Response::error(format!("run msm-failover: {e}")),
                 }
@@ -112,7 +111,7 @@ impl<L: Link> MsmNode<L> {
             )),
             Request::Churn { rate } => {
                 self.workload.set_rate(rate);
-                Response::ok(format!("workload: {rate} changes per second"), json!({ "rate": rate }))
+                Response::ok(format!("workload: {rate} changes per second"), &msm_control::Churning { rate })
             }
             Request::KeyInstall { path } => match crate::key_file::load(std::path::Path::new(&path)) {
                 Ok(key) => self.key_step("install", |e| e.install_key(&key)),
@@ -133,7 +132,7 @@ impl<L: Link> MsmNode<L> {
             Ok(()) => {
                 let keys = render::keys(&self.engine.key_status());
                 log::info!("{}: key {step}: {keys}", self.engine.slot());
-                Response::ok(format!("key {step}: {keys}"), json!({ "keys": keys }))
+                Response::ok(format!("key {step}: {keys}"), &msm_control::KeyStep { keys: keys.clone() })
             }
             Err(e) => Response::error(format!("key {step}: {e}")),
         }

@@ -15,12 +15,11 @@ use std::fmt::Write as _;
 use msm_checkpoint::{AppId, Role};
 use msm_flash::ConfigName;
 use msm_time::Instant;
-use serde_json::json;
 
 use super::MsmNode;
 use crate::apps::{Change, VLAN, describe, hex, vlan_key};
 use crate::config::Effect;
-use msm_control::{MAX_ROWS, Response, config_word};
+use msm_control::{Configured, MAX_ROWS, OnBackup, Response, Saved, config_word};
 
 /// Names one pending answer.
 pub type Ticket = u64;
@@ -86,7 +85,7 @@ struct Rows {
     /// The page is full: the first key of the next one.
     more: Option<u64>,
     text: String,
-    rows: Vec<serde_json::Value>,
+    rows: Vec<msm_control::AppRow>,
 }
 
 #[derive(Debug)]
@@ -203,7 +202,7 @@ impl<L: Link> MsmNode<L> {
                     break;
                 }
                 let _ = writeln!(r.text, "  {}", describe(r.app, *k, v));
-                r.rows.push(json!({ "key": k, "value": hex(v) }));
+                r.rows.push(msm_control::AppRow { key: *k, value: hex(v) });
             }
         }
         r.next.is_none().then(|| {
@@ -212,14 +211,14 @@ impl<L: Link> MsmNode<L> {
             if let Some(k) = r.more {
                 let _ = writeln!(text, "(more: show app {} --rows --from {k})", r.name);
             }
-            let j = json!({
-                "app": r.name,
-                "entries": table.len(),
-                "digest": format!("{:016x}", table.digest()),
-                "rows": std::mem::take(&mut r.rows),
-                "next": r.more,
-            });
-            Response::ok(text, j)
+            let j = msm_control::AppTable {
+                app: r.name.clone(),
+                entries: table.len() as u64,
+                digest: format!("{:016x}", table.digest()),
+                rows: std::mem::take(&mut r.rows),
+                next: r.more,
+            };
+            Response::ok(text, &j)
         })
     }
 
@@ -396,27 +395,30 @@ impl<L: Link> MsmNode<L> {
         } else {
             format!("applied on the master; {behind} change(s) not yet on the backup")
         };
-        let common = json!({
-            "seq": w.marks.config,
-            "checkpointed": checkpointed && !no_backup,
-            "backup": !no_backup,
-            "behind": behind,
-            "waited_ms": waited,
-        });
+        let on_backup_data = OnBackup {
+            seq: w.marks.config,
+            checkpointed: checkpointed && !no_backup,
+            backup: !no_backup,
+            behind,
+            waited_ms: u64::try_from(waited).unwrap_or(u64::MAX),
+        };
         match w.done {
             Done::Configure { applied } => {
-                let mut j = json!({ "applied": applied, "vlan_seq": w.marks.vlan });
-                merge(&mut j, common);
+                let j = Configured { applied: applied as u64, vlan_seq: w.marks.vlan, on_backup: on_backup_data };
                 let text = if waited_for || !checkpointed {
                     format!("{applied} line(s) applied, {on_backup}.")
                 } else {
                     String::new()
                 };
-                Response::ok(text, j)
+                Response::ok(text, &j)
             }
             Done::Save { which, bytes } => {
-                let mut j = json!({ "saved": config_word(which), "bytes": bytes, "save_seq": w.marks.saved });
-                merge(&mut j, common);
+                let j = Saved {
+                    saved: config_word(which).into(),
+                    bytes: bytes as u64,
+                    save_seq: w.marks.saved,
+                    on_backup: on_backup_data,
+                };
                 let mut text = format!(
                     "Saving configuration on {} ... done!\n{bytes} bytes saved to {}",
                     self.engine.slot(),
@@ -425,14 +427,8 @@ impl<L: Link> MsmNode<L> {
                 if waited_for {
                     text.push_str(&format!("\nBackup flash: {on_backup}."));
                 }
-                Response::ok(text, j)
+                Response::ok(text, &j)
             }
         }
-    }
-}
-
-fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
-    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
-        a.extend(b);
     }
 }

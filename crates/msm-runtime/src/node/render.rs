@@ -8,7 +8,6 @@ use msm_backplane::{PathState, PathStats};
 use msm_checkpoint::{KeyStatus, SecondKey, Slot, StreamStatus, SwitchStatus, SyncState, Term};
 use msm_checkpoint::{render_checkpoint, render_switch, state_label};
 use msm_flash::ConfigName;
-use serde_json::json;
 
 use crate::apps::{Table, describe, hex};
 use crate::flash::SavedInfo;
@@ -82,7 +81,12 @@ pub fn switch(
             Some(i) => {
                 let _ = writeln!(t, "{:<18}Created by msm-ha version {}", w.file_name(), i.version);
                 let _ = writeln!(t, "{:<18}{} bytes saved on {}", "", i.len, ctime(i.saved_at));
-                saved.push(json!({ "file": w.file_name(), "bytes": i.len, "saved_at": i.saved_at, "version": i.version }));
+                saved.push(msm_control::SavedFile {
+                    file: w.file_name().into(),
+                    bytes: i.len as u64,
+                    saved_at: i.saved_at,
+                    version: i.version.to_string(),
+                });
             }
             None => {
                 let _ = writeln!(t, "{:<18}Empty", w.file_name());
@@ -142,10 +146,14 @@ pub fn switch(
             );
         }
         if r.auth + r.replay + r.version + r.unproven > 0 {
-            by_slot.push(json!({
-                "slot": slot.letter().to_string(), "auth": r.auth, "replay": r.replay,
-                "unproven": r.unproven, "version": r.version, "last_version": r.last_version,
-            }));
+            by_slot.push(msm_control::SlotErrors {
+                slot: slot.letter().to_string(),
+                auth: r.auth,
+                replay: r.replay,
+                unproven: r.unproven,
+                version: r.version,
+                last_version: r.last_version,
+            });
         }
     }
     let mut path_json = Vec::new();
@@ -173,12 +181,18 @@ pub fn switch(
                 p.stats.refused
             );
         }
-        path_json.push(json!({
-            "path": p.name, "state": state, "data": p.data,
-            "silent_for_us": p.silent_for.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-            "rx": p.stats.rx, "tx": p.stats.tx, "refused": p.stats.refused, "tx_errors": p.stats.tx_errors,
-            "rx_bytes": p.stats.rx_bytes, "tx_bytes": p.stats.tx_bytes,
-        }));
+        path_json.push(msm_control::Path {
+            path: p.name.clone(),
+            state: state.into(),
+            data: p.data,
+            silent_for_us: p.silent_for.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            rx: p.stats.rx,
+            tx: p.stats.tx,
+            refused: p.stats.refused,
+            tx_errors: p.stats.tx_errors,
+            rx_bytes: p.stats.rx_bytes,
+            tx_bytes: p.stats.tx_bytes,
+        });
     }
     if e.duplicate > 0 {
         let _ = writeln!(t, "Heartbeat copies: {} (one per extra path: expected)", e.duplicate);
@@ -189,78 +203,74 @@ pub fn switch(
         .peers
         .iter()
         .flatten()
-        .map(|p| {
-            json!({
-                "slot": p.slot.letter().to_string(),
-                "alive": p.alive,
-                "role": p.role.as_str(),
-                "term": p.term.to_string(),
-                "priority": p.priority,
-                "max_heartbeat_gap_us": u64::try_from(p.max_heartbeat_gap.as_micros()).unwrap_or(u64::MAX),
-                "keys": p.keys.iter().filter(|&&k| k != 0).map(|k| format!("{k:08x}")).collect::<Vec<_>>(),
-                "holds": (p.holds != Term::NONE).then(|| p.holds.to_string()),
-                // Master: a standby's copy of the configuration ("In Sync", "copying", "waiting").
-                "config": s.standby_config[p.slot.index()].map(|c| c.as_str()),
-            })
+        .map(|p| msm_control::Peer {
+            slot: p.slot.letter().to_string(),
+            alive: p.alive,
+            role: p.role.as_str().into(),
+            term: p.term.to_string(),
+            priority: p.priority,
+            max_heartbeat_gap_us: u64::try_from(p.max_heartbeat_gap.as_micros()).unwrap_or(u64::MAX),
+            keys: p.keys.iter().filter(|&&k| k != 0).map(|k| format!("{k:08x}")).collect(),
+            holds: (p.holds != Term::NONE).then(|| p.holds.to_string()),
+            config: s.standby_config[p.slot.index()].map(|c| c.as_str().into()),
         })
         .collect();
-    let j = json!({
-        "slot": s.slot.letter().to_string(),
-        "role": s.role.as_str(),
-        "state": label,
-        "term": s.term.to_string(),
-        "master": s.master.map(|m| m.letter().to_string()),
-        "backup": s.backup.map(|m| m.letter().to_string()),
-        "in_sync": s.sync == SyncState::InSync,
-        "sync": s.sync.to_string(),
-        "peers": peers,
-        "config_selected": files.selected.file_name(),
-        "config_booted": files.booted.file_name(),
-        "saved": saved,
-        "unsaved_changes": files.unsaved,
-        "slot_conflict": s.slot_conflict.map(|c| c.letter().to_string()),
-        // Master: where its application state came from ("checkpointed", "held", "fresh").
-        "applications": s.apps.map(|a| a.as_str()),
-        "paths": path_json,
-        "split_brain": split.map(|r| json!({
-            "at": r.at_unix,
-            "uptime_ms": s.last_split_brain.map(|e| e.at.as_millis()),
-            "winner": r.winner.letter().to_string(),
-            "winner_term": r.winner_term.to_string(),
-            "our_term": r.our_term.to_string(),
-            "discarded": r.discarded,
-            "listed": r.listed,
-            "file": r.file.as_ref().ok().map(|p| p.display().to_string()),
-            "error": r.file.as_ref().err(),
-        })),
-        "keys": {
-            "sending": keys.sending.map(|f| format!("{f:08x}")),
-            "also": keys.also.map(|(f, w)| json!({
-                "fingerprint": f.map(|f| format!("{f:08x}")),
-                "role": if w == SecondKey::Next { "next" } else { "previous" },
-            })),
-            "authenticated": keys.authenticated(),
+    let j = msm_control::Switch {
+        slot: s.slot.letter().to_string(),
+        role: s.role.as_str().into(),
+        state: label,
+        term: s.term.to_string(),
+        master: s.master.map(|m| m.letter().to_string()),
+        backup: s.backup.map(|m| m.letter().to_string()),
+        in_sync: s.sync == SyncState::InSync,
+        sync: s.sync.to_string(),
+        peers,
+        config_selected: files.selected.file_name().into(),
+        config_booted: files.booted.file_name().into(),
+        saved,
+        unsaved_changes: files.unsaved,
+        slot_conflict: s.slot_conflict.map(|c| c.letter().to_string()),
+        applications: s.apps.map(|a| a.as_str().into()),
+        paths: path_json,
+        split_brain: split.map(|r| msm_control::SplitBrain {
+            at: r.at_unix,
+            uptime_ms: s.last_split_brain.map(|e| e.at.as_millis()),
+            winner: r.winner.letter().to_string(),
+            winner_term: r.winner_term.to_string(),
+            our_term: r.our_term.to_string(),
+            discarded: r.discarded,
+            listed: r.listed,
+            file: r.file.as_ref().ok().map(|p| p.display().to_string()),
+            error: r.file.as_ref().err().cloned(),
+        }),
+        keys: msm_control::Keys {
+            sending: keys.sending.map(|f| format!("{f:08x}")),
+            also: keys.also.map(|(f, w)| msm_control::AlsoKey {
+                fingerprint: f.map(|f| format!("{f:08x}")),
+                role: if w == SecondKey::Next { "next" } else { "previous" }.into(),
+            }),
+            authenticated: keys.authenticated(),
         },
-        "frame_errors": {
-            "total": e.total() + oversize,
-            "bad_crc": e.bad_crc,
-            "malformed": e.malformed,
-            "version": e.version,
-            "auth": e.auth,
-            "replay": e.replay,
-            "term_range": e.term_range,
-            "counter_jump": e.counter_jump,
-            "unproven": e.unproven,
-            "duplicate": e.duplicate,
-            "by_slot": by_slot,
-            "stale_term": e.stale_term,
-            "own_slot": e.own_slot,
-            "unexpected": e.unexpected,
-            "unknown_stream": e.unknown_stream,
-            "oversize": oversize,
+        frame_errors: msm_control::FrameErrors {
+            total: e.total() + oversize,
+            bad_crc: e.bad_crc,
+            malformed: e.malformed,
+            version: e.version,
+            auth: e.auth,
+            replay: e.replay,
+            term_range: e.term_range,
+            counter_jump: e.counter_jump,
+            unproven: e.unproven,
+            duplicate: e.duplicate,
+            by_slot,
+            stale_term: e.stale_term,
+            own_slot: e.own_slot,
+            unexpected: e.unexpected,
+            unknown_stream: e.unknown_stream,
+            oversize,
         },
-    });
-    Response::ok(t, j)
+    };
+    Response::ok(t, &j)
 }
 
 /// `show checkpoint-data [process]`.
@@ -281,18 +291,24 @@ pub fn checkpoint(rows: &[StreamStatus], held: &[(String, u64)]) -> Response {
     }
     let j: Vec<_> = rows
         .iter()
-        .map(|r| {
-            json!({
-                "held_back": held_of(r.name.as_str()),
-                "process": r.name.as_str(), "tx": r.counters.tx, "rx": r.counters.rx, "errors": r.counters.errors,
-                "sent": r.sent, "total": r.total, "percent": r.percent(), "status": r.phase.as_str(),
-                "changes": r.changes, "checkpointed": r.checkpointed, "rebulks": r.rebulks,
-                "bulks": r.counters.bulks,
-                "mismatch": r.mismatch.map(|m| json!({ "ours": m.ours, "theirs": m.theirs })),
-            })
+        .map(|r| msm_control::CheckpointRow {
+            held_back: held_of(r.name.as_str()),
+            process: r.name.as_str().into(),
+            tx: r.counters.tx,
+            rx: r.counters.rx,
+            errors: r.counters.errors,
+            sent: r.sent,
+            total: r.total,
+            percent: r.percent(),
+            status: r.phase.as_str().into(),
+            changes: r.changes,
+            checkpointed: r.checkpointed,
+            rebulks: r.rebulks,
+            bulks: r.counters.bulks,
+            mismatch: r.mismatch.map(|m| msm_control::Mismatch { ours: m.ours, theirs: m.theirs }),
         })
         .collect();
-    Response::ok(t, json!(j))
+    Response::ok(t, &j)
 }
 
 /// `show node`: both slots of the chassis, a silent peer as DOWN.
@@ -310,14 +326,14 @@ pub fn nodes(s: &SwitchStatus) -> Response {
             }
         };
         let _ = writeln!(t, "{:<10} {:<10} {:<10} {:<10}", slot.to_string(), state, prio, health);
-        j.push(json!({ "node": slot.to_string(), "state": state, "priority": prio, "health": health }));
+        j.push(msm_control::NodeRow { node: slot.to_string(), state: state.into(), priority: prio, health });
     }
-    Response::ok(t, json!(j))
+    Response::ok(t, &j)
 }
 
 /// `show configuration`: the running configuration as text.
 pub fn configuration(text: String) -> Response {
-    Response::ok(text.clone(), json!({ "text": text }))
+    Response::ok(text.clone(), &msm_control::Configuration { text })
 }
 
 /// `show app <name> [--rows]`: application `app` (index in `APPS`) and its table.
@@ -327,13 +343,11 @@ pub fn app(name: &str, app: usize, table: &Table, rows: bool) -> Response {
     if rows {
         for (k, v) in table.rows() {
             let _ = writeln!(t, "  {}", describe(app, *k, v));
-            entries.push(json!({ "key": k, "value": hex(v) }));
+            entries.push(msm_control::AppRow { key: *k, value: hex(v) });
         }
     }
-    Response::ok(
-        t,
-        json!({ "app": name, "entries": table.len(), "digest": format!("{:016x}", table.digest()), "rows": entries }),
-    )
+    let digest = format!("{:016x}", table.digest());
+    Response::ok(t, &msm_control::AppTable { app: name.into(), entries: table.len() as u64, digest, rows: entries, next: None })
 }
 
 /// "Tue Nov 24 23:20:56 2026" (UTC), as XOS prints when a file was saved,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use msm_client::proto::{self, Change, Framer, Reply, Request};
-use msm_control::Request as Control;
+use msm_control::{AppTable, NodeRow, Request as Control};
 use msm_testkit::chassis::Chassis;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -129,8 +129,8 @@ fn idle_and_half_sent_connections_lock_no_one_out_and_nothing_spins() {
     let mut client = msm_client::Client::connect(&app, "acl", 1, &[]).unwrap();
     let seq = client.set(1, b"permit").unwrap();
     assert!(client.wait(seq, Duration::from_secs(5)).unwrap());
-    let node = c.ask('A', &Control::ShowNode).unwrap();
-    assert!(node.to_string().contains("MASTER"), "{node}");
+    let node: Vec<NodeRow> = c.ask('A', &Control::ShowNode).unwrap();
+    assert!(node.iter().any(|n| n.state == "MASTER"), "{node:?}");
     // Held a second more: the node does not spin on a full socket.
     std::thread::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed()));
     let used = cpu_ticks(pid) - before;
@@ -183,8 +183,8 @@ fn one_process_an_application_and_show_app_reads_its_table() {
     let seq = first.set(7, b"permit tcp").unwrap();
     assert!(first.wait(seq, Duration::from_secs(5)).unwrap());
     for s in ['A', 'B'] {
-        let j = c.ask(s, &Control::ShowApp { app: "acl".into(), rows: true, from: 0 }).unwrap();
-        assert_eq!(j["entries"], 1, "MSM-{s}: {j}");
+        let j: AppTable = c.ask(s, &Control::ShowApp { app: "acl".into(), rows: true, from: 0 }).unwrap();
+        assert_eq!(j.entries, 1, "MSM-{s}: {j:?}");
         let text = c.text(s, &Control::ShowApp { app: "acl".into(), rows: true, from: 0 }).unwrap();
         assert!(text.contains("7: permit tcp"), "MSM-{s}: {text}");
     }
@@ -234,13 +234,13 @@ fn a_flooding_writer_is_held_back_not_rebulked() {
     let (accepted, errors) = reader.join().unwrap();
     assert_eq!((accepted, errors), (n, 0), "every change accepted, none refused");
     c.wait("the backup has every change", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
-    let j = c.ask('A', &Control::ShowCheckpointData { process: Some("acl".into()) }).unwrap();
-    assert_eq!(j[0]["rebulks"], 0, "{j}");
-    assert!(j[0]["held_back"].as_u64() > Some(0), "the writer was never held back: {j}");
-    let gap = common::switch(&c, 'A')["peers"][0]["max_heartbeat_gap_us"].as_u64().unwrap_or(0);
+    let j = c.stream('A', "acl").unwrap();
+    assert_eq!(j.rebulks, 0, "{j:?}");
+    assert!(j.held_back > Some(0), "the writer was never held back: {j:?}");
+    let gap = common::switch(&c, 'A').peers.first().map_or(0, |p| p.max_heartbeat_gap_us);
     eprintln!(
         "flood of {n} changes: held back {} time(s), largest heartbeat gap {} ms",
-        j[0]["held_back"],
+        j.held_back.unwrap_or(0),
         gap / 1000
     );
 }
@@ -338,7 +338,7 @@ fn followers_that_never_read_cost_the_backup_only_their_bound() {
     let (a, b) = (c.children[0].as_ref().unwrap().id(), c.children[1].as_ref().unwrap().id());
     let (pa, pb) = (peak_kib(a), peak_kib(b));
     let bound = 32 * 1024 + APPS as u64 * 512 + 24 * 1024;
-    let gap = common::switch(&c, 'A')["peers"][0]["max_heartbeat_gap_us"].as_u64().unwrap_or(0);
+    let gap = common::switch(&c, 'A').peers.first().map_or(0, |p| p.max_heartbeat_gap_us);
     eprintln!(
         "{APPS} followers not reading: backup peak {} MiB, master peak {} MiB, largest heartbeat gap {} ms",
         pb / 1024,

@@ -14,7 +14,7 @@ use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
 mod common;
 
 use common::{HB, by_slot, chassis, no_failover, pair, rebulks, switch, tapped_pair};
-use msm_control::Request;
+use msm_control::{FailingOver, KeyStep, Request};
 use msm_testkit::chassis::Chassis;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
@@ -31,12 +31,12 @@ fn a_module_with_another_key_never_joins_and_both_sides_say_so() {
     let other = other.display().to_string();
     c.start('B', &["--key-file", &other, "--require-auth"]).unwrap();
     c.wait("both refuse the other", Duration::from_secs(5), |c| {
-        Ok(by_slot(&switch(c, 'A'), "B", "auth") >= 10 && by_slot(&switch(c, 'B'), "A", "auth") >= 10)
+        Ok(by_slot(&switch(c, 'A'), "B", |r| r.auth) >= 10 && by_slot(&switch(c, 'B'), "A", |r| r.auth) >= 10)
     })
     .unwrap();
     let a = switch(&c, 'A');
-    assert_eq!(a["in_sync"], false, "{a}");
-    assert!(a["peers"].as_array().unwrap().is_empty(), "B is no member of A's chassis: {a}");
+    assert!(!a.in_sync, "{a:?}");
+    assert!(a.peers.is_empty(), "B is no member of A's chassis: {a:?}");
     let text = c.text('A', &Request::ShowSwitch).unwrap();
     assert!(text.contains("frames from MSM-B failed authentication"), "{text}");
     let text = c.text('B', &Request::ShowSwitch).unwrap();
@@ -59,7 +59,7 @@ fn captured_datagrams_replayed_are_refused_and_change_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     let tap = tapped_pair(&mut c, &["--churn", "2000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = rebulks(&c);
     c.wait("a second of traffic captured", Duration::from_secs(10), |_| {
         Ok(tap.frames.lock().unwrap().len() > 200)
@@ -71,7 +71,7 @@ fn captured_datagrams_replayed_are_refused_and_change_nothing() {
         let _ = sock.send_to(f, c.path('B', "sock"));
     }
     c.wait("B refuses every replay", Duration::from_secs(5), |c| {
-        Ok(by_slot(&switch(c, 'B'), "A", "replay") >= captured.len() as u64 * 9 / 10)
+        Ok(by_slot(&switch(c, 'B'), "A", |r| r.replay) >= captured.len() as u64 * 9 / 10)
     })
     .unwrap();
     no_failover(&c, &term);
@@ -144,9 +144,9 @@ fn forged_frames_of_every_kind_cause_no_failover_and_are_counted_by_slot() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--churn", "1000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     // "3.A": count 3, claimed by slot A; on the wire count << 8 | (0xFF - slot).
-    let (count, owner) = term.as_str().unwrap().split_once('.').unwrap();
+    let (count, owner) = term.split_once('.').unwrap();
     let slot = u64::from(owner.as_bytes()[0] - b'A');
     let term_raw = count.parse::<u64>().unwrap() << 8 | (0xFF - slot);
     let before = rebulks(&c);
@@ -157,10 +157,10 @@ fn forged_frames_of_every_kind_cause_no_failover_and_are_counted_by_slot() {
     }
     c.wait("all counted", Duration::from_secs(5), |c| {
         let (a, b) = (switch(c, 'A'), switch(c, 'B'));
-        Ok(by_slot(&a, "C", "auth") >= 20
-            && by_slot(&a, "B", "auth") >= 20
-            && by_slot(&b, "A", "auth") >= 60
-            && by_slot(&a, "D", "version") >= 20)
+        Ok(by_slot(&a, "C", |r| r.auth) >= 20
+            && by_slot(&a, "B", |r| r.auth) >= 20
+            && by_slot(&b, "A", |r| r.auth) >= 60
+            && by_slot(&a, "D", |r| r.version) >= 20)
     })
     .unwrap();
     // A normal failover is still possible afterwards: the phantom v1 peer blocks nothing.
@@ -169,10 +169,10 @@ fn forged_frames_of_every_kind_cause_no_failover_and_are_counted_by_slot() {
     let text = c.text('A', &Request::ShowSwitch).unwrap();
     assert!(text.contains("frames from MSM-D in protocol v1"), "{text}");
     c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
-    c.ask('A', &Request::Failover { force: false }).unwrap();
+    c.ask::<FailingOver>('A', &Request::Failover { force: false }).unwrap();
     c.wait("B took over", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("MASTER"))).unwrap();
     let b = switch(&c, 'B');
-    assert!(!b["term"].as_str().unwrap_or("").starts_with("0."), "terms did not wrap: {b}");
+    assert!(!b.term.starts_with("0."), "terms did not wrap: {b:?}");
 }
 
 #[test]
@@ -180,21 +180,19 @@ fn the_chassis_key_rotates_under_churn_with_no_failover_and_no_rebulk() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--churn", "3000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = rebulks(&c);
-    let fp_old = switch(&c, 'A')["keys"]["sending"].clone();
+    let fp_old = switch(&c, 'A').keys.sending;
     let next = c.dir.join("next.key");
     msm_runtime::key_file::generate(&next).unwrap();
     let next = next.display().to_string();
-    let checkpointed = |c: &Chassis| {
-        let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) }).unwrap();
-        j[0]["checkpointed"].as_u64().unwrap_or(0)
-    };
+    let checkpointed =
+        |c: &Chassis| c.checkpoint('A', Some("fdb")).unwrap().first().map_or(0, |r| r.checkpointed);
     // Each step on A, some traffic, then on B: the nodes are a step apart a while.
     let steps = [Request::KeyInstall { path: next.clone() }, Request::KeySwitch, Request::KeyRetire];
     for step in &steps {
         for slot in ['A', 'B'] {
-            c.ask(slot, step).unwrap();
+            c.ask::<KeyStep>(slot, step).unwrap();
             let seen = checkpointed(&c);
             c.wait("changes flow between the steps", Duration::from_secs(5), |c| {
                 Ok(checkpointed(c) > seen + 100)
@@ -204,11 +202,11 @@ fn the_chassis_key_rotates_under_churn_with_no_failover_and_no_rebulk() {
         }
     }
     let (a, b) = (switch(&c, 'A'), switch(&c, 'B'));
-    assert_ne!(a["keys"]["sending"], fp_old, "{a}");
-    assert_eq!(a["keys"]["sending"], b["keys"]["sending"]);
-    assert!(a["keys"]["also"].is_null() && a["keys"]["authenticated"] == true, "{a}");
-    assert_eq!(a["frame_errors"]["auth"], 0, "no frame was refused during the rotation: {a}");
-    assert_eq!(b["frame_errors"]["auth"], 0, "{b}");
+    assert_ne!(a.keys.sending, fp_old, "{a:?}");
+    assert_eq!(a.keys.sending, b.keys.sending);
+    assert!(a.keys.also.is_none() && a.keys.authenticated, "{a:?}");
+    assert_eq!(a.frame_errors.auth, 0, "no frame was refused during the rotation: {a:?}");
+    assert_eq!(b.frame_errors.auth, 0, "{b:?}");
     assert_eq!(rebulks(&c), before, "no re-bulk");
     c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
     // The retired key is refused now; a step out of order is refused by name.

@@ -13,7 +13,7 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, log, no_failover, pair, switch};
-use msm_control::{Request, Response};
+use msm_control::{AppTable, Churning, Configured, Request, Response, Saved};
 use msm_testkit::chassis::{Chassis, Reaped};
 
 /// One chassis at a time: these tests are about timing under load, and two
@@ -25,20 +25,20 @@ fn a_configure_of_20000_lines_keeps_the_heartbeats_and_is_on_the_backup_when_ack
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let lines: Vec<String> = (0..20_000).map(|i| format!("create vlan v{i}")).collect();
-    let r = c.ask('A', &Request::Configure { lines, wait: Some(20_000) }).unwrap();
-    assert_eq!(r["applied"], 20_000, "{r}");
-    assert_eq!(r["checkpointed"], true, "{r}");
-    assert_eq!(r["behind"], 0);
-    assert!(r["seq"].as_u64().unwrap() >= 20_000, "{r}");
+    let r: Configured = c.ask('A', &Request::Configure { lines, wait: Some(20_000) }).unwrap();
+    assert_eq!(r.applied, 20_000, "{r:?}");
+    assert!(r.on_backup.checkpointed, "{r:?}");
+    assert_eq!(r.on_backup.behind, 0);
+    assert!(r.on_backup.seq >= 20_000, "{r:?}");
     no_failover(&c, &term);
     // What the master acknowledged is on the backup: its running configuration has every VLAN.
     let text = c.text('B', &Request::ShowConfiguration).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("create vlan v")).count(), 20_000);
     // A save waits for the backup's flash the same way.
-    let s = c.ask('A', &Request::Save { which: None, wait: Some(20_000) }).unwrap();
-    assert_eq!(s["checkpointed"], true, "{s}");
+    let s: Saved = c.ask('A', &Request::Save { which: None, wait: Some(20_000) }).unwrap();
+    assert!(s.on_backup.checkpointed, "{s:?}");
     no_failover(&c, &term);
 }
 
@@ -51,11 +51,11 @@ fn a_wait_the_backup_cannot_answer_says_how_far_behind_it_is() {
     let pid = c.children[1].as_ref().unwrap().id() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
     let lines = vec!["create vlan late1".to_string(), "create vlan late2".to_string()];
-    let r = c.ask('A', &Request::Configure { lines, wait: Some(200) }).unwrap();
+    let r: Configured = c.ask('A', &Request::Configure { lines, wait: Some(200) }).unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGCONT).unwrap();
-    assert_eq!(r["applied"], 2, "{r}");
-    assert_eq!(r["checkpointed"], false, "{r}");
-    assert!(r["behind"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r.applied, 2, "{r:?}");
+    assert!(!r.on_backup.checkpointed, "{r:?}");
+    assert!(r.on_backup.behind >= 2, "{r:?}");
     let text = match c.call('A', &Request::ShowSwitch).unwrap() {
         Response::Ok { .. } => "ok",
         Response::Error { .. } => "error",
@@ -68,7 +68,7 @@ fn a_client_that_never_reads_its_answer_is_dropped_and_the_node_goes_on() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--fdb", "200000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     // Ask for some 10 MB of rows and never read them.
     let mut greedy = UnixStream::connect(c.path('A', "ctl")).unwrap();
     greedy.write_all(b"{\"op\":\"show-app\",\"app\":\"fdb\",\"rows\":true}\n").unwrap();
@@ -89,15 +89,15 @@ fn a_workload_beyond_the_limit_is_refused_by_name() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     match c.call('A', &Request::Churn { rate: u32::MAX }).unwrap() {
         Response::Error { message } => assert!(message.contains("100000"), "{message}"),
         r => panic!("accepted: {r:?}"),
     }
-    c.ask('A', &Request::Churn { rate: 20_000 }).unwrap();
+    c.ask::<Churning>('A', &Request::Churn { rate: 20_000 }).unwrap();
     c.wait("churn checkpointed", Duration::from_secs(5), |c| {
-        let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
-        Ok(j[0]["checkpointed"].as_u64().unwrap_or(0) > 20_000)
+        let rows = c.checkpoint('A', Some("fdb"))?;
+        Ok(rows.first().is_some_and(|r| r.checkpointed > 20_000))
     })
     .unwrap();
     no_failover(&c, &term);
@@ -123,7 +123,7 @@ fn a_second_node_given_the_running_nodes_paths_exits_and_names_them() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let out = second_node_for_a(&c, &c.path('A', "ctl"));
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -140,7 +140,7 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &[]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     // A fresh flash counts boots from the clock's seconds: the second
     // module booted in the same second would have A's incarnation, and its
     // frames would only be refused as replays (documented). It boots later.
@@ -151,7 +151,7 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     c.wait("a later second", Duration::from_secs(3), |_| {
-        Ok(msm_runtime::flash::unix_now() - msm_runtime::flash::EPOCH_2025 > a_inc)
+        Ok(msm_runtime::wall_clock::unix_now() - msm_runtime::flash::EPOCH_2025 > a_inc)
     })
     .unwrap();
     // Its own files and the chassis key, but slot A and a backplane to B: B
@@ -174,11 +174,7 @@ fn a_second_node_for_a_running_slot_is_reported_and_never_splits_the_chassis() {
     // nothing moves. (A second module that hears the chassis is reported
     // as a slot conflict: tests/mastership.rs.)
     let unproven = |c: &Chassis| {
-        switch(c, 'B')["frame_errors"]["by_slot"]
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r["slot"] == "A"))
-            .and_then(|r| r["unproven"].as_u64())
-            .unwrap_or(0)
+        switch(c, 'B').frame_errors.by_slot.iter().find(|r| r.slot == "A").map_or(0, |r| r.unproven)
     };
     c.wait("B refuses the deaf module's frames", Duration::from_secs(5), |c| Ok(unproven(c) >= 20)).unwrap();
     let text = c.text('B', &Request::ShowSwitch).unwrap();
@@ -202,12 +198,12 @@ fn every_refused_frame_is_counted_by_reason() {
     sock.send_to(&[0xC5, 1, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9], &target).unwrap(); // bad CRC
     sock.send_to(&vec![0u8; 70_000], &target).unwrap_or(0); // larger than any frame
     c.wait("counted", Duration::from_secs(5), |c| {
-        let e = &switch(c, 'B')["frame_errors"];
-        Ok(e["malformed"].as_u64() >= Some(1) && e["bad_crc"].as_u64() >= Some(1))
+        let e = switch(c, 'B').frame_errors;
+        Ok(e.malformed >= 1 && e.bad_crc >= 1)
     })
     .unwrap();
-    let e = &switch(&c, 'B')["frame_errors"];
-    assert!(e["total"].as_u64().unwrap() >= 2, "{e}");
+    let e = switch(&c, 'B').frame_errors;
+    assert!(e.total >= 2, "{e:?}");
     let text = c.text('B', &Request::ShowSwitch).unwrap();
     assert!(text.contains("Refused frames:"), "{text}");
 }
@@ -226,16 +222,16 @@ fn a_backup_whose_own_saved_configuration_is_larger_takes_the_masters() {
     c.start('A', &[]).unwrap();
     c.wait("A master", Duration::from_secs(10), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
     let lines: Vec<String> = (0..16_000).map(|i| format!("create vlan master{i:05}")).collect();
-    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
-    let saved = c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
-    let bytes = saved["bytes"].as_u64().unwrap();
-    assert!(bytes > 300_000, "{saved}");
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: None }).unwrap();
+    let saved: Saved = c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
+    let bytes = saved.bytes;
+    assert!(bytes > 300_000, "{saved:?}");
     c.start('B', &[]).unwrap();
     c.wait("in sync", Duration::from_secs(60), |c| Ok(c.in_sync('A'))).unwrap();
     let b = switch(&c, 'B');
-    assert_eq!(b["saved"][0]["bytes"].as_u64(), Some(bytes), "B's primary.cfg is the master's: {b}");
-    let fail = c.ask('A', &Request::ShowCheckpointData { process: Some("saved-config".into()) }).unwrap();
-    assert_eq!(fail[0]["errors"], 0, "{fail}");
+    assert_eq!(b.saved.first().map(|f| f.bytes), Some(bytes), "B's primary.cfg is the master's: {b:?}");
+    let fail = c.checkpoint('A', Some("saved-config")).unwrap();
+    assert_eq!(fail.first().map(|r| r.errors), Some(0), "{fail:?}");
 }
 
 #[test]
@@ -244,8 +240,8 @@ fn an_fdb_beyond_the_old_cap_is_honoured() {
     let (_d, mut c) = chassis(HB);
     c.start('A', &["--fdb", "60000"]).unwrap();
     c.wait("seeded", Duration::from_secs(30), |c| {
-        let j = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
-        Ok(j["entries"].as_u64() == Some(60_000))
+        let t: AppTable = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
+        Ok(t.entries == 60_000)
     })
     .unwrap();
 }

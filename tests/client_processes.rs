@@ -13,7 +13,6 @@ use std::time::Duration;
 
 mod common;
 
-use msm_control::Request;
 use msm_testkit::chassis::{Chassis, Reaped};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -83,8 +82,12 @@ fn every_change_a_client_waited_for_is_on_the_new_master_after_a_sigkill() {
         }))
     })
     .unwrap();
-    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("acl".into()) }).unwrap();
-    assert_eq!(j[0]["process"], "acl", "the process application is listed like the others: {j}");
+    let j = c.checkpoint('A', Some("acl")).unwrap();
+    assert_eq!(
+        j.first().map(|r| r.process.as_str()),
+        Some("acl"),
+        "the process application is listed like the others: {j:?}"
+    );
     c.kill('A').unwrap();
     c.wait("B took over", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("MASTER"))).unwrap();
     for (name, _) in PROCESSES {
@@ -126,7 +129,7 @@ fn bad_clients_are_refused_by_name_and_disturb_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis();
     pair(&mut c);
-    let term = c.ask('A', &Request::ShowSwitch).unwrap()["term"].clone();
+    let term = c.switch('A').unwrap().term;
     let sock = c.path('A', "app");
     let m = refused(msm_client::Client::connect(&sock, "bgp", 1, &[]));
     assert!(m.contains("no process application named 'bgp'") && m.contains("acl, stats"), "{m}");
@@ -181,8 +184,8 @@ fn bad_clients_are_refused_by_name_and_disturb_nothing() {
             .contains("application client dropped"))
     })
     .unwrap();
-    let a = c.ask('A', &Request::ShowSwitch).unwrap();
-    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), &term), "no failover: {a}");
+    let a = c.switch('A').unwrap();
+    assert_eq!((a.role.as_str(), &a.term), ("MASTER", &term), "no failover: {a:?}");
     c.wait("in sync", Duration::from_secs(5), |c| Ok(c.in_sync('A'))).unwrap();
 }
 
@@ -203,10 +206,7 @@ fn a_restarted_client_gets_its_state_back_from_its_node_without_a_rebulk() {
         let (seq, ok) = w.set_and_wait(299, b"rule 299", Duration::from_secs(5)).unwrap();
         assert!(ok && seq == last + 1, "{seq} after {last}");
     } // the process is gone
-    let rebulks = |c: &Chassis| {
-        c.ask('A', &Request::ShowCheckpointData { process: Some("acl".into()) }).unwrap()[0]["rebulks"]
-            .clone()
-    };
+    let rebulks = |c: &Chassis| c.checkpoint('A', Some("acl")).unwrap().first().map(|r| r.rebulks);
     let before = rebulks(&c);
     let mut again = msm_client::Client::connect(&sock, "acl", 1, &["vlan"]).unwrap();
     assert!(again.checkpointed_at_start() >= 300);
@@ -243,8 +243,8 @@ fn the_python_client_registers_sets_and_waits() {
         Command::new("python3").arg(&script).arg(c.path('A', "app")).args(["stats", "1"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("on the backup: True"), "{out:?}");
-    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("stats".into()) }).unwrap();
-    assert!(j[0]["checkpointed"].as_u64() >= Some(100), "{j}");
+    let j = c.checkpoint('A', Some("stats")).unwrap();
+    assert!(j.first().map(|r| r.checkpointed) >= Some(100), "{j:?}");
     // On the backup it receives the state the master's process wrote.
     let out =
         Command::new("python3").arg(&script).arg(c.path('B', "app")).args(["stats", "1"]).output().unwrap();

@@ -8,7 +8,7 @@
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use msm_control::{Request, Response};
+use msm_control::{Configuration, Request, Response, Saved, Switch};
 use msm_flash::ConfigName;
 use msm_runtime::flash::{PRIMARY, SETTINGS};
 use msm_testkit::chassis::Chassis;
@@ -39,10 +39,10 @@ fn configure(c: &Chassis, lines: &[&str]) {
 fn stopped_node(c: &mut Chassis, primary: &str, secondary: Option<&str>) {
     start_master(c);
     configure(c, &[primary, "configure node slot A priority 7"]);
-    c.ask('A', &Request::Save { which: Some(ConfigName::Primary), wait: None }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: Some(ConfigName::Primary), wait: None }).unwrap();
     if let Some(line) = secondary {
         configure(c, &[line]);
-        c.ask('A', &Request::Save { which: Some(ConfigName::Secondary), wait: None }).unwrap();
+        c.ask::<Saved>('A', &Request::Save { which: Some(ConfigName::Secondary), wait: None }).unwrap();
     }
     assert!(c.stop('A').unwrap().success());
 }
@@ -61,17 +61,14 @@ fn random(len: u32) -> Vec<u8> {
 }
 
 /// Start MSM-A again; it must boot and answer `show switch`. Returns its
-/// `show switch` JSON, its configuration text, and the log of this boot.
-fn boot_again(c: &mut Chassis) -> (serde_json::Value, String, String) {
+/// `show switch`, its configuration text, and the log of this boot.
+fn boot_again(c: &mut Chassis) -> (Switch, String, String) {
     let before = std::fs::read_to_string(c.path('A', "log")).map_or(0, |l| l.len());
     c.start('A', &[]).unwrap();
-    c.wait("MSM-A answering show switch", Duration::from_secs(10), |c| {
-        Ok(c.ask('A', &Request::ShowSwitch).is_ok())
-    })
-    .unwrap();
+    c.wait("MSM-A answering show switch", Duration::from_secs(10), |c| Ok(c.switch('A').is_ok())).unwrap();
     assert!(c.exited('A').unwrap().is_none(), "MSM-A exited");
-    let switch = c.ask('A', &Request::ShowSwitch).unwrap();
-    let text = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
+    let switch = c.switch('A').unwrap();
+    let text = c.ask::<Configuration>('A', &Request::ShowConfiguration).unwrap().text;
     let log = std::fs::read_to_string(c.path('A', "log")).unwrap()[before..].to_string();
     (switch, text, log)
 }
@@ -87,7 +84,7 @@ fn destroyed_primary_cfg_boots_secondary_cfg_and_the_log_says_so() {
     scribble(&c, PRIMARY.0, &random(PRIMARY.1));
     let (switch, text, log) = boot_again(&mut c);
     assert!(warned(&log, &["primary.cfg damaged (", "): booting secondary.cfg"]), "{log}");
-    assert_eq!(switch["config_booted"], "secondary.cfg", "{switch}");
+    assert_eq!(switch.config_booted, "secondary.cfg", "{switch:?}");
     assert!(text.contains("create vlan sec tag 20"), "{text}");
 }
 
@@ -105,7 +102,7 @@ fn damaged_primary_cfg_without_secondary_boots_the_factory_default_and_the_log_s
         ),
         "{log}"
     );
-    assert_eq!(switch["config_booted"], "primary.cfg", "{switch}");
+    assert_eq!(switch.config_booted, "primary.cfg", "{switch:?}");
     assert!(!text.contains("prim") && text.contains("create vlan Default tag 1"), "{text}");
 }
 
@@ -117,7 +114,7 @@ fn zeroed_settings_area_boots_with_default_settings_and_the_log_says_so() {
     let (switch, text, log) = boot_again(&mut c);
     assert!(warned(&log, &["settings area damaged (", "booting with default settings"]), "{log}");
     // The configurations are separate and still good.
-    assert_eq!(switch["config_booted"], "primary.cfg", "{switch}");
+    assert_eq!(switch.config_booted, "primary.cfg", "{switch:?}");
     assert!(text.contains("create vlan prim tag 10"), "{text}");
     // The area was reformatted: the next boot is clean and counts from there.
     assert!(c.stop('A').unwrap().success());
@@ -142,17 +139,17 @@ fn random_settings_area_boots_with_default_settings_and_the_log_says_so() {
 fn a_master_killed_and_started_alone_takes_a_new_term() {
     let (_d, mut c) = chassis();
     start_master(&mut c);
-    let first = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
+    let first = c.switch('A').unwrap().term;
     c.kill('A').unwrap();
     start_master(&mut c);
-    let again = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
+    let again = c.switch('A').unwrap().term;
     assert_eq!((first.as_str(), again.as_str()), ("1.A", "2.A"));
     // The operator's recovery when terms near their limit: the kept term cleared.
     c.kill('A').unwrap();
     c.start('A', &["--forget-term"]).unwrap();
     c.wait("A master", std::time::Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER")))
         .unwrap();
-    let fresh = c.ask('A', &Request::ShowSwitch).unwrap()["term"].as_str().unwrap().to_string();
+    let fresh = c.switch('A').unwrap().term;
     assert_eq!(fresh, "1.A");
     let log = std::fs::read_to_string(c.path('A', "log")).unwrap();
     assert!(log.contains("--forget-term: the kept term 2.A is cleared"), "{log}");

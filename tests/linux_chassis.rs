@@ -10,7 +10,7 @@ mod common;
 
 use common::{chassis, digests};
 
-use msm_control::{Request, Response};
+use msm_control::{Configuration, Configured, Rebooting, Request, Response, Saved};
 use msm_flash::ConfigName;
 use msm_runtime::flash::BoardFlash;
 use msm_testkit::chassis::Chassis;
@@ -39,16 +39,20 @@ fn backup_started_after_master_gets_saved_then_active_config_then_every_change()
         configure(&c, 'A', &["create vlan corp tag 100", "configure vlan corp add ports 1-8"]),
         Response::Ok { .. }
     ));
-    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: None, wait: None }).unwrap();
     // An unsaved change: the active config differs from the saved one.
     assert!(matches!(configure(&c, 'A', &["create vlan lab tag 200"]), Response::Ok { .. }));
     c.start('B', &[]).unwrap();
     c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A') && c.in_sync('B'))).unwrap();
-    let sa = c.ask('A', &Request::ShowSwitch).unwrap();
-    let sb = c.ask('B', &Request::ShowSwitch).unwrap();
-    assert_eq!(sb["state"], "BACKUP (In Sync)");
-    assert_eq!(sa["saved"][0]["bytes"], sb["saved"][0]["bytes"], "B's flash holds A's saved config");
-    let conf = |s| c.ask(s, &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
+    let sa = c.switch('A').unwrap();
+    let sb = c.switch('B').unwrap();
+    assert_eq!(sb.state, "BACKUP (In Sync)");
+    assert_eq!(
+        sa.saved.first().map(|f| f.bytes),
+        sb.saved.first().map(|f| f.bytes),
+        "B's flash holds A's saved config"
+    );
+    let conf = |s| c.ask::<Configuration>(s, &Request::ShowConfiguration).unwrap().text;
     assert_eq!(conf('A'), conf('B'));
     assert!(conf('B').contains("create vlan lab tag 200"));
     assert_eq!(digests(&c, 'A'), digests(&c, 'B'));
@@ -56,8 +60,8 @@ fn backup_started_after_master_gets_saved_then_active_config_then_every_change()
     assert!(matches!(configure(&c, 'A', &["configure vlan lab add ports 30-31"]), Response::Ok { .. }));
     c.text('A', &Request::Churn { rate: 2000 }).unwrap();
     c.wait("some churn", Duration::from_secs(5), |c| {
-        let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
-        Ok(j[0]["changes"].as_u64().unwrap_or(0) > 500)
+        let rows = c.checkpoint('A', Some("fdb"))?;
+        Ok(rows.first().map_or(0, |r| r.changes) > 500)
     })
     .unwrap();
     c.text('A', &Request::Churn { rate: 0 }).unwrap();
@@ -83,8 +87,8 @@ fn sigkill_of_master_under_churn_loses_no_checkpointed_change() {
     c.start('B', &[]).unwrap();
     c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
     c.wait("sustained churn", Duration::from_secs(10), |c| {
-        let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
-        Ok(j[0]["checkpointed"].as_u64().unwrap_or(0) > 8000)
+        let rows = c.checkpoint('A', Some("fdb"))?;
+        Ok(rows.first().map_or(0, |r| r.checkpointed) > 8000)
     })
     .unwrap();
     c.kill('A').unwrap();
@@ -113,7 +117,7 @@ fn failover_before_sync_uses_the_backups_own_flash_config() {
     // B's flash: a configuration of its own, saved while B ran alone.
     master(&mut c, 'B', &[]);
     assert!(matches!(configure(&c, 'B', &["create vlan from_b_flash tag 77"]), Response::Ok { .. }));
-    c.ask('B', &Request::Save { which: None, wait: None }).unwrap();
+    c.ask::<Saved>('B', &Request::Save { which: None, wait: None }).unwrap();
     c.stop('B').unwrap();
     // A: a large saved config and an unsaved change. The backplane is a slow
     // serial-like link, so the saved config (sent first) takes a while and the
@@ -121,17 +125,17 @@ fn failover_before_sync_uses_the_backups_own_flash_config() {
     let slow = ["--link-rate", "40000", "--max-frame", "512"];
     master(&mut c, 'A', &slow);
     let lines: Vec<String> = (0..600).map(|i| format!("create vlan a{i} tag {}", 100 + i)).collect();
-    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
-    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: None }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: None, wait: None }).unwrap();
     assert!(matches!(configure(&c, 'A', &["create vlan from_a_active tag 88"]), Response::Ok { .. }));
     c.start('B', &slow).unwrap();
     c.wait("B is BACKUP", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("BACKUP"))).unwrap();
-    let sync = c.ask('B', &Request::ShowSwitch).unwrap()["sync"].as_str().unwrap().to_string();
+    let sync = c.switch('B').unwrap().sync;
     assert!(sync.contains("saved-config"), "still receiving the saved config: {sync}");
     c.kill('A').unwrap();
     c.wait("B to become MASTER", Duration::from_secs(5), |c| Ok(c.role('B').as_deref() == Some("MASTER")))
         .unwrap();
-    let conf = c.ask('B', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
+    let conf = c.ask::<Configuration>('B', &Request::ShowConfiguration).unwrap().text;
     assert!(conf.contains("from_b_flash"), "B runs its own flash config:\n{conf}");
     assert!(
         !conf.contains("from_a_active") && !conf.contains("vlan a599"),
@@ -157,7 +161,7 @@ fn a_master_killed_midway_through_a_large_configure_leaves_tables_and_configurat
     c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
     let lines: Vec<String> = (0..10_000).map(|i| format!("create vlan big{i}")).collect();
     // Answered once applied on A; B is still taking it in.
-    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: None }).unwrap();
     c.wait("B's configuration partway", Duration::from_secs(30), |c| {
         Ok(c.running_config('B').map(|r| r.vlans.len()).unwrap_or(0) > 2_000)
     })
@@ -183,15 +187,15 @@ fn kill_during_save_leaves_old_or_new_config() {
     let (_d, mut c) = chassis(20);
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0x5a7e);
     master(&mut c, 'A', &[]);
-    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: None, wait: None }).unwrap();
     let mut outcomes = [0u32; 2];
     for round in 0..8u32 {
-        let old = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
+        let old = c.ask::<Configuration>('A', &Request::ShowConfiguration).unwrap().text;
         // Many lines make a save take milliseconds (with its fsyncs).
         let lines: Vec<String> =
             (0..500).map(|i| format!("create vlan r{round}v{i} tag {}", 2 + round * 500 + i)).collect();
-        c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
-        let new = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
+        c.ask::<Configured>('A', &Request::Configure { lines, wait: None }).unwrap();
+        let new = c.ask::<Configuration>('A', &Request::ShowConfiguration).unwrap().text;
         // Fire the save and kill the node at a random moment of it.
         let ctl = c.path('A', "ctl");
         let save =
@@ -211,7 +215,7 @@ fn kill_during_save_leaves_old_or_new_config() {
         outcomes[usize::from(on_flash == new)] += 1;
         // The node boots from whichever it is.
         master(&mut c, 'A', &[]);
-        let booted = c.ask('A', &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap().to_string();
+        let booted = c.ask::<Configuration>('A', &Request::ShowConfiguration).unwrap().text;
         assert_eq!(booted, on_flash);
     }
     eprintln!("kill during save: old config kept {} times, new one {} times", outcomes[0], outcomes[1]);
@@ -221,7 +225,7 @@ fn kill_during_save_leaves_old_or_new_config() {
 fn reboot_refuses_unsaved_changes_and_one_image_serves_one_node() {
     let (_d, mut c) = chassis(20);
     master(&mut c, 'A', &[]);
-    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: None, wait: None }).unwrap();
     assert!(matches!(configure(&c, 'A', &["create vlan unsaved tag 9"]), Response::Ok { .. }));
     match c.call('A', &Request::Reboot { force: false }).unwrap() {
         Response::Error { message } => assert!(message.contains("unsaved changes"), "{message}"),
@@ -242,8 +246,8 @@ fn reboot_refuses_unsaved_changes_and_one_image_serves_one_node() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("A.img"), "{err}");
     // Saved, the reboot goes ahead: exit code 3.
-    c.ask('A', &Request::Save { which: None, wait: None }).unwrap();
-    c.ask('A', &Request::Reboot { force: false }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: None, wait: None }).unwrap();
+    c.ask::<Rebooting>('A', &Request::Reboot { force: false }).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(s) = c.exited('A').unwrap() {
@@ -259,7 +263,7 @@ fn reboot_refuses_unsaved_changes_and_one_image_serves_one_node() {
 fn bad_cli_input_and_malformed_requests_get_clear_errors_and_change_nothing() {
     let (_d, mut c) = chassis(20);
     master(&mut c, 'A', &[]);
-    let before = c.ask('A', &Request::ShowConfiguration).unwrap();
+    let before: Configuration = c.ask('A', &Request::ShowConfiguration).unwrap();
     // Invalid configuration lines: refused with the reason and the line.
     match configure(&c, 'A', &["create vlan 9lives"]) {
         Response::Error { message } => assert!(
@@ -303,7 +307,7 @@ fn bad_cli_input_and_malformed_requests_get_clear_errors_and_change_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("outside 1-4094"));
-    assert_eq!(c.ask('A', &Request::ShowConfiguration).unwrap(), before, "nothing changed");
+    assert_eq!(c.ask::<Configuration>('A', &Request::ShowConfiguration).unwrap(), before, "nothing changed");
     assert_eq!(c.role('A').as_deref(), Some("MASTER"));
 }
 

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{HB, Tap, by_slot, chassis, log, pair, switch, tapped_pair};
-use msm_control::Request;
+use msm_control::{AppTable, FailingOver, KeyStep, Request, Switch};
 use msm_testkit::chassis::Chassis;
-use serde_json::Value;
 
 /// One chassis at a time: timing under two debug chassis on two cores is noise.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -27,19 +26,20 @@ fn entries(c: &Chassis, slot: char) -> Vec<(String, u64)> {
     msm_runtime::apps::APPS
         .iter()
         .map(|(n, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
-            ((*n).to_string(), j["entries"].as_u64().unwrap_or(0))
+            let t: AppTable =
+                c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
+            ((*n).to_string(), t.entries)
         })
         .collect()
 }
 
 /// A stayed master in `term`, lost no split brain, and holds at least the
 /// entries it held before (nothing it had was discarded).
-fn master_kept_everything(c: &Chassis, term: &Value, before: &[(String, u64)]) {
+fn master_kept_everything(c: &Chassis, term: &str, before: &[(String, u64)]) {
     let a = switch(c, 'A');
     let logs = || format!("A log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
-    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}\n{}", logs());
-    assert_eq!(a["split_brain"], Value::Null, "A discarded changes: {a}\n{}", logs());
+    assert_eq!((a.role.as_str(), a.term.as_str()), ("MASTER", term), "A: {a:?}\n{}", logs());
+    assert_eq!(a.split_brain, None, "A discarded changes: {a:?}\n{}", logs());
     for ((name, had), (_, has)) in before.iter().zip(entries(c, 'A')) {
         // The churn changes values and deletes some; a wipe takes most.
         assert!(has * 2 >= *had, "{name}: {had} entries before, {has} after\n{}", logs());
@@ -98,7 +98,7 @@ impl Drop for ReplayThread {
 
 fn failover(c: &Chassis, from: char, to: char) {
     c.wait("in sync before the switchover", WAIT, |c| Ok(c.in_sync(from))).unwrap();
-    c.ask(from, &Request::Failover { force: false }).unwrap();
+    c.ask::<FailingOver>(from, &Request::Failover { force: false }).unwrap();
     c.wait("switched over", WAIT, |c| Ok(c.role(to).as_deref() == Some("MASTER") && c.in_sync(to))).unwrap();
 }
 
@@ -124,7 +124,7 @@ fn frames_of_an_earlier_boot_replayed_at_a_restart_move_nothing() {
     let boots: std::collections::BTreeSet<u32> =
         captured.iter().filter_map(|f| msm_checkpoint::wire::open(f).ok()).map(|s| s.incarnation).collect();
     assert!(boots.len() >= 2, "frames of two boots of A captured: {boots:?}");
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = entries(&c, 'A');
 
     // B restarts with the captures of both boots of A flooding its socket.
@@ -142,8 +142,8 @@ fn frames_of_an_earlier_boot_replayed_at_a_restart_move_nothing() {
     .unwrap();
     master_kept_everything(&c, &term, &before);
     let b = switch(&c, 'B');
-    let refused = by_slot(&b, "A", "unproven") + by_slot(&b, "A", "replay");
-    assert!(refused > 0, "B refused the captures: {b}");
+    let refused = by_slot(&b, "A", |r| r.unproven) + by_slot(&b, "A", |r| r.replay);
+    assert!(refused > 0, "B refused the captures: {b:?}");
     let text = c.text('B', &Request::ShowSwitch).unwrap();
     assert!(text.contains("frames from MSM-A"), "{text}");
 }
@@ -180,7 +180,7 @@ fn a_second_module_for_the_masters_slot_fails_nothing_over() {
     let (_d, mut c) = chassis(HB);
     c.nodes = 3; // a bus: A and B also send to the third socket, where the second module listens
     pair(&mut c, &["--churn", "1000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = entries(&c, 'A');
     let a2_sock = c.path('C', "sock");
     // Heard by nobody it can hear back: it sends to B only, listens where only A and B send.
@@ -196,7 +196,10 @@ fn a_second_module_for_the_masters_slot_fails_nothing_over() {
     // Now on the bus both ways: it hears A (its own slot) and B (a backup that holds the state).
     let _ = std::fs::remove_file(c.dir.join("A2.img"));
     let mut a2 = second_module_in_slot_a(&c, &a2_sock, &[&c.path('A', "sock"), &c.path('B', "sock")]);
-    c.wait("B reports two modules in slot A", WAIT, |c| Ok(switch(c, 'B')["slot_conflict"] == "A")).unwrap();
+    c.wait("B reports two modules in slot A", WAIT, |c| {
+        Ok(switch(c, 'B').slot_conflict.as_deref() == Some("A"))
+    })
+    .unwrap();
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_millis(1500) {
         master_kept_everything(&c, &term, &before);
@@ -204,8 +207,8 @@ fn a_second_module_for_the_masters_slot_fails_nothing_over() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = msm_control::call(&c.dir.join("A2.ctl"), &Request::ShowSwitch);
-    if let Ok(msm_control::Response::Ok { json, .. }) = second {
-        assert_ne!(json["role"], "MASTER", "the second module took mastership: {json}");
+    if let Ok(Ok(s)) = second.map(msm_control::Response::answer::<Switch>) {
+        assert_ne!(s.role, "MASTER", "the second module took mastership: {s:?}");
     }
     let _ = a2.kill();
     let _ = a2.wait();
@@ -220,26 +223,27 @@ fn key_rotation_out_of_order_is_refused_and_fails_nothing_over() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_d, mut c) = chassis(HB);
     pair(&mut c, &["--churn", "1000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = entries(&c, 'A');
     let next = c.dir.join("next.key");
     msm_runtime::key_file::generate(&next).unwrap();
     let next = next.display().to_string();
     // Switch on A before B holds the next key: refused, naming B.
-    c.ask('A', &Request::KeyInstall { path: next.clone() }).unwrap();
-    let e = c.ask('A', &Request::KeySwitch).unwrap_err().to_string();
+    c.ask::<KeyStep>('A', &Request::KeyInstall { path: next.clone() }).unwrap();
+    let e = c.ask::<KeyStep>('A', &Request::KeySwitch).unwrap_err().to_string();
     assert!(e.contains("MSM-B does not hold key"), "{e}");
     // Retire on B while A... B holds one key only: nothing to retire. Install, then
     // retiring the next key on A is fine (no one sends under it).
-    c.ask('B', &Request::KeyInstall { path: next.clone() }).unwrap();
-    c.wait("A sees B hold the next key", WAIT, |c| Ok(c.ask('A', &Request::KeySwitch).is_ok())).unwrap();
+    c.ask::<KeyStep>('B', &Request::KeyInstall { path: next.clone() }).unwrap();
+    c.wait("A sees B hold the next key", WAIT, |c| Ok(c.ask::<KeyStep>('A', &Request::KeySwitch).is_ok()))
+        .unwrap();
     // A sends under the next key; B still sends under the old one: neither may retire it.
-    let e = c.ask('A', &Request::KeyRetire).unwrap_err().to_string();
+    let e = c.ask::<KeyStep>('A', &Request::KeyRetire).unwrap_err().to_string();
     assert!(e.contains("MSM-B still sends under key"), "{e}");
     // B may switch once A's heartbeat since its install said it holds the key.
-    c.wait("B may switch", WAIT, |c| Ok(c.ask('B', &Request::KeySwitch).is_ok())).unwrap();
-    c.wait("B switched", WAIT, |c| Ok(c.ask('A', &Request::KeyRetire).is_ok())).unwrap();
-    c.ask('B', &Request::KeyRetire).unwrap();
+    c.wait("B may switch", WAIT, |c| Ok(c.ask::<KeyStep>('B', &Request::KeySwitch).is_ok())).unwrap();
+    c.wait("B switched", WAIT, |c| Ok(c.ask::<KeyStep>('A', &Request::KeyRetire).is_ok())).unwrap();
+    c.ask::<KeyStep>('B', &Request::KeyRetire).unwrap();
     c.wait("in sync", WAIT, |c| Ok(c.in_sync('A'))).unwrap();
     master_kept_everything(&c, &term, &before);
     assert_eq!(c.role('B').as_deref(), Some("BACKUP"));
@@ -313,8 +317,8 @@ fn insider_heartbeat(key: &msm_checkpoint::Key, who: Who, to: usize, challenge: 
     buf[..n].to_vec()
 }
 
-fn term_count(j: &Value) -> u64 {
-    j["term"].as_str().and_then(|t| t.split_once('.')).and_then(|(n, _)| n.parse().ok()).unwrap_or(0)
+fn term_count(s: &Switch) -> u64 {
+    s.term.split_once('.').and_then(|(n, _)| n.parse().ok()).unwrap_or(0)
 }
 
 /// The fourth finding: a module that holds the key but misbehaves. One frame
@@ -333,7 +337,7 @@ fn a_key_holder_that_misbehaves_locks_nothing_out() {
     c.taps = [Some(tap_a), Some(tap_b)];
     pair(&mut c, &["--churn", "500"]);
     let key = msm_runtime::key_file::load(&c.key_path()).unwrap();
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = entries(&c, 'A');
     let sock = UnixDatagram::unbound().unwrap();
 
@@ -347,10 +351,7 @@ fn a_key_holder_that_misbehaves_locks_nothing_out() {
         b_hb.challenge,
     );
     sock.send_to(&f, c.path('B', "sock")).unwrap();
-    c.wait("B counts the jump", WAIT, |c| {
-        Ok(switch(c, 'B')["frame_errors"]["counter_jump"].as_u64() >= Some(1))
-    })
-    .unwrap();
+    c.wait("B counts the jump", WAIT, |c| Ok(switch(c, 'B').frame_errors.counter_jump >= 1)).unwrap();
     let sent = from_a.frames.lock().unwrap().len();
     c.wait("A's frames still taken", WAIT, |c| {
         Ok(c.in_sync('A') && from_a.frames.lock().unwrap().len() > sent + 20)
@@ -405,7 +406,7 @@ fn a_key_holder_that_misbehaves_locks_nothing_out() {
         assert!(n < 16 * 40, "MSM-{s}'s term count is {n}");
     }
     let b = switch(&c, 'B');
-    assert!(b["frame_errors"]["term_range"].as_u64() >= Some(1), "{b}");
+    assert!(b.frame_errors.term_range >= 1, "{b:?}");
 
     // 4. 2 000 MASTER heartbeats of a phantom in the master's own term, to A:
     //    A answers a rival at most four times an interval.

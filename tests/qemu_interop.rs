@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use msm_control::call;
-use msm_control::{Request, Response};
+use msm_control::{Answer, Churning, Configured, Request, Saved, Switch};
 use msm_runtime::apps::APPS as LINUX_APPS;
 use msm_testkit::chassis::Chassis;
 use msm_testkit::journal::Journal;
@@ -431,11 +431,8 @@ fn index_of(lines: &[String], line: &str) -> usize {
         .unwrap_or_else(|| panic!("no `{line}` in\n{}", lines.join("\n")))
 }
 
-fn ask(ctl: &Path, req: &Request) -> serde_json::Value {
-    match call(ctl, req).unwrap() {
-        Response::Ok { json, .. } => json,
-        Response::Error { message } => panic!("{req:?}: {message}"),
-    }
+fn ask<A: Answer>(ctl: &Path, req: &Request) -> A {
+    call(ctl, req).unwrap().answer().unwrap_or_else(|e| panic!("{req:?}: {e}"))
 }
 
 fn wait_ctl(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
@@ -472,15 +469,12 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     let ctl = dir.path().join("A.ctl");
     let mut node = linux_node(dir.path(), "A", &[&ptys.uart1, &ptys.uart2], &key);
     wait_ctl("the Linux node to be MASTER", Duration::from_secs(10), || {
-        call(&ctl, &Request::ShowSwitch).is_ok_and(|r| match r {
-            Response::Ok { json, .. } => json["role"] == "MASTER",
-            Response::Error { .. } => false,
-        })
+        call(&ctl, &Request::ShowSwitch).is_ok_and(|r| r.answer::<Switch>().is_ok_and(|s| s.role == "MASTER"))
     });
 
     // Both boards name the key by the same fingerprint.
-    let keys = ask(&ctl, &Request::ShowSwitch)["keys"].clone();
-    assert_eq!((keys["sending"].as_str(), keys["authenticated"].as_bool()), (Some(fp.as_str()), Some(true)));
+    let keys = ask::<Switch>(&ctl, &Request::ShowSwitch).keys;
+    assert_eq!((keys.sending.as_deref(), keys.authenticated), (Some(fp.as_str()), true));
 
     // The firmware follows as BACKUP and receives config, then every app in dependency order.
     let up = format!("node MSM-B up: incarnation {}, key {fp},", seed + 1);
@@ -508,12 +502,15 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     // Dynamic checkpoint: configuration changes make vlan records; the save
     // sends the saved configuration again.
     let configure = |lines: &[&str]| {
-        ask(&ctl, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None });
+        ask::<Configured>(
+            &ctl,
+            &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None },
+        );
     };
     configure(&["create vlan v10 tag 10", "configure vlan v10 add ports 1-4"]);
     wait_records(&log, "v10", 2);
     let before_save = log_lines(&log).len();
-    ask(&ctl, &Request::Save { which: None, wait: None });
+    ask::<Saved>(&ctl, &Request::Save { which: None, wait: None });
     wait_log_from(&log, before_save, "the saved configuration", Duration::from_secs(5), |l| {
         l == "synced saved-config"
     });
@@ -546,7 +543,7 @@ fn linux_master_and_qemu_firmware_form_one_chassis() {
     // Changes keep coming while the master dies: the Linux workload changes
     // devmgr and cfgmgr rows (its other applications do not run here).
     let before_churn = log_lines(&log).len();
-    ask(&ctl, &Request::Churn { rate: 2000 });
+    ask::<Churning>(&ctl, &Request::Churn { rate: 2000 });
     wait_log_from(&log, before_churn, "dynamic records under churn", Duration::from_secs(10), |_| {
         log_lines(&log)[before_churn..]
             .iter()
@@ -645,17 +642,17 @@ fn firmware_with_another_chassis_key_never_joins() {
     let refused = wait_log(&log, "a refused frame", Duration::from_secs(10), |l| {
         l.starts_with("frame refused (1 so far): frame claiming slot 0 failed authentication")
     });
-    let switch = |ctl: &Path| ask(ctl, &Request::ShowSwitch);
+    let switch = |ctl: &Path| ask::<Switch>(ctl, &Request::ShowSwitch);
     wait_ctl("the Linux node to count authentication refusals", Duration::from_secs(5), || {
-        switch(&ctl)["frame_errors"]["auth"].as_u64().is_some_and(|n| n >= 3)
+        switch(&ctl).frame_errors.auth >= 3
     });
     // A second of heartbeats both ways: nobody joins anybody.
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
         let s = switch(&ctl);
-        assert_eq!(s["role"], "MASTER", "{s}");
-        assert!(s["backup"].is_null(), "the Linux master took a backup with another key: {s}");
-        assert!(s["peers"].as_array().is_none_or(|p| p.iter().all(|p| p["alive"] != true)), "{s}");
+        assert_eq!(s.role, "MASTER", "{s:?}");
+        assert!(s.backup.is_none(), "the Linux master took a backup with another key: {s:?}");
+        assert!(s.peers.iter().all(|p| !p.alive), "{s:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
     let lines = log_lines(&log);
@@ -669,8 +666,7 @@ fn firmware_with_another_chassis_key_never_joins() {
     assert_eq!(lines_refused, 1, "{}", lines.join("\n"));
     // ... counted against the slot the frames claim.
     let s = switch(&ctl);
-    let by_slot = s["frame_errors"]["by_slot"].as_array().cloned().unwrap_or_default();
-    assert!(by_slot.iter().any(|r| r["slot"] == "B" && r["auth"].as_u64().is_some_and(|n| n > 0)), "{s}");
+    assert!(s.frame_errors.by_slot.iter().any(|r| r.slot == "B" && r.auth > 0), "{s:?}");
 }
 
 #[test]
@@ -729,13 +725,8 @@ fn firmware_without_a_usable_key_says_why() {
 
 /// The Linux node's backplane paths as `show switch` lists them: (state, data).
 fn node_paths(ctl: &Path) -> Vec<(String, bool)> {
-    let s = ask(ctl, &Request::ShowSwitch);
-    s["paths"]
-        .as_array()
-        .map(|p| {
-            p.iter().map(|p| (p["state"].as_str().unwrap_or("").to_string(), p["data"] == true)).collect()
-        })
-        .unwrap_or_default()
+    let s: Switch = ask(ctl, &Request::ShowSwitch);
+    s.paths.into_iter().map(|p| (p.state, p.data)).collect()
 }
 
 /// Path `i` (0-based) is `state` on the node, and its data goes on path `data`.
@@ -764,12 +755,9 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
     let ctl = dir.path().join("A.ctl");
     let _node = linux_node(dir.path(), "A", &[&one.path, &two.path], &key);
     wait_ctl("the Linux node to be MASTER", Duration::from_secs(10), || {
-        call(&ctl, &Request::ShowSwitch).is_ok_and(|r| match r {
-            Response::Ok { json, .. } => json["role"] == "MASTER",
-            Response::Error { .. } => false,
-        })
+        call(&ctl, &Request::ShowSwitch).is_ok_and(|r| r.answer::<Switch>().is_ok_and(|s| s.role == "MASTER"))
     });
-    let term = ask(&ctl, &Request::ShowSwitch)["term"].clone();
+    let term = ask::<Switch>(&ctl, &Request::ShowSwitch).term;
     wait_log(&log, "role BACKUP", Duration::from_secs(10), |l| l.starts_with("role BACKUP"));
     wait_log(&log, "vlan synced", Duration::from_secs(10), |l| l == "synced vlan");
     // Both paths carry heartbeats both ways.
@@ -782,11 +770,14 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
         node_path_is(&ctl, 0, "up", 0) && node_path_is(&ctl, 1, "up", 0)
     });
     let configure = |lines: &[&str]| {
-        ask(&ctl, &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None });
+        ask::<Configured>(
+            &ctl,
+            &Request::Configure { lines: lines.iter().map(|s| s.to_string()).collect(), wait: None },
+        );
     };
     configure(&["create vlan v10 tag 10", "configure vlan v10 add ports 1-4"]);
     wait_records(&log, "v10", 2);
-    wait_ctl("the master in sync", wait, || ask(&ctl, &Request::ShowSwitch)["in_sync"] == true);
+    wait_ctl("the master in sync", wait, || ask::<Switch>(&ctl, &Request::ShowSwitch).in_sync);
     // In sync over both paths: from here on, nothing may change role.
     // (Before, while both paths come up, the node may move data to path 2
     // and back within milliseconds, and the backup re-attach once: see the
@@ -806,13 +797,13 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
     // Changes still reach the firmware (and its acks the master): over UART2 alone.
     configure(&["create vlan v20 tag 20", "configure vlan v20 add ports 5"]);
     wait_records(&log, "v20", 2);
-    wait_ctl("the master in sync over path 2", wait, || ask(&ctl, &Request::ShowSwitch)["in_sync"] == true);
+    wait_ctl("the master in sync over path 2", wait, || ask::<Switch>(&ctl, &Request::ShowSwitch).in_sync);
     // Held cut for more than three times the detection time (300 ms): still
     // one chassis, the node still lists both paths, the cut one DOWN.
     std::thread::sleep(Duration::from_millis(1000));
-    let s = ask(&ctl, &Request::ShowSwitch);
-    assert_eq!((s["role"].as_str(), &s["term"]), (Some("MASTER"), &term), "{s}");
-    assert!(node_path_is(&ctl, 0, "DOWN", 1), "{s}");
+    let s = ask::<Switch>(&ctl, &Request::ShowSwitch);
+    assert_eq!((s.role.as_str(), &s.term), ("MASTER", &term), "{s:?}");
+    assert!(node_path_is(&ctl, 0, "DOWN", 1), "{s:?}");
 
     // It heals; then path 2 (UART2) is cut: data goes back to and stays on UART1.
     let healed_at = log_lines(&log).len();
@@ -829,15 +820,15 @@ fn one_of_two_serial_paths_cut_fails_nothing_over() {
     });
     configure(&["create vlan v30 tag 30", "configure vlan v30 add ports 6"]);
     wait_records(&log, "v30", 2);
-    wait_ctl("the master in sync over path 1", wait, || ask(&ctl, &Request::ShowSwitch)["in_sync"] == true);
+    wait_ctl("the master in sync over path 1", wait, || ask::<Switch>(&ctl, &Request::ShowSwitch).in_sync);
     std::thread::sleep(Duration::from_millis(1000));
-    let s = ask(&ctl, &Request::ShowSwitch);
-    assert_eq!((s["role"].as_str(), &s["term"]), (Some("MASTER"), &term), "{s}");
+    let s = ask::<Switch>(&ctl, &Request::ShowSwitch);
+    assert_eq!((s.role.as_str(), &s.term), ("MASTER", &term), "{s:?}");
     let paths = node_paths(&ctl);
-    assert_eq!(paths, [("up".to_string(), true), ("DOWN".to_string(), false)], "{s}");
+    assert_eq!(paths, [("up".to_string(), true), ("DOWN".to_string(), false)], "{s:?}");
     // Heartbeat copies are duplicates on the node, never replays.
-    assert!(s["frame_errors"]["duplicate"].as_u64().is_some_and(|n| n > 0), "{s}");
-    assert_eq!(s["frame_errors"]["replay"], 0, "{s}");
+    assert!(s.frame_errors.duplicate > 0, "{s:?}");
+    assert_eq!(s.frame_errors.replay, 0, "{s:?}");
 
     // No failover: the firmware stayed BACKUP through both cuts, never lost
     // its peer, never promoted itself. (Refusals are not checked here: the

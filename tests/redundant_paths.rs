@@ -9,26 +9,25 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, digests, log, no_failover, pair, rebulks, switch};
-use msm_control::Request;
+use msm_control::{Churning, Path, Request};
 use msm_testkit::chassis::{CabledPath, Chassis};
-use serde_json::Value;
 
 fn cabled(c: &Chassis, path: usize) -> (CabledPath, [Option<std::path::PathBuf>; 2]) {
     CabledPath::lay(c, path).unwrap()
 }
 
-fn paths(c: &Chassis, slot: char) -> Vec<Value> {
-    switch(c, slot)["paths"].as_array().cloned().unwrap_or_default()
+fn paths(c: &Chassis, slot: char) -> Vec<Path> {
+    switch(c, slot).paths
 }
 
 /// Path `i` (0-based) of `slot` is in `state`, and data goes on path `data`.
 fn path_is(c: &Chassis, slot: char, i: usize, state: &str, data: usize) -> bool {
     let p = paths(c, slot);
-    p.len() == 2 && p[i]["state"] == state && p[data]["data"] == true
+    p.len() == 2 && p[i].state == state && p[data].data
 }
 
 fn data_sent_on(c: &Chassis, slot: char, i: usize) -> u64 {
-    paths(c, slot).get(i).and_then(|p| p["tx"].as_u64()).unwrap_or(0)
+    paths(c, slot).get(i).map_or(0, |p| p.tx)
 }
 
 #[test]
@@ -39,7 +38,7 @@ fn cutting_either_path_under_churn_fails_nothing_over_rebulks_nothing_and_loses_
     c.taps = taps1;
     c.second_path = Some(taps2);
     pair(&mut c, &["--churn", "2000"]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     let before = rebulks(&c);
     let wait = Duration::from_secs(10);
     c.wait("both paths up on both", wait, |c| {
@@ -54,7 +53,7 @@ fn cutting_either_path_under_churn_fails_nothing_over_rebulks_nothing_and_loses_
     let on_two = data_sent_on(&c, 'A', 1);
     c.wait("changes flow on path 2", wait, |c| Ok(data_sent_on(c, 'A', 1) > on_two + 200)).unwrap();
     no_failover(&c, &term);
-    assert!(c.in_sync('A'), "{}", switch(&c, 'A'));
+    assert!(c.in_sync('A'), "{:?}", switch(&c, 'A'));
 
     // It heals: data goes back to the primary.
     one.set_cut(false);
@@ -68,16 +67,16 @@ fn cutting_either_path_under_churn_fails_nothing_over_rebulks_nothing_and_loses_
     two.set_cut(false);
 
     // Quiet: both hold the same state, and nothing was lost or redone.
-    c.ask('A', &Request::Churn { rate: 0 }).unwrap();
+    c.ask::<Churning>('A', &Request::Churn { rate: 0 }).unwrap();
     c.wait("same state on both", wait, |c| Ok(c.in_sync('A') && digests(c, 'A') == digests(c, 'B'))).unwrap();
     no_failover(&c, &term);
     assert_eq!(rebulks(&c), before, "no stream was re-bulked");
     for slot in ['A', 'B'] {
         assert!(!log(&c, slot).contains("PeerLost"), "MSM-{slot} lost its peer:\n{}", log(&c, slot));
         let s = switch(&c, slot);
-        let e = &s["frame_errors"];
-        assert!(e["duplicate"].as_u64().unwrap() > 0, "heartbeat copies are counted as such: {s}");
-        assert_eq!(e["replay"], 0, "and never as replays: {s}");
+        let e = &s.frame_errors;
+        assert!(e.duplicate > 0, "heartbeat copies are counted as such: {s:?}");
+        assert_eq!(e.replay, 0, "and never as replays: {s:?}");
     }
     let moves = log(&c, 'A').matches("backplane data moves to path").count();
     assert!(moves >= 2, "data moved to path 2 and back: {moves} moves logged");
@@ -91,7 +90,7 @@ fn the_peer_is_lost_only_when_both_paths_are_silent() {
     c.taps = taps1;
     c.second_path = Some(taps2);
     pair(&mut c, &[]);
-    let term = switch(&c, 'A')["term"].clone();
+    let term = switch(&c, 'A').term;
     one.set_cut(true);
     c.wait("path 1 down", Duration::from_secs(5), |c| Ok(path_is(c, 'B', 0, "DOWN", 1))).unwrap();
     no_failover(&c, &term);

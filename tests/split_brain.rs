@@ -12,13 +12,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, log, pair, switch};
-use msm_control::Request;
+use msm_control::{Configured, Request};
 use msm_testkit::chassis::CabledPath;
-use serde_json::Value;
-
-fn role(j: &Value) -> &str {
-    j["role"].as_str().unwrap_or("")
-}
 
 #[test]
 fn the_lower_term_steps_down_and_writes_what_it_discarded() {
@@ -28,46 +23,46 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
     // A's journal: every change it makes and what the engine reported checkpointed, to check the file against.
     c.journal = true;
     pair(&mut c, &["--churn", "200"]);
-    let a_term = switch(&c, 'A')["term"].clone();
-    assert_eq!(switch(&c, 'A')["split_brain"], Value::Null);
+    let a_term = switch(&c, 'A').term;
+    assert_eq!(switch(&c, 'A').split_brain, None);
 
     // The partition: longer than the detection time, so B takes over.
     cable.set_cut(true);
     c.wait("B master while A still is", Duration::from_secs(5), |c| {
-        Ok(role(&switch(c, 'B')) == "MASTER" && role(&switch(c, 'A')) == "MASTER")
+        Ok(switch(c, 'B').role == "MASTER" && switch(c, 'A').role == "MASTER")
     })
     .unwrap();
-    let b_term = switch(&c, 'B')["term"].clone();
+    let b_term = switch(&c, 'B').term;
     assert_ne!(a_term, b_term);
     // Both sides take configuration; only A's is lost: its term is the lower one.
     let lines_a = vec!["create vlan lost1 tag 3001".to_string(), "create vlan lost2 tag 3002".to_string()];
-    c.ask('A', &Request::Configure { lines: lines_a, wait: None }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines: lines_a, wait: None }).unwrap();
     let lines_b = vec!["create vlan kept1 tag 3101".to_string()];
-    c.ask('B', &Request::Configure { lines: lines_b, wait: None }).unwrap();
+    c.ask::<Configured>('B', &Request::Configure { lines: lines_b, wait: None }).unwrap();
     cable.set_cut(false);
 
     c.wait("A follows B", Duration::from_secs(10), |c| {
         let a = switch(c, 'A');
-        Ok(role(&a) == "BACKUP" && a["master"] == "B" && a["split_brain"] != Value::Null)
+        Ok(a.role == "BACKUP" && a.master.as_deref() == Some("B") && a.split_brain.is_some())
     })
     .unwrap_or_else(|e| panic!("{e}\nA log:\n{}\nB log:\n{}", log(&c, 'A'), log(&c, 'B')));
     c.wait("in sync again", Duration::from_secs(20), |c| Ok(c.in_sync('B'))).unwrap();
 
     let a = switch(&c, 'A');
-    let sb = &a["split_brain"];
+    let Some(sb) = &a.split_brain else { panic!("{a:?}") };
     assert_eq!(
-        (&sb["winner"], &sb["winner_term"], &sb["our_term"]),
-        (&Value::from("B"), &b_term, &a_term),
-        "{a}"
+        (sb.winner.as_str(), sb.winner_term.as_str(), sb.our_term.as_str()),
+        ("B", b_term.as_str(), a_term.as_str()),
+        "{a:?}"
     );
-    let discarded = sb["discarded"].as_u64().unwrap();
+    let discarded = sb.discarded;
     // Two lines and the two vlan records they made, at least (and A's churn).
-    assert!(discarded >= 4, "{a}");
-    assert_eq!(sb["listed"].as_u64(), Some(discarded), "{a}");
-    assert_eq!(switch(&c, 'B')["split_brain"], Value::Null, "the winner lost nothing");
+    assert!(discarded >= 4, "{a:?}");
+    assert_eq!(sb.listed, discarded, "{a:?}");
+    assert_eq!(switch(&c, 'B').split_brain, None, "the winner lost nothing");
 
     // The file: next to A's flash image, exactly the discarded changes.
-    let file = sb["file"].as_str().unwrap();
+    let file = sb.file.as_deref().unwrap();
     let img = c.path('A', "img").display().to_string();
     assert!(file.starts_with(&format!("{img}.split-brain-")) && file.ends_with(".txt"), "{file}");
     // Written off the loop: it appears under its name once whole.
@@ -116,11 +111,7 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
 
     // show switch and the log say so.
     let shown = c.text('A', &Request::ShowSwitch).unwrap();
-    let want = format!(
-        "Split brain:      stepped down to MSM-B (term {} > {})",
-        b_term.as_str().unwrap(),
-        a_term.as_str().unwrap()
-    );
+    let want = format!("Split brain:      stepped down to MSM-B (term {b_term} > {a_term})");
     assert!(shown.contains(&want), "{shown}");
     assert!(shown.contains(&format!("; {discarded} changes discarded")), "{shown}");
     assert!(shown.contains(file), "{shown}");
@@ -144,24 +135,28 @@ fn a_master_that_changed_nothing_gives_way_to_the_one_that_did() {
     pair(&mut c, &[]);
     cable.set_cut(true);
     c.wait("B master while A still is", Duration::from_secs(5), |c| {
-        Ok(role(&switch(c, 'B')) == "MASTER" && role(&switch(c, 'A')) == "MASTER")
+        Ok(switch(c, 'B').role == "MASTER" && switch(c, 'A').role == "MASTER")
     })
     .unwrap();
-    let b_term = switch(&c, 'B')["term"].clone();
+    let b_term = switch(&c, 'B').term;
     let lines = vec!["create vlan during1 tag 3201".to_string(), "create vlan during2 tag 3202".to_string()];
-    c.ask('A', &Request::Configure { lines, wait: None }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: None }).unwrap();
     cable.set_cut(false);
     c.wait("B follows A", Duration::from_secs(10), |c| {
         let b = switch(c, 'B');
-        Ok(role(&b) == "BACKUP" && b["master"] == "A" && b["split_brain"] != Value::Null)
+        Ok(b.role == "BACKUP" && b.master.as_deref() == Some("A") && b.split_brain.is_some())
     })
     .unwrap_or_else(|e| panic!("{e}\nA log:\n{}\nB log:\n{}", log(&c, 'A'), log(&c, 'B')));
     c.wait("in sync again", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
     let a = switch(&c, 'A');
-    assert_eq!(role(&a), "MASTER");
-    assert_eq!(a["split_brain"], Value::Null, "A discarded nothing: {a}");
-    let sb = &switch(&c, 'B')["split_brain"];
-    assert_eq!((&sb["our_term"], sb["discarded"].as_u64()), (&b_term, Some(0)), "{sb}");
+    assert_eq!(a.role, "MASTER");
+    assert_eq!(a.split_brain, None, "A discarded nothing: {a:?}");
+    let sb = switch(&c, 'B').split_brain;
+    assert_eq!(
+        sb.as_ref().map(|sb| (sb.our_term.as_str(), sb.discarded)),
+        Some((b_term.as_str(), 0)),
+        "{sb:?}"
+    );
     let running = c.running_config('B').unwrap();
     assert!(running.vlans.contains_key("during1") && running.vlans.contains_key("during2"), "{running:?}");
     let shown = c.text('A', &Request::ShowSwitch).unwrap();

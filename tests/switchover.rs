@@ -10,13 +10,12 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, digests, pair, switch};
-use msm_control::Request;
+use msm_control::{Churning, Configured, FailingOver, Request};
 use msm_testkit::chassis::Chassis;
 
 /// Bulk transfers sent (master) and received (backup) by `slot`, all streams.
 fn bulks(c: &Chassis, slot: char) -> u64 {
-    let j = c.ask(slot, &Request::ShowCheckpointData { process: None }).unwrap();
-    j.as_array().unwrap().iter().map(|r| r["bulks"].as_u64().unwrap()).sum()
+    c.checkpoint(slot, None).unwrap().iter().map(|r| r.bulks).sum()
 }
 
 #[test]
@@ -25,32 +24,31 @@ fn a_hundred_switchovers_under_churn_send_no_bulk_after_the_first_sync() {
     pair(&mut c, &["--churn", "1000"]);
     let first = [bulks(&c, 'A'), bulks(&c, 'B')];
     assert!(first[0] > 0 && first[1] > 0, "the first sync is a bulk: {first:?}");
-    let start_term: u64 =
-        switch(&c, 'A')["term"].as_str().unwrap().split('.').next().unwrap().parse().unwrap();
+    let start_term: u64 = switch(&c, 'A').term.split('.').next().unwrap().parse().unwrap();
     let mut master = 'A';
     for round in 0..100 {
         let other = if master == 'A' { 'B' } else { 'A' };
         // The old master is in sync (its streams acknowledged) before each handover.
         c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
-        let r = c.ask(master, &Request::Failover { force: false }).unwrap();
-        assert_eq!(r["failover"], true, "round {round}: {r}");
+        let r: FailingOver = c.ask(master, &Request::Failover { force: false }).unwrap();
+        assert!(r.failover, "round {round}: {r:?}");
         c.wait("the other takes over", Duration::from_secs(10), |c| {
             Ok(c.role(other).as_deref() == Some("MASTER") && c.role(master).as_deref() == Some("BACKUP"))
         })
-        .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", switch(&c, master)));
+        .unwrap_or_else(|e| panic!("round {round}: {e}\n{:?}", switch(&c, master)));
         // The churn follows the master.
-        c.ask(master, &Request::Churn { rate: 0 }).unwrap();
-        c.ask(other, &Request::Churn { rate: 1000 }).unwrap();
+        c.ask::<Churning>(master, &Request::Churn { rate: 0 }).unwrap();
+        c.ask::<Churning>(other, &Request::Churn { rate: 1000 }).unwrap();
         master = other;
     }
     let term = |c: &Chassis| -> u64 {
-        let t = switch(c, 'A')["term"].as_str().unwrap().to_string();
+        let t = switch(c, 'A').term;
         t.split('.').next().unwrap().parse().unwrap()
     };
     assert_eq!(term(&c), start_term + 100, "one new term per switchover");
     c.wait("in sync", Duration::from_secs(10), |c| Ok(c.in_sync(master))).unwrap();
     assert_eq!([bulks(&c, 'A'), bulks(&c, 'B')], first, "a bulk was sent after the first sync");
-    c.ask(master, &Request::Churn { rate: 0 }).unwrap();
+    c.ask::<Churning>(master, &Request::Churn { rate: 0 }).unwrap();
     c.wait("the same state on both", Duration::from_secs(10), |c| {
         Ok(c.in_sync(master) && digests(c, 'A') == digests(c, 'B'))
     })
@@ -73,14 +71,14 @@ fn switchovers_with_standbys_keep_the_old_master_as_backup_and_send_no_bulk() {
             c.start(s, &["--churn", "1000"]).unwrap();
         }
         let standbys_in_step = |c: &Chassis, master: char| {
-            let peers = switch(c, master)["peers"].as_array().cloned().unwrap_or_default();
+            let peers = switch(c, master).peers;
             // Every module but the backup a standby holding the configuration
             // (one still INIT is not in step: it has no copy yet).
             peers.len() == modules - 1
                 && peers
                     .iter()
-                    .filter(|p| p["role"] != "BACKUP")
-                    .all(|p| p["role"] == "STANDBY" && p["config"] == "In Sync")
+                    .filter(|p| p.role != "BACKUP")
+                    .all(|p| p.role == "STANDBY" && p.config.as_deref() == Some("In Sync"))
         };
         c.wait("standbys hold the configuration", Duration::from_secs(20), |c| Ok(standbys_in_step(c, 'A')))
             .unwrap();
@@ -90,7 +88,7 @@ fn switchovers_with_standbys_keep_the_old_master_as_backup_and_send_no_bulk() {
             let other = if master == 'A' { 'B' } else { 'A' };
             if round % 5 == 0 {
                 let lines = vec![format!("create vlan sw{round}")];
-                c.ask(master, &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+                c.ask::<Configured>(master, &Request::Configure { lines, wait: Some(5_000) }).unwrap();
             }
             // A standby still taking a change in would be sent a snapshot
             // by the new master (it holds no records of the old term):
@@ -100,14 +98,14 @@ fn switchovers_with_standbys_keep_the_old_master_as_backup_and_send_no_bulk() {
                 Ok(c.in_sync(master) && standbys_in_step(c, master))
             })
             .unwrap();
-            let r = c.ask(master, &Request::Failover { force: false }).unwrap();
-            assert_eq!(r["failover"], true, "{modules} modules, round {round}: {r}");
+            let r: FailingOver = c.ask(master, &Request::Failover { force: false }).unwrap();
+            assert!(r.failover, "{modules} modules, round {round}: {r:?}");
             c.wait("the backup takes over, the old master is its backup", Duration::from_secs(10), |c| {
                 Ok(c.role(other).as_deref() == Some("MASTER") && c.role(master).as_deref() == Some("BACKUP"))
             })
-            .unwrap_or_else(|e| panic!("{modules} modules, round {round}: {e}\n{}", switch(&c, master)));
-            c.ask(master, &Request::Churn { rate: 0 }).unwrap();
-            c.ask(other, &Request::Churn { rate: 1000 }).unwrap();
+            .unwrap_or_else(|e| panic!("{modules} modules, round {round}: {e}\n{:?}", switch(&c, master)));
+            c.ask::<Churning>(master, &Request::Churn { rate: 0 }).unwrap();
+            c.ask::<Churning>(other, &Request::Churn { rate: 1000 }).unwrap();
             master = other;
             c.wait("standbys in step", Duration::from_secs(10), |c| Ok(standbys_in_step(c, master))).unwrap();
         }
@@ -122,7 +120,7 @@ fn switchovers_with_standbys_keep_the_old_master_as_backup_and_send_no_bulk() {
         for &s in &all[2..] {
             assert_eq!(c.role(s).as_deref(), Some("STANDBY"), "{modules} modules: MSM-{s}");
         }
-        c.ask(master, &Request::Churn { rate: 0 }).unwrap();
+        c.ask::<Churning>(master, &Request::Churn { rate: 0 }).unwrap();
         c.wait("the same state on master and backup", Duration::from_secs(10), |c| {
             Ok(c.in_sync(master) && digests(c, 'A') == digests(c, 'B'))
         })

@@ -11,9 +11,8 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, digests, log, switch};
-use msm_control::Request;
+use msm_control::{AppTable, Churning, Configuration, Configured, Request, Saved, Selected};
 use msm_testkit::chassis::Chassis;
-use serde_json::Value;
 
 /// A master, B its backup in sync, C a standby, all with churn on.
 fn three(c: &mut Chassis, wait: Duration) {
@@ -32,26 +31,22 @@ fn role(c: &Chassis, slot: char) -> String {
 /// How `master` sees `standby`'s copy of the configuration.
 fn copy(c: &Chassis, master: char, standby: char) -> String {
     let s = switch(c, master);
-    let peers = s["peers"].as_array().cloned().unwrap_or_default();
-    let p = peers.iter().find(|p| p["slot"] == standby.to_string()).cloned().unwrap_or(Value::Null);
-    p["config"].as_str().unwrap_or_default().to_string()
+    s.peers.into_iter().find(|p| p.slot == standby.to_string()).and_then(|p| p.config).unwrap_or_default()
 }
 
 fn running(c: &Chassis, slot: char) -> String {
-    c.ask(slot, &Request::ShowConfiguration).unwrap()["text"].as_str().unwrap_or_default().to_string()
+    c.ask::<Configuration>(slot, &Request::ShowConfiguration).unwrap().text
 }
 
 /// The saved configurations in `slot`'s flash: name and size of each (the
 /// time is when that module wrote it).
-fn flash(c: &Chassis, slot: char) -> Vec<(Value, Value)> {
-    let saved = switch(c, slot)["saved"].as_array().cloned().unwrap_or_default();
-    saved.iter().map(|f| (f["file"].clone(), f["bytes"].clone())).collect()
+fn flash(c: &Chassis, slot: char) -> Vec<(String, u64)> {
+    switch(c, slot).saved.into_iter().map(|f| (f.file, f.bytes)).collect()
 }
 
 /// Bulk transfers `slot` received of the two configuration streams.
 fn config_bulks(c: &Chassis, slot: char) -> Vec<u64> {
-    let j = c.ask(slot, &Request::ShowCheckpointData { process: None }).unwrap();
-    j.as_array().unwrap()[..2].iter().map(|r| r["bulks"].as_u64().unwrap_or(0)).collect()
+    c.checkpoint(slot, None).unwrap()[..2].iter().map(|r| r.bulks).collect()
 }
 
 /// `standby` holds `master`'s configuration, saved (in flash) and active,
@@ -83,16 +78,14 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
     c.nodes = 3;
     let wait = Duration::from_secs(20);
     three(&mut c, wait);
-    c.wait("the master hears both others", wait, |c| {
-        Ok(switch(c, 'A')["peers"].as_array().unwrap().len() == 2)
-    })
-    .unwrap();
+    c.wait("the master hears both others", wait, |c| Ok(switch(c, 'A').peers.len() == 2)).unwrap();
 
     // The configuration, and changes to it, reach the standby.
     let lines = (0..50).map(|i| format!("create vlan v{i}")).collect();
-    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
-    c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
-    c.ask('A', &Request::Configure { lines: vec!["create vlan v99".into()], wait: None }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    c.ask::<Saved>('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines: vec!["create vlan v99".into()], wait: None })
+        .unwrap();
     wait_for_config(&c, 'A', 'C');
     assert!(running(&c, 'C').contains("v99"), "{}", running(&c, 'C'));
     let before = config_bulks(&c, 'C');
@@ -111,7 +104,7 @@ fn kill_the_master_of_three_the_standby_becomes_backup_and_the_old_master_a_stan
     c.wait("A returns as a standby", wait, |c| Ok(role(c, 'A') == "STANDBY")).unwrap();
     wait_for_config(&c, 'B', 'A');
     assert_eq!((role(&c, 'B'), role(&c, 'C')), ("MASTER".into(), "BACKUP".into()));
-    c.ask('B', &Request::Churn { rate: 0 }).unwrap();
+    c.ask::<Churning>('B', &Request::Churn { rate: 0 }).unwrap();
     c.wait("B and C hold the same state", wait, |c| Ok(c.in_sync('B') && digests(c, 'B') == digests(c, 'C')))
         .unwrap();
 }
@@ -134,8 +127,8 @@ fn a_standby_that_replaces_a_lost_backup_gets_no_configuration_bulk() {
             c.start(s, &["--churn", "500"]).unwrap();
         }
         let lines = (0..20).map(|i| format!("create vlan s{i}")).collect();
-        c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
-        c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
+        c.ask::<Configured>('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+        c.ask::<Saved>('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
         for &s in standbys {
             wait_for_config(&c, 'A', s);
         }
@@ -166,8 +159,9 @@ fn rows(c: &Chassis, slot: char) -> u64 {
     msm_runtime::apps::APPS
         .iter()
         .map(|(n, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
-            j["entries"].as_u64().unwrap_or(0)
+            let t: AppTable =
+                c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
+            t.entries
         })
         .sum()
 }
@@ -188,7 +182,7 @@ fn a_backup_made_standby_drops_its_tables_and_after_a_double_failure_starts_fres
     assert_eq!(rows(&c, 'C'), 0, "a standby holds none");
 
     signal(&c, 'B', Signal::SIGSTOP);
-    let made = c.wait("A makes C its backup", wait, |c| Ok(switch(c, 'A')["backup"] == "C"));
+    let made = c.wait("A makes C its backup", wait, |c| Ok(switch(c, 'A').backup.as_deref() == Some("C")));
     signal(&c, 'B', Signal::SIGCONT);
     made.unwrap();
     // Running again, B is made a standby of A (whose backup is now C); or,
@@ -220,15 +214,13 @@ fn a_backup_made_standby_drops_its_tables_and_after_a_double_failure_starts_fres
     }
     c.wait("the standby elected", wait, |c| Ok(role(c, standby) == "MASTER")).unwrap();
     let s = switch(&c, standby);
-    assert_eq!(s["applications"], "fresh", "{s}");
+    assert_eq!(s.applications.as_deref(), Some("fresh"), "{s:?}");
     assert!(log(&c, standby).contains("applications start fresh"), "{}", log(&c, standby));
 }
 
 /// The size of saved configuration `w` in `slot`'s flash, as `show switch` says.
-fn saved_size(c: &Chassis, slot: char, w: msm_flash::ConfigName) -> Option<String> {
-    let s = switch(c, slot);
-    let saved = s["saved"].as_array().cloned().unwrap_or_default();
-    saved.iter().find(|f| f["file"] == w.file_name()).map(|f| f["bytes"].to_string())
+fn saved_size(c: &Chassis, slot: char, w: msm_flash::ConfigName) -> Option<u64> {
+    switch(c, slot).saved.into_iter().find(|f| f.file == w.file_name()).map(|f| f.bytes)
 }
 
 /// Issue 25, item 6: both saved configurations reach the backup's and the
@@ -244,23 +236,23 @@ fn both_saved_configurations_and_the_selection_reach_every_module() {
     c.start('A', &[]).unwrap();
     c.wait("A master", wait, |c| Ok(role(c, 'A') == "MASTER")).unwrap();
     // Alone: a save waited for says there is no backup.
-    let r = c.ask('A', &Request::Save { which: None, wait: Some(300) }).unwrap();
-    assert_eq!((r["checkpointed"].as_bool(), r["backup"].as_bool()), (Some(false), Some(false)), "{r}");
+    let r: Saved = c.ask('A', &Request::Save { which: None, wait: Some(300) }).unwrap();
+    assert_eq!((r.on_backup.checkpointed, r.on_backup.backup), (false, false), "{r:?}");
     c.start('B', &[]).unwrap();
     c.wait("B backup in sync", wait, |c| Ok(role(c, 'B') == "BACKUP" && c.in_sync('A'))).unwrap();
     c.start('C', &[]).unwrap();
     c.wait("C standby", wait, |c| Ok(role(c, 'C') == "STANDBY")).unwrap();
 
     let lines = vec!["create vlan only_primary".to_string()];
-    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
-    let r = c.ask('A', &Request::Save { which: Some(Primary), wait: Some(5_000) }).unwrap();
-    assert_eq!(r["checkpointed"], true, "{r}");
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    let r: Saved = c.ask('A', &Request::Save { which: Some(Primary), wait: Some(5_000) }).unwrap();
+    assert!(r.on_backup.checkpointed, "{r:?}");
     let lines = vec!["create vlan also_secondary".to_string()];
-    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
-    let r = c.ask('A', &Request::Save { which: Some(Secondary), wait: Some(5_000) }).unwrap();
-    assert_eq!(r["checkpointed"], true, "{r}");
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    let r: Saved = c.ask('A', &Request::Save { which: Some(Secondary), wait: Some(5_000) }).unwrap();
+    assert!(r.on_backup.checkpointed, "{r:?}");
     // The backup already holds it when the answer says so.
-    assert_eq!(saved_size(&c, 'B', Secondary), saved_size(&c, 'A', Secondary), "{}", switch(&c, 'B'));
+    assert_eq!(saved_size(&c, 'B', Secondary), saved_size(&c, 'A', Secondary), "{:?}", switch(&c, 'B'));
     assert_eq!(saved_size(&c, 'B', Primary), saved_size(&c, 'A', Primary));
     assert_ne!(saved_size(&c, 'A', Primary), saved_size(&c, 'A', Secondary));
     c.wait("the standby holds both files", wait, |c| {
@@ -270,19 +262,19 @@ fn both_saved_configurations_and_the_selection_reach_every_module() {
     .unwrap();
 
     // The selection travels too, and a save after it lands in the same file everywhere.
-    c.ask('A', &Request::UseConfiguration { which: Secondary }).unwrap();
+    c.ask::<Selected>('A', &Request::UseConfiguration { which: Secondary }).unwrap();
     let lines = vec!["create vlan third".to_string()];
-    c.ask('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
+    c.ask::<Configured>('A', &Request::Configure { lines, wait: Some(5_000) }).unwrap();
     let primary_before = saved_size(&c, 'B', Primary);
-    let r = c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
-    assert_eq!((r["saved"].as_str(), r["checkpointed"].as_bool()), (Some("secondary"), Some(true)), "{r}");
+    let r: Saved = c.ask('A', &Request::Save { which: None, wait: Some(5_000) }).unwrap();
+    assert_eq!((r.saved.as_str(), r.on_backup.checkpointed), ("secondary", true), "{r:?}");
     for s in ['B', 'C'] {
         c.wait("the selection and the file", wait, |c| {
             let j = switch(c, s);
-            Ok(j["config_selected"] == "secondary.cfg"
+            Ok(j.config_selected == "secondary.cfg"
                 && saved_size(c, s, Secondary) == saved_size(c, 'A', Secondary))
         })
-        .unwrap_or_else(|e| panic!("MSM-{s}: {e}\n{}", switch(&c, s)));
+        .unwrap_or_else(|e| panic!("MSM-{s}: {e}\n{:?}", switch(&c, s)));
         assert_eq!(saved_size(&c, s, Primary), primary_before, "MSM-{s}'s primary.cfg was overwritten");
     }
     // The texts, read from the images once the modules are stopped.

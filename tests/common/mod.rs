@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use msm_control::Request;
+use msm_control::{AppTable, Request, SlotErrors, Switch};
 use msm_testkit::chassis::Chassis;
-use serde_json::Value;
 
 /// Heartbeats of the tests: 20 ms.
 pub const HB: u64 = 20;
@@ -38,8 +37,8 @@ pub fn pair(c: &mut Chassis, extra: &[&str]) {
     c.wait("in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A'))).unwrap();
 }
 
-pub fn switch(c: &Chassis, slot: char) -> Value {
-    c.ask(slot, &Request::ShowSwitch).unwrap()
+pub fn switch(c: &Chassis, slot: char) -> Switch {
+    c.switch(slot).unwrap()
 }
 
 pub fn log(c: &Chassis, slot: char) -> String {
@@ -51,26 +50,22 @@ pub fn digests(c: &Chassis, slot: char) -> Vec<String> {
     msm_runtime::apps::APPS
         .iter()
         .map(|(n, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
-            format!("{n}:{}:{}", j["entries"], j["digest"])
+            let t: AppTable =
+                c.ask(slot, &Request::ShowApp { app: (*n).into(), rows: false, from: 0 }).unwrap();
+            format!("{n}:{}:{}", t.entries, t.digest)
         })
         .collect()
 }
 
 /// Bulk transfers the master started again after the first (all streams).
 pub fn rebulks(c: &Chassis) -> u64 {
-    let j = c.ask('A', &Request::ShowCheckpointData { process: None }).unwrap();
-    j.as_array().unwrap().iter().map(|r| r["rebulks"].as_u64().unwrap_or(0)).sum()
+    c.checkpoint('A', None).unwrap().iter().map(|r| u64::from(r.rebulks)).sum()
 }
 
-/// Frames refused from `slot` for `what` ("auth", "replay", "unproven",
-/// "version"), as `show switch` JSON `j` counts them.
-pub fn by_slot(j: &Value, slot: &str, what: &str) -> u64 {
-    j["frame_errors"]["by_slot"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["slot"] == slot))
-        .and_then(|r| r[what].as_u64())
-        .unwrap_or(0)
+/// Frames refused from `slot`, the count `what` picks (`|r| r.auth`), as
+/// `show switch` `j` counts them (0 when none from it).
+pub fn by_slot(j: &Switch, slot: &str, what: impl Fn(&SlotErrors) -> u64) -> u64 {
+    j.frame_errors.by_slot.iter().find(|r| r.slot == slot).map_or(0, what)
 }
 
 /// A and B in sync (`pair` with `extra`), every datagram A sends to B
@@ -84,11 +79,11 @@ pub fn tapped_pair(c: &mut Chassis, extra: &[&str]) -> Tap {
 }
 
 /// Neither node changed role or term since `term` (no failover happened).
-pub fn no_failover(c: &Chassis, term: &Value) {
+pub fn no_failover(c: &Chassis, term: &str) {
     let a = switch(c, 'A');
-    assert_eq!((a["role"].as_str(), &a["term"]), (Some("MASTER"), term), "A: {a}");
+    assert_eq!((a.role.as_str(), a.term.as_str()), ("MASTER", term), "A: {a:?}");
     let b = switch(c, 'B');
-    assert_eq!(b["role"], "BACKUP", "B: {b}\nA log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
+    assert_eq!(b.role, "BACKUP", "B: {b:?}\nA log:\n{}\nB log:\n{}", log(c, 'A'), log(c, 'B'));
 }
 
 /// Records every datagram one node sends the other, and forwards it.

@@ -36,6 +36,7 @@ use crate::cmd::{self, DEBIAN_RUSTC};
 /// unbuilt.
 pub(crate) const NO_STD_CRATES: &[(&str, &[&str])] = &[
     ("msm-time", &["", "defmt"]),
+    ("msm-records", &[""]),
     ("msm-checkpoint", &["", "defmt", "log"]),
     ("msm-flash", &["", "defmt", "log"]),
     ("msm-backplane", &["", "defmt", "log"]),

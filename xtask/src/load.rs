@@ -10,10 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use msm_control::Request;
+use anyhow::{Result, bail};
+use msm_control::{AppTable, Churning, Configured, Request};
 use msm_testkit::chassis::Chassis;
-use serde_json::Value;
 
 const HEARTBEAT_MS: u64 = 10;
 
@@ -40,15 +39,13 @@ fn chassis_with(bin: &Path, extra: &[&str], authenticated: bool) -> Result<(Path
 
 /// The largest heartbeat gap `slot` heard from its peer since it came up, in ms.
 fn gap_ms(c: &Chassis, slot: char) -> Result<f64> {
-    let j = c.ask(slot, &Request::ShowSwitch)?;
-    let peers = j["peers"].as_array().context("peers")?;
-    let us = peers.iter().filter_map(|p| p["max_heartbeat_gap_us"].as_u64()).max().unwrap_or(0);
+    let us = c.switch(slot)?.peers.iter().map(|p| p.max_heartbeat_gap_us).max().unwrap_or(0);
     Ok(us as f64 / 1000.0)
 }
 
-fn term(c: &Chassis) -> Result<(String, Value)> {
-    let j = c.ask('A', &Request::ShowSwitch)?;
-    Ok((j["role"].as_str().unwrap_or("?").to_string(), j["term"].clone()))
+fn term(c: &Chassis) -> Result<(String, String)> {
+    let s = c.switch('A')?;
+    Ok((s.role, s.term))
 }
 
 fn row(what: &str, figures: &str, gap: f64, base: f64, failover: bool) {
@@ -68,21 +65,19 @@ const ACKED: usize = 300;
 fn churn(bin: &Path, authenticated: bool) -> Result<(f64, f64, f64, f64, bool)> {
     let (dir, c) = chassis_with(bin, &[], authenticated)?;
     let before = term(&c)?;
-    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
-    let from = j[0]["checkpointed"].as_u64().unwrap_or(0);
-    c.ask('A', &Request::Churn { rate: msm_runtime::node::MAX_CHURN })?;
+    let from = c.checkpoint('A', Some("fdb"))?.first().map_or(0, |r| r.checkpointed);
+    c.ask::<Churning>('A', &Request::Churn { rate: msm_runtime::node::MAX_CHURN })?;
     let t0 = Instant::now();
     c.wait("churn", Duration::from_secs(5), |_| Ok(t0.elapsed() >= Duration::from_secs(3)))?;
-    c.ask('A', &Request::Churn { rate: 0 })?;
-    let j = c.ask('A', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
-    let done = j[0]["checkpointed"].as_u64().unwrap_or(0).saturating_sub(from);
+    c.ask::<Churning>('A', &Request::Churn { rate: 0 })?;
+    let done = c.checkpoint('A', Some("fdb"))?.first().map_or(0, |r| r.checkpointed).saturating_sub(from);
     let mut lat = Vec::with_capacity(ACKED);
     for i in 0..ACKED {
         let t = Instant::now();
-        let r =
+        let r: Configured =
             c.ask('A', &Request::Configure { lines: vec![format!("create vlan w{i}")], wait: Some(2000) })?;
-        if r["checkpointed"] != true {
-            bail!("configure --wait {i}: not on the backup: {r}");
+        if !r.on_backup.checkpointed {
+            bail!("configure --wait {i}: not on the backup: {r:?}");
         }
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -137,12 +132,11 @@ pub(crate) fn run() -> Result<()> {
         let before = term(&c)?;
         let lines: Vec<String> = (0..n).map(|i| format!("create vlan v{i}")).collect();
         let t0 = Instant::now();
-        let r = c.ask('A', &Request::Configure { lines, wait: None })?;
+        let r: Configured = c.ask('A', &Request::Configure { lines, wait: None })?;
         let answered = t0.elapsed();
-        let seq = r["seq"].as_u64().context("seq")?;
+        let seq = r.on_backup.seq;
         c.wait("checkpointed", Duration::from_secs(120), |c| {
-            let j = c.ask('A', &Request::ShowCheckpointData { process: Some("active-config".into()) })?;
-            Ok(j[0]["checkpointed"].as_u64().unwrap_or(0) >= seq)
+            Ok(c.checkpoint('A', Some("active-config"))?.first().map_or(0, |r| r.checkpointed) >= seq)
         })?;
         let acked = t0.elapsed();
         let failover = term(&c)? != before;
@@ -163,8 +157,8 @@ pub(crate) fn run() -> Result<()> {
     c.common = vec!["--heartbeat-ms".into(), HEARTBEAT_MS.to_string(), "--miss".into(), "3".into()];
     c.start('A', &["--fdb", "1000000"])?;
     c.wait("A seeded", Duration::from_secs(120), |c| {
-        let j = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
-        Ok(j["entries"].as_u64() == Some(1_000_000))
+        let t: AppTable = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
+        Ok(t.entries == 1_000_000)
     })?;
     let before = term(&c)?;
     let t0 = Instant::now();

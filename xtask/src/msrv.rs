@@ -10,7 +10,7 @@
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::cmd;
 
@@ -23,6 +23,21 @@ fn parse(v: &str) -> Option<Version> {
 
 fn show(v: Version) -> String {
     format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+/// The part of `cargo metadata`'s output this reads.
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    workspace_members: Vec<String>,
+    packages: Vec<Package>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Package {
+    id: String,
+    name: String,
+    version: String,
+    rust_version: Option<String>,
 }
 
 /// What a manifest's packages claim, and the newest requirement among the
@@ -43,21 +58,15 @@ fn requirements(manifest: Option<&str>) -> Result<Requirements> {
     if !out.status.success() {
         bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let meta: Value = serde_json::from_slice(&out.stdout)?;
-    let members: Vec<&str> =
-        meta["workspace_members"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let meta: Metadata = serde_json::from_slice(&out.stdout).context("cargo metadata's output")?;
     let mut claim = None;
     let mut newest: Option<(Version, String)> = None;
-    for p in meta["packages"].as_array().into_iter().flatten() {
-        let Some(v) = p["rust_version"].as_str().and_then(parse) else { continue };
-        let id = p["id"].as_str().unwrap_or_default();
-        if members.contains(&id) {
+    for p in &meta.packages {
+        let Some(v) = p.rust_version.as_deref().and_then(parse) else { continue };
+        if meta.workspace_members.contains(&p.id) {
             claim = claim.max(Some(v));
         } else if newest.as_ref().is_none_or(|(n, _)| v > *n) {
-            newest = Some((
-                v,
-                format!("{} {}", p["name"].as_str().unwrap_or("?"), p["version"].as_str().unwrap_or("?")),
-            ));
+            newest = Some((v, format!("{} {}", p.name, p.version)));
         }
     }
     Ok(Requirements { claim, newest })

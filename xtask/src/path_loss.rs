@@ -48,7 +48,7 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
     c.wait("A master", Duration::from_secs(10), |c| Ok(c.role('A').as_deref() == Some("MASTER")))?;
     c.start('B', &[])?;
     c.wait("in sync", Duration::from_secs(30), |c| Ok(c.in_sync('A')))?;
-    let term = c.ask('A', &msm_control::Request::ShowSwitch)?["term"].clone();
+    let term = c.switch('A')?.term;
     let mut w = Client::connect(&app, "bench", 1, &[])?;
     let mut next = 0u64;
     let baseline = longest_wait(&mut w, Duration::from_secs(2), &mut next)?;
@@ -62,8 +62,8 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
         longest_wait(&mut w, Duration::from_millis(300), &mut next)?;
     }
     drop(two);
-    let after = c.ask('A', &msm_control::Request::ShowSwitch)?;
-    let failover = after["term"] != term || after["role"] != "MASTER";
+    let after = c.switch('A')?;
+    let failover = after.term != term || after.role != "MASTER";
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "  {:<34} longest wait for the backup across a cut {:>6.1} ms ({:.1} heartbeat intervals, goal <= 2), with both paths up {:.1} ms{}",

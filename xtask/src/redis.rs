@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use msm_client::{Change, Client};
-use msm_control::Request;
 use msm_testkit::chassis::{Chassis, Reaped};
 
 use crate::cmd;
@@ -157,9 +156,9 @@ fn msm(bin: &Path) -> Result<(Duration, Writes, Writes)> {
     c.start('B', &["--app-socket", &app_b])?;
     c.wait("in sync", Duration::from_secs(300), |c| Ok(c.in_sync('A')))?;
     let bulk = t0.elapsed();
-    let j = c.ask('B', &Request::ShowCheckpointData { process: Some("bench".into()) })?;
-    if j[0]["status"] != "OK" {
-        bail!("msm bulk: the backup's bench stream is not OK: {j}");
+    let j = c.checkpoint('B', Some("bench"))?;
+    if j.first().map(|r| r.status.as_str()) != Some("OK") {
+        bail!("msm bulk: the backup's bench stream is not OK: {j:?}");
     }
     println!("  msm: bulk of {RECORDS} records to a fresh backup in {:.3} s", bulk.as_secs_f64());
     let gap_after_bulk = max_gap_us(&c);
@@ -225,9 +224,9 @@ fn msm(bin: &Path) -> Result<(Duration, Writes, Writes)> {
 fn max_gap_us(c: &Chassis) -> u64 {
     ['A', 'B']
         .iter()
-        .filter_map(|s| c.ask(*s, &Request::ShowSwitch).ok())
-        .flat_map(|j| j["peers"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p["max_heartbeat_gap_us"].as_u64())
+        .filter_map(|s| c.switch(*s).ok())
+        .flat_map(|s| s.peers)
+        .map(|p| p.max_heartbeat_gap_us)
         .max()
         .unwrap_or(0)
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use msm_control::{Request, Response};
+use msm_control::{AppTable, Configured, Request, Response, Saved};
 use msm_runtime::config::RunningConfig;
 use msm_testkit::chassis::Chassis;
 use rand::seq::{IteratorRandom, SliceRandom};
@@ -290,15 +290,15 @@ fn digests(c: &Chassis, slot: char) -> Result<Vec<String>> {
     msm_runtime::apps::APPS
         .iter()
         .map(|(name, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
-            Ok(format!("{name}:{}:{}", j["entries"], j["digest"]))
+            let t: AppTable = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
+            Ok(format!("{name}:{}:{}", t.entries, t.digest))
         })
         .collect()
 }
 
 fn configure(c: &Chassis, slot: char, lines: Vec<String>) -> Result<()> {
     let n = lines.len();
-    c.ask(slot, &Request::Configure { lines, wait: None })
+    c.ask::<Configured>(slot, &Request::Configure { lines, wait: None })
         .with_context(|| format!("configure of {n} lines"))?;
     Ok(())
 }
@@ -354,7 +354,7 @@ fn one_round(
         Kind::Save => {
             let n = rng.random_range(1..=200);
             configure(c, master, lines(rng, &mut model, round, n))?;
-            c.ask(master, &Request::Save { which: None, wait: None }).context("save")?;
+            c.ask::<Saved>(master, &Request::Save { which: None, wait: None }).context("save")?;
             format!(" after a save of {n} new lines")
         }
         Kind::Configure => {

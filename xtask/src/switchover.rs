@@ -10,17 +10,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use msm_control::Request;
+use anyhow::{Result, bail};
+use msm_control::{AppTable, FailingOver, Request};
 use msm_testkit::chassis::Chassis;
 
 use crate::pairs::Spread;
 
 /// Bytes `slot` has sent on its backplane paths.
 fn sent(c: &Chassis, slot: char) -> Result<u64> {
-    let j = c.ask(slot, &Request::ShowSwitch)?;
-    let paths = j["paths"].as_array().context("paths")?;
-    Ok(paths.iter().filter_map(|p| p["tx_bytes"].as_u64()).sum())
+    Ok(c.switch(slot)?.paths.iter().map(|p| p.tx_bytes).sum())
 }
 
 pub(crate) fn run(bin: &Path) -> Result<()> {
@@ -30,8 +28,8 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
     c.common = ["--heartbeat-ms", "10", "--miss", "3", "--fdb", "1000000"].map(String::from).to_vec();
     c.start('A', &[])?;
     c.wait("A seeded", Duration::from_secs(120), |c| {
-        let j = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
-        Ok(j["entries"].as_u64() == Some(1_000_000))
+        let t: AppTable = c.ask('A', &Request::ShowApp { app: "fdb".into(), rows: false, from: 0 })?;
+        Ok(t.entries == 1_000_000)
     })?;
     let before = sent(&c, 'A')?;
     let t0 = Instant::now();
@@ -42,9 +40,9 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
 
     let before = sent(&c, 'B')?;
     let t0 = Instant::now();
-    let r = c.ask('A', &Request::Failover { force: false })?;
-    if r["failover"] != true {
-        bail!("run msm-failover refused: {r}");
+    let r: FailingOver = c.ask('A', &Request::Failover { force: false })?;
+    if !r.failover {
+        bail!("run msm-failover refused: {r:?}");
     }
     c.wait("B master, A its backup, in sync", Duration::from_secs(60), |c| {
         Ok(c.role('B').as_deref() == Some("MASTER")
@@ -53,8 +51,7 @@ pub(crate) fn run(bin: &Path) -> Result<()> {
     })?;
     let switch_time = t0.elapsed();
     let switch_bytes = sent(&c, 'B')? - before;
-    let j = c.ask('B', &Request::ShowCheckpointData { process: Some("fdb".into()) })?;
-    let rebulks = j[0]["rebulks"].as_u64().unwrap_or(0);
+    let rebulks = c.checkpoint('B', Some("fdb"))?.first().map_or(0, |r| r.rebulks);
     println!(
         "  {:<34} old master In Sync again in {:.1} ms, {} bytes sent ({:.3} % of the full bulk's {} bytes in {:.2} s; goal <= 1 %){}",
         "switchover, 1 000 000 fdb entries",
@@ -98,14 +95,13 @@ fn chassis(name: &str, modules: usize, bin: &Path) -> Result<(std::path::PathBuf
         c.start(s, &[])?;
     }
     c.wait("in sync, standbys in step", Duration::from_secs(120), |c| {
-        let j = c.ask('A', &Request::ShowSwitch)?;
-        let peers = j["peers"].as_array().cloned().unwrap_or_default();
+        let peers = c.switch('A')?.peers;
         Ok(c.in_sync('A')
             && peers.len() == modules - 1
             && peers
                 .iter()
-                .filter(|p| p["role"] != "BACKUP")
-                .all(|p| p["role"] == "STANDBY" && p["config"] == "In Sync"))
+                .filter(|p| p.role != "BACKUP")
+                .all(|p| p.role == "STANDBY" && p.config.as_deref() == Some("In Sync")))
     })?;
     Ok((dir, c))
 }
@@ -115,9 +111,9 @@ fn chassis(name: &str, modules: usize, bin: &Path) -> Result<(std::path::PathBuf
 fn switch_once(c: &Chassis, master: char) -> Result<Duration> {
     let other = if master == 'A' { 'B' } else { 'A' };
     let t0 = Instant::now();
-    let r = c.ask(master, &Request::Failover { force: false })?;
-    if r["failover"] != true {
-        bail!("run msm-failover refused: {r}");
+    let r: FailingOver = c.ask(master, &Request::Failover { force: false })?;
+    if !r.failover {
+        bail!("run msm-failover refused: {r:?}");
     }
     c.wait("the switchover, in sync", Duration::from_secs(60), |c| {
         Ok(c.role(other).as_deref() == Some("MASTER")
@@ -143,8 +139,7 @@ pub(crate) fn with_standbys(bin: &Path) -> Result<()> {
     let bulks = |c: &Chassis, modules: usize| -> Result<u64> {
         let mut n = 0;
         for s in ['A', 'B', 'C'].into_iter().take(modules) {
-            let j = c.ask(s, &Request::ShowCheckpointData { process: None })?;
-            n += j.as_array().context("rows")?.iter().filter_map(|r| r["bulks"].as_u64()).sum::<u64>();
+            n += c.checkpoint(s, None)?.iter().map(|r| r.bulks).sum::<u64>();
         }
         Ok(n)
     };

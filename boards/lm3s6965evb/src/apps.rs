@@ -1,11 +1,11 @@
 //! The demo applications the firmware runs, `devmgr <- cfgmgr <- vlan`, with the
-//! same names, schema versions and record format as the Linux emulation
-//! (`boards/linux-emu/src/apps.rs`): a record is op (1 set, 0 delete), key
-//! (u64 LE), value. State lives in fixed-capacity tables sorted by key, so
-//! the bulk cursor is "next key".
+//! same names, schema versions and record (`msm-records`: op, key u64 LE,
+//! value) as the Linux runtime. State lives in fixed-capacity tables sorted
+//! by key, so the bulk cursor is "next key".
 
 use heapless::Vec;
 use msm_checkpoint::HostError;
+use msm_records::Record;
 
 /// Name, schema and dependencies, in registration order (a subset of the
 /// Linux board's APPS: run the Linux peer with `--apps devmgr,cfgmgr,vlan`;
@@ -21,31 +21,9 @@ pub const VALUE: usize = 80;
 /// objects and a handful of VLANs in its demo).
 pub const ROWS: usize = 64;
 
-/// One key's change, borrowed from the record bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change<'a> {
-    Set(u64, &'a [u8]),
-    Delete(u64),
-}
-
-impl<'a> Change<'a> {
-    pub fn decode(b: &'a [u8]) -> Result<Change<'a>, HostError> {
-        let (&op, rest) = b.split_first().ok_or(HostError::BadRecord)?;
-        let key_bytes: [u8; 8] = rest.get(..8).and_then(|k| k.try_into().ok()).ok_or(HostError::BadRecord)?;
-        let key = u64::from_le_bytes(key_bytes);
-        let value = rest.get(8..).unwrap_or(&[]);
-        match op {
-            1 => Ok(Change::Set(key, value)),
-            0 if value.is_empty() => Ok(Change::Delete(key)),
-            _ => Err(HostError::BadRecord),
-        }
-    }
-
-    pub fn key(&self) -> u64 {
-        match self {
-            Change::Set(k, _) | Change::Delete(k) => *k,
-        }
-    }
+/// The change in a record's bytes.
+pub fn decode(b: &[u8]) -> Result<Record<'_>, HostError> {
+    Record::decode(b).map_err(|_| HostError::BadRecord)
 }
 
 #[derive(Debug)]
@@ -72,22 +50,22 @@ impl Table {
         self.rows.len()
     }
 
-    pub fn apply(&mut self, c: Change<'_>) -> Result<(), HostError> {
+    pub fn apply(&mut self, c: Record<'_>) -> Result<(), HostError> {
         let pos = self.rows.binary_search_by_key(&c.key(), |r| r.key);
         match (c, pos) {
-            (Change::Set(_, v), Ok(i)) => {
+            (Record::Set(_, v), Ok(i)) => {
                 let row = self.rows.get_mut(i).ok_or(HostError::Full)?;
                 row.value = Vec::from_slice(v).map_err(|_| HostError::Full)?;
                 row.seen = true;
             }
-            (Change::Set(k, v), Err(i)) => {
+            (Record::Set(k, v), Err(i)) => {
                 let value = Vec::from_slice(v).map_err(|_| HostError::Full)?;
                 self.rows.insert(i, Row { key: k, value, seen: true }).map_err(|_| HostError::Full)?;
             }
-            (Change::Delete(_), Ok(i)) => {
+            (Record::Delete(_), Ok(i)) => {
                 self.rows.remove(i);
             }
-            (Change::Delete(_), Err(_)) => {}
+            (Record::Delete(_), Err(_)) => {}
         }
         Ok(())
     }

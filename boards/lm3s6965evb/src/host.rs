@@ -5,8 +5,9 @@
 
 use heapless::Vec;
 use msm_checkpoint::{AppId, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
+use msm_records::Record;
 
-use crate::apps::{APPS, Change, Table};
+use crate::apps::{APPS, Table};
 use crate::log;
 
 /// Bytes of configuration text held per buffer.
@@ -164,21 +165,21 @@ impl Host for FirmwareHost {
                 }
             },
             Stream::App(id) => {
-                let change = Change::decode(item)?;
+                let change = crate::apps::decode(item)?;
                 let app = name(stream);
                 self.table(id)?.apply(change)?;
                 if let Some(n) = self.applied.get_mut(id.index()) {
                     *n = n.wrapping_add(1);
                 }
                 match change {
-                    Change::Set(k, v) => log!(
+                    Record::Set(k, v) => log!(
                         "apply {=str} {=str} key={=u64} set {=str}",
                         app,
                         kind_name,
                         k,
                         core::str::from_utf8(v).unwrap_or("<binary>")
                     ),
-                    Change::Delete(k) => log!("apply {=str} {=str} key={=u64} delete", app, kind_name, k),
+                    Record::Delete(k) => log!("apply {=str} {=str} key={=u64} delete", app, kind_name, k),
                 }
                 Ok(())
             }

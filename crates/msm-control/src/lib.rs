@@ -9,9 +9,9 @@ mod answers;
 mod client;
 
 pub use answers::{
-    AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver, FrameErrors,
-    KeyStep, Keys, Mismatch, NodeRow, OnBackup, Path, Peer, Rebooting, Saved, SavedFile, Selected, SlotErrors,
-    SplitBrain, Switch,
+    AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver,
+    FrameErrors, KeyStep, Keys, Mismatch, NodeRow, OnBackup, Path, Peer, Rebooting, Saved, SavedFile,
+    Selected, SlotErrors, SplitBrain, Switch,
 };
 pub use client::{CallError, call};
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use msm_checkpoint::{AppId, AppRegistry, HostError};
+use msm_records::Record;
 
 /// Name, schema version and dependencies of every application, in registration order.
 pub const APPS: [(&str, u16, &[&str]); 6] = [
@@ -86,31 +87,22 @@ impl Change {
         }
     }
 
-    /// Wire form: op (1 set, 0 delete), key (u64 LE), value.
+    /// Its record (`msm-records`: op, key u64 LE, value).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9 + 32);
-        match self {
-            Change::Set(k, v) => {
-                out.push(1);
-                out.extend_from_slice(&k.to_le_bytes());
-                out.extend_from_slice(v);
-            }
-            Change::Delete(k) => {
-                out.push(0);
-                out.extend_from_slice(&k.to_le_bytes());
-            }
-        }
+        let r = match self {
+            Change::Set(k, v) => Record::Set(*k, v),
+            Change::Delete(k) => Record::Delete(*k),
+        };
+        let mut out = vec![0; r.len()];
+        // The buffer is the record's own length: encoding cannot fail.
+        let _ = r.encode(&mut out);
         out
     }
 
     pub fn decode(b: &[u8]) -> Result<Change, HostError> {
-        let (&op, rest) = b.split_first().ok_or(HostError::BadRecord)?;
-        let key =
-            u64::from_le_bytes(rest.get(..8).and_then(|k| k.try_into().ok()).ok_or(HostError::BadRecord)?);
-        match op {
-            1 => Ok(Change::Set(key, rest[8..].to_vec())),
-            0 if rest.len() == 8 => Ok(Change::Delete(key)),
-            _ => Err(HostError::BadRecord),
+        match Record::decode(b).map_err(|_| HostError::BadRecord)? {
+            Record::Set(k, v) => Ok(Change::Set(k, v.to_vec())),
+            Record::Delete(k) => Ok(Change::Delete(k)),
         }
     }
 }

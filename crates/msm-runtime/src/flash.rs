@@ -20,6 +20,7 @@ use msm_flash::{
 use msm_flash_linux::FileFlash;
 
 use crate::host::SavedStore;
+use crate::wall_clock::unix_now;
 
 pub const IMAGE_SIZE: u32 = 4 * 1024 * 1024;
 /// The partition table: (offset in the image, size) of each partition.
@@ -545,11 +546,6 @@ fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> 
 
 /// 2025-01-01T00:00:00Z in Unix seconds: where boot counts of a fresh flash start.
 pub const EPOCH_2025: u64 = 1_735_689_600;
-
-/// Seconds since the Unix epoch, the time a save records (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 #[cfg(test)]
 mod tests {

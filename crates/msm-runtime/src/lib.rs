@@ -21,3 +21,4 @@ pub mod process_apps;
 pub mod service;
 pub mod socket_path;
 pub mod split_brain;
+pub mod wall_clock;

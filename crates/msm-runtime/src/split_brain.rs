@@ -165,7 +165,7 @@ pub fn render(
 ) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "# Split brain: changes discarded by {}", r.slot);
-    let _ = writeln!(t, "# at: unix time {} ({} UTC)", r.at_unix, crate::node::render::ctime(r.at_unix));
+    let _ = writeln!(t, "# at: unix time {} ({} UTC)", r.at_unix, crate::wall_clock::ctime(r.at_unix));
     let _ = writeln!(
         t,
         "# {} was master in term {}; it heard {}, master in term {}, stepped down and took its state.",

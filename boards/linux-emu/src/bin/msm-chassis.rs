@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use msm_control::Request;
+use msm_control::{AppTable, Request};
 use msm_narrate::{Progress, progress_bar};
 use msm_runtime::apps::APPS;
 use msm_testkit::chassis::{Chassis, Reaped};
@@ -40,17 +40,15 @@ fn heading(s: &str) {
 }
 
 fn bars(c: &Chassis, slot: char) -> Result<bool> {
-    let rows = c.ask(slot, &Request::ShowCheckpointData { process: None })?;
-    let rows = rows.as_array().context("checkpoint rows")?;
-    for r in rows {
+    for r in c.checkpoint(slot, None)? {
         println!(
             "{}",
             progress_bar(&Progress {
-                name: r["process"].as_str().unwrap_or("?"),
-                percent: r["percent"].as_u64().unwrap_or(0),
-                sent: r["sent"].as_u64().unwrap_or(0),
-                total: r["total"].as_u64().unwrap_or(0),
-                status: r["status"].as_str().unwrap_or("?"),
+                name: &r.process,
+                percent: u64::from(r.percent),
+                sent: r.sent,
+                total: r.total,
+                status: &r.status,
             })
         );
     }
@@ -71,8 +69,7 @@ fn show(c: &Chassis, slot: char, req: Request, cmd: &str) -> Result<()> {
 
 /// Bulk transfers `slot` took or sent so far, all streams.
 fn bulks(c: &Chassis, slot: char) -> Result<u64> {
-    let j = c.ask(slot, &Request::ShowCheckpointData { process: None })?;
-    Ok(j.as_array().map_or(0, |a| a.iter().filter_map(|r| r["bulks"].as_u64()).sum()))
+    Ok(c.checkpoint(slot, None)?.iter().map(|r| r.bulks).sum())
 }
 
 fn state_of(c: &Chassis, slot: char) -> Result<Vec<BTreeMap<u64, String>>> {
@@ -82,8 +79,8 @@ fn state_of(c: &Chassis, slot: char) -> Result<Vec<BTreeMap<u64, String>>> {
 fn digests(c: &Chassis, slot: char) -> Result<Vec<String>> {
     APPS.iter()
         .map(|(name, _, _)| {
-            let j = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
-            Ok(format!("{}:{}:{}", name, j["entries"], j["digest"]))
+            let t: AppTable = c.ask(slot, &Request::ShowApp { app: (*name).into(), rows: false, from: 0 })?;
+            Ok(format!("{}:{}:{}", name, t.entries, t.digest))
         })
         .collect()
 }
@@ -319,7 +316,7 @@ impl AclProcesses {
 /// a Handover "from A" to B; now refused, counted, and nothing moves.
 fn stranger(c: &Chassis) -> Result<()> {
     use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
-    let before = c.ask('A', &Request::ShowSwitch)?["term"].clone();
+    let before = c.switch('A')?.term;
     let hb = Heartbeat {
         role: 1,
         priority: 0,
@@ -346,23 +343,18 @@ fn stranger(c: &Chassis) -> Result<()> {
     );
     c.wait("both to count them", Duration::from_secs(5), |c| {
         let refused = |s: char, from: &str| -> Result<u64> {
-            let j = c.ask(s, &Request::ShowSwitch)?;
-            Ok(j["frame_errors"]["by_slot"]
-                .as_array()
-                .and_then(|a| a.iter().find(|r| r["slot"] == from))
-                .and_then(|r| r["auth"].as_u64())
-                .unwrap_or(0))
+            let j = c.switch(s)?;
+            Ok(j.frame_errors.by_slot.iter().find(|r| r.slot == from).map_or(0, |r| r.auth))
         };
         Ok(refused('A', "C")? >= 50 && refused('B', "A")? >= 50)
     })?;
     show(c, 'A', Request::ShowSwitch, "show switch")?;
-    let after = c.ask('A', &Request::ShowSwitch)?;
-    if after["term"] != before || after["role"] != "MASTER" || c.role('B').as_deref() != Some("BACKUP") {
-        bail!("a forged frame moved the chassis: {after}");
+    let after = c.switch('A')?;
+    if after.term != before || after.role != "MASTER" || c.role('B').as_deref() != Some("BACKUP") {
+        bail!("a forged frame moved the chassis: {after:?}");
     }
     println!(
-        "nothing moved: MSM-A is MASTER in term {}, MSM-B BACKUP; every forged frame was refused before it was read",
-        before.as_str().unwrap_or("?")
+        "nothing moved: MSM-A is MASTER in term {before}, MSM-B BACKUP; every forged frame was refused before it was read"
     );
     Ok(())
 }

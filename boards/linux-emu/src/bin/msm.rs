@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
-use msm_control::{CONFIG_WORDS, Request, Response, parse_config_word};
+use msm_control::{CONFIG_WORDS, OnBackup, Request, Response, parse_config_word};
 use msm_flash::ConfigName;
 
 #[derive(Parser)]
@@ -195,7 +195,8 @@ fn main() -> ExitCode {
                     println!();
                 }
             }
-            if waited && json["checkpointed"] == false {
+            // `configure` and `save` answer how far they got toward the backup.
+            if waited && serde_json::from_value::<OnBackup>(json).is_ok_and(|b| !b.checkpointed) {
                 return ExitCode::from(EXIT_NOT_ON_BACKUP);
             }
             ExitCode::SUCCESS

@@ -530,7 +530,7 @@ impl<L: Link> MsmNode<L> {
     /// image for the operator, and say so in the log and in `show switch`.
     fn split_brain_lost(&mut self, winner: Slot, winner_term: Term, our_term: Term, discarded: u64) {
         let changes = self.unacked.take(our_term);
-        let at_unix = crate::flash::unix_now();
+        let at_unix = crate::wall_clock::unix_now();
         let path = split_brain::file_path(self.host.flash.path(), at_unix);
         let mut report = split_brain::Report {
             at_unix,

@@ -94,7 +94,10 @@ impl<L: Link> MsmNode<L> {
                     );
                 }
                 self.exit = Some(Exit::Reboot);
-                Response::ok(format!("Rebooting {}...", self.engine.slot()), &msm_control::Rebooting { rebooting: true })
+                Response::ok(
+                    format!("Rebooting {}...", self.engine.slot()),
+                    &msm_control::Rebooting { rebooting: true },
+                )
             }
             Request::Failover { force } => {
                 let now = self.now();

@@ -229,7 +229,7 @@ impl<L: Link> MsmNode<L> {
             Some(t) => t,
             None => {
                 let t = self.host.running.to_text().into_bytes();
-                if let Err(e) = self.host.flash.begin_save_of(which, t.len(), crate::flash::unix_now()) {
+                if let Err(e) = self.host.flash.begin_save_of(which, t.len(), crate::wall_clock::unix_now()) {
                     return Some(Err(e));
                 }
                 s.text.insert(t)
@@ -404,7 +404,8 @@ impl<L: Link> MsmNode<L> {
         };
         match w.done {
             Done::Configure { applied } => {
-                let j = Configured { applied: applied as u64, vlan_seq: w.marks.vlan, on_backup: on_backup_data };
+                let j =
+                    Configured { applied: applied as u64, vlan_seq: w.marks.vlan, on_backup: on_backup_data };
                 let text = if waited_for || !checkpointed {
                     format!("{applied} line(s) applied, {on_backup}.")
                 } else {

@@ -12,6 +12,7 @@ use msm_flash::ConfigName;
 use crate::apps::{Table, describe, hex};
 use crate::flash::SavedInfo;
 use crate::split_brain;
+use crate::wall_clock::ctime;
 use msm_control::Response;
 
 /// The configuration files, as `show switch` lists them below the engine's table.
@@ -347,28 +348,16 @@ pub fn app(name: &str, app: usize, table: &Table, rows: bool) -> Response {
         }
     }
     let digest = format!("{:016x}", table.digest());
-    Response::ok(t, &msm_control::AppTable { app: name.into(), entries: table.len() as u64, digest, rows: entries, next: None })
-}
-
-/// "Tue Nov 24 23:20:56 2026" (UTC), as XOS prints when a file was saved,
-/// without a date crate.
-pub(crate) fn ctime(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
-    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        [(m - 1) as usize];
-    format!("{wd} {mon} {d:>2} {:02}:{:02}:{:02} {y}", secs / 3600, secs / 60 % 60, secs % 60)
+    Response::ok(
+        t,
+        &msm_control::AppTable {
+            app: name.into(),
+            entries: table.len() as u64,
+            digest,
+            rows: entries,
+            next: None,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -376,12 +365,6 @@ mod tests {
     use crate::apps::Change;
 
     use super::*;
-
-    #[test]
-    fn ctime_formats_like_xos() {
-        assert_eq!(ctime(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(ctime(1_617_900_322), "Thu Apr  8 16:45:22 2021");
-    }
 
     #[test]
     fn app_rows_are_shown_only_when_asked() {

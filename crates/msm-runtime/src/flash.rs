@@ -1,7 +1,12 @@
-//! The MSM's flash, on a file-backed NOR image: node settings (a key-value
-//! area), `primary.cfg` and `secondary.cfg` (power-fail-safe config stores).
+//! The MSM's flash, on any NOR device (`Flash<D>`): node settings (a
+//! key-value area), `primary.cfg` and `secondary.cfg` (power-fail-safe
+//! config stores), laid out by [`partitions`] from the device's size and
+//! erase block. [`BoardFlash`] is the emulation's file-backed image; a
+//! board on a kernel MTD device mounts `Flash<MtdFlash<..>>`. The node
+//! holds either as a `Box<dyn NodeFlash>`.
 //!
 //! ```text
+//! the 4 MiB file image (4 KiB blocks):
 //! 0        64 KiB                                   2 MiB + 32 KiB          4 MiB
 //! | settings | primary.cfg (ring of erase blocks)   | secondary.cfg          |
 //! ```
@@ -23,26 +28,50 @@ use crate::host::SavedStore;
 use crate::wall_clock::unix_now;
 
 pub const IMAGE_SIZE: u32 = 4 * 1024 * 1024;
-/// The partition table: (offset in the image, size) of each partition.
+/// The file image's partition table: (offset in the image, size) of each
+/// partition, as [`partitions`] lays out 4 MiB of 4 KiB blocks.
 pub const SETTINGS: (u32, u32) = (0, 64 * 1024);
 pub const PRIMARY: (u32, u32) = (64 * 1024, 2016 * 1024);
 pub const SECONDARY: (u32, u32) = (2080 * 1024, 2016 * 1024);
+
+/// The partitions of a device of `capacity` bytes in blocks of `erase`:
+/// settings (at least 64 KiB and four blocks, as the settings store needs),
+/// then the rest halved between `primary.cfg` and `secondary.cfg`, each a
+/// whole number of blocks. `None` when the device is too small for that
+/// (each config store needs two blocks).
+pub fn partitions(capacity: u32, erase: u32) -> Option<[(u32, u32); 3]> {
+    let settings = (64 * 1024u32).max(4 * erase).next_multiple_of(erase);
+    let half = (capacity.checked_sub(settings)? / 2) / erase * erase;
+    (half >= 2 * erase).then_some([(0, settings), (settings, half), (settings + half, half)])
+}
+
+/// What the flash's partitions can sit on: a NOR device that can make what
+/// it programmed durable.
+pub trait Device: NorFlash + Durable + 'static {}
+impl<D: NorFlash + Durable + 'static> Device for D {}
 pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-type Dev = FileFlash<4, 4096>;
-type Part = Partition<Shared>;
+/// The emulation's image file.
+pub type FileDev = FileFlash<4, 4096>;
+type Part<D> = Partition<Shared<D>>;
 
 /// The one image, shared by the three partitions; the image (and its lock)
 /// closes when the last partition is dropped.
-#[derive(Debug, Clone)]
-struct Shared(Rc<RefCell<Dev>>);
+#[derive(Debug)]
+struct Shared<D>(Rc<RefCell<D>>);
 
-impl ErrorType for Shared {
-    type Error = <Dev as ErrorType>::Error;
+impl<D> Clone for Shared<D> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
 }
 
-impl ReadNorFlash for Shared {
-    const READ_SIZE: usize = Dev::READ_SIZE;
+impl<D: Device> ErrorType for Shared<D> {
+    type Error = <D as ErrorType>::Error;
+}
+
+impl<D: Device> ReadNorFlash for Shared<D> {
+    const READ_SIZE: usize = D::READ_SIZE;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         self.0.borrow_mut().read(offset, bytes)
     }
@@ -51,9 +80,9 @@ impl ReadNorFlash for Shared {
     }
 }
 
-impl NorFlash for Shared {
-    const WRITE_SIZE: usize = Dev::WRITE_SIZE;
-    const ERASE_SIZE: usize = Dev::ERASE_SIZE;
+impl<D: Device> NorFlash for Shared<D> {
+    const WRITE_SIZE: usize = D::WRITE_SIZE;
+    const ERASE_SIZE: usize = D::ERASE_SIZE;
     fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
         self.0.borrow_mut().erase(from, to)
     }
@@ -62,7 +91,7 @@ impl NorFlash for Shared {
     }
 }
 
-impl Durable for Shared {
+impl<D: Device> Durable for Shared<D> {
     fn sync(&mut self) -> Result<(), Self::Error> {
         self.0.borrow_mut().sync()
     }
@@ -89,12 +118,17 @@ struct Incoming {
     selected: Option<ConfigName>,
 }
 
-pub struct BoardFlash {
-    /// The image file.
+/// The emulation's flash: a 4 MiB file image.
+pub type BoardFlash = Flash<FileDev>;
+
+pub struct Flash<D: Device> {
+    /// The image file or device.
     path: std::path::PathBuf,
-    primary: ConfigStore<Part>,
-    secondary: ConfigStore<Part>,
-    settings: NodeSettings<Part>,
+    primary: ConfigStore<Part<D>>,
+    secondary: ConfigStore<Part<D>>,
+    settings: NodeSettings<Part<D>>,
+    /// The largest config partition, for the refusal of a config too large.
+    partition: u32,
     boot_count: u32,
     incoming: Option<Incoming>,
     /// The selected configuration was damaged at boot and this one was booted
@@ -106,7 +140,78 @@ pub struct BoardFlash {
     boot_notes: Vec<String>,
 }
 
-impl std::fmt::Debug for BoardFlash {
+/// The flash as the node holds it, whatever its device (`Box<dyn NodeFlash>`):
+/// each method is [`Flash`]'s of the same name.
+macro_rules! node_flash {
+    (
+        shared { $($(#[$sdoc:meta])* fn $sname:ident($($sarg:ident: $sty:ty),*) -> $sret:ty;)* }
+        exclusive { $($(#[$edoc:meta])* fn $ename:ident($($earg:ident: $ety:ty),*) -> $eret:ty;)* }
+    ) => {
+        pub trait NodeFlash: SavedStore {
+            $($(#[$sdoc])* fn $sname(&self $(, $sarg: $sty)*) -> $sret;)*
+            $($(#[$edoc])* fn $ename(&mut self $(, $earg: $ety)*) -> $eret;)*
+        }
+        impl<D: Device> NodeFlash for Flash<D> {
+            $(fn $sname(&self $(, $sarg: $sty)*) -> $sret {
+                Flash::$sname(self $(, $sarg)*)
+            })*
+            $(fn $ename(&mut self $(, $earg: $ety)*) -> $eret {
+                Flash::$ename(self $(, $earg)*)
+            })*
+        }
+    };
+}
+
+node_flash! {
+    shared {
+        /// The image file or device.
+        fn path() -> &Path;
+        /// What the mount found wrong.
+        fn boot_notes() -> &[String];
+        fn damage(w: ConfigName) -> Option<Damage>;
+        /// This boot's count: the node's incarnation.
+        fn boot_count() -> u32;
+    }
+    exclusive {
+        fn selected() -> ConfigName;
+        fn select(w: ConfigName) -> std::result::Result<(), String>;
+        fn last_term() -> u64;
+        fn set_last_term(term: u64) -> std::result::Result<(), String>;
+        fn priority() -> Option<u8>;
+        fn set_priority(p: u8) -> std::result::Result<(), String>;
+        fn info(w: ConfigName) -> Option<SavedInfo>;
+        fn load(w: ConfigName) -> Result<Option<String>>;
+        fn save(w: ConfigName, text: &str, unix_time: u64) -> std::result::Result<usize, String>;
+        fn begin_save_of(w: ConfigName, len: usize, unix_time: u64) -> std::result::Result<(), String>;
+        fn write_piece(w: ConfigName, piece: &[u8]) -> std::result::Result<(), String>;
+        fn commit_save_of(w: ConfigName) -> std::result::Result<usize, String>;
+    }
+}
+
+/// The node's flash is a box of either kind; the host reads and writes the
+/// saved-config stream through it.
+impl<T: SavedStore + ?Sized> SavedStore for Box<T> {
+    fn saved_items(&mut self) -> u64 {
+        (**self).saved_items()
+    }
+    fn read_saved(&mut self, offset: usize, buf: &mut [u8]) -> std::result::Result<usize, HostError> {
+        (**self).read_saved(offset, buf)
+    }
+    fn begin_save(&mut self) -> std::result::Result<(), HostError> {
+        (**self).begin_save()
+    }
+    fn write_save(&mut self, chunk: &[u8]) -> std::result::Result<(), HostError> {
+        (**self).write_save(chunk)
+    }
+    fn commit_save(&mut self) -> std::result::Result<(), HostError> {
+        (**self).commit_save()
+    }
+    fn abort_save(&mut self) {
+        (**self).abort_save()
+    }
+}
+
+impl<D: Device> std::fmt::Debug for Flash<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BoardFlash(boot {})", self.boot_count)
     }
@@ -124,23 +229,37 @@ impl BoardFlash {
     /// default. Only an unusable image (locked, wrong size, I/O errors on
     /// mount) is an error.
     pub fn open(path: &Path) -> Result<BoardFlash> {
-        let dev = Shared(Rc::new(RefCell::new(Dev::open(path, IMAGE_SIZE).map_err(|e| anyhow!("{e}"))?)));
+        Flash::mount(FileDev::open(path, IMAGE_SIZE).map_err(|e| anyhow!("{e}"))?, path)
+    }
+}
+
+impl<D: Device> Flash<D> {
+    /// Mount the partitions of `dev` (called `path` in messages), as
+    /// [`BoardFlash::open`] says.
+    pub fn mount(dev: D, path: &Path) -> Result<Flash<D>> {
+        let (capacity, erase) = (dev.capacity(), D::ERASE_SIZE);
+        let [settings_at, primary_at, secondary_at] =
+            u32::try_from(capacity).ok().zip(u32::try_from(erase).ok()).and_then(|(c, e)| partitions(c, e)).ok_or_else(
+                || anyhow!("{}: {capacity} bytes in {erase}-byte blocks is too small for the settings and two configurations", path.display()),
+            )?;
+        let dev = Shared(Rc::new(RefCell::new(dev)));
         let part = |name, (start, size): (u32, u32)| {
             Partition::new(dev.clone(), name, start, size).map_err(|e| anyhow!("{name}: {e}"))
         };
         let mut notes = Vec::new();
-        let mut settings = NodeSettings::new(part("settings", SETTINGS)?)
+        let mut settings = NodeSettings::new(part("settings", settings_at)?)
             .map_err(|e| anyhow!("{}: settings area: {e}", path.display()))?;
         let boot_count = open_settings(&mut settings, &mut notes);
-        let primary = ConfigStore::mount(part("primary.cfg", PRIMARY)?, ConfigName::Primary)
+        let primary = ConfigStore::mount(part("primary.cfg", primary_at)?, ConfigName::Primary)
             .map_err(|e| anyhow!("{}: primary.cfg: {e}", path.display()))?;
-        let secondary = ConfigStore::mount(part("secondary.cfg", SECONDARY)?, ConfigName::Secondary)
+        let secondary = ConfigStore::mount(part("secondary.cfg", secondary_at)?, ConfigName::Secondary)
             .map_err(|e| anyhow!("{}: secondary.cfg: {e}", path.display()))?;
-        let mut flash = BoardFlash {
+        let mut flash = Flash {
             path: path.to_path_buf(),
             primary,
             secondary,
             settings,
+            partition: primary_at.1.max(secondary_at.1),
             boot_count,
             incoming: None,
             boot_override: None,
@@ -236,7 +355,7 @@ impl BoardFlash {
         }
     }
 
-    fn store(&mut self, w: ConfigName) -> &mut ConfigStore<Part> {
+    fn store(&mut self, w: ConfigName) -> &mut ConfigStore<Part<D>> {
         match w {
             ConfigName::Primary => &mut self.primary,
             ConfigName::Secondary => &mut self.secondary,
@@ -354,7 +473,7 @@ impl BoardFlash {
     }
 }
 
-impl BoardFlash {
+impl<D: Device> Flash<D> {
     /// Start writing the master's saved configuration of `len` bytes into `w`.
     /// It replaces this module's own copy even when the two do not fit the
     /// partition side by side (the own copy is then overwritten as the new one
@@ -378,7 +497,7 @@ impl BoardFlash {
                     "{}: the master's saved configuration of {len} bytes cannot fit the {}-byte partition \
                      ({max} bytes at most): refused",
                     w.file_name(),
-                    PRIMARY.1.min(SECONDARY.1)
+                    self.partition
                 );
                 Err(HostError::Full)
             }
@@ -395,7 +514,7 @@ impl BoardFlash {
 /// which is selected; the backup (or standby) writes each into the same
 /// file of its own flash, commits them at the end, and selects what the
 /// master selects. A file the master lacks is left as it is here.
-impl SavedStore for BoardFlash {
+impl<D: Device> SavedStore for Flash<D> {
     fn saved_items(&mut self) -> u64 {
         let layout = self.layout();
         let files = layout.lens.iter().flatten().map(|&l| 1 + config_chunks(l as usize)).sum::<u64>();
@@ -489,7 +608,7 @@ impl SavedStore for BoardFlash {
     }
 }
 
-impl BoardFlash {
+impl<D: Device> Flash<D> {
     /// The saved-configuration stream this module would send now.
     fn layout(&mut self) -> Layout {
         let selected = self.selected();
@@ -503,7 +622,7 @@ impl BoardFlash {
 /// warning (in `notes` too) and the area is reformatted so later writes work;
 /// the settings are then their defaults. If the count cannot be stored it is
 /// the clock's seconds since 2025, so incarnations still grow across boots.
-fn open_settings(settings: &mut NodeSettings<Part>, notes: &mut Vec<String>) -> u32 {
+fn open_settings<D: Device>(settings: &mut NodeSettings<Part<D>>, notes: &mut Vec<String>) -> u32 {
     let mut note = |m: String| {
         log::warn!("{m}");
         notes.push(m);
@@ -550,6 +669,18 @@ pub const EPOCH_2025: u64 = 1_735_689_600;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_of_the_file_image_and_of_a_pflash_bank() {
+        assert_eq!(partitions(IMAGE_SIZE, 4096), Some([SETTINGS, PRIMARY, SECONDARY]));
+        // QEMU's pflash bank on the aarch64 board: 64 MiB less its key block, 256 KiB blocks.
+        let bank = partitions(64 * 1024 * 1024 - 256 * 1024, 256 * 1024).unwrap();
+        assert_eq!(bank[0], (0, 1024 * 1024), "four blocks of settings");
+        assert_eq!(bank[1].1, bank[2].1);
+        assert_eq!(bank[1].1 % (256 * 1024), 0);
+        assert!(bank[2].0 + bank[2].1 <= 64 * 1024 * 1024 - 256 * 1024);
+        assert_eq!(partitions(6 * 4096, 4096), None, "too small for two blocks a configuration");
+    }
 
     /// The firmware cuts its saved config (length, then text) into
     /// `CONFIG_CHUNK` pieces with no boundary after the length.

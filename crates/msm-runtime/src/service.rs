@@ -25,7 +25,7 @@ use crate::app_server::AppServer;
 use crate::backplane::Backplane;
 use crate::control_access::Access;
 use crate::control_server::ControlServer;
-use crate::flash::BoardFlash;
+use crate::flash::NodeFlash;
 use crate::node::{Exit, MAX_PATHS, MsmNode, Options};
 use crate::process_apps::ProcessSpec;
 use crate::socket_path::{self, Refused};
@@ -193,7 +193,7 @@ impl Service {
 impl Bound {
     /// The node on `flash` (its boot count already taken), its backplane
     /// links open, the stop signals read from `mask`.
-    pub fn start(self, flash: BoardFlash, mask: &SigSet) -> Result<Service, Failure> {
+    pub fn start(self, flash: impl NodeFlash + 'static, mask: &SigSet) -> Result<Service, Failure> {
         let Bound { args, access, control, apps } = self;
         let slot = args.slot()?;
         let key = match &args.key_file {

@@ -24,7 +24,7 @@ use msm_time::Instant;
 
 use crate::apps::{AppIds, Change};
 use crate::config::RunningConfig;
-use crate::flash::BoardFlash;
+use crate::flash::NodeFlash;
 use crate::hooks::{Watcher, Workload};
 use crate::host::ChassisHost;
 use crate::host::Forward;
@@ -95,7 +95,7 @@ pub enum Exit {
 /// this is the whole module around it.)
 pub struct MsmNode<L: Link> {
     pub engine: Box<Engine>,
-    pub host: ChassisHost<BoardFlash>,
+    pub host: ChassisHost<Box<dyn NodeFlash>>,
     pub link: Paths<L>,
     /// What each path is (its `--backplane` spec), for `show switch`.
     pub path_names: Vec<String>,
@@ -142,13 +142,14 @@ impl<L: Link> std::fmt::Debug for MsmNode<L> {
 impl<L: Link> MsmNode<L> {
     /// Boot: load the selected configuration (the factory default if there is
     /// none or it is refused), register the applications, start the engine.
-    pub fn new(opts: Options, flash: BoardFlash, link: L) -> anyhow::Result<Self> {
+    pub fn new(opts: Options, flash: impl NodeFlash + 'static, link: L) -> anyhow::Result<Self> {
         Self::with_paths(opts, flash, vec![link])
     }
 
     /// A node with one backplane link per path (at most [`MAX_PATHS`]), the
     /// first the primary: heartbeats go on each, data on the first alive.
-    pub fn with_paths(opts: Options, mut flash: BoardFlash, links: Vec<L>) -> anyhow::Result<Self> {
+    pub fn with_paths(opts: Options, flash: impl NodeFlash + 'static, links: Vec<L>) -> anyhow::Result<Self> {
+        let mut flash: Box<dyn NodeFlash> = Box::new(flash);
         let paths = links.len();
         // A heartbeat missed on a path (1.5 intervals of silence) marks it
         // down and data moves: data stalls at most that long, and a spurious

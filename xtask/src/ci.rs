@@ -62,7 +62,16 @@ const STEPS: &[Step] = &[
         what: "lm3s6965evb firmware in QEMU with a Linux node over a serial backplane",
         run: qemu::interop,
     },
+    Step {
+        name: "aarch64",
+        what: "the aarch64 Linux board in QEMU (MTD flash, UDP over two NICs) and an x86 node as one chassis",
+        run: aarch64_interop,
+    },
 ];
+
+fn aarch64_interop() -> Result<()> {
+    crate::aarch64::interop::interop(&crate::aarch64::dir())
+}
 
 fn fmt() -> Result<()> {
     cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))?;

@@ -6,6 +6,7 @@
 //! status of a failed child (e.g. msm-sim reporting a failing seed) becomes the
 //! exit status of the xtask.
 
+mod aarch64;
 mod against;
 mod board;
 mod ci;
@@ -72,7 +73,8 @@ enum Flow {
     Cross,
     /// Build the firmware of an MCU board (the cross toolchain found or installed as for `cross`).
     Build {
-        /// The board: lm3s6965evb.
+        /// The board: lm3s6965evb (firmware), or aarch64-msm (a static
+        /// aarch64 Linux binary, built with Debian's rustc and -Zbuild-std).
         #[arg(long)]
         board: String,
     },
@@ -84,7 +86,15 @@ enum Flow {
     SdImage(sdimage::SdImageArgs),
     /// The interoperation test: a Linux node and the firmware in QEMU form
     /// one chassis over a serial backplane (installs qemu-system-arm if needed).
-    QemuTest,
+    QemuTest {
+        /// aarch64-msm: the aarch64 Linux board and the x86 node as one
+        /// chassis instead (needs root: a network namespace, apt).
+        #[arg(long)]
+        board: Option<String>,
+    },
+    /// The aarch64 board's tool chain end to end with a throwaway guest
+    /// program: three boots on one flash file, UDP over both NICs.
+    Aarch64Smoke,
     /// Text, data and bss of the lm3s6965evb firmware, split by crate (core, link, flash store, board).
     Size,
     /// Rules of the code's shape CI keeps: files of the core crates at most
@@ -135,10 +145,21 @@ fn run(flow: Flow) -> Result<()> {
         }
         Flow::Bench(pass) => sim::bench(&pass.args).and_then(|()| load::run()),
         Flow::Cross => cross::run(),
+        Flow::Build { board } if board == AARCH64 => {
+            aarch64::build_static("msm-aarch64", "msm-aarch64").map(|p| println!("{}", p.display()))
+        }
         Flow::Build { board } => board::build(&board::find(&board)?).map(drop),
+        Flow::Qemu(args) if args.board.as_deref() == Some(AARCH64) => {
+            aarch64::interop::run_alone(&aarch64::dir(), args.key_file.as_deref())
+        }
         Flow::Qemu(args) => qemu::run(&args),
         Flow::SdImage(args) => sdimage::run(&args),
-        Flow::QemuTest => qemu::interop(),
+        Flow::QemuTest { board: Some(b) } if b == AARCH64 => aarch64::interop::interop(&aarch64::dir()),
+        Flow::QemuTest { board: Some(b) } => {
+            anyhow::bail!("qemu-test --board {b}: lm3s6965evb (the default) or {AARCH64}")
+        }
+        Flow::QemuTest { board: None } => qemu::interop(),
+        Flow::Aarch64Smoke => aarch64::smoke::run(&aarch64::dir()),
         Flow::Size => size::run(),
         Flow::Shape => shape::run(),
         Flow::Soak(args) => soak::run(&args),
@@ -147,6 +168,9 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Msrv => msrv::run(),
     }
 }
+
+/// The aarch64 Linux board's name on the command line.
+const AARCH64: &str = "aarch64-msm";
 
 /// `cargo test --workspace [ARGS]`.
 pub(crate) fn test(args: &[String]) -> Result<()> {

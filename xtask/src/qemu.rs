@@ -34,9 +34,12 @@ pub(crate) struct QemuArgs {
     /// The SD card image (created, 4 MiB, if missing; relative to the workspace root).
     #[arg(long, default_value = "target/firmware/sd.img")]
     sd: PathBuf,
-    /// Provision this chassis key onto the card first (as `cargo xtask sd-image --key-file`).
+    /// Provision this chassis key onto the card (or the aarch64 board's flash) first.
     #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
+    /// aarch64-msm: boot the aarch64 Linux board instead (its console here).
+    #[arg(long)]
+    pub(crate) board: Option<String>,
     /// Where UART1 (backplane path 1, the primary) goes: `pty`, or any QEMU
     /// chardev (e.g. `unix:/tmp/bp.sock,server=on,wait=off`).
     #[arg(long, default_value = "pty")]

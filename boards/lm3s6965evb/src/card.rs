@@ -4,10 +4,10 @@
 //! One definition for both sides: the firmware reads these blocks, and the
 //! host tools that provision a card (`cargo xtask sd-image`, and
 //! `tests/qemu_interop.rs`) include this file with `#[path]` and write them.
-//! So it uses `core` and `crc` only, and no logging.
+//! So it uses `core` and `msm-flash` only, and no logging.
 //!
 //! ```text
-//! block 2046        key block: "MSMk", version u32 LE (1), key 32 bytes, CRC-32C u32 LE of bytes 0..40
+//! block 2046        key block (`msm_flash::key_block`: "MSMk", version, key, CRC-32C), zero-padded
 //! block 2047        boot counter: "MSMb", count u32 LE (the node's incarnation)
 //! blocks 2048..2176 msm-flash's config store (primary.cfg), 64 KiB
 //! ```
@@ -27,38 +27,10 @@ pub const BOOT_BLOCK: u32 = REGION_FIRST - 1;
 pub const KEY_BLOCK: u32 = REGION_FIRST - 2;
 
 const BOOT_MAGIC: [u8; 4] = *b"MSMb";
-const KEY_MAGIC: [u8; 4] = *b"MSMk";
-/// The key block layout this build reads and writes.
-pub const KEY_VERSION: u32 = 1;
-/// Bytes of the key.
-pub const KEY_BYTES: usize = 32;
-/// Bytes of a version 1 key block that the CRC covers: magic, version, key.
-const KEY_SIGNED: usize = 8 + KEY_BYTES;
-
-/// Bitwise CRC-32C: 40 bytes once a boot need no 1 KiB table in flash.
-const CRC32C: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISCSI);
-
-/// Why a card holds no usable key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyBlockError {
-    /// No key block magic: the card was never given a key (or it was erased).
-    Missing,
-    /// The magic is there but the CRC does not match: a damaged block.
-    BadCrc,
-    /// A layout this build does not know (written by a newer tool).
-    UnknownVersion(u32),
-}
-
-impl KeyBlockError {
-    /// What the log says.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            KeyBlockError::Missing => "no key block on the card",
-            KeyBlockError::BadCrc => "the key block's CRC does not match (damaged)",
-            KeyBlockError::UnknownVersion(_) => "the key block has a version this firmware does not know",
-        }
-    }
-}
+/// The key block's layout: `msm_flash::key_block`, one for every board.
+// (Each includer of this file uses some of them.)
+#[allow(unused_imports)]
+pub use msm_flash::key_block::{KEY_BYTES, KeyBlockError, VERSION as KEY_VERSION};
 
 fn u32_at(block: &[u8; BLOCK], at: usize) -> u32 {
     let mut b = [0u8; 4];
@@ -66,33 +38,16 @@ fn u32_at(block: &[u8; BLOCK], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// The key block for `key`.
+/// The key block for `key`, as the card's block.
 pub fn encode_key(key: &[u8; KEY_BYTES]) -> [u8; BLOCK] {
     let mut block = [0u8; BLOCK];
-    block[..4].copy_from_slice(&KEY_MAGIC);
-    block[4..8].copy_from_slice(&KEY_VERSION.to_le_bytes());
-    block[8..KEY_SIGNED].copy_from_slice(key);
-    let crc = CRC32C.checksum(&block[..KEY_SIGNED]);
-    block[KEY_SIGNED..KEY_SIGNED + 4].copy_from_slice(&crc.to_le_bytes());
+    block[..msm_flash::key_block::LEN].copy_from_slice(&msm_flash::key_block::encode(key));
     block
 }
 
-/// The key a key block holds. The version is checked before the CRC, so a
-/// newer layout (whose CRC may sit elsewhere) is named as such.
+/// The key the card's key block holds.
 pub fn decode_key(block: &[u8; BLOCK]) -> Result<[u8; KEY_BYTES], KeyBlockError> {
-    if block[..4] != KEY_MAGIC {
-        return Err(KeyBlockError::Missing);
-    }
-    let version = u32_at(block, 4);
-    if version != KEY_VERSION {
-        return Err(KeyBlockError::UnknownVersion(version));
-    }
-    if CRC32C.checksum(&block[..KEY_SIGNED]) != u32_at(block, KEY_SIGNED) {
-        return Err(KeyBlockError::BadCrc);
-    }
-    let mut key = [0u8; KEY_BYTES];
-    key.copy_from_slice(&block[8..KEY_SIGNED]);
-    Ok(key)
+    msm_flash::key_block::decode(block)
 }
 
 /// The boot counter block holding `count`.

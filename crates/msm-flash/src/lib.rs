@@ -23,6 +23,7 @@ mod fmt;
 pub mod config_store;
 pub mod durable;
 pub mod error;
+pub mod key_block;
 pub mod kv;
 #[cfg(feature = "mock")]
 pub mod mock;

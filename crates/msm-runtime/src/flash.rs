@@ -583,9 +583,16 @@ impl<D: Device> SavedStore for Flash<D> {
             return Err(HostError::BadRecord);
         }
         for w in inc.begun {
-            if let Err(e) = self.store(w).commit() {
-                log::warn!("{}: the master's saved configuration not committed: {e}", w.file_name());
-                return Err(HostError::Storage);
+            match self.store(w).commit() {
+                Ok(info) => log::info!(
+                    "{}: the master's saved configuration, {} bytes, on flash",
+                    w.file_name(),
+                    info.len
+                ),
+                Err(e) => {
+                    log::warn!("{}: the master's saved configuration not committed: {e}", w.file_name());
+                    return Err(HostError::Storage);
+                }
             }
         }
         if let Some(w) = inc.selected {

@@ -138,6 +138,8 @@ pub fn block_stop_signals() -> Result<SigSet, Failure> {
 #[derive(Debug)]
 pub struct Bound {
     args: NodeArgs,
+    /// The chassis key the board read from its own storage (instead of `--key-file`).
+    key: Option<msm_checkpoint::Key>,
     access: Access,
     control: ControlServer,
     apps: Option<AppServer>,
@@ -186,24 +188,33 @@ impl Service {
                 socket_path::claim(Path::new(own), socket_path::Kind::Datagram).map_err(refused)?;
             }
         }
-        Ok(Bound { args: args.clone(), access, control, apps })
+        Ok(Bound { args: args.clone(), key: None, access, control, apps })
     }
 }
 
 impl Bound {
+    /// The chassis key is `key`, read by the board from its own storage
+    /// (the aarch64 module's flash): `--key-file` is not needed.
+    pub fn with_key(self, key: msm_checkpoint::Key) -> Bound {
+        Bound { key: Some(key), ..self }
+    }
+
     /// The node on `flash` (its boot count already taken), its backplane
     /// links open, the stop signals read from `mask`.
     pub fn start(self, flash: impl NodeFlash + 'static, mask: &SigSet) -> Result<Service, Failure> {
-        let Bound { args, access, control, apps } = self;
+        let Bound { args, key, access, control, apps } = self;
         let slot = args.slot()?;
-        let key = match &args.key_file {
-            Some(p) => Some(crate::key_file::load(p).map_err(|e| Failure::start(anyhow::anyhow!(e)))?),
-            None if args.require_auth => {
+        let key = match (key, &args.key_file) {
+            (Some(k), _) => Some(k),
+            (None, Some(p)) => {
+                Some(crate::key_file::load(p).map_err(|e| Failure::start(anyhow::anyhow!(e)))?)
+            }
+            (None, None) if args.require_auth => {
                 return Err(Failure::start(anyhow::anyhow!(
                     "--require-auth: no --key-file given (create a chassis key with `msm keygen PATH`)"
                 )));
             }
-            None => None,
+            (None, None) => None,
         };
         let links = args
             .backplane

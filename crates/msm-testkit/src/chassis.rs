@@ -54,6 +54,12 @@ pub struct Chassis {
     /// Nodes append to a change journal (for verifying takeovers); off in
     /// benchmarks, where its writes every loop turn would be measured too.
     pub journal: bool,
+    /// Per slot: these `--backplane` specs instead of the chassis' Unix
+    /// sockets (a node talking UDP to a module in a VM).
+    pub backplanes: [Vec<String>; 4],
+    /// A command the nodes run under (e.g. `ip netns exec NAME`): it must
+    /// exec the node, so that the child's pid is the node's.
+    pub launcher: Vec<String>,
 }
 
 pub fn slot_index(slot: char) -> usize {
@@ -78,6 +84,8 @@ impl Chassis {
             taps: [None, None],
             second_path: None,
             journal: true,
+            backplanes: Default::default(),
+            launcher: Vec::new(),
         }
     }
 
@@ -172,16 +180,26 @@ impl Chassis {
             false => Vec::new(),
         };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path(slot, "log"))?;
-        let mut cmd = Command::new(self.bin.join("msm-node"));
+        let node = self.bin.join("msm-node");
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&node);
+                c
+            }
+            None => Command::new(&node),
+        };
+        let backplanes = match &self.backplanes[i] {
+            given if !given.is_empty() => given.clone(),
+            _ => std::iter::once(self.backplane(slot)).chain(self.second_backplane(slot)).collect(),
+        };
         cmd.arg("--slot")
             .arg(slot.to_string())
             .arg("--flash")
             .arg(self.path(slot, "img"))
             .arg("--control")
             .arg(self.path(slot, "ctl"))
-            .arg("--backplane")
-            .arg(self.backplane(slot))
-            .args(self.second_backplane(slot).map(|b| ["--backplane".to_string(), b]).into_iter().flatten())
+            .args(backplanes.iter().flat_map(|b| ["--backplane", b.as_str()]))
             .args(
                 self.journal.then(|| ["--journal".into(), self.path(slot, "journal")]).into_iter().flatten(),
             )

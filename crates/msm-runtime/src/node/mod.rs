@@ -159,13 +159,15 @@ impl<L: Link> MsmNode<L> {
             .ok_or_else(|| anyhow::anyhow!("{paths} backplane paths: give 1 to {MAX_PATHS}"))?;
         let booted = flash.selected();
         let running = match flash.load(booted)? {
-            Some(text) => RunningConfig::parse(&text).unwrap_or_else(|e| {
-                log::warn!(
-                    "{}: saved configuration refused ({e}); booting the factory default",
-                    booted.file_name()
-                );
-                crate::config::factory_default()
-            }),
+            Some(text) => RunningConfig::parse(&text)
+                .inspect(|_| log::info!("booting {} ({} bytes)", booted.file_name(), text.len()))
+                .unwrap_or_else(|e| {
+                    log::warn!(
+                        "{}: saved configuration refused ({e}); booting the factory default",
+                        booted.file_name()
+                    );
+                    crate::config::factory_default()
+                }),
             None => crate::config::factory_default(),
         };
         let mut reg = AppRegistry::<16>::new();

@@ -8,11 +8,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Parser;
 use embedded_storage::nor_flash::ReadNorFlash;
 use msm_checkpoint::Key;
-use msm_flash::{Partition, key_block};
+use msm_flash::{ConfigName, Partition, key_block};
 use msm_flash_linux::MtdFlash;
 use msm_runtime::flash::Flash;
 use msm_runtime::node::Exit;
@@ -27,6 +28,8 @@ use msm_runtime::service::{self, EXIT_FLASH, Failure, NodeArgs, Service};
 /// boot). Whole aligned words never share a bus word with another write.
 type Mtd = MtdFlash<16, { 256 * 1024 }>;
 const ERASE: u32 = 256 * 1024;
+/// The settings and configuration stores: the flash without its key block.
+type Stores = Flash<Partition<Mtd>>;
 
 #[derive(Parser, Debug)]
 #[command(name = "msm-aarch64", about = "The MSM node on an aarch64 Linux module")]
@@ -36,6 +39,12 @@ struct Args {
     /// The MTD device of the module's flash.
     #[arg(long, default_value = "/dev/mtd0")]
     mtd: PathBuf,
+    /// Measure the flash instead of running the node: mount it, save a
+    /// configuration of this many bytes to primary.cfg, mount it again and
+    /// read it back, print the times, exit (the board's xtask runs it on a
+    /// scratch flash).
+    #[arg(long, value_name = "BYTES")]
+    bench_flash: Option<usize>,
 }
 
 #[global_allocator]
@@ -56,27 +65,72 @@ fn main() -> ExitCode {
     service::exit_code("msm-aarch64", run(args))
 }
 
-fn run(args: Args) -> Result<Option<Exit>, Failure> {
-    let flash_err = |error: anyhow::Error| Failure { code: EXIT_FLASH, error };
-    let mask = service::block_stop_signals()?;
-    let bound = Service::bind(&args.node)?;
-    let mut mtd = Mtd::open(&args.mtd).map_err(|e| flash_err(anyhow::anyhow!("{e}")))?;
+/// The flash of the module without its key block: `Flash` on the rest.
+fn open_stores(mtd_path: &std::path::Path) -> anyhow::Result<(Stores, Option<[u8; key_block::KEY_BYTES]>)> {
+    let mut mtd = Mtd::open(mtd_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The last erase block holds the chassis key; the stores get the rest.
     let key_at = u32::try_from(mtd.capacity()).unwrap_or(u32::MAX).saturating_sub(ERASE);
     let mut block = [0u8; key_block::LEN];
-    mtd.read(key_at, &mut block).map_err(|e| flash_err(anyhow::anyhow!("{e}")))?;
-    let bound = match key_block::decode(&block).map(Key::from_secret) {
-        Ok(Ok(k)) => {
-            log::info!("chassis key from {} (offset {key_at:#x})", args.mtd.display());
-            bound.with_key(k)
-        }
-        Ok(Err(e)) => return Err(flash_err(anyhow::anyhow!("{}: the chassis key: {e}", args.mtd.display()))),
+    mtd.read(key_at, &mut block).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = match key_block::decode(&block) {
+        Ok(k) => Some(k),
         Err(e) => {
-            log::warn!("{}: {} at offset {key_at:#x}", args.mtd.display(), e.reason());
-            bound
+            log::warn!("{}: {} at offset {key_at:#x}", mtd_path.display(), e.reason());
+            None
         }
     };
-    let stores = Partition::new(mtd, "stores", 0, key_at).map_err(|e| flash_err(anyhow::anyhow!("{e}")))?;
-    let flash = Flash::mount(stores, &args.mtd).map_err(flash_err)?;
+    let stores = Partition::new(mtd, "stores", 0, key_at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((Flash::mount(stores, mtd_path)?, key))
+}
+
+/// `--bench-flash BYTES`: save and mount times of a configuration that size.
+fn bench_flash(mtd: &std::path::Path, bytes: usize) -> anyhow::Result<()> {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let (mut flash, _) = open_stores(mtd)?;
+    let mount = ms(t);
+    let mut text = String::with_capacity(bytes + 32);
+    for i in 0.. {
+        if text.len() >= bytes {
+            break;
+        }
+        text.push_str(&format!("create vlan v{i:06} tag {}\n", i % 4094 + 1));
+    }
+    let t = Instant::now();
+    flash.save(ConfigName::Primary, &text, 0).map_err(anyhow::Error::msg)?;
+    let save = ms(t);
+    drop(flash);
+    let t = Instant::now();
+    let (mut flash, _) = open_stores(mtd)?;
+    let remount = ms(t);
+    let t = Instant::now();
+    let back = flash.load(ConfigName::Primary)?;
+    let read = ms(t);
+    anyhow::ensure!(back.as_deref() == Some(text.as_str()), "the configuration read back differs");
+    println!(
+        "flash bench: {} bytes: save {save:.0} ms; mount {mount:.0} ms empty, {remount:.0} ms with it; read {read:.0} ms",
+        text.len()
+    );
+    Ok(())
+}
+
+fn run(args: Args) -> Result<Option<Exit>, Failure> {
+    let flash_err = |error: anyhow::Error| Failure { code: EXIT_FLASH, error };
+    if let Some(bytes) = args.bench_flash {
+        return bench_flash(&args.mtd, bytes).map(|()| None).map_err(flash_err);
+    }
+    let mask = service::block_stop_signals()?;
+    let bound = Service::bind(&args.node)?;
+    let (flash, key) = open_stores(&args.mtd).map_err(flash_err)?;
+    let bound = match key.map(Key::from_secret) {
+        Some(Ok(k)) => {
+            log::info!("chassis key from {}", args.mtd.display());
+            bound.with_key(k)
+        }
+        Some(Err(e)) => {
+            return Err(flash_err(anyhow::anyhow!("{}: the chassis key: {e}", args.mtd.display())));
+        }
+        None => bound,
+    };
     bound.start(flash, &mask)?.run()
 }

@@ -2,7 +2,7 @@
 //! MSM takes ([`NodeArgs`], flattened into the board's own clap parser),
 //! the sockets bound before anything else ([`Service::bind`]: a second
 //! node with our paths stops there), the node built on the board's flash
-//! ([`Service::start`]), and the loop ([`Service::run`]): the engine first,
+//! ([`Bound::start`]), and the loop ([`Service::run`]): the engine first,
 //! then operator requests, then process applications, sleeping in `poll`
 //! until a frame, a request, a signal or the next deadline.
 //!
@@ -53,6 +53,8 @@ impl Failure {
 }
 
 /// The options of every Linux MSM node (a board adds its flash and its own).
+// The field docs are clap's --help text, where `<peer>` is meant literally.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(clap::Args, Debug, Clone)]
 pub struct NodeArgs {
     /// Slot: A or B; C and D in a chassis of three or four modules.

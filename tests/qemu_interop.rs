@@ -688,11 +688,7 @@ fn firmware_without_a_usable_key_says_why() {
     write_block(&newer, card::KEY_BLOCK, &block);
     let cases: [(&str, Option<&Path>, &str); 4] = [
         ("no card", None, "auth: backplane UNAUTHENTICATED: no SD card, so no chassis key"),
-        (
-            "blank card",
-            Some(&blank),
-            "auth: backplane UNAUTHENTICATED: no key block on the card (block 2046)",
-        ),
+        ("blank card", Some(&blank), "auth: backplane UNAUTHENTICATED: no key block (block 2046)"),
         (
             "damaged key block",
             Some(&damaged),

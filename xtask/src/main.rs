@@ -65,7 +65,8 @@ enum Flow {
     /// side with Redis replication (installs redis-server when root).
     /// `--switchover`: only the switchover measurements (two and three modules).
     /// `--core-against REV`: the core benchmark of this tree against commit
-    /// REV's, in alternating pairs.
+    /// REV's, in alternating pairs. `--board aarch64-msm`: the aarch64
+    /// board's failover times at 10 and 100 ms heartbeats.
     Bench(PassThrough),
     /// Check that the workspace's rust-version is true for every dependency.
     Msrv,
@@ -140,6 +141,9 @@ fn run(flow: Flow) -> Result<()> {
         // `--vs redis`: the side-by-side against Redis replication alone.
         Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--vs", "redis"]) => redis::run(),
         Flow::Bench(pass) if pass.args.iter().any(|a| a == "--switchover") => switchover::bench(),
+        Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--board", AARCH64]) => {
+            aarch64::interop::bench(&aarch64::dir())
+        }
         Flow::Bench(pass) if pass.args.first().is_some_and(|a| a == "--core-against") => {
             against::run(pass.args.get(1).map_or("HEAD", String::as_str))
         }

@@ -872,13 +872,14 @@ mod tests {
                 f.select(ConfigName::Secondary).unwrap();
             }
             scribble(&image, SETTINGS.0, &fill);
+            // Read before the open: the count it seeds from the clock is at least this.
+            let floor = (unix_now() - EPOCH_2025) as u32;
             let mut f = BoardFlash::open(&image).unwrap();
             let notes = f.boot_notes().join("\n");
             assert!(
                 notes.contains("settings area damaged (") && notes.contains("default settings"),
                 "{what}: {notes}"
             );
-            let floor = (unix_now() - EPOCH_2025) as u32;
             assert!(f.boot_count() >= floor, "{what}: a lost count restarts at the clock, above any before");
             let first = f.boot_count();
             assert_eq!((f.priority(), f.selected()), (None, ConfigName::Primary), "{what}");
@@ -896,8 +897,8 @@ mod tests {
     #[test]
     fn blank_settings_area_boots_with_defaults_and_a_warning() {
         let dir = tempfile::tempdir().unwrap();
-        let f = BoardFlash::open(&dir.path().join("new.img")).unwrap();
         let floor = (unix_now() - EPOCH_2025) as u32;
+        let f = BoardFlash::open(&dir.path().join("new.img")).unwrap();
         assert!((floor..floor + 5).contains(&f.boot_count()), "a fresh flash counts from the clock");
         assert!(f.boot_notes().iter().any(|n| n.contains("settings area blank")), "{:?}", f.boot_notes());
     }

@@ -132,7 +132,7 @@ pub fn vlans_derived(c: &Chassis, slot: char) -> Result<(), String> {
     let want: std::collections::BTreeMap<u64, String> =
         msm_runtime::apps::vlan_rows(&config).into_iter().map(|(k, v)| (k, hex(&v))).collect();
     let state = c.app_state(slot).map_err(|e| e.to_string())?;
-    let have = &state[msm_runtime::apps::VLAN];
+    let have = &state[msm_runtime::apps::VLAN.index()];
     if *have == want {
         return Ok(());
     }

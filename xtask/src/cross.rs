@@ -118,6 +118,14 @@ fn build_command(toolchain: &Toolchain, krate: &str) -> Command {
 /// `cargo build --release -Zbuild-std=core` with Debian's rustc for `target`,
 /// linking with `linker`. Shared by `cross` and `build --board`.
 pub(crate) fn debian_build(target: &str, linker: &Path) -> Command {
+    let mut c = debian_cargo(target, linker);
+    c.args(["build", "--release", "-Zbuild-std=core"]);
+    c
+}
+
+/// Cargo driving Debian's rustc (`RUSTC_BOOTSTRAP` for `-Zbuild-std`),
+/// with `linker` for `target` and no compiler wrapper.
+pub(crate) fn debian_cargo(target: &str, linker: &Path) -> Command {
     // Not `cmd::cargo()`: that one may strip RUSTC, here it must be Debian's.
     let mut c = Command::new(cmd::cargo_path());
     let linker_var = format!("CARGO_TARGET_{}_LINKER", target.to_uppercase().replace('-', "_"));
@@ -130,8 +138,7 @@ pub(crate) fn debian_build(target: &str, linker: &Path) -> Command {
         .env_remove("CARGO_BUILD_RUSTC")
         .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
         .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
-        .env(linker_var, linker)
-        .args(["build", "--release", "-Zbuild-std=core"]);
+        .env(linker_var, linker);
     c
 }
 

@@ -51,18 +51,10 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-        eprintln!("msm-aarch64: transparent huge pages stay on ({e})");
+    match service::begin::<Args>("msm-aarch64") {
+        Ok(args) => service::exit_code("msm-aarch64", run(args)),
+        Err(code) => code,
     }
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(u8::from(e.use_stderr()));
-        }
-    };
-    service::log_init();
-    service::exit_code("msm-aarch64", run(args))
 }
 
 /// The flash of the module without its key block: `Flash` on the rest.

@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use msm_runtime::apps::{CFGMGR, Change, DEVMGR, FDB, OSPF, STP, mac_key};
+use msm_runtime::apps::{BuiltinApp, CFGMGR, Change, DEVMGR, FDB, OSPF, STP, mac_key};
 use msm_runtime::hooks::Workload;
 
 /// The largest `msm-node --fdb`. A fresh master records its whole initial
@@ -61,7 +61,7 @@ impl Churn {
 
     /// The state a freshly booted master starts with: `fdb` MAC entries (at
     /// most [`MAX_FDB`]; the churn then cycles through at least those).
-    pub fn initial(&mut self, fdb: u32) -> Vec<(usize, Change)> {
+    pub fn initial(&mut self, fdb: u32) -> Vec<(BuiltinApp, Change)> {
         let fdb = fdb.min(MAX_FDB);
         self.mac_space = self.mac_space.max(fdb);
         let mut v = Vec::with_capacity(8 + 16 + 48 + 64 + fdb as usize);
@@ -94,7 +94,7 @@ impl Churn {
     }
 
     /// The changes due by `now_us`, at `rate` per second.
-    pub fn due(&mut self, now_us: u64) -> Vec<(usize, Change)> {
+    pub fn due(&mut self, now_us: u64) -> Vec<(BuiltinApp, Change)> {
         let dt = now_us.saturating_sub(self.last_us);
         self.last_us = now_us;
         self.owed += self.rate as f64 * dt as f64 / 1e6;
@@ -104,7 +104,7 @@ impl Churn {
     }
 
     /// One random change.
-    pub fn one(&mut self) -> (usize, Change) {
+    pub fn one(&mut self) -> (BuiltinApp, Change) {
         let r: f64 = self.rng.random();
         if r < 0.70 {
             let i = self.rng.random_range(0..self.mac_space);
@@ -157,10 +157,10 @@ impl Workload for ChurnWorkload {
     fn set_rate(&mut self, rate: u32) {
         self.churn.rate = rate;
     }
-    fn due(&mut self, now_us: u64) -> Vec<(usize, Change)> {
+    fn due(&mut self, now_us: u64) -> Vec<(BuiltinApp, Change)> {
         self.churn.due(now_us)
     }
-    fn initial(&mut self) -> Vec<(usize, Change)> {
+    fn initial(&mut self) -> Vec<(BuiltinApp, Change)> {
         self.churn.initial(self.fdb)
     }
 }

@@ -27,6 +27,7 @@ use crate::control_access::{Access, Guarded};
 use crate::forward_log::ForwardLog;
 use crate::host::Forward;
 use crate::node::MsmNode;
+use crate::process_apps::ProcessApp;
 use crate::socket_path::Refused;
 
 /// Output the node holds for one client (besides the kernel's socket
@@ -57,7 +58,7 @@ struct Client {
     out: Vec<u8>,
     sent: usize,
     /// The process application it registered as.
-    app: Option<usize>,
+    app: Option<ProcessApp>,
     /// A wait being answered: (seq, deadline). Requests after it wait.
     waiting: Option<(u64, Instant)>,
     /// A snapshot being sent: the next key.
@@ -212,7 +213,8 @@ impl AppServer {
         let start = Instant::now();
         self.backpressure(node);
         // One live registration an application: those held now.
-        let mut held: Vec<usize> = self.clients.iter().filter(|c| !c.closing).filter_map(|c| c.app).collect();
+        let mut held: Vec<ProcessApp> =
+            self.clients.iter().filter(|c| !c.closing).filter_map(|c| c.app).collect();
         let end = self.log.end();
         for c in &mut self.clients {
             if self.holding && c.app.is_some() || c.waiting.is_some() {
@@ -319,7 +321,7 @@ fn read_requests<L: Link>(
     node: &mut MsmNode<L>,
     start: Instant,
     end: u64,
-    held: &mut Vec<usize>,
+    held: &mut Vec<ProcessApp>,
 ) -> usize {
     let mut taken = 0;
     let mut chunk = [0u8; 64 * 1024];
@@ -379,7 +381,7 @@ fn handle<L: Link>(
     node: &mut MsmNode<L>,
     r: Request,
     end: u64,
-    held: &mut Vec<usize>,
+    held: &mut Vec<ProcessApp>,
 ) -> bool {
     match (c.app, r) {
         (None, Request::Register { version, name, schema, deps }) => {
@@ -450,7 +452,7 @@ fn handle<L: Link>(
     }
 }
 
-fn start_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: usize) {
+fn start_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: ProcessApp) {
     let entries = node.process_table(p).map_or(0, |t| t.len() as u64);
     c.reply(&Reply::State { begin: true, entries });
     c.snapshot = Some(0);
@@ -458,7 +460,7 @@ fn start_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: usize) {
 }
 
 /// A slice of the table to the client, below its output bound.
-fn continue_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: usize) {
+fn continue_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: ProcessApp) {
     let (Some(from), Some(table)) = (c.snapshot, node.process_table(p)) else { return };
     let mut next = None;
     for (i, (k, v)) in table.rows().range(from..).enumerate() {
@@ -477,7 +479,7 @@ fn continue_snapshot<L: Link>(c: &mut Client, node: &MsmNode<L>, p: usize) {
 /// What the node applied to `c`'s application since its position in the
 /// log, while its output is below [`OUT_HIGH`] (a client that does not
 /// read gets nothing more encoded).
-fn follow_log<L: Link>(c: &mut Client, log: &ForwardLog, node: &MsmNode<L>, p: usize) {
+fn follow_log<L: Link>(c: &mut Client, log: &ForwardLog, node: &MsmNode<L>, p: ProcessApp) {
     while c.out.len() - c.sent < OUT_HIGH {
         let Some((app, f)) = log.get(c.follow) else { return };
         c.follow += 1;

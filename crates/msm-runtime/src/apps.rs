@@ -19,18 +19,40 @@ pub const APPS: [(&str, u16, &[&str]); 6] = [
     ("ospf", 1, &["vlan"]),
 ];
 
-pub const DEVMGR: usize = 0;
-pub const CFGMGR: usize = 1;
-pub const VLAN: usize = 2;
-/// Not one of [`APPS`]: a process application, for [`describe`].
-pub const PROCESS: usize = usize::MAX;
-pub const FDB: usize = 3;
-pub const STP: usize = 4;
-pub const OSPF: usize = 5;
+/// A built-in application: its place in [`APPS`]. (Its id in the engine,
+/// on this node, is an `AppId`: [`AppIds::get`]; a process application is
+/// a `ProcessApps` entry.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BuiltinApp(usize);
 
-/// The index in [`APPS`] of the application named `name`, or why not.
-pub fn find(name: &str) -> Result<usize, String> {
-    APPS.iter().position(|a| a.0 == name).ok_or_else(|| {
+impl BuiltinApp {
+    /// Its place in [`APPS`] (the journal's and `show app`'s number).
+    pub const fn index(self) -> usize {
+        self.0
+    }
+    /// The application at `index` in [`APPS`].
+    pub fn at(index: usize) -> Option<BuiltinApp> {
+        (index < APPS.len()).then_some(BuiltinApp(index))
+    }
+    pub fn name(self) -> &'static str {
+        APPS[self.0].0
+    }
+    /// Every built-in application, in [`APPS`] order.
+    pub fn all() -> impl Iterator<Item = BuiltinApp> {
+        (0..APPS.len()).map(BuiltinApp)
+    }
+}
+
+pub const DEVMGR: BuiltinApp = BuiltinApp(0);
+pub const CFGMGR: BuiltinApp = BuiltinApp(1);
+pub const VLAN: BuiltinApp = BuiltinApp(2);
+pub const FDB: BuiltinApp = BuiltinApp(3);
+pub const STP: BuiltinApp = BuiltinApp(4);
+pub const OSPF: BuiltinApp = BuiltinApp(5);
+
+/// The built-in application named `name`, or why not.
+pub fn find(name: &str) -> Result<BuiltinApp, String> {
+    APPS.iter().position(|a| a.0 == name).map(BuiltinApp).ok_or_else(|| {
         let have: Vec<&str> = APPS.iter().map(|a| a.0).collect();
         format!("no application named '{name}' (have: {})", have.join(", "))
     })
@@ -62,14 +84,14 @@ impl AppIds {
         Ok(ids)
     }
 
-    /// The engine's id of application `app` (index in [`APPS`]), if it runs here.
-    pub fn get(&self, app: usize) -> Option<AppId> {
-        self.0.get(app).copied().flatten()
+    /// The engine's id of application `app`, if it runs here.
+    pub fn get(&self, app: BuiltinApp) -> Option<AppId> {
+        self.0.get(app.0).copied().flatten()
     }
 
-    /// Every application that runs here: its index in [`APPS`] and its id.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, AppId)> + '_ {
-        self.0.iter().enumerate().filter_map(|(i, id)| Some((i, (*id)?)))
+    /// Every application that runs here, and its id.
+    pub fn iter(&self) -> impl Iterator<Item = (BuiltinApp, AppId)> + '_ {
+        self.0.iter().enumerate().filter_map(|(i, id)| Some((BuiltinApp(i), (*id)?)))
     }
 }
 
@@ -288,16 +310,17 @@ fn mac_text(k: u64) -> String {
     format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
 }
 
-/// One row as an operator reads it, per application.
-pub fn describe(app: usize, key: u64, value: &[u8]) -> String {
+/// One row as an operator reads it: of a built-in application, or of a
+/// process application (`None`: its value as text if it is, else hex).
+pub fn describe(app: Option<BuiltinApp>, key: u64, value: &[u8]) -> String {
     let u16_at = |i: usize| value.get(i..i + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
     let mut s = String::new();
     let _ = match app {
-        DEVMGR => write!(s, "slot {key}: {}", String::from_utf8_lossy(value)),
-        CFGMGR => write!(s, "object {key}: {}", String::from_utf8_lossy(value)),
-        VLAN => write!(s, "vlan {}", String::from_utf8_lossy(value)),
-        FDB => write!(s, "{} vlan {} port {}", mac_text(key), u16_at(0), u16_at(2)),
-        STP => write!(
+        Some(DEVMGR) => write!(s, "slot {key}: {}", String::from_utf8_lossy(value)),
+        Some(CFGMGR) => write!(s, "object {key}: {}", String::from_utf8_lossy(value)),
+        Some(VLAN) => write!(s, "vlan {}", String::from_utf8_lossy(value)),
+        Some(FDB) => write!(s, "{} vlan {} port {}", mac_text(key), u16_at(0), u16_at(2)),
+        Some(STP) => write!(
             s,
             "port {key}: {}",
             match value.first() {
@@ -308,7 +331,7 @@ pub fn describe(app: usize, key: u64, value: &[u8]) -> String {
                 _ => "?",
             }
         ),
-        OSPF => {
+        Some(OSPF) => {
             let b = key.to_be_bytes();
             write!(
                 s,

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 
 use crate::host::Forward;
+use crate::process_apps::ProcessApp;
 
 /// Bytes of changes the log keeps (values and keys, roughly as encoded):
 /// a client further behind than this is dropped as too slow.
@@ -26,7 +27,7 @@ fn weight(f: &Forward) -> usize {
 pub struct ForwardLog {
     /// Position of the first entry kept.
     base: u64,
-    entries: VecDeque<(usize, Forward)>,
+    entries: VecDeque<(ProcessApp, Forward)>,
     bytes: usize,
     /// Per process application: the position after its last entry.
     last: Vec<u64>,
@@ -43,24 +44,24 @@ impl ForwardLog {
         self.base
     }
 
-    pub fn push(&mut self, app: usize, f: Forward) {
+    pub fn push(&mut self, app: ProcessApp, f: Forward) {
         self.bytes += weight(&f);
         self.entries.push_back((app, f));
-        if self.last.len() <= app {
-            self.last.resize(app + 1, 0);
+        if self.last.len() <= app.index() {
+            self.last.resize(app.index() + 1, 0);
         }
-        self.last[app] = self.end();
+        self.last[app.index()] = self.end();
     }
 
     /// The entry at `pos`, if kept.
-    pub fn get(&self, pos: u64) -> Option<&(usize, Forward)> {
+    pub fn get(&self, pos: u64) -> Option<&(ProcessApp, Forward)> {
         let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
         self.entries.get(i)
     }
 
     /// Whether an entry of `app` is at `from` or after.
-    pub fn has_for(&self, app: usize, from: u64) -> bool {
-        self.last.get(app).is_some_and(|&l| l > from)
+    pub fn has_for(&self, app: ProcessApp, from: u64) -> bool {
+        self.last.get(app.index()).is_some_and(|&l| l > from)
     }
 
     /// Forget entries before `keep_from` (no client needs them), and the
@@ -91,18 +92,26 @@ mod tests {
     #[test]
     fn positions_per_app_and_trimming() {
         let mut log = ForwardLog::default();
-        log.push(1, Forward::Begin);
-        log.push(2, Forward::Change(Change::Set(7, vec![0; 10])));
-        log.push(1, Forward::End);
+        log.push(ProcessApp::of(1), Forward::Begin);
+        log.push(ProcessApp::of(2), Forward::Change(Change::Set(7, vec![0; 10])));
+        log.push(ProcessApp::of(1), Forward::End);
         assert_eq!((log.base(), log.end()), (0, 3));
-        assert!(log.has_for(1, 2) && !log.has_for(1, 3) && log.has_for(2, 1) && !log.has_for(2, 2));
-        assert!(!log.has_for(5, 0), "an application with no entry");
-        assert_eq!(log.get(1).map(|e| e.0), Some(2));
+        assert!(
+            log.has_for(ProcessApp::of(1), 2)
+                && !log.has_for(ProcessApp::of(1), 3)
+                && log.has_for(ProcessApp::of(2), 1)
+                && !log.has_for(ProcessApp::of(2), 2)
+        );
+        assert!(!log.has_for(ProcessApp::of(5), 0), "an application with no entry");
+        assert_eq!(log.get(1).map(|e| e.0), Some(ProcessApp::of(2)));
         log.trim(2);
-        assert_eq!((log.base(), log.get(1).is_none(), log.get(2).map(|e| e.0)), (2, true, Some(1)));
+        assert_eq!(
+            (log.base(), log.get(1).is_none(), log.get(2).map(|e| e.0)),
+            (2, true, Some(ProcessApp::of(1)))
+        );
         // Over the bound: the oldest go even if a client needs them.
         for _ in 0..(MAX_BYTES / 1000 + 10) {
-            log.push(3, Forward::Change(Change::Set(1, vec![0; 1000])));
+            log.push(ProcessApp::of(3), Forward::Change(Change::Set(1, vec![0; 1000])));
         }
         log.trim(0);
         assert!(log.bytes() <= MAX_BYTES && log.base() > 2);

@@ -8,7 +8,7 @@
 
 use msm_checkpoint::{ConfigChoice, Slot};
 
-use crate::apps::Change;
+use crate::apps::{BuiltinApp, Change};
 
 /// Changes to the built-in applications, made while master.
 pub trait Workload {
@@ -16,11 +16,10 @@ pub trait Workload {
     fn rate(&self) -> u32;
     /// The operator's `churn RATE`.
     fn set_rate(&mut self, rate: u32);
-    /// The changes due by `now_us` (microseconds of the node's clock), by
-    /// application index ([`APPS`](crate::apps::APPS)).
-    fn due(&mut self, now_us: u64) -> Vec<(usize, Change)>;
+    /// The changes due by `now_us` (microseconds of the node's clock), by application.
+    fn due(&mut self, now_us: u64) -> Vec<(BuiltinApp, Change)>;
     /// The state a master that holds none starts with.
-    fn initial(&mut self) -> Vec<(usize, Change)>;
+    fn initial(&mut self) -> Vec<(BuiltinApp, Change)>;
 }
 
 /// No workload: the state changes only by the operator and process applications.
@@ -32,10 +31,10 @@ impl Workload for Idle {
         0
     }
     fn set_rate(&mut self, _: u32) {}
-    fn due(&mut self, _: u64) -> Vec<(usize, Change)> {
+    fn due(&mut self, _: u64) -> Vec<(BuiltinApp, Change)> {
         Vec::new()
     }
-    fn initial(&mut self) -> Vec<(usize, Change)> {
+    fn initial(&mut self) -> Vec<(BuiltinApp, Change)> {
         Vec::new()
     }
 }
@@ -45,12 +44,12 @@ impl Workload for Idle {
 pub trait Watcher {
     /// This node became master, from `config`; `in_sync`: its backup's copy was whole.
     fn promoted(&mut self, config: ConfigChoice, in_sync: bool);
-    /// A change of application `app` (index in [`APPS`](crate::apps::APPS)) got id `id`.
-    fn change(&mut self, app: usize, id: u64, change: &Change);
+    /// A change of application `app` got id `id`.
+    fn change(&mut self, app: BuiltinApp, id: u64, change: &Change);
     /// A configuration line got change id `id`.
     fn config_change(&mut self, id: u64, line: &str);
     /// Every change of `app` up to `id` is on `peer`.
-    fn checkpointed(&mut self, app: usize, id: u64, peer: Option<Slot>);
+    fn checkpointed(&mut self, app: BuiltinApp, id: u64, peer: Option<Slot>);
     /// Every configuration change up to `id` is on `peer`.
     fn config_checkpointed(&mut self, id: u64, peer: Option<Slot>);
     /// End of a loop turn: make what was seen durable.

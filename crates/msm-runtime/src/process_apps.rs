@@ -80,14 +80,31 @@ impl ProcessSpec {
 #[derive(Debug, Clone, Default)]
 pub struct ProcessApps(pub Vec<(ProcessSpec, AppId)>);
 
+/// A process application: its place among those declared (`--process`, in
+/// order). Its id in the engine is the `AppId` beside its declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcessApp(usize);
+
+impl ProcessApp {
+    pub const fn index(self) -> usize {
+        self.0
+    }
+
+    /// The `index`-th declared (tests build logs without declarations).
+    #[cfg(test)]
+    pub(crate) const fn of(index: usize) -> Self {
+        ProcessApp(index)
+    }
+}
+
 impl ProcessApps {
     /// The index and declaration of `name`, or why not.
-    pub fn find(&self, name: &str) -> Result<(usize, &ProcessSpec, AppId), String> {
+    pub fn find(&self, name: &str) -> Result<(ProcessApp, &ProcessSpec, AppId), String> {
         self.0
             .iter()
             .enumerate()
             .find(|(_, (p, _))| p.name == name)
-            .map(|(i, (p, id))| (i, p, *id))
+            .map(|(i, (p, id))| (ProcessApp(i), p, *id))
             .ok_or_else(|| {
                 let have: Vec<&str> = self.0.iter().map(|(p, _)| p.name.as_str()).collect();
                 format!(
@@ -98,8 +115,8 @@ impl ProcessApps {
     }
 
     /// The process application with engine id `id`, if it is one.
-    pub fn by_table(&self, table: usize) -> Option<usize> {
-        self.0.iter().position(|(_, id)| id.index() == table)
+    pub fn by_table(&self, table: usize) -> Option<ProcessApp> {
+        self.0.iter().position(|(_, id)| id.index() == table).map(ProcessApp)
     }
 }
 

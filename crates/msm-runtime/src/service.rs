@@ -126,6 +126,23 @@ fn refused(e: Refused) -> Failure {
     }
 }
 
+/// The start of every board's `main`: transparent huge pages off for the
+/// whole process (a 2 MiB first touch must not hold a loop turn:
+/// docs/performance.md), the arguments parsed (bad ones exit 1, as the
+/// operator guide says, since clap's own 2 is the flash's code; help and
+/// version 0), the log set up. `Err`: the process exits with that code.
+pub fn begin<A: clap::Parser>(program: &str) -> Result<A, std::process::ExitCode> {
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("{program}: transparent huge pages stay on ({e}): page faults may cost loop turns");
+    }
+    let args = A::try_parse().map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(u8::from(e.use_stderr()))
+    })?;
+    log_init();
+    Ok(args)
+}
+
 /// Block SIGTERM and SIGINT (before any thread exists: every thread
 /// inherits the mask) so the loop reads them from a signalfd.
 pub fn block_stop_signals() -> Result<SigSet, Failure> {

@@ -28,7 +28,7 @@ use std::path::Path;
 use msm_checkpoint::{ConfigChoice, Slot};
 use msm_runtime::hooks::Watcher;
 
-use msm_runtime::apps::{APPS, Change, hex};
+use msm_runtime::apps::{APPS, BuiltinApp, Change, hex};
 use msm_runtime::config::RunningConfig;
 
 /// Appends to the journal, one write per line: a node killed mid-run leaves
@@ -71,7 +71,8 @@ impl<W: Write> JournalWriter<W> {
 /// The journal is the runtime's watcher of a test's node (`msm-node --journal`).
 impl<W: Write> Watcher for JournalWriter<W> {
     /// The master made change `id` of application `app` (index in [`APPS`]).
-    fn change(&mut self, app: usize, id: u64, change: &Change) {
+    fn change(&mut self, app: BuiltinApp, id: u64, change: &Change) {
+        let app = app.index();
         match change {
             Change::Set(k, v) => self.line(format_args!("change {app} {id} {k} set {}", hex(v))),
             Change::Delete(k) => self.line(format_args!("change {app} {id} {k} del")),
@@ -79,7 +80,8 @@ impl<W: Write> Watcher for JournalWriter<W> {
     }
 
     /// The engine reports every change of `app` up to `id` on the backup `peer`.
-    fn checkpointed(&mut self, app: usize, id: u64, peer: Option<Slot>) {
+    fn checkpointed(&mut self, app: BuiltinApp, id: u64, peer: Option<Slot>) {
+        let app = app.index();
         if self.checkpointed.get(app).is_none_or(|last| *last == id) {
             return;
         }
@@ -421,10 +423,10 @@ mod tests {
     fn the_reader_reads_what_the_writer_wrote_one_write_per_line() {
         let mut w = JournalWriter::new(Writes::default());
         w.line(format_args!("boot 1"));
-        w.change(3, 1, &Change::Set(10, vec![0xaa]));
-        w.change(3, 2, &Change::Delete(10));
-        w.checkpointed(3, 1, Slot::new(1));
-        w.checkpointed(3, 1, Slot::new(1));
+        w.change(msm_runtime::apps::FDB, 1, &Change::Set(10, vec![0xaa]));
+        w.change(msm_runtime::apps::FDB, 2, &Change::Delete(10));
+        w.checkpointed(msm_runtime::apps::FDB, 1, Slot::new(1));
+        w.checkpointed(msm_runtime::apps::FDB, 1, Slot::new(1));
         w.promoted(ConfigChoice::OwnSaved, false);
         let writes = w.out.0;
         assert!(writes.iter().all(|l| l.ends_with(b"\n") && l.iter().filter(|b| **b == b'\n').count() == 1));

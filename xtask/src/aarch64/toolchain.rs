@@ -154,20 +154,11 @@ pub(crate) fn build_static_in(
 /// `cargo build --release -Zbuild-std=std,panic_abort --target aarch64-…`
 /// with Debian's rustc, the cross gcc as linker and `+crt-static`.
 fn build_command(target_dir: &Path) -> Command {
-    // Not `cmd::cargo()`: that one strips RUSTC, here it must be Debian's.
-    let mut c = Command::new(cmd::cargo_path());
+    let mut c = crate::cross::debian_cargo(TARGET, Path::new(LINKER));
     let var = |what: &str| format!("CARGO_TARGET_{}_{what}", TARGET.to_uppercase().replace('-', "_"));
-    c.env("RUSTC", DEBIAN_RUSTC)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC_WRAPPER", "")
-        .env("RUSTC_WORKSPACE_WRAPPER", "")
-        .env_remove("CARGO_BUILD_RUSTC")
-        .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
-        .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
-        // They would win over the target's rustflags below.
-        .env_remove("RUSTFLAGS")
+    // They would win over the target's rustflags below.
+    c.env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env(var("LINKER"), LINKER)
         .env(var("RUSTFLAGS"), "-C target-feature=+crt-static")
         .args(["build", "--release", "-Zbuild-std=std,panic_abort", "--target", TARGET])
         .arg("--target-dir")

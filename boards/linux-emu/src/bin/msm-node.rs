@@ -43,19 +43,10 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-        eprintln!("msm-node: transparent huge pages stay on ({e}): page faults may cost loop turns");
+    match service::begin::<Args>("msm-node") {
+        Ok(args) => service::exit_code("msm-node", run(args)),
+        Err(code) => code,
     }
-    // Bad arguments exit 1 (clap's own 2 is this node's unusable flash); help and version 0.
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(u8::from(e.use_stderr()));
-        }
-    };
-    service::log_init();
-    service::exit_code("msm-node", run(args))
 }
 
 fn run(args: Args) -> Result<Option<Exit>, Failure> {

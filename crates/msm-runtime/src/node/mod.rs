@@ -22,13 +22,13 @@ use msm_checkpoint::{
 use msm_flash::ConfigName;
 use msm_time::Instant;
 
-use crate::apps::{AppIds, Change};
+use crate::apps::{AppIds, BuiltinApp, Change};
 use crate::config::RunningConfig;
 use crate::flash::NodeFlash;
 use crate::hooks::{Watcher, Workload};
 use crate::host::ChassisHost;
 use crate::host::Forward;
-use crate::process_apps::{ProcessApps, ProcessSpec};
+use crate::process_apps::{ProcessApp, ProcessApps, ProcessSpec};
 use crate::split_brain::{self, Source, Unacked};
 pub use operator::{Handled, MAX_CHURN};
 use ops::Ops;
@@ -119,7 +119,7 @@ pub struct MsmNode<L: Link> {
     ops: Ops,
     /// A fresh master's initial state, recorded a slice per loop turn (a
     /// million MAC entries must not hold the loop).
-    seeding: std::collections::VecDeque<(usize, Change)>,
+    seeding: std::collections::VecDeque<(BuiltinApp, Change)>,
     /// While master: the changes no backup acknowledged yet.
     unacked: Unacked,
     /// The last split brain this node lost.
@@ -428,14 +428,14 @@ impl<L: Link> MsmNode<L> {
         }
     }
 
-    /// Every change of application `app` (index in [`APPS`](crate::apps::APPS))
+    /// Every change of built-in application `app`
     /// up to this id is on the backup.
-    pub fn checkpointed(&self, app: usize) -> u64 {
+    pub fn checkpointed(&self, app: BuiltinApp) -> u64 {
         self.apps.get(app).map_or(0, |id| self.engine.checkpointed(id))
     }
 
     /// The master changes one key of one application; the change id, if it was taken.
-    pub fn change(&mut self, app: usize, c: Change) -> Option<u64> {
+    pub fn change(&mut self, app: BuiltinApp, c: Change) -> Option<u64> {
         let id = self.apps.get(app)?;
         let record = c.encode();
         match self.engine.record_change(id, &record) {
@@ -456,8 +456,8 @@ impl<L: Link> MsmNode<L> {
 
     /// The master changes one key of process application `p`; its sequence
     /// number, or why not.
-    pub fn process_change(&mut self, p: usize, c: Change) -> Result<u64, String> {
-        let (spec, id) = self.processes.0.get(p).ok_or("no such process application")?;
+    pub fn process_change(&mut self, p: ProcessApp, c: Change) -> Result<u64, String> {
+        let (spec, id) = self.processes.0.get(p.index()).ok_or("no such process application")?;
         if self.engine.role() != Role::Master {
             return Err(format!(
                 "{}: changes are taken on the master; this node ({}) is {}",
@@ -474,21 +474,21 @@ impl<L: Link> MsmNode<L> {
     }
 
     /// Every change of process application `p` up to this number is on the backup.
-    pub fn process_checkpointed(&self, p: usize) -> u64 {
-        self.processes.0.get(p).map_or(0, |(_, id)| self.engine.checkpointed(*id))
+    pub fn process_checkpointed(&self, p: ProcessApp) -> u64 {
+        self.processes.0.get(p.index()).map_or(0, |(_, id)| self.engine.checkpointed(*id))
     }
 
     /// The node's copy of process application `p`'s table.
-    pub fn process_table(&self, p: usize) -> Option<&crate::apps::Table> {
-        self.processes.0.get(p).and_then(|(_, id)| self.host.tables.get(id.index()))
+    pub fn process_table(&self, p: ProcessApp) -> Option<&crate::apps::Table> {
+        self.processes.0.get(p.index()).and_then(|(_, id)| self.host.tables.get(id.index()))
     }
 
     /// Process application `p`'s writer is held back: the backup is behind.
-    pub fn note_held(&mut self, p: usize) {
-        if self.held_back.len() <= p {
-            self.held_back.resize(p + 1, 0);
+    pub fn note_held(&mut self, p: ProcessApp) {
+        if self.held_back.len() <= p.index() {
+            self.held_back.resize(p.index() + 1, 0);
         }
-        self.held_back[p] += 1;
+        self.held_back[p.index()] += 1;
     }
 
     /// Times each process application's writer was held back, by name.
@@ -502,7 +502,7 @@ impl<L: Link> MsmNode<L> {
     }
 
     /// What the backup applied to process applications since the last call, by process index.
-    pub fn take_forwarded(&mut self) -> Vec<(usize, Forward)> {
+    pub fn take_forwarded(&mut self) -> Vec<(ProcessApp, Forward)> {
         let processes = &self.processes;
         std::mem::take(&mut self.host.forwarded)
             .into_iter()
@@ -567,7 +567,7 @@ impl<L: Link> MsmNode<L> {
                 let spawned = std::thread::Builder::new().name("split-brain".into()).spawn(move || {
                     let name = |s: Source| names.get(&s).map_or_else(|| "?".to_string(), |n| n.0.clone());
                     let describe = |s: Source, key: u64, value: &[u8]| {
-                        names.get(&s).and_then(|n| n.1).map(|i| crate::apps::describe(i, key, value))
+                        names.get(&s).and_then(|n| n.1).map(|i| crate::apps::describe(Some(i), key, value))
                     };
                     let text = split_brain::render(&r, &changes, name, describe);
                     if let Err(e) = split_brain::finish(f, &tmp, &shown, &text) {

@@ -207,11 +207,11 @@ impl<L: Link> MsmNode<L> {
         }
     }
 
-    /// Application `name`: a built-in application (its index in [`apps::APPS`]) or a process
-    /// application (index [`apps::PROCESS`]: rows as text or hex), and its id.
-    fn app_table(&self, name: &str) -> Result<(usize, msm_checkpoint::AppId), Response> {
+    /// Application `name`: a built-in application, or a process application
+    /// (`None`: rows as text or hex), and its id.
+    fn app_table(&self, name: &str) -> Result<(Option<apps::BuiltinApp>, msm_checkpoint::AppId), Response> {
         if let Ok((_, _, id)) = self.processes.find(name) {
-            return Ok((apps::PROCESS, id));
+            return Ok((None, id));
         }
         let app = apps::find(name).map_err(|e| match self.processes.0.is_empty() {
             true => Response::error(e),
@@ -224,6 +224,6 @@ impl<L: Link> MsmNode<L> {
             .apps
             .get(app)
             .ok_or_else(|| Response::error(format!("application '{name}' does not run on this node")))?;
-        Ok((app, id))
+        Ok((Some(app), id))
     }
 }

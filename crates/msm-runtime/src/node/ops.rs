@@ -78,7 +78,7 @@ struct Save {
 struct Rows {
     ticket: Ticket,
     name: String,
-    app: usize,
+    app: Option<crate::apps::BuiltinApp>,
     id: AppId,
     /// The first key not yet read.
     next: Option<u64>,
@@ -171,7 +171,13 @@ impl<L: Link> MsmNode<L> {
     }
 
     /// Queue a `show app <name> --rows`.
-    pub(crate) fn start_rows(&mut self, name: String, app: usize, id: AppId, from: u64) -> Ticket {
+    pub(crate) fn start_rows(
+        &mut self,
+        name: String,
+        app: Option<crate::apps::BuiltinApp>,
+        id: AppId,
+        from: u64,
+    ) -> Ticket {
         let ticket = self.ops.ticket();
         let job = Rows {
             ticket,

@@ -338,7 +338,7 @@ pub fn configuration(text: String) -> Response {
 }
 
 /// `show app <name> [--rows]`: application `app` (index in `APPS`) and its table.
-pub fn app(name: &str, app: usize, table: &Table, rows: bool) -> Response {
+pub fn app(name: &str, app: Option<crate::apps::BuiltinApp>, table: &Table, rows: bool) -> Response {
     let mut t = format!("{name}: {} entries, digest {:016x}\n", table.len(), table.digest());
     let mut entries = Vec::new();
     if rows {
@@ -370,13 +370,17 @@ mod tests {
     fn app_rows_are_shown_only_when_asked() {
         let mut table = Table::default();
         table.apply(Change::Set(7, b"v7 tag 7 ports 1".to_vec()));
-        let Response::Ok { text, json } = app("vlan", crate::apps::VLAN, &table, true) else { panic!() };
+        let Response::Ok { text, json } = app("vlan", Some(crate::apps::VLAN), &table, true) else {
+            panic!()
+        };
         assert!(
             text.starts_with("vlan: 1 entries, digest ") && text.ends_with("  vlan v7 tag 7 ports 1\n"),
             "{text}"
         );
         assert_eq!(json["rows"][0]["value"], hex(b"v7 tag 7 ports 1"));
-        let Response::Ok { text, json } = app("vlan", crate::apps::VLAN, &table, false) else { panic!() };
+        let Response::Ok { text, json } = app("vlan", Some(crate::apps::VLAN), &table, false) else {
+            panic!()
+        };
         assert_eq!((text.lines().count(), json["rows"].as_array().map(Vec::len)), (1, Some(0)));
     }
 }

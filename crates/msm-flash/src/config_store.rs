@@ -40,8 +40,7 @@ mod save;
 #[cfg(all(test, feature = "mock"))]
 mod tests;
 
-use format::{COMMIT, HEADER_LEN, TRAILER_LEN};
-use layout::{Format, Geo};
+use format::{COMMIT, Format, Geo, HEADER_LEN, TRAILER_LEN};
 use mount::{check_geometry, data_crc, read_content};
 use recover::recover;
 use save::Save;

@@ -22,70 +22,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use msm_checkpoint::{ItemKind, Term};
 
+use crate::facts::MasterLog;
 use crate::host::{Seen, SimStream};
 use crate::record::{Op, Rec, Stamp};
-
-/// The first invariant violation found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub invariant: u8,
-    pub message: String,
-}
-
-impl std::error::Error for Violation {}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invariant {}: {}", self.invariant, self.message)
-    }
-}
+use crate::violation::Violation;
 
 fn fail(invariant: u8, message: String) -> Result<(), Violation> {
     Err(Violation { invariant, message })
 }
 
-/// One node's mastership: its state when it became master, then its changes.
-#[derive(Debug, Clone, Default)]
-pub struct MasterLog {
-    pub term: Term,
-    pub initial: Vec<BTreeMap<u32, Stamp>>,
-    /// Per application: (change id, record).
-    pub changes: Vec<Vec<(u64, Rec)>>,
-    /// The active configuration when it became master.
-    pub config: Vec<u8>,
-    /// Configuration lines since: (change id, line).
-    pub config_lines: Vec<(u64, Vec<u8>)>,
-}
-
-impl MasterLog {
-    /// The active configuration right after line `upto`.
-    pub fn config_at(&self, upto: u64) -> Vec<u8> {
-        let mut c = self.config.clone();
-        for (_, line) in self.config_lines.iter().take_while(|(id, _)| *id <= upto) {
-            c.extend_from_slice(line);
-        }
-        c
-    }
-}
-
-impl MasterLog {
-    /// The application's state right after change `upto`.
-    pub fn state_at(&self, app: usize, upto: u64) -> BTreeMap<u32, Stamp> {
-        let mut m = self.initial[app].clone();
-        for (id, r) in &self.changes[app] {
-            if *id > upto {
-                break;
-            }
-            match r.op {
-                Op::Set => m.insert(r.key, r.stamp),
-                Op::Delete => m.remove(&r.key),
-            };
-        }
-        m
-    }
-}
-
-/// What the master last reported as checkpointed, and to whom.
 #[derive(Debug, Clone)]
 pub struct Report {
     pub master: usize,

@@ -15,9 +15,53 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::check::{MasterLog, Violation};
-use crate::record::{Op, Stamp};
+use msm_checkpoint::Term;
 
+use crate::record::{Op, Rec, Stamp};
+use crate::violation::Violation;
+
+/// One node's mastership: its state when it became master, then its changes.
+#[derive(Debug, Clone, Default)]
+pub struct MasterLog {
+    pub term: Term,
+    pub initial: Vec<BTreeMap<u32, Stamp>>,
+    /// Per application: (change id, record).
+    pub changes: Vec<Vec<(u64, Rec)>>,
+    /// The active configuration when it became master.
+    pub config: Vec<u8>,
+    /// Configuration lines since: (change id, line).
+    pub config_lines: Vec<(u64, Vec<u8>)>,
+}
+
+impl MasterLog {
+    /// The active configuration right after line `upto`.
+    pub fn config_at(&self, upto: u64) -> Vec<u8> {
+        let mut c = self.config.clone();
+        for (_, line) in self.config_lines.iter().take_while(|(id, _)| *id <= upto) {
+            c.extend_from_slice(line);
+        }
+        c
+    }
+}
+
+impl MasterLog {
+    /// The application's state right after change `upto`.
+    pub fn state_at(&self, app: usize, upto: u64) -> BTreeMap<u32, Stamp> {
+        let mut m = self.initial[app].clone();
+        for (id, r) in &self.changes[app] {
+            if *id > upto {
+                break;
+            }
+            match r.op {
+                Op::Set => m.insert(r.key, r.stamp),
+                Op::Delete => m.remove(&r.key),
+            };
+        }
+        m
+    }
+}
+
+/// What the master last reported as checkpointed, and to whom.
 #[derive(Debug, Clone)]
 struct Fact {
     stamp: Stamp,

@@ -11,6 +11,7 @@ pub mod link;
 pub mod record;
 pub mod scenario;
 pub mod sim;
+pub mod violation;
 
 pub use scenario::{Failure, run};
 pub use sim::{Sim, SimConfig};

@@ -90,7 +90,7 @@ fn sweep(seeds: &str, faults: bool, jobs: Option<usize>) -> Result<bool> {
                                 seed,
                                 faults,
                                 at_us: 0,
-                                violation: msm_sim::check::Violation {
+                                violation: msm_sim::violation::Violation {
                                     invariant: 6,
                                     message: format!("panic: {msg}"),
                                 },

@@ -11,9 +11,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::check::Violation;
 use crate::link;
 use crate::sim::{APPS, AppDef, Sim, SimConfig, Stats};
+use crate::violation::Violation;
 
 /// A failed seed, printed with the command that replays it.
 #[derive(Debug, Clone)]

@@ -16,11 +16,12 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::attacker::{self, Attack, Attacker};
-use crate::check::{Checker, Report, Violation};
+use crate::check::{Checker, Report};
 use crate::host::{SimHost, SimStream};
 use crate::insider::{self, Insider, Misdeed};
 use crate::link::{self, Links};
 use crate::record::{Op, Rec, Stamp};
+use crate::violation::Violation;
 
 mod checks;
 mod hostile;

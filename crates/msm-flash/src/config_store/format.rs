@@ -4,7 +4,6 @@
 
 use core::ops::Range;
 
-use super::layout::{Format, Geo};
 use super::{ConfigName, SW_VERSION_LEN};
 use crate::CRC32C;
 use crate::error::CorruptReason;
@@ -17,6 +16,42 @@ pub(super) const HEADER_LEN: u32 = 64;
 pub(super) const TRAILER_LEN: u32 = 16;
 pub(super) const CONTINUATION_LEN: u32 = 16;
 pub(super) const COMMIT: [u8; 8] = *b"COMMIT:)";
+
+/// The format of a record, from its header's version byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Format {
+    /// Content right after the header, across blocks (the previous release; read only).
+    V1,
+    /// A continuation marker at the start of every block after the first (what a save writes).
+    V2,
+}
+
+impl Format {
+    pub fn version(self) -> u8 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    pub fn from_version(version: u8) -> Option<Self> {
+        match version {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
+
+/// Region geometry, fixed at mount (the offsets of a record's parts in it:
+/// `layout.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Geo {
+    pub block_size: u32,
+    pub blocks: u32,
+    pub write_size: u32,
+}
+
 /// Header flag (format 2): the save that wrote this record cleaned the region (it held format-1
 /// records or unknown blocks): every block outside this record is erased after its commit, and
 /// no record older than it is ever taken.

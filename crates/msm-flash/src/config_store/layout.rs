@@ -9,41 +9,7 @@
 //! never lies at the start of a block: only the store's own header, marker or
 //! erased bytes do.
 
-use super::format::{COMMIT, CONTINUATION_LEN, HEADER_LEN, TRAILER_LEN};
-
-/// The format of a record, from its header's version byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
-    /// Content right after the header, across blocks (the previous release; read only).
-    V1,
-    /// A continuation marker at the start of every block after the first (what a save writes).
-    V2,
-}
-
-impl Format {
-    pub fn version(self) -> u8 {
-        match self {
-            Self::V1 => 1,
-            Self::V2 => 2,
-        }
-    }
-
-    pub fn from_version(version: u8) -> Option<Self> {
-        match version {
-            1 => Some(Self::V1),
-            2 => Some(Self::V2),
-            _ => None,
-        }
-    }
-}
-
-/// Region geometry, fixed at mount.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Geo {
-    pub block_size: u32,
-    pub blocks: u32,
-    pub write_size: u32,
-}
+use super::format::{COMMIT, CONTINUATION_LEN, Format, Geo, HEADER_LEN, TRAILER_LEN};
 
 impl Geo {
     pub fn region(&self) -> u32 {

@@ -22,6 +22,7 @@ use msm_checkpoint::Role;
 use msm_client::proto::{self, Change as WireChange, Framer, Reply, Request, Role as WireRole};
 
 use crate::apps::Change;
+use crate::backup_wait::BackupWait;
 use crate::client_limits::{self, Clock};
 use crate::control_access::{Access, Guarded};
 use crate::forward_log::ForwardLog;
@@ -59,8 +60,8 @@ struct Client {
     sent: usize,
     /// The process application it registered as.
     app: Option<ProcessApp>,
-    /// A wait being answered: (seq, deadline). Requests after it wait.
-    waiting: Option<(u64, Instant)>,
+    /// A wait being answered: the sequence number it waits for. Requests after it wait.
+    waiting: Option<(u64, BackupWait<Instant>)>,
     /// A snapshot being sent: the next key.
     snapshot: Option<u64>,
     /// Its position in the forward log: what it has been sent of it.
@@ -155,7 +156,7 @@ impl AppServer {
             .iter()
             .filter_map(|c| {
                 let stall = (c.sent < c.out.len()).then(|| c.moved + STALL);
-                let wait = c.waiting.map(|w| w.1);
+                let wait = c.waiting.map(|w| w.1.deadline);
                 // A snapshot goes on next turn, unless the client's unread
                 // output holds it back (then its writability wakes us).
                 let more = c.snapshot.is_some() || c.app.is_some_and(|p| self.log.has_for(p, c.follow));
@@ -229,9 +230,9 @@ impl AppServer {
         let role = node.engine.role();
         let now = Instant::now();
         for c in &mut self.clients {
-            if let (Some(p), Some((seq, deadline))) = (c.app, c.waiting) {
+            if let (Some(p), Some((seq, wait))) = (c.app, c.waiting) {
                 let done = node.process_checkpointed(p);
-                if done >= seq || now >= deadline {
+                if wait.over(now, seq.saturating_sub(done), role == Role::Master) {
                     c.waiting = None;
                     c.reply(&Reply::Waited { ok: done >= seq, checkpointed: done });
                     // Requests that came behind the wait.
@@ -446,7 +447,8 @@ fn handle<L: Link>(
             // 0: every change this client sent before (as Redis WAIT), so a
             // change and its wait go in one write.
             let seq = if seq == 0 { c.last_seq } else { seq };
-            c.waiting = Some((seq, Instant::now() + Duration::from_millis(u64::from(timeout_ms))));
+            let now = Instant::now();
+            c.waiting = Some((seq, BackupWait::new(now, now + Duration::from_millis(u64::from(timeout_ms)))));
             false
         }
     }

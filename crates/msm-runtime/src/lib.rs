@@ -7,6 +7,7 @@
 pub mod app_server;
 pub mod apps;
 pub mod backplane;
+pub mod backup_wait;
 pub mod client_limits;
 pub mod config;
 pub mod control_access;

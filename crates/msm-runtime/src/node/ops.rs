@@ -18,6 +18,7 @@ use msm_time::Instant;
 
 use super::MsmNode;
 use crate::apps::{Change, VLAN, describe, hex, vlan_key};
+use crate::backup_wait::BackupWait;
 use crate::config::Effect;
 use msm_control::{Configured, MAX_ROWS, OnBackup, Response, Saved, config_word};
 
@@ -100,8 +101,7 @@ struct Wait {
     ticket: Ticket,
     marks: Marks,
     done: Done,
-    started: Instant,
-    deadline: Instant,
+    wait: BackupWait<Instant>,
 }
 
 /// The operator's pending work, oldest first, and the answers ready to go.
@@ -126,7 +126,7 @@ impl Ops {
 
     /// The earliest wait deadline, for the loop's sleep.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.waits.iter().map(|w| w.deadline).min()
+        self.waits.iter().map(|w| w.wait.deadline).min()
     }
 
     pub(crate) fn take_answer(&mut self) -> Option<(Ticket, Response)> {
@@ -254,7 +254,7 @@ impl<L: Link> MsmNode<L> {
     fn wait_for_backup(&mut self, ticket: Ticket, marks: Marks, done: Done, wait: Option<Duration>) {
         let now = self.now();
         let deadline = now + wait.unwrap_or(Duration::ZERO);
-        self.ops.waits.push(Wait { ticket, marks, done, started: now, deadline });
+        self.ops.waits.push(Wait { ticket, marks, done, wait: BackupWait::new(now, deadline) });
     }
 
     /// One slice of pending operator work, then the waits that are over.
@@ -373,7 +373,7 @@ impl<L: Link> MsmNode<L> {
         while i < self.ops.waits.len() {
             let w = &self.ops.waits[i];
             let behind = self.behind(w.marks);
-            if behind > 0 && now < w.deadline && self.engine.role() == Role::Master {
+            if !w.wait.over(now, behind, self.engine.role() == Role::Master) {
                 i += 1;
                 continue;
             }
@@ -385,8 +385,8 @@ impl<L: Link> MsmNode<L> {
 
     fn answer(&self, w: &Wait, behind: u64, now: Instant) -> Response {
         let checkpointed = behind == 0;
-        let waited = now.saturating_since(w.started).as_millis();
-        let waited_for = w.deadline > w.started;
+        let waited = now.saturating_since(w.wait.started).as_millis();
+        let waited_for = w.wait.waits();
         let no_backup = self.engine.role() == Role::Master && self.engine.switch_status().backup.is_none();
         let on_backup = if no_backup {
             "no backup: on no other module".to_string()

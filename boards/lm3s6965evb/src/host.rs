@@ -4,7 +4,7 @@
 //! lines to check dependency order.
 
 use heapless::Vec;
-use msm_checkpoint::{AppId, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
+use msm_checkpoint::{AppId, ConfigStaging, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 use msm_records::Record;
 
 use crate::apps::{APPS, Table};
@@ -26,11 +26,8 @@ pub struct FirmwareHost {
     pub saved_dirty: bool,
     /// The active configuration text.
     pub active: Vec<u8, CONFIG>,
-    active_staged: Vec<u8, CONFIG>,
-    /// An active-config bulk is in progress (`active_staged` collects it).
-    active_staging: bool,
-    /// Changes received while the active-config bulk runs, appended at its end.
-    active_pending: Vec<u8, 512>,
+    /// An active-config bulk's copy, and the changes received while it runs.
+    active_staging: ConfigStaging<Vec<u8, CONFIG>, Vec<u8, 512>>,
     /// Master side: the stable view of a config stream under bulk.
     pub tables: [Table; APPS.len()],
     /// Records applied, per application (for the status line).
@@ -58,9 +55,7 @@ impl FirmwareHost {
             saved_staging: false,
             saved_dirty: false,
             active: Vec::new(),
-            active_staged: Vec::new(),
-            active_staging: false,
-            active_pending: Vec::new(),
+            active_staging: ConfigStaging::new(Vec::new(), Vec::new()),
             tables: [Table::new(), Table::new(), Table::new()],
             applied: [0; APPS.len()],
         }
@@ -134,9 +129,7 @@ impl Host for FirmwareHost {
                 self.saved_staging = true;
             }
             Stream::ActiveConfig => {
-                self.active_staged.clear();
-                self.active_staging = true;
-                self.active_pending.clear();
+                self.active_staging.begin();
             }
             Stream::App(id) => self.table(id)?.begin_refresh(),
         }
@@ -155,11 +148,10 @@ impl Host for FirmwareHost {
                 }
                 push_all(&mut self.saved_staged, item)
             }
-            Stream::ActiveConfig => match (kind, self.active_staging) {
-                (ItemKind::Bulk, true) => push_all(&mut self.active_staged, item),
-                (ItemKind::Bulk, false) => Err(HostError::BadRecord),
-                (ItemKind::Dynamic, true) => push_all(&mut self.active_pending, item),
-                (ItemKind::Dynamic, false) => {
+            Stream::ActiveConfig => match kind {
+                ItemKind::Bulk => self.active_staging.bulk(item),
+                ItemKind::Dynamic if self.active_staging.change(item)? => Ok(()),
+                ItemKind::Dynamic => {
                     log!("config {=str}", core::str::from_utf8(item).unwrap_or("<not utf-8>").trim_end());
                     push_all(&mut self.active, item)
                 }
@@ -198,13 +190,7 @@ impl Host for FirmwareHost {
                 log!("bulk-end saved-config bytes={=usize}", self.saved.len());
             }
             Stream::ActiveConfig => {
-                if !core::mem::take(&mut self.active_staging) {
-                    return Err(HostError::BadRecord);
-                }
-                push_all(&mut self.active_staged, &self.active_pending)?;
-                self.active_pending.clear();
-                core::mem::swap(&mut self.active, &mut self.active_staged);
-                self.active_staged.clear();
+                self.active_staging.finish_into(&mut self.active)?;
                 log!("bulk-end active-config bytes={=usize}", self.active.len());
             }
             Stream::App(id) => {
@@ -231,9 +217,7 @@ impl Host for FirmwareHost {
                 self.saved_staged.clear();
             }
             Stream::ActiveConfig => {
-                self.active_staging = false;
-                self.active_staged.clear();
-                self.active_pending.clear();
+                self.active_staging.abort();
             }
             Stream::App(id) => {
                 if let Ok(t) = self.table(id) {

@@ -14,13 +14,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use msm_checkpoint::{
-    AppId, AppRegistry, Config, Event, Host, HostError, ItemKind, Node, Role, Slot, Stream, SyncState,
-    config_chunks, read_config_chunk,
+    AppId, AppRegistry, Config, ConfigStaging, Event, Host, HostError, ItemKind, Node, Role, Slot, Stream,
+    SyncState, config_chunks, read_config_chunk,
 };
 use msm_time::Instant;
 
 /// Node capacities: 4 applications, 16 frames in flight, 16 KiB of backlog.
 type Engine = Node<4, 16, { 16 * 1024 }>;
+
+/// The active configuration's text (fixed capacity, as a board would hold it).
+type ConfigText = heapless::Vec<u8, 4096>;
 
 /// One module's state: the configuration and each application's table. An
 /// application record is `key=value`, the whole state of one key (records must
@@ -28,12 +31,14 @@ type Engine = Node<4, 16, { 16 * 1024 }>;
 #[derive(Debug, Default)]
 struct Tables {
     saved_config: Vec<u8>,
-    active_config: Vec<u8>,
+    active_config: ConfigText,
     apps: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     // Master side: the stable view of each stream in bulk.
     views: HashMap<Stream, Vec<Vec<u8>>>,
-    // Backup side: staged configuration and the keys a bulk refreshed.
+    // Backup side: the staged saved configuration, the active one (with the
+    // lines that come during its bulk), and the keys a bulk refreshed.
     staged: HashMap<Stream, Vec<u8>>,
+    staged_active: ConfigStaging<ConfigText, heapless::Vec<u8, 1024>>,
     refreshed: HashMap<Stream, BTreeSet<Vec<u8>>>,
 }
 
@@ -70,7 +75,7 @@ impl Host for Tables {
     fn bulk_start(&mut self, stream: Stream) -> u64 {
         let view: Vec<Vec<u8>> = match stream {
             Stream::SavedConfig => vec![self.saved_config.clone()],
-            Stream::ActiveConfig => vec![self.active_config.clone()],
+            Stream::ActiveConfig => vec![self.active_config.to_vec()],
             Stream::App(id) => self.apps[id.index()]
                 .iter()
                 .map(|(k, v)| [k.as_slice(), b"=", v.as_slice()].concat())
@@ -107,9 +112,8 @@ impl Host for Tables {
 
     fn bulk_begin(&mut self, stream: Stream, _total: u64) -> Result<(), HostError> {
         match stream {
-            Stream::SavedConfig | Stream::ActiveConfig => {
-                self.staged.insert(stream, Vec::new());
-            }
+            Stream::SavedConfig => drop(self.staged.insert(stream, Vec::new())),
+            Stream::ActiveConfig => self.staged_active.begin(),
             Stream::App(_) => {
                 self.refreshed.insert(stream, BTreeSet::new());
             }
@@ -119,14 +123,14 @@ impl Host for Tables {
 
     fn apply(&mut self, stream: Stream, kind: ItemKind, item: &[u8]) -> Result<(), HostError> {
         match (stream, kind) {
-            (Stream::SavedConfig, _) | (Stream::ActiveConfig, ItemKind::Bulk) => {
+            (Stream::SavedConfig, _) => {
                 self.staged.get_mut(&stream).ok_or(HostError::BadRecord)?.extend_from_slice(item);
             }
+            (Stream::ActiveConfig, ItemKind::Bulk) => self.staged_active.bulk(item)?,
+            // One configuration line: during a bulk it waits behind the staged copy.
+            (Stream::ActiveConfig, ItemKind::Dynamic) if self.staged_active.change(item)? => {}
             (Stream::ActiveConfig, ItemKind::Dynamic) => {
-                // One configuration line; during a bulk it goes after the staged snapshot.
-                let config = self.staged.get_mut(&stream).unwrap_or(&mut self.active_config);
-                config.extend_from_slice(item);
-                config.push(b'\n');
+                self.active_config.extend_from_slice(item).map_err(|_| HostError::Full)?;
             }
             (Stream::App(_), _) => {
                 let key = self.upsert(stream, item)?;
@@ -141,7 +145,7 @@ impl Host for Tables {
     fn bulk_end(&mut self, stream: Stream) -> Result<(), HostError> {
         match stream {
             Stream::SavedConfig => self.saved_config = self.staged.remove(&stream).unwrap_or_default(),
-            Stream::ActiveConfig => self.active_config = self.staged.remove(&stream).unwrap_or_default(),
+            Stream::ActiveConfig => self.staged_active.finish_into(&mut self.active_config)?,
             Stream::App(_) => {
                 // Sweep: keys the bulk did not mention are gone on the master.
                 let keys = self.refreshed.remove(&stream).unwrap_or_default();
@@ -152,6 +156,9 @@ impl Host for Tables {
     }
 
     fn bulk_abort(&mut self, stream: Stream) {
+        if stream == Stream::ActiveConfig {
+            self.staged_active.abort();
+        }
         self.staged.remove(&stream);
         self.refreshed.remove(&stream);
     }
@@ -241,7 +248,10 @@ fn main() {
     println!("MSM-A boots alone");
     let mut a = module("MSM-A", Slot::A, 0, Instant::ZERO);
     a.host.saved_config = b"create vlan corp tag 100\n".to_vec();
-    a.host.active_config = b"create vlan corp tag 100\nconfigure vlan corp add ports 1-24\n".to_vec();
+    a.host
+        .active_config
+        .extend_from_slice(b"create vlan corp tag 100\nconfigure vlan corp add ports 1-24\n")
+        .expect("fits");
     a.host.apps[vlan.index()].insert(b"corp".to_vec(), b"tag 100, ports 1-24".to_vec());
     for port in 1..=200u32 {
         a.host.apps[fdb.index()].insert(
@@ -270,8 +280,8 @@ fn main() {
 
     println!("Dynamic checkpoint: one configuration line and one MAC move on MSM-A");
     let m = &mut c.msm[A];
-    m.host.active_config.extend_from_slice(b"create vlan lab tag 200\n");
-    let line = m.node.config_change(b"create vlan lab tag 200").expect("master");
+    m.host.active_config.extend_from_slice(b"create vlan lab tag 200\n").expect("fits");
+    let line = m.node.config_change(b"create vlan lab tag 200\n").expect("master");
     let record = b"00:04:96:00:00:07=corp port 24";
     m.host.upsert(Stream::App(fdb), record).expect("a key=value record");
     let change = m.node.record_change(fdb, record).expect("master");

@@ -44,6 +44,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 #[macro_use]
 mod fmt;
 
@@ -54,6 +57,7 @@ mod event;
 mod host;
 mod node;
 mod role;
+mod staging;
 mod status;
 mod stream;
 pub mod wire;
@@ -68,6 +72,7 @@ pub use event::{ConfigChoice, Event, RebulkReason};
 pub use host::{AppId, CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 pub use node::{Config, MAX_COUNTER_JUMP, Node};
 pub use role::{MAX_NODES, MAX_TERM_COUNT, MAX_TERM_JUMP, Role, Slot, Term};
+pub use staging::{ConfigStaging, StagingBuffer};
 pub use status::{
     AppsFrom, ConfigCopy, FrameErrors, Name, PeerStatus, SlotRefusals, SplitBrain, SplitBrainWon, SplitRule,
     StreamStatus, SwitchStatus, SyncState, render_checkpoint, render_switch, state_label,

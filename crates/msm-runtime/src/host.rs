@@ -2,7 +2,9 @@
 //! applications' tables, the running configuration, and the saved
 //! configuration in flash (through [`SavedStore`]).
 
-use msm_checkpoint::{CONFIG_CHUNK, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
+use msm_checkpoint::{
+    CONFIG_CHUNK, ConfigStaging, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk,
+};
 
 use crate::apps::{Change, Table};
 use crate::config::RunningConfig;
@@ -50,7 +52,7 @@ pub struct ChassisHost<S> {
     /// Master: the texts being bulk-transferred (stable while the bulk runs).
     active_snapshot: Vec<u8>,
     /// Backup: the active configuration being received, and changes that came during it.
-    staged_active: Option<(Vec<u8>, Vec<String>)>,
+    staged_active: ConfigStaging<Vec<u8>>,
 }
 
 impl<S: SavedStore> ChassisHost<S> {
@@ -64,7 +66,7 @@ impl<S: SavedStore> ChassisHost<S> {
             running,
             flash,
             active_snapshot: Vec::new(),
-            staged_active: None,
+            staged_active: ConfigStaging::default(),
         }
     }
 }
@@ -114,7 +116,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
         match stream {
             Stream::SavedConfig => self.flash.begin_save(),
             Stream::ActiveConfig => {
-                self.staged_active = Some((Vec::new(), Vec::new()));
+                self.staged_active.begin();
                 Ok(())
             }
             Stream::App(a) => {
@@ -129,18 +131,15 @@ impl<S: SavedStore> Host for ChassisHost<S> {
         match stream {
             Stream::SavedConfig => self.flash.write_save(item),
             Stream::ActiveConfig => {
-                let text = || std::str::from_utf8(item).map(str::to_string).map_err(|_| HostError::BadRecord);
-                match (&mut self.staged_active, kind) {
-                    (Some((copy, _)), ItemKind::Bulk) => copy.extend_from_slice(item),
-                    (Some((_, pending)), ItemKind::Dynamic) => pending.push(text()?),
-                    (None, ItemKind::Dynamic) => {
-                        let line = text()?;
+                match kind {
+                    ItemKind::Bulk => self.staged_active.bulk(item),
+                    ItemKind::Dynamic if self.staged_active.change(item)? => Ok(()),
+                    ItemKind::Dynamic => {
+                        let line = std::str::from_utf8(item).map_err(|_| HostError::BadRecord)?;
                         // Refused lines are counted by the engine as the stream's errors.
-                        self.running.apply(&line).map_err(|_| HostError::BadRecord)?;
+                        self.running.apply(line).map(drop).map_err(|_| HostError::BadRecord)
                     }
-                    (None, ItemKind::Bulk) => return Err(HostError::BadRecord),
                 }
-                Ok(())
             }
             Stream::App(a) => {
                 let c = Change::decode(item)?;
@@ -157,13 +156,11 @@ impl<S: SavedStore> Host for ChassisHost<S> {
         match stream {
             Stream::SavedConfig => self.flash.commit_save(),
             Stream::ActiveConfig => {
-                let (copy, pending) = self.staged_active.take().ok_or(HostError::BadRecord)?;
-                let text = String::from_utf8(copy).map_err(|_| HostError::BadRecord)?;
-                let mut running = RunningConfig::parse(&text).map_err(|_| HostError::BadRecord)?;
-                for line in pending {
-                    running.apply(&line).map_err(|_| HostError::BadRecord)?;
-                }
-                self.running = running;
+                // The bulk's copy, then the lines that came during it.
+                let mut text = Vec::new();
+                self.staged_active.finish_into(&mut text)?;
+                let text = String::from_utf8(text).map_err(|_| HostError::BadRecord)?;
+                self.running = RunningConfig::parse(&text).map_err(|_| HostError::BadRecord)?;
                 Ok(())
             }
             Stream::App(a) => {
@@ -177,7 +174,7 @@ impl<S: SavedStore> Host for ChassisHost<S> {
     fn bulk_abort(&mut self, stream: Stream) {
         match stream {
             Stream::SavedConfig => self.flash.abort_save(),
-            Stream::ActiveConfig => self.staged_active = None,
+            Stream::ActiveConfig => self.staged_active.abort(),
             Stream::App(a) => {
                 if let Some(t) = self.tables.get_mut(a.index()) {
                     t.abort_refresh();

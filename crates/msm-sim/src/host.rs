@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use msm_checkpoint::{Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
+use msm_checkpoint::{ConfigStaging, Host, HostError, ItemKind, Stream, config_chunks, read_config_chunk};
 
 use crate::record::{Op, Rec, Stamp};
 
@@ -47,7 +47,7 @@ pub struct SimHost {
     staged_saved: Option<Vec<u8>>,
     pub active_config: Vec<u8>,
     /// Backup: a copy being received, and changes that arrived during it.
-    staged_active: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+    staged_active: ConfigStaging<Vec<u8>>,
     /// Master: the active config as it was when its bulk began.
     snapshot_active: Vec<u8>,
     saved_for_bulk: Vec<u8>,
@@ -144,7 +144,7 @@ impl Host for SimHost {
         self.seen.push(Seen::BulkBegin(self.sim_stream(stream)?));
         match stream {
             Stream::SavedConfig => self.staged_saved = Some(Vec::new()),
-            Stream::ActiveConfig => self.staged_active = Some((Vec::new(), Vec::new())),
+            Stream::ActiveConfig => self.staged_active.begin(),
             Stream::App(a) => {
                 let i = self.idx(a)?;
                 *self.refresh.get_mut(i).ok_or(HostError::BadRecord)? = Some(BTreeSet::new());
@@ -158,11 +158,10 @@ impl Host for SimHost {
             Stream::SavedConfig => {
                 self.staged_saved.as_mut().ok_or(HostError::BadRecord)?.extend_from_slice(item);
             }
-            Stream::ActiveConfig => match (&mut self.staged_active, kind) {
-                (Some((copy, _)), ItemKind::Bulk) => copy.extend_from_slice(item),
-                (Some((_, pending)), ItemKind::Dynamic) => pending.push(item.to_vec()),
-                (None, ItemKind::Dynamic) => self.active_config.extend_from_slice(item),
-                (None, ItemKind::Bulk) => return Err(HostError::BadRecord),
+            Stream::ActiveConfig => match kind {
+                ItemKind::Bulk => self.staged_active.bulk(item)?,
+                ItemKind::Dynamic if self.staged_active.change(item)? => {}
+                ItemKind::Dynamic => self.active_config.extend_from_slice(item),
             },
             Stream::App(a) => {
                 let app = self.idx(a)?;
@@ -194,11 +193,7 @@ impl Host for SimHost {
                 self.saved_config = self.staged_saved.take().ok_or(HostError::BadRecord)?;
             }
             Stream::ActiveConfig => {
-                let (mut copy, pending) = self.staged_active.take().ok_or(HostError::BadRecord)?;
-                for p in pending {
-                    copy.extend_from_slice(&p);
-                }
-                self.active_config = copy;
+                self.staged_active.finish_into(&mut self.active_config)?;
             }
             Stream::App(a) => {
                 let app = self.idx(a)?;
@@ -214,7 +209,7 @@ impl Host for SimHost {
     fn bulk_abort(&mut self, stream: Stream) {
         match stream {
             Stream::SavedConfig => self.staged_saved = None,
-            Stream::ActiveConfig => self.staged_active = None,
+            Stream::ActiveConfig => self.staged_active.abort(),
             Stream::App(a) => {
                 if let Some(r) = self.idx(a).ok().and_then(|i| self.refresh.get_mut(i)) {
                     *r = None;

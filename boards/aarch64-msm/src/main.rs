@@ -6,14 +6,15 @@
 //! backplane is UDP over the module's NICs (`--backplane udp:...`, twice for
 //! two paths). Exit codes: `msm_runtime::service`.
 
+mod flash_check;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Parser;
 use embedded_storage::nor_flash::ReadNorFlash;
 use msm_checkpoint::Key;
-use msm_flash::{ConfigName, Partition, key_block};
+use msm_flash::{Partition, key_block};
 use msm_flash_linux::MtdFlash;
 use msm_runtime::flash::Flash;
 use msm_runtime::node::Exit;
@@ -45,6 +46,11 @@ struct Args {
     /// scratch flash).
     #[arg(long, value_name = "BYTES")]
     bench_flash: Option<usize>,
+    /// Instead of running the node: check primary.cfg (the last save of a
+    /// previous soak must be whole), then save new configurations for ever
+    /// (the board's xtask cuts the power, SIGKILLing QEMU, at random moments).
+    #[arg(long)]
+    soak_flash: bool,
 }
 
 #[global_allocator]
@@ -58,7 +64,9 @@ fn main() -> ExitCode {
 }
 
 /// The flash of the module without its key block: `Flash` on the rest.
-fn open_stores(mtd_path: &std::path::Path) -> anyhow::Result<(Stores, Option<[u8; key_block::KEY_BYTES]>)> {
+pub(crate) fn open_stores(
+    mtd_path: &std::path::Path,
+) -> anyhow::Result<(Stores, Option<[u8; key_block::KEY_BYTES]>)> {
     let mut mtd = Mtd::open(mtd_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The last erase block holds the chassis key; the stores get the rest.
     let key_at = u32::try_from(mtd.capacity()).unwrap_or(u32::MAX).saturating_sub(ERASE);
@@ -75,41 +83,13 @@ fn open_stores(mtd_path: &std::path::Path) -> anyhow::Result<(Stores, Option<[u8
     Ok((Flash::mount(stores, mtd_path)?, key))
 }
 
-/// `--bench-flash BYTES`: save and mount times of a configuration that size.
-fn bench_flash(mtd: &std::path::Path, bytes: usize) -> anyhow::Result<()> {
-    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    let (mut flash, _) = open_stores(mtd)?;
-    let mount = ms(t);
-    let mut text = String::with_capacity(bytes + 32);
-    for i in 0.. {
-        if text.len() >= bytes {
-            break;
-        }
-        text.push_str(&format!("create vlan v{i:06} tag {}\n", i % 4094 + 1));
-    }
-    let t = Instant::now();
-    flash.save(ConfigName::Primary, &text, 0).map_err(anyhow::Error::msg)?;
-    let save = ms(t);
-    drop(flash);
-    let t = Instant::now();
-    let (mut flash, _) = open_stores(mtd)?;
-    let remount = ms(t);
-    let t = Instant::now();
-    let back = flash.load(ConfigName::Primary)?;
-    let read = ms(t);
-    anyhow::ensure!(back.as_deref() == Some(text.as_str()), "the configuration read back differs");
-    println!(
-        "flash bench: {} bytes: save {save:.0} ms; mount {mount:.0} ms empty, {remount:.0} ms with it; read {read:.0} ms",
-        text.len()
-    );
-    Ok(())
-}
-
 fn run(args: Args) -> Result<Option<Exit>, Failure> {
     let flash_err = |error: anyhow::Error| Failure { code: EXIT_FLASH, error };
     if let Some(bytes) = args.bench_flash {
-        return bench_flash(&args.mtd, bytes).map(|()| None).map_err(flash_err);
+        return flash_check::bench(&args.mtd, bytes).map(|()| None).map_err(flash_err);
+    }
+    if args.soak_flash {
+        return flash_check::soak(&args.mtd).map(|()| None).map_err(flash_err);
     }
     let mask = service::block_stop_signals()?;
     let bound = Service::bind(&args.node)?;

@@ -55,7 +55,7 @@ const STEP: Duration = Duration::from_secs(120);
 pub(crate) struct Board {
     kernel: PathBuf,
     initrd: PathBuf,
-    work: PathBuf,
+    pub(crate) work: PathBuf,
 }
 
 /// Toolchain, kernel, MTD modules, the board's binary and its initramfs.
@@ -100,6 +100,14 @@ fn board_args(heartbeat_ms: u64) -> Vec<String> {
 
 fn port(k: usize) -> u16 {
     u16::try_from(k).unwrap_or(u16::MAX)
+}
+
+/// A guest of the board on `flash`, its console in `console` (under the board's work dir).
+pub(crate) fn guest_config_for(board: &Board, flash: &Path, console: &str) -> GuestConfig {
+    let config =
+        GuestConfig { console_log: board.work.join(console), ..guest_config(board, flash, HEARTBEAT_MS) };
+    let _ = std::fs::remove_file(&config.console_log);
+    config
 }
 
 fn guest_config(board: &Board, flash: &Path, heartbeat_ms: u64) -> GuestConfig {
@@ -184,6 +192,9 @@ fn interop_at(board: &Board, heartbeat_ms: u64) -> Result<(Duration, Duration)> 
     let _ = std::fs::remove_file(&flash);
     let _ = std::fs::remove_file(board.work.join("console.log"));
     flash_bench(board, &netns)?;
+    if heartbeat_ms == HEARTBEAT_MS {
+        super::flash_soak::run(board, &netns, 6, 1)?;
+    }
 
     // 1. A master with a saved configuration; the board boots and syncs.
     c.start('A', &[])?;
@@ -266,10 +277,8 @@ fn interop_at(board: &Board, heartbeat_ms: u64) -> Result<(Duration, Duration)> 
 fn flash_bench(board: &Board, netns: &Arc<Netns>) -> Result<()> {
     let scratch = board.work.join("bench-flash.img");
     let _ = std::fs::remove_file(&scratch);
-    let mut config = guest_config(board, &scratch, HEARTBEAT_MS);
+    let mut config = guest_config_for(board, &scratch, "bench-console.log");
     config.args.extend(["--bench-flash".into(), (300 * 1000).to_string()]);
-    config.console_log = board.work.join("bench-console.log");
-    let _ = std::fs::remove_file(&config.console_log);
     let mut g = Guest::start(config, Arc::clone(netns))?;
     let line = g.wait_for("flash bench:", STEP).context("the board's flash bench")?;
     g.wait_exit(STEP)?;

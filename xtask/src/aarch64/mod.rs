@@ -16,6 +16,8 @@
 //!   two user-net NICs (the backplane paths), the flash bank on a host file
 //!   that survives restarts, the serial console captured and waited on.
 //! - [`smoke`]: all of the above end to end with a throwaway guest program.
+//! - [`flash_soak`]: power cuts (SIGKILL of QEMU) during saves on the
+//!   board's MTD flash.
 //! - [`interop`]: the board (`boards/aarch64-msm`) and the x86 node as one
 //!   chassis; the board alone; provisioning its chassis key.
 //!
@@ -24,6 +26,7 @@
 
 pub(crate) mod cpio;
 pub(crate) mod deb;
+pub(crate) mod flash_soak;
 pub(crate) mod guest;
 pub(crate) mod initramfs;
 pub(crate) mod interop;

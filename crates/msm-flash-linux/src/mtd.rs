@@ -12,15 +12,19 @@
 //! The NOR rule is checked in software before each write (the old bytes are read back): an
 //! MTD NOR device would otherwise AND the bits silently.
 //!
-//! **Not run on hardware.** There is no MTD device on the development machines (and no way to
-//! load `mtdram` there). What is tested: the ioctl structures' sizes and field offsets against
-//! `include/uapi/mtd/mtd-abi.h` (`struct mtd_info_user` 32 bytes, `struct erase_info_user` 8),
-//! the ioctl request numbers (`MEMGETINFO` = 0x80204d01, `MEMERASE` = 0x40084d02 on Linux
-//! x86_64 and ARM), the geometry checks, and the errors for a path that is missing or not an MTD
-//! device. What has not run: `MEMGETINFO` and `MEMERASE` on a real device, `pread`/`pwrite`
-//! through the MTD layer, and erase failures (`EIO`) of a worn block. The first board bring-up
-//! should run the msm-flash store tests against `mtdram` (`modprobe mtdram total_size=4096
-//! erase_size=64`) or the board's NOR partition.
+//! **Where it runs.** The aarch64 board (`boards/aarch64-msm`) runs on it under QEMU: pflash
+//! through the kernel's CFI (`cfi_cmdset_0001`) and `physmap` drivers, `/dev/mtd0`, 256 KiB erase
+//! blocks; `cargo xtask qemu-test --board aarch64-msm` saves and mounts on it, cuts the power
+//! (SIGKILL of QEMU) during saves, and runs a chassis on it. Two findings: choose `WRITE` as the
+//! bus word the kernel's driver programs, not the `writesize` of 1 that MEMGETINFO reports for
+//! NOR (the driver pads a partial word with 0xFF, harmless on AND-programming NOR, destructive on
+//! a device that overwrites, as QEMU's pflash does); and RAM-like devices (`mtdram`,
+//! `block2mtd`: `MTD_NO_ERASE`) are refused by name, because the stores' power-cut guarantees rest
+//! on erase-then-program and such a device has no erase to rely on. Also tested here: the ioctl
+//! structures' sizes and field offsets against `include/uapi/mtd/mtd-abi.h` (`struct
+//! mtd_info_user` 32 bytes, `struct erase_info_user` 8), the ioctl request numbers, the geometry
+//! checks, and the errors for a path that is missing or not an MTD device. Not exercised: erase
+//! failures (`EIO`) of a worn block.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

@@ -179,7 +179,7 @@ impl AppServer {
     /// [`HOLD`] full; take them again below [`RELEASE`]. Each application
     /// whose writer is held counts one hold (`show checkpoint-data`).
     fn backpressure<L: Link>(&mut self, node: &mut MsmNode<L>) {
-        let used = node.engine.backlog_used() as f64 / node.engine.backlog_capacity().max(1) as f64;
+        let used = backlog_share(node);
         let was = self.holding;
         self.holding = node.engine.role() == Role::Master && if was { used > RELEASE } else { used > HOLD };
         if self.holding && !was {
@@ -317,6 +317,11 @@ fn wire_change(c: &Change) -> WireChange {
 
 /// Read what arrived and carry out whole requests, until a wait, the end of
 /// the input, or the turn's time is up. The number of changes taken.
+/// The share of the engine's backlog in use.
+fn backlog_share<L: Link>(node: &MsmNode<L>) -> f64 {
+    node.engine.backlog_used() as f64 / node.engine.backlog_capacity().max(1) as f64
+}
+
 fn read_requests<L: Link>(
     c: &mut Client,
     node: &mut MsmNode<L>,
@@ -335,7 +340,12 @@ fn read_requests<L: Link>(
                     Ok(r) => taken += usize::from(handle(c, node, r, end, held)),
                     Err(e) => c.refuse(format!("{e}")),
                 }
-                if start.elapsed() >= SLICE {
+                // The backlog is checked as it fills, not once a turn: one
+                // turn's reading of a fast writer could overflow it (a re-bulk)
+                // before the next turn holds the writers back.
+                if start.elapsed() >= SLICE
+                    || (node.engine.role() == Role::Master && backlog_share(node) > HOLD)
+                {
                     break;
                 }
                 continue;

@@ -59,7 +59,7 @@ pub(crate) fn run(board: &Board, netns: &Arc<Netns>, rounds: u32, seed: u64) -> 
     }
     g.kill()?;
     println!(
-        "  5. {rounds} power cuts (seed {seed}) during saves on the MTD flash: every boot found the last save whole"
+        "  0. {rounds} power cuts (seed {seed}) during saves on the MTD flash: every boot found the last save whole"
     );
     Ok(())
 }

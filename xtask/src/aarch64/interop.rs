@@ -142,13 +142,27 @@ pub(crate) fn run_alone(dir: &Path, key_file: Option<&Path>) -> Result<()> {
 
 /// `cargo xtask qemu-test --board aarch64-msm`: the flow at 100 ms heartbeats.
 pub(crate) fn interop(dir: &Path) -> Result<()> {
-    interop_at(&prepare(dir)?, HEARTBEAT_MS).map(drop)
+    let board = prepare(dir)?;
+    flash_checks(&board, true)?;
+    interop_at(&board, HEARTBEAT_MS).map(drop)
+}
+
+/// The board's flash in the guest, before any chassis: the bench on each
+/// MTD device, then (`soak`) power cuts during saves.
+fn flash_checks(board: &Board, soak: bool) -> Result<()> {
+    let netns = Arc::new(Netns::create()?);
+    flash_bench(board, &netns)?;
+    if soak {
+        super::flash_soak::run(board, &netns, 6, 1)?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask bench --board aarch64-msm`: the flow at 10 ms and at 100 ms
 /// heartbeats; the failover times of each.
 pub(crate) fn bench(dir: &Path) -> Result<()> {
     let board = prepare(dir)?;
+    flash_checks(&board, false)?;
     let mut rows = Vec::new();
     for hb in [10, HEARTBEAT_MS] {
         rows.push((hb, interop_at(&board, hb)?));
@@ -191,10 +205,6 @@ fn interop_at(board: &Board, heartbeat_ms: u64) -> Result<(Duration, Duration)> 
     let flash = board.work.join("flash.img");
     let _ = std::fs::remove_file(&flash);
     let _ = std::fs::remove_file(board.work.join("console.log"));
-    flash_bench(board, &netns)?;
-    if heartbeat_ms == HEARTBEAT_MS {
-        super::flash_soak::run(board, &netns, 6, 1)?;
-    }
 
     // 1. A master with a saved configuration; the board boots and syncs.
     c.start('A', &[])?;

@@ -246,6 +246,20 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_reads_back_as_its_type_and_anything_else_is_named() {
+        let sent = Selected { selected: "secondary".into() };
+        let r = Response::ok("selected", &sent);
+        let line = serde_json::to_string(&r).unwrap();
+        let back: Response = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.clone().answer::<Selected>(), Ok(sent));
+        let other = back.answer::<Configured>().unwrap_err();
+        assert!(other.starts_with("an answer of another shape"), "{other}");
+        let refused = Response::error("the master is MSM-B").answer::<Selected>();
+        assert_eq!(refused, Err("the master is MSM-B".to_string()));
+        assert_eq!(Response::error("no").text(), Err("no".to_string()));
+    }
+
+    #[test]
     fn config_names_travel_as_words() {
         for which in [None, Some(ConfigName::Primary), Some(ConfigName::Secondary)] {
             for wait in [None, Some(250)] {

@@ -250,3 +250,27 @@ fn the_python_client_registers_sets_and_waits() {
         Command::new("python3").arg(&script).arg(c.path('B', "app")).args(["stats", "1"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("state received: 100 entries"), "{out:?}");
 }
+
+/// A change's acceptance waits for the answer to the wait behind it only
+/// briefly (the node coalesces them when the backup answers within a round
+/// trip): with no backup the wait runs its whole time, and the acceptance
+/// must reach the client long before it ends.
+#[test]
+fn a_wait_without_a_backup_does_not_withhold_the_acceptance() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_d, mut c) = chassis();
+    start(&mut c, 'A');
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    let mut w = msm_client::Client::connect(c.path('A', "app"), "stats", 1, &[]).unwrap();
+    let wait = Duration::from_secs(3);
+    let t = std::time::Instant::now();
+    w.send(msm_client::Change::Set(1, b"1".to_vec()));
+    w.send_wait_all(wait);
+    w.flush().unwrap();
+    w.accepted().unwrap();
+    let accepted = t.elapsed();
+    assert!(!w.waited().unwrap(), "no backup holds the change");
+    let waited = t.elapsed();
+    assert!(waited >= wait, "the wait ran its time ({waited:?})");
+    assert!(accepted < wait / 2, "the acceptance was held {accepted:?} of a {wait:?} wait");
+}

@@ -20,13 +20,13 @@ mod msrv;
 mod pairs;
 mod path_loss;
 mod qemu;
-mod redis;
 mod sdimage;
 mod shape;
 mod sim;
 mod size;
 mod soak;
 mod switchover;
+mod vs_redis;
 
 use std::process::ExitCode;
 
@@ -139,7 +139,9 @@ fn run(flow: Flow) -> Result<()> {
         Flow::Demo => sim::demo(),
         Flow::Emu(pass) => emu::run(&pass.args),
         // `--vs redis`: the side-by-side against Redis replication alone.
-        Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--vs", "redis"]) => redis::run(),
+        Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--vs", "redis"]) => {
+            vs_redis::run(&pass.args)
+        }
         Flow::Bench(pass) if pass.args.iter().any(|a| a == "--switchover") => switchover::bench(),
         Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--board", AARCH64]) => {
             aarch64::interop::bench(&aarch64::dir())

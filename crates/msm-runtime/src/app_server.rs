@@ -43,6 +43,11 @@ const OUT_HIGH: usize = 256 << 10;
 pub const STALL: Duration = Duration::from_secs(5);
 /// Time a turn spends on requests, over all clients: protocol first.
 const SLICE: Duration = Duration::from_millis(2);
+/// A client's replies wait this long for the answer to its wait, so that a
+/// change, its acceptance and its wait's answer cost the client one wake-up
+/// and the node one write (the backup answers within a round trip when in
+/// sync); a longer wait gets its replies at this time.
+const COALESCE: Duration = Duration::from_millis(2);
 /// Snapshot rows written a turn to one client, at most.
 const SNAPSHOT_ROWS: usize = 4096;
 /// Backpressure: above this share of the engine's backlog in use, changes
@@ -75,6 +80,9 @@ struct Client {
     last_seq: u64,
     /// Its deadlines: registration, half-sent messages (`client_limits`).
     clock: Clock,
+    /// The socket may have input: poll said so, or it was not asked, or the
+    /// last read filled the buffer. False saves a read that would block.
+    may_read: bool,
 }
 
 impl Client {
@@ -93,7 +101,13 @@ impl Client {
             closing: false,
             last_seq: 0,
             clock: Clock::new(now),
+            may_read: true,
         }
+    }
+
+    /// Its output waits for its wait's answer (see [`COALESCE`]).
+    fn holds_output(&self, now: Instant) -> bool {
+        !self.closing && self.waiting.is_some_and(|(_, w)| now < w.started + COALESCE)
     }
 
     fn reply(&mut self, r: &Reply) {
@@ -121,6 +135,8 @@ pub struct AppServer {
     log: ForwardLog,
     /// Changes from clients are held: the backup is behind (backpressure).
     holding: bool,
+    /// The listener may have a connection waiting: poll said so, or was not asked.
+    may_accept: bool,
 }
 
 impl AppServer {
@@ -133,6 +149,7 @@ impl AppServer {
             idle_dropped: 0,
             log: ForwardLog::default(),
             holding: false,
+            may_accept: true,
         })
     }
 
@@ -145,9 +162,19 @@ impl AppServer {
             // A writer's changes wait in its socket while the node holds them.
             let held = self.holding && c.app.is_some();
             let read = c.waiting.is_none() && !c.closing && !held;
-            (c.stream.as_fd(), read, c.sent < c.out.len())
+            (c.stream.as_fd(), read, c.sent < c.out.len() && !c.holds_output(Instant::now()))
         }));
         v
+    }
+
+    /// What the poll found, one flag per entry of [`poll_set`](Self::poll_set)
+    /// in its order (nothing changed between): accept and read only where
+    /// there is something, saving a system call that would block.
+    pub fn polled(&mut self, ready: &[bool]) {
+        self.may_accept = ready.first().copied().unwrap_or(true);
+        for (c, r) in self.clients.iter_mut().zip(ready.iter().skip(1)) {
+            c.may_read = *r;
+        }
     }
 
     /// The earliest wait deadline or stall check.
@@ -155,8 +182,9 @@ impl AppServer {
         self.clients
             .iter()
             .filter_map(|c| {
-                let stall = (c.sent < c.out.len()).then(|| c.moved + STALL);
-                let wait = c.waiting.map(|w| w.1.deadline);
+                let held = c.holds_output(Instant::now());
+                let stall = (c.sent < c.out.len() && !held).then(|| c.moved + STALL);
+                let wait = c.waiting.map(|w| if held { w.1.started + COALESCE } else { w.1.deadline });
                 // A snapshot goes on next turn, unless the client's unread
                 // output holds it back (then its writability wakes us).
                 let more = c.snapshot.is_some() || c.app.is_some_and(|p| self.log.has_for(p, c.follow));
@@ -169,6 +197,9 @@ impl AppServer {
     /// Take waiting connections (`client_limits::accept`); tell those
     /// closed to make room.
     fn accept(&mut self) {
+        if !std::mem::replace(&mut self.may_accept, true) {
+            return;
+        }
         let evicted = client_limits::accept(&mut self.socket, &mut self.clients, |c| &c.clock, Client::new);
         for mut c in evicted {
             self.drop_idle(&mut c, client_limits::room_made());
@@ -235,7 +266,8 @@ impl AppServer {
                 if wait.over(now, seq.saturating_sub(done), role == Role::Master) {
                     c.waiting = None;
                     c.reply(&Reply::Waited { ok: done >= seq, checkpointed: done });
-                    // Requests that came behind the wait.
+                    // Requests that came behind the wait (unpolled while it waited).
+                    c.may_read = true;
                     if !self.holding {
                         taken += read_requests(c, node, start, end, &mut held);
                     }
@@ -254,7 +286,9 @@ impl AppServer {
                     c.reply(&Reply::Role(wire_role(role)));
                 }
             }
-            write_out(c, now);
+            if !c.holds_output(now) {
+                write_out(c, now);
+            }
         }
         // Entries every follower has are dropped; a follower behind the
         // oldest one kept (the log is bounded) is dropped as too slow.
@@ -284,7 +318,7 @@ impl AppServer {
             } else if c.out.len() - c.sent > MAX_OUTPUT {
                 log::warn!("application client dropped: {} bytes it does not read", c.out.len() - c.sent);
                 false
-            } else if c.sent < c.out.len() && now.duration_since(c.moved) >= STALL {
+            } else if c.sent < c.out.len() && !c.holds_output(now) && now.duration_since(c.moved) >= STALL {
                 log::warn!("application client dropped: it read nothing for {} s", STALL.as_secs());
                 false
             } else {
@@ -356,7 +390,7 @@ fn read_requests<L: Link>(
                 break;
             }
         }
-        if c.framer.pending() > proto::MAX_MESSAGE + 4 {
+        if c.framer.pending() > proto::MAX_MESSAGE + 4 || !c.may_read {
             break;
         }
         match c.stream.read(&mut chunk) {
@@ -366,8 +400,15 @@ fn read_requests<L: Link>(
                 c.out.clear();
                 c.sent = 0;
             }
-            Ok(n) => c.framer.push(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Ok(n) => {
+                // A stream read short of the buffer took all there was.
+                c.may_read = n == chunk.len();
+                c.framer.push(&chunk[..n]);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                c.may_read = false;
+                break;
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
                 c.closing = true;

@@ -89,6 +89,8 @@ pub struct ControlServer {
     socket: Guarded,
     clients: Vec<Client>,
     pub served: Served,
+    /// The listener may have a connection waiting: poll said so, or was not asked.
+    may_accept: bool,
 }
 
 impl ControlServer {
@@ -99,6 +101,7 @@ impl ControlServer {
             socket: Guarded::bind(path, access, "control")?,
             clients: Vec::new(),
             served: Served::default(),
+            may_accept: true,
         })
     }
 
@@ -116,6 +119,13 @@ impl ControlServer {
         v
     }
 
+    /// What the poll found, one flag per entry of [`poll_set`](Self::poll_set):
+    /// the listener is tried only when it has a connection (an accept that
+    /// finds none still costs the kernel a socket made and freed).
+    pub fn polled(&mut self, ready: &[bool]) {
+        self.may_accept = ready.first().copied().unwrap_or(true);
+    }
+
     /// The earliest time a stalled client must be dropped, or a parsed
     /// request looked for (a parser thread does not wake the loop).
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -131,6 +141,9 @@ impl ControlServer {
     /// Accept admitted clients (the socket closes the others unread, counted
     /// and logged), `client_limits::accept`; tell those closed to make room.
     fn accept(&mut self) {
+        if !std::mem::replace(&mut self.may_accept, true) {
+            return;
+        }
         let evicted = client_limits::accept(
             &mut self.socket,
             &mut self.clients,

@@ -326,17 +326,26 @@ impl Service {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN | out));
         }
         let app_fds = self.apps.as_ref().map(AppServer::poll_set).unwrap_or_default();
-        for (fd, read, write) in self.control.poll_set().into_iter().chain(app_fds) {
+        let control_fds = self.control.poll_set();
+        let (servers, apps) = (fds.len(), control_fds.len());
+        for (fd, read, write) in control_fds.into_iter().chain(app_fds) {
             let mut f = PollFlags::empty();
             f.set(PollFlags::POLLIN, read);
             f.set(PollFlags::POLLOUT, write);
             fds.push(PollFd::new(fd, f));
         }
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        let ready = match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) => fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect(),
+            // Interrupted: nothing known, everything tried.
+            Err(nix::errno::Errno::EINTR) => vec![true; fds.len()],
             Err(e) => return Err(Failure::start(e)),
+        };
+        drop(fds);
+        self.control.polled(&ready[servers..servers + apps]);
+        if let Some(a) = &mut self.apps {
+            a.polled(&ready[servers + apps..]);
         }
-        Ok(fds[0].revents().is_some_and(|r| !r.is_empty()))
+        Ok(ready[0])
     }
 }
 

@@ -48,6 +48,12 @@ const STEPS: &[Step] = &[
         run: soak_small,
     },
     Step {
+        name: "bench",
+        what: "msm against Redis, short: 2 alternating pairs of 100 000 records (cargo xtask bench --vs redis --short; \
+               reports timing, fails only on a wrong result)",
+        run: bench_short,
+    },
+    Step {
         name: "fuzz",
         what: "every fuzz target for 20 s (cargo xtask fuzz --time 20; needs a nightly toolchain)",
         run: fuzz_short,
@@ -100,6 +106,10 @@ fn examples() -> Result<()> {
         cmd::run(cmd::cargo().args(["run", "-q", "-p", package, "--example", example]))?;
     }
     Ok(())
+}
+
+fn bench_short() -> Result<()> {
+    crate::vs_redis::run(&["--short".to_string()])
 }
 
 fn sim_sweep() -> Result<()> {

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use msm_backplane::Link;
 use msm_checkpoint::Slot;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
 
 use crate::app_server::AppServer;
 use crate::backplane::Backplane;
@@ -318,8 +319,9 @@ impl Service {
             .flatten()
             .min()
             .map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        // To the microsecond (ppoll): a poll's whole milliseconds, rounded
+        // up, held every heartbeat up to 1 ms past its time.
         let timeout = [engine, stall].into_iter().flatten().min().unwrap_or(Duration::from_millis(100));
-        let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
         for l in self.node.link.links() {
             let out = if l.tx_pending() { PollFlags::POLLOUT } else { PollFlags::empty() };
@@ -334,7 +336,7 @@ impl Service {
             f.set(PollFlags::POLLOUT, write);
             fds.push(PollFd::new(fd, f));
         }
-        let ready = match poll(&mut fds, PollTimeout::from(ms)) {
+        let ready = match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
             Ok(_) => fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect(),
             // Interrupted: nothing known, everything tried.
             Err(nix::errno::Errno::EINTR) => vec![true; fds.len()],

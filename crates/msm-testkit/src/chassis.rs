@@ -337,6 +337,18 @@ impl Chassis {
         &self,
         what: &str,
         limit: Duration,
+        cond: impl FnMut(&Chassis) -> Result<bool>,
+    ) -> Result<()> {
+        self.wait_every(what, limit, Duration::from_millis(2), cond)
+    }
+
+    /// [`wait`](Self::wait), asking every `every`: a benchmark asks less
+    /// often, so its asking does not load the nodes it measures.
+    pub fn wait_every(
+        &self,
+        what: &str,
+        limit: Duration,
+        every: Duration,
         mut cond: impl FnMut(&Chassis) -> Result<bool>,
     ) -> Result<()> {
         let deadline = Instant::now() + limit;
@@ -353,7 +365,7 @@ impl Chassis {
                     last_err.map(|e| format!(" (last error: {e})")).unwrap_or_default()
                 ));
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(every);
         }
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn run(bin: &Path, shape: &Shape, place: &Placement) -> Result<Run> {
     // Bulk: the backup's start to In Sync.
     let t0 = Instant::now();
     start(&mut c, 'B', Part::Backup, place)?;
-    c.wait("in sync", Duration::from_secs(300), |c| Ok(c.in_sync('A')))?;
+    c.wait_every("in sync", Duration::from_secs(300), super::ASK_EVERY, |c| Ok(c.in_sync('A')))?;
     let bulk = t0.elapsed();
     let rows = c.checkpoint('B', Some("bench"))?;
     if rows.first().map(|r| r.status.as_str()) != Some("OK") {
@@ -91,10 +91,13 @@ pub(crate) fn run(bin: &Path, shape: &Shape, place: &Placement) -> Result<Run> {
     let after_bulk = max_gap_us(&c, 2);
     let (one, many, after_one, after_many) = writes(&c, &mut w, shape, 2)?;
     place.unpin_here()?;
+    let run =
+        Run { bulk, one, many, gaps: Some(Gaps { bulk: after_bulk, one: after_one, many: after_many }) };
+    super::check_gaps(&run, shape, &format!("two modules (logs in {})", dir.display()))?;
     drop(w);
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Run { bulk, one, many, gaps: Some(Gaps { bulk: after_bulk, one: after_one, many: after_many }) })
+    Ok(run)
 }
 
 /// Both write modes on a running chassis: (one, many, gap after one, gap after many).
@@ -159,8 +162,11 @@ pub(crate) fn with_standbys(bin: &Path, modules: usize, shape: &Shape, place: &P
     place.pin_here(Part::Client)?;
     let (one, many, after_one, after_many) = writes(&c, &mut w, shape, modules)?;
     place.unpin_here()?;
+    let run =
+        Run { bulk: up, one, many, gaps: Some(Gaps { bulk: after_up, one: after_one, many: after_many }) };
+    super::check_gaps(&run, shape, &format!("{modules} modules (logs in {})", dir.display()))?;
     drop(w);
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Run { bulk: up, one, many, gaps: Some(Gaps { bulk: after_up, one: after_one, many: after_many }) })
+    Ok(run)
 }

@@ -197,7 +197,7 @@ pub(crate) fn run(server: &Path, shape: &Shape, place: &Placement) -> Result<Run
         if t0.elapsed() > Duration::from_secs(300) {
             bail!("the Redis replica never synced");
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(super::ASK_EVERY);
     }
     let bulk = t0.elapsed();
     // SET and WAIT 1 0 in one write, one at a time.

@@ -184,7 +184,10 @@ impl AppServer {
             .filter_map(|c| {
                 let held = c.holds_output(Instant::now());
                 let stall = (c.sent < c.out.len() && !held).then(|| c.moved + STALL);
-                let wait = c.waiting.map(|w| if held { w.1.started + COALESCE } else { w.1.deadline });
+                // Held replies go out at the hold's end, or the wait's if sooner.
+                let wait = c
+                    .waiting
+                    .map(|w| if held { w.1.deadline.min(w.1.started + COALESCE) } else { w.1.deadline });
                 // A snapshot goes on next turn, unless the client's unread
                 // output holds it back (then its writability wakes us).
                 let more = c.snapshot.is_some() || c.app.is_some_and(|p| self.log.has_for(p, c.follow));

@@ -41,6 +41,8 @@ pub(crate) struct Shape {
     writes: u64,
     /// Fail on a heartbeat gap above this (µs); `None`: report it only.
     gap_limit_us: Option<u64>,
+    /// `--only msm`: msm's two-module runs alone, to look into them.
+    msm_only: bool,
 }
 
 impl Shape {
@@ -52,6 +54,7 @@ impl Shape {
             value: 100,
             writes: if short { 2_000 } else { 20_000 },
             gap_limit_us: (!short).then_some(HEARTBEAT_MS * 1500),
+            msm_only: args.windows(2).any(|w| w == ["--only", "msm"]),
         };
         if let Some(i) = args.iter().position(|a| a == "--pairs") {
             let n = args.get(i + 1).and_then(|n| n.parse().ok());
@@ -147,6 +150,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let n = i + 1;
         let with = |what: &str| format!("pair {n}, {what}");
         p.msm.push(msm::run(&bin, &shape, &place).map_err(|e| e.context(with("msm")))?);
+        if shape.msm_only {
+            let r = p.msm.last().copied();
+            if let Some(r) = r {
+                let g = r.gaps.map_or(0, |g| g.bulk.max(g.one).max(g.many));
+                println!(
+                    "  pair {n}: msm bulk {:.3} s, largest gap {:.1} ms",
+                    r.bulk.as_secs_f64(),
+                    g as f64 / 1e3
+                );
+            }
+            continue;
+        }
         if let Some(server) = &server {
             p.redis.push(redis::run(server, &shape, &place).map_err(|e| e.context(with("Redis")))?);
         }
@@ -160,7 +175,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         println!("  pair {n} of {}: done", shape.pairs);
     }
-    report(&shape, &p);
+    if !shape.msm_only {
+        report(&shape, &p);
+    }
     Ok(())
 }
 

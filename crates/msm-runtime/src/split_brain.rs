@@ -81,20 +81,27 @@ impl Unacked {
 
     /// Every change of `source` up to `checkpointed` is on the backup.
     pub fn trim(&mut self, source: Source, checkpointed: u64) {
-        self.trim_with(|s| if s == source { checkpointed } else { 0 });
+        self.trim_with(usize::MAX, |s| if s == source { checkpointed } else { 0 });
     }
 
-    /// Every change of each stream up to `checkpointed(stream)` is on the backup.
-    pub fn trim_with(&mut self, checkpointed: impl Fn(Source) -> u64) {
+    /// Every change of each stream up to `checkpointed(stream)` is on the
+    /// backup: drop at most `budget` of them (the rest at the next call).
+    /// True when none is left to drop.
+    pub fn trim_with(&mut self, mut budget: usize, checkpointed: impl Fn(Source) -> u64) -> bool {
         for (source, q) in &mut self.streams {
             let upto = checkpointed(*source);
             while q.front().is_some_and(|e| e.id <= upto) {
+                if budget == 0 {
+                    return false;
+                }
                 if let Some(e) = q.pop_front() {
+                    budget -= 1;
                     self.entries -= 1;
                     self.bytes -= e.data.len() + OVERHEAD;
                 }
             }
         }
+        true
     }
 
     /// Changes kept.
@@ -285,6 +292,26 @@ mod tests {
         u.record(t2, fdb, 4, b"d".to_vec());
         assert_eq!(u.len(), 1, "changes of an earlier mastership are gone");
         assert!(u.take(t1).is_empty());
+    }
+
+    /// A trim drops at most its budget and says when it is done; the next
+    /// calls go on where it stopped, across streams.
+    #[test]
+    fn a_trim_drops_at_most_its_budget() {
+        let t = term(1, Slot::A);
+        let mut u = Unacked::default();
+        let (fdb, vlan) = (Source::App(AppId::new(3)), Source::App(AppId::new(2)));
+        for id in 1..=10 {
+            u.record(t, fdb, id, vec![0; 8]);
+            u.record(t, vlan, id, vec![0; 8]);
+        }
+        let acked = |s: Source| if s == fdb { 10 } else { 4 };
+        assert!(!u.trim_with(5, acked));
+        assert_eq!(u.len(), 15);
+        assert!(!u.trim_with(5, acked));
+        assert!(u.trim_with(5, acked), "the last 4 acknowledged ones fit the budget");
+        assert_eq!(u.len(), 6, "vlan 5..=10 are not acknowledged");
+        assert!(u.trim_with(0, acked), "nothing left to drop");
     }
 
     #[test]

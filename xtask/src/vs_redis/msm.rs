@@ -60,6 +60,18 @@ fn max_gap_us(c: &Chassis, modules: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// Who heard the largest gap from whom: "MSM-B from MSM-A 16.8 ms".
+pub(crate) fn who_heard(c: &Chassis, modules: usize) -> String {
+    SLOTS[..modules]
+        .iter()
+        .filter_map(|s| c.switch(*s).ok().map(|sw| (*s, sw)))
+        .flat_map(|(s, sw)| sw.peers.into_iter().map(move |p| (s, p)))
+        .max_by_key(|(_, p)| p.max_heartbeat_gap_us)
+        .map_or_else(String::new, |(s, p)| {
+            format!("MSM-{s} from MSM-{} {:.1} ms", p.slot, p.max_heartbeat_gap_us as f64 / 1e3)
+        })
+}
+
 /// One two-module run: the bulk, then both write modes.
 pub(crate) fn run(bin: &Path, shape: &Shape, place: &Placement) -> Result<Run> {
     let dir = fresh_dir(2)?;
@@ -93,7 +105,11 @@ pub(crate) fn run(bin: &Path, shape: &Shape, place: &Placement) -> Result<Run> {
     place.unpin_here()?;
     let run =
         Run { bulk, one, many, gaps: Some(Gaps { bulk: after_bulk, one: after_one, many: after_many }) };
-    super::check_gaps(&run, shape, &format!("two modules (logs in {})", dir.display()))?;
+    super::check_gaps(
+        &run,
+        shape,
+        &format!("two modules ({}; logs in {})", who_heard(&c, 2), dir.display()),
+    )?;
     drop(w);
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
@@ -164,7 +180,8 @@ pub(crate) fn with_standbys(bin: &Path, modules: usize, shape: &Shape, place: &P
     place.unpin_here()?;
     let run =
         Run { bulk: up, one, many, gaps: Some(Gaps { bulk: after_up, one: after_one, many: after_many }) };
-    super::check_gaps(&run, shape, &format!("{modules} modules (logs in {})", dir.display()))?;
+    let heard = who_heard(&c, modules);
+    super::check_gaps(&run, shape, &format!("{modules} modules ({heard}; logs in {})", dir.display()))?;
     drop(w);
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);

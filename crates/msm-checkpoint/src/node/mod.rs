@@ -450,7 +450,16 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             match self.last_heartbeat.map(|t| t + spacing).filter(|&t| t > now) {
                 Some(next) => self.timers.set(Timer::Heartbeat, next),
                 None => {
-                    self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat_interval);
+                    // On a cadence: one sent a little late does not push the
+                    // next later, so the gap a peer hears stays an interval,
+                    // not an interval plus every lateness; more than half an
+                    // interval late (or a prompt one) starts a new cadence.
+                    let interval = self.cfg.heartbeat_interval;
+                    let next = match self.timers.get(Timer::Heartbeat) {
+                        Some(due) if now.saturating_since(due) < interval / 2 => due + interval,
+                        _ => now + interval,
+                    };
+                    self.timers.set(Timer::Heartbeat, next);
                     self.last_heartbeat = Some(now);
                     if self.members.role == Role::Master {
                         self.sender.repeat_continuation(&self.streams);

@@ -54,6 +54,9 @@ fn classify(frame: &[u8]) -> FrameClass {
     }
 }
 
+/// Acknowledged changes the split-brain record drops a call, at most.
+const UNACKED_TRIM: usize = 4096;
+
 /// Frames and time a loop turn spends receiving at most.
 const RX_FRAMES: usize = 256;
 const RX_SLICE: Duration = Duration::from_millis(3);
@@ -292,6 +295,10 @@ impl<L: Link> MsmNode<L> {
             }
             match self.link.recv(&mut self.buf) {
                 Ok(Some(n)) => {
+                    // Each frame at the time it is read: a heartbeat read at the
+                    // end of a 3 ms slice was heard then, not at the turn's start
+                    // (which made the gaps a peer hears look up to a slice longer).
+                    let now = self.now();
                     match self.engine.handle_frame(now, &self.buf[..n], &mut self.host) {
                         Ok(()) | Err(FrameError::Duplicate { .. }) => {}
                         Err(e) => {
@@ -310,6 +317,8 @@ impl<L: Link> MsmNode<L> {
                 }
             }
         }
+        // Time goes on for the engine: never earlier than the frames' times.
+        let now = self.now();
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now, &mut self.host);
         }
@@ -341,7 +350,10 @@ impl<L: Link> MsmNode<L> {
         if !self.outbox.send_held(&mut self.link, now) {
             return;
         }
-        while let Some(n) = self.engine.poll_transmit(now, &mut self.host, &mut self.buf) {
+        // The time read for each frame: a heartbeat that falls due while a
+        // bulk fills the link goes out next, not after the whole burst.
+        while let Some(n) = self.engine.poll_transmit(self.now(), &mut self.host, &mut self.buf) {
+            let now = self.now();
             if !self.outbox.send(&mut self.link, now, &self.buf[..n]) {
                 return;
             }
@@ -521,7 +533,11 @@ impl<L: Link> MsmNode<L> {
             return;
         }
         let engine = &self.engine;
-        self.unacked.trim_with(|source| match source {
+        // A bounded share a call: after a bulk the backup acknowledges at
+        // once every change made while there was none (up to a million), and
+        // freeing them all held one loop turn for 8 ms. Called frame by frame
+        // and every turn, it catches up within a few turns.
+        self.unacked.trim_with(UNACKED_TRIM, |source| match source {
             Source::Config => engine.config_checkpointed(),
             Source::App(id) => engine.checkpointed(id),
         });
@@ -532,6 +548,12 @@ impl<L: Link> MsmNode<L> {
     /// backup acknowledged are discarded here. Write them next to the flash
     /// image for the operator, and say so in the log and in `show switch`.
     fn split_brain_lost(&mut self, winner: Slot, winner_term: Term, our_term: Term, discarded: u64) {
+        // Whole now: the file must list only what no backup acknowledged.
+        let engine = &self.engine;
+        self.unacked.trim_with(usize::MAX, |source| match source {
+            Source::Config => engine.config_checkpointed(),
+            Source::App(id) => engine.checkpointed(id),
+        });
         let changes = self.unacked.take(our_term);
         let at_unix = crate::wall_clock::unix_now();
         let path = split_brain::file_path(self.host.flash.path(), at_unix);

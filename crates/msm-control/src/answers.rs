@@ -277,6 +277,15 @@ pub struct Churning {
     pub rate: u32,
 }
 
+/// `debug`: the log's level, before and now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLevel {
+    pub was: String,
+    pub level: String,
+}
+
+impl Answer for LogLevel {}
+
 /// A key rotation step: the keys it leaves, as `show switch` prints them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyStep {

@@ -10,8 +10,8 @@ mod client;
 
 pub use answers::{
     AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver,
-    FrameErrors, KeyStep, Keys, Mismatch, NodeRow, OnBackup, Path, Peer, Rebooting, Saved, SavedFile,
-    Selected, SlotErrors, SplitBrain, Switch,
+    FrameErrors, KeyStep, Keys, LogLevel, Mismatch, NodeRow, OnBackup, Path, Peer, Rebooting, Saved,
+    SavedFile, Selected, SlotErrors, SplitBrain, Switch,
 };
 pub use client::{CallError, call};
 
@@ -78,6 +78,11 @@ pub enum Request {
     KeySwitch,
     /// Step 3: stop accepting the previous key.
     KeyRetire,
+    /// `debug LEVEL`: the node's log level from now on (error, warn, info,
+    /// debug, trace); answered with the level before.
+    Debug {
+        level: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,7 +214,8 @@ mod tests {
             | Request::Churn { .. }
             | Request::KeyInstall { .. }
             | Request::KeySwitch
-            | Request::KeyRetire => (),
+            | Request::KeyRetire
+            | Request::Debug { .. } => (),
         };
         let all = [
             Request::ShowSwitch,
@@ -226,6 +232,7 @@ mod tests {
             Request::KeyInstall { path: String::new() },
             Request::KeySwitch,
             Request::KeyRetire,
+            Request::Debug { level: "debug".into() },
         ];
         for r in &all {
             every(r);

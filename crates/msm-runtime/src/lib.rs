@@ -17,6 +17,7 @@ pub mod forward_log;
 pub mod hooks;
 pub mod host;
 pub mod key_file;
+pub mod logging;
 pub mod node;
 pub mod process_apps;
 pub mod service;

@@ -108,6 +108,10 @@ pub struct NodeArgs {
     /// their limit: stop every module, start each with this flag.
     #[arg(long)]
     pub forget_term: bool,
+    /// The log's level at start: error, warn, info, debug or trace (default:
+    /// MSM_LOG, else info); `msm debug LEVEL` changes it while running.
+    #[arg(long, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: Option<String>,
 }
 
 impl NodeArgs {
@@ -140,8 +144,21 @@ pub fn begin<A: clap::Parser>(program: &str) -> Result<A, std::process::ExitCode
         let _ = e.print();
         std::process::ExitCode::from(u8::from(e.use_stderr()))
     })?;
-    log_init();
+    // The level flag is read before clap's full parse, so even a refused
+    // start logs at it; a bad value is clap's error below.
+    crate::logging::init(level_flag());
     Ok(args)
+}
+
+/// `--log-level LEVEL` or `--log-level=LEVEL` among the arguments.
+fn level_flag() -> Option<log::LevelFilter> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--log-level") {
+        Some("") => args.get(i + 1).cloned(),
+        Some(v) => v.strip_prefix('=').map(String::from),
+        None => None,
+    })?;
+    value.parse().ok()
 }
 
 /// Block SIGTERM and SIGINT (before any thread exists: every thread
@@ -387,28 +404,6 @@ impl TurnWatch {
             ms(total - controlled),
             self.slow
         );
-    }
-}
-
-/// A minimal `log` backend to stderr (timestamps in ms since start), at
-/// `MSM_LOG`'s level (default info).
-pub fn log_init() {
-    struct Stderr(std::time::Instant);
-    impl log::Log for Stderr {
-        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-            true
-        }
-        fn log(&self, r: &log::Record<'_>) {
-            if self.enabled(r.metadata()) {
-                eprintln!("[{:>9.3}] {:<5} {}", self.0.elapsed().as_secs_f64() * 1000.0, r.level(), r.args());
-            }
-        }
-        fn flush(&self) {}
-    }
-    let level = std::env::var("MSM_LOG").unwrap_or_else(|_| "info".into());
-    let max = level.parse().unwrap_or(log::LevelFilter::Info);
-    if log::set_boxed_logger(Box::new(Stderr(std::time::Instant::now()))).is_ok() {
-        log::set_max_level(max);
     }
 }
 

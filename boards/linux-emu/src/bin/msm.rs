@@ -90,6 +90,11 @@ enum Cmd {
     Churn { rate: u32 },
     /// Create a new chassis key file (mode 0600, never overwrites); prints its fingerprint.
     Keygen { path: PathBuf },
+    /// The node's log level from now on: error, warn, info, debug or trace.
+    Debug {
+        #[arg(value_parser = ["error", "warn", "info", "debug", "trace"])]
+        level: String,
+    },
     /// Rotate the chassis key with no outage: on every node `key install PATH`,
     /// then on every node `key switch`, then on every node `key retire`.
     Key {
@@ -157,6 +162,7 @@ fn request(cmd: Cmd) -> Request {
         }
         Cmd::Key { step: KeyStep::Switch } => Request::KeySwitch,
         Cmd::Key { step: KeyStep::Retire } => Request::KeyRetire,
+        Cmd::Debug { level } => Request::Debug { level },
         Cmd::Keygen { .. } => unreachable!("keygen is local"),
     }
 }

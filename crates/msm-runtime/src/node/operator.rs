@@ -122,6 +122,20 @@ impl<L: Link> MsmNode<L> {
             },
             Request::KeySwitch => self.key_step("switch", |e| e.switch_key()),
             Request::KeyRetire => self.key_step("retire", |e| e.retire_key()),
+            Request::Debug { level } => match level.parse::<log::LevelFilter>() {
+                Ok(to) if to != log::LevelFilter::Off => {
+                    let was = crate::logging::set_level(to);
+                    let (was, level) = (was.as_str().to_lowercase(), to.as_str().to_lowercase());
+                    log::info!("{}: log level {level} (was {was}), by the operator", self.engine.slot());
+                    Response::ok(
+                        format!("log level {level} (was {was})"),
+                        &msm_control::LogLevel { was, level },
+                    )
+                }
+                _ => Response::error(format!(
+                    "debug {level:?}: the level is one of error, warn, info, debug, trace"
+                )),
+            },
         }
     }
 

@@ -19,6 +19,7 @@ pub mod host;
 pub mod key_file;
 pub mod logging;
 pub mod node;
+pub mod notify;
 pub mod process_apps;
 pub mod service;
 pub mod socket_path;

@@ -112,6 +112,14 @@ pub struct NodeArgs {
     /// MSM_LOG, else info); `msm debug LEVEL` changes it while running.
     #[arg(long, value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: Option<String>,
+    /// Run this program (not through a shell) on role changes, in-sync
+    /// changes, a peer lost and back, split brain and failover, the event in
+    /// its environment (MSM_EVENT, MSM_SLOT, ...), off the loop, one at a time.
+    #[arg(long, value_name = "CMD")]
+    pub notify: Option<PathBuf>,
+    /// A notify hook still running after this long is killed.
+    #[arg(long, default_value_t = 10_000)]
+    pub notify_timeout_ms: u64,
 }
 
 impl NodeArgs {
@@ -275,6 +283,12 @@ impl Bound {
         let flash_name = flash.path().display().to_string();
         let mut node = MsmNode::with_paths(opts, flash, links).map_err(Failure::start)?;
         node.path_names = args.backplane.clone();
+        if let Some(cmd) = &args.notify {
+            let timeout = Duration::from_millis(args.notify_timeout_ms);
+            let n = crate::notify::Notifier::start(cmd.clone(), timeout).map_err(Failure::start)?;
+            node.notify_with(n);
+            log::info!("{slot}: notify hook {} (killed after {} ms)", cmd.display(), args.notify_timeout_ms);
+        }
         let signals = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK).map_err(Failure::start)?;
         log::info!(
             "{} up: flash {flash_name}, backplane {}, control {}, incarnation {}",

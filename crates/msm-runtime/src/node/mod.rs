@@ -112,6 +112,8 @@ pub struct MsmNode<L: Link> {
     buf: Vec<u8>,
     outbox: Outbox,
     watcher: Option<Box<dyn Watcher>>,
+    /// The operator's notify hook (`--notify`).
+    notifier: Option<crate::notify::Notifier>,
     /// The applications that run here, by their ids in the engine.
     apps: AppIds,
     /// The process applications declared, by their ids in the engine.
@@ -228,6 +230,7 @@ impl<L: Link> MsmNode<L> {
             buf: vec![0u8; max_frame],
             outbox: Outbox::new(opts.link_rate),
             watcher: None,
+            notifier: None,
             apps,
             processes,
             booted,
@@ -250,6 +253,11 @@ impl<L: Link> MsmNode<L> {
     /// journal); a product node has none.
     pub fn watch(&mut self, watcher: Box<dyn Watcher>) {
         self.watcher = Some(watcher);
+    }
+
+    /// Tell `notifier` of role changes, sync, peers, split brain, failover.
+    pub fn notify_with(&mut self, notifier: crate::notify::Notifier) {
+        self.notifier = Some(notifier);
     }
 
     pub fn now(&self) -> Instant {
@@ -385,6 +393,11 @@ impl<L: Link> MsmNode<L> {
     fn events(&mut self) {
         while let Some(ev) = self.engine.poll_event() {
             log::info!("{}: {ev:?}", self.engine.slot());
+            if let Some(n) = &self.notifier {
+                if let Some(notice) = crate::notify::Notice::of(self.engine.slot(), &ev) {
+                    n.send(notice);
+                }
+            }
             if let Event::SplitBrain { winner, winner_term, our_term, discarded, rule } = ev {
                 log::warn!("split brain lost to {winner}: {}", rule.as_str());
                 self.split_brain_lost(winner, winner_term, our_term, discarded);

@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod host;
 pub mod key_file;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod process_apps;

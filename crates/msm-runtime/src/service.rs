@@ -120,6 +120,10 @@ pub struct NodeArgs {
     /// A notify hook still running after this long is killed.
     #[arg(long, default_value_t = 10_000)]
     pub notify_timeout_ms: u64,
+    /// Serve Prometheus metrics (GET /metrics) on this address, e.g.
+    /// 127.0.0.1:9464 (keep it on loopback or a management network).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl NodeArgs {
@@ -198,6 +202,7 @@ pub struct Service {
     signals: SignalFd,
     slot: Slot,
     heartbeat: Duration,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Service {
@@ -304,7 +309,16 @@ impl Bound {
                  controls this chassis. Give --key-file (and --require-auth)."
             ),
         }
-        Ok(Service { node, control, apps, signals, slot, heartbeat })
+        let metrics = match args.metrics {
+            Some(addr) => {
+                let (m, bound) = crate::metrics::Metrics::serve(addr)
+                    .map_err(|e| Failure::start(anyhow::anyhow!("--metrics {addr}: {e}")))?;
+                log::info!("{slot}: metrics on http://{bound}/metrics");
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(Service { node, control, apps, signals, slot, heartbeat, metrics })
     }
 }
 
@@ -323,6 +337,14 @@ impl Service {
                     // Changes a process made go out now, and their waits are answered sooner.
                     self.node.pump();
                 }
+            }
+            if let Some(m) = &mut self.metrics {
+                let node = &mut self.node;
+                let extra = crate::metrics::Extra {
+                    backlog_used: node.engine.backlog_used() as u64,
+                    backlog_capacity: node.engine.backlog_capacity() as u64,
+                };
+                m.update(|r| node.handle(r), extra);
             }
             watch.turn(self.slot, pumped, controlled, turn.elapsed());
             if let Some(exit) = self.node.exit {

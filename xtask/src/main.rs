@@ -17,6 +17,7 @@ mod fuzz;
 mod keyfile;
 mod load;
 mod msrv;
+mod operations;
 mod pairs;
 mod path_loss;
 mod qemu;
@@ -64,6 +65,8 @@ enum Flow {
     /// the chassis under load with real processes. `--vs redis`: side by
     /// side with Redis replication (installs redis-server when root).
     /// `--switchover`: only the switchover measurements (two and three modules).
+    /// `--operations`: the largest heartbeat gap with metrics scraped every
+    /// 100 ms and a notify hook that sleeps 5 s, against none.
     /// `--core-against REV`: the core benchmark of this tree against commit
     /// REV's, in alternating pairs. `--board aarch64-msm`: the aarch64
     /// board's failover times at 10 and 100 ms heartbeats.
@@ -143,6 +146,7 @@ fn run(flow: Flow) -> Result<()> {
             vs_redis::run(&pass.args)
         }
         Flow::Bench(pass) if pass.args.iter().any(|a| a == "--switchover") => switchover::bench(),
+        Flow::Bench(pass) if pass.args.iter().any(|a| a == "--operations") => operations::bench(),
         Flow::Bench(pass) if pass.args.windows(2).any(|w| w == ["--board", AARCH64]) => {
             aarch64::interop::bench(&aarch64::dir())
         }

@@ -72,3 +72,16 @@ fn lines_carry_priority_wall_clock_and_offset_and_the_level_moves_at_run_time() 
     let r = c.call('A', &Request::Debug { level: "loud".into() }).unwrap();
     assert!(format!("{r:?}").contains("loud"), "{r:?}");
 }
+
+/// `--log-level` sets the level from the start.
+#[test]
+fn the_level_flag_takes_effect_at_start() {
+    let (_d, mut c) = common::chassis(common::HB);
+    c.start('A', &["--log-level", "debug"]).unwrap();
+    c.wait("A master", Duration::from_secs(5), |c| Ok(c.role('A').as_deref() == Some("MASTER"))).unwrap();
+    garbage(&c);
+    c.wait("the refusal logged at debug", Duration::from_secs(5), |c| {
+        Ok(common::log(c, 'A').lines().any(|l| l.contains("DEBUG") && l.contains("refused")))
+    })
+    .unwrap();
+}

@@ -10,15 +10,6 @@ use std::time::Duration;
 
 mod common;
 
-use msm_testkit::chassis::Chassis;
-
-/// The address a node logged for its metrics (it was given port 0).
-fn address(c: &Chassis, slot: char) -> Option<String> {
-    let log = common::log(c, slot);
-    let at = log.find("metrics on http://")? + "metrics on http://".len();
-    Some(log[at..].split('/').next()?.to_string())
-}
-
 /// One scrape: the status line and the body.
 fn get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -34,7 +25,7 @@ fn get(addr: &str, path: &str) -> (String, String) {
 fn a_scrape_shows_role_sync_peers_and_streams_and_scrapers_move_nothing() {
     let (_d, mut c) = common::chassis(common::HB);
     common::pair(&mut c, &["--metrics", "127.0.0.1:0"]);
-    let (a, b) = (address(&c, 'A').unwrap(), address(&c, 'B').unwrap());
+    let (a, b) = (c.metrics_address('A').unwrap(), c.metrics_address('B').unwrap());
     let term = common::switch(&c, 'A').term;
 
     let want_a = [

@@ -83,7 +83,7 @@ fn run(bin: &Path, tools: bool) -> Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let scrapes = Arc::new(AtomicU64::new(0));
     let scraper = tools.then(|| {
-        let addrs: Vec<String> = ['A', 'B'].iter().filter_map(|s| address(&c, *s)).collect();
+        let addrs: Vec<String> = ['A', 'B'].iter().filter_map(|s| c.metrics_address(*s)).collect();
         let (stop, scrapes) = (stop.clone(), scrapes.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -105,13 +105,7 @@ fn run(bin: &Path, tools: bool) -> Result<Run> {
     if let Some(s) = scraper {
         let _ = s.join();
     }
-    let gap_us = ['A', 'B']
-        .iter()
-        .filter_map(|s| c.switch(*s).ok())
-        .flat_map(|s| s.peers)
-        .map(|p| p.max_heartbeat_gap_us)
-        .max()
-        .unwrap_or(0);
+    let gap_us = c.max_heartbeat_gap_us();
     let hooks = std::fs::read_to_string(&runs).map(|t| t.lines().count()).unwrap_or(0);
     if tools && hooks == 0 {
         bail!("the notify hook never ran (see the logs in {})", dir.display());
@@ -119,13 +113,6 @@ fn run(bin: &Path, tools: bool) -> Result<Run> {
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Run { gap_ms: gap_us as f64 / 1e3, scrapes: scrapes.load(Ordering::Relaxed), hooks })
-}
-
-/// The metrics address a node logged (it was given port 0).
-fn address(c: &Chassis, slot: char) -> Option<String> {
-    let log = std::fs::read_to_string(c.path(slot, "log")).ok()?;
-    let at = log.find("metrics on http://")? + "metrics on http://".len();
-    Some(log[at..].split('/').next()?.to_string())
 }
 
 fn scrape(addr: &str) -> std::io::Result<usize> {

@@ -156,21 +156,8 @@ pub fn begin<A: clap::Parser>(program: &str) -> Result<A, std::process::ExitCode
         let _ = e.print();
         std::process::ExitCode::from(u8::from(e.use_stderr()))
     })?;
-    // The level flag is read before clap's full parse, so even a refused
-    // start logs at it; a bad value is clap's error below.
-    crate::logging::init(level_flag());
+    crate::logging::init(None);
     Ok(args)
-}
-
-/// `--log-level LEVEL` or `--log-level=LEVEL` among the arguments.
-fn level_flag() -> Option<log::LevelFilter> {
-    let args: Vec<String> = std::env::args().collect();
-    let value = args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--log-level") {
-        Some("") => args.get(i + 1).cloned(),
-        Some(v) => v.strip_prefix('=').map(String::from),
-        None => None,
-    })?;
-    value.parse().ok()
 }
 
 /// Block SIGTERM and SIGINT (before any thread exists: every thread
@@ -217,6 +204,10 @@ impl Service {
     /// it touches the flash.
     pub fn bind(args: &NodeArgs) -> Result<Bound, Failure> {
         args.slot()?;
+        // clap admits only the level names.
+        if let Some(level) = args.log_level.as_deref().and_then(|l| l.parse().ok()) {
+            crate::logging::set_level(level);
+        }
         let access = match &args.socket_group {
             Some(name) => Access::with_group(name)
                 .map_err(|e| Failure { code: EXIT_FLASH, error: anyhow::anyhow!(e) })?,

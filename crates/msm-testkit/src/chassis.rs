@@ -168,6 +168,25 @@ impl Chassis {
         Some(format!("unix:{}:{}", self.path(slot, "sock2").display(), to.display()))
     }
 
+    /// The largest silence any running node heard between two heartbeats of
+    /// a peer since it came up, in µs (0 when none answers).
+    pub fn max_heartbeat_gap_us(&self) -> u64 {
+        ['A', 'B', 'C', 'D'][..self.nodes.min(4)]
+            .iter()
+            .filter_map(|s| self.switch(*s).ok())
+            .flat_map(|s| s.peers)
+            .map(|p| p.max_heartbeat_gap_us)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The address node `slot` logged for `--metrics` (given port 0, it names the one it took).
+    pub fn metrics_address(&self, slot: char) -> Option<String> {
+        let log = std::fs::read_to_string(self.path(slot, "log")).ok()?;
+        let at = log.find("metrics on http://")? + "metrics on http://".len();
+        Some(log[at..].split('/').next()?.to_string())
+    }
+
     /// Start node `slot` with the chassis' common flags and `extra`.
     pub fn start(&mut self, slot: char, extra: &[&str]) -> Result<()> {
         let i = slot_index(slot);

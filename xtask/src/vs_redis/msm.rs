@@ -48,21 +48,9 @@ fn start(c: &mut Chassis, slot: char, part: Part, place: &Placement) -> Result<(
     c.start(slot, &["--app-socket", &app])
 }
 
-/// The largest silence any node heard between two heartbeats of a peer,
-/// since it came up, in µs.
-fn max_gap_us(c: &Chassis, modules: usize) -> u64 {
-    SLOTS[..modules]
-        .iter()
-        .filter_map(|s| c.switch(*s).ok())
-        .flat_map(|s| s.peers)
-        .map(|p| p.max_heartbeat_gap_us)
-        .max()
-        .unwrap_or(0)
-}
-
 /// Who heard the largest gap from whom: "MSM-B from MSM-A 16.8 ms".
-pub(crate) fn who_heard(c: &Chassis, modules: usize) -> String {
-    SLOTS[..modules]
+pub(crate) fn who_heard(c: &Chassis) -> String {
+    SLOTS[..c.nodes]
         .iter()
         .filter_map(|s| c.switch(*s).ok().map(|sw| (*s, sw)))
         .flat_map(|(s, sw)| sw.peers.into_iter().map(move |p| (s, p)))
@@ -100,16 +88,12 @@ pub(crate) fn run(bin: &Path, shape: &Shape, place: &Placement) -> Result<Run> {
     if rows.first().map(|r| r.status.as_str()) != Some("OK") {
         bail!("msm bulk: the backup's bench stream is not OK: {rows:?}");
     }
-    let after_bulk = max_gap_us(&c, 2);
-    let (one, many, after_one, after_many) = writes(&c, &mut w, shape, 2)?;
+    let after_bulk = c.max_heartbeat_gap_us();
+    let (one, many, after_one, after_many) = writes(&c, &mut w, shape)?;
     place.unpin_here()?;
     let run =
         Run { bulk, one, many, gaps: Some(Gaps { bulk: after_bulk, one: after_one, many: after_many }) };
-    super::check_gaps(
-        &run,
-        shape,
-        &format!("two modules ({}; logs in {})", who_heard(&c, 2), dir.display()),
-    )?;
+    super::check_gaps(&run, shape, &format!("two modules ({}; logs in {})", who_heard(&c), dir.display()))?;
     drop(w);
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
@@ -117,7 +101,7 @@ pub(crate) fn run(bin: &Path, shape: &Shape, place: &Placement) -> Result<Run> {
 }
 
 /// Both write modes on a running chassis: (one, many, gap after one, gap after many).
-fn writes(c: &Chassis, w: &mut Client, shape: &Shape, modules: usize) -> Result<(Writes, Writes, u64, u64)> {
+fn writes(c: &Chassis, w: &mut Client, shape: &Shape) -> Result<(Writes, Writes, u64, u64)> {
     let wait = Duration::from_secs(5);
     let mut lat = Vec::with_capacity(shape.writes as usize);
     let t = Instant::now();
@@ -130,7 +114,7 @@ fn writes(c: &Chassis, w: &mut Client, shape: &Shape, modules: usize) -> Result<
         lat.push(s.elapsed());
     }
     let one = Writes::of(&mut lat, shape.writes, t.elapsed());
-    let after_one = max_gap_us(c, modules);
+    let after_one = c.max_heartbeat_gap_us();
     let mut lat = Vec::new();
     let batches = shape.writes / INFLIGHT;
     let t = Instant::now();
@@ -151,7 +135,7 @@ fn writes(c: &Chassis, w: &mut Client, shape: &Shape, modules: usize) -> Result<
         lat.push(s.elapsed());
     }
     let many = Writes::of(&mut lat, batches * INFLIGHT, t.elapsed());
-    Ok((one, many, after_one, max_gap_us(c, modules)))
+    Ok((one, many, after_one, c.max_heartbeat_gap_us()))
 }
 
 /// One run with standbys: `modules` (3 or 4) up and in sync, then both
@@ -173,14 +157,14 @@ pub(crate) fn with_standbys(bin: &Path, modules: usize, shape: &Shape, place: &P
                 .all(|s| c.role(*s).as_deref().is_some_and(|r| r.starts_with("STANDBY"))))
     })?;
     let up = t0.elapsed();
-    let after_up = max_gap_us(&c, modules);
+    let after_up = c.max_heartbeat_gap_us();
     let mut w = Client::connect(c.path('A', "app"), "bench", 1, &[])?;
     place.pin_here(Part::Client)?;
-    let (one, many, after_one, after_many) = writes(&c, &mut w, shape, modules)?;
+    let (one, many, after_one, after_many) = writes(&c, &mut w, shape)?;
     place.unpin_here()?;
     let run =
         Run { bulk: up, one, many, gaps: Some(Gaps { bulk: after_up, one: after_one, many: after_many }) };
-    let heard = who_heard(&c, modules);
+    let heard = who_heard(&c);
     super::check_gaps(&run, shape, &format!("{modules} modules ({heard}; logs in {})", dir.display()))?;
     drop(w);
     drop(c);

@@ -545,12 +545,17 @@ impl<L: Link> MsmNode<L> {
         if self.engine.role() != Role::Master || self.unacked.is_empty() {
             return;
         }
-        let engine = &self.engine;
         // A bounded share a call: after a bulk the backup acknowledges at
         // once every change made while there was none (up to a million), and
         // freeing them all held one loop turn for 8 ms. Called frame by frame
         // and every turn, it catches up within a few turns.
-        self.unacked.trim_with(UNACKED_TRIM, |source| match source {
+        self.drop_acknowledged(UNACKED_TRIM);
+    }
+
+    /// Drop at most `budget` of the kept changes the engine reports checkpointed.
+    fn drop_acknowledged(&mut self, budget: usize) {
+        let engine = &self.engine;
+        self.unacked.trim_with(budget, |source| match source {
             Source::Config => engine.config_checkpointed(),
             Source::App(id) => engine.checkpointed(id),
         });
@@ -562,11 +567,7 @@ impl<L: Link> MsmNode<L> {
     /// image for the operator, and say so in the log and in `show switch`.
     fn split_brain_lost(&mut self, winner: Slot, winner_term: Term, our_term: Term, discarded: u64) {
         // Whole now: the file must list only what no backup acknowledged.
-        let engine = &self.engine;
-        self.unacked.trim_with(usize::MAX, |source| match source {
-            Source::Config => engine.config_checkpointed(),
-            Source::App(id) => engine.checkpointed(id),
-        });
+        self.drop_acknowledged(usize::MAX);
         let changes = self.unacked.take(our_term);
         let at_unix = crate::wall_clock::unix_now();
         let path = split_brain::file_path(self.host.flash.path(), at_unix);

@@ -2,34 +2,58 @@
 //! Prometheus text format, written with the `prometheus-client` crate from
 //! the same typed answers `show switch` and `show checkpoint-data` give.
 //!
-//! The protocol first: the loop renders the text at most every
-//! [`EVERY`] (a few dozen lines, tens of microseconds) and hands it over;
-//! a thread of its own serves HTTP `GET /metrics` one connection at a time,
-//! with read and write timeouts, so no scraper, slow or hostile, reaches
-//! the loop.
+//! The protocol first: a thread of its own serves HTTP `GET /metrics`, one
+//! connection at a time with read and write timeouts, so no scraper, slow or
+//! hostile, reaches the loop. A scrape asks the loop for a fresh snapshot
+//! (the two answers, taken at most every [`EVERY`]) and waits for it at most
+//! [`FRESH_WAIT`]; the thread, not the loop, turns it into text. No scraper:
+//! the loop does nothing for metrics.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use msm_control::{CheckpointRow, Request, Switch};
+use msm_control::{CheckpointRow, Request, Response, Switch};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// How often the loop renders the metrics, at most.
-pub const EVERY: Duration = Duration::from_millis(100);
+/// The loop takes a snapshot at most this often, however often it is asked.
+pub const EVERY: Duration = Duration::from_millis(20);
+/// A scrape waits this long for the loop's fresh snapshot, then is served the last one.
+pub const FRESH_WAIT: Duration = Duration::from_millis(500);
 /// A scraper gets this long to send its request and to take the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The text served, shared with the HTTP thread.
+/// What the loop hands the HTTP thread: the answers, as the control socket gives them.
+#[derive(Debug)]
+struct Snapshot {
+    switch: Response,
+    rows: Response,
+    extra: Extra,
+    /// Which request of the HTTP thread it answers.
+    generation: u64,
+}
+
+/// Between the loop and the HTTP thread.
+#[derive(Debug, Default)]
+struct Shared {
+    /// A scrape waits for a snapshot.
+    wanted: AtomicBool,
+    snapshot: Mutex<Option<Snapshot>>,
+    fresh: Condvar,
+}
+
+/// The loop's side of the metrics endpoint.
 #[derive(Debug)]
 pub struct Metrics {
-    text: Arc<Mutex<String>>,
-    rendered: Option<Instant>,
+    shared: Arc<Shared>,
+    taken: Option<Instant>,
+    generation: u64,
 }
 
 impl Metrics {
@@ -37,29 +61,37 @@ impl Metrics {
     pub fn serve(addr: SocketAddr) -> std::io::Result<(Metrics, SocketAddr)> {
         let listener = TcpListener::bind(addr)?;
         let bound = listener.local_addr()?;
-        let text = Arc::new(Mutex::new(String::new()));
-        let shared = Arc::clone(&text);
+        let shared = Arc::new(Shared::default());
+        let theirs = Arc::clone(&shared);
         std::thread::Builder::new().name("metrics".into()).spawn(move || {
             for conn in listener.incoming().flatten() {
-                let body = shared.lock().map(|t| t.clone()).unwrap_or_default();
-                if let Err(e) = answer(conn, &body) {
+                if let Err(e) = answer(conn, &theirs) {
                     log::debug!("metrics: a scraper: {e}");
                 }
             }
         })?;
-        Ok((Metrics { text, rendered: None }, bound))
+        Ok((Metrics { shared, taken: None, generation: 0 }, bound))
     }
 
-    /// Render again if [`EVERY`] has passed: `ask` answers a control request
-    /// as the control socket would.
-    pub fn update(&mut self, ask: impl FnMut(Request) -> msm_control::Response, extra: Extra) {
-        if self.rendered.is_some_and(|t| t.elapsed() < EVERY) {
+    /// If a scrape is waiting (and [`EVERY`] has passed since the last
+    /// snapshot), answer it: `ask` answers a control request as the control
+    /// socket would. Otherwise nothing is done.
+    pub fn update(&mut self, mut ask: impl FnMut(Request) -> Response, extra: Extra) {
+        if !self.shared.wanted.load(Ordering::Acquire) || self.taken.is_some_and(|t| t.elapsed() < EVERY) {
             return;
         }
-        self.rendered = Some(Instant::now());
-        let text = render(ask, extra);
-        if let Ok(mut t) = self.text.lock() {
-            *t = text;
+        self.taken = Some(Instant::now());
+        self.shared.wanted.store(false, Ordering::Release);
+        self.generation += 1;
+        let snapshot = Snapshot {
+            switch: ask(Request::ShowSwitch),
+            rows: ask(Request::ShowCheckpointData { process: None }),
+            extra,
+            generation: self.generation,
+        };
+        if let Ok(mut s) = self.shared.snapshot.lock() {
+            *s = Some(snapshot);
+            self.shared.fresh.notify_all();
         }
     }
 }
@@ -71,8 +103,31 @@ pub struct Extra {
     pub backlog_capacity: u64,
 }
 
+/// Ask the loop for a snapshot and wait for it, at most [`FRESH_WAIT`]:
+/// the text of the newest one held.
+fn scrape(shared: &Shared) -> String {
+    let Ok(mut held) = shared.snapshot.lock() else { return String::new() };
+    let before = held.as_ref().map_or(0, |s| s.generation);
+    shared.wanted.store(true, Ordering::Release);
+    let deadline = Instant::now() + FRESH_WAIT;
+    while held.as_ref().map_or(0, |s| s.generation) == before {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        held = match shared.fresh.wait_timeout(held, left) {
+            Ok((h, _)) => h,
+            Err(_) => return String::new(),
+        };
+    }
+    match held.as_ref() {
+        Some(s) => render(&s.switch, &s.rows, s.extra),
+        None => "# the node has not answered yet\n# EOF\n".into(),
+    }
+}
+
 /// One scrape: the request line, then the text (or 404).
-fn answer(mut conn: TcpStream, body: &str) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut req = Vec::new();
@@ -86,8 +141,13 @@ fn answer(mut conn: TcpStream, body: &str) -> std::io::Result<()> {
     }
     let line = String::from_utf8_lossy(&req);
     let ok = line.starts_with("GET /metrics ") || line.starts_with("GET / ");
-    let (status, body) =
-        if ok { ("200 OK", body) } else { ("404 Not Found", "only GET /metrics is served\n") };
+    let text;
+    let (status, body) = if ok {
+        text = scrape(shared);
+        ("200 OK", text.as_str())
+    } else {
+        ("404 Not Found", "only GET /metrics is served\n")
+    };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -134,10 +194,10 @@ fn counters(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counte
 }
 
 /// The text of one scrape.
-fn render(mut ask: impl FnMut(Request) -> msm_control::Response, extra: Extra) -> String {
+fn render(switch: &Response, rows: &Response, extra: Extra) -> String {
     let mut reg = Registry::with_prefix("msm");
-    let switch = ask(Request::ShowSwitch).answer::<Switch>().ok();
-    let rows = ask(Request::ShowCheckpointData { process: None }).answer::<Vec<CheckpointRow>>().ok();
+    let switch = switch.clone().answer::<Switch>().ok();
+    let rows = rows.clone().answer::<Vec<CheckpointRow>>().ok();
     if let Some(s) = &switch {
         let role = gauges(&mut reg, "role", "This module's role: 1 on the label of the current one");
         role.get_or_create(&labels(&[("slot", &s.slot), ("role", &s.role)])).set(1);
@@ -285,9 +345,36 @@ mod tests {
     /// backlog, and a line a scraper can read.
     #[test]
     fn without_answers_the_backlog_is_still_served() {
-        let text =
-            render(|_| msm_control::Response::error("no"), Extra { backlog_used: 5, backlog_capacity: 10 });
+        let no = Response::error("no");
+        let text = render(&no, &no, Extra { backlog_used: 5, backlog_capacity: 10 });
         assert!(text.contains("msm_backlog_bytes{of=\"used\"} 5"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// A scrape asks the loop for a snapshot and gets the one taken after
+    /// it asked; with no scrape the loop takes none.
+    #[test]
+    fn a_scrape_gets_a_snapshot_taken_after_it_asked() {
+        let shared = Arc::new(Shared::default());
+        let mut m = Metrics { shared: Arc::clone(&shared), taken: None, generation: 0 };
+        let mut asked = 0;
+        m.update(
+            |_| {
+                asked += 1;
+                Response::error("no")
+            },
+            Extra::default(),
+        );
+        assert_eq!(asked, 0, "no scrape waits: no snapshot");
+        let theirs = Arc::clone(&shared);
+        let scraper = std::thread::spawn(move || scrape(&theirs));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !shared.wanted.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the scrape never asked");
+            std::thread::yield_now();
+        }
+        m.update(|_| Response::error("no"), Extra { backlog_used: 7, backlog_capacity: 9 });
+        let text = scraper.join().unwrap();
+        assert!(text.contains("msm_backlog_bytes{of=\"used\"} 7"), "{text}");
     }
 }

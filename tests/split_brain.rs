@@ -12,7 +12,7 @@ use std::time::Duration;
 mod common;
 
 use common::{HB, chassis, log, pair, switch};
-use msm_control::{Configured, Request};
+use msm_control::{Configured, FailoverHistory, Request};
 use msm_testkit::chassis::CabledPath;
 
 #[test]
@@ -56,6 +56,18 @@ fn the_lower_term_steps_down_and_writes_what_it_discarded() {
         "{a:?}"
     );
     let discarded = sb.discarded;
+    // A's failover history has it: lost to B, in B's term, what was discarded.
+    let h: FailoverHistory = c.ask('A', &Request::ShowFailoverHistory).unwrap();
+    let e = &h.entries[0];
+    assert_eq!(
+        (e.cause.as_str(), e.outcome.as_deref(), e.module.as_str(), e.term.as_str()),
+        ("split-brain", Some("lost"), "B", b_term.as_str()),
+        "{h:?}"
+    );
+    assert_eq!((u64::from(e.discarded), e.hitless), (discarded, false), "{h:?}");
+    // B's: it took over while A was silent to it.
+    let h: FailoverHistory = c.ask('B', &Request::ShowFailoverHistory).unwrap();
+    assert_eq!((h.failovers, h.entries[0].cause.as_str()), (1, "peer-silent"), "{h:?}");
     // Two lines and the two vlan records they made, at least (and A's churn).
     assert!(discarded >= 4, "{a:?}");
     assert_eq!(sb.listed, discarded, "{a:?}");
@@ -159,6 +171,18 @@ fn a_master_that_changed_nothing_gives_way_to_the_one_that_did() {
     );
     let running = c.running_config('B').unwrap();
     assert!(running.vlans.contains_key("during1") && running.vlans.contains_key("during2"), "{running:?}");
+    // Both histories say so: A stayed master by the rule, B stepped down losing nothing.
+    let h: FailoverHistory = c.ask('A', &Request::ShowFailoverHistory).unwrap();
+    let e = &h.entries[0];
+    assert_eq!(
+        (e.cause.as_str(), e.outcome.as_deref(), e.module.as_str()),
+        ("split-brain", Some("won"), "A")
+    );
+    assert!(e.detail.contains("took over this state whole and changed nothing"), "{h:?}");
+    assert_eq!(e.term, a.term, "A's new term, above B's: {h:?}");
+    let h: FailoverHistory = c.ask('B', &Request::ShowFailoverHistory).unwrap();
+    let e = &h.entries[0];
+    assert_eq!((e.outcome.as_deref(), e.module.as_str(), e.hitless), (Some("lost"), "A", true), "{h:?}");
     let shown = c.text('A', &Request::ShowSwitch).unwrap();
     assert!(shown.contains("stayed master over MSM-B"), "{shown}");
     assert!(shown.contains("took over this state whole and changed nothing"), "{shown}");

@@ -365,7 +365,7 @@ fn log_send_error(e: UartError<Infallible>) {
 fn report(engine: &Engine, host: &mut FirmwareHost, ev: Event) {
     match ev {
         Event::RoleChanged { role, term } => log!("role {=str} term {}", role.as_str(), TermName(term)),
-        Event::Promoted { term, config, in_sync, apps } => {
+        Event::Promoted { term, config, in_sync, apps, .. } => {
             log!(
                 "promoted to MASTER term {} config {} in_sync {=bool} apps {=str}",
                 TermName(term),

@@ -5,6 +5,7 @@ use heapless::Deque;
 use crate::host::Stream;
 use crate::role::{Role, Slot, Term};
 use crate::status::{AppsFrom, SplitRule};
+use crate::takeover::TakeoverCause;
 
 /// Which configuration a node runs after becoming master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,13 @@ pub enum Event {
         in_sync: bool,
         /// Where its application state comes from.
         apps: AppsFrom,
+        /// It held the whole state of its master's term (every stream's
+        /// bulk complete in that term): nothing the master reported
+        /// checkpointed is missing. True of a handover while the master
+        /// drained, when its heartbeat no longer says "in sync".
+        whole: bool,
+        /// Why it took over.
+        cause: TakeoverCause,
     },
     /// A master saw a higher term and stepped down; a fresh bulk follows.
     SteppedDown {

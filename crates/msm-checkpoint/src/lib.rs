@@ -60,6 +60,7 @@ mod role;
 mod staging;
 mod status;
 mod stream;
+mod takeover;
 pub mod wire;
 
 #[cfg(test)]
@@ -78,3 +79,4 @@ pub use status::{
     StreamStatus, SwitchStatus, SyncState, render_checkpoint, render_switch, state_label,
 };
 pub use stream::{Counters, Failure, Mismatch, Phase};
+pub use takeover::TakeoverCause;

@@ -195,6 +195,30 @@ impl SplitRule {
     }
 }
 
+impl SplitRule {
+    /// Every rule, in the order of their codes (1..).
+    pub const ALL: [SplitRule; 8] = [
+        SplitRule::NewerLineage,
+        SplitRule::RivalMadeNothing,
+        SplitRule::RivalUnacknowledged,
+        SplitRule::RivalLacksOurState,
+        SplitRule::RivalHoldsNewerState,
+        SplitRule::WeHeldNothing,
+        SplitRule::Overruled,
+        SplitRule::Handover,
+    ];
+
+    /// Its code where a rule is stored (a failover record: docs/flash-format.md); never 0.
+    pub fn code(self) -> u8 {
+        Self::ALL.iter().position(|r| *r == self).map_or(0, |i| i as u8 + 1)
+    }
+
+    /// The rule of `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<SplitRule> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+}
+
 /// The last split brain this node won: it was master in the lower term,
 /// judged that it holds the state, and claimed a term above the rival's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,6 +38,47 @@ pub struct Switch {
     pub split_brain: Option<SplitBrain>,
     pub keys: Keys,
     pub frame_errors: FrameErrors,
+    /// Failovers on this module so far (kept in its flash; elections at boot are not counted).
+    #[serde(default)]
+    pub failovers: u32,
+    /// The newest entry of its failover history.
+    #[serde(default)]
+    pub last_failover: Option<Failover>,
+}
+
+/// One entry of a module's failover history (`show failover history`):
+/// this module became master, or lost mastership to a split brain's winner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failover {
+    /// Its ordinal on this module (from 1).
+    pub seq: u32,
+    /// RFC 3339, UTC, milliseconds ("-" when the module had no clock).
+    pub time: String,
+    pub unix_ms: u64,
+    /// admin, peer-silent, master-restarted, conflict, elected, split-brain.
+    pub cause: String,
+    /// What happened, in a phrase (the split-brain rule that decided, if one did).
+    pub detail: String,
+    /// The module master after it.
+    pub module: String,
+    /// Its term.
+    pub term: String,
+    /// Nothing checkpointed was lost: the new master held every stream.
+    pub hitless: bool,
+    /// The configuration the new master ran: "master's active" or "own saved".
+    pub config: Option<String>,
+    /// Split brain: "won" or "lost" (this module's side).
+    pub outcome: Option<String>,
+    /// Changes this module discarded (a split brain lost).
+    pub discarded: u32,
+}
+
+/// `show failover history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverHistory {
+    pub failovers: u32,
+    /// Newest first.
+    pub entries: Vec<Failover>,
 }
 
 /// Another module as this one sees it.
@@ -293,6 +334,7 @@ pub struct KeyStep {
 }
 
 impl Answer for Switch {}
+impl Answer for FailoverHistory {}
 impl Answer for Vec<CheckpointRow> {}
 impl Answer for Vec<NodeRow> {}
 impl Answer for Configuration {}

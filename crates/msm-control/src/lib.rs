@@ -10,8 +10,8 @@ mod client;
 
 pub use answers::{
     AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver,
-    FrameErrors, KeyStep, Keys, LogLevel, Mismatch, NodeRow, OnBackup, Path, Peer, Rebooting, Saved,
-    SavedFile, Selected, SlotErrors, SplitBrain, Switch,
+    Failover, FailoverHistory, FrameErrors, KeyStep, Keys, LogLevel, Mismatch, NodeRow, OnBackup, Path, Peer,
+    Rebooting, Saved, SavedFile, Selected, SlotErrors, SplitBrain, Switch,
 };
 pub use client::{CallError, call};
 
@@ -32,6 +32,8 @@ pub enum Request {
     },
     ShowNode,
     ShowConfiguration,
+    /// `show failover history`: this module's failovers, newest first.
+    ShowFailoverHistory,
     /// An application's table: row count and digest, and the rows if asked,
     /// at most [`MAX_ROWS`] of them from key `from` on (the answer's `next`
     /// is where the following page starts).
@@ -205,6 +207,7 @@ mod tests {
             | Request::ShowCheckpointData { .. }
             | Request::ShowNode
             | Request::ShowConfiguration
+            | Request::ShowFailoverHistory
             | Request::ShowApp { .. }
             | Request::Configure { .. }
             | Request::Save { .. }
@@ -222,6 +225,7 @@ mod tests {
             Request::ShowCheckpointData { process: None },
             Request::ShowNode,
             Request::ShowConfiguration,
+            Request::ShowFailoverHistory,
             Request::ShowApp { app: "fdb".into(), rows: false, from: 0 },
             Request::Configure { lines: vec![], wait: None },
             Request::Save { which: None, wait: None },

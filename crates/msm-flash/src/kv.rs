@@ -36,6 +36,11 @@ use sequential_storage::map::{MapConfig, MapStorage};
 use crate::config_store::ConfigName;
 use crate::durable::Durable;
 use crate::error::Error;
+/// Failover records kept: a ring, record `seq` under key
+/// [`HISTORY_KEY`]` + seq % HISTORY` (the oldest is overwritten).
+pub const HISTORY: usize = 8;
+/// The key of the ring's first entry (keys 16..24; part of the format).
+pub const HISTORY_KEY: u8 = 16;
 
 /// The settings kept, with their key in the map. Keys are part of the on-flash format: never
 /// reuse one for another meaning.
@@ -339,6 +344,8 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
             return Ok(());
         }
         let mut values = [[None; 4]; 2];
+        // The failover records' ordinals, per half and ring entry.
+        let mut seqs = [[None; HISTORY]; 2];
         let mut bad: [Option<KvDamage>; 2] = [None; 2];
         for h in 0..2 {
             for (i, key) in ALL.iter().enumerate() {
@@ -351,18 +358,33 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
                     }
                 }
             }
+            for (i, seq) in seqs[h].iter_mut().enumerate() {
+                if bad[h].is_some() {
+                    break;
+                }
+                match self.fetch_record(h, i) {
+                    Ok(r) => *seq = r.map(|r| r.seq),
+                    Err(e) => {
+                        warn!("node settings: half {} unreadable at failover record {}, rebuilding it", h, i);
+                        bad[h] = Some(KvDamage::of(&e));
+                    }
+                }
+            }
             // Garbage may read as an empty map; an empty map on flash is erased. Nothing to lose
             // by erasing it, and writes into it would fail (bits already 0).
-            if bad[h].is_none() && values[h] == [None; 4] && !self.half_erased(h).unwrap_or(false) {
+            let empty = values[h] == [None; 4] && seqs[h] == [None; HISTORY];
+            if bad[h].is_none() && empty && !self.half_erased(h).unwrap_or(false) {
                 warn!("node settings: half {} holds no setting but is not erased, rebuilding it", h);
                 bad[h] = Some(KvDamage::NoSettings);
             }
         }
-        self.report = SettingsReport { blank: bad == [None; 2] && values == [[None; 4]; 2], rebuilt: bad };
+        let blank = bad == [None; 2] && values == [[None; 4]; 2] && seqs == [[None; HISTORY]; 2];
+        self.report = SettingsReport { blank, rebuilt: bad };
         for h in 0..2 {
             if bad[h].is_some() {
                 self.erase_half(h)?;
                 values[h] = [None; 4];
+                seqs[h] = [None; HISTORY];
             }
         }
         self.reconciled = true;
@@ -387,7 +409,7 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
         for (i, key) in ALL.iter().enumerate() {
             self.cache[*key as usize] = Some(merged[i]);
         }
-        Ok(())
+        self.reconcile_records(&seqs, &merged)
     }
 
     /// Store into half `h` every value of `want` that `has` lacks or differs from.
@@ -525,6 +547,8 @@ impl<F: NorFlash + Durable> NodeSettings<F> {
         self.flash
     }
 }
+
+mod history;
 
 #[cfg(all(test, feature = "mock"))]
 mod tests;

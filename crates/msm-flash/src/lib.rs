@@ -23,6 +23,7 @@ mod fmt;
 pub mod config_store;
 pub mod durable;
 pub mod error;
+pub mod failover_record;
 pub mod key_block;
 pub mod kv;
 #[cfg(feature = "mock")]
@@ -33,7 +34,8 @@ pub mod saved_stream;
 pub use config_store::{ConfigInfo, ConfigName, ConfigStore, Damage, MountReport, SaveInfo};
 pub use durable::{Durable, NoSync};
 pub use error::{CorruptReason, Error, PartitionError, SharedError};
-pub use kv::{KvDamage, NodeSettings, Setting, SettingsReport};
+pub use failover_record::FailoverRecord;
+pub use kv::{HISTORY, KvDamage, NodeSettings, Setting, SettingsReport};
 pub use partition::{Partition, SharedFlash};
 
 /// CRC-32C (Castagnoli), the same polynomial as the backplane frames.

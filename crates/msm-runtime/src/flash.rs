@@ -177,6 +177,8 @@ node_flash! {
         fn select(w: ConfigName) -> std::result::Result<(), String>;
         fn last_term() -> u64;
         fn set_last_term(term: u64) -> std::result::Result<(), String>;
+        fn failover_history() -> Vec<msm_flash::FailoverRecord>;
+        fn record_failover(r: msm_flash::FailoverRecord) -> std::result::Result<(), String>;
         fn priority() -> Option<u8>;
         fn set_priority(p: u8) -> std::result::Result<(), String>;
         fn info(w: ConfigName) -> Option<SavedInfo>;
@@ -387,6 +389,23 @@ impl<D: Device> Flash<D> {
 
     pub fn set_last_term(&mut self, term: u64) -> std::result::Result<(), String> {
         self.settings.set_last_term(term).map_err(|e| e.to_string())
+    }
+
+    /// The failover history kept in the settings area, newest first (empty
+    /// if it cannot be read: logged).
+    pub fn failover_history(&mut self) -> Vec<msm_flash::FailoverRecord> {
+        match self.settings.failover_history() {
+            Ok(h) => h.into_iter().flatten().collect(),
+            Err(e) => {
+                log::warn!("settings area: failover history unreadable ({e})");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Keep a failover record; durable when this returns.
+    pub fn record_failover(&mut self, r: msm_flash::FailoverRecord) -> std::result::Result<(), String> {
+        self.settings.record_failover(&r).map_err(|e| e.to_string())
     }
 
     pub fn priority(&mut self) -> Option<u8> {

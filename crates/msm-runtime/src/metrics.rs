@@ -266,6 +266,19 @@ fn render(switch: &Response, rows: &Response, extra: Extra) -> String {
                 by_slot.get_or_create(&labels(&[("slot", &s.slot), ("reason", reason)])).inc_by(n);
             }
         }
+        let failovers: Counter = Counter::default();
+        failovers.inc_by(u64::from(s.failovers));
+        reg.register("failovers", "Failovers on this module (kept in its flash)", failovers);
+        if let Some(f) = &s.last_failover {
+            let last = fractions(
+                &mut reg,
+                "last_failover_timestamp_seconds",
+                "When the newest entry of the failover history happened, by its cause",
+            );
+            let hitless = if f.hitless { "yes" } else { "no" };
+            let l = labels(&[("cause", &f.cause), ("module", &f.module), ("hitless", hitless)]);
+            last.get_or_create(&l).set(f.unix_ms as f64 / 1e3);
+        }
         let keys = gauges(&mut reg, "key", "Chassis keys in use, by fingerprint: sending, or also accepted");
         if let Some(fp) = &s.keys.sending {
             keys.get_or_create(&labels(&[("fingerprint", fp), ("use", "sending")])).set(1);

@@ -40,7 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// show switch | checkpoint-data [process] | node | configuration | app <name> [--rows]
+    /// show switch | checkpoint-data [process] | node | configuration | failover history | app <name> [--rows]
     Show {
         #[command(subcommand)]
         what: Show,
@@ -121,6 +121,11 @@ enum Show {
     },
     Node,
     Configuration,
+    /// show failover history: this module's failovers, newest first.
+    Failover {
+        #[arg(value_parser = ["history"])]
+        _history: String,
+    },
     App {
         name: String,
         #[arg(long)]
@@ -143,6 +148,7 @@ fn request(cmd: Cmd) -> Request {
             Show::CheckpointData { process } => Request::ShowCheckpointData { process },
             Show::Node => Request::ShowNode,
             Show::Configuration => Request::ShowConfiguration,
+            Show::Failover { .. } => Request::ShowFailoverHistory,
             Show::App { name, rows, from } => Request::ShowApp { app: name, rows, from },
         },
         Cmd::Configure { lines, wait, timeout } => {

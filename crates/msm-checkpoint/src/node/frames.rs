@@ -257,7 +257,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                     let old = self.partner().filter(|p| p.0 == from);
                     // The old master is our backup-to-be, not a standby made one.
                     self.members.handed_over(from);
-                    self.promote(now, host, "the master handed over (run msm-failover)");
+                    self.promote(now, host, TakeoverCause::Handover);
                     // The old master comes back as our backup holding what we
                     // hold: its streams continue without a bulk.
                     // (Another module chosen as backup instead ends that session.)

@@ -59,6 +59,7 @@ use crate::host::{AppId, Host, Stream};
 use crate::role::{MAX_NODES, Role, Slot, Term};
 use crate::status::{AppsFrom, FrameErrors, SplitBrain, SplitBrainWon, SplitRule, SyncState};
 use crate::stream::Phase;
+use crate::takeover::TakeoverCause;
 use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, Outgoing, WireError};
 
 /// One management module's checkpoint engine. `APPS` applications, at most
@@ -394,11 +395,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 self.forget_backup();
                 self.choose_backup(now);
             } else {
-                self.master_lost(
-                    now,
-                    host,
-                    "its boot was silent for the detection time while another spoke in its slot",
-                );
+                self.master_lost(now, host, TakeoverCause::SlotConflict);
             }
         }
         if self.members.role == Role::Init && self.timers.is_expired(Timer::Election, now) {
@@ -406,7 +403,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             let conflict = self.identity.current(&self.timers) == Some(self.cfg.slot);
             if !conflict && self.members.wins_election(now, self.cfg.priority, self.cfg.health, self.holds())
             {
-                self.promote(now, host, "elected: no live module holds a newer state or outranks this one");
+                self.promote(now, host, TakeoverCause::Elected);
             } else {
                 self.timers.set(Timer::Election, now + self.cfg.detect());
             }
@@ -419,7 +416,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.members.lost(slot);
         self.standbys.forget(slot);
         if self.members.master == Some(slot) && self.members.role != Role::Master {
-            self.master_lost(now, host, "its boot was silent for the detection time on every path");
+            self.master_lost(now, host, TakeoverCause::MasterSilent);
             return;
         }
         self.events.push(Event::PeerLost(slot));

@@ -127,7 +127,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         // A non-master peer.
         if self.members.master == Some(from) && self.members.role != Role::Master {
             // Our master restarted or stepped down without us missing a beat.
-            self.master_lost(now, host, "the master's boot says it is master no more");
+            self.master_lost(now, host, TakeoverCause::MasterRestarted);
             return;
         }
         if self.members.role == Role::Master {
@@ -246,8 +246,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.choose_backup(now);
     }
 
-    pub(super) fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H, why: &'static str) {
-        warn!("master lost: {}", why);
+    pub(super) fn master_lost<H: Host>(&mut self, now: Instant, host: &mut H, why: TakeoverCause) {
+        warn!("master lost: {}", why.as_str());
         self.timers.stop(Timer::PartnerSuspect);
         self.events.push(Event::PeerLost(self.members.master.unwrap_or(self.cfg.slot)));
         if self.members.role == Role::Backup {
@@ -271,7 +271,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     }
 
     /// Become master: after the master was lost, on handover, or by election.
-    pub(super) fn promote<H: Host>(&mut self, now: Instant, host: &mut H, why: &'static str) {
+    pub(super) fn promote<H: Host>(&mut self, now: Instant, host: &mut H, why: TakeoverCause) {
         let Some(term) = self.members.next_term() else {
             warn!("cannot become master: term {} is the last one", self.members.max_term);
             return;
@@ -311,9 +311,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         self.timers.stop(Timer::Election);
         self.timers.stop(Timer::Hello);
         self.timers.set(Timer::Heartbeat, now);
-        info!("promoted to master in term {}: {}; applications: {}", term, why, apps.as_str());
+        info!("promoted to master in term {}: {}; applications: {}", term, why.as_str(), apps.as_str());
         self.events.push(Event::RoleChanged { role: Role::Master, term });
-        self.events.push(Event::Promoted { term, config, in_sync, apps });
+        self.events.push(Event::Promoted { term, config, in_sync, apps, whole, cause: why });
         self.choose_backup(now);
     }
 

@@ -5,6 +5,7 @@
 use rand::{RngCore, SeedableRng};
 
 use super::*;
+use crate::failover_record::FailoverRecord;
 use crate::mock::MockFlash;
 
 type Mock = MockFlash<[u8; 16384], [u32; 4], 4, 4096>;
@@ -86,4 +87,66 @@ fn one_damaged_half_is_rebuilt_and_the_settings_kept() {
     assert_eq!(r.rebuilt[0], None, "{r:?}");
     assert!(r.rebuilt[1].is_some() && !r.reformatted(), "{r:?}");
     assert_eq!((s.priority(), s.boot_count()), (Ok(Some(3)), Ok(1)));
+}
+
+/// The failover history: newest first, a ring of `HISTORY`, kept across a
+/// remount, rebuilt in a damaged half from the other, and a power cut at any
+/// point of a record's double write leaves the old ring or the new one.
+#[test]
+fn failover_history_is_a_ring_that_survives_a_damaged_half_and_power_cuts() {
+    let rec = |seq: u32| FailoverRecord {
+        seq,
+        unix_ms: 1000 + u64::from(seq),
+        cause: 2,
+        term: 7,
+        ..Default::default()
+    };
+    let mut flash = area(|_| {});
+    let mut s = NodeSettings::new(&mut flash).unwrap();
+    s.set_priority(4).unwrap();
+    for seq in 1..=11 {
+        s.record_failover(&rec(seq)).unwrap();
+    }
+    let want: [Option<FailoverRecord>; HISTORY] = core::array::from_fn(|i| Some(rec(11 - i as u32)));
+    assert_eq!(s.failover_history().unwrap(), want, "newest first, the oldest three overwritten");
+    drop(s);
+    // Half B zeroed: rebuilt from A, history and settings kept.
+    flash.contents_mut()[8192..].fill(0);
+    let mut s = NodeSettings::new(&mut flash).unwrap();
+    assert!(s.mount().unwrap().rebuilt[1].is_some());
+    assert_eq!(s.failover_history().unwrap(), want);
+    assert_eq!(s.priority(), Ok(Some(4)));
+    drop(s);
+    // Half A zeroed: rebuilt from B.
+    flash.contents_mut()[..8192].fill(0);
+    let mut s = NodeSettings::new(&mut flash).unwrap();
+    assert!(s.mount().unwrap().rebuilt[0].is_some());
+    assert_eq!(s.failover_history().unwrap(), want);
+    drop(s);
+    // Every cut point of the next record's write.
+    let image = flash.contents().to_vec();
+    flash.reset_stats();
+    NodeSettings::new(&mut flash).unwrap().record_failover(&rec(12)).unwrap();
+    let units = flash.stats().units;
+    for cut in 0..units {
+        flash.reboot();
+        flash.contents_mut().copy_from_slice(&image);
+        flash.cut_after(cut, cut);
+        assert!(NodeSettings::new(&mut flash).unwrap().record_failover(&rec(12)).is_err(), "cut {cut}");
+        flash.reboot();
+        let mut s = NodeSettings::new(&mut flash).unwrap();
+        let got = s.failover_history().unwrap_or_else(|e| panic!("cut {cut}: {e:?}"));
+        let newest = got[0].map(|r| r.seq);
+        assert!(newest == Some(11) || newest == Some(12), "cut {cut}: newest {newest:?}");
+        assert_eq!(
+            got[1..],
+            want[usize::from(newest == Some(11))..HISTORY - usize::from(newest == Some(12))],
+            "cut {cut}"
+        );
+        assert_eq!(s.priority(), Ok(Some(4)), "cut {cut}");
+        drop(s);
+        // Reconciled: both halves agree now, so a remount reads the same.
+        let mut again = NodeSettings::new(&mut flash).unwrap();
+        assert_eq!(again.failover_history().unwrap(), got, "cut {cut}");
+    }
 }

@@ -129,6 +129,8 @@ pub struct MsmNode<L: Link> {
     unacked: Unacked,
     /// The last split brain this node lost.
     pub split_brain: Option<split_brain::Report>,
+    /// Why and when this module became master, as its flash keeps it.
+    history: crate::failover_history::History,
     /// The highest term kept in flash (see `keep_term`).
     last_term: u64,
     /// When `last_term` was last written.
@@ -217,6 +219,7 @@ impl<L: Link> MsmNode<L> {
         }
         let last_term = flash.last_term();
         engine.restore_term(Term::from_raw(last_term));
+        let history = crate::failover_history::History::load(flash.failover_history());
         let max_frame = engine.config().max_frame;
         Ok(MsmNode {
             engine,
@@ -238,6 +241,7 @@ impl<L: Link> MsmNode<L> {
             seeding: std::collections::VecDeque::new(),
             unacked: Unacked::default(),
             split_brain: None,
+            history,
             held_back: Vec::new(),
             last_term,
             last_term_at: std::time::Instant::now(),
@@ -398,6 +402,7 @@ impl<L: Link> MsmNode<L> {
                     n.send(notice);
                 }
             }
+            self.record_failover(&ev);
             if let Event::SplitBrain { winner, winner_term, our_term, discarded, rule } = ev {
                 log::warn!("split brain lost to {winner}: {}", rule.as_str());
                 self.split_brain_lost(winner, winner_term, our_term, discarded);
@@ -431,6 +436,21 @@ impl<L: Link> MsmNode<L> {
                 self.derive_vlans();
             }
         }
+    }
+
+    /// A takeover or a split brain goes into the failover history, on
+    /// flash first (once per failover: the term was just written too).
+    fn record_failover(&mut self, ev: &Event) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let Some(r) = self.history.record_of(self.engine.slot(), ev, unix_ms) else { return };
+        let f = crate::failover_history::describe(&r);
+        log::info!("failover #{} recorded: {}", r.seq, crate::failover_history::line(&f));
+        if let Err(e) = self.host.flash.record_failover(r) {
+            log::warn!("keeping failover #{} in flash: {e} (it is shown until a restart)", r.seq);
+        }
+        self.history.push(r);
     }
 
     /// A new master's vlan table is what its active configuration derives:

@@ -72,6 +72,10 @@ impl<L: Link> MsmNode<L> {
             Request::ShowCheckpointData { process } => self.show_checkpoint(process.as_deref()),
             Request::ShowNode => render::nodes(&self.engine.switch_status()),
             Request::ShowConfiguration => render::configuration(self.host.running.to_text()),
+            Request::ShowFailoverHistory => {
+                let h = self.history.answer();
+                Response::ok(crate::failover_history::render(&h), &h)
+            }
             Request::ShowApp { app, rows, .. } => self.show_app(&app, rows),
             Request::Configure { .. } | Request::Save { .. } => Response::error("answered later"),
             Request::UseConfiguration { which } => match self.host.flash.select(which) {
@@ -200,6 +204,7 @@ impl<L: Link> MsmNode<L> {
             self.link_errors,
             &paths,
             self.split_brain.as_ref(),
+            &self.history,
         )
     }
 

@@ -63,6 +63,7 @@ pub fn switch(
     oversize: u64,
     paths: &[PathRow],
     split: Option<&split_brain::Report>,
+    history: &crate::failover_history::History,
 ) -> Response {
     let mut t = String::new();
     let _ = writeln!(t, "SysName:          {}", files.sysname);
@@ -74,6 +75,16 @@ pub fn switch(
             Err(e) => writeln!(t, "                  not written: {e}"),
         };
     }
+    let last = history.last();
+    let _ = match &last {
+        Some(f) => writeln!(
+            t,
+            "Failovers:        {}, last: {}",
+            history.failovers(),
+            crate::failover_history::line(f)
+        ),
+        None => writeln!(t, "Failovers:        0"),
+    };
     let _ = writeln!(t, "Config Selected:  {}", files.selected.file_name());
     let _ = writeln!(t, "Config Booted:    {}", files.booted.file_name());
     let mut saved = Vec::new();
@@ -244,6 +255,8 @@ pub fn switch(
             file: r.file.as_ref().ok().map(|p| p.display().to_string()),
             error: r.file.as_ref().err().cloned(),
         }),
+        failovers: history.failovers(),
+        last_failover: last,
         keys: msm_control::Keys {
             sending: keys.sending.map(|f| format!("{f:08x}")),
             also: keys.also.map(|(f, w)| msm_control::AlsoKey {

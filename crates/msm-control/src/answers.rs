@@ -108,6 +108,9 @@ pub struct SavedFile {
     pub saved_at: u64,
     /// The software version that saved it.
     pub version: String,
+    /// CRC-32C of its bytes (hex), as its record on flash says.
+    #[serde(default)]
+    pub crc32c: Option<String>,
 }
 
 /// One backplane path.
@@ -293,6 +296,32 @@ pub struct Saved {
     pub on_backup: OnBackup,
 }
 
+/// `synchronize`: what the master copied to its backup's flash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synchronized {
+    /// The backup that received them.
+    pub backup: String,
+    /// Each saved configuration as copied (an empty one is copied as empty).
+    pub files: Vec<SyncedFile>,
+    /// The configuration both modules boot next.
+    pub selected: String,
+    /// The saved-configuration stream's change id of the copy.
+    pub save_seq: u64,
+    /// The backup's flash acknowledged the copy, its bulk digest matched.
+    pub verified: bool,
+    pub waited_ms: u64,
+}
+
+/// One file of a `synchronize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedFile {
+    pub file: String,
+    /// None: the file is empty here, and so on the backup after the copy.
+    pub bytes: Option<u64>,
+    /// CRC-32C of its bytes (hex).
+    pub crc32c: Option<String>,
+}
+
 /// `use configuration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selected {
@@ -335,6 +364,7 @@ pub struct KeyStep {
 
 impl Answer for Switch {}
 impl Answer for FailoverHistory {}
+impl Answer for Synchronized {}
 impl Answer for Vec<CheckpointRow> {}
 impl Answer for Vec<NodeRow> {}
 impl Answer for Configuration {}

@@ -11,7 +11,7 @@ mod client;
 pub use answers::{
     AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver,
     Failover, FailoverHistory, FrameErrors, KeyStep, Keys, LogLevel, Mismatch, NodeRow, OnBackup, Path, Peer,
-    Rebooting, Saved, SavedFile, Selected, SlotErrors, SplitBrain, Switch,
+    Rebooting, Saved, SavedFile, Selected, SlotErrors, SplitBrain, Switch, SyncedFile, Synchronized,
 };
 pub use client::{CallError, call};
 
@@ -61,6 +61,12 @@ pub enum Request {
     UseConfiguration {
         #[serde(with = "config_name")]
         which: ConfigName,
+    },
+    /// `synchronize`: the master copies both saved configurations and the
+    /// selection to the backup's flash, and answers once the backup's flash
+    /// acknowledged them (their digest checked) or `wait` ms are over.
+    Synchronize {
+        wait: u64,
     },
     Reboot {
         force: bool,
@@ -212,6 +218,7 @@ mod tests {
             | Request::Configure { .. }
             | Request::Save { .. }
             | Request::UseConfiguration { .. }
+            | Request::Synchronize { .. }
             | Request::Reboot { .. }
             | Request::Failover { .. }
             | Request::Churn { .. }
@@ -230,6 +237,7 @@ mod tests {
             Request::Configure { lines: vec![], wait: None },
             Request::Save { which: None, wait: None },
             Request::UseConfiguration { which: ConfigName::Primary },
+            Request::Synchronize { wait: 10_000 },
             Request::Reboot { force: false },
             Request::Failover { force: false },
             Request::Churn { rate: 0 },

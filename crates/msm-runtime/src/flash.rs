@@ -103,6 +103,8 @@ pub struct SavedInfo {
     pub len: u32,
     pub saved_at: u64,
     pub version: String,
+    /// CRC-32C of the file's bytes, as its record on flash says.
+    pub crc: u32,
 }
 
 /// The master's saved configurations arriving, chunk by chunk, in the
@@ -421,6 +423,7 @@ impl<D: Device> Flash<D> {
             len: i.len,
             saved_at: i.saved_at,
             version: i.sw_version().to_string(),
+            crc: i.crc,
         })
     }
 

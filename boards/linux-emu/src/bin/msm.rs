@@ -74,6 +74,13 @@ enum Cmd {
         #[arg(value_parser = config_arg())]
         which: ConfigName,
     },
+    /// Master: copy both saved configurations and the selection to the
+    /// backup's flash; answers once the backup's flash holds them, digest checked.
+    Synchronize {
+        /// How long to wait for the backup's flash, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout: u64,
+    },
     /// Reboot the node; refused while there are unsaved changes unless --force.
     Reboot {
         #[arg(long)]
@@ -158,6 +165,7 @@ fn request(cmd: Cmd) -> Request {
         }
         Cmd::Save { which, wait, timeout } => Request::Save { which, wait: wait.then_some(timeout) },
         Cmd::Use { which, .. } => Request::UseConfiguration { which },
+        Cmd::Synchronize { timeout } => Request::Synchronize { wait: timeout },
         Cmd::Reboot { force } => Request::Reboot { force },
         Cmd::Run { force, .. } => Request::Failover { force: force.is_some() },
         Cmd::Churn { rate } => Request::Churn { rate },

@@ -58,6 +58,10 @@ impl<L: Link> MsmNode<L> {
                 Err(r) => Handled::Now(r),
             },
             Request::Save { which, wait } => self.save(which, wait),
+            Request::Synchronize { wait } => match self.synchronize(wait) {
+                Ok(t) => Handled::Later(t),
+                Err(r) => Handled::Now(r),
+            },
             Request::ShowApp { app, rows: true, from } => match self.app_table(&app) {
                 Ok((index, id)) => Handled::Later(self.start_rows(app, index, id, from)),
                 Err(r) => Handled::Now(r),
@@ -77,7 +81,9 @@ impl<L: Link> MsmNode<L> {
                 Response::ok(crate::failover_history::render(&h), &h)
             }
             Request::ShowApp { app, rows, .. } => self.show_app(&app, rows),
-            Request::Configure { .. } | Request::Save { .. } => Response::error("answered later"),
+            Request::Configure { .. } | Request::Save { .. } | Request::Synchronize { .. } => {
+                Response::error("answered later")
+            }
             Request::UseConfiguration { which } => match self.host.flash.select(which) {
                 Ok(()) => {
                     if self.engine.role() == Role::Master {
@@ -169,7 +175,7 @@ impl<L: Link> MsmNode<L> {
     }
 
     /// Whether the running configuration differs from the selected file.
-    fn unsaved(&mut self) -> bool {
+    pub(crate) fn unsaved(&mut self) -> bool {
         let text = self.host.running.to_text();
         let selected = self.host.flash.selected();
         !matches!(self.host.flash.load(selected), Ok(Some(saved)) if saved == text)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use msm_backplane::Link;
 use std::fmt::Write as _;
 
-use msm_checkpoint::{AppId, Role};
+use msm_checkpoint::{AppId, Role, Slot, SyncState};
 use msm_flash::ConfigName;
 use msm_time::Instant;
 
@@ -20,7 +20,7 @@ use super::MsmNode;
 use crate::apps::{Change, VLAN, describe, hex, vlan_key};
 use crate::backup_wait::BackupWait;
 use crate::config::Effect;
-use msm_control::{Configured, MAX_ROWS, OnBackup, Response, Saved, config_word};
+use msm_control::{Configured, MAX_ROWS, OnBackup, Response, Saved, Synchronized, config_word};
 
 /// Names one pending answer.
 pub type Ticket = u64;
@@ -47,10 +47,21 @@ pub(crate) struct Marks {
 }
 
 /// What the answer reports once the wait is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Done {
-    Configure { applied: usize },
-    Save { which: ConfigName, bytes: usize },
+    Configure {
+        applied: usize,
+    },
+    Save {
+        which: ConfigName,
+        bytes: usize,
+    },
+    /// `synchronize` to `backup`: the files as they were when it began.
+    Synchronize {
+        backup: Slot,
+        files: Vec<msm_control::SyncedFile>,
+        selected: ConfigName,
+    },
 }
 
 #[derive(Debug)]
@@ -408,7 +419,7 @@ impl<L: Link> MsmNode<L> {
             behind,
             waited_ms: u64::try_from(waited).unwrap_or(u64::MAX),
         };
-        match w.done {
+        match w.done.clone() {
             Done::Configure { applied } => {
                 let j =
                     Configured { applied: applied as u64, vlan_seq: w.marks.vlan, on_backup: on_backup_data };
@@ -436,6 +447,74 @@ impl<L: Link> MsmNode<L> {
                 }
                 Response::ok(text, &j)
             }
+            Done::Synchronize { backup, files, selected } => {
+                if !checkpointed || no_backup {
+                    return Response::error(format!(
+                        "synchronize: {backup}'s flash did not acknowledge the copy: {on_backup}; run it again when the backup is in sync"
+                    ));
+                }
+                let j = Synchronized {
+                    backup: backup.letter().to_string(),
+                    files: files.clone(),
+                    selected: config_word(selected).into(),
+                    save_seq: w.marks.saved,
+                    verified: true,
+                    waited_ms: on_backup_data.waited_ms,
+                };
+                let mut text = format!("Synchronizing with {backup} ... done in {waited} ms.\n");
+                for f in &files {
+                    let _ = match (f.bytes, &f.crc32c) {
+                        (Some(n), Some(crc)) => writeln!(text, "  {:<14}{n} bytes, CRC-32C {crc}", f.file),
+                        _ => writeln!(text, "  {:<14}empty", f.file),
+                    };
+                }
+                let _ = write!(
+                    text,
+                    "  selected      {}\nThe backup's flash holds them: the copy's digest matched.",
+                    selected.file_name()
+                );
+                Response::ok(text, &j)
+            }
         }
+    }
+
+    /// `synchronize` (master): both saved configurations and the selection
+    /// to the backup's flash, answered once its flash acknowledged them.
+    pub(crate) fn synchronize(&mut self, wait: u64) -> Result<Ticket, Response> {
+        let refuse = |why: String| Err(Response::error(format!("synchronize: {why}")));
+        let status = self.engine.switch_status();
+        if self.engine.role() != Role::Master {
+            let master = status.master.map_or("the master".to_string(), |m| m.to_string());
+            return refuse(format!(
+                "this module is {}: only the master copies its saved configurations (run it on {master})",
+                self.engine.role()
+            ));
+        }
+        let Some(backup) = status.backup else { return refuse("there is no backup to copy to".into()) };
+        if status.sync != SyncState::InSync {
+            return refuse(format!("the backup {backup} is not in sync ({}): wait for In Sync", status.sync));
+        }
+        if self.unsaved() {
+            return refuse(
+                "the running configuration has unsaved changes: 'save' first (synchronize copies the saved configurations)"
+                    .into(),
+            );
+        }
+        let files = [ConfigName::Primary, ConfigName::Secondary]
+            .map(|w| {
+                let info = self.host.flash.info(w);
+                msm_control::SyncedFile {
+                    file: w.file_name().into(),
+                    bytes: info.as_ref().map(|i| u64::from(i.len)),
+                    crc32c: info.map(|i| format!("{:08x}", i.crc)),
+                }
+            })
+            .to_vec();
+        let selected = self.host.flash.selected();
+        let ticket = self.ops.ticket();
+        let marks = Marks { saved: self.engine.config_saved(), ..Marks::default() };
+        let done = Done::Synchronize { backup, files, selected };
+        self.wait_for_backup(ticket, marks, done, Some(Duration::from_millis(wait.max(1))));
+        Ok(ticket)
     }
 }

@@ -98,6 +98,7 @@ pub fn switch(
                     bytes: i.len as u64,
                     saved_at: i.saved_at,
                     version: i.version.to_string(),
+                    crc32c: Some(format!("{:08x}", i.crc)),
                 });
             }
             None => {

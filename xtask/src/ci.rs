@@ -59,6 +59,11 @@ const STEPS: &[Step] = &[
         run: fuzz_short,
     },
     Step {
+        name: "upgrade",
+        what: "rolling upgrade from release N (built from history, cached in target/release-n) to this tree under churn",
+        run: crate::upgrade::run,
+    },
+    Step {
         name: "cross",
         what: "no_std crates for thumbv7m-none-eabi, core only: no features, defmt, log",
         run: cross::run,

@@ -27,6 +27,7 @@ mod sim;
 mod size;
 mod soak;
 mod switchover;
+mod upgrade;
 mod vs_redis;
 
 use std::process::ExitCode;
@@ -96,6 +97,10 @@ enum Flow {
         #[arg(long)]
         board: Option<String>,
     },
+    /// The rolling-upgrade test with two real builds: release N (a tagged
+    /// earlier commit, built from the repository's history into
+    /// target/release-n/, kept) and this tree, failed over to each other under churn.
+    UpgradeTest,
     /// The aarch64 board's tool chain end to end with a throwaway guest
     /// program: three boots on one flash file, UDP over both NICs.
     Aarch64Smoke,
@@ -170,6 +175,7 @@ fn run(flow: Flow) -> Result<()> {
         }
         Flow::QemuTest { board: None } => qemu::interop(),
         Flow::Aarch64Smoke => aarch64::smoke::run(&aarch64::dir()),
+        Flow::UpgradeTest => upgrade::run(),
         Flow::Size => size::run(),
         Flow::Shape => shape::run(),
         Flow::Soak(args) => soak::run(&args),

@@ -35,6 +35,9 @@ impl Drop for Reaped {
 pub struct Chassis {
     pub dir: PathBuf,
     pub bin: PathBuf,
+    /// Per slot: run the `msm-node` of this directory instead of `bin`'s
+    /// (another build: a rolling upgrade).
+    pub bins: [Option<PathBuf>; 4],
     /// By slot, A to D.
     pub children: [Option<Child>; 4],
     /// Modules in the chassis (2 to 4): each one's backplane reaches every other.
@@ -77,6 +80,7 @@ impl Chassis {
         Chassis {
             dir: dir.into(),
             bin: bin.into(),
+            bins: Default::default(),
             children: [None, None, None, None],
             nodes: 2,
             common: Vec::new(),
@@ -199,7 +203,7 @@ impl Chassis {
             false => Vec::new(),
         };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path(slot, "log"))?;
-        let node = self.bin.join("msm-node");
+        let node = self.bins[i].as_ref().unwrap_or(&self.bin).join("msm-node");
         let mut cmd = match self.launcher.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -228,8 +232,7 @@ impl Chassis {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        let child =
-            cmd.spawn().with_context(|| format!("starting {}", self.bin.join("msm-node").display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", node.display()))?;
         self.children[i] = Some(child);
         let ctl = self.path(slot, "ctl");
         self.wait(&format!("MSM-{slot} control socket"), Duration::from_secs(10), |c| {

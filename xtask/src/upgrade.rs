@@ -1,0 +1,89 @@
+//! `cargo xtask upgrade-test`: the rolling-upgrade test with two real
+//! builds. Release N is [`RELEASE_N`], a tagged earlier commit of main,
+//! taken from the repository's own history (`git archive`, no network) and
+//! built once into `target/release-n/<commit>/` (kept: the next run reuses
+//! it); N+1 is this tree. Then `tests/rolling_upgrade.rs` runs with
+//! `MSM_RELEASE_N` naming N's binaries.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+
+/// Release N: its tag, and the commit the tag names (a clone without tags
+/// still has the commit).
+pub(crate) const RELEASE_N: (&str, &str) = ("v0.28.0", "80618518f08605560d69a696481dd3ca222a8b50");
+
+/// The directory of release N's `msm-node` and `msm`, built if not yet.
+pub(crate) fn build_release_n() -> Result<PathBuf> {
+    let (tag, commit) = RELEASE_N;
+    let root = cmd::workspace_root();
+    let dir = root.join("target/release-n").join(&commit[..12]);
+    let bin = dir.join("bin");
+    if bin.join("msm-node").is_file() && bin.join("msm").is_file() {
+        println!("release N ({tag}, {}) already built: {}", &commit[..12], bin.display());
+        return Ok(bin);
+    }
+    let have = Command::new("git")
+        .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        .current_dir(&root)
+        .status()
+        .context("running git")?;
+    if !have.success() {
+        bail!(
+            "release N ({tag}) is commit {commit}, which this clone lacks: fetch main's history \
+             (a shallow clone has none; `git fetch --unshallow`)"
+        );
+    }
+    let src = dir.join("src");
+    if src.exists() {
+        std::fs::remove_dir_all(&src).with_context(|| format!("removing {}", src.display()))?;
+    }
+    std::fs::create_dir_all(&src)?;
+    println!("release N ({tag}): extracting {} into {}", &commit[..12], src.display());
+    let mut archive = Command::new("git")
+        .args(["archive", "--format=tar", commit])
+        .current_dir(&root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running git archive")?;
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&src)
+        .stdin(archive.stdout.take().context("git archive's output")?)
+        .status()
+        .context("running tar")?;
+    if !archive.wait()?.success() || !tar.success() {
+        bail!("extracting {commit} failed");
+    }
+    // Its own target directory: N's crates have the same names as ours.
+    let target = dir.join("target");
+    cmd::run(cmd::cargo().current_dir(&src).env("CARGO_TARGET_DIR", &target).args([
+        "build",
+        "-q",
+        "--locked",
+        "-p",
+        "msm-linux-emu",
+        "--bins",
+    ]))?;
+    std::fs::create_dir_all(&bin)?;
+    for name in ["msm-node", "msm"] {
+        std::fs::copy(target.join("debug").join(name), bin.join(name))
+            .with_context(|| format!("copying release N's {name}"))?;
+    }
+    Ok(bin)
+}
+
+/// Build N (if needed) and N+1, then run the rolling-upgrade test.
+pub(crate) fn run() -> Result<()> {
+    let n = build_release_n()?;
+    cmd::run(cmd::cargo().args(["build", "-q", "-p", "msm-linux-emu", "--bins"]))?;
+    cmd::run(
+        cmd::cargo()
+            .args(["test", "-q", "-p", "msm-system-tests", "--test", "rolling_upgrade", "--", "--nocapture"])
+            .env("MSM_RELEASE_N", &n),
+    )
+}

@@ -85,6 +85,12 @@ fn a_rolling_upgrade_from_release_n_under_churn_is_hitless_and_loses_nothing() {
     c.wait("B (N+1) in sync with A (N)", Duration::from_secs(30), |c| Ok(c.in_sync('A') && c.in_sync('B')))
         .unwrap_or_else(|e| panic!("{e}\nA (N):\n{}\nB (N+1):\n{}", log(&c, 'A'), log(&c, 'B')));
 
+    // N+1 speaks N's protocol version next to it, and knows it is older.
+    let b = switch(&c, 'B');
+    let a_seen = b.peers.iter().find(|p| p.slot == "A").unwrap();
+    assert_eq!((b.protocol, a_seen.protocol), (4, 4), "{b:?}");
+    assert_eq!(a_seen.release, "release not said (protocol v4)");
+
     // 2. Fail over to it: hitless; A, still at N, follows it.
     let verified = hand_over(&mut c, 'A', 'B');
     assert!(verified > 100, "only {verified} acknowledged changes of A to check");
@@ -100,6 +106,12 @@ fn a_rolling_upgrade_from_release_n_under_churn_is_hitless_and_loses_nothing() {
         Ok(c.in_sync('A') && digests(c, 'A') == digests(c, 'B'))
     })
     .unwrap();
-    let a = switch(&c, 'A');
-    assert_eq!(a.frame_errors.version, 0, "no frame was refused for its version: {a:?}");
+    // Both at N+1: version 5 again, each saying its release.
+    for (me, peer) in [('A', "B"), ('B', "A")] {
+        let s = switch(&c, me);
+        let p = s.peers.iter().find(|p| p.slot == peer).unwrap();
+        assert_eq!((s.protocol, p.protocol), (5, 5), "{s:?}");
+        assert_eq!(p.release, format!("{} (protocol v5)", s.release));
+        assert_eq!(s.frame_errors.version, 0, "an N+1 module refused no frame for its version: {s:?}");
+    }
 }

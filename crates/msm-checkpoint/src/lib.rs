@@ -75,8 +75,9 @@ pub use node::{Config, MAX_COUNTER_JUMP, Node};
 pub use role::{MAX_NODES, MAX_TERM_COUNT, MAX_TERM_JUMP, Role, Slot, Term};
 pub use staging::{ConfigStaging, StagingBuffer};
 pub use status::{
-    AppsFrom, ConfigCopy, FrameErrors, Name, PeerStatus, SlotRefusals, SplitBrain, SplitBrainWon, SplitRule,
-    StreamStatus, SwitchStatus, SyncState, render_checkpoint, render_switch, state_label,
+    AppsFrom, ConfigCopy, FrameErrors, Name, PeerProtocol, PeerStatus, SlotRefusals, SplitBrain,
+    SplitBrainWon, SplitRule, StreamStatus, SwitchStatus, SyncState, render_checkpoint, render_switch,
+    state_label,
 };
 pub use stream::{Counters, Failure, Mismatch, Phase};
 pub use takeover::TakeoverCause;

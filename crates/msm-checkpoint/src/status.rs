@@ -121,6 +121,17 @@ impl StreamStatus {
     }
 }
 
+/// The protocol a module was last heard speaking, and the software release
+/// its heartbeat said (from protocol version 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PeerProtocol {
+    /// Protocol version of its last authenticated frame; 0: never heard.
+    pub version: u8,
+    /// `major << 16 | minor << 8 | patch`; 0: not said (version 4 does not).
+    pub release: u32,
+}
+
 /// A peer as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -324,6 +335,10 @@ pub struct SwitchStatus {
     pub standby_config: [Option<ConfigCopy>; MAX_NODES],
     /// Master: where its application state came from when it became master.
     pub apps: Option<AppsFrom>,
+    /// The protocol version this node speaks now.
+    pub protocol: u8,
+    /// Per slot, the protocol it speaks and its release.
+    pub protocols: [PeerProtocol; MAX_NODES],
 }
 
 /// Where a new master's application state comes from.

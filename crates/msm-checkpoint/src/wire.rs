@@ -21,8 +21,12 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Key, Keyring, TAG_LEN};
 use crate::role::{MAX_NODES, Slot, Term};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 4;
+/// The newest protocol version this build speaks: 5 adds [`HeartbeatExt`]
+/// to heartbeats. A node speaks the oldest version a live peer speaks, down
+/// to [`OLDEST_PROTOCOL_VERSION`] (a rolling upgrade: docs/wire-protocol.md).
+pub const PROTOCOL_VERSION: u8 = 5;
+/// The oldest protocol version this build still reads and speaks.
+pub const OLDEST_PROTOCOL_VERSION: u8 = 4;
 /// First byte of every frame.
 pub const MAGIC: u8 = 0xC5;
 /// `to` value addressing every module.
@@ -39,8 +43,10 @@ pub const MIN_FRAME: usize = HEADER_LEN + 2 + TRAILER_LEN;
 /// The longest heartbeat frame: header, term (10), variant (1), the body's
 /// worst case (role, priority, health, backup, in_sync 5; session and
 /// incarnation 5 each; config 25; challenge 5; echo 8 x 5; holds 10; keys 2 x 5;
-/// base, made, acked and overrules 10 each), trailer.
-pub const MAX_HEARTBEAT: usize = HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10 + 40) + TRAILER_LEN;
+/// base, made, acked and overrules 10 each), its [`HeartbeatExt`] (newest 1,
+/// release 5), trailer.
+pub const MAX_HEARTBEAT: usize =
+    HEADER_LEN + 10 + 1 + (5 + 5 + 5 + 25 + 5 + 40 + 10 + 10 + 40) + 6 + TRAILER_LEN;
 /// The smallest `max_frame` a node accepts: a heartbeat always fits.
 pub const MIN_MAX_FRAME: usize = 256;
 const _: () = assert!(MAX_HEARTBEAT <= MIN_MAX_FRAME);
@@ -95,9 +101,10 @@ impl fmt::Display for WireError {
         match self {
             WireError::Truncated => f.write_str("frame truncated"),
             WireError::BadMagic(m) => write!(f, "bad magic byte 0x{m:02x}"),
-            WireError::UnsupportedVersion { from, got } => {
-                write!(f, "slot {from} speaks protocol v{got}, this node speaks v{PROTOCOL_VERSION}")
-            }
+            WireError::UnsupportedVersion { from, got } => write!(
+                f,
+                "slot {from} speaks protocol v{got}, this node speaks v{OLDEST_PROTOCOL_VERSION} to v{PROTOCOL_VERSION}"
+            ),
             WireError::BadCrc => f.write_str("CRC-32C mismatch"),
             WireError::Malformed => f.write_str("malformed frame body"),
             WireError::BadSlot(s) => write!(f, "slot {s} is outside the chassis"),
@@ -161,6 +168,18 @@ pub struct Heartbeat {
     pub acked: u64,
     /// Master: the rival's term it overruled in a split brain (0: none).
     pub overrules: u64,
+}
+
+/// The tail of a heartbeat from this build: in version 5 it is part of the
+/// heartbeat; this build appends it to its version-4 heartbeats too, whose
+/// tails a version-4 module does not read, so that a peer learns it can
+/// speak 5 while an older module keeps the chassis at 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HeartbeatExt {
+    /// The newest protocol version the sender speaks.
+    pub newest: u8,
+    /// The sender's software release, `major << 16 | minor << 8 | patch` (0: not said).
+    pub release: u32,
 }
 
 /// Message bodies. Variants are only ever appended; a new field or a
@@ -368,6 +387,8 @@ pub enum Record<'a> {
 /// A decoded frame, borrowing from the input bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The protocol version it was written in.
+    pub version: u8,
     /// The sender's slot.
     pub from: u8,
     /// The receiver's slot, or [`BROADCAST`].
@@ -384,6 +405,8 @@ pub struct Frame<'a> {
 /// not yet authenticated, its body not yet decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sealed<'a> {
+    /// The protocol version it was written in (one this build speaks).
+    pub version: u8,
     /// The slot the frame claims to come from (unauthenticated until checked).
     pub from: u8,
     /// The receiver's slot, or [`BROADCAST`].
@@ -413,7 +436,7 @@ impl<'a> Sealed<'a> {
     pub fn decode(&self) -> Result<Frame<'a>, WireError> {
         let ((term, body), tail): ((u64, Body), &[u8]) =
             postcard::take_from_bytes(&self.signed[HEADER_LEN..]).map_err(|_| WireError::Malformed)?;
-        Ok(Frame { from: self.from, to: self.to, term, body, tail })
+        Ok(Frame { version: self.version, from: self.from, to: self.to, term, body, tail })
     }
 }
 
@@ -451,7 +474,7 @@ pub fn open(bytes: &[u8]) -> Result<Sealed<'_>, WireError> {
     if crc32c(content) != want {
         return Err(WireError::BadCrc);
     }
-    if bytes[1] != PROTOCOL_VERSION {
+    if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&bytes[1]) {
         return Err(WireError::UnsupportedVersion { from: bytes[2], got: bytes[1] });
     }
     if bytes.len() < MIN_FRAME {
@@ -470,6 +493,7 @@ pub fn open(bytes: &[u8]) -> Result<Sealed<'_>, WireError> {
     let mut counter = [0u8; 8];
     counter.copy_from_slice(&content[9..17]);
     Ok(Sealed {
+        version: bytes[1],
         from,
         to,
         key_id: content[4],

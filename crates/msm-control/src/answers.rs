@@ -13,6 +13,12 @@ pub trait Answer: Serialize + DeserializeOwned {}
 /// `show switch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Switch {
+    /// This module's software release.
+    #[serde(default)]
+    pub release: String,
+    /// The protocol version it speaks now (the oldest a live peer speaks).
+    #[serde(default)]
+    pub protocol: u8,
     pub slot: String,
     /// MASTER, BACKUP, STANDBY, INIT.
     pub role: String,
@@ -97,6 +103,12 @@ pub struct Peer {
     pub holds: Option<String>,
     /// Master: a standby's copy of the configuration ("In Sync", "copying", "waiting").
     pub config: Option<String>,
+    /// The protocol version of its last authenticated frame (0: never heard).
+    #[serde(default)]
+    pub protocol: u8,
+    /// Its software release as its heartbeat says it ("0.29.0 (protocol v5)").
+    #[serde(default)]
+    pub release: String,
 }
 
 /// A saved configuration file.

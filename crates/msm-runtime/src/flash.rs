@@ -49,7 +49,7 @@ pub fn partitions(capacity: u32, erase: u32) -> Option<[(u32, u32); 3]> {
 /// it programmed durable.
 pub trait Device: NorFlash + Durable + 'static {}
 impl<D: NorFlash + Durable + 'static> Device for D {}
-pub const SW_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const SW_VERSION: &str = crate::release::RELEASE;
 
 /// The emulation's image file.
 pub type FileDev = FileFlash<4, 4096>;

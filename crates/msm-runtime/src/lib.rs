@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod process_apps;
+pub mod release;
 pub mod service;
 pub mod socket_path;
 pub mod split_brain;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+use msm_checkpoint::wire::{self, FrameWriter, Heartbeat};
 use msm_checkpoint::{FrameError, Key, MAX_NODES};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -168,7 +168,7 @@ impl Attacker {
         let from = self.rng.random_range(0..MAX_NODES as u8);
         let term = if self.rng.random_bool(0.5) { u64::MAX } else { term + 0x100 };
         let mut buf = [0u8; wire::MAX_HEARTBEAT];
-        let Ok(w) = FrameWriter::new(&mut buf, from, wire::BROADCAST, term, &Body::Heartbeat(hb)) else {
+        let Ok(w) = FrameWriter::heartbeat(&mut buf, from, term, &hb) else {
             return Vec::new();
         };
         let n = w.finish();

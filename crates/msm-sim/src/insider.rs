@@ -17,7 +17,7 @@
 //! time allow: nothing the insider sent locked a module out or used up the
 //! terms.
 
-use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+use msm_checkpoint::wire::{self, FrameWriter, Heartbeat};
 use msm_checkpoint::{FrameError, Key, MAX_NODES};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -111,7 +111,7 @@ impl Insider {
         // Counters far apart, up to the last one a boot could send.
         let counter = if self.rng.random_bool(0.3) { u64::MAX - self.counter } else { self.counter };
         let mut buf = [0u8; wire::MAX_HEARTBEAT];
-        let Ok(w) = FrameWriter::new(&mut buf, from, wire::BROADCAST, term, &Body::Heartbeat(hb)) else {
+        let Ok(w) = FrameWriter::heartbeat(&mut buf, from, term, &hb) else {
             return Vec::new();
         };
         let n = w.finish();

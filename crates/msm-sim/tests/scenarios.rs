@@ -705,7 +705,7 @@ fn intruder_heartbeat(sim: &mut Sim, slot: u8, role: u8, to: usize) -> Vec<u8> {
     };
     let term = sim.engine(B).unwrap().term().raw();
     let mut buf = [0u8; wire::MAX_HEARTBEAT];
-    let n = FrameWriter::new(&mut buf, slot, wire::BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+    let n = FrameWriter::heartbeat(&mut buf, slot, term, &hb).unwrap().finish();
     sim.seal_as(&mut buf[..n], 9_999);
     buf[..n].to_vec()
 }
@@ -848,7 +848,11 @@ fn the_backplane_attacks_change_nothing() {
     };
     let forge = |from: u8, to: u8, term: u64, body: Body, key: Option<&Key>| {
         let mut buf = [0u8; wire::MAX_HEARTBEAT];
-        let n = FrameWriter::new(&mut buf, from, to, term, &body).unwrap().finish();
+        let mut w = FrameWriter::new(&mut buf, from, to, term, &body).unwrap();
+        if matches!(body, Body::Heartbeat(_)) {
+            w.push(&wire::HeartbeatExt { newest: wire::PROTOCOL_VERSION, release: 0 }).unwrap();
+        }
+        let n = w.finish();
         wire::seal(&mut buf[..n], key, 77, 1);
         buf[..n].to_vec()
     };
@@ -885,9 +889,7 @@ fn the_backplane_attacks_change_nothing() {
     }
     // A replay of a real frame B took.
     let mut real = [0u8; wire::MAX_HEARTBEAT];
-    let n = FrameWriter::new(&mut real, 0, 0xFF, term, &Body::Heartbeat(hb(1, sim.nodes[A].incarnation)))
-        .unwrap()
-        .finish();
+    let n = FrameWriter::heartbeat(&mut real, 0, term, &hb(1, sim.nodes[A].incarnation)).unwrap().finish();
     sim.seal_from(&mut real[..n], A);
     sim.inject(B, &real[..n]);
     // Replayed at once on a one-path backplane, a copy of the last heartbeat
@@ -906,9 +908,8 @@ fn the_backplane_attacks_change_nothing() {
     // A key holder's frame with a term at the wrap point is refused by name.
     sim.run_for(Duration::from_millis(11)).unwrap(); // A seals more frames of its own
     let mut huge = [0u8; wire::MAX_HEARTBEAT];
-    let n = FrameWriter::new(&mut huge, 0, 0xFF, u64::MAX, &Body::Heartbeat(hb(1, sim.nodes[A].incarnation)))
-        .unwrap()
-        .finish();
+    let n =
+        FrameWriter::heartbeat(&mut huge, 0, u64::MAX, &hb(1, sim.nodes[A].incarnation)).unwrap().finish();
     sim.seal_from(&mut huge[..n], A);
     let now = msm_time::Instant::from_micros(sim.now);
     let node = &mut sim.nodes[B];

@@ -331,7 +331,7 @@ fn stranger(c: &Chassis) -> Result<()> {
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
     for i in 0..50u64 {
         let mut buf = [0u8; wire::MAX_HEARTBEAT];
-        let n = FrameWriter::new(&mut buf, 2, wire::BROADCAST, u64::MAX, &Body::Heartbeat(hb))?.finish();
+        let n = FrameWriter::heartbeat(&mut buf, 2, u64::MAX, &hb)?.finish();
         wire::seal(&mut buf[..n], None, u32::MAX, i + 1);
         sock.send_to(&buf[..n], c.path('A', "sock"))?;
         let n = FrameWriter::new(&mut buf, 0, 1, 0x7FFF_FFFF, &Body::Handover { force: true })?.finish();

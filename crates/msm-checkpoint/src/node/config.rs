@@ -38,6 +38,9 @@ pub struct Config {
     /// base of this boot's challenges, so that no frame of an earlier boot
     /// of any peer can answer them.
     pub boot_nonce: u32,
+    /// The software release, `major << 16 | minor << 8 | patch`, said in
+    /// heartbeats from protocol version 5 (0: not said).
+    pub release: u32,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             handover_timeout: Duration::from_secs(5),
             paths: 1,
             boot_nonce: 0,
+            release: 0,
         }
     }
 

@@ -47,6 +47,11 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         let Some(from) = Slot::new(sealed.from) else {
             return self.refuse(WireError::BadSlot(sealed.from).into());
         };
+        if from != self.cfg.slot {
+            // Before the freshness check: an older module proves its boot
+            // only once it hears us in its version (see `versions`).
+            self.versions.heard(now, from, sealed.version);
+        }
         // Untagged frames (an unauthenticated backplane) can be forged
         // whole: a replay window on them would only let a forger lock a slot out.
         let keyed = sealed.key_id != NO_KEY;
@@ -87,6 +92,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         }
         if let Body::Heartbeat(hb) = &f.body {
             self.freshness.heard(now, from, sealed.incarnation, hb.challenge);
+            if from != self.cfg.slot {
+                // Version 4 leaves a heartbeat's tail unread: an older
+                // module's has none, a newer one's names what it speaks.
+                let mut tail = f.tail;
+                let ext = match wire::take::<HeartbeatExt>(&mut tail) {
+                    Ok(ext) => Some(ext),
+                    Err(e) if f.version >= 5 => return self.refuse(e.into()),
+                    Err(_) => None,
+                };
+                self.versions.heartbeat(from, f.version, ext);
+            }
         }
         if admission == Admission::Unproven {
             // A boot we hold no live window for: only a heartbeat that

@@ -33,6 +33,7 @@ mod sender;
 mod standbys;
 mod stream_set;
 mod timers;
+mod versions;
 
 use msm_time::Instant;
 
@@ -49,6 +50,7 @@ use sender::{HelloFrom, SendLimits, Sender};
 use standbys::Standbys;
 use stream_set::{ACTIVE, CONFIG_STREAMS, SAVED, StreamStore, Streams};
 use timers::{Timer, TimerTable};
+use versions::Versions;
 
 use crate::app::AppRegistry;
 use crate::auth::NO_KEY;
@@ -60,7 +62,9 @@ use crate::role::{MAX_NODES, Role, Slot, Term};
 use crate::status::{AppsFrom, FrameErrors, SplitBrain, SplitBrainWon, SplitRule, SyncState};
 use crate::stream::Phase;
 use crate::takeover::TakeoverCause;
-use crate::wire::{self, BROADCAST, Body, DigestMark, Heartbeat, NO_SLOT, Origin, Outgoing, WireError};
+use crate::wire::{
+    self, BROADCAST, Body, DigestMark, Heartbeat, HeartbeatExt, NO_SLOT, Origin, Outgoing, WireError,
+};
 
 /// One management module's checkpoint engine. `APPS` applications, at most
 /// `WINDOW` runs unacknowledged (a run is one stream's consecutive records in
@@ -85,6 +89,10 @@ pub struct Node<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, co
     keys: Keyring,
     replay: ReplayGuard,
     freshness: Freshness,
+    /// The protocol version each peer speaks.
+    versions: Versions,
+    /// The one this node speaks: the oldest a live peer speaks.
+    speaking: u8,
     /// When the last heartbeat went out: prompt heartbeats are spaced by at
     /// least a quarter interval whatever the node hears.
     last_heartbeat: Option<Instant>,
@@ -142,6 +150,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 cfg.heartbeat_interval,
                 cfg.miss_count,
             ),
+            versions: Versions::default(),
+            speaking: crate::wire::PROTOCOL_VERSION,
             last_heartbeat: None,
             sent: 0,
             split_brain: None,
@@ -439,7 +449,13 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
     pub fn poll_transmit<H: Host>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
         let max = buf.len().min(self.cfg.max_frame);
         let buf = &mut buf[..max];
-        let from = Origin { me: self.cfg.slot, term: self.members.term, incarnation: self.cfg.incarnation };
+        self.speaking = self.versions.speak(now, self.cfg.detect());
+        let from = Origin {
+            me: self.cfg.slot,
+            term: self.members.term,
+            incarnation: self.cfg.incarnation,
+            version: self.speaking,
+        };
         if self.timers.is_expired(Timer::Heartbeat, now) {
             // Prompt heartbeats (answers, rivals, new backups) are spaced by
             // a quarter interval: nothing a peer sends makes us flood.
@@ -534,6 +550,9 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         hb.echo = self.freshness.echo(now);
         let keys = self.keys.status();
         hb.keys = [keys.sending.unwrap_or(0), keys.also.and_then(|(k, _)| k).unwrap_or(0)];
-        Some(from.writer(buf, BROADCAST, &Body::Heartbeat(hb))?.finish())
+        let mut w = from.writer(buf, BROADCAST, &Body::Heartbeat(hb))?;
+        // In either version (see `HeartbeatExt`).
+        w.push(&HeartbeatExt { newest: wire::PROTOCOL_VERSION, release: self.cfg.release }).ok()?;
+        Some(w.finish())
     }
 }

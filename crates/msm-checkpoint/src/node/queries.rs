@@ -124,6 +124,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
                 _ => [None; crate::role::MAX_NODES],
             },
             apps: self.apps.filter(|_| self.members.role == Role::Master),
+            protocol: self.speaking,
+            protocols: self.versions.status(),
         }
     }
 

@@ -35,6 +35,8 @@ fn a_standby_shows_the_backup_and_itself_as_they_are() {
         split_brain_won: None,
         standby_config: [None; MAX_NODES],
         apps: None,
+        protocol: crate::wire::PROTOCOL_VERSION,
+        protocols: [PeerProtocol::default(); MAX_NODES],
     };
     let mut out: String<1024> = String::new();
     render_switch(&s, &mut out).unwrap();
@@ -74,6 +76,8 @@ fn a_split_brain_is_one_line_of_show_switch() {
         split_brain_won: None,
         standby_config: [None; MAX_NODES],
         apps: None,
+        protocol: crate::wire::PROTOCOL_VERSION,
+        protocols: [PeerProtocol::default(); MAX_NODES],
     };
     let mut out: String<1024> = String::new();
     render_switch(&s, &mut out).unwrap();

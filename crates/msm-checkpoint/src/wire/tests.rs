@@ -53,7 +53,9 @@ fn heartbeats_are_told_from_other_frames_whatever_the_term() {
     };
     for term in [0, 1, 0x7F, 0x80, u64::MAX] {
         let mut buf = [0u8; MAX_HEARTBEAT];
-        let n = FrameWriter::new(&mut buf, 0, BROADCAST, term, &Body::Heartbeat(hb)).unwrap().finish();
+        let mut w = FrameWriter::new(&mut buf, 0, BROADCAST, term, &Body::Heartbeat(hb)).unwrap();
+        w.push(&HeartbeatExt { newest: u8::MAX, release: u32::MAX }).unwrap();
+        let n = w.finish();
         seal(&mut buf[..n], None, 1, 1);
         assert!(is_heartbeat(&buf[..n]), "term {term}");
         if term == u64::MAX {
@@ -61,7 +63,7 @@ fn heartbeats_are_told_from_other_frames_whatever_the_term() {
         }
         let least = Heartbeat::default();
         let m = FrameWriter::new(&mut buf, 0, BROADCAST, 0, &Body::Heartbeat(least)).unwrap().finish();
-        assert_eq!(m, 65, "the smallest heartbeat, as docs/wire-protocol.md says");
+        assert_eq!(m, 65, "the smallest heartbeat (of a version-4 module), as docs/wire-protocol.md says");
         let n = FrameWriter::new(&mut buf, 0, 1, term, &Body::Handover { force: false }).unwrap().finish();
         seal(&mut buf[..n], None, 1, 2);
         assert!(!is_heartbeat(&buf[..n]), "term {term}");
@@ -85,9 +87,9 @@ fn worked_example_of_the_docs() {
     let n = FrameWriter::new(&mut buf, 0, 1, 0x1FF, &Body::Handover { force: false }).unwrap().finish();
     seal(&mut buf[..n], Some(&key), 7, 1);
     let want = [
-        0xC5, 0x04, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0xFF, 0x03, 0x06, 0x00, 0x45, 0xD3, 0x1B, 0x54, 0xCE, 0xD0, 0x86, 0xD5, 0x9F, 0x76, 0xDA, 0xA5, 0xC5,
-        0x21, 0xC2, 0x9C, 0x7E, 0x82, 0x49, 0x88,
+        0xC5, 0x05, 0x00, 0x01, 0x64, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0xFF, 0x03, 0x06, 0x00, 0xF4, 0x93, 0x04, 0x86, 0x1D, 0x58, 0x7F, 0xAE, 0x16, 0x3E, 0x86, 0x46, 0xD3,
+        0xFF, 0x4B, 0x3F, 0xCB, 0xCD, 0x9D, 0x48,
     ];
     assert_eq!(&buf[..n], &want[..]);
 }

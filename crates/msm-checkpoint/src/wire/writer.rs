@@ -12,15 +12,38 @@ pub struct FrameWriter<'b> {
 }
 
 impl<'b> FrameWriter<'b> {
-    /// Start a frame from slot `from` to `to` in `term` carrying `body`.
+    /// Start a frame from slot `from` to `to` in `term` carrying `body`, in
+    /// [`PROTOCOL_VERSION`].
     pub fn new(buf: &'b mut [u8], from: u8, to: u8, term: u64, body: &Body) -> Result<Self, WireError> {
+        Self::with_version(buf, PROTOCOL_VERSION, from, to, term, body)
+    }
+
+    /// As [`new`](Self::new), in protocol `version` (the caller writes what
+    /// that version's body and tail hold).
+    pub fn with_version(
+        buf: &'b mut [u8],
+        version: u8,
+        from: u8,
+        to: u8,
+        term: u64,
+        body: &Body,
+    ) -> Result<Self, WireError> {
         if buf.len() < MIN_FRAME {
             return Err(WireError::BufferTooSmall);
         }
-        buf[..4].copy_from_slice(&[MAGIC, PROTOCOL_VERSION, from, to]);
+        buf[..4].copy_from_slice(&[MAGIC, version, from, to]);
         buf[4..HEADER_LEN].fill(0);
         let mut w = FrameWriter { buf, len: HEADER_LEN };
         w.push(&(term, body))?;
+        Ok(w)
+    }
+
+    /// A heartbeat from slot `from` in `term`, in [`PROTOCOL_VERSION`], with
+    /// its [`HeartbeatExt`] saying release 0 (for tools and tests; a node
+    /// writes its own).
+    pub fn heartbeat(buf: &'b mut [u8], from: u8, term: u64, hb: &Heartbeat) -> Result<Self, WireError> {
+        let mut w = Self::new(buf, from, BROADCAST, term, &Body::Heartbeat(*hb))?;
+        w.push(&HeartbeatExt { newest: PROTOCOL_VERSION, release: 0 })?;
         Ok(w)
     }
 
@@ -52,13 +75,15 @@ pub(crate) struct Origin {
     pub me: Slot,
     pub term: Term,
     pub incarnation: u32,
+    /// The protocol version the node speaks now.
+    pub version: u8,
 }
 
 impl Origin {
     /// A frame from us to `to` (a slot or [`BROADCAST`]); `None` when `buf`
     /// cannot hold even the header.
     pub(crate) fn writer<'b>(&self, buf: &'b mut [u8], to: u8, body: &Body) -> Option<FrameWriter<'b>> {
-        FrameWriter::new(buf, self.me.raw(), to, self.term.raw(), body).ok()
+        FrameWriter::with_version(buf, self.version, self.me.raw(), to, self.term.raw(), body).ok()
     }
 }
 

@@ -200,6 +200,7 @@ impl<L: Link> MsmNode<L> {
         // boot and starts at the clock's seconds since 2025 on a fresh
         // flash: peers refuse frames of an incarnation older than one heard.
         c.incarnation = flash.boot_count();
+        c.release = crate::release::code(crate::release::RELEASE);
         // Random per boot: no frame of any earlier boot answers its challenges.
         c.boot_nonce = boot_nonce();
         c.rto = (opts.heartbeat / 2).max(Duration::from_millis(2));

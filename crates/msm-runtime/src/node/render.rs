@@ -85,6 +85,17 @@ pub fn switch(
         ),
         None => writeln!(t, "Failovers:        0"),
     };
+    let _ = writeln!(
+        t,
+        "Software:         {} {}, speaking protocol v{}",
+        s.slot,
+        crate::release::RELEASE,
+        s.protocol
+    );
+    for (i, p) in s.protocols.iter().enumerate() {
+        let Some(slot) = Slot::new(i as u8).filter(|&x| x != s.slot && p.version != 0) else { continue };
+        let _ = writeln!(t, "                  {slot} {}", crate::release::describe(p.release, p.version));
+    }
     let _ = writeln!(t, "Config Selected:  {}", files.selected.file_name());
     let _ = writeln!(t, "Config Booted:    {}", files.booted.file_name());
     let mut saved = Vec::new();
@@ -152,9 +163,10 @@ pub fn switch(
         if r.version > 0 {
             let _ = writeln!(
                 t,
-                "                  {} frames from {slot} in protocol v{} (this node speaks v{})",
+                "                  {} frames from {slot} in protocol v{} (this node speaks v{} to v{})",
                 r.version,
                 r.last_version,
+                msm_checkpoint::wire::OLDEST_PROTOCOL_VERSION,
                 msm_checkpoint::wire::PROTOCOL_VERSION
             );
         }
@@ -226,9 +238,16 @@ pub fn switch(
             keys: p.keys.iter().filter(|&&k| k != 0).map(|k| format!("{k:08x}")).collect(),
             holds: (p.holds != Term::NONE).then(|| p.holds.to_string()),
             config: s.standby_config[p.slot.index()].map(|c| c.as_str().into()),
+            protocol: s.protocols[p.slot.index()].version,
+            release: crate::release::describe(
+                s.protocols[p.slot.index()].release,
+                s.protocols[p.slot.index()].version,
+            ),
         })
         .collect();
     let j = msm_control::Switch {
+        release: crate::release::RELEASE.into(),
+        protocol: s.protocol,
         slot: s.slot.letter().to_string(),
         role: s.role.as_str().into(),
         state: label,

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use msm_control::{Churning, FailingOver, Request};
+use msm_control::{Churning, FailingOver, FailoverCheck, Request};
 use msm_testkit::chassis::Chassis;
 use msm_testkit::journal::Journal;
 
@@ -94,11 +94,21 @@ fn a_rolling_upgrade_from_release_n_under_churn_is_hitless_and_loses_nothing() {
     // 2. Fail over to it: hitless; A, still at N, follows it.
     let verified = hand_over(&mut c, 'A', 'B');
     assert!(verified > 100, "only {verified} acknowledged changes of A to check");
+    // The N+1 master's check before failing back to the N module: allowed,
+    // naming what the backup runs.
+    let k: FailoverCheck = c.ask('B', &Request::FailoverCheck).unwrap();
+    assert_eq!(k.verdict, "allow", "{k:?}");
+    assert_eq!(k.backup_release.as_deref(), Some("release not said (protocol v4)"), "{k:?}");
 
     // 3. The other to N+1, then fail back.
     c.stop('A').unwrap();
     c.bins[0] = None;
     c.start('A', &[]).unwrap();
+    c.wait("A (N+1) in sync", Duration::from_secs(20), |c| Ok(c.in_sync('A') && c.in_sync('B'))).unwrap();
+    let k: FailoverCheck = c.ask('B', &Request::FailoverCheck).unwrap();
+    assert_eq!(k.verdict, "allow", "{k:?}");
+    let release = format!("{} (protocol v5)", switch(&c, 'A').release);
+    assert_eq!(k.backup_release.as_deref(), Some(release.as_str()), "{k:?}");
     let verified = hand_over(&mut c, 'B', 'A');
     assert!(verified > 100, "only {verified} acknowledged changes of B to check");
     c.ask::<Churning>('A', &Request::Churn { rate: 0 }).unwrap();

@@ -79,6 +79,27 @@ pub struct Failover {
     pub discarded: u32,
 }
 
+/// `run msm-failover check`: whether a failover now would be hitless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverCheck {
+    /// "allow", "allow-with-loss" (only with `force`) or "refuse".
+    pub verdict: String,
+    /// The module that would take over.
+    pub backup: Option<String>,
+    /// Its release and protocol version as its heartbeat says them.
+    pub backup_release: Option<String>,
+    /// What decides: per stream what would be lost, or why not at all.
+    pub reasons: Vec<CheckReason>,
+}
+
+/// One thing a failover check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReason {
+    /// The stream (application or configuration), or "role", "backup".
+    pub what: String,
+    pub detail: String,
+}
+
 /// `show failover history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverHistory {
@@ -376,6 +397,7 @@ pub struct KeyStep {
 
 impl Answer for Switch {}
 impl Answer for FailoverHistory {}
+impl Answer for FailoverCheck {}
 impl Answer for Synchronized {}
 impl Answer for Vec<CheckpointRow> {}
 impl Answer for Vec<NodeRow> {}

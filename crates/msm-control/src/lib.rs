@@ -9,9 +9,10 @@ mod answers;
 mod client;
 
 pub use answers::{
-    AlsoKey, Answer, AppRow, AppTable, CheckpointRow, Churning, Configuration, Configured, FailingOver,
-    Failover, FailoverHistory, FrameErrors, KeyStep, Keys, LogLevel, Mismatch, NodeRow, OnBackup, Path, Peer,
-    Rebooting, Saved, SavedFile, Selected, SlotErrors, SplitBrain, Switch, SyncedFile, Synchronized,
+    AlsoKey, Answer, AppRow, AppTable, CheckReason, CheckpointRow, Churning, Configuration, Configured,
+    FailingOver, Failover, FailoverCheck, FailoverHistory, FrameErrors, KeyStep, Keys, LogLevel, Mismatch,
+    NodeRow, OnBackup, Path, Peer, Rebooting, Saved, SavedFile, Selected, SlotErrors, SplitBrain, Switch,
+    SyncedFile, Synchronized,
 };
 pub use client::{CallError, call};
 
@@ -74,6 +75,9 @@ pub enum Request {
     Failover {
         force: bool,
     },
+    /// `run msm-failover check`: allow, allow with a named loss, or refuse,
+    /// and what decides; nothing is started.
+    FailoverCheck,
     /// Change the workload rate (changes per second) on this node.
     Churn {
         rate: u32,
@@ -221,6 +225,7 @@ mod tests {
             | Request::Synchronize { .. }
             | Request::Reboot { .. }
             | Request::Failover { .. }
+            | Request::FailoverCheck
             | Request::Churn { .. }
             | Request::KeyInstall { .. }
             | Request::KeySwitch
@@ -240,6 +245,7 @@ mod tests {
             Request::Synchronize { wait: 10_000 },
             Request::Reboot { force: false },
             Request::Failover { force: false },
+            Request::FailoverCheck,
             Request::Churn { rate: 0 },
             Request::KeyInstall { path: String::new() },
             Request::KeySwitch,

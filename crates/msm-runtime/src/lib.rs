@@ -12,6 +12,7 @@ pub mod client_limits;
 pub mod config;
 pub mod control_access;
 pub mod control_server;
+pub mod failover_check;
 pub mod failover_history;
 pub mod flash;
 pub mod forward_log;

@@ -86,12 +86,13 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// run msm-failover [force]
+    /// run msm-failover [force | check]: `check` only says whether it would
+    /// be allowed, allowed with a named loss (then only with `force`), or refused.
     Run {
         #[arg(value_parser = ["msm-failover"])]
         _what: String,
-        #[arg(value_parser = ["force"])]
-        force: Option<String>,
+        #[arg(value_parser = ["force", "check"])]
+        how: Option<String>,
     },
     /// Set the state-change workload (changes per second).
     Churn { rate: u32 },
@@ -167,7 +168,8 @@ fn request(cmd: Cmd) -> Request {
         Cmd::Use { which, .. } => Request::UseConfiguration { which },
         Cmd::Synchronize { timeout } => Request::Synchronize { wait: timeout },
         Cmd::Reboot { force } => Request::Reboot { force },
-        Cmd::Run { force, .. } => Request::Failover { force: force.is_some() },
+        Cmd::Run { how, .. } if how.as_deref() == Some("check") => Request::FailoverCheck,
+        Cmd::Run { how, .. } => Request::Failover { force: how.is_some() },
         Cmd::Churn { rate } => Request::Churn { rate },
         Cmd::Key { step: KeyStep::Install { path } } => {
             // The node resolves the path: make it absolute from here.

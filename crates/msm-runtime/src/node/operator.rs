@@ -109,7 +109,29 @@ impl<L: Link> MsmNode<L> {
                     &msm_control::Rebooting { rebooting: true },
                 )
             }
+            Request::FailoverCheck => {
+                let (_, c) = self.failover_check();
+                Response::ok(crate::failover_check::render(&c), &c)
+            }
             Request::Failover { force } => {
+                let (verdict, c) = self.failover_check();
+                let named =
+                    || c.reasons.iter().map(|r| format!("{}: {}", r.what, r.detail)).collect::<Vec<_>>();
+                match verdict {
+                    crate::failover_check::Verdict::Refuse => {
+                        return Response::error(format!(
+                            "run msm-failover: refused ({})",
+                            named().join("; ")
+                        ));
+                    }
+                    crate::failover_check::Verdict::AllowWithLoss if !force => {
+                        return Response::error(format!(
+                            "run msm-failover: it would lose {} ('run msm-failover force' accepts the loss)",
+                            named().join("; ")
+                        ));
+                    }
+                    _ => {}
+                }
                 let now = self.now();
                 match self.engine.failover(now, force) {
                     Ok(()) => Response::ok(
@@ -175,6 +197,10 @@ impl<L: Link> MsmNode<L> {
     }
 
     /// Whether the running configuration differs from the selected file.
+    fn failover_check(&self) -> (crate::failover_check::Verdict, msm_control::FailoverCheck) {
+        crate::failover_check::check(&self.engine.switch_status(), self.engine.checkpoint_status())
+    }
+
     pub(crate) fn unsaved(&mut self) -> bool {
         let text = self.host.running.to_text();
         let selected = self.host.flash.selected();

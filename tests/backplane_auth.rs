@@ -97,7 +97,11 @@ fn forged(term: u64) -> Vec<(&'static str, char, Vec<u8>)> {
     };
     let frame = |from: u8, to: u8, term: u64, body: Body, key: Option<&Key>, counter: u64| {
         let mut buf = [0u8; wire::MAX_HEARTBEAT];
-        let n = FrameWriter::new(&mut buf, from, to, term, &body).unwrap().finish();
+        let mut w = FrameWriter::new(&mut buf, from, to, term, &body).unwrap();
+        if matches!(body, Body::Heartbeat(_)) {
+            w.push(&wire::HeartbeatExt { newest: wire::PROTOCOL_VERSION, release: 0 }).unwrap();
+        }
+        let n = w.finish();
         wire::seal(&mut buf[..n], key, u32::MAX, counter);
         buf[..n].to_vec()
     };

@@ -298,7 +298,7 @@ struct Who {
 /// A heartbeat as a module holding the chassis key would send it, as `who`,
 /// answering module `to`'s challenge `challenge`.
 fn insider_heartbeat(key: &msm_checkpoint::Key, who: Who, to: usize, challenge: u32) -> Vec<u8> {
-    use msm_checkpoint::wire::{self, Body, FrameWriter, Heartbeat};
+    use msm_checkpoint::wire::{self, FrameWriter, Heartbeat};
     let mut echo = [[0u32; 2]; msm_checkpoint::MAX_NODES];
     echo[to] = [challenge, 0];
     let hb = Heartbeat {
@@ -310,9 +310,7 @@ fn insider_heartbeat(key: &msm_checkpoint::Key, who: Who, to: usize, challenge: 
         ..Heartbeat::default()
     };
     let mut buf = [0u8; wire::MAX_HEARTBEAT];
-    let n = FrameWriter::new(&mut buf, who.slot, wire::BROADCAST, who.term, &Body::Heartbeat(hb))
-        .unwrap()
-        .finish();
+    let n = FrameWriter::heartbeat(&mut buf, who.slot, who.term, &hb).unwrap().finish();
     wire::seal(&mut buf[..n], Some(key), who.inc, who.counter);
     buf[..n].to_vec()
 }

@@ -72,7 +72,8 @@ impl Churn {
             v.push((CFGMGR, Change::Set(obj, format!("policy-{obj}").into_bytes())));
         }
         for port in 1..=48u64 {
-            v.push((STP, Change::Set(port, vec![3])));
+            // Forwarding, designated (schema 2: state, role).
+            v.push((STP, Change::Set(port, vec![3, 2])));
         }
         for r in 0..64u64 {
             let key = (10u64 << 32) | ((r & 0xff) << 16) | 24; // 10.0.r.0/24 packed as a.b.c.d/len
@@ -111,7 +112,7 @@ impl Churn {
             if self.rng.random_bool(0.8) { (FDB, self.fdb_entry(i)) } else { (FDB, Change::Delete(mac(i))) }
         } else if r < 0.80 {
             let port = self.rng.random_range(1..=48u64);
-            (STP, Change::Set(port, vec![self.rng.random_range(0..4)]))
+            (STP, Change::Set(port, vec![self.rng.random_range(0..4), self.rng.random_range(1..4)]))
         } else if r < 0.95 {
             let net = self.rng.random_range(0..256u64);
             let key = (10u64 << 32) | (net << 16) | 24;

@@ -85,6 +85,10 @@ pub struct AppSpec {
     pub name: String<MAX_NAME>,
     /// Version of its record format; peers must agree to checkpoint it.
     pub schema: u16,
+    /// The version the release before used (0: the same), which a backup
+    /// declares to a master that speaks only an older protocol, converting
+    /// the records it receives ([`AppRegistry::previous_schema`]).
+    pub previous: u16,
     /// Dependencies as a set of app indexes.
     pub(crate) deps: u32,
 }
@@ -142,11 +146,24 @@ impl<const APPS: usize> AppRegistry<APPS> {
         }
         let id = AppId(self.apps.len() as u8);
         self.apps
-            .push(AppSpec { name: n, schema, deps: 0 })
+            .push(AppSpec { name: n, schema, previous: 0, deps: 0 })
             .map_err(|_| RegisterError::TooManyApps { capacity: APPS })?;
         // Same length as `apps`, so this cannot fail after the push above.
         let _ = self.dep_names.push(deps);
         Ok(id)
+    }
+
+    /// Application `id`'s records were in schema version `previous` in the
+    /// release before. As the backup of a master that speaks only an older
+    /// protocol version (that release), this node declares `previous` for
+    /// it, and its host converts what it receives
+    /// ([`Node::declared_schema`](crate::Node::declared_schema) says which).
+    /// As master it converts nothing: a backup of the release before lacks
+    /// the application's state (a named loss in a failover check).
+    pub fn previous_schema(&mut self, id: AppId, previous: u16) {
+        if let Some(a) = self.apps.get_mut(id.index()) {
+            a.previous = previous;
+        }
     }
 
     /// Applications registered.

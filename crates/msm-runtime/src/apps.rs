@@ -15,9 +15,34 @@ pub const APPS: [(&str, u16, &[&str]); 6] = [
     ("cfgmgr", 1, &["devmgr"]),
     ("vlan", 1, &["cfgmgr"]),
     ("fdb", 1, &["vlan"]),
-    ("stp", 1, &["vlan"]),
+    ("stp", 2, &["vlan"]),
     ("ospf", 1, &["vlan"]),
 ];
+
+/// A value of the release before's schema version, as this release's.
+pub type Upgrade = fn(&[u8]) -> Vec<u8>;
+
+/// The applications whose schema changed since the release before (0.28,
+/// protocol version 4): the version it used and the conversion of one of
+/// its values. As the backup of a master of that release, a node declares
+/// the old version and converts what it receives (a rolling upgrade); as
+/// master it converts nothing (docs/operator-guide.md).
+pub const PREVIOUS: [(BuiltinApp, u16, Upgrade); 1] = [(STP, 1, stp_from_1)];
+
+/// STP, schema 1: `[port state]`; 2: `[port state, port role]`. A port's
+/// role is not known from version 1: 0 (unknown) until its next change.
+fn stp_from_1(v: &[u8]) -> Vec<u8> {
+    vec![v.first().copied().unwrap_or(0), STP_ROLE_UNKNOWN]
+}
+
+/// The role of an STP port whose record came in schema 1.
+pub const STP_ROLE_UNKNOWN: u8 = 0;
+
+/// The conversion of `app`'s values from schema version `from`, if this
+/// release has one.
+pub fn upgrade(app: BuiltinApp, from: u16) -> Option<Upgrade> {
+    PREVIOUS.iter().find(|(a, v, _)| *a == app && *v == from).map(|(_, _, f)| *f)
+}
 
 /// A built-in application: its place in [`APPS`]. (Its id in the engine,
 /// on this node, is an `AppId`: [`AppIds::get`]; a process application is
@@ -78,7 +103,11 @@ impl AppIds {
         for (i, (name, schema, deps)) in APPS.into_iter().enumerate() {
             if wanted(name) {
                 let deps: Vec<&str> = deps.iter().copied().filter(|d| wanted(d)).collect();
-                ids.0[i] = Some(reg.register(name, schema, &deps).map_err(|e| e.to_string())?);
+                let id = reg.register(name, schema, &deps).map_err(|e| e.to_string())?;
+                if let Some((_, previous, _)) = PREVIOUS.iter().find(|(a, _, _)| a.0 == i) {
+                    reg.previous_schema(id, *previous);
+                }
+                ids.0[i] = Some(id);
             }
         }
         Ok(ids)
@@ -322,13 +351,19 @@ pub fn describe(app: Option<BuiltinApp>, key: u64, value: &[u8]) -> String {
         Some(FDB) => write!(s, "{} vlan {} port {}", mac_text(key), u16_at(0), u16_at(2)),
         Some(STP) => write!(
             s,
-            "port {key}: {}",
+            "port {key}: {}, {}",
             match value.first() {
                 Some(0) => "disabled",
                 Some(1) => "blocking",
                 Some(2) => "learning",
                 Some(3) => "forwarding",
                 _ => "?",
+            },
+            match value.get(1) {
+                Some(1) => "root",
+                Some(2) => "designated",
+                Some(3) => "alternate",
+                _ => "role unknown",
             }
         ),
         Some(OSPF) => {

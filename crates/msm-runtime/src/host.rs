@@ -53,6 +53,10 @@ pub struct ChassisHost<S> {
     active_snapshot: Vec<u8>,
     /// Backup: the active configuration being received, and changes that came during it.
     staged_active: ConfigStaging<Vec<u8>>,
+    /// Per table: the conversion of the values it receives, while this
+    /// node is the backup of a master of the release before whose schema
+    /// version of the application differs (set by the node every turn).
+    pub upgrades: Vec<Option<crate::apps::Upgrade>>,
 }
 
 impl<S: SavedStore> ChassisHost<S> {
@@ -67,6 +71,7 @@ impl<S: SavedStore> ChassisHost<S> {
             flash,
             active_snapshot: Vec::new(),
             staged_active: ConfigStaging::default(),
+            upgrades: vec![None; apps],
         }
     }
 }
@@ -142,7 +147,10 @@ impl<S: SavedStore> Host for ChassisHost<S> {
                 }
             }
             Stream::App(a) => {
-                let c = Change::decode(item)?;
+                let c = match (Change::decode(item)?, self.upgrades.get(a.index()).copied().flatten()) {
+                    (Change::Set(k, v), Some(upgrade)) => Change::Set(k, upgrade(&v)),
+                    (c, _) => c,
+                };
                 if a.index() >= self.process_from {
                     self.forward(a.index(), Forward::Change(c.clone()));
                 }

@@ -50,7 +50,7 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         if from != self.cfg.slot {
             // Before the freshness check: an older module proves its boot
             // only once it hears us in its version (see `versions`).
-            self.versions.heard(now, from, sealed.version);
+            self.versions.heard(now, from, sealed.incarnation, sealed.version);
         }
         // Untagged frames (an unauthenticated backplane) can be forged
         // whole: a replay window on them would only let a forger lock a slot out.
@@ -92,17 +92,6 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
         }
         if let Body::Heartbeat(hb) = &f.body {
             self.freshness.heard(now, from, sealed.incarnation, hb.challenge);
-            if from != self.cfg.slot {
-                // Version 4 leaves a heartbeat's tail unread: an older
-                // module's has none, a newer one's names what it speaks.
-                let mut tail = f.tail;
-                let ext = match wire::take::<HeartbeatExt>(&mut tail) {
-                    Ok(ext) => Some(ext),
-                    Err(e) if f.version >= 5 => return self.refuse(e.into()),
-                    Err(_) => None,
-                };
-                self.versions.heartbeat(from, f.version, ext);
-            }
         }
         if admission == Admission::Unproven {
             // A boot we hold no live window for: only a heartbeat that
@@ -122,6 +111,18 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             self.timers.set(Timer::Heartbeat, now);
         }
         if matches!(f.body, Body::Heartbeat(_)) {
+            if from != self.cfg.slot {
+                // Of a proven boot. Version 4 leaves a heartbeat's tail
+                // unread: an older module's has none, a newer one's names
+                // what it speaks.
+                let mut tail = f.tail;
+                let ext = match wire::take::<HeartbeatExt>(&mut tail) {
+                    Ok(ext) => Some(ext),
+                    Err(e) if f.version >= 5 => return self.refuse(e.into()),
+                    Err(_) => None,
+                };
+                self.versions.heartbeat(from, f.version, ext);
+            }
             self.replay.heartbeat_taken(from, sealed.incarnation, sealed.counter);
         }
         if from == self.cfg.slot {

@@ -499,7 +499,8 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             }
             Role::Backup => {
                 let master = self.members.master?;
-                self.receiver.poll_transmit(now, from, master, streams, timers, buf)
+                let older = self.versions.proven(master).is_some_and(|v| v < wire::PROTOCOL_VERSION);
+                self.receiver.poll_transmit(now, from, master, older, streams, timers, buf)
             }
             Role::Standby => {
                 let master = self.members.master?;

@@ -4,7 +4,7 @@
 
 use super::Node;
 use super::config::Config;
-use super::stream_set::ACTIVE;
+use super::stream_set::{ACTIVE, CONFIG_STREAMS};
 use crate::app::AppSpec;
 use crate::host::AppId;
 use crate::role::{Role, Slot, Term};
@@ -127,6 +127,17 @@ impl<const APPS: usize, const WINDOW: usize, const BACKLOG: usize, const STANDBY
             protocol: self.speaking,
             protocols: self.versions.status(),
         }
+    }
+
+    /// The schema version application `app`'s records arrive in here, as
+    /// this node's last hello declared it: the registered one, or the
+    /// release before's ([`AppRegistry::previous_schema`](crate::AppRegistry::previous_schema))
+    /// while it is the backup of a master of that release. The host
+    /// converts records of the previous version as it applies them.
+    pub fn declared_schema(&self, app: AppId) -> u16 {
+        let sid = app.index() + CONFIG_STREAMS;
+        let older = self.members.role == Role::Backup && self.receiver.declared_older();
+        self.streams.declared_schema(sid, older)
     }
 
     /// One row of `show checkpoint-data`: streams 0 and 1 are the

@@ -41,6 +41,8 @@ pub(crate) struct Receiver {
     /// Where the master's active-config stream is, with its digest.
     master_config: Option<DigestMark>,
     master_in_sync: bool,
+    /// The last hello declared the release before's schema versions.
+    older_master: bool,
     /// Streams whose Resync goes out in this round.
     resync_round: u32,
     /// The host may hold application state of a role this node had in
@@ -57,9 +59,15 @@ impl Receiver {
             hello_part: 0,
             master_config: None,
             master_in_sync: false,
+            older_master: false,
             resync_round: 0,
             apps_held: false,
         }
+    }
+
+    /// The schema versions the last hello declared were the release before's.
+    pub(crate) fn declared_older(&self) -> bool {
+        self.older_master
     }
 
     pub(crate) fn hello_id(&self) -> u32 {
@@ -294,16 +302,21 @@ impl Receiver {
     }
 
     /// The next frame for the master: hello parts, Resyncs, then acks.
+    /// `older`: the master speaks only an older protocol version (the
+    /// release before): hellos declare its schema versions.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         from: Origin,
         master: Slot,
+        older: bool,
         streams: &mut Streams,
         timers: &mut TimerTable,
         buf: &mut [u8],
     ) -> Option<usize> {
         if timers.is_expired(Timer::Hello, now) {
+            self.older_master = older;
             return self.hello(now, from, master, streams, timers, buf);
         }
         let term = from.term.raw();
@@ -354,7 +367,7 @@ impl Receiver {
             let h = StreamHello {
                 id: sid as u8,
                 name: streams.name(sid),
-                schema: streams.schema(sid),
+                schema: streams.declared_schema(sid, self.older_master),
                 term: rx.term,
                 epoch: rx.epoch,
                 seq: rx.applied,

@@ -68,7 +68,12 @@ impl<const APPS: usize> StreamStore<APPS> {
             config: core::array::from_fn(|_| StreamState::new()),
             registered,
             app: core::array::from_fn(|_| AppStream {
-                spec: specs.next().unwrap_or(AppSpec { name: heapless::String::new(), schema: 0, deps: 0 }),
+                spec: specs.next().unwrap_or(AppSpec {
+                    name: heapless::String::new(),
+                    schema: 0,
+                    previous: 0,
+                    deps: 0,
+                }),
                 state: StreamState::new(),
             }),
         }
@@ -152,6 +157,15 @@ impl Streams {
 
     pub(crate) fn schema(&self, sid: usize) -> u16 {
         if sid < CONFIG_STREAMS { CONFIG_SCHEMA } else { self.app_spec(sid).map_or(0, |a| a.schema) }
+    }
+
+    /// The schema version a backup declares for `sid`: the release before's
+    /// when `older` (its master speaks only an older protocol) and it had another.
+    pub(crate) fn declared_schema(&self, sid: usize, older: bool) -> u16 {
+        match self.app_spec(sid) {
+            Some(a) if older && a.previous != 0 => a.previous,
+            _ => self.schema(sid),
+        }
     }
 
     /// Streams `sid` waits for: config before apps, saved before active.

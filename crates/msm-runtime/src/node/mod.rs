@@ -292,6 +292,7 @@ impl<L: Link> MsmNode<L> {
     /// One round: receive, timers, workload, transmit, events.
     pub fn pump(&mut self) {
         let now = self.now();
+        self.refresh_upgrades();
         // A bounded share of what arrived: a peer sending a bulk as fast as
         // it can must not keep this node from its own heartbeats and acks.
         // (The rest stays readable: the loop's poll comes straight back.)
@@ -369,6 +370,22 @@ impl<L: Link> MsmNode<L> {
             let now = self.now();
             if !self.outbox.send(&mut self.link, now, &self.buf[..n]) {
                 return;
+            }
+        }
+    }
+
+    /// Which applications' records arrive in the release before's schema
+    /// version (this node, a backup, declared it to a master of that
+    /// release): the host converts them as it applies them.
+    fn refresh_upgrades(&mut self) {
+        for (app, id) in self.apps.iter() {
+            let declared = self.engine.declared_schema(id);
+            let upgrade = match declared == crate::apps::APPS[app.index()].1 {
+                true => None,
+                false => crate::apps::upgrade(app, declared),
+            };
+            if let Some(slot) = self.host.upgrades.get_mut(id.index()) {
+                *slot = upgrade;
             }
         }
     }

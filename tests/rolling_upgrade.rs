@@ -156,11 +156,7 @@ fn a_rolling_upgrade_from_release_n_under_churn_is_hitless_and_loses_nothing() {
         let k: FailoverCheck = c.ask('A', &Request::FailoverCheck)?;
         Ok(k.reasons.len() == 1 && k.reasons[0].what == "stp" && switch(c, 'A').protocol == 4)
     })
-    .unwrap_or_else(|e| panic!("{e}
-A:
-{}
-B (N):
-{}", log(&c, 'A'), log(&c, 'B')));
+    .unwrap_or_else(|e| panic!("{e}\nA:\n{}\nB (N):\n{}", log(&c, 'A'), log(&c, 'B')));
     c.stop('B').unwrap();
     c.bins[1] = None;
     c.start('B', &[]).unwrap();

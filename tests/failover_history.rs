@@ -17,10 +17,21 @@ fn history(c: &msm_testkit::chassis::Chassis, slot: char) -> FailoverHistory {
     c.ask(slot, &Request::ShowFailoverHistory).unwrap()
 }
 
+/// One scrape of `slot`'s metrics: the body.
+fn metrics(c: &msm_testkit::chassis::Chassis, slot: char) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(c.metrics_address(slot).unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: node\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
 #[test]
 fn each_takeover_is_recorded_with_its_cause_and_survives_a_restart() {
     let (_d, mut c) = chassis(HB);
-    pair(&mut c, &["--churn", "100"]);
+    pair(&mut c, &["--churn", "100", "--metrics", "127.0.0.1:0"]);
     // A was elected at boot: recorded, not a failover.
     let a = history(&c, 'A');
     assert_eq!(a.failovers, 0, "{a:?}");
@@ -41,6 +52,13 @@ fn each_takeover_is_recorded_with_its_cause_and_survives_a_restart() {
     assert_eq!((s.failovers, s.last_failover.as_ref()), (1, Some(e)), "show switch carries it: {s:?}");
     let text = c.text('B', &Request::ShowSwitch).unwrap();
     assert!(text.contains("Failovers:        1, last:") && text.contains("admin, hitless"), "{text}");
+    let m = metrics(&c, 'B');
+    assert!(m.contains("msm_failovers_total 1\n"), "{m}");
+    assert!(m.contains("msm_failovers_since_start_total{cause=\"admin\"} 1\n"), "{m}");
+    assert!(
+        m.contains("msm_last_failover_timestamp_seconds{cause=\"admin\",module=\"B\",hitless=\"yes\"}"),
+        "{m}"
+    );
 
     // The master dies: A, in sync again, takes over because B is silent.
     c.wait("A in sync", Duration::from_secs(20), |c| Ok(c.in_sync('B'))).unwrap();

@@ -50,6 +50,9 @@ pub struct Switch {
     /// The newest entry of its failover history.
     #[serde(default)]
     pub last_failover: Option<Failover>,
+    /// Failovers (and elections) recorded since the node process started, by cause.
+    #[serde(default)]
+    pub failovers_since_start: std::collections::BTreeMap<String, u64>,
 }
 
 /// One entry of a module's failover history (`show failover history`):

@@ -22,12 +22,20 @@ const SPLIT_BRAIN_LOST: u8 = 17;
 #[derive(Debug, Default)]
 pub struct History {
     entries: Vec<FailoverRecord>,
+    /// Failovers recorded since this process started, by cause (as a
+    /// Prometheus counter: it starts again with the process).
+    since_start: std::collections::BTreeMap<String, u64>,
 }
 
 impl History {
     /// The history read from flash (newest first).
     pub fn load(entries: Vec<FailoverRecord>) -> History {
-        History { entries }
+        History { entries, since_start: Default::default() }
+    }
+
+    /// Failovers (and elections) recorded since this process started, by cause.
+    pub fn since_start(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self.since_start
     }
 
     /// Failovers on this module so far.
@@ -79,6 +87,7 @@ impl History {
 
     /// Take `r` as the newest entry (the ring keeps [`HISTORY`]).
     pub fn push(&mut self, r: FailoverRecord) {
+        *self.since_start.entry(describe(&r).cause).or_default() += 1;
         self.entries.insert(0, r);
         self.entries.truncate(HISTORY);
     }
@@ -211,6 +220,8 @@ mod tests {
         let a = h.answer();
         assert_eq!((a.entries.len(), a.failovers, a.entries[0].seq), (HISTORY, 22, 23));
         assert_eq!(a.entries[0].cause, "admin");
+        let counts: Vec<(&str, u64)> = h.since_start().iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(counts, [("admin", 20), ("elected", 1), ("peer-silent", 1), ("split-brain", 1)]);
         assert!(render(&a).contains("Failovers: 22"), "{}", render(&a));
     }
 }

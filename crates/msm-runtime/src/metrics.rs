@@ -269,6 +269,14 @@ fn render(switch: &Response, rows: &Response, extra: Extra) -> String {
         let failovers: Counter = Counter::default();
         failovers.inc_by(u64::from(s.failovers));
         reg.register("failovers", "Failovers on this module (kept in its flash)", failovers);
+        let by_cause = counters(
+            &mut reg,
+            "failovers_since_start",
+            "Failovers (and elections) recorded since the node started, by cause",
+        );
+        for (cause, n) in &s.failovers_since_start {
+            by_cause.get_or_create(&labels(&[("cause", cause)])).inc_by(*n);
+        }
         if let Some(f) = &s.last_failover {
             let last = fractions(
                 &mut reg,

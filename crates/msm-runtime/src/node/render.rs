@@ -277,6 +277,7 @@ pub fn switch(
         }),
         failovers: history.failovers(),
         last_failover: last,
+        failovers_since_start: history.since_start().clone(),
         keys: msm_control::Keys {
             sending: keys.sending.map(|f| format!("{f:08x}")),
             also: keys.also.map(|(f, w)| msm_control::AlsoKey {

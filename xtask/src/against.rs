@@ -36,11 +36,7 @@ pub(crate) fn run(rev: &str) -> Result<()> {
     let sha = cmd::output(Command::new("git").current_dir(&root).args(["rev-parse", "--short", rev]))?;
     let sha = sha.trim();
     let tree = root.join("target/against").join(sha);
-    if !tree.join("Cargo.toml").exists() {
-        let mut c = Command::new("git");
-        c.current_dir(&root).args(["worktree", "add", "--detach"]).arg(&tree).arg(sha);
-        cmd::run(&mut c)?;
-    }
+    cmd::worktree(sha, &tree)?;
     let theirs_target = root.join("target/against/target");
     let mut c = cmd::cargo();
     c.args(["build", "--release", "-q", "-p", "msm-sim", "--manifest-path"])

@@ -40,6 +40,27 @@ pub(crate) fn cargo() -> Command {
     c
 }
 
+/// Commit `rev`'s tree in `dir`: a detached git worktree of this
+/// repository, made once (kept while it holds a `Cargo.toml`; a partial one
+/// is made again). Earlier commits are built from there
+/// (`bench --core-against`, `upgrade-test`).
+pub(crate) fn worktree(rev: &str, dir: &Path) -> Result<()> {
+    if dir.join("Cargo.toml").exists() {
+        return Ok(());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let git = |args: &[&str]| {
+        let mut c = Command::new("git");
+        c.current_dir(workspace_root()).args(args);
+        c
+    };
+    // A worktree removed by hand is still registered until pruned.
+    run(&mut git(&["worktree", "prune"]))?;
+    run(git(&["worktree", "add", "--detach"]).arg(dir).arg(rev))
+}
+
 /// A child command failed to run to a successful exit.
 #[derive(Debug)]
 pub(crate) struct CommandFailed {

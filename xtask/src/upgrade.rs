@@ -1,14 +1,15 @@
 //! `cargo xtask upgrade-test`: the rolling-upgrade test with two real
 //! builds. Release N is [`RELEASE_N`], a tagged earlier commit of main,
-//! taken from the repository's own history (`git archive`, no network) and
-//! built once into `target/release-n/<commit>/` (kept: the next run reuses
-//! it); N+1 is this tree. Then `tests/rolling_upgrade.rs` runs with
+//! taken from the repository's own history (a git worktree, as
+//! `bench --core-against` takes its commit) and built once into
+//! `target/release-n/<commit>/` (kept: the next run reuses it); N+1 is
+//! this tree. Then `tests/rolling_upgrade.rs` runs with
 //! `MSM_RELEASE_N` naming N's binaries.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::cmd;
 
@@ -51,37 +52,15 @@ pub(crate) fn build_release_n() -> Result<Option<PathBuf>> {
         }
     }
     let src = dir.join("src");
-    if src.exists() {
-        std::fs::remove_dir_all(&src).with_context(|| format!("removing {}", src.display()))?;
-    }
-    std::fs::create_dir_all(&src)?;
-    println!("release N ({tag}): extracting {} into {}", &commit[..12], src.display());
-    let mut archive = Command::new("git")
-        .args(["archive", "--format=tar", commit])
-        .current_dir(&root)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running git archive")?;
-    let tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(&src)
-        .stdin(archive.stdout.take().context("git archive's output")?)
-        .status()
-        .context("running tar")?;
-    if !archive.wait()?.success() || !tar.success() {
-        bail!("extracting {commit} failed");
-    }
+    cmd::worktree(commit, &src)?;
     // Its own target directory: N's crates have the same names as ours.
     let target = dir.join("target");
-    cmd::run(cmd::cargo().current_dir(&src).env("CARGO_TARGET_DIR", &target).args([
-        "build",
-        "-q",
-        "--locked",
-        "-p",
-        "msm-linux-emu",
-        "--bins",
-    ]))?;
+    let mut c = cmd::cargo();
+    c.args(["build", "-q", "--locked", "-p", "msm-linux-emu", "--bins", "--manifest-path"])
+        .arg(src.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    cmd::run(&mut c)?;
     std::fs::create_dir_all(&bin)?;
     for name in ["msm-node", "msm"] {
         std::fs::copy(target.join("debug").join(name), bin.join(name))

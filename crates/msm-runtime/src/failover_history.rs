@@ -87,7 +87,7 @@ impl History {
 
     /// Take `r` as the newest entry (the ring keeps [`HISTORY`]).
     pub fn push(&mut self, r: FailoverRecord) {
-        *self.since_start.entry(describe(&r).cause).or_default() += 1;
+        *self.since_start.entry(cause(&r).0).or_default() += 1;
         self.entries.insert(0, r);
         self.entries.truncate(HISTORY);
     }
@@ -98,17 +98,23 @@ impl History {
     }
 }
 
+/// A record's cause as scripts and metrics name it, and a split brain's
+/// outcome for this module ("won", "lost").
+fn cause(r: &FailoverRecord) -> (String, Option<&'static str>) {
+    match (TakeoverCause::from_code(r.cause), r.cause) {
+        (Some(c), _) => (c.name().to_string(), None),
+        (None, SPLIT_BRAIN_WON) => ("split-brain".to_string(), Some("won")),
+        (None, SPLIT_BRAIN_LOST) => ("split-brain".to_string(), Some("lost")),
+        (None, other) => (format!("cause {other}"), None),
+    }
+}
+
 /// One record as the operator reads it.
 pub fn describe(r: &FailoverRecord) -> Failover {
     let takeover = TakeoverCause::from_code(r.cause);
     let rule = SplitRule::from_code(r.rule);
-    let (cause, outcome) = match (takeover, r.cause) {
-        (Some(c), _) => (c.name().to_string(), None),
-        (None, SPLIT_BRAIN_WON) => ("split-brain".to_string(), Some("won".to_string())),
-        (None, SPLIT_BRAIN_LOST) => ("split-brain".to_string(), Some("lost".to_string())),
-        (None, other) => (format!("cause {other}"), None),
-    };
-    let detail = match (takeover, rule, outcome.as_deref()) {
+    let (cause, outcome) = cause(r);
+    let detail = match (takeover, rule, outcome) {
         (Some(c), _, _) => c.as_str().to_string(),
         (None, Some(rule), Some("won")) => format!("stayed master: {}", rule.as_str()),
         (None, Some(rule), _) => format!("stepped down to the winner: {}", rule.as_str()),
@@ -130,7 +136,7 @@ pub fn describe(r: &FailoverRecord) -> Failover {
         term: Term::from_raw(r.term).to_string(),
         hitless: r.hitless,
         config: takeover.map(|_| if r.own_saved { "own saved" } else { "master's active" }.to_string()),
-        outcome,
+        outcome: outcome.map(str::to_string),
         discarded: r.discarded,
     }
 }

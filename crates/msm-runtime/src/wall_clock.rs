@@ -1,10 +1,18 @@
 //! Wall-clock time as the node shows it: seconds since the Unix epoch
-//! (saves, split-brain files, boot counts of a fresh flash), and the
-//! ctime-style text XOS prints when a file was saved.
+//! (saves, split-brain files, boot counts of a fresh flash), milliseconds
+//! (the failover history), and the ctime-style text XOS prints when a file
+//! was saved.
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// "Tue Nov 24 23:20:56 2026" (UTC), as XOS prints when a file was saved,

@@ -459,9 +459,7 @@ impl<L: Link> MsmNode<L> {
     /// A takeover or a split brain goes into the failover history, on
     /// flash first (once per failover: the term was just written too).
     fn record_failover(&mut self, ev: &Event) {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let unix_ms = crate::wall_clock::unix_now_ms();
         let Some(r) = self.history.record_of(self.engine.slot(), ev, unix_ms) else { return };
         let f = crate::failover_history::describe(&r);
         log::info!("failover #{} recorded: {}", r.seq, crate::failover_history::line(&f));

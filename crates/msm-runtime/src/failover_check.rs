@@ -85,7 +85,7 @@ pub fn check(status: &SwitchStatus, streams: impl Iterator<Item = StreamStatus>)
         }
     }
     let peer = status.protocols[backup.index()];
-    let release = crate::release::describe(peer.release, peer.version);
+    let release = crate::release::describe(peer);
     let (verdict, reasons) = if losses.is_empty() {
         let note = format!(
             "{backup} runs {release}: every stream in sync, every frame type of a handover understood"

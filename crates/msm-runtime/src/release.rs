@@ -1,6 +1,8 @@
 //! This build's software release as heartbeats say it (protocol version 5:
 //! `major << 16 | minor << 8 | patch`), and a peer's as the operator reads it.
 
+use msm_checkpoint::PeerProtocol;
+
 /// This build's release, e.g. "0.29.0".
 pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 
@@ -18,8 +20,8 @@ pub fn code(version: &str) -> u32 {
 }
 
 /// A peer's release and protocol as `show switch` says them.
-pub fn describe(release: u32, protocol: u8) -> String {
-    match (release, protocol) {
+pub fn describe(p: PeerProtocol) -> String {
+    match (p.release, p.version) {
         (_, 0) => "never heard".into(),
         (0, p) => format!("release not said (protocol v{p})"),
         (r, p) => format!("{}.{}.{} (protocol v{p})", r >> 16, (r >> 8) & 0xFF, r & 0xFF),
@@ -36,8 +38,8 @@ mod tests {
         assert_eq!(code("1.2.3-rc1"), 0x01_02_03);
         assert_eq!(code("1.2"), 0);
         assert_eq!(code("1.2.300"), 0);
-        assert_eq!(describe(code("0.29.1"), 5), "0.29.1 (protocol v5)");
-        assert_eq!(describe(0, 4), "release not said (protocol v4)");
+        assert_eq!(describe(PeerProtocol { release: code("0.29.1"), version: 5 }), "0.29.1 (protocol v5)");
+        assert_eq!(describe(PeerProtocol { release: 0, version: 4 }), "release not said (protocol v4)");
         assert_ne!(code(RELEASE), 0, "this build's own version parses");
     }
 }

@@ -94,7 +94,7 @@ pub fn switch(
     );
     for (i, p) in s.protocols.iter().enumerate() {
         let Some(slot) = Slot::new(i as u8).filter(|&x| x != s.slot && p.version != 0) else { continue };
-        let _ = writeln!(t, "                  {slot} {}", crate::release::describe(p.release, p.version));
+        let _ = writeln!(t, "                  {slot} {}", crate::release::describe(*p));
     }
     let _ = writeln!(t, "Config Selected:  {}", files.selected.file_name());
     let _ = writeln!(t, "Config Booted:    {}", files.booted.file_name());
@@ -239,10 +239,7 @@ pub fn switch(
             holds: (p.holds != Term::NONE).then(|| p.holds.to_string()),
             config: s.standby_config[p.slot.index()].map(|c| c.as_str().into()),
             protocol: s.protocols[p.slot.index()].version,
-            release: crate::release::describe(
-                s.protocols[p.slot.index()].release,
-                s.protocols[p.slot.index()].version,
-            ),
+            release: crate::release::describe(s.protocols[p.slot.index()]),
         })
         .collect();
     let j = msm_control::Switch {

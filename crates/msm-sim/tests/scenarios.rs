@@ -1463,3 +1463,52 @@ fn change_ids_continue_across_takeovers() {
     sim.run_for(Duration::from_millis(100)).unwrap();
     sim.check_converged().unwrap();
 }
+
+/// The heartbeat's extension by protocol version (docs/wire-protocol.md,
+/// *Versioning rules*): a version-5 heartbeat without its `HeartbeatExt`
+/// is refused by name and changes nothing; a version-4 heartbeat without
+/// one is an older module's: taken, and the receiver speaks 4 until that
+/// boot has been silent for the detection time.
+#[test]
+fn a_heartbeats_extension_is_required_in_v5_and_an_older_modules_lacks_it() {
+    let mut sim = synced(SimConfig::chassis(2), 5);
+    let term = sim.engine(B).unwrap().term();
+    let heartbeat = |sim: &mut Sim, version: u8| {
+        let now = msm_time::Instant::from_micros(sim.now);
+        let mut echo = [[0; 2]; msm_checkpoint::MAX_NODES];
+        echo[B] = [sim.engine(B).unwrap().challenge(now), 0];
+        let hb = wire::Heartbeat {
+            health: 100,
+            backup: wire::NO_SLOT,
+            incarnation: 9_999,
+            echo,
+            ..wire::Heartbeat::default()
+        };
+        let mut buf = [0u8; wire::MAX_HEARTBEAT];
+        let body = Body::Heartbeat(hb);
+        let n = FrameWriter::with_version(&mut buf, version, 2, wire::BROADCAST, term.raw(), &body)
+            .unwrap()
+            .finish();
+        sim.seal_as(&mut buf[..n], 9_999);
+        buf[..n].to_vec()
+    };
+    let deliver = |sim: &mut Sim, frame: &[u8]| {
+        let now = msm_time::Instant::from_micros(sim.now);
+        let node = &mut sim.nodes[B];
+        node.engine.as_deref_mut().unwrap().handle_frame(now, frame, &mut node.host)
+    };
+    let v5 = heartbeat(&mut sim, wire::PROTOCOL_VERSION);
+    let r = deliver(&mut sim, &v5);
+    assert_eq!(r, Err(FrameError::Wire(wire::WireError::Truncated)), "a v5 heartbeat without its extension");
+    let v4 = heartbeat(&mut sim, wire::OLDEST_PROTOCOL_VERSION);
+    assert_eq!(deliver(&mut sim, &v4), Ok(()), "an older module's heartbeat");
+    sim.run_for(Duration::from_millis(5)).unwrap();
+    let s = sim.engine(B).unwrap().switch_status();
+    assert_eq!((s.protocol, s.protocols[2].version), (wire::OLDEST_PROTOCOL_VERSION, 4), "{s:?}");
+    assert_eq!((s.role, s.term), (Role::Backup, term));
+    // The older module falls silent: 5 again once the detection time is over.
+    sim.run_for(Duration::from_millis(500)).unwrap();
+    assert_eq!(sim.engine(B).unwrap().switch_status().protocol, wire::PROTOCOL_VERSION);
+    assert_eq!(sim.master(), Some(A));
+    assert!(sim.run_until_in_sync(Duration::from_secs(1)).unwrap());
+}
